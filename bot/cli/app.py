@@ -1,0 +1,34 @@
+"""`waihu` command line: one entry point, sub-commands per job."""
+from __future__ import annotations
+
+import sys
+
+import bot.rasa_env  # noqa: F401  (sets quiet, offline defaults before Rasa loads)
+import typer
+
+from bot.cli import script_commands
+from bot.cli.console import fail
+from bot.errors import UserError
+
+app = typer.Typer(
+    name="waihu",
+    help="waihu: AI outbound-call robot and intent engine.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+script_commands.register(app)
+
+
+def main() -> None:
+    try:
+        app()
+    except UserError as exc:
+        fail(str(exc), exc.details)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

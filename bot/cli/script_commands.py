@@ -1,0 +1,220 @@
+"""Commands for script writers: validate, train, shell, test, nlu eval; and the demo."""
+from __future__ import annotations
+
+import asyncio
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.table import Table
+
+from bot.cli.console import console, err_console, print_json
+from bot.errors import UserError
+from bot.settings import get_settings
+
+nlu_app = typer.Typer(help="NLU tools.", no_args_is_help=True)
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(validate)
+    app.command()(train)
+    app.command()(shell)
+    app.command(name="test")(test_conversations)
+    app.command()(demo)
+    app.add_typer(nlu_app, name="nlu")
+
+
+def _project():
+    from bot.script.project import DialogsProject
+
+    project = DialogsProject(get_settings().dialogs_dir)
+    project.check_layout()
+    return project
+
+
+def _load_agent(model: Optional[Path] = None):
+    """The trained model for dialogs/ as it is now (or --model), loaded and warmed up."""
+    from bot.conversation.agent import load_shared_agent
+    from bot.script.training import require_model
+
+    settings = get_settings()
+    if model is not None and not model.exists():
+        raise UserError(f"model {model} does not exist; run `waihu train` or give an existing --model.")
+    path = model or require_model(_project(), settings.models_dir)
+    with err_console.status("loading the dialogue model…"):
+        agent = load_shared_agent(path, settings.tracker_store_url, settings.lock_store_url)
+        asyncio.run(agent.warm_up())
+    return agent
+
+
+def _print_problems(problems) -> int:
+    errors = [p for p in problems if p.severity == "error"]
+    for problem in problems:
+        colour = "red" if problem.severity == "error" else "yellow"
+        console.print(f"[{colour}]{problem}[/]")
+    return len(errors)
+
+
+def validate(
+    rasa_checks: bool = typer.Option(True, "--rasa/--no-rasa", help="Also run Rasa's data validation."),
+) -> None:
+    """Check dialogs/: YAML, slots, compliance of the opening, every intent handled, TTS lines."""
+    from bot.script.lint import lint_project
+
+    project = _project()
+    problems = lint_project(project)
+    if rasa_checks and not any(p.severity == "error" for p in problems):
+        from bot.script.rasa_validation import rasa_validate
+
+        with err_console.status("running Rasa's data validation…"):
+            problems += rasa_validate(project)
+    n_errors = _print_problems(problems)
+    n_warnings = len(problems) - n_errors
+    if n_errors:
+        raise UserError(f"{n_errors} error(s), {n_warnings} warning(s) in {project.relative(project.root)}; fix the errors above.")
+    console.print(f"[green]dialogs are valid[/] ({n_warnings} warning(s))")
+
+
+def train(force: bool = typer.Option(False, "--force", help="Retrain even if dialogs/ is unchanged.")) -> None:
+    """Train the model from dialogs/ (skipped when nothing changed)."""
+    from bot.script.lint import lint_project
+    from bot.script.training import train as train_model
+
+    project = _project()
+    problems = [p for p in lint_project(project) if p.severity == "error"]
+    if problems:
+        _print_problems(problems)
+        raise UserError(f"{len(problems)} error(s) in dialogs/; fix them before training (see `waihu validate`).")
+    result = train_model(project, get_settings().models_dir, force=force)
+    if result.trained:
+        console.print(f"[green]trained[/] {result.model_path} in {result.seconds:.0f} s")
+    else:
+        console.print(f"model up to date: {result.model_path} (dialogs/ unchanged, nothing retrained)")
+
+
+def shell(
+    variant: str = typer.Option("standard", "--variant", help="Script variant to use."),
+    surname: str = typer.Option("王", "--surname", help="Callee's surname for the script lines."),
+    gender: str = typer.Option("M", "--gender", help="M or F (先生/女士)."),
+    model: Optional[Path] = typer.Option(None, "--model", help="A model file instead of the current one."),
+) -> None:
+    """Talk to the robot as the callee. An empty line is silence; Ctrl-D hangs up."""
+    from bot.conversation.session import CallSession, LeadContext
+
+    agent = _load_agent(model)
+
+    async def run() -> None:
+        session = CallSession(agent, LeadContext(surname=surname, gender=gender, script_variant=variant))
+        _show_reply(await session.start())
+        interactive = sys.stdin.isatty()
+        while not session.ended:
+            try:
+                text = input("客户> " if interactive else "")
+            except EOFError:
+                await session.hangup("callee")
+                console.print("[dim](callee hung up)[/]")
+                break
+            if not interactive:
+                console.print(f"客户> {text}")
+            _show_reply(await session.hear(text))
+        console.print(f"[dim]call ended by {session.hangup_by}, {len(session.turns)} turns[/]")
+
+    asyncio.run(run())
+
+
+def _show_reply(reply) -> None:
+    if reply.intent:
+        console.print(f"  [dim]intent[/] [cyan]{reply.intent}[/] [dim]{reply.confidence:.2f}[/]")
+    for line in reply.lines:
+        console.print(f"[bold green]机器人[/] {line.text} [dim]({line.response})[/]")
+    if reply.end_call:
+        console.print("[dim](robot hangs up)[/]")
+
+
+def test_conversations(
+    nlu: bool = typer.Option(True, "--nlu/--no-nlu", help="Also report NLU on the held-out file."),
+    model: Optional[Path] = typer.Option(None, "--model"),
+) -> None:
+    """Run the conversation tests in dialogs/tests/ and the held-out NLU report."""
+    from bot.script.conversation_tests import run_conversation_tests
+
+    project = _project()
+    agent = _load_agent(model)
+    files = project.conversation_tests
+    if not files:
+        raise UserError(f"no conversation tests in {project.relative(project.tests_dir)} (files named test_*.yml).")
+    results = asyncio.run(run_conversation_tests(agent._agent, files))
+    table = Table(title="conversation tests")
+    table.add_column("conversation")
+    table.add_column("result")
+    for result in results:
+        table.add_row(result.name, "[green]pass[/]" if result.passed else "[red]FAIL[/]")
+    console.print(table)
+    for result in (r for r in results if not r.passed):
+        console.print(f"[red]✗ {result.name}[/] — where it went wrong (# predicted):")
+        console.print(result.failure)
+    failed = sum(not r.passed for r in results)
+    console.print(f"{len(results) - failed} passed, {failed} failed")
+    if nlu and project.heldout_nlu_file.exists():
+        _print_nlu_report(_evaluate_nlu(agent, project.heldout_nlu_file), project.heldout_nlu_file)
+    if failed:
+        raise UserError(f"{failed} conversation test(s) failed.")
+
+
+def _evaluate_nlu(agent, path: Path):
+    from intents.evaluation import EvaluationInputError, evaluate, load_labelled_examples
+
+    try:
+        examples = load_labelled_examples(path)
+    except EvaluationInputError as exc:
+        raise UserError(str(exc)) from exc
+
+    loop = asyncio.new_event_loop()
+    try:
+        return evaluate(examples, lambda text: loop.run_until_complete(agent.parse(text)).intent)
+    finally:
+        loop.close()
+
+
+def _print_nlu_report(report, path: Path) -> None:
+    table = Table(title=f"NLU on {path.name}: macro-F1 {report.macro_f1:.3f}, accuracy {report.accuracy:.3f}, n={report.n}")
+    for col in ("intent", "precision", "recall", "F1", "support"):
+        table.add_column(col, justify="left" if col == "intent" else "right")
+    for name, s in sorted(report.per_intent.items(), key=lambda kv: kv[1].f1):
+        table.add_row(name, f"{s.precision:.2f}", f"{s.recall:.2f}", f"{s.f1:.2f}", str(s.support))
+    console.print(table)
+    if report.confusions:
+        console.print("most confused (gold → predicted): " + ", ".join(
+            f"{g}→{p} ×{c}" for g, p, c in report.confusions[:5]))
+
+
+@nlu_app.command("eval")
+def nlu_eval(
+    path: Path = typer.Argument(..., help="A Rasa NLU YAML file with labelled examples."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
+    model: Optional[Path] = typer.Option(None, "--model"),
+    show_errors: bool = typer.Option(False, "--errors", help="List every misclassified example."),
+) -> None:
+    """Per-intent precision/recall/F1, macro-F1 and the most-confused pairs."""
+    from intents.evaluation import EvaluationInputError, load_labelled_examples
+
+    try:
+        load_labelled_examples(path)  # fail on a bad file before loading the model
+    except EvaluationInputError as exc:
+        raise UserError(str(exc)) from exc
+    report = _evaluate_nlu(_load_agent(model), path)
+    if as_json:
+        print_json(report.as_json())
+        return
+    _print_nlu_report(report, path)
+    if show_errors:
+        for text, gold, predicted in report.errors:
+            console.print(f"  {text!r}: {gold} → {predicted}")
+
+
+def demo() -> None:
+    """Train if needed, then play sample calls turn by turn."""
+    from bot.demo import run_demo
+
+    run_demo()

@@ -1,0 +1,29 @@
+"""Quiet, offline defaults for Rasa and TensorFlow, applied before either is imported."""
+from __future__ import annotations
+
+import logging
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+# No telemetry: the machines that run calls have no route to the internet.
+os.environ.setdefault("RASA_TELEMETRY_ENABLED", "false")
+os.environ.setdefault("SQLALCHEMY_SILENCE_UBER_WARNING", "1")
+
+_configured = False
+
+
+def quiet_rasa() -> None:
+    """Keep Rasa/TensorFlow/jieba chatter out of CLI output and call logs."""
+    global _configured
+    if _configured:
+        return
+    _configured = True
+    import structlog
+
+    # Rasa logs through structlog at debug level by default; only warnings and up.
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
+    for name in ("rasa", "tensorflow", "absl", "jieba", "apscheduler", "sanic", "matplotlib"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    import jieba
+
+    jieba.setLogLevel(logging.ERROR)
