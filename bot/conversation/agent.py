@@ -5,15 +5,17 @@ loads once (`load_shared_agent`) and warms up before taking calls.
 """
 from __future__ import annotations
 
-import asyncio
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bot.errors import UserError
-from bot.rasa_env import quiet_rasa
+from bot.rasa_env import quiet_rasa  # first: sets quiet, offline defaults for Rasa
+
+from rasa.core.channels.channel import CollectingOutputChannel  # noqa: E402
+
 from bot.conversation.stores import lock_store_from_url, tracker_store_from_url
+from bot.errors import UserError
 from intents.taxonomy import CALL_START_INTENT
 
 log = logging.getLogger(__name__)
@@ -39,6 +41,18 @@ class BotLine:
 
     response: str
     text: str
+
+
+class ScriptLineChannel(CollectingOutputChannel):
+    """Collects what the robot says with the response it came from (Rasa's collecting
+    channel keeps only the text)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lines: list[BotLine] = []
+
+    async def send_response(self, recipient_id: str, message: dict[str, Any]) -> None:
+        self.lines.append(BotLine(message.get("utter_action") or "", message.get("text") or ""))
 
 
 class DialogueAgent:
@@ -111,12 +125,12 @@ class DialogueAgent:
         return await self._handle(sender_id, parse.text, parse_data=parse.raw)
 
     async def _handle(self, sender_id: str, text: str, parse_data: dict | None) -> list[BotLine]:
-        from rasa.core.channels.channel import CollectingOutputChannel, UserMessage
+        from rasa.core.channels.channel import UserMessage
 
-        channel = CollectingOutputChannel()
+        channel = ScriptLineChannel()
         message = UserMessage(text, channel, sender_id, parse_data=parse_data)
         await self._agent.handle_message(message)
-        return [BotLine(m.get("utter_action") or "", m.get("text") or "") for m in channel.messages]
+        return channel.lines
 
     def render(self, response: str, slots: dict[str, Any]) -> str:
         """Render a script line outside the dialogue (e.g. the silence re-prompt)."""

@@ -1,0 +1,55 @@
+"""Shared fixtures: one trained model and one loaded Rasa agent per test session.
+
+Training is cached by a hash of dialogs/ (models/), so an unchanged script never
+retrains; loading the agent (~20 s, TensorFlow) happens once and is shared.
+"""
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+import bot.rasa_env  # noqa: F401  (quiet, offline Rasa defaults before anything imports it)
+from bot.script.project import DialogsProject
+from bot.settings import PROJECT_ROOT, get_settings
+
+POSTGRES_URL = os.environ.get("WAIHU_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+REDIS_URL = os.environ.get("WAIHU_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+
+
+@pytest.fixture(scope="session")
+def dialogs_project() -> DialogsProject:
+    return DialogsProject(get_settings().dialogs_dir)
+
+
+@pytest.fixture(scope="session")
+def model_path(dialogs_project: DialogsProject) -> Path:
+    from bot.script.training import train
+
+    return train(dialogs_project, get_settings().models_dir).model_path
+
+
+@pytest.fixture(scope="session")
+def dialogue_agent(model_path: Path):
+    """The process-wide agent (in-memory tracker store), warmed up."""
+    from bot.conversation.agent import load_shared_agent
+
+    agent = load_shared_agent(model_path)
+    asyncio.run(agent.warm_up())
+    return agent
+
+
+@pytest.fixture()
+def dialogs_copy(tmp_path: Path) -> DialogsProject:
+    """A private copy of dialogs/ that a test may break."""
+    target = tmp_path / "dialogs"
+    shutil.copytree(PROJECT_ROOT / "dialogs", target)
+    return DialogsProject(target)
+
+
+def run(coro):
+    """Run a coroutine from a plain test (the suite has no asyncio plugin)."""
+    return asyncio.run(coro)
