@@ -60,7 +60,7 @@ class DialogueAgent:
         self._agent = agent
         self.model_path = model_path
         self.domain = agent.domain
-        self._in_memory = type(agent.tracker_store).__name__ == "InMemoryTrackerStore"
+        self._memory_store = _in_memory_store(agent.tracker_store)
 
     @classmethod
     def load(
@@ -141,8 +141,21 @@ class DialogueAgent:
 
     async def forget(self, sender_id: str) -> None:
         """Drop a finished conversation from an in-memory store (shared stores expire it)."""
-        if self._in_memory:
-            self._agent.tracker_store.store.pop(sender_id, None)
+        if self._memory_store is not None:
+            self._memory_store.store.pop(sender_id, None)
+
+    def holds_in_memory(self, sender_id: str) -> bool:
+        """Whether this process still keeps the conversation in its in-memory store."""
+        return self._memory_store is not None and sender_id in self._memory_store.store
+
+
+def _in_memory_store(store: Any) -> Any:
+    """Rasa wraps stores (fail-safe, awaitable); find an in-memory one inside, if any."""
+    from rasa.core.tracker_store import InMemoryTrackerStore
+
+    while store is not None and not isinstance(store, InMemoryTrackerStore):
+        store = getattr(store, "_tracker_store", None)
+    return store
 
 
 _shared: dict[tuple, DialogueAgent] = {}

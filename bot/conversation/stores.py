@@ -23,13 +23,14 @@ def tracker_store_from_url(url: str | None) -> TrackerStore | None:
     """None means Rasa's in-memory store (one process)."""
     if not url or url == "memory":
         return None
-    from rasa.core.tracker_store import TrackerStore
-    from rasa.utils.endpoints import EndpointConfig
+    from rasa.core.tracker_store import RedisTrackerStore, SQLTrackerStore
+    from rasa.shared.core.domain import Domain
 
     parsed = urlparse(url)
+    # The agent sets the real domain when it loads the model.
     if parsed.scheme == "redis":
-        config = EndpointConfig(
-            type="redis",
+        return RedisTrackerStore(
+            domain=Domain.empty(),
             host=parsed.hostname or "localhost",
             port=parsed.port or 6379,
             db=int(parsed.path.strip("/") or 0),
@@ -37,10 +38,10 @@ def tracker_store_from_url(url: str | None) -> TrackerStore | None:
             key_prefix=KEY_PREFIX,
             record_exp=REDIS_RECORD_EXPIRY_S,
         )
-    elif parsed.scheme.startswith(("postgresql", "sqlite")):
+    if parsed.scheme.startswith(("postgresql", "sqlite")):
         dialect = parsed.scheme.split("+")[0]
-        config = EndpointConfig(
-            type="sql",
+        return SQLTrackerStore(
+            domain=Domain.empty(),
             dialect=dialect,
             host=parsed.hostname,
             port=parsed.port,
@@ -48,12 +49,10 @@ def tracker_store_from_url(url: str | None) -> TrackerStore | None:
             username=unquote(parsed.username) if parsed.username else None,
             password=unquote(parsed.password) if parsed.password else None,
         )
-    else:
-        raise UserError(
-            f"WAIHU_TRACKER_STORE_URL={url!r}: unsupported scheme '{parsed.scheme}'. "
-            "Use memory, redis://host:port/db or postgresql://user@host:port/db."
-        )
-    return TrackerStore.create(config)
+    raise UserError(
+        f"WAIHU_TRACKER_STORE_URL={url!r}: unsupported scheme '{parsed.scheme}'. "
+        "Use memory, redis://host:port/db or postgresql://user@host:port/db."
+    )
 
 
 def lock_store_from_url(url: str | None) -> LockStore | None:
