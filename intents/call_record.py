@@ -1,0 +1,55 @@
+"""A finished call as plain data: what grading, follow-ups and carrier detection read.
+
+Both paths fill it: the live runtime (bot.conversation CallSession turns, where the
+script response of every bot line is known) and call logs (JSONL transcripts, where
+bot lines have only their text and `intents.script_steps` infers the step).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from typing import Any, Literal, Mapping
+
+Speaker = Literal["bot", "callee"]
+SPEAKERS: tuple[str, ...] = ("bot", "callee")
+
+# The call reached a person (or at least something that is not a carrier recording).
+ANSWERED = "answered"
+
+
+@dataclass(frozen=True)
+class CallTurn:
+    speaker: Speaker
+    text: str
+    t: float = 0.0  # seconds since the call was answered
+    step: str | None = None  # bot turns: the script response this line came from
+    intent: str | None = None  # callee turns: NLU intent (None until parsed)
+    confidence: float | None = None
+    entities: tuple[Mapping[str, Any], ...] = ()
+
+    @property
+    def is_callee(self) -> bool:
+        return self.speaker == "callee"
+
+
+@dataclass(frozen=True)
+class FinishedCall:
+    call_id: str
+    turns: tuple[CallTurn, ...] = ()
+    status: str = ANSWERED
+    hangup_by: Speaker | None = None
+    duration_s: float = 0.0
+    started_at: datetime | None = None  # when the call was answered; anchors callback times
+    # Known for live calls (the WeCom step ran); None when only a transcript exists.
+    agreed_wecom: bool | None = None
+    extra: Mapping[str, Any] = field(default_factory=dict, compare=False)
+
+    @property
+    def callee_turns(self) -> tuple[CallTurn, ...]:
+        return tuple(t for t in self.turns if t.is_callee)
+
+    def with_turns(self, turns: tuple[CallTurn, ...]) -> FinishedCall:
+        return replace(self, turns=turns)
+
+    def with_status(self, status: str) -> FinishedCall:
+        return replace(self, status=status)
