@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ from rasa.core.channels.channel import CollectingOutputChannel  # noqa: E402
 
 from bot.conversation.stores import lock_store_from_url, tracker_store_from_url
 from bot.errors import UserError
+from intents.entities import extract_entities
 from intents.taxonomy import CALL_START_INTENT
 
 log = logging.getLogger(__name__)
@@ -96,14 +98,16 @@ class DialogueAgent:
         await self.respond(sender, await self.parse("嗯你说"))
         await self.forget(sender)
 
-    async def parse(self, text: str) -> Parse:
+    async def parse(self, text: str, now: datetime | None = None) -> Parse:
+        """Rasa's NLU plus waihu's spaCy entities (callback times resolved against `now`,
+        the moment the callee spoke; the clock when not given)."""
         data = await self._agent.parse_message(text)
         intent = data.get("intent") or {}
         return Parse(
             text=text,
             intent=intent.get("name") or "",
             confidence=float(intent.get("confidence") or 0.0),
-            entities=tuple(data.get("entities") or ()),
+            entities=tuple(data.get("entities") or ()) + tuple(extract_entities(text, now)),
             ranking=tuple(
                 (r["name"], float(r["confidence"])) for r in data.get("intent_ranking") or ()
             ),
