@@ -83,7 +83,8 @@ def _evaluate(path: Path, as_json: bool, rules_path: Optional[Path], model: Opti
                     for e in logged if e.gold is None]
     line_errors.sort(key=lambda e: e.line)
     if not labelled:
-        _report_line_errors(line_errors)
+        for error in line_errors:
+            err_console.print(f"[yellow]{error}[/]")
         raise UserError(f"{path}: no call with a `gold_grade`; nothing to evaluate.")
     rules = _rules(rules_path)
     outcomes = _assess([entry.call for entry in labelled], rules, model, now)
