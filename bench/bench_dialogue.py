@@ -62,15 +62,16 @@ async def bench_turns(agent, n_turns: int) -> dict:
     return {**percentiles(times), "calls": calls}
 
 
-async def bench_concurrent(agent, sessions: int, interval_s: float, turns_each: int) -> dict:
+async def bench_concurrent(agent, sessions: int, interval_s: float, turns_each: int,
+                           seed: int = 11, raw: bool = False):
     """Each session speaks every `interval_s` (± jitter); latency counts queueing behind
     other sessions' turns, as a worker process serving many calls sees it."""
-    rng = random.Random(11)
+    rng = random.Random(seed)
     latencies: list[float] = []
 
     async def one(index: int) -> None:
         await asyncio.sleep(rng.uniform(0, interval_s))
-        session = CallSession(agent, LeadContext(surname="李"), call_id=f"bench-{index}")
+        session = CallSession(agent, LeadContext(surname="李"), call_id=f"bench-{seed}-{index}")
         await session.start()
         for turn in range(turns_each):
             delay = interval_s * rng.uniform(0.8, 1.2)
@@ -88,8 +89,37 @@ async def bench_concurrent(agent, sessions: int, interval_s: float, turns_each: 
     started = time.perf_counter()
     await asyncio.gather(*(one(i) for i in range(sessions)))
     wall = time.perf_counter() - started
+    if raw:
+        return latencies
     return {**percentiles(latencies), "sessions": sessions, "interval_s": interval_s,
             "turns_per_s": round(len(latencies) / wall, 1), "wall_s": round(wall, 1)}
+
+
+def _worker(model: str, sessions: int, interval_s: float, turns: int, seed: int, ready, out) -> None:
+    """One worker process: its own agent, its share of the calls, started together."""
+    agent = load_shared_agent(model)
+    asyncio.run(agent.warm_up())
+    ready.wait()  # every worker has loaded its agent
+    out.put(asyncio.run(bench_concurrent(agent, sessions, interval_s, turns, seed=seed, raw=True)))
+
+
+def bench_concurrent_processes(model: str, processes: int, sessions: int, interval_s: float, turns: int) -> dict:
+    """The deployment shape: one agent per worker process, calls split between them."""
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("spawn")
+    out = ctx.Queue()
+    ready = ctx.Barrier(processes)
+    workers = [ctx.Process(target=_worker, args=(model, sessions // processes, interval_s, turns, 100 + i,
+                                                 ready, out)) for i in range(processes)]
+    for w in workers:
+        w.start()
+    latencies: list[float] = []
+    for _ in workers:
+        latencies += out.get()
+    for w in workers:
+        w.join()
+    return {**percentiles(latencies), "processes": processes, "sessions": sessions, "interval_s": interval_s}
 
 
 async def main_async(args) -> dict:
@@ -109,7 +139,9 @@ async def main_async(args) -> dict:
         "warm_up_s": round(warm_s, 2),
         "parse": await bench_parse(agent, texts, args.utterances),
         "turn": await bench_turns(agent, args.utterances),
-        "concurrent": await bench_concurrent(agent, args.sessions, args.interval, args.turns),
+        "concurrent_1_process": await bench_concurrent(agent, args.sessions, args.interval, args.turns),
+        "concurrent_2_processes": bench_concurrent_processes(str(model), 2, args.sessions, args.interval,
+                                                             args.turns),
         "targets": {"parse_p95_ms": 25, "turn_p95_ms": 40, "concurrent_turn_p95_ms": 100},
     }
 

@@ -58,6 +58,7 @@ def test_heldout_is_never_used_for_training(dialogs_project: DialogsProject) -> 
     heldout = {text for text, _ in load_labelled_examples(dialogs_project.heldout_nlu_file)}
     training = set()
     for path in sorted((dialogs_project.data_dir / "nlu").glob("*.yml")):
-        training |= {text for text, _ in load_labelled_examples(path)}
+        if "- intent:" in path.read_text(encoding="utf-8"):  # regex feature files have none
+            training |= {text for text, _ in load_labelled_examples(path)}
     assert len(training) >= 40 * len(CALLEE_INTENTS)
     assert heldout & training == set()

@@ -122,7 +122,7 @@ class CallSession:
         if not text or not text.strip():
             return await self.silence()
         self._silences = 0
-        parse = await self.agent.parse(text.strip())
+        parse = await self.agent.parse(text.strip(), now=self.clock())
         self._record("callee", parse.text, parse=parse)
         lines = await self.agent.respond(self.call_id, parse)
         return await self._bot_says(lines, parse)
