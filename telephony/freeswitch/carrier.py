@@ -8,13 +8,10 @@ from __future__ import annotations
 import asyncio
 import re
 import uuid
-from dataclasses import dataclass
-from typing import Literal
 from xml.etree import ElementTree
 
+from telephony.carrier import CARRIER_LOST, CallEvent
 from telephony.freeswitch.esl import EslConnection, EslConnectionLost, EslError, EslEvent
-
-CallEventKind = Literal["answered", "speech", "playback_done", "hangup"]
 
 # Q.850 hang-up causes as FreeSWITCH names them → call statuses (DESIGN.md). A cause not
 # listed on a call that was answered is a normal end of conversation.
@@ -38,21 +35,9 @@ HANGUP_CAUSE_STATUS: dict[str, str] = {
     "USER_NOT_REGISTERED": "unreachable",
     "GATEWAY_DOWN": "unreachable",
 }
-CARRIER_LOST = "carrier_lost"  # our socket dropped: the dialer must reconcile the attempt
 
 EVENTS = ("CHANNEL_ANSWER", "CHANNEL_HANGUP_COMPLETE", "BACKGROUND_JOB", "DETECTED_SPEECH",
           "PLAYBACK_STOP")
-
-
-@dataclass(frozen=True)
-class CallEvent:
-    call_id: str
-    kind: CallEventKind
-    text: str = ""
-    confidence: float | None = None
-    cause: str = ""
-    status: str | None = None  # for hang-ups: a call status when the call failed
-    answered: bool = False
 
 
 def status_for_hangup(cause: str, answered: bool) -> str | None:
