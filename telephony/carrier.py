@@ -18,6 +18,16 @@ CARRIER_LOST = "carrier_lost"  # our link to the carrier dropped: the dialer mus
 
 
 @dataclass(frozen=True)
+class Prompt:
+    """One script line to play: the response name (what the script step is), its text
+    (what a simulated callee "hears") and the rendered audio (what a real carrier plays)."""
+
+    response: str
+    text: str
+    audio_path: str | None = None
+
+
+@dataclass(frozen=True)
 class CallEvent:
     call_id: str
     kind: CallEventKind
@@ -34,7 +44,7 @@ class Carrier(Protocol):
     async def dial(self, call_id: str, phone: str, timeout_s: int = 30) -> str:
         """Start the call; returns the carrier's id for it. Failures arrive as hang-ups."""
 
-    async def play(self, call_id: str, audio_path: str) -> None: ...
+    async def play(self, call_id: str, prompt: Prompt) -> None: ...
 
     async def stop_playback(self, call_id: str) -> None: ...
 

@@ -5,7 +5,8 @@ import asyncio
 
 import pytest
 
-from telephony.freeswitch.carrier import CARRIER_LOST, CallEvent, FreeSwitchCarrier, status_for_hangup
+from telephony.carrier import CARRIER_LOST, CallEvent, Prompt
+from telephony.freeswitch.carrier import FreeSwitchCarrier, status_for_hangup
 from telephony.freeswitch.esl import EslConnection, EslConnectionLost, EslError
 from tests.conftest import run
 from tests.fake_freeswitch import FakeFreeSwitch
@@ -38,7 +39,7 @@ def test_answered_call_with_chinese_speech_and_barge_in(fmt: str) -> None:
         switch.outcomes["13812345678"] = "answer"
         channel = await carrier.dial("attempt-1", "13812345678")
         answered = await next_event(carrier)
-        await carrier.play("attempt-1", "/prompts/opening.wav")
+        await carrier.play("attempt-1", Prompt("utter_opening", "您好", "/prompts/opening.wav"))
         await switch.say(channel, "你是机器人吗", nlsml=(fmt == "plain"))
         speech = await next_event(carrier, "speech")
         await carrier.hangup("attempt-1")
@@ -88,7 +89,7 @@ def test_callee_hangs_up_mid_call() -> None:
         await switch.callee_hangs_up(channel, "NORMAL_CLEARING")
         event = await next_event(carrier, "hangup")
         with pytest.raises(KeyError, match="no live channel"):
-            await carrier.play("attempt-3", "/prompts/x.wav")
+            await carrier.play("attempt-3", Prompt("utter_pitch", "…", "/prompts/x.wav"))
         await connection.close()
         await switch.stop()
         return event

@@ -10,7 +10,7 @@ import re
 import uuid
 from xml.etree import ElementTree
 
-from telephony.carrier import CARRIER_LOST, CallEvent
+from telephony.carrier import CARRIER_LOST, CallEvent, Prompt
 from telephony.freeswitch.esl import EslConnection, EslConnectionLost, EslError, EslEvent
 
 # Q.850 hang-up causes as FreeSWITCH names them → call statuses (DESIGN.md). A cause not
@@ -103,9 +103,11 @@ class FreeSwitchCarrier:
         asyncio.ensure_future(self._watch_originate(call_id, job))
         return channel
 
-    async def play(self, call_id: str, audio_path: str) -> None:
+    async def play(self, call_id: str, prompt: Prompt) -> None:
+        if not prompt.audio_path:
+            raise ValueError(f"prompt {prompt.response} has no rendered audio; render prompts first")
         self._playing.add(call_id)
-        await self.connection.api(f"uuid_broadcast {self._channel(call_id)} {audio_path} aleg")
+        await self.connection.api(f"uuid_broadcast {self._channel(call_id)} {prompt.audio_path} aleg")
 
     async def stop_playback(self, call_id: str) -> None:
         self._playing.discard(call_id)
