@@ -96,23 +96,37 @@ def _build_pipeline() -> Any:
 
 
 def _match_entities(doc: Any) -> Any:
-    """The rule-based component: character matches → token-aligned `doc.ents`."""
-    from spacy.util import filter_spans
+    """The rule-based component: character matches → token-aligned `doc.ents`.
 
+    Overlaps are resolved on characters (longest match first) before aligning to tokens:
+    after alignment two different matches can cover the same tokens (医疗险 inside
+    百万医疗险 when jieba keeps 百万医疗险 whole), and the longer mention must win
+    whatever the segmentation.
+    """
     now = doc._.waihu_now or datetime.now(timezone.utc)
-    spans = []
+    matches: list[tuple[int, int, str, str, Any]] = []
     for found in find_callback_times(doc.text, now):
-        span = _span(doc, found.start, found.end, CALLBACK_TIME, found.text)
-        if span is not None:
-            span._.waihu_start_at = found.start_at
-            span._.waihu_end_at = found.end_at
-            spans.append(span)
+        matches.append((found.start, found.end, CALLBACK_TIME, found.text, found))
     for label, pattern, value in _ENTITY_RULES:
         for match in pattern.finditer(doc.text):
-            span = _span(doc, match.start(), match.end(), label, value)
-            if span is not None:
-                spans.append(span)
-    doc.ents = filter_spans(spans)
+            matches.append((match.start(), match.end(), label, value, None))
+    matches.sort(key=lambda m: (-(m[1] - m[0]), m[0]))
+    spans: list[Any] = []
+    taken_chars: set[int] = set()
+    taken_tokens: set[int] = set()
+    for start, end, label, value, found in matches:
+        if taken_chars.intersection(range(start, end)):
+            continue
+        span = _span(doc, start, end, label, value)
+        if span is None or taken_tokens.intersection(range(span.start, span.end)):
+            continue
+        if found is not None:
+            span._.waihu_start_at = found.start_at
+            span._.waihu_end_at = found.end_at
+        taken_chars.update(range(start, end))
+        taken_tokens.update(range(span.start, span.end))
+        spans.append(span)
+    doc.ents = sorted(spans, key=lambda span: span.start)
     return doc
 
 

@@ -157,3 +157,17 @@ def test_extractor_is_fast_on_short_replies() -> None:
             extract_entities(reply, NOW)
     per_call_ms = (clock.perf_counter() - started) / (100 * len(replies)) * 1000
     assert per_call_ms < 2.0, per_call_ms
+
+
+def test_entities_do_not_depend_on_jieba_segmentation() -> None:
+    """The Rasa tokenizer loads the script's jieba dictionary into the same global jieba;
+    a mention must come out the same whichever way jieba then splits it."""
+    import jieba
+
+    from bot.settings import get_settings
+
+    for path in sorted((get_settings().dialogs_dir / "jieba").glob("*")):
+        jieba.load_userdict(str(path))
+    entities = extract_entities("百万医疗险我们买过了，重疾险也有", NOW)
+    assert [(e["entity"], e["value"]) for e in entities] == [
+        ("insurance_type", "百万医疗险"), ("insurance_type", "重疾险")]
