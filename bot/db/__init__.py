@@ -1,0 +1,1 @@
+"""Database layer: one SQLAlchemy Base, engines from settings, Alembic migrations."""

@@ -1,0 +1,6 @@
+"""Every domain's models in one import, so Alembic and tests see the whole schema."""
+from bot.audiences.models import AudiencePack  # noqa: F401
+from bot.db.base import Base  # noqa: F401
+from bot.dnc.models import DoNotCall  # noqa: F401
+from bot.leads.models import Lead, LeadPack, LeadReject  # noqa: F401
+from bot.users.models import User  # noqa: F401

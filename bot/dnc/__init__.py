@@ -1,0 +1,1 @@
+"""Do-not-call list: keyed phone hashes only, checked at upload and before every dial."""

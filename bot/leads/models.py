@@ -1,0 +1,75 @@
+from __future__ import annotations
+
+from sqlalchemy import (BigInteger, Column, ForeignKey, Index, Integer, LargeBinary, String, Text)
+
+from bot.db.base import Base, JsonDocument, UtcDateTime, utc_now
+
+_Id = BigInteger().with_variant(Integer, "sqlite")
+
+
+class LeadPack(Base):
+    """One uploaded file. sha256 makes a re-upload of the same bytes a no-op."""
+
+    __tablename__ = "lead_packs"
+
+    id = Column(_Id, primary_key=True)
+    name = Column(String(200), nullable=False, unique=True)
+    file_name = Column(String(500), nullable=False)
+    file_sha256 = Column(String(64), nullable=False, unique=True)
+    file_format = Column(String(40), nullable=False)  # e.g. "csv gb18030", "xlsx"
+    audience_id = Column(_Id, ForeignKey("audience_packs.id", ondelete="SET NULL"))
+    # First-party packs (our own landing pages) may lack per-row consent if a basis is stated.
+    first_party = Column(Integer, nullable=False, default=0)
+    consent_basis = Column(Text)
+    column_map = Column(JsonDocument, nullable=False, default=dict)
+    uploaded_by = Column(String(100), nullable=False)
+    uploaded_at = Column(UtcDateTime, nullable=False, default=utc_now)
+    rows = Column(Integer, nullable=False, default=0)
+    accepted = Column(Integer, nullable=False, default=0)
+    rejected = Column(Integer, nullable=False, default=0)
+    duplicates = Column(Integer, nullable=False, default=0)
+    dnc_hits = Column(Integer, nullable=False, default=0)
+    rejected_by_reason = Column(JsonDocument, nullable=False, default=dict)
+
+
+class Lead(Base):
+    """A person we may call. The raw number exists only as ciphertext."""
+
+    __tablename__ = "leads"
+    __table_args__ = (Index("ix_leads_pack_id", "pack_id"),)
+
+    id = Column(_Id, primary_key=True)
+    pack_id = Column(_Id, ForeignKey("lead_packs.id", ondelete="CASCADE"), nullable=False)
+    audience_id = Column(_Id, ForeignKey("audience_packs.id", ondelete="SET NULL"))
+    row_number = Column(Integer, nullable=False)  # line in the uploaded file, for "duplicate of row N"
+    phone_ciphertext = Column(LargeBinary, nullable=False)
+    # Unique: one person is one lead across packs (dedupe against what is stored).
+    phone_hash = Column(String(64), nullable=False, unique=True)
+    phone_masked = Column(String(20), nullable=False)
+    line_type = Column(String(10), nullable=False)  # mobile | landline
+    name = Column(String(100))
+    gender = Column(String(1))  # M | F | null
+    consent_source = Column(String(200))
+    consent_at = Column(UtcDateTime)
+    consent_scope = Column(String(200))
+    custom_fields = Column(JsonDocument, nullable=False, default=dict)
+    status = Column(String(20), nullable=False, default="new")
+    created_at = Column(UtcDateTime, nullable=False, default=utc_now)
+
+
+class LeadReject(Base):
+    """A row not taken, with why. The raw row is kept encrypted (it holds the number)."""
+
+    __tablename__ = "lead_rejects"
+    __table_args__ = (Index("ix_lead_rejects_pack_id_row_number", "pack_id", "row_number"),
+                      Index("ix_lead_rejects_phone_hash", "phone_hash"))
+
+    id = Column(_Id, primary_key=True)
+    pack_id = Column(_Id, ForeignKey("lead_packs.id", ondelete="CASCADE"), nullable=False)
+    row_number = Column(Integer, nullable=False)
+    reason = Column(String(40), nullable=False)
+    message = Column(Text, nullable=False)
+    # Set when the phone normalised, so `leads forget` can erase this row too.
+    phone_hash = Column(String(64))
+    raw_masked = Column(Text, nullable=False)       # the row as JSON list, digit runs masked
+    raw_ciphertext = Column(LargeBinary)            # the row exactly as uploaded, encrypted

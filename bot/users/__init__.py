@@ -1,0 +1,1 @@
+"""People who use waihu and their role (ops | writer | manager | admin)."""
