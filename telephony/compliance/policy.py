@@ -1,0 +1,316 @@
+"""The compliance policy: a versioned YAML profile, parsed once into a fast, frozen object.
+
+Three layers, each only allowed to be stricter than the one below:
+  HARD_LIMITS (the law, in code) ≤ profile (CN_INSURANCE_DEFAULT, or an admin-signed one)
+  ≤ campaign overrides (`tighten`).
+"""
+from __future__ import annotations
+
+import copy
+import hashlib
+import hmac
+import json
+from dataclasses import dataclass
+from datetime import date
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from bot.errors import UserError
+
+PROFILES_DIR = Path(__file__).resolve().parent / "profiles"
+DEFAULT_PROFILE = "CN_INSURANCE_DEFAULT"
+DAY = 86400
+
+# The legal floor. No profile, signed or not, and no campaign may cross it.
+HARD_BAND = (9 * 3600, 21 * 3600)     # 人身保险电话销售业务管理办法 Art 25: nothing 21:00–09:00
+HARD_MAX_ATTEMPTS_24H = 3
+HARD_MIN_SOFT_DECLINE_DAYS = 180      # ≥ 6 months after a refusal
+HARD_PERMANENT_OUTCOMES = ("opt_out",)
+
+_CAP_SECONDS = {"rolling_24h": DAY, "rolling_7d": 7 * DAY, "rolling_30d": 30 * DAY}
+
+
+@dataclass(frozen=True)
+class CompliancePolicy:
+    name: str
+    version: int
+    timezone: str
+    windows: tuple[tuple[int, int], ...]          # seconds after local midnight, [start, end)
+    holiday_windows: tuple[tuple[int, int], ...]
+    callback_band: tuple[int, int]
+    callback_grace_seconds: int
+    callback_max_attempts_24h: int
+    caps: tuple[tuple[str, int, int], ...]        # (name, window seconds, max attempts)
+    no_answer_outcomes: frozenset[str]
+    park_after_no_answers: int
+    park_seconds: int
+    cooldown_seconds: dict[str, int]
+    permanent: dict[str, str]                     # outcome → reason code
+    opening_line: dict[str, Any]
+    document: dict[str, Any]                      # the parsed YAML, for tightening and display
+
+    @property
+    def label(self) -> str:
+        return f"{self.name} v{self.version}"
+
+
+def parse_span(text: str, where: str) -> tuple[int, int]:
+    """"09:30-12:00" → (34200, 43200)."""
+    try:
+        start, end = (part.strip() for part in str(text).split("-"))
+        span = (_seconds(start), _seconds(end))
+    except ValueError:
+        raise UserError(f"{where}: {text!r} is not a time span; write it like \"09:30-12:00\"") from None
+    if span[0] >= span[1]:
+        raise UserError(f"{where}: {text!r} ends before it starts (spans past midnight are not allowed)")
+    return span
+
+
+def _seconds(hhmm: str) -> int:
+    hours, minutes = hhmm.split(":")
+    h, m = int(hours), int(minutes)
+    if not (0 <= h <= 24 and 0 <= m < 60) or (h == 24 and m):
+        raise ValueError(hhmm)
+    return h * 3600 + m * 60
+
+
+def _spans(values: Any, where: str) -> tuple[tuple[int, int], ...]:
+    if not isinstance(values, list):
+        raise UserError(f"{where}: expected a list of spans like [\"09:30-12:00\", \"14:00-20:00\"]")
+    spans = sorted(parse_span(v, f"{where}[{i}]") for i, v in enumerate(values))
+    for (_, end), (start, _) in zip(spans, spans[1:]):
+        if start < end:
+            raise UserError(f"{where}: spans overlap; list each stretch of time once")
+    return tuple(spans)
+
+
+def _number(document: dict, dotted: str, source: str, *, minimum: int = 0) -> int:
+    node: Any = document
+    for key in dotted.split("."):
+        if not isinstance(node, dict) or key not in node:
+            raise UserError(f"{source}: missing {dotted}")
+        node = node[key]
+    if isinstance(node, bool) or not isinstance(node, (int, float)) or node < minimum:
+        raise UserError(f"{source}: {dotted} must be a number ≥ {minimum}, not {node!r}")
+    return int(node)
+
+
+def parse_policy(document: dict, source: str) -> CompliancePolicy:
+    """A policy from a YAML document; problems name the source and the field."""
+    if not isinstance(document, dict):
+        raise UserError(f"{source}: a compliance profile must be a YAML mapping")
+    for key in ("profile", "version", "windows", "caps", "callbacks", "no_answer", "cooldown_days", "permanent"):
+        if key not in document:
+            raise UserError(f"{source}: missing {key}")
+    caps = []
+    for name, value in (document["caps"] or {}).items():
+        if name not in _CAP_SECONDS:
+            raise UserError(f"{source}: caps.{name} is unknown; caps are {', '.join(_CAP_SECONDS)}")
+        caps.append((name, _CAP_SECONDS[name], _number(document, f"caps.{name}", source, minimum=0)))
+    cooldowns = {outcome: _number(document, f"cooldown_days.{outcome}", source) * DAY
+                 for outcome in (document["cooldown_days"] or {})}
+    permanent = document["permanent"] or {}
+    if not isinstance(permanent, dict):
+        raise UserError(f"{source}: permanent must map an outcome to a reason code, e.g. opt_out: opted_out_on_call")
+    timezone_name = str(document.get("timezone", "Asia/Shanghai"))
+    _zone(timezone_name, source)
+    return CompliancePolicy(
+        name=str(document["profile"]),
+        version=_number(document, "version", source, minimum=1),
+        timezone=timezone_name,
+        windows=_spans(document["windows"], f"{source}: windows"),
+        holiday_windows=_spans(document.get("holiday_windows") or [], f"{source}: holiday_windows"),
+        callback_band=parse_span((document["callbacks"] or {}).get("band", "09:00-21:00"), f"{source}: callbacks.band"),
+        callback_grace_seconds=_number(document, "callbacks.grace_minutes", source) * 60,
+        callback_max_attempts_24h=_number(document, "callbacks.max_attempts_24h", source),
+        caps=tuple(sorted(caps, key=lambda cap: cap[1])),
+        no_answer_outcomes=frozenset((document["no_answer"] or {}).get("outcomes") or []),
+        park_after_no_answers=_number(document, "no_answer.park_after", source, minimum=1),
+        park_seconds=_number(document, "no_answer.park_days", source) * DAY,
+        cooldown_seconds=cooldowns,
+        permanent={str(k): str(v) for k, v in permanent.items()},
+        opening_line=dict(document.get("opening_line") or {}),
+        document=document,
+    )
+
+
+def _zone(name: str, source: str):
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise UserError(f"{source}: unknown time zone {name!r} (use an IANA name such as Asia/Shanghai)") from None
+
+
+def hard_limit_violations(policy: CompliancePolicy) -> list[str]:
+    """Where a policy crosses the law. Nobody can sign these away."""
+    problems = []
+    band_start, band_end = HARD_BAND
+    for field, spans in (("windows", policy.windows), ("holiday_windows", policy.holiday_windows),
+                         ("callbacks.band", (policy.callback_band,))):
+        for start, end in spans:
+            if start < band_start or end > band_end:
+                problems.append(f"{field}: {_hhmm(start)}-{_hhmm(end)} reaches into the 21:00-09:00 hard block")
+    cap_24h = dict((name, cap) for name, _, cap in policy.caps).get("rolling_24h")
+    if cap_24h is None or cap_24h > HARD_MAX_ATTEMPTS_24H:
+        problems.append(f"caps.rolling_24h: must be set and at most {HARD_MAX_ATTEMPTS_24H}")
+    if policy.callback_max_attempts_24h > HARD_MAX_ATTEMPTS_24H:
+        problems.append(f"callbacks.max_attempts_24h: at most {HARD_MAX_ATTEMPTS_24H}")
+    if policy.cooldown_seconds.get("soft_decline", 0) < HARD_MIN_SOFT_DECLINE_DAYS * DAY:
+        problems.append(f"cooldown_days.soft_decline: at least {HARD_MIN_SOFT_DECLINE_DAYS} days after a refusal")
+    for outcome in HARD_PERMANENT_OUTCOMES:
+        if outcome not in policy.permanent:
+            problems.append(f"permanent: {outcome} must stay permanent")
+    return problems
+
+
+def looser_fields(base: CompliancePolicy, other: CompliancePolicy) -> list[str]:
+    """Every field where `other` allows more calling than `base` (empty: equal or stricter)."""
+    looser = []
+    if not _within(other.windows, base.windows):
+        looser.append(f"windows: {_spans_text(other.windows)} is not inside {_spans_text(base.windows)}")
+    if not _within(other.holiday_windows, base.holiday_windows):
+        looser.append(f"holiday_windows: {_spans_text(other.holiday_windows)} is not inside "
+                      f"{_spans_text(base.holiday_windows) or 'no calls on holidays'}")
+    if not _within((other.callback_band,), (base.callback_band,)):
+        looser.append(f"callbacks.band: {_spans_text((other.callback_band,))} is not inside "
+                      f"{_spans_text((base.callback_band,))}")
+    if other.callback_grace_seconds > base.callback_grace_seconds:
+        looser.append(f"callbacks.grace_minutes: {other.callback_grace_seconds // 60} > "
+                      f"{base.callback_grace_seconds // 60}")
+    if other.callback_max_attempts_24h > base.callback_max_attempts_24h:
+        looser.append(f"callbacks.max_attempts_24h: {other.callback_max_attempts_24h} > "
+                      f"{base.callback_max_attempts_24h}")
+    other_caps = {name: cap for name, _, cap in other.caps}
+    for name, _, cap in base.caps:
+        if name not in other_caps:
+            looser.append(f"caps.{name}: removed (base allows {cap})")
+        elif other_caps[name] > cap:
+            looser.append(f"caps.{name}: {other_caps[name]} > {cap}")
+    if not base.no_answer_outcomes <= other.no_answer_outcomes:
+        looser.append(f"no_answer.outcomes: drops {', '.join(sorted(base.no_answer_outcomes - other.no_answer_outcomes))}")
+    if other.park_after_no_answers > base.park_after_no_answers:
+        looser.append(f"no_answer.park_after: {other.park_after_no_answers} > {base.park_after_no_answers}")
+    if other.park_seconds < base.park_seconds:
+        looser.append(f"no_answer.park_days: {other.park_seconds // DAY} < {base.park_seconds // DAY}")
+    for outcome, seconds in base.cooldown_seconds.items():
+        if other.cooldown_seconds.get(outcome, 0) < seconds:
+            looser.append(f"cooldown_days.{outcome}: {other.cooldown_seconds.get(outcome, 0) // DAY} < {seconds // DAY}")
+    for outcome in base.permanent:
+        if outcome not in other.permanent:
+            looser.append(f"permanent.{outcome}: no longer permanent")
+    return looser
+
+
+def _within(inner: tuple[tuple[int, int], ...], outer: tuple[tuple[int, int], ...]) -> bool:
+    return all(any(o_start <= start and end <= o_end for o_start, o_end in outer) for start, end in inner)
+
+
+def _hhmm(seconds: int) -> str:
+    return f"{seconds // 3600:02d}:{seconds % 3600 // 60:02d}"
+
+
+def _spans_text(spans: tuple[tuple[int, int], ...]) -> str:
+    return ", ".join(f"{_hhmm(s)}-{_hhmm(e)}" for s, e in spans)
+
+
+def _merge(base: dict, overrides: dict, prefix: str = "") -> dict:
+    merged = copy.deepcopy(base)
+    for key, value in overrides.items():
+        if key in ("profile", "version", "timezone", "effective_from", "sources", "approval"):
+            raise UserError(f"campaign policy: {prefix}{key} cannot be overridden by a campaign")
+        if key not in merged:
+            raise UserError(f"campaign policy: unknown field {prefix}{key}")
+        if isinstance(value, dict) and isinstance(merged[key], dict) and key != "permanent":
+            merged[key] = _merge(merged[key], value, f"{prefix}{key}.")
+        elif key == "permanent" and isinstance(value, dict):
+            merged[key] = {**merged[key], **value}
+        else:
+            merged[key] = value
+    return merged
+
+
+def tighten(policy: CompliancePolicy, overrides: dict | None, *, campaign: str = "campaign") -> CompliancePolicy:
+    """The policy a campaign runs under: its overrides merged in, refused if any is looser."""
+    if not overrides:
+        return policy
+    if not isinstance(overrides, dict):
+        raise UserError(f"{campaign} policy overrides must be a mapping of fields, e.g. {{caps: {{rolling_7d: 2}}}}")
+    document = _merge(policy.document, overrides)
+    tightened = parse_policy(document, f"{campaign} policy")
+    looser = looser_fields(policy, tightened)
+    if looser:
+        raise UserError(f"{campaign} policy: {looser[0]} — a campaign may only make {policy.label} stricter",
+                        details=looser[1:])
+    return tightened
+
+
+# ---- profiles on disk, and admin signatures for looser ones ---------------------------------------
+
+def _canonical(document: dict) -> bytes:
+    body = {k: v for k, v in document.items() if k != "approval"}
+    return json.dumps(body, sort_keys=True, ensure_ascii=False, default=str).encode("utf-8")
+
+
+def sign_profile(document: dict, signing_key: bytes, approved_by: str) -> dict:
+    """The document with an `approval` block an admin's key vouches for."""
+    signature = hmac.new(signing_key, _canonical(document), hashlib.sha256).hexdigest()
+    return {**{k: v for k, v in document.items() if k != "approval"},
+            "approval": {"approved_by": approved_by, "signature": signature}}
+
+
+def _signature_ok(document: dict, signing_key: bytes | None) -> bool:
+    approval = document.get("approval") or {}
+    if not signing_key or not isinstance(approval, dict) or not approval.get("signature"):
+        return False
+    expected = hmac.new(signing_key, _canonical(document), hashlib.sha256).hexdigest()
+    return hmac.compare_digest(expected, str(approval["signature"]))
+
+
+def profile_path(name_or_path: str) -> Path:
+    candidate = Path(name_or_path)
+    if candidate.suffix in (".yml", ".yaml") or candidate.exists():
+        return candidate
+    return PROFILES_DIR / f"{name_or_path}.yml"
+
+
+def read_document(path: Path) -> dict:
+    if not path.exists():
+        known = ", ".join(sorted(p.stem for p in PROFILES_DIR.glob("*.yml")))
+        raise UserError(f"no compliance profile {path}", details=[f"built-in profiles: {known}"])
+    try:
+        document = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark else str(path)
+        raise UserError(f"{where}: not valid YAML ({getattr(exc, 'problem', exc)})") from None
+    if isinstance(document, dict) and isinstance(document.get("effective_from"), date):
+        document["effective_from"] = document["effective_from"].isoformat()
+    return document
+
+
+def load_profile(name_or_path: str = DEFAULT_PROFILE, *, signing_key: bytes | None = None) -> CompliancePolicy:
+    """A profile by name or path. A profile looser than the default must carry a valid admin signature."""
+    path = profile_path(name_or_path)
+    document = read_document(path)
+    policy = parse_policy(document, str(path))
+    crossings = hard_limit_violations(policy)
+    if crossings:
+        raise UserError(f"{path}: {crossings[0]} (a legal hard limit; no approval can lift it)",
+                        details=crossings[1:])
+    if policy.name != DEFAULT_PROFILE:
+        looser = looser_fields(default_policy(), policy)
+        if looser and not _signature_ok(document, signing_key):
+            raise UserError(f"{path}: loosens {DEFAULT_PROFILE} ({looser[0]}) without a valid admin signature",
+                            details=looser[1:] + ["an admin signs it with `waihu policy sign FILE --by NAME`"])
+    return policy
+
+
+@lru_cache(maxsize=1)
+def default_policy() -> CompliancePolicy:
+    path = PROFILES_DIR / f"{DEFAULT_PROFILE}.yml"
+    return parse_policy(read_document(path), str(path))
