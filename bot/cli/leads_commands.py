@@ -1,0 +1,225 @@
+"""Commands for ops: `waihu leads …` (upload, packs, rejects, forget).
+
+`register(app)` also adds the neighbouring data commands (audiences, dnc, db, policy), so
+the top-level app needs one line for all of them.
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+from rich.table import Table
+
+from bot.cli.console import console, err_console, print_json
+
+leads_app = typer.Typer(help="Lead packs (人群包 files): upload, rejects, erasure.", no_args_is_help=True)
+
+_REASON_LABELS = {
+    "phone_missing": "no phone", "phone_invalid": "invalid phone", "phone_multiple": "several numbers in one cell",
+    "phone_foreign": "non-mainland number", "phone_service_number": "service/hotline number",
+    "phone_leading_zero_lost": "leading 0 lost (Excel)", "phone_scientific_notation": "1.38E+10 (Excel)",
+    "extra_cells": "extra cells in row", "consent_missing": "no consent record", "consent_invalid": "bad consent time",
+    "duplicate_in_file": "duplicate in this file", "duplicate_existing": "already a lead",
+    "dnc_opt_out": "do-not-call (opt-out)", "dnc_soft_decline": "do-not-call (declined recently)",
+}
+
+
+def register(app: typer.Typer) -> None:
+    from bot.cli.audience_commands import audiences_app
+    from bot.cli.db_commands import db_app
+    from bot.cli.dnc_commands import dnc_app
+    from bot.cli.policy_commands import policy_app
+
+    app.add_typer(leads_app, name="leads")
+    app.add_typer(audiences_app, name="audiences")
+    app.add_typer(dnc_app, name="dnc")
+    app.add_typer(db_app, name="db")
+    app.add_typer(policy_app, name="policy")
+
+
+def open_database():
+    from bot.db.engine import open_database as _open
+
+    return _open()
+
+
+def keyring():
+    from bot.pii import keyring_from_settings
+
+    return keyring_from_settings()
+
+
+@leads_app.command()
+def upload(
+    file: Path = typer.Argument(..., help="CSV/TSV (UTF-8, GBK/GB18030, UTF-16) or XLSX; format read from the bytes"),
+    pack: str = typer.Option(..., "--pack", help="Name for this lead pack (unique)"),
+    audience: Optional[str] = typer.Option(None, "--audience", help="Audience pack for rows without a 人群 column"),
+    column_map: List[str] = typer.Option([], "--map", help="FIELD=COLUMN, e.g. phone=联系电话 or phone=#3"),
+    first_party: bool = typer.Option(False, "--first-party", help="Our own leads: consent basis stated for all"),
+    consent_basis: Optional[str] = typer.Option(None, "--consent-basis", help="How first-party leads consented"),
+    sheet: Optional[str] = typer.Option(None, "--sheet", help="XLSX worksheet (default: the first)"),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object instead of the summary"),
+) -> None:
+    """Upload a lead pack: validate, normalise, dedupe, DNC-scrub; every rejected row is kept."""
+    from bot.leads.lead_pack import parse_column_overrides
+    from bot.leads.service import UploadRequest, upload_lead_pack
+
+    request = UploadRequest(path=file, pack_name=pack, audience=audience,
+                            column_overrides=parse_column_overrides(column_map), first_party=first_party,
+                            consent_basis=consent_basis, sheet=sheet)
+    engine, ring = open_database(), keyring()
+    progress = _Progress(enabled=not as_json)
+    try:
+        summary = upload_lead_pack(engine, ring, request, on_progress=progress.update, on_start=progress.start)
+    finally:
+        progress.close()
+    if as_json:
+        print_json(summary.as_json())
+        return
+    _print_summary(summary)
+
+
+class _Progress:
+    """A progress bar on stderr for files that take more than a moment (stdout stays clean)."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled and sys.stderr.isatty()
+        self.bar = None
+
+    def start(self, facts) -> None:
+        if not self.enabled or facts.size < 2_000_000:
+            return
+        from tqdm import tqdm
+
+        total, unit = (1000, "‰") if facts.kind == "xlsx" else (facts.size, "B")
+        self.bar = tqdm(total=total, unit=unit, unit_scale=facts.kind != "xlsx", desc=facts.path.name,
+                        file=sys.stderr, leave=False)
+
+    def update(self, position: int) -> None:
+        if self.bar is not None:
+            self.bar.update(max(0, position - self.bar.n))
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def _print_summary(summary) -> None:
+    if summary.already_uploaded:
+        console.print(f"[yellow]already uploaded:[/] {summary.notes[0]}")
+    title = f"lead pack {summary.pack!r} — {summary.file} ({summary.file_format})"
+    table = Table(title=title, show_header=True, header_style="bold")
+    table.add_column("outcome")
+    table.add_column("rows", justify="right")
+    table.add_row("[green]accepted[/]", str(summary.accepted))
+    for reason, count in sorted(summary.rejected.items(), key=lambda item: -item[1]):
+        table.add_row(f"[red]rejected[/]: {_REASON_LABELS.get(reason, reason)} ({reason})", str(count))
+    table.add_row("[bold]total rows[/]", str(summary.rows))
+    console.print(table)
+    extras = [f"duplicates {summary.duplicates}", f"DNC {summary.dnc}", f"landlines (accepted, flagged) "
+              f"{summary.landlines}"]
+    if summary.blank_rows:
+        extras.append(f"blank rows skipped {summary.blank_rows}")
+    console.print(" · ".join(extras))
+    if summary.columns:
+        console.print("columns: " + ", ".join(f"{k} ← {v}" for k, v in summary.columns.items()))
+    if summary.audiences_created:
+        console.print(f"created audience packs: {', '.join(summary.audiences_created)} "
+                      "(set scene/tier with `waihu audiences create`/`show`)")
+    for note in summary.notes[1 if summary.already_uploaded else 0:]:
+        console.print(f"[yellow]note:[/] {note}")
+    if summary.rejected and not summary.already_uploaded:
+        console.print(f"rejected rows: waihu leads rejects {summary.pack!r} --csv --out rejects.csv")
+
+
+@leads_app.command()
+def packs(as_json: bool = typer.Option(False, "--json")) -> None:
+    """List uploaded lead packs with their counts."""
+    from sqlalchemy import select
+
+    from bot.db.engine import session_scope
+    from bot.leads.models import LeadPack
+
+    with session_scope(open_database()) as session:
+        rows = session.execute(select(LeadPack).order_by(LeadPack.uploaded_at)).scalars().all()
+        data = [{"pack": p.name, "file": p.file_name, "format": p.file_format, "uploaded_by": p.uploaded_by,
+                 "uploaded_at": p.uploaded_at.isoformat(), "rows": p.rows, "accepted": p.accepted,
+                 "rejected": p.rejected, "duplicates": p.duplicates, "dnc": p.dnc_hits} for p in rows]
+    if as_json:
+        print_json({"packs": data})
+        return
+    table = Table(show_header=True, header_style="bold")
+    for column in ("pack", "file", "uploaded_at", "rows", "accepted", "rejected", "duplicates", "dnc"):
+        table.add_column(column, justify="right" if column in ("rows", "accepted", "rejected", "duplicates", "dnc")
+                         else "left")
+    for item in data:
+        table.add_row(item["pack"], item["file"], item["uploaded_at"][:16], *(str(item[k]) for k in
+                                                                             ("rows", "accepted", "rejected",
+                                                                              "duplicates", "dnc")))
+    console.print(table if data else "no lead packs yet: waihu leads upload FILE --pack NAME")
+
+
+@leads_app.command()
+def rejects(
+    pack: str = typer.Argument(..., help="Lead pack name"),
+    as_csv: bool = typer.Option(False, "--csv", help="Export every rejected row as CSV (masked, formula-safe)"),
+    out: Optional[Path] = typer.Option(None, "--out", help="Write the CSV to this file (UTF-8 with BOM for Excel)"),
+    limit: int = typer.Option(20, "--limit", help="Rows to show without --csv"),
+) -> None:
+    """Show or export the rows of a pack that were not taken, with row number, reason and message."""
+    from bot.db.engine import session_scope
+    from bot.leads.export import write_rejects_csv
+    from bot.leads.service import get_pack, iter_rejects
+
+    with session_scope(open_database()) as session:
+        lead_pack = get_pack(session, pack)
+        if as_csv or out is not None:
+            if out is not None:
+                with out.open("w", encoding="utf-8-sig", newline="") as handle:
+                    count = write_rejects_csv(session, lead_pack, handle)
+                err_console.print(f"wrote {count} rejected rows to {out}")
+            else:
+                write_rejects_csv(session, lead_pack, sys.stdout)
+            return
+        table = Table(title=f"rejected rows of {pack!r} ({lead_pack.rejected} of {lead_pack.rows})",
+                      show_header=True, header_style="bold")
+        for column in ("row", "reason", "message"):
+            table.add_column(column)
+        for index, reject in enumerate(iter_rejects(session, lead_pack)):
+            if index >= limit:
+                break
+            table.add_row(str(reject.row_number), reject.reason, reject.message)
+        console.print(table)
+        if lead_pack.rejected > limit:
+            console.print(f"… {lead_pack.rejected - limit} more: waihu leads rejects {pack!r} --csv --out rejects.csv")
+
+
+@leads_app.command()
+def forget(
+    phone: str = typer.Argument(..., help="The person's phone number"),
+    yes: bool = typer.Option(False, "--yes", help="Do not ask for confirmation"),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Erase a person's data (PIPL deletion request). A do-not-call hash is kept if they opted out."""
+    from bot.db.engine import session_scope
+    from bot.dnc.service import parse_phone_or_fail
+    from bot.leads.service import forget_phone
+    from bot.pii import mask_phone
+
+    masked = mask_phone(parse_phone_or_fail(phone).number)
+    if not yes and not as_json:
+        typer.confirm(f"erase every lead and rejected row for {masked}?", abort=True, err=True)
+    with session_scope(open_database()) as session:
+        result = forget_phone(session, keyring(), phone)
+    if as_json:
+        print_json({"phone": result.masked_phone, "leads_erased": result.leads, "rejects_erased": result.rejects,
+                    "dnc_hash_kept": result.dnc_kept})
+        return
+    console.print(f"{result.masked_phone}: erased {result.leads} lead(s) and {result.rejects} rejected row(s)"
+                  + ("; the do-not-call entry (hash only) is kept so they are never called" if result.dnc_kept
+                     else ""))
+    if not result.leads and not result.rejects:
+        console.print("nothing stored for this number (already erased, or never uploaded)")
+
