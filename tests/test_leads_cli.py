@@ -1,0 +1,109 @@
+"""`waihu leads/audiences/dnc/db` end to end through the CLI, on SQLite and PostgreSQL."""
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from bot.cli.app import app
+from tests.db_fixtures import TEST_SECRET, db, database_url, keyring, migrated_engine  # noqa: F401
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture()
+def cli(db, database_url, tmp_path, monkeypatch):
+    env = {"WAIHU_DATABASE_URL": database_url, "WAIHU_SECRET_KEY": TEST_SECRET,
+           "WAIHU_DATA_DIR": str(tmp_path / "data")}
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    runner = CliRunner()
+
+    def invoke(*args: str):
+        return runner.invoke(app, list(args), catch_exceptions=True)
+
+    invoke.env = env
+    return invoke
+
+
+def lead_file(tmp_path: Path) -> Path:
+    path = tmp_path / "pack.csv"
+    with path.open("w", encoding="gbk", newline="") as handle:
+        csv.writer(handle).writerows([["手机号", "姓名", "人群", "同意时间", "备注"],
+                                      ["13812345678", "张三", "车主", "2024-05-01", "=1+1"],
+                                      ["13812345678", "张三", "车主", "2024-05-01", ""],
+                                      ["1.38E+10", "李四", "车主", "2024-05-01", ""],
+                                      ["13912345678", "王五", "", "", ""]])
+    return path
+
+
+def test_upload_json_is_one_object(cli, tmp_path):
+    result = cli("leads", "upload", str(lead_file(tmp_path)), "--pack", "p1", "--audience", "宝妈", "--json")
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert (data["pack"], data["rows"], data["accepted"], data["duplicates"], data["dnc"]) == ("p1", 4, 1, 1, 0)
+    assert data["rejected"] == {"consent_missing": 1, "duplicate_in_file": 1, "phone_scientific_notation": 1}
+    assert "13812345678" not in result.stdout
+
+
+def test_summary_rejects_export_and_audiences(cli, tmp_path):
+    result = cli("leads", "upload", str(lead_file(tmp_path)), "--pack", "p1")
+    assert result.exit_code == 0 and "accepted" in result.stdout and "duplicate_in_file" in result.stdout
+    out = tmp_path / "rejects.csv"
+    result = cli("leads", "rejects", "p1", "--csv", "--out", str(out))
+    assert result.exit_code == 0
+    exported = out.read_text(encoding="utf-8-sig")
+    assert exported.splitlines()[0] == "row,reason,message,手机号,姓名,人群,同意时间,备注"
+    assert "138****5678" in exported and "13812345678" not in exported
+    stdout_csv = cli("leads", "rejects", "p1", "--csv").stdout
+    assert list(csv.reader(stdout_csv.splitlines()))[1][0] == "3"
+    shown = cli("leads", "rejects", "p1").stdout
+    assert "phone_scientific_notation" in shown
+    listed = json.loads(cli("audiences", "list", "--json").stdout)
+    assert {a["name"]: a["leads"] for a in listed["audiences"]} == {"车主": 1}
+    assert json.loads(cli("audiences", "show", "车主", "--json").stdout)["scene"] == "车主"
+    assert json.loads(cli("leads", "packs", "--json").stdout)["packs"][0]["rejected"] == 3
+
+
+def test_dnc_commands_and_forget(cli, tmp_path):
+    assert cli("dnc", "add", "139 1234 5678", "--reason", "投诉").exit_code == 0
+    checked = json.loads(cli("dnc", "check", "13912345678", "--json").stdout)
+    assert checked == {"phone": "139****5678", "do_not_call": True,
+                       "entries": [{"scope": "opt_out", "reason": "投诉", "source": "manual", "expires_at": None}]}
+    upload = json.loads(cli("leads", "upload", str(lead_file(tmp_path)), "--pack", "p1", "--json").stdout)
+    assert upload["dnc"] == 0 and upload["rejected"]["consent_missing"] == 1  # no consent is checked before DNC
+    cli("leads", "upload", str(lead_file(tmp_path)), "--pack", "p1", "--json")
+    forgot = json.loads(cli("leads", "forget", "13812345678", "--json").stdout)
+    assert forgot == {"phone": "138****5678", "leads_erased": 1, "rejects_erased": 1, "dnc_hash_kept": False}
+    assert cli("dnc", "add", "13712345678", "--scope", "soft_decline", "--days", "30").exit_code == 0
+    assert "soft_decline" in cli("dnc", "check", "13712345678").stdout
+    assert "removed 1" in cli("dnc", "remove", "13712345678", "--reason", "asked in writing").stdout
+    imported = tmp_path / "dnc.txt"
+    imported.write_text("13612345678\nbad\n", encoding="utf-8")
+    data = json.loads(cli("dnc", "import", str(imported), "--json").stdout)
+    assert data["added"] == 1 and len(data["invalid"]) == 1
+
+
+def test_db_current_and_policy_show(cli):
+    assert "revision 0001" in cli("db", "current").stdout
+    policy = json.loads(cli("policy", "show", "--json").stdout)
+    assert policy["profile"] == "CN_INSURANCE_DEFAULT" and policy["caps"]["rolling_24h"] == 1
+
+
+def test_user_errors_are_one_red_line_without_traceback(cli, tmp_path):
+    empty = tmp_path / "empty.csv"
+    empty.write_bytes(b"")
+    env = {**os.environ, **cli.env}
+    result = subprocess.run([sys.executable, "-m", "bot.cli.app", "leads", "upload", str(empty), "--pack", "x"],
+                            capture_output=True, text=True, cwd=ROOT, env=env)
+    assert result.returncode == 1
+    assert result.stderr.startswith("error:") and "empty" in result.stderr and "Traceback" not in result.stderr
+    result = subprocess.run([sys.executable, "-m", "bot.cli.app", "dnc", "check", "138123456789999"],
+                            capture_output=True, text=True, cwd=ROOT, env=env)
+    assert result.returncode == 1 and "138123456789999" not in result.stderr and "****" in result.stderr
