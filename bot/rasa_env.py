@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import logging
 import os
+import warnings
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 # No telemetry: the machines that run calls have no route to the internet.
@@ -12,9 +13,22 @@ os.environ.setdefault("SQLALCHEMY_SILENCE_UBER_WARNING", "1")
 _configured = False
 
 
+def _ignore_library_warnings() -> None:
+    """Library deprecation chatter (TensorFlow, pkg_resources, pyparsing, Rasa's own
+    notices) is not for the people running waihu."""
+    for category in (DeprecationWarning, PendingDeprecationWarning, FutureWarning):
+        warnings.filterwarnings("ignore", category=category)
+    warnings.filterwarnings("ignore", message=".*Slot auto-fill has been removed.*")
+    warnings.filterwarnings("ignore", message=".*deprecated.*")
+
+
+_ignore_library_warnings()
+
+
 def quiet_rasa() -> None:
     """Keep Rasa/TensorFlow/jieba chatter out of CLI output and call logs."""
     global _configured
+    _ignore_library_warnings()  # Rasa resets the filters when it is imported
     if _configured:
         return
     _configured = True
