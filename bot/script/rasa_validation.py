@@ -6,7 +6,9 @@ CLI can show them next to our lint, with the runtime-only responses filtered out
 from __future__ import annotations
 
 import logging
+import os
 import warnings
+from unittest import mock
 
 from bot.script.lint import RUNTIME_RESPONSES, Problem
 from bot.script.project import DialogsProject
@@ -46,7 +48,8 @@ def rasa_validate(project: DialogsProject) -> list[Problem]:
     rasa_logger.addHandler(handler)
     problems: list[Problem] = []
     try:
-        with warnings.catch_warnings(record=True) as caught:
+        # LOG_LEVEL=WARNING also turns off Rasa's progress bars, which are noise here.
+        with warnings.catch_warnings(record=True) as caught, mock.patch.dict(os.environ, {"LOG_LEVEL": "WARNING"}):
             warnings.simplefilter("always")
             validator = Validator.from_importer(importer)
             structure_ok = validator.verify_story_structure(ignore_warnings=False)
