@@ -27,6 +27,8 @@ class Settings:
     secret_key_file: Path
     # Compliance profile name (telephony/compliance/profiles/<name>.yml) or a path to a YAML file.
     compliance_profile: str
+    # Rendered audio prompts (TTS cache, 8 kHz WAV); default data_dir/prompts (.waihu/prompts).
+    prompts_dir: Path
 
 
 def get_settings() -> Settings:
@@ -42,4 +44,5 @@ def get_settings() -> Settings:
         secret_key=env.get("WAIHU_SECRET_KEY") or None,
         secret_key_file=Path(env.get("WAIHU_SECRET_KEY_FILE", data_dir / "secret.key")).resolve(),
         compliance_profile=env.get("WAIHU_COMPLIANCE_PROFILE", "CN_INSURANCE_DEFAULT"),
+        prompts_dir=Path(env.get("WAIHU_PROMPTS_DIR", data_dir / "prompts")).resolve(),
     )
