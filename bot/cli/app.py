@@ -19,6 +19,7 @@ app = typer.Typer(
 )
 script_commands.register(app)
 grade_commands.register(app)
+from bot.cli import prompt_commands; prompt_commands.register(app)  # noqa: E402,E702 (one line: several people add commands here)
 
 
 def main() -> None:
