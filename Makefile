@@ -9,6 +9,10 @@ STAMP := $(VENV)/.installed
 .PHONY: setup demo test bench lint lock clean
 
 setup: $(STAMP)
+	@# Audio prompts are rendered with espeak-ng, a Debian package (not on PyPI); we run as root.
+	@command -v espeak-ng >/dev/null || { echo "==> installing espeak-ng (TTS for audio prompts)"; \
+	  (apt-get update -qq && apt-get install -y -qq espeak-ng >/dev/null) || \
+	  { echo "error: could not install espeak-ng; install it as root with 'apt-get install -y espeak-ng' (Debian/Ubuntu), then run make setup again"; exit 1; }; }
 
 $(STAMP): requirements.lock pyproject.toml
 	@test -x "$(PYTHON310)" || { echo "error: Python 3.10 not found (Rasa 3.6 needs <3.11). Install it with 'pyenv install 3.10.13' or set PYTHON310=/path/to/python3.10"; exit 1; }
