@@ -91,7 +91,9 @@ def test_dnc_commands_and_forget(cli, tmp_path):
 
 
 def test_db_current_and_policy_show(cli):
-    assert "revision 0001" in cli("db", "current").stdout
+    from bot.db.migrate import head_revision
+
+    assert f"revision {head_revision()}" in cli("db", "current").stdout
     policy = json.loads(cli("policy", "show", "--json").stdout)
     assert policy["profile"] == "CN_INSURANCE_DEFAULT" and policy["caps"]["rolling_24h"] == 1
 

@@ -47,12 +47,25 @@ def _executemany(conn: Connection, table: Table, columns: Sequence[str], rows: S
 def _copy_into(conn: Connection, table: Table, columns: Sequence[str], rows: Sequence[tuple]) -> None:
     prep = conn.dialect.identifier_preparer
     converters = [_copy_converter(table.c[name].type) for name in columns]
-    buffer = io.StringIO()
-    write = buffer.write
+    lines = []
+    # Upload rows share values (created_at, pack id): convert each distinct object once per column.
+    memo: list[tuple[Any, str]] = [(object(), "")] * len(converters)
     for row in rows:
-        write("\t".join(r"\N" if value is None else convert(value) for convert, value in zip(converters, row)))
-        write("\n")
-    buffer.seek(0)
+        fields = []
+        for index, value in enumerate(row):
+            if value is None:
+                fields.append(r"\N")
+                continue
+            last_value, last_text = memo[index]
+            if last_value is value:
+                fields.append(last_text)
+                continue
+            converted = converters[index](value)
+            memo[index] = (value, converted)
+            fields.append(converted)
+        lines.append("\t".join(fields))
+    lines.append("")
+    buffer = io.StringIO("\n".join(lines))
     cursor = conn.connection.cursor()
     try:
         cursor.copy_expert(f"COPY {prep.format_table(table)} ({', '.join(prep.quote(c) for c in columns)}) "
@@ -66,18 +79,27 @@ def _convert(rows: Sequence[tuple], converters: list[Converter | None]) -> list[
     if not active:
         return rows
     out = []
+    # Upload rows share values (created_at, pack id): convert each distinct object once.
+    memo: dict[int, tuple[Any, Any]] = {}
     for row in rows:
         values = list(row)
         for index, convert in active:
-            if values[index] is not None:
-                values[index] = convert(values[index])
+            value = values[index]
+            if value is not None:
+                cached = memo.get(index)
+                if cached is not None and cached[0] is value:
+                    values[index] = cached[1]
+                else:
+                    converted = convert(value)
+                    memo[index] = (value, converted)
+                    values[index] = converted
         out.append(tuple(values))
     return out
 
 
 def _sqlite_datetime(value: datetime) -> str:
     # The text form SQLAlchemy's SQLite DateTime reads back; naive UTC like UtcDateTime writes.
-    return value.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S.%f")
+    return value.astimezone(timezone.utc).replace(tzinfo=None).isoformat(" ", "microseconds")
 
 
 def _sqlite_converter(column_type) -> Converter | None:
@@ -88,15 +110,18 @@ def _sqlite_converter(column_type) -> Converter | None:
     return None
 
 
-def _json_text(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+# One encoder: json.dumps with options builds a new encoder on every call.
+_json_text = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 
 
 _COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
 
 
 def _copy_text(value: Any) -> str:
-    return str(value).translate(_COPY_ESCAPES)
+    text = value if isinstance(value, str) else str(value)
+    if "\\" in text or "\t" in text or "\n" in text or "\r" in text:
+        return text.translate(_COPY_ESCAPES)
+    return text
 
 
 def _copy_converter(column_type) -> Converter:
