@@ -158,10 +158,6 @@ def _tune_for_bulk_load(conn: Connection) -> None:
         # The leads table grows inside this transaction, unseen by the planner's statistics; without
         # this, the per-chunk duplicate lookups turn into sequential scans (quadratic in file size).
         conn.exec_driver_sql("SET LOCAL enable_seqscan = off")
-    elif conn.dialect.name == "sqlite":
-        # Random-order inserts into the phone-hash index need its pages in memory (~200 MB at most,
-        # allocated only as used); the default 2 MB cache makes every insert a disk read.
-        conn.exec_driver_sql("PRAGMA cache_size = -200000")
 
 
 def _check_request(request: UploadRequest) -> None:
