@@ -63,7 +63,7 @@ def test_undefined_slot_in_a_response(dialogs_copy: DialogsProject) -> None:
 
 def test_opening_without_ai_label_or_opt_out_fails(dialogs_copy: DialogsProject) -> None:
     variants = dialogs_copy.domain_dir / "variants.yml"
-    edit(variants, "我是AI客服，声音由人工智能合成，通话会录音，不需要请说“不要再打”。", "我是客服小安。")
+    edit(variants, "我是AI客服，声音为合成语音，通话录音，不需要请说“不要再打”。", "我是客服小安。")
     found = errors(dialogs_copy)
     assert any("opening (benefit_first) lacks the AI label" in e for e in found), found
     assert any("opening (benefit_first) lacks the recording notice" in e for e in found), found

@@ -20,8 +20,9 @@ from intents.taxonomy import CALL_START_INTENT, CALLEE_INTENTS, FALLBACK_INTENT
 
 Severity = Literal["error", "warning"]
 
-# Mandarin TTS speaks about 4.5 characters a second; a prompt over 15 s loses the callee.
-TTS_CHARS_PER_SECOND = 4.5
+# The default TTS (espeak-ng cmn-latn-pinyin) says about 3.8 characters a second (measured
+# with `waihu prompts render`); a prompt over 15 s loses the callee.
+TTS_CHARS_PER_SECOND = 3.8
 MAX_TTS_SECONDS = 15.0
 TYPICAL_SLOT_CHARS = 6
 MIN_EXAMPLES_PER_INTENT = 40
