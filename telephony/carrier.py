@@ -2,6 +2,22 @@
 
 A carrier dials, plays prompts, stops them on barge-in and hangs up; everything that
 happens on a call comes back as `CallEvent`s on the carrier's `events` queue.
+
+What the events mean, for every adapter:
+- "answered": a person (or a voicemail box) picked up; the dialogue starts.
+- "speech" with answered=False: early media before any answer — an operator recording
+  (您拨打的电话已关机 …) as ASR text; `intents.carrier` reads the call status from it.
+  A hang-up with answered=False follows.
+- "speech" with answered=True: the callee's reply (ASR final text). Empty text
+  (`SILENCE`) means the callee said nothing until the endpointing no-input timeout: the
+  runtime re-prompts (`CallSession.silence()`); the carrier, not the runtime, times it.
+- "playback_done": a prompt finished (or was stopped).
+- "hangup": the call is over. answered=False with a call status when it never reached a
+  person (no_answer when it rang out); answered=True with status None when either side
+  ended a conversation (cause NORMAL_CLEARING for a callee who hangs up). `hangup()` by
+  the runtime is answered with a hang-up event too.
+The simulator (telephony.simulator) replies after each prompt whose response is a
+question (`utter_ask_*`) once the robot's turn has finished playing.
 """
 from __future__ import annotations
 
@@ -15,6 +31,7 @@ CallEventKind = Literal["answered", "speech", "playback_done", "hangup"]
 CALL_STATUSES = ("vacant_number", "suspended", "powered_off", "unreachable", "line_busy",
                  "no_answer", "voicemail", "call_restricted")
 CARRIER_LOST = "carrier_lost"  # our link to the carrier dropped: the dialer must reconcile
+SILENCE = ""  # speech text meaning: no reply before the no-input timeout
 
 
 @dataclass(frozen=True)
