@@ -76,13 +76,13 @@ class CallResult:
 
 async def run_call(carrier: Carrier, router: EventRouter, agent: DialogueAgent, *, call_id: str, phone: str,
                    lead: LeadContext, clock: Clock, audio_for: AudioFor = lambda line: None,
-                   event_timeout_s: float | None = 120.0) -> CallResult:
+                   event_timeout_s: float | None = 120.0, dial_options: dict | None = None) -> CallResult:
     result = CallResult(call_id)
     events = router.open(call_id)
     session: CallSession | None = None
     try:
         result.dialed_at = clock()
-        result.carrier_call_id = await carrier.dial(call_id, phone)
+        result.carrier_call_id = await carrier.dial(call_id, phone, **(dial_options or {}))
         while True:
             try:
                 event = await asyncio.wait_for(events.get(), event_timeout_s)

@@ -95,12 +95,20 @@ def _candidates(session: Session, campaign: Campaign, limit: int) -> list[tuple[
     return [(lead, int(last_no)) for lead, last_no in session.execute(query)]
 
 
-def _histories(session: Session, phone_hashes: list[str], now: datetime) -> dict[str, list[Attempt]]:
+def history_of(session: Session, phone_hash: str, now: datetime, excluding: int | None = None) -> list[Attempt]:
+    """One number's history, for the check right before a dial (without that attempt)."""
+    rows = _histories(session, [phone_hash], now, excluding)
+    return rows.get(phone_hash, [])
+
+
+def _histories(session: Session, phone_hashes: list[str], now: datetime,
+               excluding: int | None = None) -> dict[str, list[Attempt]]:
     """Each number's attempts across all campaigns in the window that matters."""
     since = now - timedelta(days=HISTORY_DAYS)
     rows = session.execute(select(CallAttempt.phone_hash, CallAttempt.scheduled_at, CallAttempt.dialed_at,
                                   CallAttempt.history_outcome, CallAttempt.campaign_id, CallAttempt.callback_at)
-                           .where(and_(CallAttempt.phone_hash.in_(phone_hashes), CallAttempt.scheduled_at >= since))
+                           .where(and_(CallAttempt.phone_hash.in_(phone_hashes), CallAttempt.scheduled_at >= since,
+                                       CallAttempt.status != "cancelled", CallAttempt.id != (excluding or -1)))
                            .order_by(CallAttempt.scheduled_at))
     history: dict[str, list[Attempt]] = defaultdict(list)
     for phone_hash, scheduled_at, dialed_at, outcome, campaign_id, callback_at in rows:

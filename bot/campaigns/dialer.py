@@ -1,0 +1,129 @@
+"""The dial path: plan attempts, then for each one claim it, check again at T-0, call,
+grade and log. Celery tasks (bot.campaigns.tasks) and the embedded demo both use it.
+
+Safety comes from the database, not from the queue: an attempt is dialled only by
+whoever flips it from `scheduled` to `dialing` (a compare-and-set), so a task delivered
+twice — a worker killed mid-call, a broker restart — never dials the same attempt twice.
+"""
+from __future__ import annotations
+
+import logging
+import socket
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Callable
+
+from sqlalchemy import select, update
+from sqlalchemy.engine import Engine
+
+from bot.audiences.models import AudiencePack
+from bot.campaigns.call_log import record_call
+from bot.campaigns.call_runner import EventRouter, run_call
+from bot.campaigns.dial_planner import PlanResult, history_of, plan_campaign
+from bot.campaigns.models import CallAttempt, Campaign
+from bot.campaigns.service import policy_for_slot
+from bot.conversation.agent import DialogueAgent
+from bot.conversation.session import LeadContext
+from bot.db.engine import session_scope
+from bot.dnc.service import dnc_state
+from bot.leads.models import Lead
+from bot.pii import PhoneKeyring, mask_phone
+from telephony.carrier import Carrier
+from telephony.compliance.eligibility import check_eligibility
+
+log = logging.getLogger(__name__)
+
+# A call that has been "dialing" this long lost its worker (calls end well before).
+STUCK_AFTER = timedelta(minutes=20)
+
+
+@dataclass
+class Dialer:
+    engine: Engine
+    agent: DialogueAgent
+    carrier: Carrier
+    keyring: PhoneKeyring
+    now: Callable[[], datetime]
+    worker: str = field(default_factory=socket.gethostname)
+    router: EventRouter | None = None
+
+    def plan(self) -> list[PlanResult]:
+        """The hopper, once: attempts for every running campaign (commit, then enqueue)."""
+        now = self.now()
+        with session_scope(self.engine) as session:
+            campaigns = session.execute(select(Campaign).where(Campaign.status == "running")).scalars().all()
+            return [plan_campaign(session, campaign, now) for campaign in campaigns]
+
+    async def dial(self, attempt_id: int) -> str:
+        """Run one planned attempt to the end. Returns what happened, for the task log."""
+        claimed = self._claim(attempt_id)
+        if claimed is None:
+            return "skipped: already taken or not scheduled"
+        attempt, lead, campaign, audience = claimed
+        blocked = self._blocked_at_t0(attempt, campaign)
+        if blocked:
+            return blocked
+        phone = self.keyring.decrypt_phone(lead.phone_ciphertext)
+        self.router = self.router or EventRouter(self.carrier)
+        context = LeadContext(surname=(lead.name or "")[:1] or None, gender=lead.gender,
+                              audience_pack=audience, script_variant=attempt.arms.get("script", "standard"),
+                              incentive=campaign.incentive)
+        try:
+            result = await run_call(self.carrier, self.router, self.agent, call_id=f"attempt-{attempt.id}",
+                                    phone=phone, lead=context, clock=self.now,
+                                    dial_options={"audience_pack": audience} if audience else None)
+        except Exception:
+            log.exception("call for attempt %s (%s) failed", attempt.id, mask_phone(phone))
+            self._finish_failed(attempt.id, "error")
+            raise
+        with session_scope(self.engine) as session:
+            record_call(session, session.get(CallAttempt, attempt.id), result)
+        outcome = result.outcome
+        return outcome.label if outcome else "ended"
+
+    def reconcile(self) -> int:
+        """Attempts whose worker died mid-call: marked failed (never re-dialled), and they
+        count as attempts for the caps, since the phone may have rung."""
+        cutoff = self.now() - STUCK_AFTER
+        with session_scope(self.engine) as session:
+            result = session.execute(update(CallAttempt)
+                                     .where(CallAttempt.status == "dialing", CallAttempt.dialed_at < cutoff)
+                                     .values(status="failed", outcome="worker_lost", history_outcome="worker_lost",
+                                             ended_at=self.now()))
+            return result.rowcount or 0
+
+    def _claim(self, attempt_id: int):
+        with session_scope(self.engine) as session:
+            won = session.execute(update(CallAttempt)
+                                  .where(CallAttempt.id == attempt_id, CallAttempt.status == "scheduled")
+                                  .values(status="dialing", worker=self.worker, dialed_at=self.now())).rowcount
+            if not won:
+                return None
+            attempt = session.get(CallAttempt, attempt_id)
+            lead = session.get(Lead, attempt.lead_id)
+            campaign = session.get(Campaign, attempt.campaign_id)
+            audience = session.get(AudiencePack, lead.audience_id) if lead.audience_id else None
+            return attempt, lead, campaign, (audience.scene or audience.name) if audience else None
+
+    def _blocked_at_t0(self, attempt: CallAttempt, campaign: Campaign) -> str | None:
+        """The do-not-call list and the compliance rules, read again right before the dial."""
+        now = self.now()
+        with session_scope(self.engine) as session:
+            if session.get(Campaign, campaign.id).status != "running":
+                reason = "campaign_not_running"
+            else:
+                policy = policy_for_slot(campaign, attempt.arms.get("time_slot"))
+                verdict = check_eligibility(policy, now=now, attempts=history_of(session, attempt.phone_hash, now,
+                                                                                 excluding=attempt.id),
+                                            dnc=dnc_state(session, attempt.phone_hash, now))
+                reason = None if verdict.allowed else verdict.reason
+            if reason is None:
+                return None
+            row = session.get(CallAttempt, attempt.id)
+            row.status, row.outcome, row.history_outcome, row.ended_at = "cancelled", reason, "cancelled", now
+        return f"cancelled at T-0: {reason}"
+
+    def _finish_failed(self, attempt_id: int, outcome: str) -> None:
+        with session_scope(self.engine) as session:
+            row = session.get(CallAttempt, attempt_id)
+            row.status, row.outcome, row.history_outcome, row.ended_at = "failed", outcome, outcome, self.now()

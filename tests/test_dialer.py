@@ -1,0 +1,79 @@
+"""A campaign dialled end to end on one process: planner → T-0 check → simulator carrier →
+real dialogue model → grading → call log, on a simulated clock (SQLite and PostgreSQL)."""
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from datetime import datetime, timedelta, timezone
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import func, select
+
+from bot.audiences.models import AudiencePack
+from bot.campaigns.dialer import Dialer
+from bot.campaigns.models import CallAttempt, Turn
+from bot.campaigns.service import change_status, create_campaign
+from bot.db.engine import session_scope
+from bot.leads.models import Lead
+from telephony.simulator.carrier import SimulatorCarrier
+from telephony.simulator.clock import SimClock
+from tests.conftest import run
+from tests.db_fixtures import db, database_url, keyring, migrated_engine  # noqa: F401
+from tests.test_dial_planner import add_pack
+
+SHANGHAI = ZoneInfo("Asia/Shanghai")
+# Tuesday 2026-11-24 09:00 in Shanghai: the window opens at 09:30.
+START = datetime(2026, 11, 24, 1, 0, tzinfo=timezone.utc)
+
+
+def test_a_simulated_morning_of_calling(db, keyring, dialogue_agent) -> None:
+    with session_scope(db) as session:
+        audience = AudiencePack(name="车主-华东", scene="车主", tier="普通", attributes={})
+        session.add(audience)
+        session.flush()
+        lead_ids = add_pack(session, keyring, "pack-a", 60)
+        for lead in session.execute(select(Lead)).scalars():
+            lead.audience_id, lead.name, lead.gender = audience.id, "王小明", "M"
+        create_campaign(session, name="morning", packs=["pack-a"], lines=15, incentive="一份免费的驾乘意外险",
+                        variants=[{"name": "standard", "weight": 1}, {"name": "benefit_first", "weight": 1}])
+        change_status(session, "morning", "start", now=START)
+
+    async def morning():
+        clock = SimClock(start=START)
+        carrier = SimulatorCarrier(clock=clock, seed=7)
+        dialer = Dialer(db, dialogue_agent, carrier, keyring, now=clock.now, worker="test")
+        calls: list[asyncio.Task] = []
+        windows_seen = Counter()
+        for _minute in range(4 * 60):  # 09:00–13:00 local
+            for plan in dialer.plan():
+                if plan.created:
+                    windows_seen[clock.now().astimezone(SHANGHAI).strftime("%H")] += len(plan.created)
+                calls += [asyncio.ensure_future(dialer.dial(attempt_id)) for attempt_id in plan.created]
+            await clock.sleep(60)
+        results = await asyncio.gather(*calls)
+        # the same attempt again (a redelivered task) is refused by the claim
+        again = await dialer.dial(1)
+        return results, sum(carrier.outcomes.values()), windows_seen, again
+
+    results, dialled, windows_seen, again = run(morning())
+    assert again.startswith("skipped")
+    assert set(windows_seen) <= {"09", "10", "11"}  # nothing before 09:30 or after 12:00
+    with session_scope(db) as session:
+        attempts = session.execute(select(CallAttempt)).scalars().all()
+        per_lead = Counter(a.lead_id for a in attempts)
+        assert set(per_lead) == set(lead_ids)  # every lead tried
+        assert max(per_lead.values()) == 1  # once: the 24 h cap
+        assert {a.status for a in attempts} <= {"completed", "cancelled"}
+        assert dialled == len([a for a in attempts if a.status == "completed"])
+        outcomes = Counter(a.outcome for a in attempts)
+        graded = [a for a in attempts if a.outcome == "answered"]
+        assert graded and all(a.grade in "ABCD" and a.grade_reason for a in graded)
+        assert sum(outcomes.values()) == 60
+        for attempt in attempts:
+            local = attempt.dialed_at.astimezone(SHANGHAI)
+            assert (9, 30) <= (local.hour, local.minute) < (12, 0), local
+        turns = session.execute(select(func.count()).select_from(Turn)).scalar_one()
+        assert turns >= 3 * len(graded)
+        variants = Counter(a.arms["script"] for a in attempts)
+        assert set(variants) == {"standard", "benefit_first"}
+    print(dict(outcomes), dict(Counter(a.grade for a in graded)), len(results))
