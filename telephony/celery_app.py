@@ -19,6 +19,8 @@ def create_app(broker_url: str | None = None) -> Celery:
     app = Celery("waihu")
     app.conf.update(
         broker_url=broker_url or os.environ.get("WAIHU_BROKER_URL") or EMBEDDED_BROKER,
+        # One queue per installation (WAIHU_QUEUE), so two deployments can share a Redis.
+        task_default_queue=os.environ.get("WAIHU_QUEUE", "waihu"),
         task_acks_late=True,
         task_reject_on_worker_lost=True,
         worker_prefetch_multiplier=1,  # a worker takes one call at a time off the queue

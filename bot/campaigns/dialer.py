@@ -8,6 +8,7 @@ twice — a worker killed mid-call, a broker restart — never dials the same at
 from __future__ import annotations
 
 import logging
+import os
 import socket
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -35,6 +36,10 @@ log = logging.getLogger(__name__)
 
 # A call that has been "dialing" this long lost its worker (calls end well before).
 STUCK_AFTER = timedelta(minutes=20)
+
+
+def stuck_after() -> timedelta:
+    return timedelta(seconds=float(os.environ.get("WAIHU_STUCK_AFTER_S", STUCK_AFTER.total_seconds())))
 
 
 @dataclass
@@ -84,7 +89,7 @@ class Dialer:
     def reconcile(self) -> int:
         """Attempts whose worker died mid-call: marked failed (never re-dialled), and they
         count as attempts for the caps, since the phone may have rung."""
-        cutoff = self.now() - STUCK_AFTER
+        cutoff = self.now() - stuck_after()
         with session_scope(self.engine) as session:
             result = session.execute(update(CallAttempt)
                                      .where(CallAttempt.status == "dialing", CallAttempt.dialed_at < cutoff)

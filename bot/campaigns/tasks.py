@@ -1,0 +1,116 @@
+"""Celery tasks: the hopper (every minute, from beat), one dial per attempt, reconciliation.
+
+Start a worker with `celery -A bot.campaigns.tasks worker --pool threads --concurrency 50`
+and beat with `celery -A bot.campaigns.tasks beat`. Each worker process keeps one event
+loop thread that carries all of its calls, one shared dialogue agent and one carrier; the
+task threads hand their call to that loop and wait for it.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import threading
+from concurrent.futures import Future
+
+from bot.campaigns.dialer import Dialer
+from bot.clock import clock_from_settings
+from bot.settings import get_settings
+from telephony.celery_app import app
+from telephony.carrier import Carrier
+
+log = logging.getLogger(__name__)
+
+
+class DialWorkerRuntime:
+    """What one worker process needs to run calls, built on first use."""
+
+    def __init__(self) -> None:
+        from bot.conversation.agent import load_shared_agent
+        from bot.db.engine import open_database
+        from bot.pii import keyring_from_settings
+        from bot.script.project import DialogsProject
+        from bot.script.training import require_model
+
+        settings = get_settings()
+        self.loop = asyncio.new_event_loop()
+        threading.Thread(target=self.loop.run_forever, name="waihu-calls", daemon=True).start()
+        self.clock = clock_from_settings()
+        model = require_model(DialogsProject(settings.dialogs_dir), settings.models_dir)
+        agent = load_shared_agent(model, settings.tracker_store_url, settings.lock_store_url)
+        self.submit(agent.warm_up())
+        carrier = self.submit(_make_carrier(self.clock))
+        self.dialer = Dialer(open_database(), agent, carrier, keyring_from_settings(), now=self.clock.now,
+                             worker=f"{socket.gethostname()}:{os.getpid()}")
+
+    def submit(self, coro, timeout: float | None = None):
+        future: Future = asyncio.run_coroutine_threadsafe(coro, self.loop)
+        return future.result(timeout)
+
+
+async def _make_carrier(clock) -> Carrier:
+    kind = os.environ.get("WAIHU_CARRIER", "simulator")
+    if kind == "simulator":
+        from telephony.simulator.carrier import SimulatorCarrier
+
+        return SimulatorCarrier(clock=clock, seed=os.environ.get("WAIHU_SIM_SEED", "0"))
+    if kind == "freeswitch":
+        from telephony.freeswitch.carrier import FreeSwitchCarrier
+        from telephony.freeswitch.esl import EslConnection
+
+        env = os.environ
+        connection = await EslConnection.connect(env.get("WAIHU_ESL_HOST", "127.0.0.1"),
+                                                 int(env.get("WAIHU_ESL_PORT", "8021")),
+                                                 env.get("WAIHU_ESL_PASSWORD", "ClueCon"))
+        carrier = FreeSwitchCarrier(connection, gateway=env.get("WAIHU_ESL_GATEWAY", "carrier"),
+                                    caller_id=env.get("WAIHU_CALLER_ID", "0000000000"))
+        await carrier.start()
+        return carrier
+    raise ValueError(f"WAIHU_CARRIER={kind!r}: use simulator or freeswitch")
+
+
+_runtime: DialWorkerRuntime | None = None
+_runtime_lock = threading.Lock()
+
+
+def runtime() -> DialWorkerRuntime:
+    global _runtime
+    with _runtime_lock:
+        if _runtime is None:
+            _runtime = DialWorkerRuntime()
+        return _runtime
+
+
+@app.task(name="waihu.plan_dials")
+def plan_dials() -> dict:
+    """Refill: attempts for every running campaign, each dial paced by the campaign's CPS."""
+    from sqlalchemy import select
+
+    from bot.campaigns.models import Campaign
+    from bot.db.engine import open_database, session_scope
+
+    dialer = runtime().dialer
+    plans = dialer.plan()
+    with session_scope(open_database()) as session:
+        cps = dict(session.execute(select(Campaign.id, Campaign.cps)).all())
+    queued = 0
+    for plan in plans:
+        for index, attempt_id in enumerate(plan.created):
+            dial.apply_async(args=[attempt_id], countdown=index / max(cps.get(plan.campaign_id, 1.0), 0.01))
+            queued += 1
+    return {"queued": queued, "campaigns": len(plans)}
+
+
+@app.task(name="waihu.dial", bind=True)
+def dial(self, attempt_id: int) -> str:
+    try:
+        return runtime().submit(runtime().dialer.dial(attempt_id))
+    except Exception as exc:  # logged with the attempt; the attempt row says "failed"
+        log.exception("dial %s failed", attempt_id)
+        return f"failed: {type(exc).__name__}"
+
+
+@app.task(name="waihu.reconcile_attempts")
+def reconcile_attempts() -> int:
+    return runtime().dialer.reconcile()
