@@ -6,7 +6,7 @@ import sys
 import bot.rasa_env  # noqa: F401  (sets quiet, offline defaults before Rasa loads)
 import typer
 
-from bot.cli import grade_commands, leads_commands, script_commands
+from bot.cli import campaign_commands, grade_commands, leads_commands, script_commands
 from bot.cli.console import fail
 from bot.errors import UserError
 
@@ -20,6 +20,7 @@ app = typer.Typer(
 script_commands.register(app)
 leads_commands.register(app)
 grade_commands.register(app)
+campaign_commands.register(app)
 from bot.cli import prompt_commands; prompt_commands.register(app)  # noqa: E402,E702 (one line: several people add commands here)
 
 

@@ -1,0 +1,176 @@
+"""Commands for ops: `waihu campaign create/start/pause/resume/stop/status/list`."""
+from __future__ import annotations
+
+import time
+from typing import List, Optional
+
+import typer
+from rich.live import Live
+from rich.table import Table
+
+from bot.cli.console import console, print_json
+from bot.errors import UserError
+
+campaign_app = typer.Typer(help="Campaigns: which packs to dial, how, and their live progress.",
+                           no_args_is_help=True)
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(campaign_app, name="campaign")
+
+
+def parse_variant(value: str) -> dict:
+    name, _, weight = value.partition(":")
+    try:
+        return {"name": name.strip(), "weight": float(weight) if weight else 1.0}
+    except ValueError:
+        raise UserError(f"--variant {value!r}: expected NAME or NAME:WEIGHT, e.g. benefit_first:1") from None
+
+
+def parse_slot(value: str) -> dict:
+    """上午=09:30-12:00 or 傍晚=18:00-20:00*2 (weight after '*')."""
+    name, sep, rest = value.partition("=")
+    if not sep or not name.strip() or not rest:
+        raise UserError(f"--slot {value!r}: expected NAME=HH:MM-HH:MM[,HH:MM-HH:MM][*WEIGHT], e.g. 傍晚=18:00-20:00")
+    windows, _, weight = rest.partition("*")
+    try:
+        return {"name": name.strip(), "windows": [w.strip() for w in windows.split(",") if w.strip()],
+                "weight": float(weight) if weight else 1.0}
+    except ValueError:
+        raise UserError(f"--slot {value!r}: the weight after '*' must be a number") from None
+
+
+def _session():
+    from bot.db.engine import open_database, session_scope
+
+    return session_scope(open_database())
+
+
+@campaign_app.command()
+def create(
+    name: str = typer.Argument(..., help="Campaign name (unique)"),
+    packs: List[str] = typer.Option(..., "--pack", help="Lead pack to dial (repeat for several)"),
+    lines: int = typer.Option(10, "--lines", help="Max concurrent calls"),
+    cps: float = typer.Option(2.0, "--cps", help="New calls per second"),
+    variants: List[str] = typer.Option([], "--variant", help="Script variant NAME[:WEIGHT] (repeat to A/B test)"),
+    slots: List[str] = typer.Option([], "--slot", help="Time slot NAME=HH:MM-HH:MM[*WEIGHT] (repeat to A/B test)"),
+    incentive: Optional[str] = typer.Option(None, "--incentive", help="What the robot offers (利益点)"),
+    profile: str = typer.Option("CN_INSURANCE_DEFAULT", "--profile", help="Compliance profile"),
+) -> None:
+    """Create a campaign (draft). Start it with `waihu campaign start NAME`."""
+    from bot.campaigns.service import create_campaign
+    from bot.cli.prompt_commands import load_script_domain
+    from bot.script.project import DialogsProject
+    from bot.settings import get_settings
+
+    known = load_script_domain(DialogsProject(get_settings().dialogs_dir)).variants()
+    unknown = [v["name"] for v in map(parse_variant, variants) if v["name"] not in known]
+    if unknown:
+        raise UserError(f"unknown script variant(s) {', '.join(unknown)}; the script has: {', '.join(known)}.")
+    with _session() as session:
+        campaign = create_campaign(session, name=name, packs=packs, lines=lines, cps=cps,
+                                   variants=[parse_variant(v) for v in variants] or None,
+                                   time_slots=[parse_slot(s) for s in slots] or None,
+                                   compliance_profile=profile, incentive=incentive)
+        console.print(f"created campaign [bold]{campaign.name}[/] (draft): {len(packs)} pack(s), "
+                      f"{lines} lines, {cps:g} calls/s, variants "
+                      f"{', '.join(v['name'] for v in campaign.script_variants)}"
+                      + (f", slots {', '.join(s['name'] for s in campaign.time_slots)}" if campaign.time_slots else ""))
+
+
+def _transition(name: str, action: str) -> None:
+    from bot.campaigns.service import change_status
+
+    with _session() as session:
+        campaign = change_status(session, name, action)
+        console.print(f"campaign [bold]{campaign.name}[/] is now {campaign.status}")
+
+
+@campaign_app.command()
+def start(name: str) -> None:
+    """Start dialling (the hopper picks it up within a minute)."""
+    _transition(name, "start")
+
+
+@campaign_app.command()
+def pause(name: str) -> None:
+    """Stop planning new calls; calls in progress finish."""
+    _transition(name, "pause")
+
+
+@campaign_app.command()
+def resume(name: str) -> None:
+    _transition(name, "resume")
+
+
+@campaign_app.command()
+def stop(name: str) -> None:
+    """End the campaign for good."""
+    _transition(name, "stop")
+
+
+@campaign_app.command("list")
+def list_campaigns() -> None:
+    from sqlalchemy import select
+
+    from bot.campaigns.models import Campaign
+
+    table = Table(title="campaigns")
+    for col in ("name", "status", "lines", "cps", "variants", "slots"):
+        table.add_column(col)
+    with _session() as session:
+        for c in session.execute(select(Campaign).order_by(Campaign.id)).scalars():
+            table.add_row(c.name, c.status, str(c.lines), f"{c.cps:g}",
+                          ", ".join(v["name"] for v in c.script_variants),
+                          ", ".join(s["name"] for s in c.time_slots) or "—")
+    console.print(table)
+
+
+@campaign_app.command()
+def status(
+    name: str,
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object"),
+    watch: float = typer.Option(0.0, "--watch", help="Refresh every N seconds until Ctrl-C"),
+) -> None:
+    """Progress: dialled, connected, graded A/B/C/D, call statuses, lines in use."""
+    from bot.campaigns.service import campaign_progress, get_campaign
+
+    def snapshot() -> dict:
+        with _session() as session:
+            campaign = get_campaign(session, name)
+            progress = campaign_progress(session, campaign)
+            return {"campaign": campaign.name, "status": campaign.status, "lines": campaign.lines,
+                    "leads": progress.leads, "attempts": progress.attempts,
+                    "in_flight": progress.by_status.get("scheduled", 0) + progress.by_status.get("dialing", 0),
+                    "by_status": progress.by_status, "outcomes": progress.by_outcome, "grades": progress.by_grade}
+
+    if as_json:
+        print_json(snapshot())
+        return
+    if watch <= 0:
+        console.print(_status_table(snapshot()))
+        return
+    with Live(_status_table(snapshot()), console=console, refresh_per_second=4) as live:
+        try:
+            while True:
+                time.sleep(watch)
+                live.update(_status_table(snapshot()))
+        except KeyboardInterrupt:
+            pass
+
+
+def _status_table(data: dict) -> Table:
+    outcomes, grades = data["outcomes"], data["grades"]
+    dialled = sum(outcomes.values())
+    connected = outcomes.get("answered", 0)
+    table = Table(title=f"{data['campaign']} — {data['status']}, lines in use {data['in_flight']}/{data['lines']}")
+    table.add_column("")
+    table.add_column("count", justify="right")
+    table.add_column("share", justify="right")
+    rows = [("leads", data["leads"], None), ("attempts", data["attempts"], None), ("dialled", dialled, None),
+            ("connected", connected, dialled)]
+    rows += [(f"grade {g}", grades.get(g, 0), connected) for g in "ABCD"]
+    rows += [(status, n, dialled) for status, n in sorted(outcomes.items()) if status != "answered"]
+    for label, value, base in rows:
+        table.add_row(label, str(value), f"{value / base:.1%}" if base else "")
+    return table

@@ -1,0 +1,45 @@
+"""`waihu campaign …` as ops run it, on a fresh SQLite data folder."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from bot.settings import PROJECT_ROOT
+
+
+def waihu(data: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "bot.cli.app", *args], capture_output=True, text=True,
+                          cwd=PROJECT_ROOT, timeout=120,
+                          env={**os.environ, "WAIHU_DATA_DIR": str(data), "COLUMNS": "200"})
+
+
+def test_create_start_pause_and_status(tmp_path: Path) -> None:
+    csv = tmp_path / "leads.csv"
+    rows = ["手机号,姓名,同意时间"] + [f"1390000{i:04d},李{i},2026-11-01 10:00" for i in range(25)]
+    csv.write_bytes(("\n".join(rows) + "\n").encode("gbk"))
+    data = tmp_path / "data"
+    assert waihu(data, "leads", "upload", str(csv), "--pack", "p1").returncode == 0
+
+    created = waihu(data, "campaign", "create", "c1", "--pack", "p1", "--lines", "5",
+                    "--variant", "standard", "--variant", "benefit_first:2", "--slot", "傍晚=18:00-20:00")
+    assert created.returncode == 0, created.stderr
+    assert "variants standard, benefit_first, slots 傍晚" in created.stdout
+
+    for args, needle in [
+        (("campaign", "create", "c2", "--pack", "p1", "--slot", "夜间=20:00-22:00"), "may only make"),
+        (("campaign", "create", "c3", "--pack", "p1", "--variant", "no_such"), "unknown script variant"),
+        (("campaign", "create", "c4", "--pack", "missing"), "lead pack(s) not found: missing"),
+        (("campaign", "pause", "c1"), "is draft; it cannot pause"),
+        (("campaign", "status", "nope"), "no campaign named 'nope'"),
+    ]:
+        result = waihu(data, *args)
+        assert result.returncode == 1 and needle in result.stderr and "Traceback" not in result.stderr, result.stderr
+
+    assert "now running" in waihu(data, "campaign", "start", "c1").stdout
+    assert "now paused" in waihu(data, "campaign", "pause", "c1").stdout
+    status = json.loads(waihu(data, "campaign", "status", "c1", "--json").stdout)
+    assert status["status"] == "paused" and status["leads"] == 25 and status["attempts"] == 0
+    assert status["lines"] == 5
