@@ -1,97 +1,253 @@
-"""`waihu demo`: train if needed, then play sample calls turn by turn.
+"""`waihu demo`: a campaign dialled for a simulated week, end to end, on one machine.
 
-The calls use the real trained model and the real call runtime; only the callee's
-replies are scripted here (there is no speech recogniser on this machine).
+Embedded defaults: a fresh SQLite database under the data folder, the simulator carrier,
+a simulated clock that jumps from one event to the next, and the dial path of the real
+product (planner → T-0 compliance and DNC check → call with the trained Rasa model →
+grading → follow-ups → call log). It generates three audience packs of leads, uploads
+them through the normal upload path, runs a campaign with two script variants and two
+call-time slots, and prints the funnel per arm.
 """
 from __future__ import annotations
 
 import asyncio
+import csv
+import random
 import time
-from dataclasses import dataclass
+from collections import Counter
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from zoneinfo import ZoneInfo
 
 from rich.panel import Panel
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
 
 from bot.cli.console import console, err_console
-from bot.conversation.agent import DialogueAgent, load_shared_agent
-from bot.conversation.session import BotReply, CallSession, LeadContext
-from bot.script.project import DialogsProject
-from bot.script.training import train
 from bot.settings import get_settings
 
-SILENCE = None  # a callee turn with no speech
+SHANGHAI = ZoneInfo("Asia/Shanghai")
+AUDIENCES = (("车主-华东", "车主", "中等"), ("宝妈-华南", "宝妈", "普通"), ("养老-华北", "养老", "绩优"))
+LEADS_PER_AUDIENCE = 700
+DAYS = 7
+SLOTS = [{"name": "上午", "windows": ["09:30-12:00"], "weight": 1},
+         {"name": "傍晚", "windows": ["18:00-20:00"], "weight": 1}]
+VARIANTS = [{"name": "standard", "weight": 1}, {"name": "benefit_first", "weight": 1}]
+SURNAMES = "王李张刘陈杨黄赵吴周徐孙马朱胡郭何高林罗"
+GIVEN_NAMES = "伟芳娜敏静丽强磊军洋勇艳杰娟涛明超秀霞平刚桂英"
 
 
-@dataclass(frozen=True)
-class SampleCall:
-    title: str
-    lead: LeadContext
-    callee_says: tuple[str | None, ...]
-
-
-SAMPLE_CALLS = (
-    SampleCall(
-        "王先生 · 车主 · standard script: questions, then agrees to add WeCom",
-        LeadContext(surname="王", gender="M", audience_pack="车主", script_variant="standard",
-                    incentive="一份免费的驾乘意外险"),
-        ("喂你好", "嗯你说", "你是机器人吧", "这个要钱吗", "那行你加我吧"),
-    ),
-    SampleCall(
-        "李女士 · 宝妈 · benefit_first script: busy, names a callback time",
-        LeadContext(surname="李", gender="F", audience_pack="宝妈", script_variant="benefit_first",
-                    incentive="一次免费的家庭保单检视"),
-        ("你哪位啊", "我在开车呢", "明天上午十点以后再打吧"),
-    ),
-    SampleCall(
-        "张先生 · 银行 · asks where the number came from, then opts out",
-        LeadContext(surname="张", gender="M", audience_pack="银行"),
-        ("你们怎么有我电话的", "以后别再给我打电话了"),
-    ),
-    SampleCall(
-        "赵女士 · 养老 · silence: re-prompted once, then the robot ends the call",
-        LeadContext(surname="赵", gender="F", audience_pack="养老"),
-        (SILENCE, SILENCE),
-    ),
-)
-
-
-def run_demo() -> None:
+def run_demo(leads_per_audience: int = LEADS_PER_AUDIENCE, days: int = DAYS, seed: int = 2026) -> dict:
     settings = get_settings()
-    project = DialogsProject(settings.dialogs_dir)
+    demo_dir = settings.data_dir / "demo"
+    demo_dir.mkdir(parents=True, exist_ok=True)
+    database = demo_dir / "waihu-demo.db"
+    for stale in demo_dir.glob("waihu-demo.db*"):
+        stale.unlink()
+    agent = _dialogue_agent(settings)
+    engine = _database(f"sqlite:///{database}")
+    started = time.perf_counter()
+    _upload_leads(engine, demo_dir, leads_per_audience, seed)
+    campaign_id = _create_campaign(engine)
+    first_monday = _next_monday_0900()
+    counts = asyncio.run(_dial_for_days(engine, agent, campaign_id, first_monday, days, seed))
+    funnel = _print_funnel(engine, campaign_id)
+    _print_sample_call(engine, campaign_id)
+    console.print(f"[dim]{counts['calls']} calls over {days} simulated days in {time.perf_counter() - started:.0f} s "
+                  f"(database {database})[/]")
+    return funnel
+
+
+def _dialogue_agent(settings):
+    from bot.conversation.agent import load_shared_agent
+    from bot.script.project import DialogsProject
+    from bot.script.training import train
+
     with err_console.status("training the dialogue model if dialogs/ changed…"):
-        result = train(project, settings.models_dir)
-    console.print(
-        f"[dim]model {result.model_path.name} ("
-        + (f"trained in {result.seconds:.0f} s" if result.trained else "up to date, not retrained")
-        + ")[/]"
-    )
+        result = train(DialogsProject(settings.dialogs_dir), settings.models_dir)
+    console.print(f"[dim]model {result.model_path.name} "
+                  + (f"trained in {result.seconds:.0f} s" if result.trained else "up to date") + "[/]")
     with err_console.status("loading the dialogue model…"):
-        agent = load_shared_agent(result.model_path, settings.tracker_store_url, settings.lock_store_url)
+        agent = load_shared_agent(result.model_path)
         asyncio.run(agent.warm_up())
-    for call in SAMPLE_CALLS:
-        asyncio.run(_play(agent, call))
+    return agent
 
 
-async def _play(agent: DialogueAgent, call: SampleCall) -> None:
-    console.print(Panel(call.title, expand=False))
-    session = CallSession(agent, call.lead)
-    _show(await session.start(), None, 0.0)
-    for text in call.callee_says:
-        if session.ended:
-            break
-        started = time.perf_counter()
-        reply = await (session.silence() if text is SILENCE else session.hear(text))
-        _show(reply, text, (time.perf_counter() - started) * 1000)
-    if not session.ended:
-        await session.hangup("callee")
-    console.print(f"[dim]call over: hung up by {session.hangup_by}, {len(session.turns)} turns[/]\n")
+def _database(url: str):
+    from bot.db.engine import open_database
+
+    return open_database(url)
 
 
-def _show(reply: BotReply, callee_text: str | None, ms: float) -> None:
-    if callee_text is not None or reply.intent is None and ms:
-        said = callee_text if callee_text is not None else "（沉默）"
-        intent = f"  [cyan]{reply.intent}[/] [dim]{reply.confidence:.2f} · {ms:.0f} ms[/]" if reply.intent else f"  [dim]{ms:.0f} ms[/]"
-        console.print(f"[bold]客户[/]  {said}{intent}")
-    for line in reply.lines:
-        console.print(f"[bold green]机器人[/] {line.text} [dim]{line.response}[/]")
-    if reply.end_call:
-        console.print("[dim]（机器人挂断）[/]")
+def _upload_leads(engine, folder: Path, per_audience: int, seed: int) -> None:
+    """Lead packs as ops get them: GBK CSVs with Chinese headers, uploaded the normal way."""
+    from bot.audiences.service import create_audience
+    from bot.db.engine import session_scope
+    from bot.leads.service import UploadRequest, upload_lead_pack
+    from bot.pii import keyring_from_settings
+
+    rng = random.Random(seed)
+    with session_scope(engine) as session:
+        for name, scene, tier in AUDIENCES:
+            create_audience(session, name, scene=scene, tier=tier)
+    used: set[str] = set()
+    for name, _scene, _tier in AUDIENCES:
+        path = folder / f"{name}.csv"
+        with path.open("w", encoding="gbk", newline="") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(["手机号", "姓名", "性别", "同意时间", "渠道"])
+            for _ in range(per_audience):
+                phone = _fresh_phone(rng, used)
+                writer.writerow([phone, rng.choice(SURNAMES) + rng.choice(GIVEN_NAMES), rng.choice("男女"),
+                                 "2026-10-15 20:31", "保险测评落地页"])
+        summary = upload_lead_pack(engine, keyring_from_settings(),
+                                   UploadRequest(path=path, pack_name=name, audience=name, uploaded_by="demo"))
+        console.print(f"uploaded [bold]{name}[/]: {summary.accepted} leads accepted, "
+                      f"{sum(summary.rejected.values())} rejected")
+
+
+def _fresh_phone(rng: random.Random, used: set[str]) -> str:
+    while True:
+        phone = f"1{rng.choice('3456789')}{rng.randrange(10**9):09d}"
+        if phone not in used:
+            used.add(phone)
+            return phone
+
+
+def _create_campaign(engine) -> int:
+    from bot.campaigns.service import change_status, create_campaign
+    from bot.db.engine import session_scope
+
+    with session_scope(engine) as session:
+        campaign = create_campaign(session, name="演示-加企微", packs=[a[0] for a in AUDIENCES], lines=80, cps=20,
+                                   variants=VARIANTS, time_slots=SLOTS, incentive="一份免费的短期意外险",
+                                   created_by="demo")
+        change_status(session, campaign.name, "start")
+        return campaign.id
+
+
+def _next_monday_0900() -> datetime:
+    today = datetime.now(SHANGHAI).date()
+    monday = today + timedelta(days=(7 - today.weekday()) % 7 or 7)
+    return datetime(monday.year, monday.month, monday.day, 9, 0, tzinfo=SHANGHAI).astimezone(timezone.utc)
+
+
+async def _dial_for_days(engine, agent, campaign_id: int, start: datetime, days: int, seed: int) -> Counter:
+    """The embedded worker and beat: the hopper every simulated minute, calls as tasks."""
+    from bot.campaigns.dialer import Dialer
+    from bot.pii import keyring_from_settings
+    from telephony.simulator.carrier import SimulatorCarrier
+    from telephony.simulator.clock import SimClock
+
+    clock = SimClock(start=start)
+    carrier = SimulatorCarrier(clock=clock, seed=seed)
+    dialer = Dialer(engine, agent, carrier, keyring_from_settings(), now=clock.now, worker="demo")
+    end = start + timedelta(days=days)
+    counts: Counter = Counter()
+    calls: set[asyncio.Task] = set()
+    with Progress(TextColumn("[bold]simulated[/] {task.fields[when]}"), BarColumn(), TextColumn("{task.fields[calls]} calls"),
+                  TimeElapsedColumn(), console=err_console, transient=True) as progress:
+        task = progress.add_task("week", total=(end - start).total_seconds(), when="", calls=0)
+        while clock.now() < end:
+            for plan in dialer.plan():
+                for attempt_id in plan.created:
+                    call = asyncio.ensure_future(dialer.dial(attempt_id))
+                    calls.add(call)
+                    call.add_done_callback(calls.discard)
+                    counts["calls"] += 1
+            local = clock.now().astimezone(SHANGHAI)
+            progress.update(task, completed=(clock.now() - start).total_seconds(),
+                            when=local.strftime("%a %m-%d %H:%M"), calls=counts["calls"])
+            await clock.sleep(_until_next_tick(local, created_now=bool(calls)))
+        if calls:
+            await asyncio.gather(*calls)
+    return counts
+
+
+def _until_next_tick(local: datetime, created_now: bool) -> float:
+    """Every minute while calls are going; outside the slots, straight to the next opening;
+    ten minutes when nothing is in flight (the leads left are waiting for their caps)."""
+    minutes = local.hour * 60 + local.minute
+    openings = [9 * 60 + 30, 18 * 60]
+    closings = {9 * 60 + 30: 12 * 60, 18 * 60: 20 * 60}
+    inside = any(start <= minutes < closings[start] for start in openings)
+    if not inside:
+        later = [start for start in openings if start > minutes]
+        target = local.replace(hour=0, minute=0, second=0, microsecond=0) + timedelta(minutes=later[0]) if later \
+            else local.replace(hour=9, minute=30, second=0, microsecond=0) + timedelta(days=1)
+        return max(60.0, (target - local).total_seconds())
+    return 60.0 if created_now else 600.0
+
+
+def _print_funnel(engine, campaign_id: int) -> dict:
+    from sqlalchemy import select
+
+    from bot.campaigns.models import CallAttempt
+    from bot.db.engine import session_scope
+
+    with session_scope(engine) as session:
+        rows = session.execute(select(CallAttempt.arms, CallAttempt.lead_id, CallAttempt.status, CallAttempt.outcome,
+                                      CallAttempt.grade).where(CallAttempt.campaign_id == campaign_id)).all()
+    arms: dict[tuple[str, str], Counter] = {}
+    leads: dict[tuple[str, str], set] = {}
+    for arm, lead_id, status, outcome, grade in rows:
+        key = (arm.get("script", "?"), arm.get("time_slot", "?"))
+        counter = arms.setdefault(key, Counter())
+        leads.setdefault(key, set()).add(lead_id)
+        counter["attempts"] += 1
+        counter[f"status:{status}"] += 1
+        if status == "completed":
+            counter["dialled"] += 1
+            counter["connected"] += outcome == "answered"
+            counter[f"outcome:{outcome}"] += 1
+            if grade:
+                counter[grade] += 1
+    statuses = sorted({k.split(":", 1)[1] for c in arms.values() for k in c if k.startswith("outcome:")} - {"answered"})
+    table = Table(title="呼叫漏斗 call funnel per arm (script × time slot)")
+    for column in ["script", "slot", "leads", "dialled", "connected", "A", "B", "C", "D", "A+B"]:
+        table.add_column(column, justify="left" if column in ("script", "slot") else "right")
+    total: Counter = Counter()
+    for key in sorted(arms):
+        c = arms[key]
+        total.update(c)
+        total["leads"] += len(leads[key])
+        table.add_row(key[0], key[1], str(len(leads[key])), str(c["dialled"]), _share(c["connected"], c["dialled"]),
+                      *[str(c[g]) for g in "ABCD"], _share(c["A"] + c["B"], c["connected"]))
+    table.add_row("[bold]all[/]", "", str(total["leads"]), str(total["dialled"]),
+                  _share(total["connected"], total["dialled"]), *[str(total[g]) for g in "ABCD"],
+                  _share(total["A"] + total["B"], total["connected"]))
+    console.print(table)
+    console.print("not connected: " + ", ".join(f"{s} {total[f'outcome:{s}']}" for s in statuses))
+    graded = sum(total[g] for g in "ABCD")
+    unconnected = sum(total[f"outcome:{s}"] for s in statuses)
+    consistent = total["connected"] == graded and total["dialled"] == total["connected"] + unconnected
+    console.print(("[green]the funnel adds up[/]" if consistent else "[red]the funnel does not add up[/]")
+                  + f": {total['dialled']} dialled = {total['connected']} connected ({graded} graded A–D) "
+                  f"+ {unconnected} not connected; {total['status:cancelled']} cancelled at T-0")
+    return {"dialled": total["dialled"], "connected": total["connected"], "graded": graded,
+            "unconnected": unconnected, "grades": {g: total[g] for g in "ABCD"}, "consistent": consistent,
+            "arms": {f"{k[0]}|{k[1]}": dict(v) for k, v in arms.items()}}
+
+
+def _share(part: int, whole: int) -> str:
+    return f"{part} ({part / whole:.0%})" if whole else str(part)
+
+
+def _print_sample_call(engine, campaign_id: int) -> None:
+    from sqlalchemy import select
+
+    from bot.campaigns.models import CallAttempt, Turn
+    from bot.db.engine import session_scope
+    from bot.leads.models import Lead
+
+    with session_scope(engine) as session:
+        attempt = session.execute(select(CallAttempt).where(CallAttempt.campaign_id == campaign_id,
+                                                            CallAttempt.grade == "A").limit(1)).scalar_one_or_none()
+        if attempt is None:
+            return
+        lead = session.get(Lead, attempt.lead_id)
+        turns = session.execute(select(Turn).where(Turn.attempt_id == attempt.id).order_by(Turn.seq)).scalars().all()
+        lines = [f"[bold green]机器人[/] {t.text}" if t.speaker == "bot" else
+                 f"[bold]客户[/]   {t.text}  [cyan]{t.intent}[/] [dim]{(t.confidence or 0):.2f}[/]" for t in turns]
+        title = (f"a grade-A call: {lead.phone_masked}, script {attempt.arms.get('script')}, "
+                 f"slot {attempt.arms.get('time_slot')} — {attempt.grade_reason}")
+    console.print(Panel("\n".join(lines), title=title, expand=False))
