@@ -19,6 +19,7 @@ from sqlalchemy.engine import Engine
 
 from bot.audiences.models import AudiencePack
 from bot.campaigns.call_log import record_call
+from bot.campaigns.call_prompts import CallPrompts
 from bot.campaigns.call_runner import EventRouter, run_call
 from bot.campaigns.dial_planner import PlanResult, history_of, plan_campaign
 from bot.campaigns.models import CallAttempt, Campaign
@@ -51,6 +52,9 @@ class Dialer:
     now: Callable[[], datetime]
     worker: str = field(default_factory=socket.gethostname)
     router: EventRouter | None = None
+    # Carriers that play audio files (FreeSWITCH) need each line rendered; the simulator
+    # takes the text.
+    prompts: CallPrompts | None = None
 
     def plan(self) -> list[PlanResult]:
         """The hopper, once: attempts for every running campaign (commit, then enqueue)."""
@@ -76,6 +80,7 @@ class Dialer:
         try:
             result = await run_call(self.carrier, self.router, self.agent, call_id=f"attempt-{attempt.id}",
                                     phone=phone, lead=context, clock=self.now,
+                                    audio_for=self.prompts.for_call(context) if self.prompts else (lambda line: None),
                                     dial_options={"audience_pack": audience} if audience else None)
         except Exception:
             log.exception("call for attempt %s (%s) failed", attempt.id, mask_phone(phone))

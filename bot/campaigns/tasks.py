@@ -42,7 +42,7 @@ class DialWorkerRuntime:
         self.submit(agent.warm_up())
         carrier = self.submit(_make_carrier(self.clock))
         self.dialer = Dialer(open_database(), agent, carrier, keyring_from_settings(), now=self.clock.now,
-                             worker=f"{socket.gethostname()}:{os.getpid()}")
+                             worker=f"{socket.gethostname()}:{os.getpid()}", prompts=_call_prompts(carrier))
 
     def submit(self, coro, timeout: float | None = None):
         future: Future = asyncio.run_coroutine_threadsafe(coro, self.loop)
@@ -68,6 +68,22 @@ async def _make_carrier(clock) -> Carrier:
         await carrier.start()
         return carrier
     raise ValueError(f"WAIHU_CARRIER={kind!r}: use simulator or freeswitch")
+
+
+def _call_prompts(carrier: Carrier):
+    """Rendered audio for carriers that play files; none for the simulator."""
+    from telephony.simulator.carrier import SimulatorCarrier
+
+    if isinstance(carrier, SimulatorCarrier):
+        return None
+    from bot.campaigns.call_prompts import CallPrompts
+    from bot.script.project import DialogsProject
+    from bot.script.script_lines import load_script_domain
+    from telephony.prompts import EspeakNgProvider, PromptRenderer
+
+    settings = get_settings()
+    return CallPrompts(PromptRenderer(EspeakNgProvider(), settings.prompts_dir),
+                       load_script_domain(DialogsProject(settings.dialogs_dir)))
 
 
 _runtime: DialWorkerRuntime | None = None

@@ -59,7 +59,7 @@ def create(
 ) -> None:
     """Create a campaign (draft). Start it with `waihu campaign start NAME`."""
     from bot.campaigns.service import create_campaign
-    from bot.cli.prompt_commands import load_script_domain
+    from bot.script.script_lines import load_script_domain
     from bot.script.project import DialogsProject
     from bot.settings import get_settings
 

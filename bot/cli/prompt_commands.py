@@ -9,102 +9,26 @@ the one conditioned on `script_variant: NAME`; the unconditioned one is the defa
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional
+from typing import Optional
 
 import typer
-import yaml
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from bot.cli.console import console, print_json
 from bot.errors import UserError
 from bot.script.project import DialogsProject
+from bot.script.script_lines import ScriptLine, load_script_domain
 from bot.settings import get_settings
 
-VARIANT_SLOT = "script_variant"
 DEFAULT_VARIANT = "standard"
-# A typical title the call runtime fills in (surname + 先生/女士); the slot's own
-# initial value "您" would make every line shorter than a real call.
-SAMPLE_CALLEE_TITLE = "王先生"
 
 prompts_app = typer.Typer(help="Audio prompts: script lines rendered to 8 kHz telephone WAV.", no_args_is_help=True)
 
 
 def register(app: typer.Typer) -> None:
     app.add_typer(prompts_app, name="prompts")
-
-
-@dataclass(frozen=True)
-class ScriptLine:
-    response: str  # utter_opening; utter_x#2 when a variant has several variations of a response
-    template: str
-
-
-@dataclass(frozen=True)
-class ScriptDomain:
-    responses: dict[str, list[dict[str, Any]]]
-    slots: dict[str, dict[str, Any]]
-
-    def variants(self) -> list[str]:
-        """Variants declared on the script_variant slot, then any only used in conditions."""
-        declared = list(self.slots.get(VARIANT_SLOT, {}).get("values") or [])
-        used = [value for variations in self.responses.values() for v in variations
-                if isinstance(value := _variant_condition(v), str)]
-        return list(dict.fromkeys([*declared, *used]))
-
-    def sample_slots(self, variant: str) -> dict[str, str]:
-        values = {name: str(spec["initial_value"]) for name, spec in self.slots.items()
-                  if isinstance(spec, dict) and spec.get("initial_value") is not None}
-        return {**values, "callee_title": SAMPLE_CALLEE_TITLE, VARIANT_SLOT: variant}
-
-    def lines_for_variant(self, variant: str) -> list[ScriptLine]:
-        """What a call with this variant can say, per response (Rasa's choice rule:
-        variations conditioned on the variant if there are any, else the unconditioned)."""
-        lines: list[ScriptLine] = []
-        for response, variations in self.responses.items():
-            spoken = [v for v in variations if isinstance(v, dict) and v.get("text")]
-            chosen = ([v for v in spoken if _variant_condition(v) == variant]
-                      or [v for v in spoken if _variant_condition(v) is None])
-            for number, variation in enumerate(chosen, start=1):
-                name = response if len(chosen) == 1 else f"{response}#{number}"
-                lines.append(ScriptLine(name, str(variation["text"])))
-        return lines
-
-
-_OTHER_CONDITION = object()
-
-
-def _variant_condition(variation: Any) -> Any:
-    """The variant a variation is for; None if unconditioned; _OTHER_CONDITION if its
-    conditions involve something else (not decided by the variant alone)."""
-    conditions = variation.get("condition") if isinstance(variation, dict) else None
-    if not conditions:
-        return None
-    values = {c.get("value") for c in conditions
-              if isinstance(c, dict) and c.get("type") == "slot" and c.get("name") == VARIANT_SLOT}
-    if len(values) == 1 and all(isinstance(c, dict) and c.get("name") == VARIANT_SLOT for c in conditions):
-        return next(iter(values))
-    return _OTHER_CONDITION
-
-
-def load_script_domain(project: DialogsProject) -> ScriptDomain:
-    project.check_layout()
-    responses: dict[str, list[dict[str, Any]]] = {}
-    slots: dict[str, dict[str, Any]] = {}
-    for path in sorted(project.domain_dir.rglob("*.yml")):
-        try:
-            content = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        except yaml.YAMLError as exc:
-            raise UserError(f"{project.relative(path)}: not valid YAML ({exc}). Run `waihu validate`.") from exc
-        if not isinstance(content, dict):
-            continue
-        responses.update(content.get("responses") or {})
-        slots.update(content.get("slots") or {})
-    if not responses:
-        raise UserError(f"{project.relative(project.domain_dir)}: no responses to render.")
-    return ScriptDomain(responses, slots)
 
 
 def script_lines(project: DialogsProject, variant: str) -> tuple[list[ScriptLine], dict[str, str]]:
