@@ -15,7 +15,10 @@ or a test can run a day of calling in seconds.
   20,000 s. Only `SimClock.sleep` moves time: a task blocked on a thread or a socket
   does not hold the clock back, so keep real I/O out of an infinitely fast run.
   Sleeps due within `resolution_s` (0.2 s) of each other wake together, never early;
-  on uvloop (which Rasa installs) each jump checks every task, so fewer jumps matter.
+  On CPython's own event loop idleness is read from the ready queue, exactly and for
+  free. uvloop (which importing Rasa installs as the policy) hides that queue, so each
+  jump checks every task on the loop: keep tasks per line, not per pending lead, or
+  run instant simulations on `asyncio.SelectorEventLoop()` (about 3x faster).
 """
 from __future__ import annotations
 
