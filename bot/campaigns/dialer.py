@@ -39,8 +39,17 @@ log = logging.getLogger(__name__)
 STUCK_AFTER = timedelta(minutes=20)
 
 
+# A planned attempt nobody claimed for this long lost its queue message (e.g. the broker
+# restarted without persistence): its dial task is sent again (the claim makes that safe).
+REQUEUE_AFTER = timedelta(minutes=5)
+
+
 def stuck_after() -> timedelta:
     return timedelta(seconds=float(os.environ.get("WAIHU_STUCK_AFTER_S", STUCK_AFTER.total_seconds())))
+
+
+def requeue_after() -> timedelta:
+    return timedelta(seconds=float(os.environ.get("WAIHU_REQUEUE_AFTER_S", REQUEUE_AFTER.total_seconds())))
 
 
 @dataclass
@@ -101,6 +110,13 @@ class Dialer:
                                      .values(status="failed", outcome="worker_lost", history_outcome="worker_lost",
                                              ended_at=self.now()))
             return result.rowcount or 0
+
+    def unclaimed(self) -> list[int]:
+        """Planned attempts whose dial task never arrived, to be sent again."""
+        cutoff = self.now() - requeue_after()
+        with session_scope(self.engine) as session:
+            return list(session.execute(select(CallAttempt.id).where(CallAttempt.status == "scheduled",
+                                                                     CallAttempt.scheduled_at < cutoff)).scalars())
 
     def _claim(self, attempt_id: int):
         with session_scope(self.engine) as session:

@@ -128,5 +128,11 @@ def dial(self, attempt_id: int) -> str:
 
 
 @app.task(name="waihu.reconcile_attempts")
-def reconcile_attempts() -> int:
-    return runtime().dialer.reconcile()
+def reconcile_attempts() -> dict:
+    """Lost calls are closed; planned attempts whose message was lost are sent again."""
+    dialer = runtime().dialer
+    lost = dialer.reconcile()
+    resent = dialer.unclaimed()
+    for attempt_id in resent:
+        dial.apply_async(args=[attempt_id])
+    return {"lost": lost, "resent": len(resent)}
