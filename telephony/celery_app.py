@@ -15,6 +15,13 @@ EMBEDDED_BROKER = "memory://"  # one process: the demo's in-process worker and b
 PLAN_EVERY_S = 60.0  # the hopper refills every minute, like VICIdial's
 
 
+def plan_every_s() -> float:
+    """Every minute; on a simulated clock running faster (a dry run), every simulated
+    minute, but no more often than once a second."""
+    speed = float(os.environ.get("WAIHU_CLOCK_SPEED", "1")) if os.environ.get("WAIHU_CLOCK_START") else 1.0
+    return max(1.0, PLAN_EVERY_S / speed)
+
+
 def create_app(broker_url: str | None = None) -> Celery:
     app = Celery("waihu")
     app.conf.update(
@@ -35,8 +42,8 @@ def create_app(broker_url: str | None = None) -> Celery:
         # while the first is still talking.
         broker_transport_options={"visibility_timeout": 3600},
         beat_schedule={
-            "plan-dials": {"task": "waihu.plan_dials", "schedule": PLAN_EVERY_S},
-            "reconcile-attempts": {"task": "waihu.reconcile_attempts", "schedule": PLAN_EVERY_S},
+            "plan-dials": {"task": "waihu.plan_dials", "schedule": plan_every_s()},
+            "reconcile-attempts": {"task": "waihu.reconcile_attempts", "schedule": plan_every_s()},
         },
     )
     return app
