@@ -20,6 +20,8 @@ from bot.campaigns.models import CallAttempt
 from bot.campaigns.service import change_status, create_campaign
 from bot.db.engine import create_database_engine, session_scope
 from bot.db.migrate import upgrade
+from bot.dnc.models import SCOPE_OPT_OUT
+from bot.dnc.service import add_entry
 from bot.leads.models import Lead
 from bot.pii import PhoneKeyring
 from bot.settings import PROJECT_ROOT
@@ -28,7 +30,8 @@ from tests.db_fixtures import TEST_SECRET, create_postgres_schema, drop_postgres
 from tests.test_dial_planner import add_pack
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
-LEADS = 120
+LEADS = 200
+ON_DNC = 5  # opted out before the campaign: must never be dialled
 CLOCK_START = "2026-11-24T10:00:00+08:00"  # a Tuesday morning, inside the calling window
 SPEED = "60"  # one simulated minute per real second
 
@@ -135,7 +138,9 @@ def run_campaign(engine, env: dict, queue: str, tmp_path: Path, broker_url: str,
     """Dial LEADS leads with one worker, disrupting things once while calls are in progress."""
     keyring = PhoneKeyring.from_secret(TEST_SECRET.encode())
     with session_scope(engine) as session:
-        add_pack(session, keyring, "pack-a", LEADS)
+        lead_ids = add_pack(session, keyring, "pack-a", LEADS)
+        for lead in session.execute(select(Lead).where(Lead.id.in_(lead_ids[:ON_DNC]))).scalars():
+            add_entry(session, lead.phone_hash, scope=SCOPE_OPT_OUT, reason="投诉", source="complaint desk")
         create_campaign(session, name="celery", packs=["pack-a"], lines=12, cps=20)
         change_status(session, "celery", "start")
 
@@ -166,25 +171,27 @@ def run_campaign(engine, env: dict, queue: str, tmp_path: Path, broker_url: str,
             with session_scope(engine) as session:
                 done_leads = session.execute(select(func.count(func.distinct(CallAttempt.lead_id))).where(
                     CallAttempt.status.in_(("completed", "failed", "cancelled")))).scalar_one()
-            if done_leads == LEADS and status["dialing"] == 0 and status["scheduled"] == 0:
+            if done_leads == LEADS - ON_DNC and status["dialing"] == 0 and status["scheduled"] == 0:
                 break
     finally:
         kill(worker)
     with session_scope(engine) as session:
         attempts = session.execute(select(CallAttempt)).scalars().all()
+        opted_out = {lead.id for lead in session.execute(select(Lead).where(Lead.id.in_(lead_ids[:ON_DNC]))).scalars()}
+    assert not opted_out & {a.lead_id for a in attempts}, "a number on the do-not-call list was dialled"
     return attempts, log, disrupted
 
 
 def check_campaign(attempts: list, log: Path) -> None:
     lead_ids = {a.lead_id for a in attempts}
     per_lead = Counter(a.lead_id for a in attempts)
-    assert len(lead_ids) == LEADS, f"not every lead was dialled; log: {log.read_text()[-2000:]}"
+    assert len(lead_ids) == LEADS - ON_DNC, f"not every lead was dialled; log: {log.read_text()[-2000:]}"
     assert max(per_lead.values()) == 1  # one attempt per lead: the 24 h cap, and no double dial
     statuses = Counter(a.status for a in attempts)
     assert set(statuses) <= {"completed", "failed", "cancelled"}, statuses
     lost = [a for a in attempts if a.status == "failed"]
     assert all(a.outcome == "worker_lost" for a in lost)  # reconciled, never re-dialled
-    assert statuses["completed"] >= LEADS - 12  # at most the lines in flight were lost
+    assert statuses["completed"] >= LEADS - ON_DNC - 12  # at most the lines in flight were lost
     assert len({a.carrier_call_id for a in attempts if a.carrier_call_id}) == statuses["completed"]
     for attempt in attempts:
         local = attempt.dialed_at.astimezone(SHANGHAI)
