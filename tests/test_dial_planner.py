@@ -6,9 +6,9 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from sqlalchemy import select
 
-from bot.campaigns.dial_planner import plan_campaign
+from bot.campaigns.dial_planner import PlannedAttempt, _insert_attempts, plan_campaign
 from bot.campaigns.models import CallAttempt
-from bot.campaigns.service import change_status, create_campaign
+from bot.campaigns.service import campaign_arms, change_status, create_campaign
 from bot.db.engine import session_scope
 from bot.dnc.models import SCOPE_OPT_OUT
 from bot.dnc.service import add_entry
@@ -114,3 +114,52 @@ def test_a_slot_outside_the_policy_is_refused(db, keyring) -> None:
         with pytest.raises(UserError, match="stricter"):
             create_campaign(session, name="late", packs=["pack-a"],
                             time_slots=[{"name": "夜间", "windows": ["20:00-22:00"]}])
+
+
+def test_a_full_hopper_is_written_in_chunks_with_each_leads_arms(db, keyring) -> None:
+    """More attempts than one SQLite statement takes, and more leads than one page holds."""
+    with session_scope(db) as session:
+        add_pack(session, keyring, "pack-a", 700)
+        campaign = running_campaign(session, lines=600, variants=[{"name": "standard", "weight": 1},
+                                                                  {"name": "benefit_first", "weight": 1}])
+        result = plan_campaign(session, campaign, MORNING)
+        expected_arms = {lead_id: campaign_arms(campaign).for_lead(lead_id) for lead_id in
+                         session.execute(select(Lead.id)).scalars()}
+    assert len(result.created) == len(set(result.created)) == 600
+    with session_scope(db) as session:
+        attempts = {a.id: a for a in session.execute(select(CallAttempt)).scalars()}
+    assert set(attempts) == set(result.created)
+    assert all(a.arms == expected_arms[a.lead_id] and a.status == "scheduled" and a.scheduled_at == MORNING
+               for a in attempts.values())
+    # the lowest lead ids first, in planning order
+    assert [attempts[i].lead_id for i in result.created] == sorted(expected_arms)[:600]
+
+
+def test_attempts_another_planner_created_are_not_reported_as_ours(db, keyring) -> None:
+    with session_scope(db) as session:
+        leads = add_pack(session, keyring, "pack-a", 5)
+        campaign = running_campaign(session, lines=10)
+        theirs = _insert_attempts(session, campaign.id, [PlannedAttempt(leads[1], 1, "h1", {"script": "standard"})],
+                                  MORNING)
+        batch = [PlannedAttempt(lead_id, 1, f"h{i}", {"script": "standard"}) for i, lead_id in enumerate(leads)]
+        ours = _insert_attempts(session, campaign.id, batch, MORNING)
+    assert len(theirs) == 1 and len(ours) == 4 and theirs[0] not in ours
+    with session_scope(db) as session:
+        owner = {a.id: a.lead_id for a in session.execute(select(CallAttempt)).scalars()}
+    assert [owner[i] for i in ours] == [leads[0]] + leads[2:]
+
+
+def test_retries_come_least_recently_tried_first(db, keyring) -> None:
+    with session_scope(db) as session:
+        leads = add_pack(session, keyring, "pack-a", 4)
+        campaign = running_campaign(session, lines=10)
+        plan_campaign(session, campaign, MORNING - timedelta(days=2))
+        tried_at = {leads[0]: 3, leads[1]: 1, leads[2]: 2, leads[3]: 0}  # hours after the first attempts
+        for attempt in session.execute(select(CallAttempt)).scalars():
+            attempt.scheduled_at = MORNING - timedelta(days=2) + timedelta(hours=tried_at[attempt.lead_id])
+            attempt.status, attempt.outcome, attempt.history_outcome = "completed", "answered", "answered"
+        session.flush()
+        retry = plan_campaign(session, campaign, MORNING, limit=3)
+    with session_scope(db) as session:
+        lead_of = {a.id: (a.lead_id, a.attempt_no) for a in session.execute(select(CallAttempt)).scalars()}
+    assert [lead_of[i] for i in retry.created] == [(leads[3], 2), (leads[1], 2), (leads[2], 2)]
