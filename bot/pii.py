@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import hmac
 import os
 import re
 import sys
@@ -52,13 +51,20 @@ class PhoneKeyring:
 
     def hash_phone(self, phone: str) -> str:
         """Keyed hash (HMAC-SHA256, hex): equal numbers match, nobody without the key can brute-force 10^11."""
-        mac = _hmac_for(self.hash_key).copy()  # copying a keyed HMAC skips the key setup per call
-        mac.update(phone.encode("ascii"))
-        return mac.hexdigest()
+        inner, outer = _hmac_pads_for(self.hash_key)
+        inner = inner.copy()
+        inner.update(phone.encode("ascii"))
+        outer = outer.copy()
+        outer.update(inner.digest())
+        return outer.hexdigest()
 
     def encrypt_phone(self, phone: str) -> bytes:
         nonce = os.urandom(_NONCE_BYTES)
         return CIPHERTEXT_VERSION + nonce + self._aead.encrypt(nonce, phone.encode("utf-8"), None)
+
+    def bulk_encryptor(self) -> "BulkEncryptor":
+        """For one thread encrypting many values (an upload): same blobs, fewer calls per value."""
+        return BulkEncryptor(self._aead)
 
     def decrypt_phone(self, blob: bytes) -> str:
         if not blob or blob[:1] != CIPHERTEXT_VERSION:
@@ -88,8 +94,40 @@ def _aead_for(key: bytes) -> AESGCM:
 
 
 @lru_cache(maxsize=8)
-def _hmac_for(key: bytes) -> "hmac.HMAC":
-    return hmac.new(key, digestmod=hashlib.sha256)
+def _hmac_pads_for(key: bytes) -> tuple:
+    """HMAC-SHA256 (RFC 2104) with the key's inner and outer pads hashed once: a phone then costs two
+    hash-state copies instead of building an `hmac.HMAC` object (half the time, same digest)."""
+    block = hashlib.sha256().block_size
+    if len(key) > block:
+        key = hashlib.sha256(key).digest()
+    key = key.ljust(block, b"\0")
+    return (hashlib.sha256(key.translate(_IPAD)), hashlib.sha256(key.translate(_OPAD)))
+
+
+_IPAD = bytes(x ^ 0x36 for x in range(256))
+_OPAD = bytes(x ^ 0x5C for x in range(256))
+
+
+class BulkEncryptor:
+    """AES-GCM like `PhoneKeyring.encrypt_text`, for one thread: the AESGCM object is reused and random
+    nonces are drawn from the OS in batches (one syscall per 4096 values instead of one per value)."""
+
+    _BATCH = 4096
+
+    def __init__(self, aead: AESGCM) -> None:
+        self._aead_encrypt = aead.encrypt
+        self._next_nonce = self._nonces().__next__
+
+    def _nonces(self):
+        size = _NONCE_BYTES
+        while True:
+            batch = os.urandom(size * self._BATCH)
+            for offset in range(0, len(batch), size):
+                yield batch[offset:offset + size]
+
+    def encrypt(self, text: str) -> bytes:
+        nonce = self._next_nonce()
+        return CIPHERTEXT_VERSION + nonce + self._aead_encrypt(nonce, text.encode("utf-8"), None)
 
 
 def mask_phone(phone: str) -> str:

@@ -93,3 +93,23 @@ def test_empty_key_file_is_an_error_not_a_new_key(tmp_path):
     key_file.write_text("")
     with pytest.raises(UserError, match="empty"):
         load_secret(None, key_file)
+
+
+def test_phone_hash_is_hmac_sha256_of_the_number():
+    import hashlib
+    import hmac
+
+    derived = PhoneKeyring.from_secret(b"s" * 16)
+    long_key = PhoneKeyring(derived.encryption_key, b"a hash key longer than one SHA-256 block (64 bytes) is hashed first")
+    for ring in (derived, long_key):
+        for number in ("13812345678", "01088886666"):
+            assert ring.hash_phone(number) == hmac.new(ring.hash_key, number.encode(), hashlib.sha256).hexdigest()
+
+
+def test_bulk_encryptor_blobs_decrypt_and_never_reuse_a_nonce():
+    ring = PhoneKeyring.from_secret(b"s" * 16)
+    encrypt = ring.bulk_encryptor().encrypt
+    blobs = [encrypt(f"1381234{i:04d}") for i in range(10_000)]  # more than one batch of nonces
+    assert [ring.decrypt_phone(blob) for blob in blobs[:50]] == [f"1381234{i:04d}" for i in range(50)]
+    assert ring.decrypt_text(encrypt("张三,备注")) == "张三,备注"
+    assert len({blob[1:13] for blob in blobs}) == len(blobs)
