@@ -14,6 +14,7 @@ from sqlalchemy import and_, delete, or_, select
 from sqlalchemy.orm import Session
 
 from bot.db.base import utc_now
+from bot.db.bulk import matches_any
 from bot.dnc.models import SCOPE_OPT_OUT, SCOPE_SOFT_DECLINE, SCOPES, DoNotCall
 from bot.errors import UserError
 from bot.leads.phone import Phone, normalise_phone
@@ -70,7 +71,7 @@ def active_hashes(session: Session, phone_hashes: list[str], now: datetime) -> d
         return found
     rows = session.execute(select(DoNotCall.phone_hash, DoNotCall.scope, DoNotCall.reason, DoNotCall.source,
                                   DoNotCall.created_at, DoNotCall.expires_at).where(
-        DoNotCall.phone_hash.in_(phone_hashes),
+        matches_any(DoNotCall.phone_hash, phone_hashes, session.get_bind().dialect.name),
         or_(DoNotCall.expires_at.is_(None), DoNotCall.expires_at > now)))
     for phone_hash, scope, reason, source, created_at, expires_at in rows:
         if phone_hash in found and found[phone_hash].scope == SCOPE_OPT_OUT:
