@@ -369,3 +369,54 @@ def test_utf8_bom_header_maps(tmp_path):
     facts = inspect_file(path)
     header, _rows, _ = open_rows(facts)
     assert map_columns(path, header, {}).fields == {"phone": 0, "name": 1}
+
+
+# ---- what the bulk path encodes by hand ------------------------------------------------------------
+
+def test_awkward_text_survives_the_bulk_encoding(db, keyring, tmp_path):
+    awkward = 'back\\slash\ttab "quote"\nnew line \\N'
+    rows = [HEADER + ["备注", "空列"],
+            row("13812345678", name=awkward, source="渠道\\A", gender="女士") + [awkward, "  "],
+            row("13912345678", name="x" * 120, gender="未知") + ["", ""]]
+    summary = upload(db, keyring, write_csv(tmp_path / "a.csv", rows))
+    assert summary.accepted == 2
+    with session_scope(db) as session:
+        first, second = session.execute(select(Lead).order_by(Lead.row_number)).scalars().all()
+    assert (first.name, first.consent_source, first.gender) == (awkward, "渠道\\A", "F")
+    assert first.custom_fields == {"备注": awkward}  # a blank cell is no custom field
+    assert first.consent_at == datetime(2024, 5, 1, 2, 0, tzinfo=timezone.utc)
+    assert first.created_at == NOW and first.status == "new" and first.phone_masked == "138****5678"
+    assert keyring.decrypt_phone(first.phone_ciphertext) == "13812345678"
+    assert second.name == "x" * 100 and second.custom_fields == {"性别(原值)": "未知", "name_full": "x" * 120}
+
+
+def test_consent_times_in_beijing_daylight_saving_years():
+    # Asia/Shanghai kept DST 1986–1991 (UTC+9 in summer); since 1992 it is UTC+8 all year.
+    assert service.parse_consent_time("1990-07-01 10:00") == datetime(1990, 7, 1, 1, 0, tzinfo=timezone.utc)
+    assert service.parse_consent_time("2024-07-01 10:00") == datetime(2024, 7, 1, 2, 0, tzinfo=timezone.utc)
+    assert service.parse_consent_time(" 2024-07-01T10:00:00Z ") == datetime(2024, 7, 1, 10, 0, tzinfo=timezone.utc)
+    assert service.parse_consent_time("2024-07-01 10:00+08:00") == datetime(2024, 7, 1, 2, 0, tzinfo=timezone.utc)
+
+
+def test_phone_hash_columns_compare_bytewise_on_postgresql(db):
+    if db.dialect.name != "postgresql":
+        pytest.skip("SQLite compares text bytewise already")
+    with db.connect() as conn:
+        collations = dict(conn.execute(text(
+            "SELECT table_name, collation_name FROM information_schema.columns WHERE column_name = 'phone_hash' "
+            "AND table_schema = current_schema() AND table_name IN ('leads', 'lead_rejects', 'do_not_call')")).all())
+    assert collations == {"leads": "C", "lead_rejects": "C", "do_not_call": "C"}
+
+
+def test_stored_duplicate_lookup_probes_the_unique_index_on_postgresql(db, keyring, tmp_path):
+    """The per-chunk lookup must stay an index probe per hash even while the table grows unseen by the
+    planner (a full scan per chunk makes a million-row upload quadratic)."""
+    if db.dialect.name != "postgresql":
+        pytest.skip("PostgreSQL planner")
+    upload(db, keyring, write_csv(tmp_path / "a.csv", [HEADER] + [row(f"1381234{i:04d}") for i in range(50)]))
+    with db.begin() as conn:
+        cursor = conn.connection.cursor()
+        cursor.execute("SET LOCAL enable_seqscan = off")
+        cursor.execute("EXPLAIN " + service.STORED_LOOKUP_SQL, ([keyring.hash_phone("13812340001")],))
+        plan = "\n".join(line for line, in cursor.fetchall())
+    assert "uq_leads_phone_hash" in plan and "ix_leads_pack_id" not in plan

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from sqlalchemy import BigInteger, CheckConstraint, Column, Index, Integer, String, UniqueConstraint
 
-from bot.db.base import Base, UtcDateTime, utc_now
+from bot.db.base import Base, PhoneHash, UtcDateTime, utc_now
 
 SCOPE_OPT_OUT = "opt_out"            # hard opt-out: permanent, whole tenant
 SCOPE_SOFT_DECLINE = "soft_decline"  # 不需要/不感兴趣: no marketing calls until expires_at
@@ -21,7 +21,7 @@ class DoNotCall(Base):
     )
 
     id = Column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
-    phone_hash = Column(String(64), nullable=False)
+    phone_hash = Column(PhoneHash, nullable=False)
     scope = Column(String(20), nullable=False)
     reason = Column(String(200), nullable=False, default="")
     source = Column(String(200), nullable=False, default="manual")

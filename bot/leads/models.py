@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from sqlalchemy import (BigInteger, Column, ForeignKey, Index, Integer, LargeBinary, String, Text)
 
-from bot.db.base import Base, JsonDocument, UtcDateTime, utc_now
+from bot.db.base import Base, JsonDocument, PhoneHash, UtcDateTime, utc_now
 
 _Id = BigInteger().with_variant(Integer, "sqlite")
 
@@ -44,7 +44,7 @@ class Lead(Base):
     row_number = Column(Integer, nullable=False)  # line in the uploaded file, for "duplicate of row N"
     phone_ciphertext = Column(LargeBinary, nullable=False)
     # Unique: one person is one lead across packs (dedupe against what is stored).
-    phone_hash = Column(String(64), nullable=False, unique=True)
+    phone_hash = Column(PhoneHash, nullable=False, unique=True)
     phone_masked = Column(String(20), nullable=False)
     line_type = Column(String(10), nullable=False)  # mobile | landline
     name = Column(String(100))
@@ -70,6 +70,6 @@ class LeadReject(Base):
     reason = Column(String(40), nullable=False)
     message = Column(Text, nullable=False)
     # Set when the phone normalised, so `leads forget` can erase this row too.
-    phone_hash = Column(String(64))
+    phone_hash = Column(PhoneHash)
     raw_masked = Column(Text, nullable=False)       # the row as JSON list, digit runs masked
     raw_ciphertext = Column(LargeBinary)            # the row exactly as uploaded, encrypted
