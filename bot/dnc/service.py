@@ -80,6 +80,25 @@ def active_hashes(session: Session, phone_hashes: list[str], now: datetime) -> d
     return found
 
 
+def listed_hashes(session: Session, phone_hashes: list[str], now: datetime) -> dict[str, DncEntry]:
+    """`active_hashes` for thousands of hashes at once (an upload chunk), where nearly none are listed:
+    one bare index probe through the driver first, full entries only for the few that hit."""
+    if not phone_hashes:
+        return {}
+    conn = session.connection()
+    cursor = conn.connection.cursor()
+    try:
+        if conn.dialect.name == "postgresql":
+            cursor.execute("SELECT DISTINCT phone_hash FROM do_not_call WHERE phone_hash = ANY(%s)", (phone_hashes,))
+        else:
+            cursor.execute(f"SELECT DISTINCT phone_hash FROM do_not_call WHERE phone_hash IN "
+                           f"({', '.join('?' * len(phone_hashes))})", phone_hashes)
+        hits = [phone_hash for phone_hash, in cursor.fetchall()]
+    finally:
+        cursor.close()
+    return active_hashes(session, hits, now) if hits else {}
+
+
 def add_entry(session: Session, phone_hash: str, *, scope: str, reason: str, source: str,
               expires_at: datetime | None = None, source_call_id: int | None = None,
               now: datetime | None = None) -> DoNotCall:
@@ -168,5 +187,5 @@ def describe(entry: DncEntry) -> str:
     return f"{entry.scope} ({until}; reason: {entry.reason or '-'}; source: {entry.source})"
 
 
-__all__ = ["SCOPE_OPT_OUT", "SCOPE_SOFT_DECLINE", "dnc_state", "active_hashes", "add_entry", "remove_entries",
-           "import_file", "parse_phone_or_fail", "mask_phone"]
+__all__ = ["SCOPE_OPT_OUT", "SCOPE_SOFT_DECLINE", "dnc_state", "active_hashes", "listed_hashes", "add_entry",
+           "remove_entries", "import_file", "parse_phone_or_fail", "mask_phone"]
