@@ -97,9 +97,13 @@ def run_one(backend: str, file: Path, dnc_file: Path) -> dict:
         with engine.begin() as conn:
             bulk_insert(conn, DoNotCall.__table__, ("phone_hash", "scope", "reason", "source", "created_at",
                                                     "expires_at"), dnc_rows)
-        started = time.perf_counter()
+        server_started = _server_cpu(engine)
+        started, cpu_started = time.perf_counter(), time.process_time()
         summary = upload_lead_pack(engine, keyring, UploadRequest(path=file, pack_name="bench", uploaded_by="bench"))
-        seconds = time.perf_counter() - started
+        seconds, cpu_seconds = time.perf_counter() - started, time.process_time() - cpu_started
+        server_cpu = _server_cpu(engine)
+        server_cpu_seconds = None if None in (server_cpu, server_started) else server_cpu - server_started
+        load = os.getloadavg()[0]
         again_started = time.perf_counter()
         again = upload_lead_pack(engine, keyring, UploadRequest(path=file, pack_name="bench2", uploaded_by="bench"))
         reupload_seconds = time.perf_counter() - again_started
@@ -112,10 +116,29 @@ def run_one(backend: str, file: Path, dnc_file: Path) -> dict:
             admin.dispose()
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return {"seconds": round(seconds, 2), "rows_per_second": round(summary.rows / seconds),
+            # CPU of this process (both upload threads) and of its PostgreSQL backend: with other work on
+            # the machine, wall time alone says little; load1 says how busy the machine was at the end.
+            "cpu_seconds": round(cpu_seconds, 1),
+            "server_cpu_seconds": None if server_cpu_seconds is None else round(server_cpu_seconds, 1),
+            "load1_after": round(load, 2),
             "peak_rss_mb": round(peak_mb, 1), "rows": summary.rows, "accepted": summary.accepted,
             "rejected": summary.rejected, "duplicates": summary.duplicates, "dnc": summary.dnc,
             "reupload_seconds": round(reupload_seconds, 2),
             "meets_target": seconds <= TARGET_SECONDS[backend] and peak_mb <= TARGET_RSS_MB}
+
+
+def _server_cpu(engine) -> float | None:
+    """CPU seconds used so far by the PostgreSQL backend behind the engine's pooled connection
+    (the one the upload uses), when the server runs on this machine; None otherwise."""
+    if engine.dialect.name != "postgresql":
+        return None
+    with engine.connect() as conn:
+        pid = conn.exec_driver_sql("SELECT pg_backend_pid()").scalar()
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def main() -> int:
