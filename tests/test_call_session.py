@@ -101,6 +101,7 @@ def test_silence_reprompts_once_then_ends(dialogue_agent) -> None:
 
     session, first, second = run(call())
     assert [line.response for line in first.lines] == ["utter_reprompt_silence", "utter_ask_wecom"]
+    assert "专属顾问" in first.lines[1].text  # the advisor slot's initial value, not a crash
     assert not first.end_call
     assert [line.response for line in second.lines] == ["utter_close_silence"]
     assert second.end_call and session.hangup_by == "bot"

@@ -137,8 +137,10 @@ class DialogueAgent:
         return channel.lines
 
     def render(self, response: str, slots: dict[str, Any]) -> str:
-        """Render a script line outside the dialogue (e.g. the silence re-prompt)."""
-        generated = self._agent.nlg.generate_from_slots(response, slots, "collector")
+        """Render a script line outside the dialogue (e.g. the silence re-prompt), with the
+        slots' initial values from the domain for any the call does not set (as in a turn)."""
+        values = {slot.name: slot.initial_value for slot in self.domain.slots if slot.initial_value is not None}
+        generated = self._agent.nlg.generate_from_slots(response, {**values, **slots}, "collector")
         if not generated:
             raise UserError(f"response '{response}' is not defined in dialogs/domain.")
         return generated.get("text") or ""
