@@ -27,7 +27,7 @@ from bot.script.training import train
 from bot.settings import get_settings
 from telephony.carrier import CallEvent, Prompt
 from telephony.simulator.carrier import SimulatorCarrier
-from telephony.simulator.clock import SimClock
+from telephony.simulator.clock import SimClock, run_on
 from telephony.simulator.personas import AudienceProfile, SimulatorConfig, Weighted, load_simulator_config
 
 EVENING_SHANGHAI = datetime(2026, 11, 23, 11, 0, tzinfo=timezone.utc)  # Monday 19:00 in Shanghai
@@ -125,16 +125,6 @@ async def campaign(config: SimulatorConfig, calls: int, lines: int, call=scripte
         "simulated_minutes": round((clock.elapsed_s() - sim_started) / 60, 1),
         "outcomes": dict(Counter(carrier.outcomes).most_common()),
     }
-
-
-def run_on(loop_kind: str, coro):
-    import uvloop
-
-    loop = uvloop.new_event_loop() if loop_kind == "uvloop" else asyncio.SelectorEventLoop()
-    try:
-        return loop.run_until_complete(coro)
-    finally:
-        loop.close()
 
 
 def everyone_answers(config: SimulatorConfig) -> SimulatorConfig:

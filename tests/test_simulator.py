@@ -22,7 +22,7 @@ from bot.settings import PROJECT_ROOT
 from intents.carrier import detect_announcement
 from telephony.carrier import SILENCE, CallEvent, Prompt
 from telephony.simulator.carrier import SimulatorCarrier
-from telephony.simulator.clock import RealClock, SimClock
+from telephony.simulator.clock import RealClock, SimClock, run_on
 from telephony.simulator.personas import (
     CLOSING_PREFIX, KNOWN_STEPS, AudienceProfile, PersonaConfigError, SimulatorConfig, Weighted,
     load_simulator_config,
@@ -131,16 +131,6 @@ def call_ids(n: int, prefix: str = "call") -> dict[str, str]:
 
 # Rasa installs uvloop, which hides its ready queue; the instant clock must work on both.
 LOOPS = ["asyncio", "uvloop"]
-
-
-def run_on(loop_kind: str, coro):
-    import uvloop
-
-    loop = uvloop.new_event_loop() if loop_kind == "uvloop" else asyncio.SelectorEventLoop()
-    try:
-        return loop.run_until_complete(coro)
-    finally:
-        loop.close()
 
 
 

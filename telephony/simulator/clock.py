@@ -158,3 +158,15 @@ def _tasks_of(loop: asyncio.AbstractEventLoop):
     if registry is None:
         return asyncio.all_tasks(loop)
     return (task for task in registry if task.get_loop() is loop)
+
+
+def run_on(loop_kind: str, coro):
+    """Run a coroutine on a fresh "asyncio" (selector) or "uvloop" loop: an instant
+    SimClock behaves differently on the two (see _is_idle), so tests and benches try both."""
+    import uvloop
+
+    loop = uvloop.new_event_loop() if loop_kind == "uvloop" else asyncio.SelectorEventLoop()
+    try:
+        return loop.run_until_complete(coro)
+    finally:
+        loop.close()
