@@ -22,6 +22,7 @@ leads_commands.register(app)
 grade_commands.register(app)
 campaign_commands.register(app)
 from bot.cli import prompt_commands; prompt_commands.register(app)  # noqa: E402,E702 (one line: several people add commands here)
+from bot.cli import ab_commands; ab_commands.register(app)  # noqa: E402,E702
 
 
 def main() -> None:
