@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from sqlalchemy import (BigInteger, Column, Float, ForeignKey, Index, Integer, String, Text,
-                        UniqueConstraint)
+                        UniqueConstraint, text)
 
 from bot.db.base import Base, JsonDocument, UtcDateTime, utc_now
 
@@ -31,6 +31,8 @@ class Campaign(Base):
     script_variants = Column(JsonDocument, nullable=False, default=list)
     time_slots = Column(JsonDocument, nullable=False, default=list)
     incentive = Column(Text)
+    # Incentive and welcome arms, holdout share, seeds, bandit state (bot.experiments.design).
+    experiments = Column(JsonDocument, nullable=False, default=dict, server_default=text("'{}'"))
     created_by = Column(String(100), nullable=False, default="")
     created_at = Column(UtcDateTime, nullable=False, default=utc_now)
     started_at = Column(UtcDateTime)
