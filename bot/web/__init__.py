@@ -1,0 +1,1 @@
+"""Web console (issue 8): `bot.web.app.create_app` builds the FastAPI application."""
