@@ -2,9 +2,10 @@
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from functools import lru_cache
+from typing import Mapping
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -12,7 +13,9 @@ from sqlalchemy.orm import Session
 from bot.campaigns.models import CallAttempt, Campaign, CampaignPack
 from bot.db.base import utc_now
 from bot.errors import UserError
-from bot.experiments.assignment import Arm, assign
+from bot.experiments.assignment import Arm, assign, bucket
+from bot.experiments.design import (FACTORS, HOLDOUT, check_bandit_arms, current_bandit_weights, default_seed,
+                                   seed_for)
 from bot.leads.models import Lead, LeadPack
 from telephony.compliance.policy import CompliancePolicy, load_profile, tighten
 
@@ -30,24 +33,76 @@ TRANSITIONS = {
 
 @dataclass(frozen=True)
 class CampaignArms:
-    """How a campaign's leads are split: script variant and call-time slot, by lead id."""
+    """How a campaign's leads are split, by lead id: script variant, call-time slot and,
+    when the campaign tests them, incentive and welcome script, plus the holdout.
+
+    Reproducible anywhere: each factor is GrowthBook's hash v2 of (its seed, lead id)
+    over the arms' weights (bot.experiments.assignment), seeds independent per factor so
+    one split never follows another."""
 
     campaign_id: int
     variants: tuple[Arm, ...]
     slots: tuple[Arm, ...]
+    incentives: tuple[Arm, ...] = ()
+    welcomes: tuple[Arm, ...] = ()
+    holdout: float = 0.0  # share of leads never dialled
+    seeds: Mapping[str, str] = field(default_factory=dict)  # factor → seed, where not the default
+    # A bandit has moved the weights since leads were first dialled: a tried lead keeps the
+    # arms of its first attempt (the hash under today's weights may differ).
+    sticky: bool = False
+
+    def seed(self, factor: str) -> str:
+        return self.seeds.get(factor) or default_seed(self.campaign_id, factor)
 
     def for_lead(self, lead_id: int) -> dict[str, str]:
-        # Independent seeds per factor, so the script split does not follow the slot split.
-        arms = {"script": assign(f"campaign-{self.campaign_id}-script", str(lead_id), self.variants)}
-        arms["time_slot"] = assign(f"campaign-{self.campaign_id}-slot", str(lead_id), self.slots) \
-            if self.slots else ANY_TIME
+        unit = str(lead_id)
+        arms = {"script": assign(self.seed("script"), unit, self.variants),
+                "time_slot": assign(self.seed("time_slot"), unit, self.slots) if self.slots else ANY_TIME}
+        if self.incentives:
+            arms["incentive"] = assign(self.seed("incentive"), unit, self.incentives)
+        if self.welcomes:
+            arms["welcome"] = assign(self.seed("welcome"), unit, self.welcomes)
+        if self.in_holdout(lead_id):
+            arms[HOLDOUT] = HOLDOUT
         return arms
+
+    def in_holdout(self, lead_id: int) -> bool:
+        return self.holdout > 0 and bucket(self.seed(HOLDOUT), str(lead_id)) < self.holdout
 
 
 def campaign_arms(campaign: Campaign) -> CampaignArms:
-    variants = tuple(Arm(v["name"], float(v.get("weight", 1))) for v in (campaign.script_variants or DEFAULT_VARIANTS))
-    slots = tuple(Arm(s["name"], float(s.get("weight", 1))) for s in (campaign.time_slots or ()))
-    return CampaignArms(campaign.id, variants, slots)
+    experiments = campaign.experiments or {}
+    arms = {"script": campaign.script_variants or DEFAULT_VARIANTS, "time_slot": campaign.time_slots or (),
+            "incentive": experiments.get("incentives") or (), "welcome": experiments.get("welcomes") or ()}
+    moved = current_bandit_weights(experiments)
+    if moved:
+        factor, weights = moved
+        arms[factor] = [{**arm, "weight": weights.get(arm["name"], arm.get("weight", 1))} for arm in arms[factor]]
+
+    def weighted(factor: str) -> tuple[Arm, ...]:
+        return tuple(Arm(a["name"], float(a.get("weight", 1))) for a in arms[factor])
+
+    seeds = {factor: seed_for(campaign.id, experiments, factor) for factor in (*FACTORS, HOLDOUT)}
+    return CampaignArms(campaign.id, weighted("script"), weighted("time_slot"), weighted("incentive"),
+                        weighted("welcome"), float(experiments.get("holdout") or 0.0), seeds, sticky=bool(moved))
+
+
+def incentive_text_for(campaign: Campaign, arms: Mapping[str, str]) -> str | None:
+    """What the robot offers this lead (利益点): its incentive arm's text when the campaign
+    tests incentives, else the campaign's one incentive."""
+    return _arm_text((campaign.experiments or {}).get("incentives"), arms.get("incentive")) or campaign.incentive
+
+
+def welcome_text_for(campaign: Campaign, arms: Mapping[str, str]) -> str | None:
+    """The WeCom welcome script (欢迎语) of the lead's welcome arm, if the campaign tests them."""
+    return _arm_text((campaign.experiments or {}).get("welcomes"), arms.get("welcome"))
+
+
+def _arm_text(arms: list[dict] | None, name: str | None) -> str | None:
+    for arm in arms or ():
+        if arm["name"] == name:
+            return arm["text"]
+    return None
 
 
 def policy_for_slot(campaign: Campaign, slot_name: str | None) -> CompliancePolicy:
@@ -85,11 +140,21 @@ def _thaw(value):
 def create_campaign(session: Session, *, name: str, packs: list[str], lines: int = 10, cps: float = 2.0,
                     variants: list[dict] | None = None, time_slots: list[dict] | None = None,
                     compliance_profile: str = "CN_INSURANCE_DEFAULT", compliance_overrides: dict | None = None,
-                    incentive: str | None = None, created_by: str = "") -> Campaign:
+                    incentive: str | None = None, experiments: dict | None = None,
+                    created_by: str = "") -> Campaign:
+    """A draft campaign. `experiments`: the design beyond script and slot arms, as
+    bot.experiments.design.build_experiments makes it."""
     if session.execute(select(Campaign.id).where(Campaign.name == name)).first():
         raise UserError(f"campaign '{name}' already exists; pick another name.")
     if lines < 1 or cps <= 0:
         raise UserError("--lines must be at least 1 and --cps above 0.")
+    experiments = experiments or {}
+    if incentive and experiments.get("incentives"):
+        raise UserError("give either --incentive (one text for every lead) or --incentive-arm (texts to test), "
+                        "not both.")
+    check_bandit_arms(experiments, {"script": variants or list(DEFAULT_VARIANTS), "time_slot": time_slots or [],
+                                    "incentive": experiments.get("incentives") or [],
+                                    "welcome": experiments.get("welcomes") or []})
     found = {p.name: p for p in session.execute(select(LeadPack).where(LeadPack.name.in_(packs))).scalars()}
     missing = [p for p in packs if p not in found]
     if missing or not packs:
@@ -98,7 +163,7 @@ def create_campaign(session: Session, *, name: str, packs: list[str], lines: int
     campaign = Campaign(name=name, lines=lines, cps=cps, script_variants=variants or list(DEFAULT_VARIANTS),
                         time_slots=time_slots or [], compliance_profile=compliance_profile,
                         compliance_overrides=compliance_overrides or {}, incentive=incentive,
-                        created_by=created_by, status="draft")
+                        experiments=experiments, created_by=created_by, status="draft")
     session.add(campaign)
     session.flush()
     for pack in found.values():

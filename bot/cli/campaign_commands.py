@@ -55,10 +55,20 @@ def create(
     variants: List[str] = typer.Option([], "--variant", help="Script variant NAME[:WEIGHT] (repeat to A/B test)"),
     slots: List[str] = typer.Option([], "--slot", help="Time slot NAME=HH:MM-HH:MM[*WEIGHT] (repeat to A/B test)"),
     incentive: Optional[str] = typer.Option(None, "--incentive", help="What the robot offers (利益点)"),
+    incentive_arms: List[str] = typer.Option([], "--incentive-arm",
+                                             help="Incentive arm NAME=TEXT[*WEIGHT] (repeat to A/B test what the robot offers)"),
+    welcome_arms: List[str] = typer.Option([], "--welcome-arm",
+                                           help="WeCom welcome-script arm NAME=TEXT[*WEIGHT] (repeat to A/B test)"),
+    holdout: float = typer.Option(0.0, "--holdout", help="Share of leads never dialled, to compare against, e.g. 0.05"),
+    bandit: Optional[str] = typer.Option(None, "--bandit", help="Move traffic to this factor's better arms daily "
+                                         "(Thompson sampling): script, time_slot, incentive or welcome"),
+    bandit_floor: Optional[float] = typer.Option(None, "--bandit-floor",
+                                                 help="Least share of new leads every bandit arm keeps (default 0.1)"),
     profile: str = typer.Option("CN_INSURANCE_DEFAULT", "--profile", help="Compliance profile"),
 ) -> None:
     """Create a campaign (draft). Start it with `waihu campaign start NAME`."""
     from bot.campaigns.service import create_campaign
+    from bot.experiments.design import build_experiments, parse_text_arm
     from bot.script.script_lines import load_script_domain
     from bot.script.project import DialogsProject
     from bot.settings import get_settings
@@ -67,15 +77,23 @@ def create(
     unknown = [v["name"] for v in map(parse_variant, variants) if v["name"] not in known]
     if unknown:
         raise UserError(f"unknown script variant(s) {', '.join(unknown)}; the script has: {', '.join(known)}.")
+    experiments = build_experiments(incentives=[parse_text_arm("--incentive-arm", a) for a in incentive_arms],
+                                    welcomes=[parse_text_arm("--welcome-arm", a) for a in welcome_arms],
+                                    holdout=holdout, bandit_factor=bandit, bandit_floor=bandit_floor)
     with _session() as session:
         campaign = create_campaign(session, name=name, packs=packs, lines=lines, cps=cps,
                                    variants=[parse_variant(v) for v in variants] or None,
                                    time_slots=[parse_slot(s) for s in slots] or None,
-                                   compliance_profile=profile, incentive=incentive)
+                                   compliance_profile=profile, incentive=incentive, experiments=experiments)
         console.print(f"created campaign [bold]{campaign.name}[/] (draft): {len(packs)} pack(s), "
                       f"{lines} lines, {cps:g} calls/s, variants "
                       f"{', '.join(v['name'] for v in campaign.script_variants)}"
-                      + (f", slots {', '.join(s['name'] for s in campaign.time_slots)}" if campaign.time_slots else ""))
+                      + (f", slots {', '.join(s['name'] for s in campaign.time_slots)}" if campaign.time_slots else "")
+                      + "".join(f", {label} {', '.join(a['name'] for a in experiments[key])}"
+                                for key, label in (("incentives", "incentives"), ("welcomes", "welcome scripts"))
+                                if experiments.get(key))
+                      + (f", holdout {experiments['holdout'] * 100:g}%" if experiments.get("holdout") else "")
+                      + (f", bandit on {experiments['bandit']['factor']}" if experiments.get("bandit") else ""))
 
 
 def _transition(name: str, action: str) -> None:

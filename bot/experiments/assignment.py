@@ -34,15 +34,21 @@ class Arm:
 
 def assign(seed: str, unit_id: str, arms: Sequence[Arm]) -> str:
     """The arm for this unit; weights need not sum to 1."""
+    return choose_arm(bucket(seed, unit_id), arms)
+
+
+def choose_arm(point: float, arms: Sequence[Arm]) -> str:
+    """The arm whose slice of [0, 1) holds `point`, slices in order and sized by weight
+    (GrowthBook's chooseVariation over getBucketRanges at full coverage)."""
     if not arms:
         raise ValueError("no arms to assign")
     total = sum(arm.weight for arm in arms)
     if total <= 0:
         raise ValueError("arm weights must add up to more than zero")
-    point = bucket(seed, unit_id) * total
+    scaled = point * total
     cumulative = 0.0
     for arm in arms:
         cumulative += arm.weight
-        if point < cumulative:
+        if scaled < cumulative:
             return arm.name
     return arms[-1].name
