@@ -12,6 +12,12 @@ the candidates come from index-ordered queries in pages (never-tried leads by id
 tried ones least recently first), the history and the do-not-call list are read for a
 whole page at once, and the attempts are written with one multi-row INSERT … ON CONFLICT
 DO NOTHING RETURNING per chunk instead of one savepoint per row.
+
+Experiments: a lead in the campaign's holdout is never dialled; the first time the hopper
+meets one it is written to experiment_holdouts, so later ticks leave it out of the scan
+(otherwise, once everyone else was tried, held-out leads would fill every tick's scan
+budget and retries would starve). With a bandit, the campaign's weights move daily
+(bot.experiments.bandit); a tried lead then keeps the arms of its first attempt.
 """
 from __future__ import annotations
 
@@ -19,10 +25,13 @@ import json
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Iterator, NamedTuple, Sequence
 
 from sqlalchemy import String, and_, any_, bindparam, case, func, or_, select, text
 from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -30,6 +39,9 @@ from bot.campaigns.models import IN_FLIGHT, CallAttempt, Campaign, CampaignPack
 from bot.campaigns.service import CampaignArms, campaign_arms, policy_for_slot
 from bot.db.base import UtcDateTime
 from bot.dnc.service import DncEntry, active_hashes, state_from_entries
+from bot.experiments.bandit import refresh_bandit_weights
+from bot.experiments.design import HOLDOUT
+from bot.experiments.models import ExperimentHoldout
 from bot.leads.models import Lead
 from telephony.compliance.eligibility import Attempt, DncState, check_eligibility
 from telephony.compliance.policy import CompliancePolicy
@@ -81,17 +93,21 @@ def plan_campaign(session: Session, campaign: Campaign, now: datetime, limit: in
     wanted = result.free_lines if limit is None else min(limit, result.free_lines)
     if wanted <= 0:
         return result
+    refresh_bandit_weights(session, campaign, now)
     arms = campaign_arms(campaign)
     policies = _policies_by_slot(campaign)
     for page in _candidate_pages(session, campaign, page_size=wanted * SCAN_FACTOR,
-                                 max_leads=wanted * MAX_SCAN_FACTOR):
+                                 max_leads=wanted * MAX_SCAN_FACTOR, skip_held_out=arms.holdout > 0):
         # History and do-not-call are read a slice at a time, so a tick that fills its
         # lines early reads no more than it looks at.
         for candidates in _chunks(page, LOOKUP_SLICE):
             hashes = [c.phone_hash for c in candidates]
             histories = _histories(session, hashes, now)
             dnc = _dnc_entries(session, hashes, now)
-            verdicts = (_plan_one(c, arms, policies, histories, dnc, now, result.skipped) for c in candidates)
+            first_arms = _first_arms(session, campaign.id, candidates) if arms.sticky else {}
+            held_out: list[int] = []
+            verdicts = (_plan_one(c, arms, policies, histories, dnc, now, result.skipped, first_arms, held_out)
+                        for c in candidates)
             # Lazily, so leads past the last one needed are neither checked nor counted as
             # skipped; a conflict (another planner got there first) makes room for the next.
             eligible = (planned for planned in verdicts if planned is not None)
@@ -103,6 +119,7 @@ def plan_campaign(session: Session, campaign: Campaign, now: datetime, limit: in
                 if len(created) < len(batch):
                     result.skipped["already_planned"] += len(batch) - len(created)
                 result.created += created
+            _remember_held_out(session, campaign.id, held_out, now)
             if len(result.created) >= wanted:
                 return result
     return result
@@ -130,8 +147,14 @@ def _policies_by_slot(campaign: Campaign) -> dict[str | None, CompliancePolicy]:
 
 def _plan_one(candidate: Candidate, arms: CampaignArms, policies: dict[str | None, CompliancePolicy],
               histories: dict[str, list[Attempt]], dnc: dict[str, DncEntry], now: datetime,
-              skipped: Counter) -> PlannedAttempt | None:
-    lead_arms = arms.for_lead(candidate.lead_id)
+              skipped: Counter, first_arms: dict[int, dict] | None = None,
+              held_out: list[int] | None = None) -> PlannedAttempt | None:
+    lead_arms = (first_arms or {}).get(candidate.lead_id) or arms.for_lead(candidate.lead_id)
+    if HOLDOUT in lead_arms:
+        skipped["holdout"] += 1
+        if held_out is not None:
+            held_out.append(candidate.lead_id)
+        return None
     slot = lead_arms.get("time_slot")
     policy = policies[slot] if slot in policies else policies[None]
     entry = dnc.get(candidate.phone_hash)
@@ -153,7 +176,7 @@ def _take(items: Iterator[PlannedAttempt], n: int) -> list[PlannedAttempt]:
 
 
 def _candidate_pages(session: Session, campaign: Campaign, page_size: int,
-                     max_leads: int) -> Iterator[list[Candidate]]:
+                     max_leads: int, skip_held_out: bool = False) -> Iterator[list[Candidate]]:
     """Never-tried leads first (by id), then tried ones least recently first, a page at a time,
     until `max_leads` have been looked at. Each source returns (page, cursor, rows looked
     at); no cursor means it is exhausted."""
@@ -162,7 +185,7 @@ def _candidate_pages(session: Session, campaign: Campaign, page_size: int,
     if not pack_ids:
         return
     offered = 0
-    for source in (_untried_leads, _tried_leads):
+    for source in (partial(_untried_leads, skip_held_out=skip_held_out), _tried_leads):
         after = None
         while offered < max_leads:
             page, after, seen = source(session, campaign.id, pack_ids, after, min(page_size, max_leads - offered))
@@ -174,13 +197,17 @@ def _candidate_pages(session: Session, campaign: Campaign, page_size: int,
 
 
 def _untried_leads(session: Session, campaign_id: int, pack_ids: list[int], after: int | None,
-                   size: int) -> tuple[list[Candidate], int | None, int]:
-    """Callable leads with no attempt in this campaign yet, by id (keyset paging on the key)."""
+                   size: int, skip_held_out: bool = False) -> tuple[list[Candidate], int | None, int]:
+    """Callable leads with no attempt in this campaign yet, by id (keyset paging on the key);
+    without the leads already found held out, when the campaign has a holdout."""
     tried = (select(CallAttempt.id)
              .where(CallAttempt.campaign_id == campaign_id, CallAttempt.lead_id == Lead.id).exists())
     query = (select(Lead.id, Lead.phone_hash)
              .where(Lead.pack_id.in_(pack_ids), Lead.status.in_(CALLABLE_LEAD_STATUSES), ~tried)
              .order_by(Lead.id).limit(size))
+    if skip_held_out:
+        query = query.where(~select(ExperimentHoldout.lead_id).where(
+            ExperimentHoldout.campaign_id == campaign_id, ExperimentHoldout.lead_id == Lead.id).exists())
     if after is not None:
         query = query.where(Lead.id > after)
     page = [Candidate(lead_id, phone_hash, 0) for lead_id, phone_hash in session.execute(query)]
@@ -214,6 +241,27 @@ def _tried_leads(session: Session, campaign_id: int, pack_ids: list[int], after:
     page = [Candidate(lead_id, phone_hash, int(last_no)) for lead_id, _, phone_hash, last_no, callable_ in rows
             if callable_]
     return page, ((rows[-1][1], rows[-1][0]) if rows else None), len(rows)
+
+
+def _first_arms(session: Session, campaign_id: int, candidates: Sequence[Candidate]) -> dict[int, dict]:
+    """The arms of each tried candidate's first attempt in this campaign (one index probe
+    each, on the (campaign, lead, attempt number) key)."""
+    tried = [c.lead_id for c in candidates if c.last_attempt_no > 0]
+    found: dict[int, dict] = {}
+    for chunk in _chunks(tried, SQLITE_CHUNK):
+        found.update(session.execute(select(CallAttempt.lead_id, CallAttempt.arms).where(
+            CallAttempt.campaign_id == campaign_id, CallAttempt.attempt_no == 1,
+            CallAttempt.lead_id.in_(chunk))).all())
+    return found
+
+
+def _remember_held_out(session: Session, campaign_id: int, lead_ids: list[int], now: datetime) -> None:
+    if not lead_ids:
+        return
+    insert = (postgresql_insert if _dialect(session) == "postgresql" else sqlite_insert)(ExperimentHoldout)
+    for chunk in _chunks(lead_ids, SQLITE_CHUNK):
+        session.execute(insert.values([{"campaign_id": campaign_id, "lead_id": lead_id, "created_at": now}
+                                       for lead_id in chunk]).on_conflict_do_nothing())
 
 
 def history_of(session: Session, phone_hash: str, now: datetime, excluding: int | None = None) -> list[Attempt]:
