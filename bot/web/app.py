@@ -1,0 +1,145 @@
+"""The web console: FastAPI with server-rendered pages and the JSON API they use.
+
+`create_app()` wires the pieces: the signed session cookie, the upload size limit, CSRF on
+every state-changing request, security headers, static files (Chart.js vendored, no CDN),
+and one router per area (ops, script writers, managers). `waihu serve` runs it.
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from fastapi import Depends, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
+from sqlalchemy.engine import Engine
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.middleware.sessions import SessionMiddleware
+
+from bot.errors import UserError
+from bot.pii import mask_digit_runs
+from bot.web.config import WebConfig, web_config
+from bot.web.limits import BodySizeLimit
+from bot.web.security import login_url, verify_csrf
+
+log = logging.getLogger(__name__)
+
+STATIC_DIR = Path(__file__).resolve().parent / "static"
+API_PREFIX = "/api/v1"
+UPLOAD_PATHS = (f"{API_PREFIX}/lead-packs",)
+
+_STATUS_TEXT = {400: "请求有误", 401: "请先登录", 403: "没有权限", 404: "页面不存在", 405: "不支持该操作",
+                409: "内容冲突", 413: "文件太大", 415: "文件类型不支持", 422: "输入有误", 500: "服务器内部错误"}
+
+
+def create_app(config: WebConfig | None = None, engine: Engine | None = None) -> FastAPI:
+    config = config or web_config()
+    if engine is None:
+        from bot.db.engine import open_database
+
+        engine = open_database(config.settings.database_url)
+
+    app = FastAPI(title="waihu 外呼控制台 API", version="1",
+                  description="外呼控制台背后的 JSON 接口。自动化调用请在请求头中带上 `Authorization: Bearer <API 令牌>`"
+                              "（令牌用 `waihu users token NAME --label …` 或在“我的账号”页面创建，角色与其用户相同）。",
+                  openapi_url=f"{API_PREFIX}/openapi.json", docs_url=None, redoc_url=None,
+                  dependencies=[Depends(verify_csrf)])
+    app.state.config = config
+    app.state.engine = engine
+
+    from bot.web.services import ConsoleServices
+
+    app.state.services = ConsoleServices(config)
+
+    # Added last = outermost: the size limit runs before anything reads the body.
+    app.add_middleware(SessionMiddleware, secret_key=config.session_secret, session_cookie="waihu_session",
+                       max_age=int(config.session_lifetime_s), same_site="lax", https_only=config.secure_cookie)
+    app.add_middleware(BodySizeLimit, upload_limit=config.max_upload_bytes, upload_paths=UPLOAD_PATHS)
+
+    @app.middleware("http")
+    async def security_headers(request: Request, call_next) -> Response:
+        response = await call_next(request)
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        response.headers.setdefault("X-Frame-Options", "DENY")
+        response.headers.setdefault("Referrer-Policy", "same-origin")
+        # No inline scripts anywhere: pages pass data in <script type="application/json">.
+        response.headers.setdefault("Content-Security-Policy",
+                                    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+                                    "connect-src 'self'; frame-ancestors 'none'; form-action 'self'")
+        if not request.url.path.startswith("/static/"):
+            response.headers.setdefault("Cache-Control", "no-store")
+        return response
+
+    app.mount("/static", StaticFiles(directory=str(STATIC_DIR)), name="static")
+
+    from bot.web import account_views, auth_views, manager_views, ops_views, script_views
+
+    for module in (auth_views, account_views, ops_views, script_views, manager_views):
+        app.include_router(module.pages)
+        app.include_router(module.api, prefix=API_PREFIX)
+
+    _install_error_handlers(app)
+
+    @app.on_event("startup")
+    def _preload() -> None:
+        if config.preload_agent:
+            app.state.services.agent_host.load_in_background()
+
+    @app.on_event("shutdown")
+    def _shutdown() -> None:
+        app.state.services.close()
+
+    return app
+
+
+def wants_json(request: Request) -> bool:
+    return request.url.path.startswith("/api/") or "application/json" in request.headers.get("accept", "")
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    from bot.web.rendering import render
+
+    @app.exception_handler(UserError)
+    async def user_error(request: Request, exc: UserError) -> Response:
+        # Messages from the services name the file/line/field; digits that look like phones are masked.
+        message = mask_digit_runs(str(exc))
+        details = [mask_digit_runs(d) for d in exc.details]
+        if wants_json(request):
+            return JSONResponse({"detail": message, "details": details}, status_code=400)
+        return render(request, "error.html", status_code=400, title="操作未完成", message=message, details=details)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        detail = exc.detail if isinstance(exc.detail, (str, dict, list)) else str(exc.detail)
+        if exc.status_code == 404 and detail == "Not Found":
+            detail = "没有找到这个页面或记录"
+        elif exc.status_code == 405 and detail == "Method Not Allowed":
+            detail = "不支持该请求方式"
+        if wants_json(request):
+            return JSONResponse({"detail": detail}, status_code=exc.status_code, headers=getattr(exc, "headers", None))
+        if exc.status_code == 401:
+            # Keep a more specific reason (session expired, password changed) if one was set.
+            request.session.setdefault("flash", [("warning", detail if isinstance(detail, str) else "请先登录")])
+            return RedirectResponse(login_url(request), status_code=303)
+        return render(request, "error.html", status_code=exc.status_code,
+                      title=_STATUS_TEXT.get(exc.status_code, "出错了"), message=detail, details=[])
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, exc: RequestValidationError) -> Response:
+        problems = [f"{'.'.join(str(p) for p in e.get('loc', ()) if p != 'body')}：{_field_message(e)}"
+                    for e in exc.errors()]
+        if wants_json(request):
+            return JSONResponse({"detail": "输入有误：" + "；".join(problems), "errors": exc.errors()}, status_code=422)
+        return render(request, "error.html", status_code=422, title="输入有误", message="请检查以下字段", details=problems)
+
+
+def _field_message(error: dict) -> str:
+    kind = str(error.get("type", ""))
+    if "missing" in kind:
+        return "必填"
+    if "integer" in kind or "int" in kind:
+        return "需要整数"
+    if "float" in kind or "number" in kind:
+        return "需要数字"
+    return str(error.get("msg", "格式不对"))

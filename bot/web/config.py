@@ -1,0 +1,75 @@
+"""Settings of the web console, from WAIHU_WEB_* variables on top of the common settings."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+from bot.pii import load_secret
+from bot.settings import Settings, get_settings
+
+DEFAULT_MAX_UPLOAD_MB = 100.0
+DEFAULT_IDLE_MINUTES = 30.0
+DEFAULT_SESSION_HOURS = 12.0
+
+
+@dataclass(frozen=True)
+class WebConfig:
+    settings: Settings
+    # Signs the session cookie; derived from the master secret unless WAIHU_WEB_SESSION_SECRET is set.
+    session_secret: str
+    # A session ends after this long without a request, and in any case this long after login.
+    idle_timeout_s: float
+    session_lifetime_s: float
+    # Largest lead-pack upload accepted (bytes); bigger ones are refused before they are read.
+    max_upload_bytes: int
+    # Cookie only over HTTPS (set WAIHU_WEB_SECURE_COOKIE=1 behind TLS).
+    secure_cookie: bool
+    # Load the dialogue agent when the server starts instead of on the first chat (~15 s).
+    preload_agent: bool = False
+
+    @property
+    def dialogs_dir(self) -> Path:
+        return self.settings.dialogs_dir
+
+    @property
+    def models_dir(self) -> Path:
+        return self.settings.models_dir
+
+    def with_changes(self, **changes) -> "WebConfig":
+        return replace(self, **changes)
+
+
+def _derived_session_secret(settings: Settings) -> str:
+    master = load_secret(settings.secret_key, settings.secret_key_file)
+    key = HKDF(algorithm=hashes.SHA256(), length=32, salt=b"waihu-web", info=b"session-cookie-v1").derive(master)
+    return key.hex()
+
+
+def _float(name: str, default: float) -> float:
+    raw = os.environ.get(name)
+    if raw is None or not raw.strip():
+        return default
+    try:
+        return float(raw)
+    except ValueError:
+        from bot.errors import UserError
+
+        raise UserError(f"{name}={raw!r} is not a number") from None
+
+
+def web_config(settings: Settings | None = None) -> WebConfig:
+    settings = settings or get_settings()
+    env = os.environ
+    return WebConfig(
+        settings=settings,
+        session_secret=env.get("WAIHU_WEB_SESSION_SECRET") or _derived_session_secret(settings),
+        idle_timeout_s=_float("WAIHU_WEB_IDLE_MINUTES", DEFAULT_IDLE_MINUTES) * 60,
+        session_lifetime_s=_float("WAIHU_WEB_SESSION_HOURS", DEFAULT_SESSION_HOURS) * 3600,
+        max_upload_bytes=int(_float("WAIHU_WEB_MAX_UPLOAD_MB", DEFAULT_MAX_UPLOAD_MB) * 1024 * 1024),
+        secure_cookie=env.get("WAIHU_WEB_SECURE_COOKIE", "") in ("1", "true", "yes"),
+        preload_agent=env.get("WAIHU_WEB_PRELOAD_AGENT", "") in ("1", "true", "yes"),
+    )

@@ -1,0 +1,259 @@
+"""Managers (经理): the A/B comparison (bot.experiments.report), the call list with transcripts,
+and the WeCom funnel (bot.wecom). Phone numbers appear only masked; free text (reasons,
+transcripts) has phone-shaped digit runs masked too, since callees say numbers aloud."""
+from __future__ import annotations
+
+import importlib
+from datetime import date, datetime, time, timedelta
+from typing import Any, Callable, List, Optional
+
+from fastapi import APIRouter, Depends, HTTPException, Request
+from pydantic import BaseModel
+from sqlalchemy import func, select
+
+from bot.audiences.models import AudiencePack
+from bot.campaigns.models import CallAttempt, Campaign, Turn
+from bot.db.engine import session_scope
+from bot.errors import UserError
+from bot.leads.models import Lead
+from bot.pii import mask_digit_runs
+from bot.web import labels
+from bot.web.rendering import DISPLAY_TZ, render
+from bot.web.security import MANAGER, Principal, require_role
+
+pages = APIRouter(include_in_schema=False)
+api = APIRouter(tags=["经理"])
+managers_only = require_role(MANAGER)
+PAGE_SIZE = 50
+
+NO_EXPERIMENT_DATA = "暂无实验数据"
+NO_WECOM_DATA = "暂无企微数据"
+
+
+def optional_function(module: str, name: str) -> Callable[..., Any] | None:
+    """A function another part of the product provides, or None while it does not exist yet."""
+    try:
+        return getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError):
+        return None
+
+
+def _campaigns(session) -> list[tuple[int, str]]:
+    return list(session.execute(select(Campaign.id, Campaign.name).order_by(Campaign.id.desc())).all())
+
+
+def parse_day(value: str | None, field: str) -> date | None:
+    """A date from a filter form (empty = no filter)."""
+    if value is None or not value.strip():
+        return None
+    try:
+        return date.fromisoformat(value.strip())
+    except ValueError:
+        raise UserError(f"{field}“{value}”不是日期，请写成 2026-11-24 的格式") from None
+
+
+def _day_start(value: date | None) -> datetime | None:
+    return datetime.combine(value, time.min, DISPLAY_TZ) if value else None
+
+
+# ---- call list ----------------------------------------------------------------------------------
+
+class CallRow(BaseModel):
+    id: int
+    campaign: str
+    phone: str
+    audience: Optional[str]
+    attempt_no: int
+    arms: dict
+    status: str
+    outcome: Optional[str]
+    outcome_label: str
+    grade: Optional[str]
+    reason: Optional[str]
+    talk_time_s: Optional[float]
+    scheduled_at: str
+    ended_at: Optional[str]
+
+
+class CallPage(BaseModel):
+    total: int
+    offset: int
+    limit: int
+    calls: List[CallRow]
+
+
+class TurnOut(BaseModel):
+    seq: int
+    speaker: str
+    speaker_label: str
+    text: str
+    response: Optional[str]
+    intent: Optional[str]
+    intent_label: Optional[str]
+    confidence: Optional[float]
+    offset_ms: int
+
+
+class CallDetail(CallRow):
+    turns: List[TurnOut]
+    hangup_by: Optional[str]
+    followups: list
+
+
+def _call_query(campaign_id: int | None, grade: str | None, outcome: str | None, since: date | None,
+                until: date | None):
+    query = (select(CallAttempt, Campaign.name, Lead.phone_masked, AudiencePack.name)
+             .join(Campaign, Campaign.id == CallAttempt.campaign_id)
+             .join(Lead, Lead.id == CallAttempt.lead_id)
+             .outerjoin(AudiencePack, AudiencePack.id == Lead.audience_id))
+    if campaign_id:
+        query = query.where(CallAttempt.campaign_id == campaign_id)
+    if grade:
+        query = query.where(CallAttempt.grade == grade)
+    if outcome:
+        query = query.where(CallAttempt.outcome == outcome)
+    if since:
+        query = query.where(CallAttempt.scheduled_at >= _day_start(since))
+    if until:
+        query = query.where(CallAttempt.scheduled_at < _day_start(until + timedelta(days=1)))
+    return query
+
+
+def _call_row(attempt: CallAttempt, campaign: str, phone_masked: str, audience: str | None) -> dict:
+    return {"id": attempt.id, "campaign": campaign, "phone": phone_masked, "audience": audience,
+            "attempt_no": attempt.attempt_no, "arms": attempt.arms or {}, "status": attempt.status,
+            "outcome": attempt.outcome, "outcome_label": labels.label(labels.CALL_OUTCOME, attempt.outcome),
+            "grade": attempt.grade, "reason": mask_digit_runs(attempt.grade_reason or "") or None,
+            "talk_time_s": attempt.talk_time_s, "scheduled_at": attempt.scheduled_at.isoformat(),
+            "ended_at": attempt.ended_at.isoformat() if attempt.ended_at else None}
+
+
+def list_calls(session, *, campaign_id: int | None = None, grade: str | None = None, outcome: str | None = None,
+               since: date | None = None, until: date | None = None, offset: int = 0,
+               limit: int = PAGE_SIZE) -> CallPage:
+    if grade and grade not in "ABCD":
+        raise UserError(f"等级只能是 A、B、C、D（收到“{grade}”）")
+    query = _call_query(campaign_id, grade, outcome, since, until)
+    total = session.execute(select(func.count()).select_from(query.subquery())).scalar_one()
+    rows = session.execute(query.order_by(CallAttempt.scheduled_at.desc(), CallAttempt.id.desc())
+                           .offset(max(0, offset)).limit(max(1, min(limit, 500)))).all()
+    return CallPage(total=total, offset=offset, limit=limit, calls=[CallRow(**_call_row(*row)) for row in rows])
+
+
+def call_detail(session, attempt_id: int) -> CallDetail:
+    row = session.execute(_call_query(None, None, None, None, None).where(CallAttempt.id == attempt_id)).first()
+    if row is None:
+        raise HTTPException(404, f"没有编号为 {attempt_id} 的通话")
+    attempt = row[0]
+    turns = session.execute(select(Turn).where(Turn.attempt_id == attempt_id).order_by(Turn.seq)).scalars().all()
+    return CallDetail(**_call_row(*row), hangup_by=attempt.hangup_by,
+                      followups=[{**f, "reason": mask_digit_runs(str(f.get("reason", "")))} for f in attempt.followups or []],
+                      turns=[TurnOut(seq=t.seq, speaker=t.speaker, speaker_label=labels.label(labels.SPEAKER, t.speaker),
+                                     text=mask_digit_runs(t.text), response=t.response, intent=t.intent,
+                                     intent_label=labels.label(labels.INTENT, t.intent) if t.intent else None,
+                                     confidence=t.confidence, offset_ms=t.offset_ms) for t in turns])
+
+
+@api.get("/calls", response_model=CallPage, summary="通话记录（号码已打码）")
+def calls_api(request: Request, campaign_id: Optional[int] = None, grade: Optional[str] = None,
+              outcome: Optional[str] = None, since: Optional[date] = None, until: Optional[date] = None,
+              offset: int = 0, limit: int = PAGE_SIZE, principal: Principal = Depends(managers_only)) -> CallPage:
+    with session_scope(request.app.state.engine) as session:
+        return list_calls(session, campaign_id=campaign_id, grade=grade or None, outcome=outcome or None,
+                          since=since, until=until, offset=offset, limit=limit)
+
+
+@api.get("/calls/{attempt_id}", response_model=CallDetail, summary="一通电话：等级、原因与逐轮对话")
+def call_api(request: Request, attempt_id: int, principal: Principal = Depends(managers_only)) -> CallDetail:
+    with session_scope(request.app.state.engine) as session:
+        return call_detail(session, attempt_id)
+
+
+@pages.get("/calls")
+def calls_page(request: Request, campaign_id: Optional[str] = None, grade: Optional[str] = None,
+               outcome: Optional[str] = None, since: Optional[str] = None, until: Optional[str] = None,
+               offset: int = 0, principal: Principal = Depends(managers_only)):
+    chosen = int(campaign_id) if campaign_id and campaign_id.isdigit() else None
+    since, until = parse_day(since, "开始日期"), parse_day(until, "结束日期")
+    with session_scope(request.app.state.engine) as session:
+        page = list_calls(session, campaign_id=chosen, grade=grade or None, outcome=outcome or None, since=since,
+                          until=until, offset=offset)
+        campaigns = _campaigns(session)
+        outcomes = sorted(o for (o,) in session.execute(select(CallAttempt.outcome).distinct()) if o)
+    filters = {"campaign_id": chosen, "grade": grade or "", "outcome": outcome or "",
+               "since": since.isoformat() if since else "", "until": until.isoformat() if until else ""}
+    return render(request, "manager/calls.html", page=page, campaigns=campaigns, outcomes=outcomes, filters=filters)
+
+
+@pages.get("/calls/{attempt_id}")
+def call_page(request: Request, attempt_id: int, principal: Principal = Depends(managers_only)):
+    with session_scope(request.app.state.engine) as session:
+        detail = call_detail(session, attempt_id)
+    return render(request, "manager/call.html", call=detail)
+
+
+# ---- A/B comparison -----------------------------------------------------------------------------
+
+def comparison(session, campaign_id: int | None, filters: dict) -> dict:
+    """The experiments module's report for the campaign, or an empty state saying why there is none."""
+    build_report = optional_function("bot.experiments.report", "build_report")
+    if build_report is None:
+        return {"available": False, "message": NO_EXPERIMENT_DATA, "hint": "实验报告模块尚未就绪"}
+    campaign = session.get(Campaign, campaign_id) if campaign_id else None
+    if campaign is None:
+        return {"available": False, "message": NO_EXPERIMENT_DATA, "hint": "请选择一个外呼任务"}
+    report = build_report(session, campaign, **{k: v for k, v in filters.items() if v not in (None, "")})
+    return {"available": True, "report": report}
+
+
+@api.get("/reports/comparison", summary="A/B 对比报告（各组转化率及置信区间、提升随时间、SRM、决策提示）")
+def comparison_api(request: Request, campaign_id: Optional[int] = None, factor: Optional[str] = None,
+                   audience: Optional[str] = None, since: Optional[date] = None, until: Optional[date] = None,
+                   principal: Principal = Depends(managers_only)):
+    with session_scope(request.app.state.engine) as session:
+        return comparison(session, campaign_id, {"factor": factor, "audience": audience, "since": since,
+                                                 "until": until})
+
+
+@pages.get("/reports")
+def reports_page(request: Request, campaign_id: Optional[str] = None, factor: Optional[str] = None,
+                 audience: Optional[str] = None, since: Optional[str] = None, until: Optional[str] = None,
+                 principal: Principal = Depends(managers_only)):
+    since, until = parse_day(since, "开始日期"), parse_day(until, "结束日期")
+    with session_scope(request.app.state.engine) as session:
+        campaigns = _campaigns(session)
+        chosen = int(campaign_id) if campaign_id and campaign_id.isdigit() else (campaigns[0][0] if campaigns else None)
+        audiences = list(session.execute(select(AudiencePack.name).order_by(AudiencePack.name)).scalars())
+        filters = {"factor": factor, "audience": audience, "since": since, "until": until}
+        data = comparison(session, chosen, filters)
+    shown = {"campaign_id": chosen, "factor": factor or "", "audience": audience or "",
+             "since": since.isoformat() if since else "", "until": until.isoformat() if until else ""}
+    return render(request, "manager/reports.html", data=data, campaigns=campaigns, audiences=audiences,
+                  factors=labels.FACTOR, filters=shown)
+
+
+# ---- WeCom funnel -------------------------------------------------------------------------------
+
+def funnel(session, campaign_id: int | None) -> dict:
+    wecom_funnel = optional_function("bot.wecom.funnel", "wecom_funnel") or \
+        optional_function("bot.wecom.service", "wecom_funnel") or optional_function("bot.wecom", "wecom_funnel")
+    if wecom_funnel is None:
+        return {"available": False, "message": NO_WECOM_DATA, "hint": "企业微信模块尚未就绪"}
+    if campaign_id is None:
+        return {"available": False, "message": NO_WECOM_DATA, "hint": "请选择一个外呼任务"}
+    return {"available": True, "funnel": wecom_funnel(session, campaign_id)}
+
+
+@api.get("/wecom/funnel", summary="企业微信漏斗（A/B 线索 → 邀请 → 加好友 → 欢迎语）")
+def funnel_api(request: Request, campaign_id: Optional[int] = None, principal: Principal = Depends(managers_only)):
+    with session_scope(request.app.state.engine) as session:
+        return funnel(session, campaign_id)
+
+
+@pages.get("/wecom")
+def funnel_page(request: Request, campaign_id: Optional[str] = None, principal: Principal = Depends(managers_only)):
+    with session_scope(request.app.state.engine) as session:
+        campaigns = _campaigns(session)
+        chosen = int(campaign_id) if campaign_id and campaign_id.isdigit() else (campaigns[0][0] if campaigns else None)
+        data = funnel(session, chosen)
+    return render(request, "manager/wecom.html", data=data, campaigns=campaigns, chosen=chosen)

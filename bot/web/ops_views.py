@@ -1,0 +1,493 @@
+"""Ops (运营): lead packs (upload, summary, rejects), audience packs, campaigns and their live progress.
+
+Every action goes through the same services as the CLI (`bot.leads.service`,
+`bot.audiences.service`, `bot.campaigns.service`); this module only turns HTTP into calls.
+"""
+from __future__ import annotations
+
+import io
+import re
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Dict, List, Optional
+
+from fastapi import APIRouter, Depends, File, Form, HTTPException, Request, UploadFile
+from fastapi.responses import RedirectResponse, StreamingResponse
+from pydantic import BaseModel, Field
+from sqlalchemy import func, select
+
+from bot.audiences.models import KNOWN_SCENES, TIERS
+from bot.audiences.service import create_audience, list_audiences, parse_attributes
+from bot.campaigns.models import Campaign, CampaignPack
+from bot.campaigns.service import TRANSITIONS, campaign_progress, change_status, create_campaign
+from bot.db.engine import session_scope
+from bot.errors import UserError
+from bot.leads.export import write_rejects_csv
+from bot.leads.lead_pack import parse_column_overrides
+from bot.leads.models import LeadPack
+from bot.leads.service import UploadRequest, upload_lead_pack
+from bot.web import labels
+from bot.web.rendering import flash, render
+from bot.web.security import OPS, Principal, require_role
+
+pages = APIRouter(include_in_schema=False)
+api = APIRouter(tags=["运营"])
+ops_only = require_role(OPS)
+
+# What the lead-pack reader understands (it reads the format from the bytes; the suffix is a
+# first, cheap check with a clear message for the files people pick by mistake).
+ACCEPTED_SUFFIXES = (".csv", ".tsv", ".txt", ".xlsx")
+_SAFE_NAME = re.compile(r"[^\w.\-\u4e00-\u9fff（）()]+")
+COPY_BLOCK = 1 << 20
+
+
+# ---- lead packs ---------------------------------------------------------------------------------
+
+class UploadResult(BaseModel):
+    pack_id: int
+    pack: str
+    file: str
+    format: str
+    rows: int
+    accepted: int
+    rejected: Dict[str, int]
+    rejected_labels: Dict[str, str]
+    rejected_total: int
+    duplicates: int
+    dnc: int
+    landlines: int
+    blank_rows: int
+    already_uploaded: bool
+    audiences_created: List[str]
+    columns: Dict[str, str]
+    notes: List[str]
+    rejects_url: Optional[str] = Field(None, description="下载拒收行 CSV（有拒收行时）")
+
+
+class PackRow(BaseModel):
+    id: int
+    name: str
+    file_name: str
+    file_format: str
+    uploaded_by: str
+    uploaded_at: str
+    rows: int
+    accepted: int
+    rejected: int
+    duplicates: int
+    dnc_hits: int
+
+
+def _pack_rows(session) -> list[PackRow]:
+    packs = session.execute(select(LeadPack).order_by(LeadPack.uploaded_at.desc())).scalars().all()
+    return [PackRow(id=p.id, name=p.name, file_name=p.file_name, file_format=p.file_format, uploaded_by=p.uploaded_by,
+                    uploaded_at=p.uploaded_at.isoformat(), rows=p.rows, accepted=p.accepted, rejected=p.rejected,
+                    duplicates=p.duplicates, dnc_hits=p.dnc_hits) for p in packs]
+
+
+@pages.get("/ops/packs")
+def packs_page(request: Request, principal: Principal = Depends(ops_only)):
+    with session_scope(request.app.state.engine) as session:
+        packs = _pack_rows(session)
+        audiences = list_audiences(session)
+    limit_mb = request.app.state.config.max_upload_bytes / (1024 * 1024)
+    return render(request, "ops/packs.html", packs=packs, audiences=audiences, limit_mb=limit_mb,
+                  limit_bytes=request.app.state.config.max_upload_bytes, accepted=", ".join(ACCEPTED_SUFFIXES))
+
+
+@api.get("/lead-packs", response_model=List[PackRow], summary="已上传的线索名单")
+def list_packs(request: Request, principal: Principal = Depends(ops_only)) -> list[PackRow]:
+    with session_scope(request.app.state.engine) as session:
+        return _pack_rows(session)
+
+
+def _safe_file_name(name: str | None) -> str:
+    base = Path(name or "").name.strip() or "upload.csv"
+    return _SAFE_NAME.sub("_", base)[:200]
+
+
+def _check_file_type(name: str, head: bytes) -> None:
+    suffix = Path(name).suffix.lower()
+    if suffix == ".xls":
+        raise HTTPException(415, "这是旧版 Excel 97-2003（.xls）文件：请在 Excel 中另存为 .xlsx 或“CSV UTF-8”后再上传。")
+    if suffix not in ACCEPTED_SUFFIXES:
+        raise HTTPException(415, f"不支持的文件类型“{suffix or '无扩展名'}”：请上传 CSV、TSV 或 XLSX 格式的名单"
+                                 f"（{', '.join(ACCEPTED_SUFFIXES)}）。")
+    if suffix == ".xlsx" and not head.startswith(b"PK\x03\x04"):
+        raise HTTPException(415, "文件扩展名是 .xlsx，但内容不是 Excel 工作簿：请重新导出后上传。")
+    utf16 = head.startswith((b"\xff\xfe", b"\xfe\xff"))
+    if suffix != ".xlsx" and not utf16 and b"\x00" in head:
+        raise HTTPException(415, f"“{name}”的内容不是文本表格（像是图片、压缩包或其他二进制文件）："
+                                 "请上传 CSV、TSV 或 XLSX 格式的名单。")
+
+
+def _without_temp_path(exc: UserError, folder: Path) -> UserError:
+    """Service messages name the file; show the name the user uploaded, not our temp folder."""
+    prefix = str(folder) + "/"
+    return UserError(str(exc).replace(prefix, ""), details=[d.replace(prefix, "") for d in exc.details])
+
+
+@api.post("/lead-packs", response_model=UploadResult, summary="上传线索名单（CSV/TSV/XLSX）",
+          description="校验、规范化、去重、免打扰过滤；每一行要么成为线索，要么带原因进入拒收列表。"
+                      "超过上传上限（WAIHU_WEB_MAX_UPLOAD_MB）的文件返回 413。")
+def upload_pack(request: Request, file: UploadFile = File(...), pack: str = Form(...),
+                audience: Optional[str] = Form(None), column_map: Optional[str] = Form(None),
+                first_party: bool = Form(False), consent_basis: Optional[str] = Form(None),
+                sheet: Optional[str] = Form(None), principal: Principal = Depends(ops_only)) -> UploadResult:
+    name = _safe_file_name(file.filename)
+    head = file.file.read(8192)
+    file.file.seek(0)
+    if not head:
+        raise HTTPException(400, f"“{name}”是空文件（0 字节），请重新导出名单。")
+    _check_file_type(name, head)
+    folder = Path(tempfile.mkdtemp(prefix="waihu-upload-"))
+    try:
+        path = folder / name
+        with path.open("wb") as out:
+            shutil.copyfileobj(file.file, out, COPY_BLOCK)
+        overrides = parse_column_overrides([column_map]) if column_map and column_map.strip() else {}
+        upload = UploadRequest(path=path, pack_name=pack.strip(), audience=(audience or "").strip() or None,
+                               column_overrides=overrides, first_party=first_party,
+                               consent_basis=(consent_basis or "").strip() or None,
+                               sheet=(sheet or "").strip() or None, uploaded_by=principal.name)
+        services = request.app.state.services
+        try:
+            summary = upload_lead_pack(request.app.state.engine, services.keyring, upload)
+        except UserError as exc:
+            raise _without_temp_path(exc, folder) from None
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    with session_scope(request.app.state.engine) as session:
+        pack_id = session.execute(select(LeadPack.id).where(LeadPack.name == summary.pack)).scalar_one()
+    data = summary.as_json()
+    data["file"] = name
+    return UploadResult(pack_id=pack_id, **data,
+                        rejected_labels={code: labels.label(labels.REJECT_REASON, code) for code in data["rejected"]},
+                        rejects_url=f"/api/v1/lead-packs/{pack_id}/rejects.csv" if data["rejected_total"] else None)
+
+
+@api.get("/lead-packs/{pack_id}/rejects.csv", summary="拒收行 CSV（手机号已打码，防公式注入）",
+         response_class=StreamingResponse)
+def rejects_csv(request: Request, pack_id: int, principal: Principal = Depends(ops_only)):
+    # A temporary file, not memory: a pack can have a million rejected rows.
+    spool = tempfile.TemporaryFile(mode="w+b")
+    text = io.TextIOWrapper(spool, encoding="utf-8-sig", newline="")
+    with session_scope(request.app.state.engine) as session:
+        pack = session.get(LeadPack, pack_id)
+        if pack is None:
+            raise HTTPException(404, f"没有编号为 {pack_id} 的线索名单")
+        write_rejects_csv(session, pack, text)
+        file_name = f"{pack.name}-rejects.csv"
+    text.flush()
+    text.detach()
+    spool.seek(0)
+
+    def chunks():
+        try:
+            while block := spool.read(COPY_BLOCK):
+                yield block
+        finally:
+            spool.close()
+
+    from urllib.parse import quote
+
+    return StreamingResponse(chunks(), media_type="text/csv; charset=utf-8",
+                             headers={"Content-Disposition": f"attachment; filename=rejects.csv; "
+                                                             f"filename*=UTF-8''{quote(file_name)}"})
+
+
+# ---- audience packs -----------------------------------------------------------------------------
+
+class AudienceIn(BaseModel):
+    name: str
+    scene: Optional[str] = None
+    tier: Optional[str] = None
+    attributes: Dict[str, str] = {}
+
+
+class AudienceOut(BaseModel):
+    name: str
+    scene: Optional[str]
+    tier: Optional[str]
+    attributes: Dict[str, str]
+    leads: int
+
+
+@pages.get("/ops/audiences")
+def audiences_page(request: Request, principal: Principal = Depends(ops_only)):
+    with session_scope(request.app.state.engine) as session:
+        rows = list_audiences(session)
+    return render(request, "ops/audiences.html", audiences=rows, scenes=KNOWN_SCENES, tiers=TIERS, form={})
+
+
+@pages.post("/ops/audiences")
+def audiences_create_form(request: Request, name: str = Form(""), scene: str = Form(""), tier: str = Form(""),
+                          attributes: str = Form(""), principal: Principal = Depends(ops_only)):
+    form = {"name": name, "scene": scene, "tier": tier, "attributes": attributes}
+    try:
+        with session_scope(request.app.state.engine) as session:
+            pack = create_audience(session, name, scene=scene.strip() or None, tier=tier.strip() or None,
+                                   attributes=parse_attributes([line for line in attributes.splitlines() if line.strip()]))
+            created = pack.name
+    except UserError as exc:
+        with session_scope(request.app.state.engine) as session:
+            rows = list_audiences(session)
+        return render(request, "ops/audiences.html", status_code=400, audiences=rows, scenes=KNOWN_SCENES, tiers=TIERS,
+                      form=form, error=f"人群包未创建：{exc}")
+    flash(request, f"已创建人群包“{created}”")
+    return RedirectResponse("/ops/audiences", status_code=303)
+
+
+@api.get("/audiences", response_model=List[AudienceOut], summary="人群包及其线索数")
+def audiences_list(request: Request, principal: Principal = Depends(ops_only)) -> list[AudienceOut]:
+    with session_scope(request.app.state.engine) as session:
+        return [AudienceOut(**row.__dict__) for row in list_audiences(session)]
+
+
+@api.post("/audiences", response_model=AudienceOut, status_code=201, summary="创建人群包")
+def audiences_create(request: Request, body: AudienceIn, principal: Principal = Depends(ops_only)) -> AudienceOut:
+    with session_scope(request.app.state.engine) as session:
+        pack = create_audience(session, body.name, scene=body.scene, tier=body.tier, attributes=body.attributes)
+        return AudienceOut(name=pack.name, scene=pack.scene, tier=pack.tier, attributes=pack.attributes or {}, leads=0)
+
+
+# ---- campaigns ----------------------------------------------------------------------------------
+
+class VariantIn(BaseModel):
+    name: str
+    weight: float = 1.0
+
+
+class SlotIn(BaseModel):
+    name: str
+    windows: List[str]
+    weight: float = 1.0
+
+
+class CampaignIn(BaseModel):
+    name: str
+    packs: List[str]
+    lines: int = 10
+    cps: float = 2.0
+    variants: List[VariantIn] = []
+    time_slots: List[SlotIn] = []
+    incentive: Optional[str] = None
+    compliance_profile: str = "CN_INSURANCE_DEFAULT"
+
+
+class CampaignOut(BaseModel):
+    id: int
+    name: str
+    status: str
+    status_label: str
+    lines: int
+    cps: float
+    packs: List[str]
+    variants: List[VariantIn]
+    time_slots: List[SlotIn]
+    incentive: Optional[str]
+    created_by: str
+    created_at: str
+    started_at: Optional[str]
+
+
+class Progress(BaseModel):
+    campaign: str
+    status: str
+    status_label: str
+    lines: int
+    leads: int
+    attempts: int
+    in_flight: int = Field(..., description="占用线路（待拨 + 通话中），与 `waihu campaign status` 相同")
+    dialled: int
+    connected: int
+    grades: Dict[str, int]
+    outcomes: Dict[str, int]
+    outcome_labels: Dict[str, str]
+    by_status: Dict[str, int]
+
+
+def _campaign_out(session, campaign: Campaign) -> CampaignOut:
+    packs = session.execute(select(LeadPack.name).join(CampaignPack, CampaignPack.pack_id == LeadPack.id)
+                            .where(CampaignPack.campaign_id == campaign.id).order_by(LeadPack.name)).scalars().all()
+    return CampaignOut(id=campaign.id, name=campaign.name, status=campaign.status,
+                       status_label=labels.label(labels.CAMPAIGN_STATUS, campaign.status), lines=campaign.lines,
+                       cps=campaign.cps, packs=list(packs),
+                       variants=[VariantIn(**v) for v in campaign.script_variants or []],
+                       time_slots=[SlotIn(**s) for s in campaign.time_slots or []], incentive=campaign.incentive,
+                       created_by=campaign.created_by, created_at=campaign.created_at.isoformat(),
+                       started_at=campaign.started_at.isoformat() if campaign.started_at else None)
+
+
+def _get_campaign(session, campaign_id: int) -> Campaign:
+    campaign = session.get(Campaign, campaign_id)
+    if campaign is None:
+        raise HTTPException(404, f"没有编号为 {campaign_id} 的外呼任务")
+    return campaign
+
+
+def progress_snapshot(session, campaign: Campaign) -> Progress:
+    """What `waihu campaign status` shows, from the same `campaign_progress`."""
+    progress = campaign_progress(session, campaign)
+    outcomes = progress.by_outcome
+    return Progress(campaign=campaign.name, status=campaign.status,
+                    status_label=labels.label(labels.CAMPAIGN_STATUS, campaign.status), lines=campaign.lines,
+                    leads=progress.leads, attempts=progress.attempts,
+                    in_flight=progress.by_status.get("scheduled", 0) + progress.by_status.get("dialing", 0),
+                    dialled=sum(outcomes.values()), connected=outcomes.get("answered", 0),
+                    grades={g: progress.by_grade.get(g, 0) for g in "ABCD"}, outcomes=outcomes,
+                    outcome_labels={code: labels.label(labels.CALL_OUTCOME, code) for code in outcomes},
+                    by_status=progress.by_status)
+
+
+def script_variants(request: Request) -> list[str]:
+    from bot.script.project import DialogsProject
+    from bot.script.script_lines import load_script_domain
+
+    return load_script_domain(DialogsProject(request.app.state.config.dialogs_dir)).variants()
+
+
+def _create(request: Request, body: CampaignIn, principal: Principal) -> CampaignOut:
+    known = script_variants(request)
+    unknown = [v.name for v in body.variants if v.name not in known]
+    if unknown:
+        raise UserError(f"未知的话术版本：{', '.join(unknown)}；当前话术有：{', '.join(known)}")
+    with session_scope(request.app.state.engine) as session:
+        campaign = create_campaign(session, name=body.name.strip(), packs=body.packs, lines=body.lines, cps=body.cps,
+                                   variants=[v.dict() for v in body.variants] or None,
+                                   time_slots=[s.dict() for s in body.time_slots] or None,
+                                   compliance_profile=body.compliance_profile,
+                                   incentive=(body.incentive or "").strip() or None, created_by=principal.name)
+        return _campaign_out(session, campaign)
+
+
+@api.get("/campaigns", response_model=List[CampaignOut], summary="外呼任务列表")
+def campaigns_list(request: Request, principal: Principal = Depends(ops_only)) -> list[CampaignOut]:
+    with session_scope(request.app.state.engine) as session:
+        return [_campaign_out(session, c) for c in session.execute(select(Campaign).order_by(Campaign.id)).scalars()]
+
+
+@api.post("/campaigns", response_model=CampaignOut, status_code=201, summary="创建外呼任务（草稿）")
+def campaigns_create(request: Request, body: CampaignIn, principal: Principal = Depends(ops_only)) -> CampaignOut:
+    return _create(request, body, principal)
+
+
+@api.get("/campaigns/{campaign_id}", response_model=CampaignOut, summary="外呼任务详情")
+def campaign_detail(request: Request, campaign_id: int, principal: Principal = Depends(ops_only)) -> CampaignOut:
+    with session_scope(request.app.state.engine) as session:
+        return _campaign_out(session, _get_campaign(session, campaign_id))
+
+
+@api.post("/campaigns/{campaign_id}/{action}", response_model=CampaignOut,
+          summary="启动 / 暂停 / 恢复 / 停止外呼任务", description="action: start | pause | resume | stop")
+def campaign_action(request: Request, campaign_id: int, action: str,
+                    principal: Principal = Depends(ops_only)) -> CampaignOut:
+    return _transition(request, campaign_id, action)
+
+
+ACTION_LABELS = {"start": "启动", "pause": "暂停", "resume": "恢复", "stop": "停止"}
+
+
+def _transition(request: Request, campaign_id: int, action: str) -> CampaignOut:
+    if action not in TRANSITIONS:
+        raise HTTPException(404, f"未知操作“{action}”；可用：start、pause、resume、stop")
+    with session_scope(request.app.state.engine) as session:
+        campaign = _get_campaign(session, campaign_id)
+        allowed_from, _ = TRANSITIONS[action]
+        if campaign.status not in allowed_from:
+            raise HTTPException(409, f"外呼任务“{campaign.name}”当前状态为"
+                                     f"{labels.label(labels.CAMPAIGN_STATUS, campaign.status)}，不能{ACTION_LABELS[action]}"
+                                     f"（仅限{'、'.join(labels.label(labels.CAMPAIGN_STATUS, s) for s in sorted(allowed_from))}）")
+        change_status(session, campaign.name, action)
+        return _campaign_out(session, campaign)
+
+
+@api.get("/campaigns/{campaign_id}/progress", response_model=Progress, summary="实时进度（拨打、接通、A/B/C/D、状态、线路）")
+def campaign_progress_api(request: Request, campaign_id: int, principal: Principal = Depends(ops_only)) -> Progress:
+    with session_scope(request.app.state.engine) as session:
+        return progress_snapshot(session, _get_campaign(session, campaign_id))
+
+
+@pages.get("/ops/campaigns")
+def campaigns_page(request: Request, principal: Principal = Depends(ops_only)):
+    return _campaigns_page(request)
+
+
+def _campaigns_page(request: Request, status_code: int = 200, form: dict | None = None, error: str | None = None):
+    with session_scope(request.app.state.engine) as session:
+        campaigns = [_campaign_out(session, c) for c in session.execute(select(Campaign).order_by(Campaign.id.desc())).scalars()]
+        packs = session.execute(select(LeadPack.name, LeadPack.accepted).order_by(LeadPack.uploaded_at.desc())).all()
+        from bot.web.script_workspace import published_variants
+
+        published = published_variants(session)
+    try:
+        variants = script_variants(request)
+    except UserError as exc:
+        variants, error = [], error or f"读取话术版本失败：{exc}"
+    return render(request, "ops/campaigns.html", status_code=status_code, campaigns=campaigns, packs=packs,
+                  variants=variants, published=published, form=form or {}, error=error)
+
+
+def parse_slot_lines(text: str) -> list[SlotIn]:
+    from bot.cli.campaign_commands import parse_slot  # the CLI's format: 上午=09:30-12:00[*权重]
+
+    return [SlotIn(**parse_slot(line.strip())) for line in text.splitlines() if line.strip()]
+
+
+@pages.post("/ops/campaigns")
+async def campaigns_create_form(request: Request, principal: Principal = Depends(ops_only)):
+    form = await request.form()
+    values = {"name": form.get("name", ""), "packs": form.getlist("packs"), "lines": form.get("lines", "10"),
+              "cps": form.get("cps", "2"), "variants": form.getlist("variants"), "slots": form.get("slots", ""),
+              "incentive": form.get("incentive", "")}
+    try:
+        try:
+            lines, cps = int(values["lines"]), float(values["cps"])
+        except ValueError:
+            raise UserError("线路数需要整数，每秒呼叫数需要数字") from None
+        weights = {name: form.get(f"weight_{name}") or "1" for name in values["variants"]}
+        try:
+            variants = [VariantIn(name=name, weight=float(weight)) for name, weight in weights.items()]
+        except ValueError:
+            raise UserError("话术版本的权重需要数字") from None
+        body = CampaignIn(name=values["name"], packs=values["packs"], lines=lines, cps=cps, variants=variants,
+                          time_slots=parse_slot_lines(values["slots"]), incentive=values["incentive"])
+        if not body.name.strip():
+            raise UserError("请填写任务名称")
+        if not body.packs:
+            raise UserError("请至少选择一个线索名单")
+        created = _create(request, body, principal)
+    except UserError as exc:
+        return _campaigns_page(request, 400, values, f"外呼任务未创建：{exc}")
+    flash(request, f"已创建外呼任务“{created.name}”（草稿），确认无误后点击“启动”")
+    return RedirectResponse(f"/ops/campaigns/{created.id}", status_code=303)
+
+
+@pages.get("/ops/campaigns/{campaign_id}")
+def campaign_page(request: Request, campaign_id: int, principal: Principal = Depends(ops_only)):
+    with session_scope(request.app.state.engine) as session:
+        campaign = _get_campaign(session, campaign_id)
+        out = _campaign_out(session, campaign)
+        progress = progress_snapshot(session, campaign)
+    actions = [(a, ACTION_LABELS[a]) for a, (allowed, _) in TRANSITIONS.items() if out.status in allowed]
+    return render(request, "ops/campaign.html", campaign=out, progress=progress, actions=actions)
+
+
+@pages.post("/ops/campaigns/{campaign_id}/{action}")
+def campaign_action_form(request: Request, campaign_id: int, action: str, principal: Principal = Depends(ops_only)):
+    try:
+        out = _transition(request, campaign_id, action)
+    except HTTPException as exc:
+        if exc.status_code != 409:
+            raise
+        flash(request, str(exc.detail), "error")
+        return RedirectResponse(f"/ops/campaigns/{campaign_id}", status_code=303)
+    flash(request, f"外呼任务“{out.name}”已{ACTION_LABELS[action]}，当前状态：{out.status_label}")
+    return RedirectResponse(f"/ops/campaigns/{campaign_id}", status_code=303)
+
+
+def count_leads(session) -> int:
+    from bot.leads.models import Lead
+
+    return session.execute(select(func.count()).select_from(Lead)).scalar_one()
