@@ -7,3 +7,4 @@ from bot.users.models import User  # noqa: F401
 from bot.campaigns.models import CallAttempt, Campaign, CampaignPack, Turn  # noqa: F401
 from bot.web.models import ApiToken, ScriptPublication  # noqa: F401
 from bot.experiments.models import ExperimentHoldout  # noqa: F401
+from bot.wecom.models import SmsOutbox, WeComCallbackNonce, WeComEvent, WeComInvite  # noqa: F401
