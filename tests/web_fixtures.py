@@ -170,7 +170,7 @@ def write_lead_csv(path: Path, n: int, *, first_number: int = 13800000000, audie
     for i in range(bad_rows):
         kind = i % 3
         if kind == 0:
-            rows.append(["12345", "张三", "男", audience, "官网", "2026-05-01 10:00"])
+            rows.append(["1381234", "张三", "男", audience, "官网", "2026-05-01 10:00"])
         elif kind == 1:
             rows.append([str(first_number + n + 100 + i), "赵四", "男", audience, "官网", ""])
         else:

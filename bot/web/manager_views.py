@@ -202,7 +202,10 @@ def comparison(session, campaign_id: int | None, filters: dict) -> dict:
     campaign = session.get(Campaign, campaign_id) if campaign_id else None
     if campaign is None:
         return {"available": False, "message": NO_EXPERIMENT_DATA, "hint": "请选择一个外呼任务"}
-    report = build_report(session, campaign, **{k: v for k, v in filters.items() if v not in (None, "")})
+    try:
+        report = build_report(session, campaign, **{k: v for k, v in filters.items() if v not in (None, "")})
+    except UserError as exc:  # e.g. a factor this campaign does not test
+        return {"available": False, "message": "无法按这些条件生成报告", "hint": str(exc)}
     return {"available": True, "report": report}
 
 
