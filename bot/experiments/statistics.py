@@ -20,10 +20,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from statistics import NormalDist
 from typing import Union
 
-import numpy as np
-from scipy.stats import norm, t, truncnorm
+from scipy.stats import t
+
+STANDARD_NORMAL = NormalDist()
 
 # GrowthBook's own messages for the cases it cannot analyse (gbstats/messages.py).
 ZERO_VARIANCE = "ZERO_NEGATIVE_VARIANCE"
@@ -194,35 +196,32 @@ def bayesian_test(control: UnitStatistic, treatment: UnitStatistic, *, alpha: fl
     if isinstance(moments, str):
         return BayesianResult.unavailable(moments)
     mu, sigma = moments.estimate, moments.standard_error
-    chance = float(norm.sf(0, mu, sigma))
+    posterior = NormalDist(mu, sigma)
+    chance = 1 - posterior.cdf(0.0)
     if inverse:
         chance = 1 - chance
-    lo, hi = norm.ppf([alpha / 2, 1 - alpha / 2], mu, sigma)
+    lo, hi = posterior.inv_cdf(alpha / 2), posterior.inv_cdf(1 - alpha / 2)
     risk_control, risk_treatment = risks(mu, sigma)
     if inverse:
         risk_control, risk_treatment = risk_treatment, risk_control
-    return BayesianResult(mu, (float(lo), float(hi)), chance, risk_control, risk_treatment, sigma)
+    return BayesianResult(mu, (lo, hi), chance, risk_control, risk_treatment, sigma)
 
 
 def risks(mu: float, sigma: float) -> tuple[float, float]:
     """(risk of control, risk of treatment) for a lift ~ N(mu, sigma²): the expected lift
-    given up by the choice, P(other is better)·E[|lift| on that side]."""
-    if abs(mu / sigma) > 37:  # one tail is exactly 0 in float64
+    given up by the choice, P(other is better)·E[|lift| on that side]. GrowthBook takes the
+    means of the truncated normals; in closed form, with z = mu/sigma:
+    P(X > 0)·E[X | X > 0] = mu·Φ(z) + sigma·φ(z) and −P(X < 0)·E[X | X < 0] = sigma·φ(z) − mu·Φ(−z)."""
+    z = mu / sigma
+    if abs(z) > 37:  # one tail is exactly 0 in float64
         return max(mu, 0.0), max(-mu, 0.0)
-    p_control_better = float(norm.cdf(0.0, mu, sigma))
-    mean_negative = _truncated_normal_mean(mu, sigma, -np.inf, 0.0)
-    mean_positive = _truncated_normal_mean(mu, sigma, 0.0, np.inf)
-    return (1 - p_control_better) * mean_positive, -p_control_better * mean_negative
-
-
-def _truncated_normal_mean(mu: float, sigma: float, low: float, high: float) -> float:
-    a, b = (low - mu) / sigma, (high - mu) / sigma
-    return float(truncnorm.mean(a, b, loc=mu, scale=sigma))
+    density = sigma * STANDARD_NORMAL.pdf(z)
+    return mu * STANDARD_NORMAL.cdf(z) + density, density - mu * STANDARD_NORMAL.cdf(-z)
 
 
 def rate_interval(stat: UnitStatistic, alpha: float = 0.05) -> tuple[float, float]:
     """Normal interval for one arm's rate or mean (what the report draws per arm)."""
     if stat.n <= 0:
         return (0.0, 0.0)
-    halfwidth = float(norm.ppf(1 - alpha / 2)) * math.sqrt(max(stat.variance, 0.0) / stat.n)
+    halfwidth = STANDARD_NORMAL.inv_cdf(1 - alpha / 2) * math.sqrt(max(stat.variance, 0.0) / stat.n)
     return (stat.mean - halfwidth, stat.mean + halfwidth)
