@@ -23,6 +23,7 @@ grade_commands.register(app)
 campaign_commands.register(app)
 from bot.cli import prompt_commands; prompt_commands.register(app)  # noqa: E402,E702 (one line: several people add commands here)
 from bot.cli import ab_commands; ab_commands.register(app)  # noqa: E402,E702
+from bot.cli import report_commands; report_commands.register(app)  # noqa: E402,E702
 from bot.cli import user_commands; user_commands.register(app)  # noqa: E402,E702
 
 

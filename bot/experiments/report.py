@@ -1,0 +1,439 @@
+"""The manager's comparison report: per factor and arm (and per audience pack), every
+metric with its interval, the lift against the control arm, the corrected p-value, the
+chance to win and a decision hint in Chinese, plus the sample-ratio check.
+
+`build_report(session, campaign, …)` returns one plain, JSON-serialisable dict; the CLI
+(`waihu report`), the HTML report and the web console all render that dict. Its shape:
+
+    {"campaign": {id, name, status, started_at}, "generated_at", "filters": {factor,
+     audience, since, until}, "settings": {method, method_label, alpha, correction,
+     tuning}, "metrics": [{key, label, role, higher_is_better, unit, explanation}],
+     "wecom_available": bool, "holdout": {share, leads} | None,
+     "overview": {leads, dials, metrics: {key: {value, ci, numerator, denominator}}},
+     "factors": [{factor, label, seed, control, bandit, arms_configured,
+                  "overall": TABLE, "by_audience": [{audience_id, audience, **TABLE}],
+                  "daily": [{day, leads: {arm: n}, metrics: {key: {arm: value}},
+                             lift: {key: {arm: {lift, ci}}}}]}],
+     "summary": [Chinese sentences]}
+    TABLE = {"srm": {p_value, alert, checked, message}, "arms": [{arm, weight, control,
+             leads, dials, metrics: {key: {value, ci, numerator, denominator}},
+             vs_control: {key: {lift, ci, p_value, p_adjusted, chance_to_win, risk,
+                                risk_control, error, decision, decision_label, hint,
+                                leads_needed_per_arm}}}]}
+
+The unit of analysis is the lead: a lead counts from its first dial in the window, and
+every rate is a ratio (or proportion) over leads (bot.experiments.metrics). The default
+method is the sequential test, because managers read the report every day and a
+fixed-horizon p-value read daily finds false winners; `method="frequentist"` gives the
+fixed-horizon Welch test and `"bayesian"` decides on the chance to win.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta, timezone
+from typing import Any, Iterable, Mapping, Sequence
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from bot.audiences.models import AudiencePack
+from bot.campaigns.models import Campaign
+from bot.errors import UserError
+from bot.experiments.corrections import CORRECTIONS, adjust
+from bot.experiments.design import FACTOR_LABELS, FACTORS, HOLDOUT, factor_arms, seed_for
+from bot.experiments import lead_metrics
+from bot.experiments.lead_metrics import Cell, add_sums, lead_cells
+from bot.experiments.metrics import METRICS, Metric, statistic_for
+from bot.experiments.models import ExperimentHoldout
+from bot.experiments.power import sample_size_per_arm
+from bot.experiments.sequential import DEFAULT_TUNING, sequential_test
+from bot.experiments.srm import SRM_ALERT_P, srm_alert, srm_p_value
+from bot.experiments.statistics import UnitStatistic, bayesian_test, frequentist_test, rate_interval
+
+SHANGHAI = ZoneInfo("Asia/Shanghai")
+METHODS = ("sequential", "frequentist", "bayesian")
+METHOD_LABELS = {
+    "sequential": "序贯检验（可每天查看结果，反复查看不会增加误判）",
+    "frequentist": "固定样本检验（Welch t 检验；只适合在预定样本量时看一次）",
+    "bayesian": "贝叶斯（胜出概率 ≥ 95% 判为胜出）",
+}
+CORRECTION_LABELS = {"holm": "Holm 多重比较校正", "bh": "Benjamini–Hochberg 多重比较校正", "none": "不做多重比较校正"}
+DECISION_LABELS = {"win": "胜出", "lose": "落后", "inconclusive": "尚无定论", "different": "有差异"}
+BAYES_DECISIVE = 0.95
+TINY_LIFT = 0.01  # below this relative difference "how many more leads" stops being useful
+TARGET_POWER = 0.8
+UNRECORDED = "（未记录）"
+ERROR_LABELS = {"ZERO_NEGATIVE_VARIANCE": "数据不足（某组该指标全为同一个值，例如还没有接通的通话）",
+                "BASELINE_VARIATION_ZERO": "对照组该指标为 0，无法计算相对提升"}
+
+
+@dataclass(frozen=True)
+class ReportSettings:
+    method: str = "sequential"
+    alpha: float = 0.05
+    correction: str = "holm"
+    tuning: float = DEFAULT_TUNING
+
+    def check(self) -> None:
+        if self.method not in METHODS:
+            raise UserError(f"--method {self.method!r}: one of {', '.join(METHODS)}")
+        if not 0 < self.alpha < 0.5:
+            raise UserError(f"--alpha {self.alpha!r}: a significance level such as 0.05")
+        if self.correction not in CORRECTIONS:
+            raise UserError(f"--correction {self.correction!r}: one of {', '.join(CORRECTIONS)}")
+
+
+def build_report(session: Session, campaign: Campaign, *, factor: str | None = None, audience: str | None = None,
+                 since: date | datetime | str | None = None, until: date | datetime | str | None = None,
+                 method: str = "sequential", alpha: float = 0.05, correction: str = "holm") -> dict:
+    """The comparison report of one campaign as a plain dict (see the module docstring).
+
+    factor: only this factor (script, time_slot, incentive, welcome); audience: only the
+    leads of this audience pack (by name); since/until: attempts dialled from `since` and
+    before `until` — a date is a day in Asia/Shanghai (`until` a date: to the end of that
+    day), a datetime without a time zone is Shanghai time, ISO text is read as either."""
+    settings = ReportSettings(method, alpha, correction)
+    settings.check()
+    since = report_moment(since, "since", end_of_day=False)
+    until = report_moment(until, "until", end_of_day=True)
+    if since is not None and until is not None and since >= until:
+        raise UserError(f"--since {since.isoformat()} is not before --until {until.isoformat()}")
+    factors = _factors_to_report(campaign, factor)
+    audience_ids = _audience_filter(session, audience)
+    cells = lead_cells(session, campaign.id, since=since, until=until, audience_ids=audience_ids)
+    audiences = _audience_names(session, {c.audience_id for c in cells if c.audience_id is not None})
+    wecom = lead_metrics.wecom_invites_table() is not None
+    metrics = [m for m in METRICS if wecom or m.key != "wecom_add_rate"]
+    experiments = campaign.experiments or {}
+    bandit = experiments.get("bandit")
+    report_factors = []
+    for name in factors:
+        configured = factor_arms(campaign, name)
+        report_factors.append(_factor_report(cells, name, configured, metrics, settings, audiences,
+                                             bandit if bandit and bandit.get("factor") == name else None,
+                                             seed_for(campaign.id, experiments, name)))
+    overview_sums = add_sums(cells)
+    report = {
+        "campaign": {"id": campaign.id, "name": campaign.name, "status": campaign.status,
+                     "started_at": _iso(campaign.started_at)},
+        "generated_at": _iso(datetime.now(timezone.utc)),
+        "filters": {"factor": factor, "audience": audience, "since": _iso(since), "until": _iso(until)},
+        "settings": {"method": method, "method_label": METHOD_LABELS[method], "alpha": alpha,
+                     "correction": correction, "correction_label": CORRECTION_LABELS[correction],
+                     "tuning": settings.tuning if method == "sequential" else None, "srm_alert_below": SRM_ALERT_P},
+        "metrics": [{"key": m.key, "label": m.label, "role": m.role, "higher_is_better": m.higher_is_better,
+                     "unit": m.unit, "explanation": m.explanation} for m in metrics],
+        "wecom_available": wecom,
+        "holdout": _holdout(session, campaign),
+        "overview": {"leads": int(overview_sums["leads"]), "dials": int(overview_sums["dials"]),
+                     "metrics": _arm_metrics(overview_sums, metrics, alpha)},
+        "factors": report_factors,
+    }
+    report["summary"] = _summary(report)
+    return _json_safe(report)
+
+
+# ---------------------------------------------------------------- inputs
+
+
+def report_moment(value: date | datetime | str | None, option: str, *, end_of_day: bool) -> datetime | None:
+    """A filter bound as an aware datetime (see build_report)."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, str):
+        try:
+            value = date.fromisoformat(value) if len(value) == 10 else datetime.fromisoformat(value)
+        except ValueError:
+            raise UserError(f"--{option} {value!r}: a date (2026-11-24) or a time (2026-11-24T09:30, "
+                            "2026-11-24T09:30+08:00)") from None
+    if isinstance(value, datetime):
+        return value if value.tzinfo is not None else value.replace(tzinfo=SHANGHAI)
+    start = datetime(value.year, value.month, value.day, tzinfo=SHANGHAI)
+    return start + timedelta(days=1) if end_of_day else start
+
+
+def _factors_to_report(campaign: Campaign, factor: str | None) -> list[str]:
+    tested = [f for f in FACTORS if len(factor_arms(campaign, f)) >= 2]
+    if factor is None:
+        return tested
+    if factor not in FACTORS:
+        raise UserError(f"--factor {factor!r}: one of {', '.join(FACTORS)}")
+    if factor not in tested:
+        raise UserError(f"campaign '{campaign.name}' does not test {factor} (it has fewer than two arms); "
+                        f"it tests: {', '.join(tested) or 'nothing'}")
+    return [factor]
+
+
+def _audience_filter(session: Session, audience: str | None) -> list[int] | None:
+    if audience is None:
+        return None
+    found = session.execute(select(AudiencePack.id).where(AudiencePack.name == audience)).scalar_one_or_none()
+    if found is None:
+        known = session.execute(select(AudiencePack.name).order_by(AudiencePack.name)).scalars().all()
+        raise UserError(f"--audience {audience!r}: no such audience pack; known: {', '.join(known) or 'none'}")
+    return [found]
+
+
+def _audience_names(session: Session, ids: set[int]) -> dict[int, str]:
+    if not ids:
+        return {}
+    return dict(session.execute(select(AudiencePack.id, AudiencePack.name).where(AudiencePack.id.in_(ids))).all())
+
+
+def _holdout(session: Session, campaign: Campaign) -> dict | None:
+    share = float((campaign.experiments or {}).get(HOLDOUT) or 0.0)
+    if not share:
+        return None
+    held = session.execute(select(func.count()).select_from(ExperimentHoldout)
+                           .where(ExperimentHoldout.campaign_id == campaign.id)).scalar_one()
+    return {"share": share, "leads": int(held)}
+
+
+# ---------------------------------------------------------------- one factor
+
+
+def _factor_report(cells: list[Cell], factor: str, configured: list[dict], metrics: list[Metric],
+                   settings: ReportSettings, audiences: Mapping[int, str], bandit: dict | None, seed: str) -> dict:
+    names = [arm["name"] for arm in configured]
+    weights = {arm["name"]: float(arm.get("weight", 1)) for arm in configured}
+    seen = {cell.arms.get(factor) or UNRECORDED for cell in cells}
+    names += sorted(seen - set(names))  # arms in the data the design no longer lists (weight 0)
+    control = names[0]
+    bandit_moved = bool(bandit and bandit.get("periods"))
+    overall = _table(cells, factor, names, weights, control, metrics, settings, bandit_moved)
+    by_audience = []
+    for audience_id in sorted({c.audience_id for c in cells}, key=lambda a: (a is None, a or 0)):
+        subset = [c for c in cells if c.audience_id == audience_id]
+        table = _table(subset, factor, names, weights, control, metrics, settings, bandit_moved)
+        by_audience.append({"audience_id": audience_id,
+                            "audience": audiences.get(audience_id, "（未分人群包）") if audience_id else "（未分人群包）",
+                            **table})
+    # Each table group is one family for the correction: the overall comparison, and all
+    # the audience-pack breakdowns together.
+    _correct_and_decide([overall], metrics, settings)
+    _correct_and_decide(by_audience, metrics, settings)
+    return {"factor": factor, "label": FACTOR_LABELS[factor], "seed": seed, "control": control,
+            "arms_configured": [{"name": a["name"], "weight": weights[a["name"]],
+                                 **({"text": a["text"]} if "text" in a else {}),
+                                 **({"windows": a["windows"]} if "windows" in a else {})} for a in configured],
+            "bandit": bandit, "overall": overall, "by_audience": by_audience,
+            "daily": _daily(cells, factor, names, control, metrics, settings)}
+
+
+def _sums_by_arm(cells: Iterable[Cell], factor: str, names: Sequence[str]) -> dict[str, dict[str, float]]:
+    grouped: dict[str, list[Cell]] = {name: [] for name in names}
+    for cell in cells:
+        grouped.setdefault(cell.arms.get(factor) or UNRECORDED, []).append(cell)
+    return {name: add_sums(grouped[name]) for name in names}
+
+
+def _arm_metrics(sums: Mapping[str, float], metrics: Sequence[Metric], alpha: float) -> dict:
+    out = {}
+    for metric in metrics:
+        stat = statistic_for(metric, sums)
+        lo, hi = rate_interval(stat, alpha)
+        out[metric.key] = {"value": stat.mean, "ci": [lo, hi], "numerator": sums[metric.numerator],
+                           "denominator": sums[metric.denominator] if metric.denominator else sums["leads"]}
+    return out
+
+
+def _table(cells: list[Cell], factor: str, names: Sequence[str], weights: Mapping[str, float], control: str,
+           metrics: Sequence[Metric], settings: ReportSettings, bandit_moved: bool) -> dict:
+    sums = _sums_by_arm(cells, factor, names)
+    arms = []
+    for name in names:
+        row = {"arm": name, "weight": weights.get(name, 0.0), "control": name == control,
+               "leads": int(sums[name]["leads"]), "dials": int(sums[name]["dials"]),
+               "metrics": _arm_metrics(sums[name], metrics, settings.alpha), "vs_control": {}}
+        if name != control:
+            for metric in metrics:
+                row["vs_control"][metric.key] = _compare(statistic_for(metric, sums[control]),
+                                                         statistic_for(metric, sums[name]), metric, settings)
+        arms.append(row)
+    return {"srm": _srm([a["leads"] for a in arms], [weights.get(n, 0.0) for n in names], bandit_moved),
+            "arms": arms}
+
+
+def _srm(leads: list[int], weights: list[float], bandit_moved: bool) -> dict:
+    if bandit_moved:
+        return {"p_value": None, "alert": False, "checked": False,
+                "message": "多臂老虎机模式：流量按效果每天调整，不按固定比例做样本比例（SRM）检查。"}
+    p_value = srm_p_value(leads, weights)
+    alert = srm_alert(p_value)
+    message = (f"样本比例失衡（SRM）告警：各组已拨打线索数与设定比例不符（p = {p_value:.2g} < {SRM_ALERT_P}）。"
+               "分组或拨打环节可能出了问题（例如某组线索被拦截得更多、某时段拨不完），先排查原因，结论暂不可信。"
+               if alert else f"样本比例正常（SRM 检验 p = {p_value:.2g}）。")
+    return {"p_value": p_value, "alert": alert, "checked": True, "message": message}
+
+
+def _interval_test(control: UnitStatistic, treatment: UnitStatistic, settings: ReportSettings):
+    """The lift and interval of the report's method (the Bayesian one gives its credible interval)."""
+    if settings.method == "sequential":
+        return sequential_test(control, treatment, alpha=settings.alpha, tuning=settings.tuning)
+    if settings.method == "frequentist":
+        return frequentist_test(control, treatment, alpha=settings.alpha)
+    return bayesian_test(control, treatment, alpha=settings.alpha)
+
+
+def _compare(control: UnitStatistic, treatment: UnitStatistic, metric: Metric, settings: ReportSettings) -> dict:
+    bayes = bayesian_test(control, treatment, alpha=settings.alpha, inverse=metric.higher_is_better is False)
+    if settings.method == "bayesian":
+        lift, ci, p_value, error = bayes.lift, bayes.ci, None, bayes.error
+    else:
+        test = _interval_test(control, treatment, settings)
+        lift, ci, p_value, error = test.lift, test.ci, test.p_value, test.error
+    return {"lift": lift, "ci": list(ci), "p_value": p_value, "p_adjusted": p_value,
+            "chance_to_win": bayes.chance_to_win, "risk": bayes.risk_treatment, "risk_control": bayes.risk_control,
+            "error": error, "_control": control, "_treatment": treatment}
+
+
+def _correct_and_decide(tables: list[dict], metrics: Sequence[Metric], settings: ReportSettings) -> None:
+    by_key = {m.key: m for m in metrics}
+    family = [comparison for table in tables for arm in table["arms"]
+              for key, comparison in arm["vs_control"].items()
+              if by_key[key].in_correction and comparison["error"] is None and comparison["p_value"] is not None]
+    if family:
+        for comparison, adjusted in zip(family, adjust([c["p_value"] for c in family], settings.correction)):
+            comparison["p_adjusted"] = adjusted
+    for table in tables:
+        for arm in table["arms"]:
+            for key, comparison in arm["vs_control"].items():
+                _decide(comparison, by_key[key], arm["arm"], settings, max(len(family), 1), table["srm"]["alert"])
+
+
+def _decide(comparison: dict, metric: Metric, arm: str, settings: ReportSettings, family_size: int,
+            srm_alerted: bool) -> None:
+    control, treatment = comparison.pop("_control"), comparison.pop("_treatment")
+    comparison["leads_needed_per_arm"] = None
+    if comparison["error"]:
+        comparison.update(decision="inconclusive", decision_label=DECISION_LABELS["inconclusive"],
+                          hint=f"尚无定论：{ERROR_LABELS.get(comparison['error'], '数据不足')}。")
+        return
+    lift = comparison["lift"]
+    if settings.method == "bayesian":
+        chance_up = (comparison["chance_to_win"] if metric.higher_is_better is not False
+                     else 1 - comparison["chance_to_win"])
+        significant = chance_up >= BAYES_DECISIVE or chance_up <= 1 - BAYES_DECISIVE
+    else:
+        significant = comparison["p_adjusted"] < settings.alpha
+    if not significant:
+        decision = "inconclusive"
+    elif metric.higher_is_better is None:
+        decision = "different"
+    else:
+        decision = "win" if (lift > 0) == metric.higher_is_better else "lose"
+    comparison["decision"], comparison["decision_label"] = decision, DECISION_LABELS[decision]
+    lo, hi = comparison["ci"]
+    direction = "高" if lift > 0 else "低"
+    evidence = (f"胜出概率 {comparison['chance_to_win']:.0%}" if settings.method == "bayesian"
+                else f"校正后 p = {comparison['p_adjusted']:.3f}")
+    caution = "（注意：本组 SRM 告警，结论暂不可信）" if srm_alerted else ""
+    if decision == "win":
+        comparison["hint"] = (f"胜出：{arm}的{metric.label}比对照组{direction} {abs(lift):.1%}"
+                              f"（区间 {lo:+.1%} ~ {hi:+.1%}，{evidence}），可以考虑采用。{caution}")
+    elif decision == "lose":
+        prefix = "护栏告警" if metric.role == "guardrail" else "落后"
+        comparison["hint"] = (f"{prefix}：{arm}的{metric.label}比对照组{direction} {abs(lift):.1%}"
+                              f"（区间 {lo:+.1%} ~ {hi:+.1%}，{evidence}），不建议采用。{caution}")
+    elif decision == "different":
+        comparison["hint"] = f"有差异：{arm}的{metric.label}比对照组{direction} {abs(lift):.1%}（{evidence}）。{caution}"
+    else:
+        comparison["hint"] = _still_needed(comparison, control, treatment, settings, family_size)
+
+
+def _still_needed(comparison: dict, control: UnitStatistic, treatment: UnitStatistic, settings: ReportSettings,
+                  family_size: int) -> str:
+    lift = abs(comparison["lift"])
+    if lift < TINY_LIFT:
+        return "尚无定论：两组几乎没有差别（相对差异不到 1%），继续拨打也难分高下。"
+    # Holm spends alpha over the family; plan with the strictest level it may need.
+    alpha = settings.alpha / family_size if settings.correction == "holm" else settings.alpha
+    tuning = settings.tuning if settings.method == "sequential" else None
+    needed = sample_size_per_arm(control.mean, control.variance, lift, alpha=alpha, target_power=TARGET_POWER,
+                                 tuning=tuning)
+    if needed is None:
+        return "尚无定论：差异太小，需要的线索数多到不现实。"
+    comparison["leads_needed_per_arm"] = needed
+    more = needed - min(control.n, treatment.n)
+    if more <= 0:
+        return (f"尚无定论：样本已足够发现 {lift:.1%} 的差异，但结果仍不显著，目前的差异很可能只是偶然。")
+    return (f"尚无定论：按目前 {comparison['lift']:+.1%} 的差异，每组约需 {needed:,} 条已拨打线索"
+            f"（还差约 {more:,} 条）才有八成把握下结论。")
+
+
+# ---------------------------------------------------------------- over time
+
+
+def _daily(cells: list[Cell], factor: str, names: Sequence[str], control: str, metrics: Sequence[Metric],
+           settings: ReportSettings) -> list[dict]:
+    """Cumulative to the end of each local day: the leads dialled by then and what they had
+    done by then (what the report showed that evening)."""
+    days = sorted({c.day for c in cells})
+    out = []
+    for day in days:
+        sums = _sums_by_arm([c for c in cells if c.day <= day], factor, names)
+        point: dict[str, Any] = {"day": day, "leads": {n: int(sums[n]["leads"]) for n in names}, "metrics": {},
+                                 "lift": {}}
+        for metric in metrics:
+            stats = {n: statistic_for(metric, sums[n]) for n in names}
+            point["metrics"][metric.key] = {n: stats[n].mean for n in names}
+            point["lift"][metric.key] = {}
+            for name in names:
+                if name == control:
+                    continue
+                test = _interval_test(stats[control], stats[name], settings)
+                point["lift"][metric.key][name] = {"lift": test.lift, "ci": list(test.ci), "error": test.error}
+        out.append(point)
+    return out
+
+
+# ---------------------------------------------------------------- summary and output
+
+
+def _summary(report: dict) -> list[str]:
+    lines = []
+    labels = {m["key"]: m["label"] for m in report["metrics"]}
+    overview = report["overview"]
+    lines.append(f"共 {overview['leads']:,} 条线索已拨打（{overview['dials']:,} 次拨打）。"
+                 f"检验方法：{report['settings']['method_label']}；{report['settings']['correction_label']}。")
+    if report["holdout"]:
+        lines.append(f"留出对照（不拨打）比例 {report['holdout']['share']:.0%}，已留出 {report['holdout']['leads']:,} 条线索。")
+    if not report["wecom_available"]:
+        lines.append("企微添加率暂不可用：企业微信模块尚未接入。")
+    for factor in report["factors"]:
+        overall = factor["overall"]
+        if overall["srm"]["alert"]:
+            lines.append(f"【{factor['label']}】{overall['srm']['message']}")
+        findings = []
+        for arm in overall["arms"]:
+            for key, comparison in arm["vs_control"].items():
+                if comparison["decision"] in ("win", "lose", "different"):
+                    findings.append(f"{arm['arm']}在{labels[key]}上{comparison['decision_label']}"
+                                    f"（{comparison['lift']:+.1%}）")
+        if findings:
+            lines.append(f"【{factor['label']}】对照组为{factor['control']}：" + "；".join(findings) + "。")
+        else:
+            lines.append(f"【{factor['label']}】对照组为{factor['control']}：各组之间尚无显著差异。")
+        for breakdown in factor["by_audience"]:
+            notable = [f"{arm['arm']}{labels[key]}{comparison['decision_label']}（{comparison['lift']:+.1%}）"
+                       for arm in breakdown["arms"] for key, comparison in arm["vs_control"].items()
+                       if comparison["decision"] in ("win", "lose")]
+            if notable and len(factor["by_audience"]) > 1:
+                lines.append(f"　· 人群包「{breakdown['audience']}」：" + "；".join(notable) + "。")
+    return lines
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return moment.isoformat() if moment is not None else None
+
+
+def _json_safe(value: Any) -> Any:
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    return value
