@@ -174,10 +174,10 @@
     let i = 0, j = 0;
     while (i < n || j < m) {
       if (i < n && j < m && a[i] === b[j]) { i++; j++; continue; }
-      if (j < m && (i >= n || table[i * (m + 1) + j + 1] >= table[(i + 1) * (m + 1) + j])) {
-        out.push(waihu.el("span", { class: "add", text: `+${j + 1}: ${b[j]}\n` })); j++;
-      } else {
+      if (i < n && (j >= m || table[(i + 1) * (m + 1) + j] >= table[i * (m + 1) + j + 1])) {
         out.push(waihu.el("span", { class: "del", text: `-${i + 1}: ${a[i]}\n` })); i++;
+      } else {
+        out.push(waihu.el("span", { class: "add", text: `+${j + 1}: ${b[j]}\n` })); j++;
       }
     }
     return out.length ? out : [waihu.el("span", { class: "ctx", text: "两份文本相同" })];
