@@ -20,7 +20,7 @@ from sqlalchemy.engine import Engine
 from bot.audiences.models import AudiencePack
 from bot.campaigns.call_log import record_call
 from bot.campaigns.call_prompts import CallPrompts
-from bot.campaigns.call_runner import EventRouter, run_call
+from bot.campaigns.call_runner import CallResult, EventRouter, run_call
 from bot.campaigns.dial_planner import PlanResult, history_of, plan_campaign
 from bot.campaigns.models import CallAttempt, Campaign
 from bot.campaigns.service import policy_for_slot
@@ -52,6 +52,17 @@ def requeue_after() -> timedelta:
     return timedelta(seconds=float(os.environ.get("WAIHU_REQUEUE_AFTER_S", REQUEUE_AFTER.total_seconds())))
 
 
+@dataclass(frozen=True)
+class PreparedCall:
+    """A claimed attempt that passed its T-0 check: what the call needs, and nothing that
+    must be read from the database while it runs."""
+
+    attempt_id: int
+    phone: str
+    lead: LeadContext
+    audience: str | None
+
+
 @dataclass
 class Dialer:
     engine: Engine
@@ -73,7 +84,19 @@ class Dialer:
             return [plan_campaign(session, campaign, now) for campaign in campaigns]
 
     async def dial(self, attempt_id: int) -> str:
-        """Run one planned attempt to the end. Returns what happened, for the task log."""
+        """Run one planned attempt to the end, all on the calling thread (the embedded demo
+        and tests). Returns what happened, for the task log."""
+        prepared = self.prepare(attempt_id)
+        if isinstance(prepared, str):
+            return prepared
+        result = await self.converse(prepared)
+        return self.finish(prepared, result)
+
+    def prepare(self, attempt_id: int) -> "PreparedCall | str":
+        """Claim the attempt and check it again at T-0: blocking database work, so a Celery
+        task runs it on its own thread, never on the event loop that carries the calls
+        (three commits there stalled every other call on that loop). A string says why
+        nothing will be dialled."""
         claimed = self._claim(attempt_id)
         if claimed is None:
             return "skipped: already taken or not scheduled"
@@ -81,22 +104,28 @@ class Dialer:
         blocked = self._blocked_at_t0(attempt, campaign)
         if blocked:
             return blocked
-        phone = self.keyring.decrypt_phone(lead.phone_ciphertext)
-        self.router = self.router or EventRouter(self.carrier)
         context = LeadContext(surname=(lead.name or "")[:1] or None, gender=lead.gender,
                               audience_pack=audience, script_variant=attempt.arms.get("script", "standard"),
                               incentive=campaign.incentive)
+        return PreparedCall(attempt.id, self.keyring.decrypt_phone(lead.phone_ciphertext), context, audience)
+
+    async def converse(self, call: "PreparedCall") -> CallResult:
+        """The call itself, on the event loop: dial, talk, grade. No database work here."""
+        self.router = self.router or EventRouter(self.carrier)
         try:
-            result = await run_call(self.carrier, self.router, self.agent, call_id=f"attempt-{attempt.id}",
-                                    phone=phone, lead=context, clock=self.now,
-                                    audio_for=self.prompts.for_call(context) if self.prompts else (lambda line: None),
-                                    dial_options={"audience_pack": audience} if audience else None)
+            return await run_call(self.carrier, self.router, self.agent, call_id=f"attempt-{call.attempt_id}",
+                                  phone=call.phone, lead=call.lead, clock=self.now,
+                                  audio_for=self.prompts.for_call(call.lead) if self.prompts else (lambda line: None),
+                                  dial_options={"audience_pack": call.audience} if call.audience else None)
         except Exception:
-            log.exception("call for attempt %s (%s) failed", attempt.id, mask_phone(phone))
-            self._finish_failed(attempt.id, "error")
+            log.exception("call for attempt %s (%s) failed", call.attempt_id, mask_phone(call.phone))
+            self._finish_failed(call.attempt_id, "error")
             raise
+
+    def finish(self, call: "PreparedCall", result: CallResult) -> str:
+        """The call log, the grade and the follow-ups in one transaction (blocking: off the loop)."""
         with session_scope(self.engine) as session:
-            record_call(session, session.get(CallAttempt, attempt.id), result)
+            record_call(session, session.get(CallAttempt, call.attempt_id), result)
         outcome = result.outcome
         return outcome.label if outcome else "ended"
 

@@ -123,8 +123,15 @@ def plan_dials() -> dict:
 
 @app.task(name="waihu.dial", bind=True)
 def dial(self, attempt_id: int) -> str:
+    # Claim, T-0 check and call log run here on the task's thread (blocking database work,
+    # many in parallel); only the conversation goes to the process's call loop.
+    worker = runtime()
     try:
-        return runtime().submit(runtime().dialer.dial(attempt_id))
+        prepared = worker.dialer.prepare(attempt_id)
+        if isinstance(prepared, str):
+            return prepared
+        result = worker.submit(worker.dialer.converse(prepared))
+        return worker.dialer.finish(prepared, result)
     except Exception as exc:  # logged with the attempt; the attempt row says "failed"
         log.exception("dial %s failed", attempt_id)
         return f"failed: {type(exc).__name__}"

@@ -6,6 +6,7 @@ separate setup step (`waihu db upgrade` does the same explicitly).
 """
 from __future__ import annotations
 
+import os
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
@@ -45,7 +46,11 @@ def create_database_engine(url: str) -> Engine:
         engine = create_engine(parsed, future=True)
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
-    return create_engine(parsed, future=True, pool_pre_ping=True)
+    # A dial worker runs claims and call logs on many task threads at once; the default
+    # pool (5 + 10 overflow) made them queue for a connection.
+    return create_engine(parsed, future=True, pool_pre_ping=True,
+                         pool_size=int(os.environ.get("WAIHU_DB_POOL_SIZE", "10")),
+                         max_overflow=int(os.environ.get("WAIHU_DB_MAX_OVERFLOW", "20")))
 
 
 def get_engine(url: str | None = None) -> Engine:
