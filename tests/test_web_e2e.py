@@ -138,9 +138,15 @@ class BackgroundDialer:
             raise self.error
 
 
-def test_ops_upload_a_pack_and_start_a_campaign(page_for, console, db, keyring, dialogue_agent, tmp_path):
+def test_ops_upload_a_pack_and_start_a_campaign(browser, page_for, console, db, keyring, dialogue_agent, tmp_path):
     started = time.perf_counter()
+    anonymous = browser.new_page(locale="zh-CN")
+    anonymous.goto(f"{console.url}/ops/packs")
+    assert "/login?next=/ops/packs" in anonymous.url and "请先登录" in anonymous.inner_text("main")
+    shot(anonymous, "ops-0-login")
+    anonymous.close()
     page = page_for("ops")
+    shot(page, "ops-0-home")
     page.click("text=线索名单")
     page.wait_for_url("**/ops/packs")
     csv_file = write_lead_csv(tmp_path / "车主名单.csv", 36, first_number=13810000000, bad_rows=4)

@@ -83,6 +83,7 @@ def create_app(config: WebConfig | None = None, engine: Engine | None = None) ->
 
     @app.on_event("startup")
     def _preload() -> None:
+        app.state.services.warm_up_validation()
         if config.preload_agent:
             app.state.services.agent_host.load_in_background()
 

@@ -23,6 +23,9 @@ from bot.users.service import password_stamp
 from bot.web.tokens import user_for_token
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+# Called by WeCom's servers, not by a browser with our cookie: authenticated by WeCom's own
+# msg_signature over the encrypted body (bot.wecom), so no CSRF token applies.
+CSRF_EXEMPT_PREFIXES = ("/wecom/callback",)
 CSRF_HEADER = "X-CSRF-Token"
 CSRF_FIELD = "csrf_token"
 
@@ -147,7 +150,7 @@ async def verify_csrf(request: Request) -> None:
     """App-wide dependency: every state-changing request made with the session cookie must
     carry the session's CSRF token (header for fetch()/XHR, hidden field for forms) and,
     when the browser names an Origin, come from this site."""
-    if request.method in SAFE_METHODS or _bearer(request):
+    if request.method in SAFE_METHODS or _bearer(request) or request.url.path.startswith(CSRF_EXEMPT_PREFIXES):
         return
     origin = request.headers.get("origin")
     if origin and origin != "null" and urlsplit(origin).netloc != request.headers.get("host", ""):
