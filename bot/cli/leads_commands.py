@@ -215,9 +215,11 @@ def forget(
         result = forget_phone(session, keyring(), phone)
     if as_json:
         print_json({"phone": result.masked_phone, "leads_erased": result.leads, "rejects_erased": result.rejects,
+                    "calls_erased": result.calls,
                     "dnc_hash_kept": result.dnc_kept})
         return
-    console.print(f"{result.masked_phone}: erased {result.leads} lead(s) and {result.rejects} rejected row(s)"
+    console.print(f"{result.masked_phone}: erased {result.leads} lead(s), {result.rejects} rejected row(s) "
+                  f"and {result.calls} call(s) with their transcripts"
                   + ("; the do-not-call entry (hash only) is kept so they are never called" if result.dnc_kept
                      else ""))
     if not result.leads and not result.rejects:

@@ -741,16 +741,26 @@ class ForgetResult:
     leads: int
     rejects: int
     dnc_kept: bool
+    calls: int = 0  # call attempts erased with their transcripts (and WeCom invites)
 
 
 def forget_phone(session: Session, keyring: PhoneKeyring, raw_phone: str) -> ForgetResult:
-    """PIPL erasure: the person's leads and rejected rows go; a DNC hash stays (it holds no number)."""
+    """PIPL erasure: the person's leads, rejected rows and calls (transcripts, invites) go; a DNC
+    hash stays (it holds no number)."""
     from bot.dnc.models import DoNotCall
     from bot.dnc.service import parse_phone_or_fail
 
     phone = parse_phone_or_fail(raw_phone)
     phone_hash = keyring.hash_phone(phone.number)
+    from bot.campaigns.models import CallAttempt, Turn
+
+    # Calls go explicitly, not only by the leads' ON DELETE CASCADE: transcripts are personal
+    # data too, and the count is what the person is told was erased.
+    attempt_ids = select(CallAttempt.id).where(CallAttempt.phone_hash == phone_hash)
+    session.execute(delete(Turn).where(Turn.attempt_id.in_(attempt_ids)).execution_options(synchronize_session=False))
+    calls = session.execute(delete(CallAttempt).where(CallAttempt.phone_hash == phone_hash)
+                            .execution_options(synchronize_session=False)).rowcount or 0
     leads = session.execute(delete(Lead).where(Lead.phone_hash == phone_hash)).rowcount or 0
     rejects = session.execute(delete(LeadReject).where(LeadReject.phone_hash == phone_hash)).rowcount or 0
     dnc_kept = session.execute(select(DoNotCall.id).where(DoNotCall.phone_hash == phone_hash)).first() is not None
-    return ForgetResult(mask_phone(phone.number), leads, rejects, dnc_kept)
+    return ForgetResult(mask_phone(phone.number), leads, rejects, dnc_kept, calls)
