@@ -12,6 +12,8 @@ import pytest
 from typer.testing import CliRunner
 
 from bot.cli.app import app
+from bot.db.engine import session_scope
+from bot.settings import PROJECT_ROOT
 from tests.db_fixtures import TEST_SECRET, db, database_url, keyring, migrated_engine  # noqa: F401
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -110,3 +112,39 @@ def test_user_errors_are_one_red_line_without_traceback(cli, tmp_path):
     result = subprocess.run([sys.executable, "-m", "bot.cli.app", "dnc", "check", "138123456789999"],
                             capture_output=True, text=True, cwd=ROOT, env=env)
     assert result.returncode == 1 and "138123456789999" not in result.stderr and "****" in result.stderr
+
+
+def test_policy_sign_needs_an_admin_who_proves_it(cli, tmp_path, db):
+    """A looser profile (calls until 20:30) is approved only by an admin with the right
+    password; the legal floor (no calls after 21:00) cannot be signed away."""
+    import yaml
+
+    from bot.users.service import add_user
+    from telephony.compliance.policy import load_profile
+
+    with session_scope(db) as session:
+        add_user(session, "lin", "an admin password 1", "admin")
+        add_user(session, "wu", "an ops password 12", "ops")
+    document = yaml.safe_load((PROJECT_ROOT / "telephony/compliance/profiles/CN_INSURANCE_DEFAULT.yml")
+                              .read_text(encoding="utf-8"))
+    document.update(profile="LATE_EVENING", windows=["09:30-12:00", "14:00-20:30"])
+    looser = tmp_path / "late.yml"
+    looser.write_text(yaml.safe_dump(document, allow_unicode=True), encoding="utf-8")
+
+    wrong = cli("policy", "sign", str(looser), "--by", "lin", "--password", "not it")
+    assert wrong.exit_code == 1 and "wrong user name or password" in str(wrong.exception)
+    not_admin = cli("policy", "sign", str(looser), "--by", "wu", "--password", "an ops password 12")
+    assert not_admin.exit_code == 1 and "not an admin" in str(not_admin.exception)
+    assert "approval" not in looser.read_text(encoding="utf-8")
+
+    signed = cli("policy", "sign", str(looser), "--by", "lin", "--password", "an admin password 1")
+    assert signed.exit_code == 0, signed.exception
+    from bot.pii import policy_signing_key_from_settings
+
+    assert load_profile(str(looser), signing_key=policy_signing_key_from_settings()).windows[-1][1] == 20 * 3600 + 30 * 60
+
+    document["windows"] = ["09:30-12:00", "14:00-21:30"]
+    illegal = tmp_path / "illegal.yml"
+    illegal.write_text(yaml.safe_dump(document, allow_unicode=True), encoding="utf-8")
+    refused = cli("policy", "sign", str(illegal), "--by", "lin", "--password", "an admin password 1")
+    assert refused.exit_code == 1 and "hard limit" in str(refused.exception)

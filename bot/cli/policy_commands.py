@@ -33,22 +33,28 @@ def show(profile: Optional[str] = typer.Argument(None, help="Profile name or YAM
 
 @policy_app.command()
 def sign(file: Path = typer.Argument(..., help="A profile YAML that loosens the default"),
-         by: str = typer.Option(..., "--by", help="The approving admin's user name")) -> None:
+         by: str = typer.Option(..., "--by", help="The approving admin's user name"),
+         password: str = typer.Option(..., "--password", prompt="admin password", hide_input=True,
+                                      envvar="WAIHU_ADMIN_PASSWORD",
+                                      help="The admin's password (asked for when not given)")) -> None:
     """Approve a looser profile as an admin (it still cannot cross the legal hard limits)."""
     import yaml
-    from sqlalchemy import select
-
     from bot.cli.leads_commands import open_database
     from bot.db.engine import session_scope
     from bot.errors import UserError
     from bot.pii import policy_signing_key_from_settings
-    from bot.users.models import User
     from telephony.compliance.policy import hard_limit_violations, parse_policy, read_document, sign_profile
 
+    from bot.users.service import authenticate
+
     with session_scope(open_database()) as session:
-        role = session.execute(select(User.role).where(User.name == by)).scalar()
+        # The approval is signed in the admin's name, so the admin proves who they are.
+        user = authenticate(session, by, password)
+        role = user.role if user else None
+    if user is None:
+        raise UserError(f"wrong user name or password for {by!r}; create admins with `waihu users add NAME --role admin`")
     if role != "admin":
-        raise UserError(f"{by!r} is not an admin user; only an admin may approve a looser compliance profile")
+        raise UserError(f"{by!r} is not an admin user ({role}); only an admin may approve a looser compliance profile")
     document = read_document(file)
     crossings = hard_limit_violations(parse_policy(document, str(file)))
     if crossings:
