@@ -107,3 +107,28 @@ def test_phone_errors_are_masked():
     with pytest.raises(UserError) as error:
         parse_phone_or_fail("1381234567899")
     assert "1381234567899" not in str(error.value) and "****" in str(error.value)
+
+
+def test_import_in_chunks_extends_what_is_listed_and_adds_the_rest(db, keyring, tmp_path):
+    """1,200 numbers (three lookup chunks): 40 already soft-declined until soon get the full
+    180 days, one listed until later keeps its later date, the rest are new; each once."""
+    phones = [f"137{i:08d}" for i in range(1200)]
+    soon, later = NOW + timedelta(days=5), NOW + timedelta(days=400)
+    with session_scope(db) as session:
+        for phone in phones[::30]:
+            add_entry(session, keyring.hash_phone(phone), scope="soft_decline", reason="old", source="s",
+                      expires_at=soon, now=NOW)
+        add_entry(session, keyring.hash_phone(phones[1]), scope="soft_decline", reason="old", source="s",
+                  expires_at=later, now=NOW)
+    path = tmp_path / "partner.txt"
+    path.write_text("\n".join(phones + phones[:10]) + "\n", encoding="utf-8")
+    with session_scope(db) as session:
+        summary = import_file(session, keyring, path, scope="soft_decline", reason="partner", source="p", now=NOW)
+    assert (summary.rows, summary.added, summary.already_listed, summary.invalid) == (1210, 1200, 41, [])
+    with session_scope(db) as session:
+        rows = {r.phone_hash: r for r in session.execute(select(DoNotCall)).scalars()}
+    assert len(rows) == 1200
+    assert rows[keyring.hash_phone(phones[30])].expires_at == NOW + timedelta(days=180)
+    assert rows[keyring.hash_phone(phones[30])].reason == "partner"
+    assert rows[keyring.hash_phone(phones[1])].expires_at == later
+    assert rows[keyring.hash_phone(phones[2])].expires_at == NOW + timedelta(days=180)

@@ -79,9 +79,11 @@ def import_(
         summary = import_file(session, keyring(), file, scope=scope, reason=reason,
                               source=source or f"import:{file.name}", column=column)
     if as_json:
-        print_json({"rows": summary.rows, "added": summary.added, "invalid": summary.invalid})
+        print_json({"rows": summary.rows, "added": summary.added, "already_listed": summary.already_listed,
+                    "invalid": summary.invalid})
         return
-    console.print(f"{file}: {summary.rows} rows, {summary.added} numbers on the list ({scope}), "
+    console.print(f"{file}: {summary.rows} rows, {summary.added} numbers on the list ({scope}; "
+                  f"{summary.already_listed} were already), "
                   f"{len(summary.invalid)} invalid")
     for line in summary.invalid[:50]:
         console.print(f"  [red]invalid[/] {line}")
