@@ -158,6 +158,19 @@ def test_login_logout_and_wrong_password(console, clients):
     assert client.get("/ops/packs").status_code == 303
 
 
+def test_repeated_wrong_passwords_lock_the_name_for_a_while(console, clients):
+    client = clients()
+    client.refresh_csrf("/login")
+    for _ in range(5):
+        wrong = client.http.post("/login", data={"name": USERS["writer"], "password": "guess-guess",
+                                                 "csrf_token": client.csrf})
+        assert wrong.status_code == 401
+    right = client.http.post("/login", data={"name": USERS["writer"], "password": "writer-password-1",
+                                             "csrf_token": client.csrf})
+    assert right.status_code == 429 and "登录失败次数过多" in right.text
+    assert clients("ops").get("/ops/packs").status_code == 200  # other names are not affected
+
+
 def test_open_redirect_after_login_is_refused(console, clients):
     client = clients()
     client.refresh_csrf("/login")

@@ -1,6 +1,10 @@
 """Login, logout and the home page."""
 from __future__ import annotations
 
+import threading
+import time
+from collections import defaultdict, deque
+
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import RedirectResponse
 from pydantic import BaseModel
@@ -13,6 +17,43 @@ from bot.web.security import Principal, end_session, optional_principal, require
 pages = APIRouter(include_in_schema=False)
 api = APIRouter(tags=["账号"])
 
+# Password guessing: after this many failures for one name within the window, that name is
+# refused until the window has passed (per server process; scrypt already makes each try slow).
+MAX_FAILURES = 5
+FAILURE_WINDOW_S = 15 * 60
+
+
+class LoginThrottle:
+    def __init__(self) -> None:
+        self._failures: dict[str, deque[float]] = defaultdict(deque)
+        self._lock = threading.Lock()
+
+    def _recent(self, name: str, now: float) -> deque[float]:
+        failures = self._failures[name]
+        while failures and now - failures[0] > FAILURE_WINDOW_S:
+            failures.popleft()
+        return failures
+
+    def blocked_for(self, name: str) -> float:
+        now = time.monotonic()
+        with self._lock:
+            failures = self._recent(name, now)
+            return FAILURE_WINDOW_S - (now - failures[0]) if len(failures) >= MAX_FAILURES else 0.0
+
+    def failed(self, name: str) -> None:
+        with self._lock:
+            self._recent(name, time.monotonic()).append(time.monotonic())
+
+    def succeeded(self, name: str) -> None:
+        with self._lock:
+            self._failures.pop(name, None)
+
+
+def _throttle(request: Request) -> LoginThrottle:
+    if not hasattr(request.app.state, "login_throttle"):
+        request.app.state.login_throttle = LoginThrottle()
+    return request.app.state.login_throttle
+
 
 @pages.get("/login")
 def login_page(request: Request, next: str = "/"):
@@ -23,13 +64,20 @@ def login_page(request: Request, next: str = "/"):
 
 @pages.post("/login")
 def login(request: Request, name: str = Form(""), password: str = Form(""), next: str = Form("/")):
+    throttle, key = _throttle(request), name.strip().lower()
+    wait = throttle.blocked_for(key)
+    if wait > 0:
+        return render(request, "login.html", status_code=429, next=safe_next(next), name=name,
+                      error=f"登录失败次数过多，请约 {max(1, round(wait / 60))} 分钟后再试，或联系管理员重置密码")
     with session_scope(request.app.state.engine) as session:
         user = authenticate(session, name, password)
         if user is not None:
             start_session(request, user)
     if user is None:
+        throttle.failed(key)
         return render(request, "login.html", status_code=401, next=safe_next(next), name=name,
                       error="用户名或密码不正确")
+    throttle.succeeded(key)
     return RedirectResponse(safe_next(next), status_code=303)
 
 
