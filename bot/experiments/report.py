@@ -50,7 +50,8 @@ from bot.experiments.models import ExperimentHoldout
 from bot.experiments.power import sample_size_per_arm
 from bot.experiments.sequential import DEFAULT_TUNING, sequential_test
 from bot.experiments.srm import SRM_ALERT_P, srm_alert, srm_p_value
-from bot.experiments.statistics import UnitStatistic, bayesian_test, frequentist_test, rate_interval
+from bot.experiments.statistics import (Proportion, Ratio, UnitStatistic, bayesian_test, frequentist_test,
+                                        rate_interval)
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 METHODS = ("sequential", "frequentist", "bayesian")
@@ -62,6 +63,11 @@ METHOD_LABELS = {
 CORRECTION_LABELS = {"holm": "Holm 多重比较校正", "bh": "Benjamini–Hochberg 多重比较校正", "none": "不做多重比较校正"}
 DECISION_LABELS = {"win": "胜出", "lose": "落后", "inconclusive": "尚无定论", "different": "有差异"}
 BAYES_DECISIVE = 0.95
+# GrowthBook's default minimum sample size (DEFAULT_MIN_SAMPLE_SIZE): no decision until the
+# larger arm's metric total (calls connected, A calls, opt-outs…) reaches it and neither arm
+# is at 0. Below it the normal approximation is too rough for rare events: on A/A data the
+# opt-out guardrail (a few dozen events) came out "significant" 9% of the time at alpha 5%.
+MIN_SAMPLE_SIZE = 150
 TINY_LIFT = 0.01  # below this relative difference "how many more leads" stops being useful
 TARGET_POWER = 0.8
 UNRECORDED = "（未记录）"
@@ -311,6 +317,12 @@ def _decide(comparison: dict, metric: Metric, arm: str, settings: ReportSettings
         comparison.update(decision="inconclusive", decision_label=DECISION_LABELS["inconclusive"],
                           hint=f"尚无定论：{ERROR_LABELS.get(comparison['error'], '数据不足')}。")
         return
+    control_total, treatment_total = _metric_total(control), _metric_total(treatment)
+    if not control_total or not treatment_total or max(control_total, treatment_total) < MIN_SAMPLE_SIZE:
+        comparison.update(decision="inconclusive", decision_label=DECISION_LABELS["inconclusive"],
+                          hint=(f"尚无定论：数据还太少（{metric.label}的计数：对照组 {control_total:,.0f}，本组 "
+                                f"{treatment_total:,.0f}；至少一组要到 {MIN_SAMPLE_SIZE} 且两组都不为 0 才下结论）。"))
+        return
     lift = comparison["lift"]
     if settings.method == "bayesian":
         chance_up = (comparison["chance_to_win"] if metric.higher_is_better is not False
@@ -341,6 +353,15 @@ def _decide(comparison: dict, metric: Metric, arm: str, settings: ReportSettings
         comparison["hint"] = f"有差异：{arm}的{metric.label}比对照组{direction} {abs(lift):.1%}（{evidence}）。{caution}"
     else:
         comparison["hint"] = _still_needed(comparison, control, treatment, settings, family_size)
+
+
+def _metric_total(stat: UnitStatistic) -> float:
+    """The metric's count in one arm (its numerator summed over the leads)."""
+    if isinstance(stat, Ratio):
+        return stat.numerator.total
+    if isinstance(stat, Proportion):
+        return stat.conversions
+    return stat.total
 
 
 def _still_needed(comparison: dict, control: UnitStatistic, treatment: UnitStatistic, settings: ReportSettings,
