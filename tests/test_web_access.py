@@ -3,11 +3,9 @@ refused the other roles' pages and actions, unauthenticated requests are refused
 expire, CSRF is required, and no page or API response ever shows an unmasked phone number."""
 from __future__ import annotations
 
-import io
 import re
 import time
 from collections import deque
-from urllib.parse import urljoin, urlsplit
 
 import pytest
 from sqlalchemy import select

@@ -15,7 +15,7 @@ from typing import Dict, List, Optional
 from fastapi import APIRouter, Depends, File, Form, HTTPException, Request, UploadFile
 from fastapi.responses import RedirectResponse, StreamingResponse
 from pydantic import BaseModel, Field
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from bot.audiences.models import KNOWN_SCENES, TIERS
 from bot.audiences.service import create_audience, list_audiences, parse_attributes
@@ -23,6 +23,7 @@ from bot.campaigns.models import Campaign, CampaignPack
 from bot.campaigns.service import TRANSITIONS, campaign_progress, change_status, create_campaign
 from bot.db.engine import session_scope
 from bot.errors import UserError
+from bot.experiments.design import BANDIT_FACTORS, FACTOR_LABELS, build_experiments, parse_text_arm
 from bot.leads.export import write_rejects_csv
 from bot.leads.lead_pack import parse_column_overrides
 from bot.leads.models import LeadPack
@@ -265,6 +266,12 @@ class SlotIn(BaseModel):
     weight: float = 1.0
 
 
+class TextArmIn(BaseModel):
+    name: str
+    text: str
+    weight: float = 1.0
+
+
 class CampaignIn(BaseModel):
     name: str
     packs: List[str]
@@ -273,6 +280,11 @@ class CampaignIn(BaseModel):
     variants: List[VariantIn] = []
     time_slots: List[SlotIn] = []
     incentive: Optional[str] = None
+    incentive_arms: List[TextArmIn] = Field([], description="利益点 A/B：每组一段机器人提供的福利文本")
+    welcome_arms: List[TextArmIn] = Field([], description="欢迎语 A/B：加企微后发送的欢迎语")
+    holdout: float = Field(0.0, description="留出对照（不拨打）的线索比例，如 0.05")
+    bandit: Optional[str] = Field(None, description="按效果每天调整流量的因素：script / time_slot / incentive / welcome")
+    bandit_floor: Optional[float] = None
     compliance_profile: str = "CN_INSURANCE_DEFAULT"
 
 
@@ -287,6 +299,10 @@ class CampaignOut(BaseModel):
     variants: List[VariantIn]
     time_slots: List[SlotIn]
     incentive: Optional[str]
+    incentive_arms: List[TextArmIn] = []
+    welcome_arms: List[TextArmIn] = []
+    holdout: float = 0.0
+    bandit: Optional[str] = None
     created_by: str
     created_at: str
     started_at: Optional[str]
@@ -309,6 +325,7 @@ class Progress(BaseModel):
 
 
 def _campaign_out(session, campaign: Campaign) -> CampaignOut:
+    experiments = campaign.experiments or {}
     packs = session.execute(select(LeadPack.name).join(CampaignPack, CampaignPack.pack_id == LeadPack.id)
                             .where(CampaignPack.campaign_id == campaign.id).order_by(LeadPack.name)).scalars().all()
     return CampaignOut(id=campaign.id, name=campaign.name, status=campaign.status,
@@ -316,7 +333,10 @@ def _campaign_out(session, campaign: Campaign) -> CampaignOut:
                        cps=campaign.cps, packs=list(packs),
                        variants=[VariantIn(**v) for v in campaign.script_variants or []],
                        time_slots=[SlotIn(**s) for s in campaign.time_slots or []], incentive=campaign.incentive,
-                       created_by=campaign.created_by, created_at=campaign.created_at.isoformat(),
+                       incentive_arms=[TextArmIn(**a) for a in experiments.get("incentives") or []],
+                       welcome_arms=[TextArmIn(**a) for a in experiments.get("welcomes") or []],
+                       holdout=float(experiments.get("holdout") or 0.0),
+                       bandit=(experiments.get("bandit") or {}).get("factor"), created_by=campaign.created_by, created_at=campaign.created_at.isoformat(),
                        started_at=campaign.started_at.isoformat() if campaign.started_at else None)
 
 
@@ -353,12 +373,16 @@ def _create(request: Request, body: CampaignIn, principal: Principal) -> Campaig
     unknown = [v.name for v in body.variants if v.name not in known]
     if unknown:
         raise UserError(f"未知的话术版本：{', '.join(unknown)}；当前话术有：{', '.join(known)}")
+    experiments = build_experiments(incentives=[a.dict() for a in body.incentive_arms],
+                                    welcomes=[a.dict() for a in body.welcome_arms], holdout=body.holdout,
+                                    bandit_factor=body.bandit or None, bandit_floor=body.bandit_floor)
     with session_scope(request.app.state.engine) as session:
         campaign = create_campaign(session, name=body.name.strip(), packs=body.packs, lines=body.lines, cps=body.cps,
                                    variants=[v.dict() for v in body.variants] or None,
                                    time_slots=[s.dict() for s in body.time_slots] or None,
                                    compliance_profile=body.compliance_profile,
-                                   incentive=(body.incentive or "").strip() or None, created_by=principal.name)
+                                   incentive=(body.incentive or "").strip() or None, experiments=experiments,
+                                   created_by=principal.name)
         return _campaign_out(session, campaign)
 
 
@@ -426,7 +450,8 @@ def _campaigns_page(request: Request, status_code: int = 200, form: dict | None 
     except UserError as exc:
         variants, error = [], error or f"读取话术版本失败：{exc}"
     return render(request, "ops/campaigns.html", status_code=status_code, campaigns=campaigns, packs=packs,
-                  variants=variants, published=published, form=form or {}, error=error)
+                  variants=variants, published=published, form=form or {}, error=error,
+                  bandit_factors=[(f, FACTOR_LABELS[f]) for f in BANDIT_FACTORS])
 
 
 def parse_slot_lines(text: str) -> list[SlotIn]:
@@ -435,12 +460,19 @@ def parse_slot_lines(text: str) -> list[SlotIn]:
     return [SlotIn(**parse_slot(line.strip())) for line in text.splitlines() if line.strip()]
 
 
+def parse_text_arm_lines(option: str, text: str) -> list[TextArmIn]:
+    """One arm per line, as the CLI's --incentive-arm/--welcome-arm: 名称=文本[*权重]."""
+    return [TextArmIn(**parse_text_arm(option, line.strip())) for line in text.splitlines() if line.strip()]
+
+
 @pages.post("/ops/campaigns")
 async def campaigns_create_form(request: Request, principal: Principal = Depends(ops_only)):
     form = await request.form()
     values = {"name": form.get("name", ""), "packs": form.getlist("packs"), "lines": form.get("lines", "10"),
               "cps": form.get("cps", "2"), "variants": form.getlist("variants"), "slots": form.get("slots", ""),
-              "incentive": form.get("incentive", "")}
+              "incentive": form.get("incentive", ""), "incentive_arms": form.get("incentive_arms", ""),
+              "welcome_arms": form.get("welcome_arms", ""), "holdout": form.get("holdout", "0"),
+              "bandit": form.get("bandit", "")}
     try:
         try:
             lines, cps = int(values["lines"]), float(values["cps"])
@@ -451,8 +483,15 @@ async def campaigns_create_form(request: Request, principal: Principal = Depends
             variants = [VariantIn(name=name, weight=float(weight)) for name, weight in weights.items()]
         except ValueError:
             raise UserError("话术版本的权重需要数字") from None
+        try:
+            holdout = float(values["holdout"] or 0) / 100
+        except ValueError:
+            raise UserError("留出对照比例需要数字（百分比，例如 5）") from None
         body = CampaignIn(name=values["name"], packs=values["packs"], lines=lines, cps=cps, variants=variants,
-                          time_slots=parse_slot_lines(values["slots"]), incentive=values["incentive"])
+                          time_slots=parse_slot_lines(values["slots"]), incentive=values["incentive"],
+                          incentive_arms=parse_text_arm_lines("利益点", values["incentive_arms"]),
+                          welcome_arms=parse_text_arm_lines("欢迎语", values["welcome_arms"]), holdout=holdout,
+                          bandit=values["bandit"] or None)
         if not body.name.strip():
             raise UserError("请填写任务名称")
         if not body.packs:
@@ -486,8 +525,3 @@ def campaign_action_form(request: Request, campaign_id: int, action: str, princi
     flash(request, f"外呼任务“{out.name}”已{ACTION_LABELS[action]}，当前状态：{out.status_label}")
     return RedirectResponse(f"/ops/campaigns/{campaign_id}", status_code=303)
 
-
-def count_leads(session) -> int:
-    from bot.leads.models import Lead
-
-    return session.execute(select(func.count()).select_from(Lead)).scalar_one()

@@ -17,7 +17,6 @@ import threading
 import time
 import uuid
 from collections import deque
-from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -149,7 +148,6 @@ class AgentHost:
         self._lock = threading.Lock()
         self._agent: Any = None
         self._model: Path | None = None
-        self.loading: Future | None = None
 
     def run(self, coroutine: Awaitable[T], timeout: float = 120.0) -> T:
         return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(timeout)
