@@ -170,7 +170,8 @@ async def _dial_for_days(engine, agent, campaign_id: int, start: datetime, days:
 
     clock = SimClock(start=start)
     carrier = SimulatorCarrier(clock=clock, seed=seed)
-    dialer = Dialer(engine, agent, carrier, keyring_from_settings(), now=clock.now, worker="demo")
+    dialer = Dialer(engine, agent, carrier, keyring_from_settings(), now=clock.now, worker="demo",
+                    sleep=clock.sleep)
     end = start + timedelta(days=days)
     counts: Counter = Counter()
     calls: set[asyncio.Task] = set()

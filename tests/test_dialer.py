@@ -41,7 +41,7 @@ def test_a_simulated_morning_of_calling(db, keyring, dialogue_agent) -> None:
     async def morning():
         clock = SimClock(start=START)
         carrier = SimulatorCarrier(clock=clock, seed=7)
-        dialer = Dialer(db, dialogue_agent, carrier, keyring, now=clock.now, worker="test")
+        dialer = Dialer(db, dialogue_agent, carrier, keyring, now=clock.now, worker="test", sleep=clock.sleep)
         calls: list[asyncio.Task] = []
         windows_seen = Counter()
         for _minute in range(4 * 60):  # 09:00–13:00 local
@@ -74,6 +74,11 @@ def test_a_simulated_morning_of_calling(db, keyring, dialogue_agent) -> None:
             assert (9, 30) <= (local.hour, local.minute) < (12, 0), local
         turns = session.execute(select(func.count()).select_from(Turn)).scalar_one()
         assert turns >= 3 * len(graded)
+        # Paced at the campaign's 2 calls per second: the 15 dials planned in one tick go out
+        # one token (0.5 s) apart, give or take the simulated clock's 0.2 s wake-up resolution.
+        dialled_at = sorted(a.dialed_at for a in attempts if a.status == "completed")
+        spans = [(dialled_at[i + 4] - dialled_at[i]).total_seconds() for i in range(len(dialled_at) - 4)]
+        assert min(spans) >= 4 * 0.5 - 0.2, sorted(spans)[:5]
         variants = Counter(a.arms["script"] for a in attempts)
         assert set(variants) == {"standard", "benefit_first"}
     print(dict(outcomes), dict(Counter(a.grade for a in graded)), len(results))

@@ -62,3 +62,24 @@ def test_token_bucket_paces_calls_per_second(client) -> None:
     # over 10 s at most 2/s (+ burst) are granted
     granted = sum(1 for i in range(200) if bucket.take(now + 1 + i * 0.05) == 0)
     assert 19 <= granted <= 22
+
+
+@pytest.mark.parametrize("shared", [True, False], ids=["redis", "in_process"])
+def test_dial_limits_reserve_one_token_per_dial_and_lease_lines(client, shared) -> None:
+    """Many dials asking at the same instant each get their own turn (no retry storm), and
+    the campaign's lines are never exceeded; both backings behave the same."""
+    from telephony.rate_limits import DialLimits
+
+    limits = DialLimits(client if shared else None, prefix=f"test:{uuid.uuid4().hex}", line_lease_s=60)
+    waits = [limits.reserve_dial("c1", cps=4.0, now=100.0) for _ in range(9)]
+    assert waits == pytest.approx([0, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 1.75, 2.0])
+    assert limits.reserve_dial("c2", cps=4.0, now=100.0) == 0  # per campaign
+    assert limits.reserve_dial("c1", cps=4.0, now=110.0) == 0  # refilled (one token of burst)
+    assert limits.reserve_dial("c1", cps=4.0, now=110.0) == pytest.approx(0.25)
+
+    granted = [limits.acquire_line("c1", 3, f"call-{i}", now=100.0) for i in range(5)]
+    assert granted == [True, True, True, False, False] and limits.lines_in_use("c1", 100.0) == 3
+    limits.release_line("c1", "call-0")
+    assert limits.acquire_line("c1", 3, "call-3", now=101.0)
+    assert not limits.acquire_line("c1", 3, "call-4", now=101.0)
+    assert limits.acquire_line("c1", 3, "call-4", now=170.0)  # the others' leases ran out

@@ -12,7 +12,7 @@ import os
 import socket
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Callable
+from typing import Awaitable, Callable
 
 from sqlalchemy import select, update
 from sqlalchemy.engine import Engine
@@ -31,6 +31,7 @@ from bot.dnc.service import dnc_state
 from bot.leads.models import Lead
 from bot.pii import PhoneKeyring, mask_phone
 from telephony.carrier import Carrier
+from telephony.rate_limits import DialLimits
 from telephony.compliance.eligibility import check_eligibility
 
 log = logging.getLogger(__name__)
@@ -42,6 +43,8 @@ STUCK_AFTER = timedelta(minutes=20)
 # A planned attempt nobody claimed for this long lost its queue message (e.g. the broker
 # restarted without persistence): its dial task is sent again (the claim makes that safe).
 REQUEUE_AFTER = timedelta(minutes=5)
+# A dial that finds every line of its campaign held waits this long (dialer clock) and asks again.
+LINE_RETRY_S = 1.0
 
 
 def stuck_after() -> timedelta:
@@ -61,6 +64,13 @@ class PreparedCall:
     phone: str
     lead: LeadContext
     audience: str | None
+    campaign_id: int = 0
+    cps: float = 1.0
+    lines: int = 1
+
+    @property
+    def holder(self) -> str:
+        return f"attempt-{self.attempt_id}"
 
 
 @dataclass
@@ -75,6 +85,11 @@ class Dialer:
     # Carriers that play audio files (FreeSWITCH) need each line rendered; the simulator
     # takes the text.
     prompts: CallPrompts | None = None
+    # Calls per second and lines per campaign, at the moment of dialling (Redis-shared in
+    # the Celery workers). `sleep` is how the embedded path waits for its turn (the
+    # simulated clock's sleep); without it the embedded path does not pace.
+    limits: DialLimits = field(default_factory=DialLimits)
+    sleep: Callable[[float], Awaitable[None]] | None = None
 
     def plan(self) -> list[PlanResult]:
         """The hopper, once: attempts for every running campaign (commit, then enqueue)."""
@@ -89,8 +104,25 @@ class Dialer:
         prepared = self.prepare(attempt_id)
         if isinstance(prepared, str):
             return prepared
-        result = await self.converse(prepared)
-        return self.finish(prepared, result)
+        if self.sleep is not None:
+            await self.sleep(self.reserve_dial(prepared))
+            while not self.acquire_line(prepared):
+                await self.sleep(LINE_RETRY_S)
+        try:
+            result = await self.converse(prepared)
+            return self.finish(prepared, result)
+        finally:
+            self.release_line(prepared)
+
+    def reserve_dial(self, call: PreparedCall) -> float:
+        """Seconds (on the dialer's clock) until this dial may go out, by the campaign's CPS."""
+        return self.limits.reserve_dial(str(call.campaign_id), call.cps, self.now().timestamp())
+
+    def acquire_line(self, call: PreparedCall) -> bool:
+        return self.limits.acquire_line(str(call.campaign_id), call.lines, call.holder, self.now().timestamp())
+
+    def release_line(self, call: PreparedCall) -> None:
+        self.limits.release_line(str(call.campaign_id), call.holder)
 
     def prepare(self, attempt_id: int) -> "PreparedCall | str":
         """Claim the attempt and check it again at T-0: blocking database work, so a Celery
@@ -107,7 +139,8 @@ class Dialer:
         context = LeadContext(surname=(lead.name or "")[:1] or None, gender=lead.gender,
                               audience_pack=audience, script_variant=attempt.arms.get("script", "standard"),
                               incentive=campaign.incentive)
-        return PreparedCall(attempt.id, self.keyring.decrypt_phone(lead.phone_ciphertext), context, audience)
+        return PreparedCall(attempt.id, self.keyring.decrypt_phone(lead.phone_ciphertext), context, audience,
+                            campaign_id=campaign.id, cps=campaign.cps, lines=campaign.lines)
 
     async def converse(self, call: "PreparedCall") -> CallResult:
         """The call itself, on the event loop: dial, talk, grade. No database work here."""
@@ -125,7 +158,10 @@ class Dialer:
     def finish(self, call: "PreparedCall", result: CallResult) -> str:
         """The call log, the grade and the follow-ups in one transaction (blocking: off the loop)."""
         with session_scope(self.engine) as session:
-            record_call(session, session.get(CallAttempt, call.attempt_id), result)
+            attempt = session.get(CallAttempt, call.attempt_id)
+            record_call(session, attempt, result)
+            # The claim stamped its own time; the call went out after its CPS turn.
+            attempt.dialed_at = result.dialed_at or attempt.dialed_at
         outcome = result.outcome
         return outcome.label if outcome else "ended"
 

@@ -12,9 +12,10 @@ import logging
 import os
 import socket
 import threading
+import time
 from concurrent.futures import Future
 
-from bot.campaigns.dialer import Dialer
+from bot.campaigns.dialer import LINE_RETRY_S, Dialer
 from bot.clock import clock_from_settings
 from bot.settings import get_settings
 from telephony.celery_app import app
@@ -42,7 +43,14 @@ class DialWorkerRuntime:
         self.submit(agent.warm_up())
         carrier = self.submit(_make_carrier(self.clock))
         self.dialer = Dialer(open_database(), agent, carrier, keyring_from_settings(), now=self.clock.now,
-                             worker=f"{socket.gethostname()}:{os.getpid()}", prompts=_call_prompts(carrier))
+                             worker=f"{socket.gethostname()}:{os.getpid()}", prompts=_call_prompts(carrier),
+                             limits=_dial_limits())
+
+    def sleep(self, seconds: float) -> None:
+        """Wait on this task's thread for `seconds` of the runtime's clock (simulated or real)."""
+        speed = getattr(self.clock, "speed", 1.0)
+        if seconds > 0 and 0 < speed < float("inf"):
+            time.sleep(seconds / speed)
 
     def submit(self, coro, timeout: float | None = None):
         future: Future = asyncio.run_coroutine_threadsafe(coro, self.loop)
@@ -68,6 +76,18 @@ async def _make_carrier(clock) -> Carrier:
         await carrier.start()
         return carrier
     raise ValueError(f"WAIHU_CARRIER={kind!r}: use simulator or freeswitch")
+
+
+def _dial_limits():
+    """CPS and lines shared by every worker on the same Redis broker; per process otherwise."""
+    from telephony.rate_limits import DialLimits
+
+    broker = os.environ.get("WAIHU_BROKER_URL", "")
+    if broker.startswith(("redis://", "rediss://")):
+        import redis
+
+        return DialLimits(redis.Redis.from_url(broker), prefix=f"waihu:{os.environ.get('WAIHU_QUEUE', 'waihu')}")
+    return DialLimits()
 
 
 def _call_prompts(carrier: Carrier):
@@ -130,8 +150,14 @@ def dial(self, attempt_id: int) -> str:
         prepared = worker.dialer.prepare(attempt_id)
         if isinstance(prepared, str):
             return prepared
-        result = worker.submit(worker.dialer.converse(prepared))
-        return worker.dialer.finish(prepared, result)
+        worker.sleep(worker.dialer.reserve_dial(prepared))
+        while not worker.dialer.acquire_line(prepared):
+            worker.sleep(LINE_RETRY_S)
+        try:
+            result = worker.submit(worker.dialer.converse(prepared))
+            return worker.dialer.finish(prepared, result)
+        finally:
+            worker.dialer.release_line(prepared)
     except Exception as exc:  # logged with the attempt; the attempt row says "failed"
         log.exception("dial %s failed", attempt_id)
         return f"failed: {type(exc).__name__}"
