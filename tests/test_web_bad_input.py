@@ -197,3 +197,21 @@ def test_json_bodies_with_wrong_fields_are_named(console, clients):
     response = ops.post("/api/v1/campaigns", json={"name": "x", "lines": "many"})
     assert response.status_code == 422
     assert "packs" in response.json()["detail"] and "lines" in response.json()["detail"]
+
+
+def test_names_with_markup_are_shown_as_text(console, clients, db, keyring, tmp_path):
+    from tests.web_fixtures import upload_pack
+
+    evil = '</script><script>alert("x")</script>'
+    upload_pack(db, keyring, write_lead_csv(tmp_path / "x.csv", 3, first_number=13200000000), "p-" + evil)
+    ops = clients("ops")
+    created = ops.post("/api/v1/campaigns", json={"name": "c-" + evil, "packs": ["p-" + evil],
+                                                  "variants": [{"name": "standard"}, {"name": "benefit_first"}]})
+    assert created.status_code == 201
+    assert ops.post("/api/v1/audiences", json={"name": "a-<img src=x onerror=alert(1)>"}).status_code == 201
+    pages = [ops.get("/ops/campaigns").text, ops.get(f"/ops/campaigns/{created.json()['id']}").text,
+             ops.get("/ops/audiences").text, ops.get("/ops/packs").text,
+             clients("manager").get(f"/reports?campaign_id={created.json()['id']}").text]
+    for html in pages:
+        assert "<script>alert" not in html and "<img src=x" not in html
+    assert "&lt;/script&gt;&lt;script&gt;alert" in pages[0]

@@ -47,10 +47,13 @@ def percent(part: float | int | None, whole: float | int | None, digits: int = 1
     return f"{100 * (part or 0) / whole:.{digits}f}%"
 
 
+_JSON_SCRIPT_ESCAPES = {ord("<"): "\\u003c", ord(">"): "\\u003e", ord("&"): "\\u0026"}
+
+
 def to_json(value) -> Markup:
-    """For <script type="application/json"> blocks: `</` escaped so text cannot close the tag."""
-    text = json.dumps(value, ensure_ascii=False, default=str).replace("</", "<\\/")
-    return Markup(text)
+    """For <script type="application/json"> blocks: < > & as JSON escapes (as Django's json_script),
+    so no text can close the tag or open a comment; JSON.parse reads them back unchanged."""
+    return Markup(json.dumps(value, ensure_ascii=False, default=str).translate(_JSON_SCRIPT_ESCAPES))
 
 
 templates = Jinja2Templates(directory=str(TEMPLATES_DIR))
