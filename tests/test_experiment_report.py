@@ -311,3 +311,39 @@ def test_two_halves_on_one_snapshot_add_up_to_one_query(db, keyring, monkeypatch
     assert keyed(halves).keys() == keyed(whole).keys()
     for key, sums in keyed(whole).items():
         assert keyed(halves)[key] == pytest.approx(sums)
+
+
+def test_html_report_draws_its_charts_offline_in_a_browser(db, keyring, tmp_path: Path) -> None:
+    """Opened from disk with every network request refused: no script error, the four
+    charts drawn from the embedded data, the metric selector redraws."""
+    if db.dialect.name != "sqlite":
+        pytest.skip("the page is the same for both databases; rendered once")
+    playwright_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed in the venv")
+    chromium = Path("/usr/bin/chromium")
+    if not chromium.exists():
+        pytest.skip("Debian's chromium is not installed (make setup installs it)")
+    with session_scope(db) as session:
+        campaign_id, _ = simulated_campaign(session, keyring, leads_per_pack=200)
+    with session_scope(db) as session:
+        page_file = tmp_path / "report.html"
+        page_file.write_text(render_report_html(build_report(session, session.get(Campaign, campaign_id))),
+                             encoding="utf-8")
+    errors, requests = [], []
+    with playwright_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(chromium),
+                                             args=["--headless", "--no-sandbox", "--disable-gpu"])
+        try:
+            page = browser.new_page()
+            page.route("http*://**", lambda route: (requests.append(route.request.url), route.abort()))
+            page.on("pageerror", lambda error: errors.append(str(error)))
+            page.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
+            page.goto(page_file.as_uri())
+            assert page.evaluate("Object.keys(Chart.instances).length") == 4
+            lift_points = page.evaluate("Chart.getChart('lift-1').data.datasets.at(-2).data.length")
+            assert lift_points == 3  # three days
+            page.select_option("select.metric-select.rate[data-factor='1']", "talk_time")
+            label = page.evaluate("Chart.getChart('rate-1').options.scales.y.ticks.callback(30)")
+            assert label == "30.0 秒"
+        finally:
+            browser.close()
+    assert errors == [] and requests == []
