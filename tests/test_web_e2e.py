@@ -117,7 +117,7 @@ class BackgroundDialer:
         try:
             clock = SimClock(start=DIAL_START, speed=30)
             dialer = Dialer(self.engine, self.agent, SimulatorCarrier(clock=clock, seed=11), self.keyring,
-                            now=clock.now, worker="e2e")
+                            now=clock.now, worker="e2e", sleep=clock.sleep)  # paced by the campaign's CPS and lines
             calls = []
             for _minute in range(self.minutes):
                 for plan in dialer.plan():
