@@ -163,3 +163,30 @@ def test_retries_come_least_recently_tried_first(db, keyring) -> None:
     with session_scope(db) as session:
         lead_of = {a.id: (a.lead_id, a.attempt_no) for a in session.execute(select(CallAttempt)).scalars()}
     assert [lead_of[i] for i in retry.created] == [(leads[3], 2), (leads[1], 2), (leads[2], 2)]
+
+
+def test_leads_waiting_for_the_other_slot_do_not_hide_the_open_slots_leads(db, keyring) -> None:
+    """2 lines, 200 leads split 上午/傍晚, evening open: each tick looks at 20 leads at most.
+    Scanning from the lowest id every tick found the same 20 (half of them waiting for the
+    morning) and never reached later evening leads; the scan now goes on where the last tick
+    stopped and wraps round, so every evening lead is dialled within a few rounds."""
+    slots = [{"name": "上午", "windows": ["09:30-12:00"], "weight": 1},
+             {"name": "傍晚", "windows": ["18:00-20:00"], "weight": 1}]
+    evening = MORNING + timedelta(hours=9)  # 19:00 Shanghai
+    with session_scope(db) as session:
+        lead_ids = add_pack(session, keyring, "pack-a", 200)
+        campaign = running_campaign(session, lines=2, time_slots=slots)
+    arms = campaign_arms(campaign)
+    evening_leads = {i for i in lead_ids if arms.for_lead(i)["time_slot"] == "傍晚"}
+    planned: list[int] = []
+    for tick in range(len(evening_leads) // 2 + 10):
+        with session_scope(db) as session:
+            campaign = session.get(type(campaign), campaign.id)
+            created = plan_campaign(session, campaign, evening + timedelta(minutes=tick)).created
+            for attempt in session.execute(select(CallAttempt).where(CallAttempt.id.in_(created))).scalars():
+                planned.append(attempt.lead_id)
+                attempt.status, attempt.history_outcome = "completed", "no_answer"  # the call ends in the minute
+    assert set(planned) == evening_leads and len(planned) == len(evening_leads)
+    with session_scope(db) as session:
+        cursor = session.get(type(campaign), campaign.id).planner_cursor
+    assert set(cursor) <= {"untried", "tried"}

@@ -28,7 +28,7 @@ from datetime import datetime, timedelta
 from functools import partial
 from typing import Iterator, NamedTuple, Sequence
 
-from sqlalchemy import String, and_, any_, bindparam, case, func, or_, select, text
+from sqlalchemy import String, and_, any_, bindparam, case, func, or_, select, text, update
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -76,6 +76,49 @@ class Candidate(NamedTuple):  # a tuple: a page holds tens of thousands
     lead_id: int
     phone_hash: str
     last_attempt_no: int  # in this campaign; 0 if never tried here
+    scan_key: tuple = ()  # its place in its source's order: (lead id,) or (last tried at, lead id)
+    source: str = ""  # the scan that found it
+
+
+UNTRIED, TRIED, TRIED_FIRST = "untried", "tried", "tried_first"
+# Of a tick's budget for tried leads, the share spent from the least recently tried on:
+# leads come off their caps in that order, so newly callable retries are found at once.
+# The rest goes on from where the last tick's scan stopped, so leads waiting for another
+# slot's window (or a cool-down) at the front cannot take the whole budget every tick.
+TRIED_FIRST_SHARE = 0.5
+
+
+@dataclass
+class ScanState:
+    """Where each source's scan starts this tick (from the campaign's planner_cursor), what
+    it looked at last, and which sources went all the way round."""
+
+    start: dict[str, tuple | None]
+    examined: dict[str, tuple] = field(default_factory=dict)
+    round_done: set[str] = field(default_factory=set)
+    looked_at: Counter = field(default_factory=Counter)  # rows per scan this tick
+    seen: set[int] = field(default_factory=set)  # lead ids offered this tick
+    # the tick's query context, set when the scan starts
+    session: Session | None = None
+    campaign_id: int = 0
+    pack_ids: list[int] = field(default_factory=list)
+
+    @classmethod
+    def of(cls, campaign: Campaign) -> "ScanState":
+        stored = campaign.planner_cursor or {}
+        tried = stored.get(TRIED)
+        return cls({UNTRIED: (int(stored[UNTRIED]),) if stored.get(UNTRIED) is not None else None,
+                    TRIED: (datetime.fromisoformat(tried[0]), int(tried[1])) if tried else None})
+
+    def saved(self) -> dict:
+        """The cursor for the next tick: after what was looked at last; back to the start of
+        a source that went round; unchanged for a source this tick never reached."""
+        cursor: dict = {}
+        for source in (UNTRIED, TRIED):
+            key = None if source in self.round_done else self.examined.get(source, self.start[source])
+            if key is not None:
+                cursor[source] = key[0] if source == UNTRIED else [key[0].isoformat(), key[1]]
+        return cursor
 
 
 @dataclass(frozen=True)
@@ -94,9 +137,21 @@ def plan_campaign(session: Session, campaign: Campaign, now: datetime, limit: in
     if wanted <= 0:
         return result
     refresh_bandit_weights(session, campaign, now)
+    scan = ScanState.of(campaign)
+    try:
+        _fill(session, campaign, now, wanted, scan, result)
+    finally:
+        cursor = scan.saved()
+        if cursor != (campaign.planner_cursor or {}):
+            session.execute(update(Campaign).where(Campaign.id == campaign.id).values(planner_cursor=cursor))
+    return result
+
+
+def _fill(session: Session, campaign: Campaign, now: datetime, wanted: int, scan: ScanState,
+          result: PlanResult) -> None:
     arms = campaign_arms(campaign)
     policies = _policies_by_slot(campaign)
-    for page in _candidate_pages(session, campaign, page_size=wanted * SCAN_FACTOR,
+    for page in _candidate_pages(session, campaign, scan, page_size=wanted * SCAN_FACTOR,
                                  max_leads=wanted * MAX_SCAN_FACTOR, skip_held_out=arms.holdout > 0):
         # History and do-not-call are read a slice at a time, so a tick that fills its
         # lines early reads no more than it looks at.
@@ -106,8 +161,8 @@ def plan_campaign(session: Session, campaign: Campaign, now: datetime, limit: in
             dnc = _dnc_entries(session, hashes, now)
             first_arms = _first_arms(session, campaign.id, candidates) if arms.sticky else {}
             held_out: list[int] = []
-            verdicts = (_plan_one(c, arms, policies, histories, dnc, now, result.skipped, first_arms, held_out)
-                        for c in candidates)
+            verdicts = (_plan_one(c, arms, policies, histories, dnc, now, result.skipped, first_arms, held_out,
+                                  scan.examined) for c in candidates)
             # Lazily, so leads past the last one needed are neither checked nor counted as
             # skipped; a conflict (another planner got there first) makes room for the next.
             eligible = (planned for planned in verdicts if planned is not None)
@@ -121,8 +176,7 @@ def plan_campaign(session: Session, campaign: Campaign, now: datetime, limit: in
                 result.created += created
             _remember_held_out(session, campaign.id, held_out, now)
             if len(result.created) >= wanted:
-                return result
-    return result
+                return
 
 
 def _lock_campaign(session: Session, campaign_id: int) -> None:
@@ -148,7 +202,10 @@ def _policies_by_slot(campaign: Campaign) -> dict[str | None, CompliancePolicy]:
 def _plan_one(candidate: Candidate, arms: CampaignArms, policies: dict[str | None, CompliancePolicy],
               histories: dict[str, list[Attempt]], dnc: dict[str, DncEntry], now: datetime,
               skipped: Counter, first_arms: dict[int, dict] | None = None,
-              held_out: list[int] | None = None) -> PlannedAttempt | None:
+              held_out: list[int] | None = None,
+              examined: dict[str, tuple] | None = None) -> PlannedAttempt | None:
+    if examined is not None:
+        examined[candidate.source] = candidate.scan_key
     lead_arms = (first_arms or {}).get(candidate.lead_id) or arms.for_lead(candidate.lead_id)
     if HOLDOUT in lead_arms:
         skipped["holdout"] += 1
@@ -175,25 +232,55 @@ def _take(items: Iterator[PlannedAttempt], n: int) -> list[PlannedAttempt]:
     return taken
 
 
-def _candidate_pages(session: Session, campaign: Campaign, page_size: int,
+def _candidate_pages(session: Session, campaign: Campaign, scan: ScanState, page_size: int,
                      max_leads: int, skip_held_out: bool = False) -> Iterator[list[Candidate]]:
-    """Never-tried leads first (by id), then tried ones least recently first, a page at a time,
-    until `max_leads` have been looked at. Each source returns (page, cursor, rows looked
-    at); no cursor means it is exhausted."""
+    """Never-tried leads first (by id), then tried ones (least recently first for part of the
+    budget, then on from the last tick's position), a page at a time, until `max_leads` have
+    been looked at. The untried and tried scans go on from where the last tick stopped and
+    wrap round to their start, so leads waiting for another slot's window cannot fill every
+    tick's budget and hide the rest. Each source returns (page, cursor, rows looked at); no
+    cursor means it reached the end."""
     pack_ids = list(session.execute(select(CampaignPack.pack_id)
                                     .where(CampaignPack.campaign_id == campaign.id)).scalars())
     if not pack_ids:
         return
-    offered = 0
-    for source in (partial(_untried_leads, skip_held_out=skip_held_out), _tried_leads):
-        after = None
-        while offered < max_leads:
-            page, after, seen = source(session, campaign.id, pack_ids, after, min(page_size, max_leads - offered))
-            if after is None:
-                break
-            offered += seen  # rows looked at, callable or not, so the bound holds either way
+    scan.session, scan.campaign_id, scan.pack_ids = session, campaign.id, pack_ids
+    yield from _scan(UNTRIED, partial(_untried_leads, skip_held_out=skip_held_out), scan.start[UNTRIED],
+                     lambda key: key[0], lambda cursor: (cursor,), scan, page_size, max_leads)
+    offered = sum(scan.looked_at.values())
+    first_budget = offered + int((max_leads - offered) * TRIED_FIRST_SHARE)
+    yield from _scan(TRIED_FIRST, _tried_leads, None, tuple, tuple, scan, page_size, first_budget)
+    if TRIED_FIRST not in scan.round_done:  # else every tried lead has been looked at already
+        yield from _scan(TRIED, _tried_leads, scan.start[TRIED], tuple, tuple, scan, page_size, max_leads)
+
+
+def _scan(name: str, source, start: tuple | None, as_cursor, as_key, scan: ScanState, page_size: int,
+          budget: int) -> Iterator[list[Candidate]]:
+    """One source from `start` (None: the top) to the end, then round from the top back to
+    `start`, while the leads looked at in this tick stay within `budget`."""
+    after = as_cursor(start) if start is not None else None
+    wrapped = start is None  # from the top: the end is the end
+    while sum(scan.looked_at.values()) < budget:
+        size = min(page_size, budget - sum(scan.looked_at.values()))
+        page, after, seen = source(scan.session, scan.campaign_id, scan.pack_ids, after, size)
+        # A lead the first tried scan looked at is not looked at again in the same tick.
+        page = [c._replace(source=name) for c in page if c.lead_id not in scan.seen]
+        scan.seen.update(c.lead_id for c in page)
+        if after is None:  # the end of the list
+            if wrapped:
+                scan.round_done.add(name)
+                return
+            wrapped = True
+            continue
+        scan.looked_at[name] += seen  # rows looked at, callable or not, so the bound holds either way
+        if wrapped and start is not None and as_key(after) >= start:
+            page = [c for c in page if c.scan_key <= start]  # round to where this tick began
+            scan.round_done.add(name)
             if page:
                 yield page
+            return
+        if page:
+            yield page
 
 
 def _untried_leads(session: Session, campaign_id: int, pack_ids: list[int], after: int | None,
@@ -210,7 +297,7 @@ def _untried_leads(session: Session, campaign_id: int, pack_ids: list[int], afte
             ExperimentHoldout.campaign_id == campaign_id, ExperimentHoldout.lead_id == Lead.id).exists())
     if after is not None:
         query = query.where(Lead.id > after)
-    page = [Candidate(lead_id, phone_hash, 0) for lead_id, phone_hash in session.execute(query)]
+    page = [Candidate(lead_id, phone_hash, 0, (lead_id,)) for lead_id, phone_hash in session.execute(query)]
     return page, (page[-1].lead_id if page else None), len(page)
 
 
@@ -238,8 +325,8 @@ def _tried_leads(session: Session, campaign_id: int, pack_ids: list[int], after:
                                   Lead.pack_id.in_(pack_ids) & Lead.status.in_(CALLABLE_LEAD_STATUSES))
                            .join(Lead, Lead.id == window.c.lead_id)
                            .order_by(window.c.last_at, window.c.lead_id)).all()
-    page = [Candidate(lead_id, phone_hash, int(last_no)) for lead_id, _, phone_hash, last_no, callable_ in rows
-            if callable_]
+    page = [Candidate(lead_id, phone_hash, int(last_no), (last_at, lead_id))
+            for lead_id, last_at, phone_hash, last_no, callable_ in rows if callable_]
     return page, ((rows[-1][1], rows[-1][0]) if rows else None), len(rows)
 
 

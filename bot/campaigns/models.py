@@ -33,6 +33,9 @@ class Campaign(Base):
     incentive = Column(Text)
     # Incentive and welcome arms, holdout share, seeds, bandit state (bot.experiments.design).
     experiments = Column(JsonDocument, nullable=False, default=dict, server_default=text("'{}'"))
+    # Where the hopper's scans of untried and tried leads stopped ({"untried": lead id,
+    # "tried": [iso time, lead id]}): the next tick goes on from there, round the list.
+    planner_cursor = Column(JsonDocument, nullable=False, default=dict, server_default=text("'{}'"))
     created_by = Column(String(100), nullable=False, default="")
     created_at = Column(UtcDateTime, nullable=False, default=utc_now)
     started_at = Column(UtcDateTime)
