@@ -178,3 +178,18 @@ def test_a_campaign_can_test_incentives_welcomes_and_hold_out_leads(console, cli
     bad = ops.http.post("/ops/campaigns", data={"csrf_token": ops.csrf, "name": "坏实验", "packs": "利益点测试",
                                                 "lines": "3", "cps": "1", "incentive_arms": "没有等号"})
     assert bad.status_code == 400 and "外呼任务未创建" in bad.text and "NAME=TEXT" in bad.text
+
+
+def test_wecom_funnel_page_is_wired_to_the_wecom_module(console, clients, db, keyring, tmp_path):
+    from bot.web.manager_views import WECOM_FUNNEL_MODULES, optional_function
+
+    campaign_id = seed_graded_calls(db, keyring, tmp_path, leads=20)
+    manager = clients("manager")
+    data = manager.get("/api/v1/wecom/funnel", params={"campaign_id": campaign_id}, headers={"Accept": "application/json"}).json()
+    page = manager.get(f"/wecom?campaign_id={campaign_id}").text
+    provided = any(optional_function(module, "wecom_funnel") for module in WECOM_FUNNEL_MODULES)
+    assert data["available"] is provided
+    if provided:
+        assert 'id="wecom-funnel"' in page
+    else:
+        assert data["message"] == "暂无企微数据" and "暂无企微数据" in page and "企业微信模块尚未就绪" in page

@@ -55,7 +55,8 @@ def console_config(database_url: str, dialogs_dir: Path, data_dir: Path, models_
                        data_dir=data_dir, database_url=database_url, secret_key=TEST_SECRET,
                        secret_key_file=data_dir / "secret.key", tracker_store_url=None, lock_store_url=None)
     config = WebConfig(settings=settings, session_secret="test-session-secret", idle_timeout_s=1800,
-                       session_lifetime_s=12 * 3600, max_upload_bytes=2 * 1024 * 1024, secure_cookie=False)
+                       session_lifetime_s=12 * 3600, max_upload_bytes=2 * 1024 * 1024, secure_cookie=False,
+                       warm_up_validation=False)
     return replace(config, **changes)
 
 

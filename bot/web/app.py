@@ -79,11 +79,19 @@ def create_app(config: WebConfig | None = None, engine: Engine | None = None) ->
         app.include_router(module.pages)
         app.include_router(module.api, prefix=API_PREFIX)
 
+    # WeCom's callback (issue 6): WeCom's servers call it, it checks their signature itself.
+    from bot.web.manager_views import optional_function
+
+    wecom_callback = optional_function("bot.wecom.callback", "router")
+    if wecom_callback is not None:
+        app.include_router(wecom_callback, prefix="/wecom/callback", include_in_schema=False)
+
     _install_error_handlers(app)
 
     @app.on_event("startup")
     def _preload() -> None:
-        app.state.services.warm_up_validation()
+        if config.warm_up_validation:
+            app.state.services.warm_up_validation()
         if config.preload_agent:
             app.state.services.agent_host.load_in_background()
 

@@ -30,6 +30,9 @@ class WebConfig:
     secure_cookie: bool
     # Load the dialogue agent when the server starts instead of on the first chat (~15 s).
     preload_agent: bool = False
+    # Import Rasa's validator in the background at start, so the first script save is quick.
+    # Tests turn it off: a process that ends during that import prints atexit noise.
+    warm_up_validation: bool = True
 
     @property
     def dialogs_dir(self) -> Path:

@@ -28,6 +28,8 @@ PAGE_SIZE = 50
 
 NO_EXPERIMENT_DATA = "暂无实验数据"
 NO_WECOM_DATA = "暂无企微数据"
+# Where bot.wecom (issue 6) may define `wecom_funnel(session, campaign_id)`.
+WECOM_FUNNEL_MODULES = ("bot.wecom.funnel", "bot.wecom.service", "bot.wecom.invites", "bot.wecom")
 
 
 def optional_function(module: str, name: str) -> Callable[..., Any] | None:
@@ -238,8 +240,8 @@ def reports_page(request: Request, campaign_id: Optional[str] = None, factor: Op
 # ---- WeCom funnel -------------------------------------------------------------------------------
 
 def funnel(session, campaign_id: int | None) -> dict:
-    wecom_funnel = optional_function("bot.wecom.funnel", "wecom_funnel") or \
-        optional_function("bot.wecom.service", "wecom_funnel") or optional_function("bot.wecom", "wecom_funnel")
+    wecom_funnel = next(filter(None, (optional_function(module, "wecom_funnel") for module in WECOM_FUNNEL_MODULES)),
+                        None)
     if wecom_funnel is None:
         return {"available": False, "message": NO_WECOM_DATA, "hint": "企业微信模块尚未就绪"}
     if campaign_id is None:
