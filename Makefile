@@ -14,9 +14,11 @@ setup: $(STAMP)
 	  (apt-get update -qq && apt-get install -y -qq espeak-ng >/dev/null) || \
 	  { echo "error: could not install espeak-ng; install it as root with 'apt-get install -y espeak-ng' (Debian/Ubuntu), then run make setup again"; exit 1; }; }
 	@# The web console's browser tests drive Debian's Chromium through Playwright (no browser download).
-	@command -v chromium >/dev/null || { echo "==> installing chromium (headless browser for the web console tests)"; \
-	  (apt-get update -qq && apt-get install -y -qq chromium >/dev/null) || \
-	  { echo "error: could not install chromium; install it as root with 'apt-get install -y chromium', then run make setup again"; exit 1; }; }
+	@# A CJK font too: without one every Chinese character in the screenshots is a blank box.
+	@{ command -v chromium >/dev/null && fc-list 2>/dev/null | grep -qi "wenquanyi\|wqy"; } || { \
+	  echo "==> installing chromium and a Chinese font (headless browser for the web console tests)"; \
+	  (apt-get update -qq && apt-get install -y -qq chromium fonts-wqy-microhei >/dev/null) || \
+	  { echo "error: could not install chromium; install it as root with 'apt-get install -y chromium fonts-wqy-microhei', then run make setup again"; exit 1; }; }
 
 $(STAMP): requirements.lock pyproject.toml
 	@test -x "$(PYTHON310)" || { echo "error: Python 3.10 not found (Rasa 3.6 needs <3.11). Install it with 'pyenv install 3.10.13' or set PYTHON310=/path/to/python3.10"; exit 1; }
