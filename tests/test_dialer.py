@@ -82,3 +82,30 @@ def test_a_simulated_morning_of_calling(db, keyring, dialogue_agent) -> None:
         variants = Counter(a.arms["script"] for a in attempts)
         assert set(variants) == {"standard", "benefit_first"}
     print(dict(outcomes), dict(Counter(a.grade for a in graded)), len(results))
+
+
+def test_the_robot_offers_the_leads_incentive_arm(db, keyring) -> None:
+    """With incentive arms the call's {incentive} slot is the lead's arm text (what the
+    WeCom welcome later repeats)."""
+    from bot.experiments.design import build_experiments
+
+    arms = [{"name": "policy_review", "text": "一次免费的保单检视", "weight": 1},
+            {"name": "accident", "text": "一份赠送的意外险", "weight": 1}]
+    with session_scope(db) as session:
+        add_pack(session, keyring, "pack-a", 40)
+        create_campaign(session, name="offers", packs=["pack-a"], lines=40,
+                        experiments=build_experiments(incentives=arms))
+        change_status(session, "offers", "start", now=START)
+    clock = SimClock(start=START + timedelta(hours=1))  # 10:00 Shanghai
+    dialer = Dialer(db, None, None, keyring, now=clock.now, worker="test")
+    planned = [attempt_id for plan in dialer.plan() for attempt_id in plan.created]
+    assert len(planned) == 40
+    texts = {arm["name"]: arm["text"] for arm in arms}
+    seen = Counter()
+    for attempt_id in planned:
+        prepared = dialer.prepare(attempt_id)
+        with session_scope(db) as session:
+            arm = session.get(CallAttempt, attempt_id).arms["incentive"]
+        assert prepared.lead.incentive == texts[arm]
+        seen[arm] += 1
+    assert set(seen) == set(texts)

@@ -23,7 +23,7 @@ from bot.campaigns.call_prompts import CallPrompts
 from bot.campaigns.call_runner import CallResult, EventRouter, run_call
 from bot.campaigns.dial_planner import PlanResult, history_of, plan_campaign
 from bot.campaigns.models import CallAttempt, Campaign
-from bot.campaigns.service import policy_for_slot
+from bot.campaigns.service import incentive_text_for, policy_for_slot
 from bot.conversation.agent import DialogueAgent
 from bot.conversation.session import LeadContext
 from bot.db.engine import session_scope
@@ -138,7 +138,7 @@ class Dialer:
             return blocked
         context = LeadContext(surname=(lead.name or "")[:1] or None, gender=lead.gender,
                               audience_pack=audience, script_variant=attempt.arms.get("script", "standard"),
-                              incentive=campaign.incentive)
+                              incentive=incentive_text_for(campaign, attempt.arms))
         return PreparedCall(attempt.id, self.keyring.decrypt_phone(lead.phone_ciphertext), context, audience,
                             campaign_id=campaign.id, cps=campaign.cps, lines=campaign.lines)
 
