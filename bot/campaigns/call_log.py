@@ -13,7 +13,7 @@ from bot.dnc.models import SCOPE_OPT_OUT, SCOPE_SOFT_DECLINE
 from bot.dnc.service import add_entry
 from bot.leads.models import Lead
 from intents.call_record import ANSWERED
-from intents.followups import CALLBACK, COOL_DOWN, DO_NOT_CALL, RETIRE_LEAD, SOFT_DECLINE
+from intents.followups import CALLBACK, COOL_DOWN, DO_NOT_CALL, RETIRE_LEAD, SOFT_DECLINE, WECOM_INVITE
 
 RETIRED = "retired"
 
@@ -61,3 +61,9 @@ def _apply(session: Session, attempt: CallAttempt, followup, result: CallResult)
             lead.status = RETIRED
         if attempt.outcome == ANSWERED:
             attempt.history_outcome = "wrong_person"
+    elif followup.action == WECOM_INVITE:
+        # The invitation row (status pending) commits with the call: the delivery pass
+        # (bot.wecom.invites) sends it; a broken offers file gives a failed row, never a lost call.
+        from bot.wecom.invites import create_invite
+
+        create_invite(session, attempt, now=now)

@@ -1,0 +1,144 @@
+"""The WeCom callback endpoint (接收事件服务器 URL): GET verifies the URL, POST receives events.
+
+Each request is checked before anything is done with it, and every rejection is logged:
+- `timestamp` within `max_skew_s` of our clock (default 300 s): an old request is a replay;
+- `msg_signature` over (token, timestamp, nonce, Encrypt), compared in constant time;
+- AES decryption and the receiveid (our CorpID), per WeCom's WXBizMsgCrypt scheme;
+- POST only: the nonce must be new (stored with the event, same transaction).
+
+Accepted events are stored, answered with "success" at once (WeCom wants an answer within
+5 s and retries otherwise), and processed right after the response (welcome within 20 s,
+tags) by bot.wecom.events.EventProcessor.
+
+Mount it with `callback_routes()` (plain Starlette routes, e.g. into the web console at
+/wecom/callback) or run it alone: `create_callback_app()` / `waihu wecom serve`.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from typing import Callable
+
+from starlette.applications import Starlette
+from starlette.background import BackgroundTask
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, Response
+from starlette.routing import Route
+from sqlalchemy.engine import Engine
+
+from bot.db.base import utc_now
+from bot.wecom.client import WeComClient
+from bot.wecom.config import WeComSettings, wecom_settings
+from bot.wecom.crypto import CallbackCrypto, CallbackRejected, encrypted_field
+from bot.wecom.events import EventProcessor, parse_event, store_callback
+
+log = logging.getLogger(__name__)
+
+CALLBACK_PATH = "/wecom/callback"
+MAX_BODY_BYTES = 64 * 1024  # WeCom's events are a few hundred bytes
+
+
+class CallbackEndpoint:
+    def __init__(self, processor: EventProcessor, crypto: CallbackCrypto, *, max_skew_s: float = 300.0,
+                 wall_clock: Callable[[], float] = time.time) -> None:
+        self.processor, self.crypto = processor, crypto
+        self.max_skew_s, self.wall_clock = max_skew_s, wall_clock
+        # (reason → count) of rejected requests, and handling times of accepted ones (ms)
+        self.rejected: dict[str, int] = {}
+        self.handled_ms: list[float] = []
+
+    async def handle(self, request: Request) -> Response:
+        started = time.perf_counter()
+        try:
+            if request.method == "GET":
+                return PlainTextResponse(self._verify_url(request))
+            return await self._receive(request, started)
+        except CallbackRejected as exc:
+            self.rejected[exc.reason] = self.rejected.get(exc.reason, 0) + 1
+            client = request.client.host if request.client else "?"
+            log.warning("wecom callback rejected (%s) from %s: %s; timestamp=%s nonce=%s", exc.reason, client,
+                        exc.detail, request.query_params.get("timestamp", "-"), request.query_params.get("nonce", "-"))
+            return PlainTextResponse("forbidden", status_code=403)
+
+    def _checked_params(self, request: Request) -> tuple[str, str, str]:
+        params = request.query_params
+        signature, timestamp, nonce = (params.get("msg_signature", ""), params.get("timestamp", ""),
+                                       params.get("nonce", ""))
+        if not (signature and timestamp and nonce):
+            raise CallbackRejected("missing_parameters", "msg_signature, timestamp and nonce are required")
+        if not timestamp.isdigit():
+            raise CallbackRejected("bad_timestamp", "timestamp is not a number")
+        skew = abs(self.wall_clock() - int(timestamp))
+        if skew > self.max_skew_s:
+            raise CallbackRejected("stale_timestamp", f"{skew:.0f} s away from our clock (> {self.max_skew_s:.0f} s)")
+        if len(nonce) > 64:
+            raise CallbackRejected("bad_nonce", "nonce longer than 64 characters")
+        return signature, timestamp, nonce
+
+    def _verify_url(self, request: Request) -> str:
+        signature, timestamp, nonce = self._checked_params(request)
+        echo = request.query_params.get("echostr", "")
+        if not echo:
+            raise CallbackRejected("missing_parameters", "echostr is required")
+        plain = self.crypto.verify_and_decrypt(signature, timestamp, nonce, echo)
+        log.info("wecom callback URL verified")
+        return plain
+
+    async def _receive(self, request: Request, started: float) -> Response:
+        signature, timestamp, nonce = self._checked_params(request)
+        body = await request.body()
+        if len(body) > MAX_BODY_BYTES:
+            raise CallbackRejected("too_large", f"{len(body)} bytes")
+        message = self.crypto.verify_and_decrypt(signature, timestamp, nonce, encrypted_field(body))
+        event = parse_event(message)
+        if event is None:
+            log.info("wecom callback: not a change_external_contact event; ignored")
+            return PlainTextResponse("success")
+        stored = await run_in_threadpool(store_callback, self.processor.engine, event, nonce=nonce,
+                                         timestamp=int(timestamp), now=utc_now(), max_skew_s=self.max_skew_s)
+        if stored.kind == "replay":
+            raise CallbackRejected("replayed_nonce", f"nonce {nonce} was already used")
+        self.handled_ms.append((time.perf_counter() - started) * 1000)
+        if stored.kind == "duplicate":
+            log.info("wecom callback: event %s delivered again; already have it", stored.event_id)
+            return PlainTextResponse("success")
+        return PlainTextResponse("success", background=BackgroundTask(self._process, stored.event_id))
+
+    async def _process(self, event_id: int) -> None:
+        try:
+            await self.processor.process(event_id)
+        except Exception:  # noqa: BLE001  (stays "received"; the next delivery pass picks it up)
+            log.exception("wecom event %s: processing failed; it will be retried by the next delivery pass", event_id)
+
+
+def callback_routes(endpoint: CallbackEndpoint, path: str = CALLBACK_PATH) -> list[Route]:
+    return [Route(path, endpoint.handle, methods=["GET", "POST"], name="wecom_callback")]
+
+
+def create_callback_app(endpoint: CallbackEndpoint, path: str = CALLBACK_PATH) -> Starlette:
+    app = Starlette(routes=callback_routes(endpoint, path))
+    app.state.wecom_callback = endpoint
+    return app
+
+
+def endpoint_for(engine: Engine, settings: WeComSettings, *, state_key: bytes | None = None,
+                 client: WeComClient | None = None, **processor_options) -> CallbackEndpoint:
+    settings.require_callback()
+    if state_key is None:
+        from bot.wecom.state import state_key_from_settings
+
+        state_key = state_key_from_settings()
+    processor = EventProcessor(engine, client or WeComClient(settings), state_key, **processor_options)
+    crypto = CallbackCrypto(settings.token, settings.encoding_aes_key, settings.corp_id)
+    return CallbackEndpoint(processor, crypto, max_skew_s=settings.callback_max_skew_s)
+
+
+def callback_endpoint_from_settings(engine: Engine | None = None) -> CallbackEndpoint:
+    """For `waihu serve`: `app.router.routes.extend(callback_routes(callback_endpoint_from_settings(engine)))`
+    (UserError when WAIHU_WECOM_* is not set)."""
+    if engine is None:
+        from bot.db.engine import open_database
+
+        engine = open_database()
+    return endpoint_for(engine, wecom_settings())
