@@ -44,6 +44,8 @@ def create_app(broker_url: str | None = None) -> Celery:
         beat_schedule={
             "plan-dials": {"task": "waihu.plan_dials", "schedule": plan_every_s()},
             "reconcile-attempts": {"task": "waihu.reconcile_attempts", "schedule": plan_every_s()},
+            # WeCom invitations (bot.wecom.tasks), by name: telephony does not import bot
+            "deliver-wecom-invites": {"task": "waihu.deliver_wecom_invites", "schedule": plan_every_s()},
         },
     )
     return app
