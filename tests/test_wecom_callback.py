@@ -11,17 +11,17 @@ import re
 import statistics
 import time
 from datetime import timedelta
+from pathlib import Path
 
 from sqlalchemy import func, select
 
 from bot.campaigns.models import CallAttempt
 from bot.db.base import utc_now
 from bot.db.engine import session_scope
-from bot.wecom.client import WeComClient
 from bot.wecom.invites import deliver_pending_invites
 from bot.wecom.models import SmsOutbox, WeComEvent, WeComInvite
 from bot.wecom.offers import incentive_for, load_offers
-from bot.wecom.sms import HttpSms, OutboxSms
+from bot.wecom.sms import HttpSms
 from bot.wecom.state import encode_state
 from tests.conftest import run
 from tests.db_fixtures import db, database_url, keyring, migrated_engine  # noqa: F401
@@ -214,12 +214,13 @@ def test_a_callback_before_its_invite_is_committed_is_not_lost(db, keyring, weco
 def test_states_that_are_not_ours_are_ignored(db, keyring, wecom):
     invite = one_delivered_invite(db, keyring, wecom)
     forged_mac = invite.state[:2] + ("a" if invite.state[2] != "a" else "b") + invite.state[3:]
-    for state in ("channel_poster_2025", forged_mac, None):
-        run(wecom.server.simulate_add(state, userid="anxin_advisor01"))
+    sent = [run(wecom.server.simulate_add(state, userid="anxin_advisor01"))
+            for state in ("channel_poster_2025", forged_mac, None)]
     run(wecom.wait_processed())
     assert [e.status for e in events(db)] == ["ignored"] * 3
-    assert invite_of(db, invite.attempt_id).status == "sent" and wecom.server.welcomes == [] or \
-        all(w.external_userid != invite.external_userid for w in wecom.server.welcomes)
+    assert all("not one of ours" in e.note for e in events(db))
+    assert invite_of(db, invite.attempt_id).status == "sent"
+    assert all(wecom.server.welcome_to(s.external_userid) is None for s in sent)
 
 
 def test_wecom_errors_during_the_welcome_are_retried_in_time_and_an_expired_token_is_renewed(db, keyring, wecom):
@@ -278,8 +279,8 @@ def test_delivery_retries_what_wecom_could_not_take_and_gives_up_on_what_it_refu
 
 def test_the_http_sms_provider_and_the_invite_grades_setting(db, keyring, wecom, tmp_path, monkeypatch):
     offers_file = tmp_path / "offers.yml"
-    offers_file.write_text(load_offers().path and open(load_offers().path, encoding="utf-8").read()
-                           .replace("invite_grades: [A, B]", "invite_grades: [A]"), encoding="utf-8")
+    shipped = Path(load_offers().path).read_text(encoding="utf-8")
+    offers_file.write_text(shipped.replace("invite_grades: [A, B]", "invite_grades: [A]"), encoding="utf-8")
     monkeypatch.setenv("WAIHU_WECOM_OFFERS", str(offers_file))
     with session_scope(db) as session:
         campaign_id, leads = seed_campaign(session, keyring, {"宝妈-华南": ("宝妈", 2)})
@@ -335,3 +336,23 @@ def test_callback_latency_many_adds_at_once(db, keyring, wecom):
     with session_scope(db) as session:
         assert session.execute(select(func.count()).select_from(WeComInvite)
                                .where(WeComInvite.status == "welcomed")).scalar_one() == 20
+
+
+def test_the_local_loop_on_a_simulated_clock_as_the_demo_runs_it(db, keyring):
+    """The demo's week is simulated time: the test server's CreateTime, the callback's time
+    window and the welcome's 20 s all follow that one clock."""
+    from bot.wecom.local import LocalWeCom
+    from telephony.simulator.clock import SimClock
+
+    clock = SimClock(start=utc_now() - timedelta(days=30))  # instant: stands still unless slept
+    with session_scope(db) as session:
+        campaign_id, leads = seed_campaign(session, keyring, {"宝妈-华南": ("宝妈", 3)})
+    for lead in leads["宝妈-华南"]:
+        log_graded_call(db, campaign_id, lead, "A", ended_at=clock.now())
+    with LocalWeCom.start(db, keyring=keyring, state_key=STATE_KEY, clock=clock.now) as local:
+        assert run(local.deliver(now=clock.now())).delivered == 3
+        sent = run(local.simulate_adds(share=1.0, campaign_id=campaign_id))
+    assert len(sent) == 3
+    for invite in invites(db):
+        assert invite.status == "welcomed" and invite.welcomed_at == invite.sent_at == clock.now()
+        assert timedelta(0) <= clock.now() - invite.added_at < timedelta(seconds=1)  # CreateTime: whole seconds

@@ -41,9 +41,12 @@ MAX_BODY_BYTES = 64 * 1024  # WeCom's events are a few hundred bytes
 
 class CallbackEndpoint:
     def __init__(self, processor: EventProcessor, crypto: CallbackCrypto, *, max_skew_s: float = 300.0,
-                 wall_clock: Callable[[], float] = time.time) -> None:
+                 wall_clock: Callable[[], float] | None = None) -> None:
         self.processor, self.crypto = processor, crypto
-        self.max_skew_s, self.wall_clock = max_skew_s, wall_clock
+        # one clock for the time window and the welcome's 20 s: the processor's (real time,
+        # or the demo's simulated time)
+        self.max_skew_s = max_skew_s
+        self.wall_clock = wall_clock or (lambda: processor.clock().timestamp())
         # (reason → count) of rejected requests, and handling times of accepted ones (ms)
         self.rejected: dict[str, int] = {}
         self.handled_ms: list[float] = []

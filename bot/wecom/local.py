@@ -47,7 +47,8 @@ class LocalWeCom:
     def start(cls, engine: Engine, *, keyring: PhoneKeyring | None = None, state_key: bytes | None = None,
               clock: Callable[[], datetime] = utc_now, retry: RetryPolicy = FAST_RETRY,
               **processor_options: Any) -> "LocalWeCom":
-        """Both servers up; `clock` is what the processor calls now (welcome ages, times)."""
+        """Both servers up, on one clock (`clock`: real time, or the demo's simulated time) for
+        WeCom's CreateTime, the 20 s welcome window and the callback's time check."""
         if keyring is None:
             from bot.pii import keyring_from_settings
 
@@ -56,7 +57,7 @@ class LocalWeCom:
             from bot.wecom.state import state_key_from_settings
 
             state_key = state_key_from_settings()
-        server = WeComTestServer().start()
+        server = WeComTestServer(clock=lambda: clock().timestamp()).start()
         settings = server.settings()
         endpoint = endpoint_for(engine, settings, state_key=state_key,
                                 client=WeComClient(settings, retry=retry), clock=clock, **processor_options)
