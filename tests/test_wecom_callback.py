@@ -356,3 +356,39 @@ def test_the_local_loop_on_a_simulated_clock_as_the_demo_runs_it(db, keyring):
     for invite in invites(db):
         assert invite.status == "welcomed" and invite.welcomed_at == invite.sent_at == clock.now()
         assert timedelta(0) <= clock.now() - invite.added_at < timedelta(seconds=1)  # CreateTime: whole seconds
+
+
+def test_the_router_the_web_console_includes(db, keyring, wecom, monkeypatch):
+    """As `waihu serve` mounts it: include_router(router, prefix="/wecom/callback") on a FastAPI
+    app whose state holds the engine; settings from WAIHU_WECOM_*; 503 until configured."""
+    from fastapi import FastAPI
+
+    from bot.wecom import callback
+    from bot.wecom.test_server import UvicornThread
+
+    for key in ("WAIHU_WECOM_CORP_ID", "WAIHU_WECOM_TOKEN", "WAIHU_WECOM_AES_KEY"):
+        monkeypatch.delenv(key, raising=False)
+    app = FastAPI()
+    app.state.engine = db
+    app.include_router(callback.router, prefix="/wecom/callback", include_in_schema=False)
+    console = UvicornThread(app).start()
+    callback._served.clear()
+    original_url = wecom.server.callback_url
+    try:
+        wecom.server.callback_url = f"{console.url}/wecom/callback"
+        assert run(wecom.server.verify_url()).status_code == 503
+        callback._served.clear()
+        for key, value in {"WAIHU_WECOM_API_BASE": wecom.server.base_url, "WAIHU_WECOM_CORP_ID": wecom.server.corp_id,
+                           "WAIHU_WECOM_SECRET": wecom.server.secret, "WAIHU_WECOM_TOKEN": wecom.server.token,
+                           "WAIHU_WECOM_AES_KEY": wecom.server.encoding_aes_key}.items():
+            monkeypatch.setenv(key, value)
+        assert run(wecom.server.verify_url("42")).text == "42"
+        invite = one_delivered_invite(db, keyring, wecom)
+        sent = run(wecom.server.simulate_add(invite.state))
+        run(wecom.wait_processed())
+        assert sent.response_text == "success" and wecom.server.welcome_to(sent.external_userid) is not None
+        assert invite_of(db, invite.attempt_id).status == "welcomed"
+    finally:
+        wecom.server.callback_url = original_url
+        console.stop()
+        callback._served.clear()

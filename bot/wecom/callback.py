@@ -10,8 +10,8 @@ Accepted events are stored, answered with "success" at once (WeCom wants an answ
 5 s and retries otherwise), and processed right after the response (welcome within 20 s,
 tags) by bot.wecom.events.EventProcessor.
 
-Mount it with `callback_routes()` (plain Starlette routes, e.g. into the web console at
-/wecom/callback) or run it alone: `create_callback_app()` / `waihu wecom serve`.
+The web console includes `router` at /wecom/callback; `callback_routes()` gives plain
+Starlette routes for any other app; `create_callback_app()` / `waihu wecom serve` runs it alone.
 """
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ import logging
 import time
 from typing import Callable
 
+from fastapi import APIRouter
 from starlette.applications import Starlette
 from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
@@ -28,6 +29,7 @@ from starlette.routing import Route
 from sqlalchemy.engine import Engine
 
 from bot.db.base import utc_now
+from bot.errors import UserError
 from bot.wecom.client import WeComClient
 from bot.wecom.config import WeComSettings, wecom_settings
 from bot.wecom.crypto import CallbackCrypto, CallbackRejected, encrypted_field
@@ -115,6 +117,30 @@ class CallbackEndpoint:
             log.exception("wecom event %s: processing failed; it will be retried by the next delivery pass", event_id)
 
 
+# For the web console (`waihu serve`): `app.include_router(router, prefix="/wecom/callback")`.
+# Built from WAIHU_WECOM_* and the app's engine (app.state.engine) on the first callback;
+# 503 while WeCom is not configured.
+router = APIRouter()
+_served: dict[int, CallbackEndpoint] = {}
+
+
+@router.api_route("", methods=["GET", "POST"], include_in_schema=False)
+async def wecom_callback(request: Request) -> Response:
+    engine = getattr(request.app.state, "engine", None)
+    key = id(engine)
+    if key not in _served:
+        try:
+            if engine is None:
+                from bot.db.engine import open_database
+
+                engine = open_database()
+            _served[key] = endpoint_for(engine, wecom_settings())
+        except UserError as exc:
+            log.warning("wecom callback called but not configured: %s", exc)
+            return PlainTextResponse("WeCom callback not configured", status_code=503)
+    return await _served[key].handle(request)
+
+
 def callback_routes(endpoint: CallbackEndpoint, path: str = CALLBACK_PATH) -> list[Route]:
     return [Route(path, endpoint.handle, methods=["GET", "POST"], name="wecom_callback")]
 
@@ -138,8 +164,8 @@ def endpoint_for(engine: Engine, settings: WeComSettings, *, state_key: bytes | 
 
 
 def callback_endpoint_from_settings(engine: Engine | None = None) -> CallbackEndpoint:
-    """For `waihu serve`: `app.router.routes.extend(callback_routes(callback_endpoint_from_settings(engine)))`
-    (UserError when WAIHU_WECOM_* is not set)."""
+    """The endpoint from WAIHU_WECOM_* for another app: `app.router.routes.extend(callback_routes(
+    callback_endpoint_from_settings(engine)))` (UserError when WeCom is not configured)."""
     if engine is None:
         from bot.db.engine import open_database
 
