@@ -81,10 +81,19 @@ class LocalWeCom:
 
     async def deliver(self, *, sms: SmsProvider | None = None, offers: Offers | None = None,
                       now: datetime | None = None) -> DeliveryReport:
+        """Delivery passes (200 invitations each, as beat runs them) until one finds nothing due."""
+        total = DeliveryReport()
         async with self.client() as client:
             processor = EventProcessor(self.engine, client, self.state_key, clock=self.endpoint.processor.clock)
-            return await deliver_pending_invites(self.engine, client, sms or OutboxSms(self.engine, self.keyring),
-                                                 keyring=self.keyring, offers=offers, processor=processor, now=now)
+            while True:
+                report = await deliver_pending_invites(self.engine, client,
+                                                       sms or OutboxSms(self.engine, self.keyring),
+                                                       keyring=self.keyring, offers=offers, processor=processor,
+                                                       now=now)
+                for key, value in report.as_json().items():
+                    setattr(total, key, getattr(total, key) + value)
+                if not (report.delivered or report.retry_later or report.failed):
+                    return total
 
     def sent_invites(self, campaign_id: int | None = None) -> list[tuple[int, str]]:
         with session_scope(self.engine) as session:
