@@ -241,7 +241,7 @@ def _delivery_failed(engine: Engine, invite_id: int, message: str, retryable: bo
 def advisor_tasks(session: Session, *, campaign_id: int | None = None, include_done: bool = False) -> list[dict]:
     """Invitations an advisor can act on by hand: the link to send, who to, what was promised.
     Phones are masked; open ones first (sent, not yet added)."""
-    query = (select(WeComInvite, Lead.phone_masked, Lead.name, Campaign.name.label("campaign"))
+    query = (select(WeComInvite, Lead.phone_masked, Lead.name, Lead.gender, Campaign.name.label("campaign"))
              .join(Lead, Lead.id == WeComInvite.lead_id).join(Campaign, Campaign.id == WeComInvite.campaign_id))
     if campaign_id is not None:
         query = query.where(WeComInvite.campaign_id == campaign_id)
@@ -249,8 +249,8 @@ def advisor_tasks(session: Session, *, campaign_id: int | None = None, include_d
         query = query.where(WeComInvite.status.in_(OPEN_STATUSES + ("failed",)))
     rows = session.execute(query.order_by(WeComInvite.created_at, WeComInvite.id)).all()
     return [{"invite_id": invite.id, "campaign": campaign, "lead_id": invite.lead_id, "phone": phone,
-             "callee": callee_title(name, None) if name else "", "grade": invite.grade, "audience": invite.audience,
+             "callee": callee_title(name, gender) if name else "", "grade": invite.grade, "audience": invite.audience,
              "incentive": invite.incentive, "channel": invite.channel, "advisor": invite.advisor_userid,
              "link": invite.link, "status": invite.status, "created_at": invite.created_at.isoformat(),
              "sent_at": invite.sent_at.isoformat() if invite.sent_at else None, "last_error": invite.last_error}
-            for invite, phone, name, campaign in rows]
+            for invite, phone, name, gender, campaign in rows]

@@ -3,8 +3,8 @@ accepted, the nonces of recent callbacks (replay guard) and the SMS outbox.
 
 An invitation's life: pending (created with the call log) → delivering → sent (contact-way
 link made and sent by SMS, or handed to an advisor) → added (the customer added the
-advisor; `State` of the callback matched) → welcomed (the welcome message went out within
-WeCom's 20 s). `failed` when delivery gave up; `deleted` when the friendship ended.
+advisor; `State` of the callback matched) → welcoming (claimed for the one welcome) →
+welcomed (the welcome message went out within WeCom's 20 s). `failed` when delivery gave up; `deleted` when the friendship ended.
 """
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from bot.db.base import Base, JsonDocument, UtcDateTime, utc_now
 
 _Id = BigInteger().with_variant(Integer, "sqlite")
 
-INVITE_STATUSES = ("pending", "delivering", "sent", "added", "welcomed", "failed", "deleted")
+INVITE_STATUSES = ("pending", "delivering", "sent", "added", "welcoming", "welcomed", "failed", "deleted")
 EVENT_STATUSES = ("received", "processed", "unmatched", "ignored", "failed")
 
 
