@@ -12,7 +12,7 @@ the tests and in the demo. It is a real HTTP server on 127.0.0.1 (uvicorn in a t
 - get_corp_tag_list / add_corp_tag / mark_tag (tags must exist, the customer must be the
   member's).
 - `fail_next(path, 503, -1, 45009, …)`: the next calls to a path fail like that (an HTTP
-  status ≥ 500 or an errcode).
+  status 500–599, or an errcode).
 - `simulate_add(state)`: a customer scans the contact way of that state: the server sends
   the `change_external_contact` / `add_external_contact` event, encrypted and signed
   exactly as WeCom does (bot.wecom.crypto, checked against WeCom's sample vectors), to the
