@@ -15,6 +15,11 @@ def test_demo_week_is_consistent(tmp_path: Path, monkeypatch, model_path) -> Non
     assert funnel["connected"] == sum(funnel["grades"].values()) > 0
     assert {key.split("|")[0] for key in funnel["arms"]} == {"standard", "benefit_first"}
     assert {key.split("|")[1] for key in funnel["arms"]} == {"上午", "傍晚"}
+    # the add-friend half: every A/B lead invited, a share added, each added one welcomed
+    wecom = funnel["wecom"]["total"]
+    assert funnel["wecom"]["consistent"]
+    assert wecom["graded_ab"] > 0 and wecom["invited"] == wecom["sent"] == wecom["graded_ab"]
+    assert 0 < wecom["added"] < wecom["sent"] and wecom["welcomed"] == wecom["added"]
     # the demo's database holds every lead it uploaded, masked phone numbers only in output
     assert (tmp_path / "data" / "demo" / "waihu-demo.db").exists()
 

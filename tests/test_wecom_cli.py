@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -61,7 +62,7 @@ def test_deliver_tasks_and_funnel_commands(db, database_url, keyring, wecom):
     assert by_pack["车主-华东"]["added"] + by_pack["养老-华北"]["added"] == 3
     assert sum(row["graded_ab"] for row in funnel["by_arm"]["script"]) == 5
     text = waihu(database_url, "funnel", "双十二-加粉")
-    assert text.returncode == 0 and "企业微信加粉漏斗" in text.stdout and "人群包 车主-华东" in text.stdout
+    assert text.returncode == 0 and "企业微信加粉漏斗" in text.stdout and re.search(r"人群包\s*│\s*车主-华东", text.stdout)
     missing = waihu(database_url, "funnel", "no-such")
     assert missing.returncode == 1 and "no campaign named 'no-such'" in missing.stderr
 

@@ -24,12 +24,14 @@ from bot.campaigns.call_runner import CallResult, EventRouter, run_call
 from bot.campaigns.dial_planner import PlanResult, history_of, plan_campaign
 from bot.campaigns.models import CallAttempt, Campaign
 from bot.campaigns.service import incentive_text_for, policy_for_slot
+from bot.errors import UserError
 from bot.conversation.agent import DialogueAgent
 from bot.conversation.session import LeadContext
 from bot.db.engine import session_scope
 from bot.dnc.service import dnc_state
 from bot.leads.models import Lead
 from bot.pii import PhoneKeyring, mask_phone
+from bot.wecom.offers import incentive_for, load_offers
 from telephony.carrier import Carrier
 from telephony.rate_limits import DialLimits
 from telephony.compliance.eligibility import check_eligibility
@@ -132,13 +134,15 @@ class Dialer:
         claimed = self._claim(attempt_id)
         if claimed is None:
             return "skipped: already taken or not scheduled"
-        attempt, lead, campaign, audience = claimed
+        attempt, lead, campaign, pack = claimed
         blocked = self._blocked_at_t0(attempt, campaign)
         if blocked:
             return blocked
+        audience = (pack.scene or pack.name) if pack else None
+        incentive, advisor = _offer_for(campaign, pack, lead.id, attempt.arms)
         context = LeadContext(surname=(lead.name or "")[:1] or None, gender=lead.gender,
                               audience_pack=audience, script_variant=attempt.arms.get("script", "standard"),
-                              incentive=incentive_text_for(campaign, attempt.arms))
+                              incentive=incentive, advisor=advisor)
         return PreparedCall(attempt.id, self.keyring.decrypt_phone(lead.phone_ciphertext), context, audience,
                             campaign_id=campaign.id, cps=campaign.cps, lines=campaign.lines)
 
@@ -194,7 +198,7 @@ class Dialer:
             lead = session.get(Lead, attempt.lead_id)
             campaign = session.get(Campaign, attempt.campaign_id)
             audience = session.get(AudiencePack, lead.audience_id) if lead.audience_id else None
-            return attempt, lead, campaign, (audience.scene or audience.name) if audience else None
+            return attempt, lead, campaign, audience
 
     def _blocked_at_t0(self, attempt: CallAttempt, campaign: Campaign) -> str | None:
         """The do-not-call list and the compliance rules, read again right before the dial."""
@@ -218,3 +222,18 @@ class Dialer:
         with session_scope(self.engine) as session:
             row = session.get(CallAttempt, attempt_id)
             row.status, row.outcome, row.history_outcome, row.ended_at = "failed", outcome, outcome, self.now()
+
+
+def _offer_for(campaign: Campaign, pack: AudiencePack | None, lead_id: int,
+               arms: dict) -> tuple[str | None, str | None]:
+    """What the robot promises and whose WeCom it names: the same incentive and advisor the
+    welcome message will repeat (bot.wecom.offers). A broken offers file must not stop the
+    dialling: the campaign's own incentive is said, the error logged (its invites fail
+    with the file's error, so nobody is welcomed with a different promise)."""
+    try:
+        offers = load_offers()
+    except UserError as exc:
+        log.error("WeCom offers unavailable, saying the campaign's incentive: %s", exc)
+        return incentive_text_for(campaign, arms), None
+    return (incentive_for(offers, pack, lead_id, arms, campaign=campaign).text,
+            offers.advisor_for(pack).name)

@@ -106,6 +106,9 @@ def _call_prompts(carrier: Carrier):
                        load_script_domain(DialogsProject(settings.dialogs_dir)))
 
 
+# The WeCom delivery task (beat: every minute) runs on the same workers.
+import bot.wecom.tasks  # noqa: E402,F401
+
 _runtime: DialWorkerRuntime | None = None
 _runtime_lock = threading.Lock()
 

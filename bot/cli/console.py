@@ -2,12 +2,16 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from typing import Any
 
 from rich.console import Console
 
-console = Console(highlight=False, soft_wrap=True)
+# Piped into a file or CI log, rich would assume 80 columns and wrap every table cell;
+# 120 keeps the funnel tables on one line per row (a terminal uses its own width).
+_PIPED_WIDTH = None if sys.stdout.isatty() or os.environ.get("COLUMNS") else 120
+console = Console(highlight=False, soft_wrap=True, width=_PIPED_WIDTH)
 err_console = Console(stderr=True, highlight=False, soft_wrap=True)
 
 

@@ -98,32 +98,43 @@ def funnel(
     """The add-friend funnel: graded A/B → invited → sent → added → welcomed, per audience pack and arm."""
     from bot.campaigns.service import get_campaign
     from bot.db.engine import open_database, session_scope
-    from bot.wecom.funnel import STAGE_LABELS, STAGES, wecom_funnel
+    from bot.wecom.funnel import wecom_funnel
 
     with session_scope(open_database()) as session:
         data = wecom_funnel(session, get_campaign(session, campaign).id)
     if as_json:
         print_json(data)
         return
-    table = Table("", *(STAGE_LABELS[s] for s in STAGES), "加粉率", title=f"{data['campaign']}：企业微信加粉漏斗")
-
-    def add(label: str, counts: dict) -> None:
-        rate = counts["rates"]["added_of_graded_ab"]
-        table.add_row(label, *(str(counts[s]) for s in STAGES), f"{rate:.1%}" if rate is not None else "-")
-
-    add("合计", data["total"])
-    for row in data["by_audience"]:
-        add(f"人群包 {row['name']}", row)
-    for row in data["by_grade"]:
-        add(f"等级 {row['name']}", row)
-    labels = {"script": "话术", "time_slot": "时段", "incentive": "利益点", "welcome": "欢迎语"}
-    for factor, rows in data["by_arm"].items():
-        for row in rows:
-            add(f"{labels[factor]} {row['name']}", row)
-    console.print(table)
+    console.print(funnel_table(data))
     latency = data["welcome_after_add_s"]
     if latency:
         console.print(f"欢迎语在加好友后 {latency['median']:.1f} 秒（中位数）送达，最慢 {latency['max']:.1f} 秒")
+
+
+def funnel_table(data: dict) -> Table:
+    """The add-friend funnel as a table: total, per audience pack, grade and arm (short
+    headers and a dimension column, so it fits an 80-column terminal)."""
+    from bot.wecom.funnel import STAGES
+
+    short = {"graded_ab": "A/B", "invited": "邀请", "sent": "发送", "added": "加好友", "welcomed": "欢迎语"}
+    table = Table("维度", "分组", *(short[s] for s in STAGES), "加粉率", title=f"{data['campaign']}：企业微信加粉漏斗")
+    for column in table.columns[2:]:
+        column.justify = "right"
+
+    def add(dimension: str, name: str, counts: dict) -> None:
+        rate = counts["rates"]["added_of_graded_ab"]
+        table.add_row(dimension, name, *(str(counts[s]) for s in STAGES), f"{rate:.1%}" if rate is not None else "-")
+
+    add("合计", "", data["total"])
+    for row in data["by_audience"]:
+        add("人群包", row["name"], row)
+    for row in data["by_grade"]:
+        add("等级", row["name"], row)
+    labels = {"script": "话术", "time_slot": "时段", "incentive": "利益点", "welcome": "欢迎语"}
+    for factor, rows in data["by_arm"].items():
+        for row in rows:
+            add(labels[factor], row["name"], row)
+    return table
 
 
 @wecom_app.command()
