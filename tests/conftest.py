@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,10 @@ import pytest
 import bot.rasa_env  # noqa: F401  (quiet, offline Rasa defaults before anything imports it)
 from bot.script.project import DialogsProject
 from bot.settings import PROJECT_ROOT, get_settings
+
+# The suite never writes into the checkout's .waihu/ (its SQLite file, secret key, prompt
+# cache): code that falls back on the default data folder gets a private one per run.
+os.environ.setdefault("WAIHU_DATA_DIR", tempfile.mkdtemp(prefix="waihu-test-data-"))
 
 POSTGRES_URL = os.environ.get("WAIHU_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 REDIS_URL = os.environ.get("WAIHU_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
