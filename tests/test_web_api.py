@@ -190,6 +190,8 @@ def test_wecom_funnel_page_is_wired_to_the_wecom_module(console, clients, db, ke
     provided = any(optional_function(module, "wecom_funnel") for module in WECOM_FUNNEL_MODULES)
     assert data["available"] is provided
     if provided:
-        assert 'id="wecom-funnel"' in page
+        assert 'id="wecom-funnel"' in page and "按人群包" in page and "按通话等级" in page
+        total = data["funnel"]["total"]
+        assert f'<span class="value">{total["graded_ab"]}</span>' in page and total["graded_ab"] > 0
     else:
         assert data["message"] == "暂无企微数据" and "暂无企微数据" in page and "企业微信模块尚未就绪" in page
