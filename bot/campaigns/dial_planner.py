@@ -96,12 +96,8 @@ class ScanState:
     start: dict[str, tuple | None]
     examined: dict[str, tuple] = field(default_factory=dict)
     round_done: set[str] = field(default_factory=set)
-    looked_at: Counter = field(default_factory=Counter)  # rows per scan this tick
+    looked_at: int = 0  # rows looked at this tick, over all scans
     seen: set[int] = field(default_factory=set)  # lead ids offered this tick
-    # the tick's query context, set when the scan starts
-    session: Session | None = None
-    campaign_id: int = 0
-    pack_ids: list[int] = field(default_factory=list)
 
     @classmethod
     def of(cls, campaign: Campaign) -> "ScanState":
@@ -244,27 +240,26 @@ def _candidate_pages(session: Session, campaign: Campaign, scan: ScanState, page
                                     .where(CampaignPack.campaign_id == campaign.id)).scalars())
     if not pack_ids:
         return
-    scan.session, scan.campaign_id, scan.pack_ids = session, campaign.id, pack_ids
-    yield from _scan(UNTRIED, partial(_untried_leads, skip_held_out=skip_held_out), scan.start[UNTRIED],
-                     lambda key: key[0], lambda cursor: (cursor,), scan, page_size, max_leads)
-    offered = sum(scan.looked_at.values())
-    first_budget = offered + int((max_leads - offered) * TRIED_FIRST_SHARE)
-    yield from _scan(TRIED_FIRST, _tried_leads, None, tuple, tuple, scan, page_size, first_budget)
+    untried = partial(_untried_leads, session, campaign.id, pack_ids, skip_held_out=skip_held_out)
+    tried = partial(_tried_leads, session, campaign.id, pack_ids)
+    yield from _scan(UNTRIED, untried, scan.start[UNTRIED], scan, page_size, max_leads)
+    first_budget = scan.looked_at + int((max_leads - scan.looked_at) * TRIED_FIRST_SHARE)
+    yield from _scan(TRIED_FIRST, tried, None, scan, page_size, first_budget)
     if TRIED_FIRST not in scan.round_done:  # else every tried lead has been looked at already
-        yield from _scan(TRIED, _tried_leads, scan.start[TRIED], tuple, tuple, scan, page_size, max_leads)
+        yield from _scan(TRIED, tried, scan.start[TRIED], scan, page_size, max_leads)
 
 
-def _scan(name: str, source, start: tuple | None, as_cursor, as_key, scan: ScanState, page_size: int,
+def _scan(name: str, source, start: tuple | None, scan: ScanState, page_size: int,
           budget: int) -> Iterator[list[Candidate]]:
-    """One source from `start` (None: the top) to the end, then round from the top back to
-    `start`, while the leads looked at in this tick stay within `budget`."""
-    after = as_cursor(start) if start is not None else None
+    """One source from `start` (a scan key; None: the top) to the end, then round from the
+    top back to `start`, while the leads looked at in this tick stay within `budget`. The
+    source returns (page, the key of its last row or None at the end, rows looked at)."""
+    after = start
     wrapped = start is None  # from the top: the end is the end
-    while sum(scan.looked_at.values()) < budget:
-        size = min(page_size, budget - sum(scan.looked_at.values()))
-        page, after, seen = source(scan.session, scan.campaign_id, scan.pack_ids, after, size)
+    while scan.looked_at < budget:
+        page, after, seen = source(after, min(page_size, budget - scan.looked_at), name)
         # A lead the first tried scan looked at is not looked at again in the same tick.
-        page = [c._replace(source=name) for c in page if c.lead_id not in scan.seen]
+        page = [c for c in page if c.lead_id not in scan.seen]
         scan.seen.update(c.lead_id for c in page)
         if after is None:  # the end of the list
             if wrapped:
@@ -272,8 +267,8 @@ def _scan(name: str, source, start: tuple | None, as_cursor, as_key, scan: ScanS
                 return
             wrapped = True
             continue
-        scan.looked_at[name] += seen  # rows looked at, callable or not, so the bound holds either way
-        if wrapped and start is not None and as_key(after) >= start:
+        scan.looked_at += seen  # rows looked at, callable or not, so the bound holds either way
+        if wrapped and start is not None and after >= start:
             page = [c for c in page if c.scan_key <= start]  # round to where this tick began
             scan.round_done.add(name)
             if page:
@@ -283,10 +278,12 @@ def _scan(name: str, source, start: tuple | None, as_cursor, as_key, scan: ScanS
             yield page
 
 
-def _untried_leads(session: Session, campaign_id: int, pack_ids: list[int], after: int | None,
-                   size: int, skip_held_out: bool = False) -> tuple[list[Candidate], int | None, int]:
-    """Callable leads with no attempt in this campaign yet, by id (keyset paging on the key);
-    without the leads already found held out, when the campaign has a holdout."""
+def _untried_leads(session: Session, campaign_id: int, pack_ids: list[int], after: tuple | None,
+                   size: int, source: str = UNTRIED, *,
+                   skip_held_out: bool = False) -> tuple[list[Candidate], tuple | None, int]:
+    """Callable leads with no attempt in this campaign yet, by id (keyset paging on the key,
+    `after` = (lead id,)); without the leads already found held out, when the campaign has
+    a holdout."""
     tried = (select(CallAttempt.id)
              .where(CallAttempt.campaign_id == campaign_id, CallAttempt.lead_id == Lead.id).exists())
     query = (select(Lead.id, Lead.phone_hash)
@@ -296,13 +293,13 @@ def _untried_leads(session: Session, campaign_id: int, pack_ids: list[int], afte
         query = query.where(~select(ExperimentHoldout.lead_id).where(
             ExperimentHoldout.campaign_id == campaign_id, ExperimentHoldout.lead_id == Lead.id).exists())
     if after is not None:
-        query = query.where(Lead.id > after)
-    page = [Candidate(lead_id, phone_hash, 0, (lead_id,)) for lead_id, phone_hash in session.execute(query)]
-    return page, (page[-1].lead_id if page else None), len(page)
+        query = query.where(Lead.id > after[0])
+    page = [Candidate(lead_id, phone_hash, 0, (lead_id,), source) for lead_id, phone_hash in session.execute(query)]
+    return page, (page[-1].scan_key if page else None), len(page)
 
 
 def _tried_leads(session: Session, campaign_id: int, pack_ids: list[int], after: tuple | None,
-                 size: int) -> tuple[list[Candidate], tuple | None, int]:
+                 size: int, source: str = TRIED) -> tuple[list[Candidate], tuple | None, int]:
     """Callable leads tried in this campaign with nothing in flight, least recently tried first.
 
     The page is cut from the campaign's per-lead aggregate before leads are joined: sorting
@@ -325,7 +322,7 @@ def _tried_leads(session: Session, campaign_id: int, pack_ids: list[int], after:
                                   Lead.pack_id.in_(pack_ids) & Lead.status.in_(CALLABLE_LEAD_STATUSES))
                            .join(Lead, Lead.id == window.c.lead_id)
                            .order_by(window.c.last_at, window.c.lead_id)).all()
-    page = [Candidate(lead_id, phone_hash, int(last_no), (last_at, lead_id))
+    page = [Candidate(lead_id, phone_hash, int(last_no), (last_at, lead_id), source)
             for lead_id, last_at, phone_hash, last_no, callable_ in rows if callable_]
     return page, ((rows[-1][1], rows[-1][0]) if rows else None), len(rows)
 

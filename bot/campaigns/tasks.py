@@ -136,6 +136,9 @@ def plan_dials() -> dict:
     speed = speed if 0 < speed < float("inf") else 1.0
     with session_scope(open_database()) as session:
         cps = dict(session.execute(select(Campaign.id, Campaign.cps)).all())
+    # The countdown spreads the dials over the tick at the campaign's CPS so they wait in the
+    # broker, not on worker threads; the token each dial reserves (DialLimits) is what
+    # enforces the CPS across workers and ticks.
     queued = 0
     for plan in plans:
         for index, attempt_id in enumerate(plan.created):

@@ -752,12 +752,10 @@ def forget_phone(session: Session, keyring: PhoneKeyring, raw_phone: str) -> For
 
     phone = parse_phone_or_fail(raw_phone)
     phone_hash = keyring.hash_phone(phone.number)
-    from bot.campaigns.models import CallAttempt, Turn
+    from bot.campaigns.models import CallAttempt
 
-    # Calls go explicitly, not only by the leads' ON DELETE CASCADE: transcripts are personal
-    # data too, and the count is what the person is told was erased.
-    attempt_ids = select(CallAttempt.id).where(CallAttempt.phone_hash == phone_hash)
-    session.execute(delete(Turn).where(Turn.attempt_id.in_(attempt_ids)).execution_options(synchronize_session=False))
+    # Calls are deleted here rather than left to the leads' ON DELETE CASCADE so the person
+    # can be told how many went; their turns and WeCom invites cascade from them.
     calls = session.execute(delete(CallAttempt).where(CallAttempt.phone_hash == phone_hash)
                             .execution_options(synchronize_session=False)).rowcount or 0
     leads = session.execute(delete(Lead).where(Lead.phone_hash == phone_hash)).rowcount or 0
