@@ -1,6 +1,6 @@
 """Sustained simulated calls per minute with 2 Celery worker processes and the real Rasa agent (issue 5).
 
-The deployment shape: two `celery -A bot.campaigns.tasks worker --pool threads` processes
+The deployment shape: two `celery -A bot.dialing.tasks worker --pool threads` processes
 on Redis and PostgreSQL, each with its event loop, dialogue agent and simulator carrier;
 this process acts as beat (`waihu.plan_dials` every second). Set-up (not timed): a private
 schema, 20,000 leads bulk-inserted with phones encrypted under WAIHU_SECRET_KEY, a running
@@ -36,10 +36,10 @@ from sqlalchemy import func, select, text
 from bench.campaign_data import BENCH_SECRET, add_pack, bulk_leads, create_bench_schema, drop_bench_schema
 from bot.campaigns.models import CallAttempt
 from bot.campaigns.service import change_status, create_campaign
-from bot.db.engine import create_database_engine, session_scope
-from bot.db.migrate import upgrade
-from bot.pii import PhoneKeyring
-from bot.settings import PROJECT_ROOT, get_settings
+from bot.core.db.engine import create_database_engine, session_scope
+from bot.core.db.migrate import upgrade
+from bot.core.pii import PhoneKeyring
+from bot.core.settings import PROJECT_ROOT, get_settings
 
 TARGET_CALLS_PER_MINUTE = 3000
 REDIS_URL = os.environ.get("WAIHU_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -82,7 +82,7 @@ def set_up(engine, leads: int, lines: int, cps: float) -> None:
 
 def start_worker(env: dict, queue: str, concurrency: int, prefetch: int, log: Path) -> subprocess.Popen:
     return subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "bot.campaigns.tasks", "worker", "--pool", "threads",
+        [sys.executable, "-m", "celery", "-A", "bot.dialing.tasks", "worker", "--pool", "threads",
          "--concurrency", str(concurrency), "-Q", queue, "--loglevel", "WARNING", "--without-mingle",
          "--without-gossip", "--without-heartbeat", "--prefetch-multiplier", str(prefetch)],
         cwd=PROJECT_ROOT, env=env, stdout=log.open("a"), stderr=subprocess.STDOUT, start_new_session=True)

@@ -22,13 +22,13 @@ from sqlalchemy import func, select, update
 
 from bench.campaign_data import (BENCH_SECRET, add_pack, analyze, bulk_do_not_call, bulk_history, bulk_leads,
                                  create_bench_schema, drop_bench_schema)
-from bot.campaigns.dial_planner import PlanResult, plan_campaign
+from bot.dialing.planner import PlanResult, plan_campaign
 from bot.campaigns.models import CallAttempt, Campaign
 from bot.campaigns.service import change_status, create_campaign
-from bot.db.engine import create_database_engine, session_scope
-from bot.db.migrate import upgrade
+from bot.core.db.engine import create_database_engine, session_scope
+from bot.core.db.migrate import upgrade
 from bot.dnc.models import DoNotCall
-from bot.pii import PhoneKeyring
+from bot.core.pii import PhoneKeyring
 
 TARGET_SECONDS = 2.0
 # Tuesday 2026-11-24 10:00 in Shanghai: inside the morning window.

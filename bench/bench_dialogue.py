@@ -14,12 +14,12 @@ import time
 
 import numpy as np
 
-import bot.rasa_env  # noqa: F401
+import bot.core.rasa_env  # noqa: F401
 from bot.conversation.agent import load_shared_agent
 from bot.conversation.session import CallSession, LeadContext
 from bot.script.project import DialogsProject
 from bot.script.training import train
-from bot.settings import get_settings
+from bot.core.settings import get_settings
 from intents.evaluation import load_labelled_examples
 
 # Replies that keep a call going (questions and objections), so sessions stay open.

@@ -17,14 +17,14 @@ from datetime import datetime
 
 import numpy as np
 
-import bot.rasa_env  # noqa: F401
+import bot.core.rasa_env  # noqa: F401
 from bot.cli.grade_commands import agent_nlu, script_lines
 from bot.conversation.agent import load_shared_agent
 from bot.script.project import DialogsProject
 from bot.script.training import train
-from bot.settings import PROJECT_ROOT, get_settings
-from intents.call_log import read_call_log
-from intents.call_outcome import annotate, assess_call, screen_carrier
+from bot.core.settings import PROJECT_ROOT, get_settings
+from intents.jsonl_calls import read_call_log
+from intents.assess import annotate, assess_call, screen_carrier
 from intents.callback_times import SHANGHAI
 from intents.entities import extract_entities
 from intents.followups import decide_followups

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from bot.cli.prompt_commands import espeak_renderer, render_script, script_lines
 from bot.script.project import DialogsProject
-from bot.settings import get_settings
+from bot.core.settings import get_settings
 
 NEW_SURNAMES = ["李女士", "张先生", "刘女士", "陈先生", "杨女士", "赵先生", "黄女士", "周先生"]
 

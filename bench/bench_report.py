@@ -29,13 +29,13 @@ from bench.campaign_data import (BENCH_SECRET, CHUNK_ROWS, add_pack, analyze, bu
 from bot.audiences.models import AudiencePack
 from bot.campaigns.models import CallAttempt, Campaign
 from bot.campaigns.service import campaign_arms, create_campaign
-from bot.db.bulk import bulk_insert
-from bot.db.engine import create_database_engine, session_scope
-from bot.db.migrate import upgrade
-from bot.experiments.design import build_experiments
+from bot.core.db.bulk import bulk_insert
+from bot.core.db.engine import create_database_engine, session_scope
+from bot.core.db.migrate import upgrade
+from bot.campaigns.experiment_design import build_experiments
 from bot.experiments.lead_metrics import lead_cells
 from bot.experiments.report import build_report
-from bot.pii import PhoneKeyring
+from bot.core.pii import PhoneKeyring
 
 TARGET_SECONDS = 3.0
 FIRST_DAY = datetime(2026, 11, 2, tzinfo=timezone.utc)  # a Monday

@@ -19,15 +19,15 @@ import time
 from collections import Counter
 from datetime import datetime, timezone
 
-import bot.rasa_env  # noqa: F401  (quiet, offline Rasa defaults before anything imports it)
+import bot.core.rasa_env  # noqa: F401  (quiet, offline Rasa defaults before anything imports it)
 from bot.conversation.agent import load_shared_agent
 from bot.conversation.session import CallSession, LeadContext
 from bot.script.project import DialogsProject
 from bot.script.training import train
-from bot.settings import get_settings
+from bot.core.settings import get_settings
 from telephony.carrier import CallEvent, Prompt
 from telephony.simulator.carrier import SimulatorCarrier
-from telephony.simulator.clock import SimClock, run_on
+from telephony.clock import SimClock, run_on
 from telephony.simulator.personas import AudienceProfile, SimulatorConfig, Weighted, load_simulator_config
 
 EVENING_SHANGHAI = datetime(2026, 11, 23, 11, 0, tzinfo=timezone.utc)  # Monday 19:00 in Shanghai

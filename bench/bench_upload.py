@@ -69,13 +69,13 @@ def run_one(backend: str, file: Path, dnc_file: Path) -> dict:
 
     from sqlalchemy import create_engine, text
 
-    from bot.db.base import utc_now
-    from bot.db.bulk import bulk_insert
-    from bot.db.engine import create_database_engine
-    from bot.db.migrate import upgrade
+    from bot.core.db.base import utc_now
+    from bot.core.db.bulk import bulk_insert
+    from bot.core.db.engine import create_database_engine
+    from bot.core.db.migrate import upgrade
     from bot.dnc.models import DoNotCall
     from bot.leads.service import UploadRequest, upload_lead_pack
-    from bot.pii import PhoneKeyring
+    from bot.core.pii import PhoneKeyring
 
     schema = None
     if backend == "sqlite":

@@ -14,10 +14,10 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import Engine
 
 from bot.campaigns.models import CallAttempt
-from bot.db.bulk import bulk_insert
+from bot.core.db.bulk import bulk_insert
 from bot.dnc.models import SCOPE_OPT_OUT, SCOPE_SOFT_DECLINE, DoNotCall
 from bot.leads.models import Lead, LeadPack
-from bot.pii import PhoneKeyring
+from bot.core.pii import PhoneKeyring
 
 POSTGRES_URL = os.environ.get("WAIHU_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 BENCH_SECRET = "bench-secret-key-0123456789abcdef"

@@ -10,9 +10,9 @@ from dataclasses import dataclass
 from datetime import datetime, time, timedelta
 from typing import Iterable
 
-from intents.call_record import ANSWERED, FinishedCall
+from intents.finished_call import ANSWERED, FinishedCall
 from intents.callback_times import to_shanghai
-from intents.carrier import VACANT_NUMBER
+from intents.announcements import VACANT_NUMBER
 from intents.entities import CALLBACK_TIME
 from intents.grading import Grade, Reply, callee_replies
 from intents.taxonomy import OPT_OUT_INTENTS

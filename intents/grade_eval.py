@@ -8,7 +8,7 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Sequence
 
-from intents.carrier import CALL_STATUSES
+from intents.announcements import CALL_STATUSES
 from intents.rules_loader import GRADES
 
 LABEL_ORDER: tuple[str, ...] = (*GRADES, *CALL_STATUSES)

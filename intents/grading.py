@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Mapping
 
-from intents.call_record import CallTurn, FinishedCall
+from intents.finished_call import CallTurn, FinishedCall
 from intents.rules_loader import Condition, Counter, GradingRules, Rule, load_rules
 from intents.taxonomy import FALLBACK_INTENT
 

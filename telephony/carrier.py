@@ -6,7 +6,7 @@ happens on a call comes back as `CallEvent`s on the carrier's `events` queue.
 What the events mean, for every adapter:
 - "answered": a person (or a voicemail box) picked up; the dialogue starts.
 - "speech" with answered=False: early media before any answer — an operator recording
-  (您拨打的电话已关机 …) as ASR text; `intents.carrier` reads the call status from it.
+  (您拨打的电话已关机 …) as ASR text; `intents.announcements` reads the call status from it.
   A hang-up with answered=False follows.
 - "speech" with answered=True: the callee's reply (ASR final text). Empty text
   (`SILENCE`) means the callee said nothing until the endpointing no-input timeout: the

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-import bot.rasa_env  # noqa: F401  (quiet, offline Rasa defaults before anything imports it)
+import bot.core.rasa_env  # noqa: F401  (quiet, offline Rasa defaults before anything imports it)
 from bot.script.project import DialogsProject
-from bot.settings import PROJECT_ROOT, get_settings
+from bot.core.settings import PROJECT_ROOT, get_settings
 
 # The suite never writes into the checkout's .waihu/ (its SQLite file, secret key, prompt
 # cache): code that falls back on the default data folder gets a private one per run.

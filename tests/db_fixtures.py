@@ -14,10 +14,10 @@ import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import Engine
 
-from bot.db.engine import create_database_engine
-from bot.db.migrate import upgrade
-from bot.db.models import Base
-from bot.pii import PhoneKeyring
+from bot.core.db.engine import create_database_engine
+from bot.core.db.migrate import upgrade
+from bot.schema import Base
+from bot.core.pii import PhoneKeyring
 
 POSTGRES_URL = os.environ.get("WAIHU_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 TEST_SECRET = "test-secret-key-not-for-production"
@@ -58,7 +58,7 @@ def database_url(request, tmp_path_factory) -> Iterator[str]:
     try:
         yield url
     finally:
-        from bot.db.engine import _engines
+        from bot.core.db.engine import _engines
 
         for engine in list(_engines.values()):
             if str(engine.url) == url or schema in str(engine.url):

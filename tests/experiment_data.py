@@ -18,7 +18,7 @@ from zoneinfo import ZoneInfo
 
 from bot.audiences.models import AudiencePack
 from bot.campaigns.models import CallAttempt
-from bot.db.bulk import bulk_insert
+from bot.core.db.bulk import bulk_insert
 from bot.leads.models import Lead, LeadPack
 from telephony.simulator.personas import SimulatorConfig, call_rng, phone_fraction
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.settings import PROJECT_ROOT
+from bot.core.settings import PROJECT_ROOT
 
 
 def waihu(*args: str) -> subprocess.CompletedProcess:

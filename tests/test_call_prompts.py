@@ -7,12 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from bot.campaigns.call_prompts import CallPrompts
+from bot.dialing.call_prompts import CallPrompts
 from bot.conversation.agent import BotLine
 from bot.conversation.session import LeadContext
 from bot.script.project import DialogsProject
 from bot.script.script_lines import load_script_domain
-from bot.settings import PROJECT_ROOT
+from bot.core.settings import PROJECT_ROOT
 from telephony.prompts import EspeakNgProvider, PromptRenderer
 
 pytestmark = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng not installed (make setup)")

@@ -7,13 +7,13 @@ from datetime import datetime, timezone
 
 from sqlalchemy import select
 
-from bot.campaigns.call_log import record_call
-from bot.campaigns.call_runner import EventRouter, run_call
-from bot.campaigns.dial_planner import plan_campaign
+from bot.dialing.call_store import record_call
+from bot.dialing.call_runner import EventRouter, run_call
+from bot.dialing.planner import plan_campaign
 from bot.campaigns.models import CallAttempt, Turn
 from bot.campaigns.service import change_status, create_campaign
 from bot.conversation.session import LeadContext
-from bot.db.engine import session_scope
+from bot.core.db.engine import session_scope
 from bot.dnc.service import dnc_state
 from telephony.freeswitch.carrier import FreeSwitchCarrier
 from telephony.freeswitch.esl import EslConnection

@@ -7,7 +7,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from bot.conversation.session import CallEnded, CallSession, LeadContext
-from bot.errors import UserError
+from bot.core.errors import UserError
 from bot.script.lint import AI_WORD, OPENING_ELEMENTS, SYNTHESIS_WORD
 from tests.conftest import run
 

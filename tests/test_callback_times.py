@@ -164,7 +164,7 @@ def test_entities_do_not_depend_on_jieba_segmentation() -> None:
     a mention must come out the same whichever way jieba then splits it."""
     import jieba
 
-    from bot.settings import get_settings
+    from bot.core.settings import get_settings
 
     for path in sorted((get_settings().dialogs_dir / "jieba").glob("*")):
         jieba.load_userdict(str(path))

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from intents.call_outcome import screen_carrier
-from intents.call_record import CallTurn, FinishedCall
-from intents.carrier import FORWARDED, detect_announcement, detect_in_turns
+from intents.assess import screen_carrier
+from intents.finished_call import CallTurn, FinishedCall
+from intents.announcements import FORWARDED, detect_announcement, detect_in_turns
 
 ANNOUNCEMENTS = [
     ("您拨打的电话已关机", "powered_off"),

@@ -18,13 +18,13 @@ from sqlalchemy import func, select
 
 from bot.campaigns.models import CallAttempt
 from bot.campaigns.service import change_status, create_campaign
-from bot.db.engine import create_database_engine, session_scope
-from bot.db.migrate import upgrade
+from bot.core.db.engine import create_database_engine, session_scope
+from bot.core.db.migrate import upgrade
 from bot.dnc.models import SCOPE_OPT_OUT
 from bot.dnc.service import add_entry
 from bot.leads.models import Lead
-from bot.pii import PhoneKeyring
-from bot.settings import PROJECT_ROOT
+from bot.core.pii import PhoneKeyring
+from bot.core.settings import PROJECT_ROOT
 from tests.conftest import REDIS_URL
 from tests.db_fixtures import TEST_SECRET, create_postgres_schema, drop_postgres_schema
 from tests.test_dial_planner import add_pack
@@ -58,7 +58,7 @@ def deployment(tmp_path: Path, model_path):
 
 def start_worker(env: dict, queue: str, log: Path) -> subprocess.Popen:
     return subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "bot.campaigns.tasks", "worker", "--pool", "threads",
+        [sys.executable, "-m", "celery", "-A", "bot.dialing.tasks", "worker", "--pool", "threads",
          "--concurrency", "16", "-Q", queue, "--loglevel", "WARNING", "--without-mingle", "--without-gossip"],
         cwd=PROJECT_ROOT, env=env, stdout=log.open("a"), stderr=subprocess.STDOUT, start_new_session=True)
 

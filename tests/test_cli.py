@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from bot.script.project import DialogsProject
-from bot.settings import PROJECT_ROOT
+from bot.core.settings import PROJECT_ROOT
 
 WAIHU = [sys.executable, "-m", "bot.cli.app"]
 

@@ -11,7 +11,7 @@ from zoneinfo import ZoneInfo
 import pytest
 import yaml
 
-from bot.errors import UserError
+from bot.core.errors import UserError
 from telephony.compliance.eligibility import Attempt, DncState, check_eligibility
 from telephony.compliance.policy import (PROFILES_DIR, default_policy, load_profile, parse_policy, read_document,
                                          sign_profile, tighten)
@@ -417,7 +417,7 @@ def test_unknown_profile_lists_the_built_in_ones():
 
 def test_telephony_compliance_does_not_import_the_cli_or_database():
     code = ("import sys, telephony.compliance; "
-            "bad = [m for m in sys.modules if m.startswith(('bot.cli', 'bot.db', 'bot.leads', 'sqlalchemy'))]; "
+            "bad = [m for m in sys.modules if m.startswith(('bot.cli', 'bot.core.db', 'bot.leads', 'sqlalchemy'))]; "
             "print(bad); sys.exit(1 if bad else 0)")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                             cwd=Path(__file__).resolve().parents[1])

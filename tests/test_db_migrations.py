@@ -6,9 +6,9 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import inspect
 
-from bot.db.engine import create_database_engine
-from bot.db.migrate import current_revision, downgrade, head_revision, upgrade
-from bot.db.models import Base
+from bot.core.db.engine import create_database_engine
+from bot.core.db.migrate import current_revision, downgrade, head_revision, upgrade
+from bot.schema import Base
 from tests.db_fixtures import create_postgres_schema, drop_postgres_schema
 
 OUR_TABLES = {t.name for t in Base.metadata.sorted_tables}

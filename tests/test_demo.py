@@ -7,7 +7,7 @@ from pathlib import Path
 
 def test_demo_week_is_consistent(tmp_path: Path, monkeypatch, model_path) -> None:
     monkeypatch.setenv("WAIHU_DATA_DIR", str(tmp_path / "data"))
-    from bot.demo import run_demo
+    from bot.cli.demo import run_demo
 
     funnel = run_demo(leads_per_audience=40, days=2, seed=5)
     assert funnel["consistent"]
@@ -25,7 +25,7 @@ def test_demo_week_is_consistent(tmp_path: Path, monkeypatch, model_path) -> Non
 
 
 def test_demo_is_reproducible(tmp_path: Path, monkeypatch, model_path) -> None:
-    from bot.demo import run_demo
+    from bot.cli.demo import run_demo
 
     monkeypatch.setenv("WAIHU_DATA_DIR", str(tmp_path / "a"))
     first = run_demo(leads_per_audience=20, days=1, seed=9)

@@ -6,13 +6,13 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from sqlalchemy import select
 
-from bot.campaigns.dial_planner import PlannedAttempt, _insert_attempts, plan_campaign
+from bot.dialing.planner import PlannedAttempt, _insert_attempts, plan_campaign
 from bot.campaigns.models import CallAttempt
 from bot.campaigns.service import campaign_arms, change_status, create_campaign
-from bot.db.engine import session_scope
+from bot.core.db.engine import session_scope
 from bot.dnc.models import SCOPE_OPT_OUT
 from bot.dnc.service import add_entry
-from bot.errors import UserError
+from bot.core.errors import UserError
 from bot.leads.models import Lead, LeadPack
 from tests.db_fixtures import db, database_url, keyring, migrated_engine  # noqa: F401
 

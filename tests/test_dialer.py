@@ -10,13 +10,13 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import func, select
 
 from bot.audiences.models import AudiencePack
-from bot.campaigns.dialer import Dialer
+from bot.dialing.dialer import Dialer
 from bot.campaigns.models import CallAttempt, Turn
 from bot.campaigns.service import change_status, create_campaign
-from bot.db.engine import session_scope
+from bot.core.db.engine import session_scope
 from bot.leads.models import Lead
 from telephony.simulator.carrier import SimulatorCarrier
-from telephony.simulator.clock import SimClock
+from telephony.clock import SimClock
 from tests.conftest import run
 from tests.db_fixtures import db, database_url, keyring, migrated_engine  # noqa: F401
 from tests.test_dial_planner import add_pack
@@ -87,7 +87,7 @@ def test_a_simulated_morning_of_calling(db, keyring, dialogue_agent) -> None:
 def test_the_robot_offers_the_leads_incentive_arm(db, keyring) -> None:
     """With incentive arms the call's {incentive} slot is the lead's arm text (what the
     WeCom welcome later repeats)."""
-    from bot.experiments.design import build_experiments
+    from bot.campaigns.experiment_design import build_experiments
 
     arms = [{"name": "policy_review", "text": "一次免费的保单检视", "weight": 1},
             {"name": "accident", "text": "一份赠送的意外险", "weight": 1}]

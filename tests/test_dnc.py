@@ -8,11 +8,11 @@ import openpyxl
 import pytest
 from sqlalchemy import select
 
-from bot.db.engine import session_scope
+from bot.core.db.engine import session_scope
 from bot.dnc.models import DoNotCall
 from bot.dnc.service import (active_entries, add_entry, dnc_state, import_file, parse_phone_or_fail,
                              remove_entries)
-from bot.errors import UserError
+from bot.core.errors import UserError
 from telephony.compliance import check_eligibility, load_profile
 from tests.db_fixtures import db, database_url, keyring, migrated_engine  # noqa: F401
 

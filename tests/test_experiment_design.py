@@ -18,10 +18,10 @@ import pytest
 from scipy.stats import chi2_contingency
 
 from bot.campaigns.service import campaign_arms, incentive_text_for, welcome_text_for
-from bot.errors import UserError
-from bot.experiments.assignment import Arm, bucket, choose_arm
-from bot.experiments.design import build_experiments, parse_text_arm
-from bot.settings import PROJECT_ROOT
+from bot.core.errors import UserError
+from bot.campaigns.assignment import Arm, bucket, choose_arm
+from bot.campaigns.experiment_design import build_experiments, parse_text_arm
+from bot.core.settings import PROJECT_ROOT
 
 
 @pytest.mark.parametrize("seed, value, expected", [

@@ -8,13 +8,13 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from sqlalchemy import func, select, update
 
-from bot.campaigns.dial_planner import plan_campaign
+from bot.dialing.planner import plan_campaign
 from bot.campaigns.models import CallAttempt, Campaign
 from bot.campaigns.service import campaign_arms, change_status, create_campaign
-from bot.db.engine import session_scope
+from bot.core.db.engine import session_scope
 from bot.experiments.bandit import best_arm_probabilities, refresh_bandit_weights, with_floor
-from bot.experiments.design import build_experiments
-from bot.experiments.models import ExperimentHoldout
+from bot.campaigns.experiment_design import build_experiments
+from bot.campaigns.models import ExperimentHoldout
 from bot.experiments.statistics import Proportion
 from tests.db_fixtures import db, database_url, keyring, migrated_engine  # noqa: F401
 from tests.test_dial_planner import add_pack

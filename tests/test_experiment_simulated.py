@@ -24,13 +24,13 @@ from datetime import datetime, timedelta, timezone
 
 from sqlalchemy import select
 
-from bot.campaigns.dialer import Dialer
+from bot.dialing.dialer import Dialer
 from bot.campaigns.models import CallAttempt, Campaign
 from bot.campaigns.service import campaign_arms, change_status, create_campaign
-from bot.db.engine import session_scope
+from bot.core.db.engine import session_scope
 from bot.experiments.report import build_report
 from telephony.simulator.carrier import SimulatorCarrier
-from telephony.simulator.clock import SimClock
+from telephony.clock import SimClock
 from telephony.simulator.personas import load_simulator_config
 from tests.conftest import run
 from tests.db_fixtures import db, database_url, keyring, migrated_engine  # noqa: F401

@@ -6,7 +6,8 @@ import asyncio
 import pytest
 
 from telephony.carrier import CARRIER_LOST, CallEvent, Prompt
-from telephony.freeswitch.carrier import FreeSwitchCarrier, status_for_hangup
+from telephony.freeswitch.carrier import FreeSwitchCarrier
+from telephony.hangup_causes import status_for_hangup
 from telephony.freeswitch.esl import EslConnection, EslConnectionLost, EslError
 from tests.conftest import run
 from tests.fake_freeswitch import FakeFreeSwitch

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from intents.call_record import CallTurn, FinishedCall
+from intents.finished_call import CallTurn, FinishedCall
 from intents.callback_times import SHANGHAI
 from intents.followups import (CALLBACK, COOL_DOWN, DO_NOT_CALL, RETIRE_LEAD, RETRY, SOFT_DECLINE,
                                WECOM_INVITE, clip_to_calling_hours, decide_followups)

@@ -12,8 +12,8 @@ import pytest
 from typer.testing import CliRunner
 
 from bot.cli.app import app
-from bot.db.engine import session_scope
-from bot.settings import PROJECT_ROOT
+from bot.core.db.engine import session_scope
+from bot.core.settings import PROJECT_ROOT
 from tests.db_fixtures import TEST_SECRET, db, database_url, keyring, migrated_engine  # noqa: F401
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -94,7 +94,7 @@ def test_dnc_commands_and_forget(cli, tmp_path):
 
 
 def test_db_current_and_policy_show(cli):
-    from bot.db.migrate import head_revision
+    from bot.core.db.migrate import head_revision
 
     assert f"revision {head_revision()}" in cli("db", "current").stdout
     policy = json.loads(cli("policy", "show", "--json").stdout)
@@ -139,7 +139,7 @@ def test_policy_sign_needs_an_admin_who_proves_it(cli, tmp_path, db):
 
     signed = cli("policy", "sign", str(looser), "--by", "lin", "--password", "an admin password 1")
     assert signed.exit_code == 0, signed.exception
-    from bot.pii import policy_signing_key_from_settings
+    from bot.core.pii import policy_signing_key_from_settings
 
     assert load_profile(str(looser), signing_key=policy_signing_key_from_settings()).windows[-1][1] == 20 * 3600 + 30 * 60
 

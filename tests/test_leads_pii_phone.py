@@ -6,9 +6,9 @@ import stat
 
 import pytest
 
-from bot.errors import UserError
-from bot.leads.phone import Phone, PhoneProblem, normalise_phone
-from bot.pii import PhoneKeyring, load_secret, mask_digit_runs, mask_phone
+from bot.core.errors import UserError
+from bot.core.phone import Phone, PhoneProblem, normalise_phone
+from bot.core.pii import PhoneKeyring, load_secret, mask_digit_runs, mask_phone
 
 
 @pytest.mark.parametrize("raw, number, line_type", [

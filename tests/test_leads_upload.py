@@ -12,13 +12,14 @@ import openpyxl
 import pytest
 from sqlalchemy import func, select, text
 
-from bot.db.engine import session_scope
+from bot.core.db.engine import session_scope
 from bot.dnc.service import add_entry
-from bot.errors import UserError
+from bot.core.errors import UserError
 from bot.leads import service
 from bot.leads.export import write_rejects_csv
 from bot.leads.models import Lead, LeadPack, LeadReject
-from bot.leads.service import UploadRequest, forget_phone, get_pack, upload_lead_pack
+from bot.erasure import forget_phone
+from bot.leads.service import UploadRequest, get_pack, upload_lead_pack
 from tests.db_fixtures import db, database_url, keyring, migrated_engine  # noqa: F401
 
 NOW = datetime(2025, 3, 3, 2, 0, tzinfo=timezone.utc)
@@ -386,7 +387,7 @@ def test_summary_json_shape(db, keyring, tmp_path):
 def test_utf8_bom_header_maps(tmp_path):
     path = tmp_path / "bom.csv"
     path.write_bytes(codecs.BOM_UTF8 + "手机号,姓名\n13812345678,张三\n".encode())
-    from bot.leads.lead_pack import inspect_file, map_columns, open_rows
+    from bot.core.tabular_file import inspect_file, map_columns, open_rows
 
     facts = inspect_file(path)
     header, _rows, _ = open_rows(facts)

@@ -15,9 +15,9 @@ import numpy as np
 import pytest
 
 from bot.cli.prompt_commands import load_script_domain, script_lines
-from bot.errors import UserError
+from bot.core.errors import UserError
 from bot.script.project import DialogsProject
-from bot.settings import PROJECT_ROOT
+from bot.core.settings import PROJECT_ROOT
 from telephony.prompts import EspeakNgProvider, PromptRenderer, TtsUnavailableError
 from telephony.prompts.audio import AudioSegment, PEAK_CEILING_DBFS, TARGET_ACTIVE_DBFS, to_telephone_audio
 from telephony.prompts.tts import spell_out_acronyms

@@ -18,11 +18,11 @@ import pytest
 import yaml
 
 from bot.conversation.session import CallSession, LeadContext
-from bot.settings import PROJECT_ROOT
-from intents.carrier import detect_announcement
+from bot.core.settings import PROJECT_ROOT
+from intents.announcements import detect_announcement
 from telephony.carrier import SILENCE, CallEvent, Prompt
 from telephony.simulator.carrier import SimulatorCarrier
-from telephony.simulator.clock import RealClock, SimClock, run_on
+from telephony.clock import RealClock, SimClock, run_on
 from telephony.simulator.personas import (
     CLOSING_PREFIX, KNOWN_STEPS, AudienceProfile, PersonaConfigError, SimulatorConfig, Weighted,
     load_simulator_config,
@@ -428,7 +428,7 @@ def line_of(text: str, needle: str) -> int:
      "hangup: 0.5", "silence + hangup must be at most 1"),
     ("      vacant_number: 0.2", "      vacant_number: 0.95", "    announcements:", "add up to 1.05"),
     ("powered_off: [您拨打的电话已关机,", "powered_off: [我手机快没电了,", "我手机快没电了",
-     "read by intents.carrier as a person"),
+     "read by intents.announcements as a person"),
     ("      20-23: 0.1", "      21-23: 0.1", "    answer_by_hour:\n      0-9", "no value for hours 20"),
     ("    weekend_factor: 0.5", "    weekend_factor: 0.5\n    ring: [1, 2]", "ring: [1, 2]",
      "unknown key in audience pack '晚间' 'ring'"),

@@ -11,7 +11,7 @@ import pytest
 from bot.conversation.agent import DialogueAgent
 from bot.conversation.session import CallSession, LeadContext
 from bot.conversation.stores import lock_store_from_url, tracker_store_from_url
-from bot.errors import UserError
+from bot.core.errors import UserError
 from tests.conftest import POSTGRES_URL, REDIS_URL, run
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.errors import UserError
+from bot.core.errors import UserError
 from bot.script.project import DialogsProject
 from bot.script.training import current_model, model_path_for, require_model, train
 

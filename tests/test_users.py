@@ -6,13 +6,13 @@ from sqlalchemy import select
 from typer.testing import CliRunner
 
 from bot.cli.app import app
-from bot.db.engine import session_scope
-from bot.errors import UserError
+from bot.core.db.engine import session_scope
+from bot.core.errors import UserError
 from bot.users.models import User
 from bot.users.service import (add_user, authenticate, hash_password, list_users, password_stamp, set_password,
                                set_role, verify_password)
-from bot.web.models import ApiToken
-from bot.web.tokens import create_token, list_tokens, revoke_token, user_for_token
+from bot.users.models import ApiToken
+from bot.users.tokens import create_token, list_tokens, revoke_token, user_for_token
 from tests.db_fixtures import TEST_SECRET, db, database_url, keyring, migrated_engine  # noqa: F401
 
 

@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import select
 
 from bot.campaigns.models import Campaign, CallAttempt
-from bot.db.engine import session_scope
+from bot.core.db.engine import session_scope
 from bot.users.service import set_password
 from tests.db_fixtures import db, database_url, keyring, migrated_engine  # noqa: F401
 from tests.web_fixtures import (MOBILE, USERS, Browserless, clients, console, seed_graded_calls,  # noqa: F401
@@ -201,7 +201,7 @@ def test_idle_sessions_expire_and_a_new_password_ends_sessions(console, clients,
 
 
 def test_api_tokens_act_as_their_user_and_need_no_csrf(seeded, clients, db):
-    from bot.web.tokens import create_token, revoke_token
+    from bot.users.tokens import create_token, revoke_token
 
     with session_scope(db) as session:
         ops_token = create_token(session, USERS["ops"], "automation").token

@@ -13,9 +13,9 @@ import httpx
 from sqlalchemy import select
 
 from bot.campaigns.models import Campaign
-from bot.db.engine import session_scope
-from bot.settings import PROJECT_ROOT
-from bot.web.tokens import create_token
+from bot.core.db.engine import session_scope
+from bot.core.settings import PROJECT_ROOT
+from bot.users.tokens import create_token
 from tests.db_fixtures import db, database_url, keyring, migrated_engine  # noqa: F401
 from tests.web_fixtures import USERS, clients, console, free_port, seed_graded_calls, write_lead_csv  # noqa: F401
 
@@ -181,17 +181,11 @@ def test_a_campaign_can_test_incentives_welcomes_and_hold_out_leads(console, cli
 
 
 def test_wecom_funnel_page_is_wired_to_the_wecom_module(console, clients, db, keyring, tmp_path):
-    from bot.web.manager_views import WECOM_FUNNEL_MODULES, optional_function
-
     campaign_id = seed_graded_calls(db, keyring, tmp_path, leads=20)
     manager = clients("manager")
     data = manager.get("/api/v1/wecom/funnel", params={"campaign_id": campaign_id}, headers={"Accept": "application/json"}).json()
     page = manager.get(f"/wecom?campaign_id={campaign_id}").text
-    provided = any(optional_function(module, "wecom_funnel") for module in WECOM_FUNNEL_MODULES)
-    assert data["available"] is provided
-    if provided:
-        assert 'id="wecom-funnel"' in page and "按人群包" in page and "按通话等级" in page
-        total = data["funnel"]["total"]
-        assert f'<span class="value">{total["graded_ab"]}</span>' in page and total["graded_ab"] > 0
-    else:
-        assert data["message"] == "暂无企微数据" and "暂无企微数据" in page and "企业微信模块尚未就绪" in page
+    assert data["available"] is True
+    assert 'id="wecom-funnel"' in page and "按人群包" in page and "按通话等级" in page
+    total = data["funnel"]["total"]
+    assert f'<span class="value">{total["graded_ab"]}</span>' in page and total["graded_ab"] > 0

@@ -10,7 +10,7 @@ import zipfile
 import pytest
 from sqlalchemy import func, select
 
-from bot.db.engine import session_scope
+from bot.core.db.engine import session_scope
 from bot.leads.models import Lead, LeadPack
 from tests.db_fixtures import db, database_url, keyring, migrated_engine  # noqa: F401
 from tests.web_fixtures import clients, console, write_lead_csv  # noqa: F401

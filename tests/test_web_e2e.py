@@ -23,7 +23,7 @@ import pytest
 from sqlalchemy import func, select
 
 from bot.campaigns.models import CallAttempt, Campaign
-from bot.db.engine import session_scope
+from bot.core.db.engine import session_scope
 from tests.db_fixtures import db, database_url, keyring, migrated_engine  # noqa: F401
 from tests.web_fixtures import MOBILE, PASSWORDS, USERS, console, seed_graded_calls, write_lead_csv  # noqa: F401
 
@@ -110,9 +110,9 @@ class BackgroundDialer:
         self.error: BaseException | None = None
 
     async def _run(self) -> None:
-        from bot.campaigns.dialer import Dialer
+        from bot.dialing.dialer import Dialer
         from telephony.simulator.carrier import SimulatorCarrier
-        from telephony.simulator.clock import SimClock
+        from telephony.clock import SimClock
 
         try:
             clock = SimClock(start=DIAL_START, speed=30)

@@ -9,9 +9,9 @@ import time
 import pytest
 from sqlalchemy import select
 
-from bot.db.engine import session_scope
-from bot.settings import PROJECT_ROOT
-from bot.web.models import ScriptPublication
+from bot.core.db.engine import session_scope
+from bot.core.settings import PROJECT_ROOT
+from bot.script.models import ScriptPublication
 from tests.db_fixtures import db, database_url, keyring, migrated_engine  # noqa: F401
 from bot.web.app import create_app
 from tests.web_fixtures import Browserless, add_role_users, clients, console, console_config, live_server  # noqa: F401

@@ -16,8 +16,8 @@ from pathlib import Path
 from sqlalchemy import func, select
 
 from bot.campaigns.models import CallAttempt
-from bot.db.base import utc_now
-from bot.db.engine import session_scope
+from bot.core.db.base import utc_now
+from bot.core.db.engine import session_scope
 from bot.wecom.invites import deliver_pending_invites
 from bot.wecom.models import SmsOutbox, WeComEvent, WeComInvite
 from bot.wecom.offers import incentive_for, load_offers
@@ -170,7 +170,7 @@ def test_a_callback_before_its_invite_is_committed_is_not_lost(db, keyring, weco
     """The add arrives while the transaction that creates the invite is still open (e.g. a
     slow commit after the contact way was made): it waits, or stays unmatched and the next
     delivery pass matches it. Either way: added, welcomed, tagged."""
-    from bot.campaigns.call_log import record_call
+    from bot.dialing.call_store import record_call
     from tests.wecom_fixtures import graded_result
 
     with session_scope(db) as session:
@@ -341,8 +341,8 @@ def test_callback_latency_many_adds_at_once(db, keyring, wecom):
 def test_the_local_loop_on_a_simulated_clock_as_the_demo_runs_it(db, keyring):
     """The demo's week is simulated time: the test server's CreateTime, the callback's time
     window and the welcome's 20 s all follow that one clock."""
-    from bot.wecom.local import LocalWeCom
-    from telephony.simulator.clock import SimClock
+    from bot.wecom.dev.local import LocalWeCom
+    from telephony.clock import SimClock
 
     clock = SimClock(start=utc_now() - timedelta(days=30))  # instant: stands still unless slept
     with session_scope(db) as session:
@@ -364,7 +364,7 @@ def test_the_router_the_web_console_includes(db, keyring, wecom, monkeypatch):
     from fastapi import FastAPI
 
     from bot.wecom import callback
-    from bot.wecom.test_server import UvicornThread
+    from bot.wecom.dev.server import UvicornThread
 
     for key in ("WAIHU_WECOM_CORP_ID", "WAIHU_WECOM_TOKEN", "WAIHU_WECOM_AES_KEY"):
         monkeypatch.delenv(key, raising=False)

@@ -8,8 +8,8 @@ import re
 import subprocess
 import sys
 
-from bot.db.engine import session_scope
-from bot.settings import PROJECT_ROOT
+from bot.core.db.engine import session_scope
+from bot.core.settings import PROJECT_ROOT
 from bot.wecom.models import WeComInvite
 from tests.conftest import run
 from tests.db_fixtures import TEST_SECRET, db, database_url, keyring, migrated_engine  # noqa: F401

@@ -9,7 +9,7 @@ import time
 import pytest
 
 from bot.wecom.client import RetryPolicy, WeComClient, WeComError, mask_id
-from bot.wecom.test_server import WeComTestServer
+from bot.wecom.dev.server import WeComTestServer
 from tests.conftest import run
 
 EC = "/cgi-bin/externalcontact"

@@ -13,16 +13,16 @@ from datetime import datetime, timezone
 from sqlalchemy import select
 
 from bot.audiences.models import AudiencePack
-from bot.campaigns.dialer import Dialer, PreparedCall
+from bot.dialing.dialer import Dialer, PreparedCall
 from bot.campaigns.models import CallAttempt, Campaign, Turn
 from bot.campaigns.service import change_status, create_campaign
-from bot.db.engine import session_scope
+from bot.core.db.engine import session_scope
 from bot.leads.models import Lead, LeadPack
 from bot.wecom.funnel import wecom_funnel
 from bot.wecom.models import WeComInvite
 from bot.wecom.offers import incentive_for, load_offers
 from telephony.simulator.carrier import SimulatorCarrier
-from telephony.simulator.clock import SimClock
+from telephony.clock import SimClock
 from tests.conftest import run
 from tests.db_fixtures import db, database_url, keyring, migrated_engine  # noqa: F401
 from tests.wecom_fixtures import SURNAMES, _test_secret, wecom  # noqa: F401

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.errors import UserError
+from bot.core.errors import UserError
 from bot.wecom.offers import incentive_for, load_offers, parse_offers, render_sms, welcome_for, welcome_slots
 
 OFFERS_FILE = Path(__file__).resolve().parents[1] / "dialogs" / "wecom" / "offers.yml"

@@ -23,10 +23,10 @@ from sqlalchemy import select
 
 from bot.campaigns.models import CallAttempt, Turn
 from bot.campaigns.service import change_status, create_campaign
-from bot.db.engine import session_scope
+from bot.core.db.engine import session_scope
 from bot.leads.models import Lead
 from bot.leads.service import UploadRequest, upload_lead_pack
-from bot.settings import PROJECT_ROOT, get_settings
+from bot.core.settings import PROJECT_ROOT, get_settings
 from bot.users.service import add_user
 from bot.web.app import create_app
 from bot.web.config import WebConfig

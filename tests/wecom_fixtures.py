@@ -1,5 +1,5 @@
 """Shared pieces of the WeCom tests: audience packs with leads, calls graded through the real
-grading (intents.call_outcome.assess_call) and logged through the real record_call, and the
+grading (intents.assess.assess_call) and logged through the real record_call, and the
 local WeCom loop (test server + our callback endpoint, both real HTTP servers)."""
 from __future__ import annotations
 
@@ -10,18 +10,18 @@ import pytest
 from sqlalchemy.engine import Engine
 
 from bot.audiences.models import AudiencePack
-from bot.campaigns.call_log import record_call
-from bot.campaigns.call_runner import CallResult
+from bot.dialing.call_store import record_call
+from bot.dialing.call_runner import CallResult
 from bot.campaigns.models import CallAttempt
 from bot.campaigns.service import campaign_arms, change_status, create_campaign
-from bot.db.base import utc_now
-from bot.db.engine import session_scope
+from bot.core.db.base import utc_now
+from bot.core.db.engine import session_scope
 from bot.leads.models import Lead, LeadPack
-from bot.pii import PhoneKeyring
-from bot.wecom.local import LocalWeCom
+from bot.core.pii import PhoneKeyring
+from bot.wecom.dev.local import LocalWeCom
 from bot.wecom.state import state_key
-from intents.call_outcome import NluResult, assess_call
-from intents.call_record import CallTurn, FinishedCall
+from intents.assess import NluResult, assess_call
+from intents.finished_call import CallTurn, FinishedCall
 from tests.db_fixtures import TEST_SECRET
 
 STATE_KEY = state_key(TEST_SECRET.encode())

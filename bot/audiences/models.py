@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from sqlalchemy import BigInteger, Column, Integer, String
 
-from bot.db.base import Base, JsonDocument, UtcDateTime, utc_now
+from bot.core.db.base import Base, JsonDocument, UtcDateTime, utc_now
 
 # Scenes and tiers ops use today; other values are allowed (a new scene should not need a release).
 KNOWN_SCENES = ("车主", "宝妈", "银行", "单身", "养老", "少儿", "医疗", "企业主")

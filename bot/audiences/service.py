@@ -7,8 +7,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from bot.audiences.models import KNOWN_SCENES, TIERS, AudiencePack
-from bot.errors import UserError
-from bot.leads.models import Lead
+from bot.core.errors import UserError
 
 
 def guess_scene(name: str) -> str | None:
@@ -45,21 +44,6 @@ def get_audience(session: Session, name: str) -> AudiencePack:
                         details=[f"known: {', '.join(known)}" if known else "none exist yet",
                                  f"create it: waihu audiences create {name} --scene 车主 --tier 绩优"])
     return pack
-
-
-@dataclass(frozen=True)
-class AudienceRow:
-    name: str
-    scene: str | None
-    tier: str | None
-    attributes: dict
-    leads: int
-
-
-def list_audiences(session: Session) -> list[AudienceRow]:
-    counts = dict(session.execute(select(Lead.audience_id, func.count()).group_by(Lead.audience_id)).all())
-    packs = session.execute(select(AudiencePack).order_by(AudiencePack.name)).scalars().all()
-    return [AudienceRow(p.name, p.scene, p.tier, p.attributes or {}, counts.get(p.id, 0)) for p in packs]
 
 
 def parse_attributes(values: list[str]) -> dict[str, str]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 from sqlalchemy import (BigInteger, Column, Float, ForeignKey, Index, Integer, String, Text,
                         UniqueConstraint, text)
 
-from bot.db.base import Base, JsonDocument, UtcDateTime, utc_now
+from bot.core.db.base import Base, JsonDocument, UtcDateTime, utc_now
 
 _Id = BigInteger().with_variant(Integer, "sqlite")
 
@@ -31,7 +31,7 @@ class Campaign(Base):
     script_variants = Column(JsonDocument, nullable=False, default=list)
     time_slots = Column(JsonDocument, nullable=False, default=list)
     incentive = Column(Text)
-    # Incentive and welcome arms, holdout share, seeds, bandit state (bot.experiments.design).
+    # Incentive and welcome arms, holdout share, seeds, bandit state (bot.campaigns.experiment_design).
     experiments = Column(JsonDocument, nullable=False, default=dict, server_default=text("'{}'"))
     # Where the hopper's scans of untried and tried leads stopped ({"untried": lead id,
     # "tried": [iso time, lead id]}): the next tick goes on from there, round the list.
@@ -101,3 +101,14 @@ class Turn(Base):
     confidence = Column(Float)
     entities = Column(JsonDocument, nullable=False, default=list)
     offset_ms = Column(Integer, nullable=False)
+
+
+class ExperimentHoldout(Base):
+    """A lead the hopper found in its campaign's holdout (never dialled). Whether a lead is
+    held out is the hash of (holdout seed, lead id); this row only saves looking again."""
+
+    __tablename__ = "experiment_holdouts"
+
+    campaign_id = Column(_Id, ForeignKey("campaigns.id", ondelete="CASCADE"), primary_key=True)
+    lead_id = Column(_Id, ForeignKey("leads.id", ondelete="CASCADE"), primary_key=True)
+    created_at = Column(UtcDateTime, nullable=False, default=utc_now)

@@ -11,10 +11,10 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from bot.campaigns.models import CallAttempt, Campaign, CampaignPack
-from bot.db.base import utc_now
-from bot.errors import UserError
-from bot.experiments.assignment import Arm, assign, bucket
-from bot.experiments.design import (FACTORS, HOLDOUT, check_bandit_arms, current_bandit_weights, default_seed,
+from bot.core.db.base import utc_now
+from bot.core.errors import UserError
+from bot.campaigns.assignment import Arm, assign, bucket
+from bot.campaigns.experiment_design import (FACTORS, HOLDOUT, check_bandit_arms, current_bandit_weights, default_seed,
                                    seed_for)
 from bot.leads.models import Lead, LeadPack
 from telephony.compliance.policy import CompliancePolicy, load_profile, tighten
@@ -37,7 +37,7 @@ class CampaignArms:
     when the campaign tests them, incentive and welcome script, plus the holdout.
 
     Reproducible anywhere: each factor is GrowthBook's hash v2 of (its seed, lead id)
-    over the arms' weights (bot.experiments.assignment), seeds independent per factor so
+    over the arms' weights (bot.campaigns.assignment), seeds independent per factor so
     one split never follows another."""
 
     campaign_id: int
@@ -143,7 +143,7 @@ def create_campaign(session: Session, *, name: str, packs: list[str], lines: int
                     incentive: str | None = None, experiments: dict | None = None,
                     created_by: str = "") -> Campaign:
     """A draft campaign. `experiments`: the design beyond script and slot arms, as
-    bot.experiments.design.build_experiments makes it."""
+    bot.campaigns.experiment_design.build_experiments makes it."""
     if session.execute(select(Campaign.id).where(Campaign.name == name)).first():
         raise UserError(f"campaign '{name}' already exists; pick another name.")
     if lines < 1 or cps <= 0:

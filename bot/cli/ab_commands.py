@@ -8,7 +8,7 @@ import typer
 from rich.table import Table
 
 from bot.cli.console import console, print_json
-from bot.errors import UserError
+from bot.core.errors import UserError
 
 ab_app = typer.Typer(help="A/B statistics on given counts (GrowthBook's engine), and planning.",
                      no_args_is_help=True)

@@ -3,12 +3,12 @@ from __future__ import annotations
 
 import sys
 
-import bot.rasa_env  # noqa: F401  (sets quiet, offline defaults before Rasa loads)
+import bot.core.rasa_env  # noqa: F401  (sets quiet, offline defaults before Rasa loads)
 import typer
 
 from bot.cli import campaign_commands, grade_commands, leads_commands, script_commands
 from bot.cli.console import fail
-from bot.errors import UserError
+from bot.core.errors import UserError
 
 app = typer.Typer(
     name="waihu",

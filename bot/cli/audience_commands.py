@@ -21,7 +21,7 @@ def create(
 ) -> None:
     """Create an audience pack."""
     from bot.audiences.service import create_audience, parse_attributes
-    from bot.db.engine import session_scope
+    from bot.core.db.engine import session_scope
 
     with session_scope(open_database()) as session:
         pack = create_audience(session, name, scene=scene, tier=tier, attributes=parse_attributes(attr))
@@ -31,8 +31,8 @@ def create(
 @audiences_app.command(name="list")
 def list_(as_json: bool = typer.Option(False, "--json")) -> None:
     """Audience packs with their lead counts."""
-    from bot.audiences.service import list_audiences
-    from bot.db.engine import session_scope
+    from bot.leads.by_audience import list_audiences
+    from bot.core.db.engine import session_scope
 
     with session_scope(open_database()) as session:
         rows = list_audiences(session)
@@ -57,7 +57,7 @@ def show(name: str = typer.Argument(...), as_json: bool = typer.Option(False, "-
     from sqlalchemy import func, select
 
     from bot.audiences.service import get_audience
-    from bot.db.engine import session_scope
+    from bot.core.db.engine import session_scope
     from bot.leads.models import Lead, LeadPack
 
     with session_scope(open_database()) as session:

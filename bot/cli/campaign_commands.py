@@ -9,7 +9,8 @@ from rich.live import Live
 from rich.table import Table
 
 from bot.cli.console import console, print_json
-from bot.errors import UserError
+from bot.campaigns.experiment_design import parse_slot, parse_variant
+from bot.core.errors import UserError
 
 campaign_app = typer.Typer(help="Campaigns: which packs to dial, how, and their live progress.",
                            no_args_is_help=True)
@@ -19,29 +20,8 @@ def register(app: typer.Typer) -> None:
     app.add_typer(campaign_app, name="campaign")
 
 
-def parse_variant(value: str) -> dict:
-    name, _, weight = value.partition(":")
-    try:
-        return {"name": name.strip(), "weight": float(weight) if weight else 1.0}
-    except ValueError:
-        raise UserError(f"--variant {value!r}: expected NAME or NAME:WEIGHT, e.g. benefit_first:1") from None
-
-
-def parse_slot(value: str) -> dict:
-    """上午=09:30-12:00 or 傍晚=18:00-20:00*2 (weight after '*')."""
-    name, sep, rest = value.partition("=")
-    if not sep or not name.strip() or not rest:
-        raise UserError(f"--slot {value!r}: expected NAME=HH:MM-HH:MM[,HH:MM-HH:MM][*WEIGHT], e.g. 傍晚=18:00-20:00")
-    windows, _, weight = rest.partition("*")
-    try:
-        return {"name": name.strip(), "windows": [w.strip() for w in windows.split(",") if w.strip()],
-                "weight": float(weight) if weight else 1.0}
-    except ValueError:
-        raise UserError(f"--slot {value!r}: the weight after '*' must be a number") from None
-
-
 def _session():
-    from bot.db.engine import open_database, session_scope
+    from bot.core.db.engine import open_database, session_scope
 
     return session_scope(open_database())
 
@@ -68,10 +48,10 @@ def create(
 ) -> None:
     """Create a campaign (draft). Start it with `waihu campaign start NAME`."""
     from bot.campaigns.service import create_campaign
-    from bot.experiments.design import build_experiments, parse_text_arm
+    from bot.campaigns.experiment_design import build_experiments, parse_text_arm
     from bot.script.script_lines import load_script_domain
     from bot.script.project import DialogsProject
-    from bot.settings import get_settings
+    from bot.core.settings import get_settings
 
     known = load_script_domain(DialogsProject(get_settings().dialogs_dir)).variants()
     unknown = [v["name"] for v in map(parse_variant, variants) if v["name"] not in known]

@@ -24,11 +24,11 @@ def add(
     source: str = typer.Option("manual", "--source", help="Where it came from, e.g. call:123, complaint desk"),
 ) -> None:
     """Put a number on the do-not-call list."""
-    from bot.db.base import utc_now
-    from bot.db.engine import session_scope
+    from bot.core.db.base import utc_now
+    from bot.core.db.engine import session_scope
     from bot.dnc.service import add_entry, parse_phone_or_fail
-    from bot.errors import UserError
-    from bot.pii import mask_phone
+    from bot.core.errors import UserError
+    from bot.core.pii import mask_phone
 
     number = parse_phone_or_fail(phone).number
     if days is not None and (scope != "soft_decline" or days < 1):
@@ -48,10 +48,10 @@ def remove(
     scope: Optional[str] = typer.Option(None, "--scope", help="Only this scope (default: all)"),
 ) -> None:
     """Take a number off the do-not-call list (needs a reason; an opt-out is the person's decision)."""
-    from bot.db.engine import session_scope
+    from bot.core.db.engine import session_scope
     from bot.dnc.service import parse_phone_or_fail, remove_entries
-    from bot.errors import UserError
-    from bot.pii import mask_phone
+    from bot.core.errors import UserError
+    from bot.core.pii import mask_phone
 
     if not reason.strip():
         raise UserError("--reason must say why the number may be called again")
@@ -72,7 +72,7 @@ def import_(
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Import a do-not-call list. Invalid rows are listed (masked), never silently skipped."""
-    from bot.db.engine import session_scope
+    from bot.core.db.engine import session_scope
     from bot.dnc.service import import_file
 
     with session_scope(open_database()) as session:
@@ -94,9 +94,9 @@ def import_(
 @dnc_app.command()
 def check(phone: str = typer.Argument(...), as_json: bool = typer.Option(False, "--json")) -> None:
     """Is this number on the do-not-call list now?"""
-    from bot.db.engine import session_scope
+    from bot.core.db.engine import session_scope
     from bot.dnc.service import active_entries, describe, parse_phone_or_fail
-    from bot.pii import mask_phone
+    from bot.core.pii import mask_phone
 
     number = parse_phone_or_fail(phone).number
     with session_scope(open_database()) as session:

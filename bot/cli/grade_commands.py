@@ -16,8 +16,8 @@ import typer
 from rich.table import Table
 
 from bot.cli.console import console, err_console, print_json
-from bot.errors import UserError
-from bot.settings import get_settings
+from bot.core.errors import UserError
+from bot.core.settings import get_settings
 
 EVAL = "eval"
 
@@ -74,7 +74,7 @@ def _grade(path: Path, as_json: bool, rules_path: Optional[Path], model: Optiona
 
 
 def _evaluate(path: Path, as_json: bool, rules_path: Optional[Path], model: Optional[Path], now: Optional[datetime]) -> None:
-    from intents.call_log import LineError
+    from intents.jsonl_calls import LineError
     from intents.grade_eval import evaluate_grades, ordered_labels
 
     logged, line_errors = _read(path)
@@ -122,7 +122,7 @@ def _cell(count: int, diagonal: bool) -> str:
 
 
 def _read(path: Path):
-    from intents.call_log import CallLogError, read_call_log
+    from intents.jsonl_calls import CallLogError, read_call_log
 
     try:
         return read_call_log(path)
@@ -158,7 +158,7 @@ def _report_line_errors(errors: Iterable[Any]) -> None:
 
 def _assess(calls: list, rules, model: Optional[Path], now: Optional[datetime]) -> list:
     """Outcomes for the calls; the dialogue model is loaded only if some call connected."""
-    from intents.call_outcome import assess_call, screen_carrier
+    from intents.assess import assess_call, screen_carrier
 
     needs_nlu = any(screen_carrier(call)[0].status == "answered" and call.callee_turns for call in calls)
     if not needs_nlu:
@@ -194,8 +194,8 @@ def load_agent(model: Optional[Path] = None):
 
 
 def agent_nlu(agent, loop: asyncio.AbstractEventLoop) -> Callable:
-    """The dialogue agent's NLU as the plain function intents.call_outcome expects."""
-    from intents.call_outcome import NluResult
+    """The dialogue agent's NLU as the plain function intents.assess expects."""
+    from intents.assess import NluResult
 
     def nlu(text: str, at: datetime) -> NluResult:
         parse = loop.run_until_complete(agent.parse(text, now=at))

@@ -40,13 +40,13 @@ def register(app: typer.Typer) -> None:
 
 
 def open_database():
-    from bot.db.engine import open_database as _open
+    from bot.core.db.engine import open_database as _open
 
     return _open()
 
 
 def keyring():
-    from bot.pii import keyring_from_settings
+    from bot.core.pii import keyring_from_settings
 
     return keyring_from_settings()
 
@@ -63,7 +63,7 @@ def upload(
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object instead of the summary"),
 ) -> None:
     """Upload a lead pack: validate, normalise, dedupe, DNC-scrub; every rejected row is kept."""
-    from bot.leads.lead_pack import parse_column_overrides
+    from bot.core.tabular_file import parse_column_overrides
     from bot.leads.service import UploadRequest, upload_lead_pack
 
     request = UploadRequest(path=file, pack_name=pack, audience=audience,
@@ -139,7 +139,7 @@ def packs(as_json: bool = typer.Option(False, "--json")) -> None:
     """List uploaded lead packs with their counts."""
     from sqlalchemy import select
 
-    from bot.db.engine import session_scope
+    from bot.core.db.engine import session_scope
     from bot.leads.models import LeadPack
 
     with session_scope(open_database()) as session:
@@ -169,7 +169,7 @@ def rejects(
     limit: int = typer.Option(20, "--limit", help="Rows to show without --csv"),
 ) -> None:
     """Show or export the rows of a pack that were not taken, with row number, reason and message."""
-    from bot.db.engine import session_scope
+    from bot.core.db.engine import session_scope
     from bot.leads.export import write_rejects_csv
     from bot.leads.service import get_pack, iter_rejects
 
@@ -203,10 +203,10 @@ def forget(
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Erase a person's data (PIPL deletion request). A do-not-call hash is kept if they opted out."""
-    from bot.db.engine import session_scope
+    from bot.core.db.engine import session_scope
     from bot.dnc.service import parse_phone_or_fail
-    from bot.leads.service import forget_phone
-    from bot.pii import mask_phone
+    from bot.erasure import forget_phone
+    from bot.core.pii import mask_phone
 
     masked = mask_phone(parse_phone_or_fail(phone).number)
     if not yes and not as_json:

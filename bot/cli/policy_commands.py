@@ -15,8 +15,8 @@ policy_app = typer.Typer(help="Compliance profiles: show, sign.", no_args_is_hel
 def show(profile: Optional[str] = typer.Argument(None, help="Profile name or YAML file (default: settings)"),
          as_json: bool = typer.Option(False, "--json")) -> None:
     """The profile's windows, caps and cool-downs (validated against the hard limits)."""
-    from bot.pii import policy_signing_key_from_settings
-    from bot.settings import get_settings
+    from bot.core.pii import policy_signing_key_from_settings
+    from bot.core.settings import get_settings
     from telephony.compliance.policy import load_profile
 
     name = profile or get_settings().compliance_profile
@@ -40,9 +40,9 @@ def sign(file: Path = typer.Argument(..., help="A profile YAML that loosens the 
     """Approve a looser profile as an admin (it still cannot cross the legal hard limits)."""
     import yaml
     from bot.cli.leads_commands import open_database
-    from bot.db.engine import session_scope
-    from bot.errors import UserError
-    from bot.pii import policy_signing_key_from_settings
+    from bot.core.db.engine import session_scope
+    from bot.core.errors import UserError
+    from bot.core.pii import policy_signing_key_from_settings
     from telephony.compliance.policy import hard_limit_violations, parse_policy, read_document, sign_profile
 
     from bot.users.service import authenticate

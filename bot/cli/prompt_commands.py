@@ -17,10 +17,10 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from bot.cli.console import console, print_json
-from bot.errors import UserError
+from bot.core.errors import UserError
 from bot.script.project import DialogsProject
 from bot.script.script_lines import ScriptLine, load_script_domain
-from bot.settings import get_settings
+from bot.core.settings import get_settings
 
 DEFAULT_VARIANT = "standard"
 

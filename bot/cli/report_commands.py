@@ -10,7 +10,7 @@ import typer
 from rich.table import Table
 
 from bot.cli.console import console, print_json
-from bot.errors import UserError
+from bot.core.errors import UserError
 
 CSV_COLUMNS = ("breakdown", "audience", "factor", "arm", "control", "weight", "leads", "dials", "metric",
                "metric_label", "value", "ci_low", "ci_high", "numerator", "denominator", "lift", "lift_ci_low",
@@ -37,7 +37,7 @@ def report(
 ) -> None:
     """Compare the arms of every tested factor: metrics with intervals, lifts, decisions, SRM."""
     from bot.campaigns.service import get_campaign
-    from bot.db.engine import open_database, session_scope
+    from bot.core.db.engine import open_database, session_scope
     from bot.experiments.report import build_report
 
     if sum((as_json, as_csv, html is not None)) > 1:

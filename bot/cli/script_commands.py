@@ -10,8 +10,8 @@ import typer
 from rich.table import Table
 
 from bot.cli.console import console, err_console, print_json
-from bot.errors import UserError
-from bot.settings import get_settings
+from bot.core.errors import UserError
+from bot.core.settings import get_settings
 
 nlu_app = typer.Typer(help="NLU tools.", no_args_is_help=True)
 
@@ -215,6 +215,6 @@ def nlu_eval(
 
 def demo() -> None:
     """Train if needed, then play sample calls turn by turn."""
-    from bot.demo import run_demo
+    from bot.cli.demo import run_demo
 
     run_demo()

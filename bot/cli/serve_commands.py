@@ -19,7 +19,7 @@ def serve(
     """Run the web console: 运营 (lead packs, campaigns), 话术师 (script), 经理 (reports)."""
     import uvicorn
 
-    from bot.db.engine import open_database, session_scope
+    from bot.core.db.engine import open_database, session_scope
     from bot.users.service import count_users
     from bot.web.app import create_app
     from bot.web.config import web_config

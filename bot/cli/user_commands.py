@@ -8,7 +8,7 @@ import typer
 from rich.table import Table
 
 from bot.cli.console import console, err_console, print_json
-from bot.errors import UserError
+from bot.core.errors import UserError
 
 users_app = typer.Typer(help="Web console users (roles ops/writer/manager/admin) and API tokens.",
                         no_args_is_help=True)
@@ -19,7 +19,7 @@ def register(app: typer.Typer) -> None:
 
 
 def _session():
-    from bot.db.engine import open_database, session_scope
+    from bot.core.db.engine import open_database, session_scope
 
     return session_scope(open_database())
 
@@ -111,7 +111,7 @@ def token(
     label: str = typer.Option(..., "--label", help="What uses it, e.g. nightly-upload"),
 ) -> None:
     """Create an API token (printed once; store it in your automation's secret store)."""
-    from bot.web.tokens import create_token
+    from bot.users.tokens import create_token
 
     with _session() as session:
         new = create_token(session, name, label)
@@ -122,7 +122,7 @@ def token(
 @users_app.command()
 def tokens(name: Optional[str] = typer.Argument(None, help="Only this user's tokens")) -> None:
     """API tokens (prefix, label, last use); never the tokens themselves."""
-    from bot.web.tokens import list_tokens
+    from bot.users.tokens import list_tokens
 
     with _session() as session:
         rows = list_tokens(session, name)
@@ -139,7 +139,7 @@ def tokens(name: Optional[str] = typer.Argument(None, help="Only this user's tok
 @users_app.command(name="revoke-token")
 def revoke_token(token_id: int = typer.Argument(..., help="Token id from `waihu users tokens`")) -> None:
     """Revoke an API token at once."""
-    from bot.web.tokens import revoke_token as revoke
+    from bot.users.tokens import revoke_token as revoke
 
     with _session() as session:
         revoke(session, token_id)

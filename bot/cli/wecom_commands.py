@@ -70,7 +70,7 @@ def tasks(
 ) -> None:
     """Invitations for advisors to follow up by hand: who (masked), what was promised, the link."""
     from bot.campaigns.service import get_campaign
-    from bot.db.engine import open_database, session_scope
+    from bot.core.db.engine import open_database, session_scope
     from bot.wecom.invites import advisor_tasks
 
     with session_scope(open_database()) as session:
@@ -97,7 +97,7 @@ def funnel(
 ) -> None:
     """The add-friend funnel: graded A/B → invited → sent → added → welcomed, per audience pack and arm."""
     from bot.campaigns.service import get_campaign
-    from bot.db.engine import open_database, session_scope
+    from bot.core.db.engine import open_database, session_scope
     from bot.wecom.funnel import wecom_funnel
 
     with session_scope(open_database()) as session:
@@ -145,7 +145,7 @@ def serve(
     """Run the WeCom callback endpoint alone at /wecom/callback (WAIHU_WECOM_CORP_ID, _TOKEN, _AES_KEY)."""
     import uvicorn
 
-    from bot.db.engine import open_database
+    from bot.core.db.engine import open_database
     from bot.wecom.callback import create_callback_app, endpoint_for
     from bot.wecom.config import wecom_settings
 

@@ -11,12 +11,12 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from bot.rasa_env import quiet_rasa  # first: sets quiet, offline defaults for Rasa
+from bot.core.rasa_env import quiet_rasa  # first: sets quiet, offline defaults for Rasa
 
 from rasa.core.channels.channel import CollectingOutputChannel  # noqa: E402
 
 from bot.conversation.stores import lock_store_from_url, tracker_store_from_url
-from bot.errors import UserError
+from bot.core.errors import UserError
 from intents.entities import extract_entities
 from intents.taxonomy import CALL_START_INTENT
 

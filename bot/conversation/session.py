@@ -12,7 +12,7 @@ from datetime import datetime, timezone
 from typing import Any, Callable, Literal
 
 from bot.conversation.agent import VARIANT_SLOT, BotLine, DialogueAgent, Parse
-from bot.errors import UserError
+from bot.core.errors import UserError
 
 Clock = Callable[[], datetime]
 Speaker = Literal["bot", "callee"]

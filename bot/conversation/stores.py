@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 from urllib.parse import unquote, urlparse
 
-from bot.errors import UserError
+from bot.core.errors import UserError
 
 if TYPE_CHECKING:
     from rasa.core.lock_store import LockStore

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from sqlalchemy import BigInteger, CheckConstraint, Column, Index, Integer, String, UniqueConstraint
 
-from bot.db.base import Base, PhoneHash, UtcDateTime, utc_now
+from bot.core.db.base import Base, PhoneHash, UtcDateTime, utc_now
 
 SCOPE_OPT_OUT = "opt_out"            # hard opt-out: permanent, whole tenant
 SCOPE_SOFT_DECLINE = "soft_decline"  # 不需要/不感兴趣: no marketing calls until expires_at

@@ -13,12 +13,12 @@ from typing import Iterable
 from sqlalchemy import and_, delete, insert, or_, select
 from sqlalchemy.orm import Session
 
-from bot.db.base import utc_now
-from bot.db.bulk import matches_any
+from bot.core.db.base import utc_now
+from bot.core.db.bulk import matches_any
 from bot.dnc.models import SCOPE_OPT_OUT, SCOPE_SOFT_DECLINE, SCOPES, DoNotCall
-from bot.errors import UserError
-from bot.leads.phone import Phone, normalise_phone
-from bot.pii import PhoneKeyring, mask_digit_runs, mask_phone
+from bot.core.errors import UserError
+from bot.core.phone import Phone, normalise_phone
+from bot.core.pii import PhoneKeyring, mask_digit_runs, mask_phone
 from telephony.compliance.eligibility import DncState
 
 IMPORT_CHUNK = 500  # hashes per lookup: well inside SQLite's bound-variable limit
@@ -151,7 +151,7 @@ class ImportSummary:
 def import_file(session: Session, keyring: PhoneKeyring, path: Path, *, scope: str, reason: str, source: str,
                 column: str | None = None, now: datetime | None = None) -> ImportSummary:
     """A DNC list from a partner or a complaint desk: one phone per row (CSV/TSV/XLSX)."""
-    from bot.leads.lead_pack import inspect_file, map_columns, open_rows
+    from bot.core.tabular_file import inspect_file, map_columns, open_rows
 
     _check_scope(scope)
     now = now or utc_now()

@@ -13,7 +13,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from bot.errors import UserError
+from bot.core.errors import UserError
 from bot.experiments.corrections import CORRECTIONS, adjust
 from bot.experiments.sequential import DEFAULT_TUNING, sequential_test
 from bot.experiments.srm import SRM_ALERT_P, srm_alert, srm_p_value

@@ -20,8 +20,8 @@ import numpy as np
 from sqlalchemy.orm import Session
 
 from bot.campaigns.models import Campaign
-from bot.experiments.assignment import fnv1a32
-from bot.experiments.design import factor_arms
+from bot.campaigns.assignment import fnv1a32
+from bot.campaigns.experiment_design import factor_arms
 from bot.experiments.lead_metrics import add_sums, lead_cells
 from bot.experiments.metrics import METRICS_BY_KEY, statistic_for
 from bot.experiments.statistics import UnitStatistic

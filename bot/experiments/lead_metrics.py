@@ -26,8 +26,9 @@ from sqlalchemy import Float, Integer, Table, case, cast, func, select, text
 from sqlalchemy.orm import Session
 
 from bot.campaigns.models import CallAttempt
-from bot.experiments.design import FACTORS
+from bot.campaigns.experiment_design import FACTORS
 from bot.leads.models import Lead
+from bot.wecom.models import WeComInvite
 
 # Attempts that reached the carrier (failed: the worker died mid-call, still a dial).
 DIALLED_STATUSES = ("completed", "failed")
@@ -65,14 +66,9 @@ def add_sums(cells: Iterable[Cell]) -> dict[str, float]:
     return total
 
 
-def wecom_invites_table() -> Table | None:
-    """The WeCom invitations table, when the WeCom module (issue 6) is installed."""
-    try:
-        from bot.wecom.models import WeComInvite  # noqa: PLC0415 (optional module)
-    except ImportError:
-        return None
-    table = WeComInvite.__table__
-    return table if {"lead_id", "campaign_id", "added_at"} <= set(table.c.keys()) else None
+def wecom_invites_table() -> Table:
+    """The WeCom invitations table: where a lead's friend-add is recorded."""
+    return WeComInvite.__table__
 
 
 def lead_cells(session: Session, campaign_id: int, *, since: datetime | None = None, until: datetime | None = None,

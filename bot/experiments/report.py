@@ -40,13 +40,13 @@ from sqlalchemy.orm import Session
 
 from bot.audiences.models import AudiencePack
 from bot.campaigns.models import Campaign
-from bot.errors import UserError
+from bot.core.errors import UserError
 from bot.experiments.corrections import CORRECTIONS, adjust
-from bot.experiments.design import FACTOR_LABELS, FACTORS, HOLDOUT, factor_arms, seed_for
+from bot.campaigns.experiment_design import FACTOR_LABELS, FACTORS, HOLDOUT, factor_arms, seed_for
 from bot.experiments import lead_metrics
 from bot.experiments.lead_metrics import Cell, add_sums, lead_cells
 from bot.experiments.metrics import METRICS, Metric, statistic_for
-from bot.experiments.models import ExperimentHoldout
+from bot.campaigns.models import ExperimentHoldout
 from bot.experiments.power import sample_size_per_arm
 from bot.experiments.sequential import DEFAULT_TUNING, sequential_test
 from bot.experiments.srm import SRM_ALERT_P, srm_alert, srm_p_value

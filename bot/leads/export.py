@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 
 from bot.leads.models import LeadPack
 from bot.leads.service import iter_rejects
-from bot.pii import mask_digit_runs
+from bot.core.pii import mask_digit_runs
 
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r", "＝", "＋", "－", "＠")
 

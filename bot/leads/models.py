@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from sqlalchemy import (BigInteger, Column, ForeignKey, Index, Integer, LargeBinary, String, Text)
 
-from bot.db.base import Base, JsonDocument, PhoneHash, UtcDateTime, utc_now
+from bot.core.db.base import Base, JsonDocument, PhoneHash, UtcDateTime, utc_now
 
 _Id = BigInteger().with_variant(Integer, "sqlite")
 

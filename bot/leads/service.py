@@ -34,16 +34,16 @@ from sqlalchemy.orm import Session
 
 from bot.audiences.models import AudiencePack
 from bot.audiences.service import guess_scene
-from bot.db.base import utc_now
-from bot.db.bulk import (COPY_NULL, bulk_insert, copy_bytea, copy_datetime, copy_text, insert_encoded, json_text,
+from bot.core.db.base import utc_now
+from bot.core.db.bulk import (COPY_NULL, bulk_insert, copy_bytea, copy_datetime, copy_text, insert_encoded, json_text,
                          matches_any, sqlite_datetime)
 from bot.dnc.models import SCOPE_OPT_OUT
 from bot.dnc.service import listed_hashes
-from bot.errors import UserError
-from bot.leads.lead_pack import ColumnMap, FileFacts, RowStream, inspect_file, map_columns, open_rows
+from bot.core.errors import UserError
+from bot.core.tabular_file import ColumnMap, FileFacts, RowStream, inspect_file, map_columns, open_rows
 from bot.leads.models import Lead, LeadPack, LeadReject
-from bot.leads.phone import LANDLINE, Phone, normalise_phone
-from bot.pii import PhoneKeyring, mask_digit_runs, mask_phone
+from bot.core.phone import LANDLINE, Phone, normalise_phone
+from bot.core.pii import PhoneKeyring, mask_digit_runs, mask_phone
 
 CHUNK_ROWS = 5000
 CHUNKS_AHEAD = 2  # checked chunks waiting for the writer: bounds memory, keeps both threads busy
@@ -733,32 +733,3 @@ def iter_rejects(session: Session, pack: LeadPack, batch: int = 5000) -> Iterabl
         yield from rows
         last_id = rows[-1].id
         session.expunge_all()
-
-
-@dataclass(frozen=True)
-class ForgetResult:
-    masked_phone: str
-    leads: int
-    rejects: int
-    dnc_kept: bool
-    calls: int = 0  # call attempts erased with their transcripts (and WeCom invites)
-
-
-def forget_phone(session: Session, keyring: PhoneKeyring, raw_phone: str) -> ForgetResult:
-    """PIPL erasure: the person's leads, rejected rows and calls (transcripts, invites) go; a DNC
-    hash stays (it holds no number)."""
-    from bot.dnc.models import DoNotCall
-    from bot.dnc.service import parse_phone_or_fail
-
-    phone = parse_phone_or_fail(raw_phone)
-    phone_hash = keyring.hash_phone(phone.number)
-    from bot.campaigns.models import CallAttempt
-
-    # Calls are deleted here rather than left to the leads' ON DELETE CASCADE so the person
-    # can be told how many went; their turns and WeCom invites cascade from them.
-    calls = session.execute(delete(CallAttempt).where(CallAttempt.phone_hash == phone_hash)
-                            .execution_options(synchronize_session=False)).rowcount or 0
-    leads = session.execute(delete(Lead).where(Lead.phone_hash == phone_hash)).rowcount or 0
-    rejects = session.execute(delete(LeadReject).where(LeadReject.phone_hash == phone_hash)).rowcount or 0
-    dnc_kept = session.execute(select(DoNotCall.id).where(DoNotCall.phone_hash == phone_hash)).first() is not None
-    return ForgetResult(mask_phone(phone.number), leads, rejects, dnc_kept, calls)

@@ -6,7 +6,7 @@ import importlib.metadata
 from dataclasses import dataclass
 from pathlib import Path
 
-from bot.errors import UserError
+from bot.core.errors import UserError
 
 # Bump when the way we build a model changes, so old cached models are not reused.
 BUILD_RECIPE_VERSION = "1"

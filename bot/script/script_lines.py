@@ -11,7 +11,7 @@ from typing import Any
 
 import yaml
 
-from bot.errors import UserError
+from bot.core.errors import UserError
 from bot.script.project import DialogsProject
 
 VARIANT_SLOT = "script_variant"

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import yaml
 
-from bot.errors import UserError
-from bot.rasa_env import quiet_rasa
+from bot.core.errors import UserError
+from bot.core.rasa_env import quiet_rasa
 from bot.script.project import DialogsProject
 
 MODEL_PREFIX = "waihu-"

@@ -1,8 +1,10 @@
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, CheckConstraint, Column, Integer, String
+from sqlalchemy import BigInteger, CheckConstraint, Column, ForeignKey, Integer, String
 
-from bot.db.base import Base, UtcDateTime, utc_now
+from bot.core.db.base import Base, UtcDateTime, utc_now
+
+_Id = BigInteger().with_variant(Integer, "sqlite")
 
 ROLES = ("ops", "writer", "manager", "admin")
 
@@ -16,3 +18,20 @@ class User(Base):
     password_hash = Column(String(200), nullable=False)
     role = Column(String(20), nullable=False)
     created_at = Column(UtcDateTime, nullable=False, default=utc_now)
+
+
+class ApiToken(Base):
+    """A bearer token acting as its user (same role). Only a SHA-256 of the token is stored:
+    the token is 256 random bits, so a fast hash is enough and lookups stay one index probe."""
+
+    __tablename__ = "api_tokens"
+
+    id = Column(_Id, primary_key=True)
+    user_id = Column(_Id, ForeignKey("users.id", ondelete="CASCADE"), nullable=False)
+    label = Column(String(100), nullable=False)
+    token_hash = Column(String(64), nullable=False, unique=True)
+    # First characters of the token (e.g. "wh_3f9a"), so a user can tell their tokens apart.
+    prefix = Column(String(16), nullable=False)
+    created_at = Column(UtcDateTime, nullable=False, default=utc_now)
+    last_used_at = Column(UtcDateTime)
+    revoked_at = Column(UtcDateTime)

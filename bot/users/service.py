@@ -17,7 +17,7 @@ from datetime import datetime
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from bot.errors import UserError
+from bot.core.errors import UserError
 from bot.users.models import ROLES, User
 
 SCHEME = "scrypt"

@@ -4,12 +4,12 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import RedirectResponse
 
-from bot.db.engine import session_scope
-from bot.errors import UserError
+from bot.core.db.engine import session_scope
+from bot.core.errors import UserError
 from bot.users.service import authenticate, get_user, set_password
 from bot.web.rendering import flash, render
 from bot.web.security import Principal, require_login, start_session
-from bot.web.tokens import create_token, list_tokens, revoke_token
+from bot.users.tokens import create_token, list_tokens, revoke_token
 
 pages = APIRouter(include_in_schema=False)
 api = APIRouter()

@@ -17,11 +17,12 @@ from sqlalchemy.engine import Engine
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.sessions import SessionMiddleware
 
-from bot.errors import UserError
-from bot.pii import mask_digit_runs
+from bot.core.errors import UserError
+from bot.core.pii import mask_digit_runs
 from bot.web.config import WebConfig, web_config
 from bot.web.limits import BodySizeLimit
 from bot.web.security import login_url, verify_csrf
+from bot.wecom import callback as wecom_callback
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +37,7 @@ _STATUS_TEXT = {400: "请求有误", 401: "请先登录", 403: "没有权限", 4
 def create_app(config: WebConfig | None = None, engine: Engine | None = None) -> FastAPI:
     config = config or web_config()
     if engine is None:
-        from bot.db.engine import open_database
+        from bot.core.db.engine import open_database
 
         engine = open_database(config.settings.database_url)
 
@@ -48,7 +49,7 @@ def create_app(config: WebConfig | None = None, engine: Engine | None = None) ->
     app.state.config = config
     app.state.engine = engine
 
-    from bot.web.services import ConsoleServices
+    from bot.web.runtime import ConsoleServices
 
     app.state.services = ConsoleServices(config)
 
@@ -80,11 +81,7 @@ def create_app(config: WebConfig | None = None, engine: Engine | None = None) ->
         app.include_router(module.api, prefix=API_PREFIX)
 
     # WeCom's callback (issue 6): WeCom's servers call it, it checks their signature itself.
-    from bot.web.manager_views import optional_function
-
-    wecom_callback = optional_function("bot.wecom.callback", "router")
-    if wecom_callback is not None:
-        app.include_router(wecom_callback, prefix="/wecom/callback", include_in_schema=False)
+    app.include_router(wecom_callback.router, prefix="/wecom/callback", include_in_schema=False)
 
     _install_error_handlers(app)
 

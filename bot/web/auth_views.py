@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import RedirectResponse
 from pydantic import BaseModel
 
-from bot.db.engine import session_scope
+from bot.core.db.engine import session_scope
 from bot.users.service import authenticate
 from bot.web.rendering import navigation_for, render
 from bot.web.security import Principal, end_session, optional_principal, require_login, safe_next, start_session

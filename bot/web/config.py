@@ -1,15 +1,14 @@
-"""Settings of the web console, from WAIHU_WEB_* variables on top of the common settings."""
+"""Settings of the web console: the WAIHU_WEB_* part of `bot.core.settings`, with derived values."""
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from bot.pii import load_secret
-from bot.settings import Settings, get_settings
+from bot.core.pii import load_secret
+from bot.core.settings import Settings, get_settings
 
 DEFAULT_MAX_UPLOAD_MB = 100.0
 DEFAULT_IDLE_MINUTES = 30.0
@@ -52,27 +51,14 @@ def _derived_session_secret(settings: Settings) -> str:
     return key.hex()
 
 
-def _float(name: str, default: float) -> float:
-    raw = os.environ.get(name)
-    if raw is None or not raw.strip():
-        return default
-    try:
-        return float(raw)
-    except ValueError:
-        from bot.errors import UserError
-
-        raise UserError(f"{name}={raw!r} is not a number") from None
-
-
 def web_config(settings: Settings | None = None) -> WebConfig:
     settings = settings or get_settings()
-    env = os.environ
     return WebConfig(
         settings=settings,
-        session_secret=env.get("WAIHU_WEB_SESSION_SECRET") or _derived_session_secret(settings),
-        idle_timeout_s=_float("WAIHU_WEB_IDLE_MINUTES", DEFAULT_IDLE_MINUTES) * 60,
-        session_lifetime_s=_float("WAIHU_WEB_SESSION_HOURS", DEFAULT_SESSION_HOURS) * 3600,
-        max_upload_bytes=int(_float("WAIHU_WEB_MAX_UPLOAD_MB", DEFAULT_MAX_UPLOAD_MB) * 1024 * 1024),
-        secure_cookie=env.get("WAIHU_WEB_SECURE_COOKIE", "") in ("1", "true", "yes"),
-        preload_agent=env.get("WAIHU_WEB_PRELOAD_AGENT", "") in ("1", "true", "yes"),
+        session_secret=settings.web_session_secret or _derived_session_secret(settings),
+        idle_timeout_s=settings.web_idle_minutes * 60,
+        session_lifetime_s=settings.web_session_hours * 3600,
+        max_upload_bytes=int(settings.web_max_upload_mb * 1024 * 1024),
+        secure_cookie=settings.web_secure_cookie,
+        preload_agent=settings.web_preload_agent,
     )

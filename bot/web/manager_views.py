@@ -3,7 +3,6 @@ and the WeCom funnel (bot.wecom). Phone numbers appear only masked; free text (r
 transcripts) has phone-shaped digit runs masked too, since callees say numbers aloud."""
 from __future__ import annotations
 
-import importlib
 from datetime import date, datetime, time, timedelta
 from typing import Any, Callable, List, Optional
 
@@ -13,10 +12,12 @@ from sqlalchemy import func, select
 
 from bot.audiences.models import AudiencePack
 from bot.campaigns.models import CallAttempt, Campaign, Turn
-from bot.db.engine import session_scope
-from bot.errors import UserError
+from bot.core.db.engine import session_scope
+from bot.core.errors import UserError
 from bot.leads.models import Lead
-from bot.pii import mask_digit_runs
+from bot.core.pii import mask_digit_runs
+from bot.experiments.report import build_report
+from bot.wecom.funnel import wecom_funnel
 from bot.web import labels
 from bot.web.rendering import DISPLAY_TZ, render
 from bot.web.security import MANAGER, Principal, require_role
@@ -29,17 +30,6 @@ PAGE_SIZE = 50
 NO_EXPERIMENT_DATA = "暂无实验数据"
 NO_WECOM_DATA = "暂无企微数据"
 # Where bot.wecom (issue 6) may define `wecom_funnel(session, campaign_id)`.
-WECOM_FUNNEL_MODULES = ("bot.wecom.funnel", "bot.wecom.service", "bot.wecom.invites", "bot.wecom")
-
-
-def optional_function(module: str, name: str) -> Callable[..., Any] | None:
-    """A function another part of the product provides, or None while it does not exist yet."""
-    try:
-        return getattr(importlib.import_module(module), name)
-    except (ImportError, AttributeError):
-        return None
-
-
 def _campaigns(session) -> list[tuple[int, str]]:
     return list(session.execute(select(Campaign.id, Campaign.name).order_by(Campaign.id.desc())).all())
 
@@ -198,9 +188,6 @@ def call_page(request: Request, attempt_id: int, principal: Principal = Depends(
 
 def comparison(session, campaign_id: int | None, filters: dict) -> dict:
     """The experiments module's report for the campaign, or an empty state saying why there is none."""
-    build_report = optional_function("bot.experiments.report", "build_report")
-    if build_report is None:
-        return {"available": False, "message": NO_EXPERIMENT_DATA, "hint": "实验报告模块尚未就绪"}
     campaign = session.get(Campaign, campaign_id) if campaign_id else None
     if campaign is None:
         return {"available": False, "message": NO_EXPERIMENT_DATA, "hint": "请选择一个外呼任务"}
@@ -240,10 +227,6 @@ def reports_page(request: Request, campaign_id: Optional[str] = None, factor: Op
 # ---- WeCom funnel -------------------------------------------------------------------------------
 
 def funnel(session, campaign_id: int | None) -> dict:
-    wecom_funnel = next(filter(None, (optional_function(module, "wecom_funnel") for module in WECOM_FUNNEL_MODULES)),
-                        None)
-    if wecom_funnel is None:
-        return {"available": False, "message": NO_WECOM_DATA, "hint": "企业微信模块尚未就绪"}
     if campaign_id is None:
         return {"available": False, "message": NO_WECOM_DATA, "hint": "请选择一个外呼任务"}
     return {"available": True, "funnel": wecom_funnel(session, campaign_id)}

@@ -18,14 +18,16 @@ from pydantic import BaseModel, Field
 from sqlalchemy import select
 
 from bot.audiences.models import KNOWN_SCENES, TIERS
-from bot.audiences.service import create_audience, list_audiences, parse_attributes
+from bot.audiences.service import create_audience, parse_attributes
+from bot.leads.by_audience import list_audiences
 from bot.campaigns.models import Campaign, CampaignPack
 from bot.campaigns.service import TRANSITIONS, campaign_progress, change_status, create_campaign
-from bot.db.engine import session_scope
-from bot.errors import UserError
-from bot.experiments.design import BANDIT_FACTORS, FACTOR_LABELS, build_experiments, parse_text_arm
+from bot.core.db.engine import session_scope
+from bot.core.errors import UserError
+from bot.campaigns.experiment_design import BANDIT_FACTORS, FACTOR_LABELS, build_experiments, parse_text_arm
+from bot.campaigns.experiment_design import parse_slot  # the CLI's format: 上午=09:30-12:00[*权重]
 from bot.leads.export import write_rejects_csv
-from bot.leads.lead_pack import parse_column_overrides
+from bot.core.tabular_file import parse_column_overrides
 from bot.leads.models import LeadPack
 from bot.leads.service import UploadRequest, upload_lead_pack
 from bot.web import labels
@@ -455,7 +457,6 @@ def _campaigns_page(request: Request, status_code: int = 200, form: dict | None 
 
 
 def parse_slot_lines(text: str) -> list[SlotIn]:
-    from bot.cli.campaign_commands import parse_slot  # the CLI's format: 上午=09:30-12:00[*权重]
 
     return [SlotIn(**parse_slot(line.strip())) for line in text.splitlines() if line.strip()]
 

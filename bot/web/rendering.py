@@ -11,7 +11,7 @@ from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
 from markupsafe import Markup
 
-from bot.pii import mask_digit_runs
+from bot.core.pii import mask_digit_runs
 from bot.web import labels
 from bot.web.security import MANAGER, OPS, WRITER, Principal, csrf_token, optional_principal
 

@@ -9,9 +9,9 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, RedirectResponse
 from pydantic import BaseModel, Field
 
-from bot.db.engine import session_scope
-from bot.errors import UserError
-from bot.pii import mask_digit_runs
+from bot.core.db.engine import session_scope
+from bot.core.errors import UserError
+from bot.core.pii import mask_digit_runs
 from bot.script.training import current_model
 from bot.web import labels
 from bot.web.rendering import flash, render
@@ -167,7 +167,7 @@ class ChatSay(BaseModel):
 
 def _grade_so_far(call) -> dict:
     """The grade this call would get if it ended now: the dialer's own assessment."""
-    from bot.campaigns.call_runner import CallResult, assess
+    from bot.dialing.call_runner import CallResult, assess
 
     now = datetime.now(timezone.utc)
     result = CallResult(call.call_id, answered=True, answered_at=call.started_at, ended_at=call.ended_at or now,

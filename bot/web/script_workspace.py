@@ -32,11 +32,11 @@ from typing import Iterator
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from bot.errors import UserError
+from bot.core.errors import UserError
 from bot.script.lint import Problem, lint_project
 from bot.script.project import DialogsProject
 from bot.script.training import current_model
-from bot.web.models import ScriptPublication
+from bot.script.models import ScriptPublication
 
 # What a writer may open: the Rasa project's YAML and the tokenizer dictionary.
 EDITABLE_GLOBS = ("config.yml", "domain/**/*.yml", "data/**/*.yml", "tests/**/*.yml", "jieba/**/*.txt")

@@ -17,10 +17,10 @@ from urllib.parse import quote, urlsplit
 
 from fastapi import Depends, HTTPException, Request
 
-from bot.db.engine import session_scope
+from bot.core.db.engine import session_scope
 from bot.users.models import User
 from bot.users.service import password_stamp
-from bot.web.tokens import user_for_token
+from bot.users.tokens import user_for_token
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 # Called by WeCom's servers, not by a browser with our cookie: authenticated by WeCom's own

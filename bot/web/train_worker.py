@@ -13,8 +13,8 @@ from pathlib import Path
 
 
 def main(argv: list[str]) -> int:
-    import bot.rasa_env  # noqa: F401  (quiet, offline Rasa defaults)
-    from bot.errors import UserError
+    import bot.core.rasa_env  # noqa: F401  (quiet, offline Rasa defaults)
+    from bot.core.errors import UserError
     from bot.script.lint import lint_project
     from bot.script.project import DialogsProject
     from bot.script.training import train

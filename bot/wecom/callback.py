@@ -28,8 +28,8 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 from sqlalchemy.engine import Engine
 
-from bot.db.base import utc_now
-from bot.errors import UserError
+from bot.core.db.base import utc_now
+from bot.core.errors import UserError
 from bot.wecom.client import WeComClient
 from bot.wecom.config import WeComSettings, wecom_settings
 from bot.wecom.crypto import CallbackCrypto, CallbackRejected, encrypted_field
@@ -131,7 +131,7 @@ async def wecom_callback(request: Request) -> Response:
     if key not in _served:
         try:
             if engine is None:
-                from bot.db.engine import open_database
+                from bot.core.db.engine import open_database
 
                 engine = open_database()
             _served[key] = endpoint_for(engine, wecom_settings())
@@ -167,7 +167,7 @@ def callback_endpoint_from_settings(engine: Engine | None = None) -> CallbackEnd
     """The endpoint from WAIHU_WECOM_* for another app: `app.router.routes.extend(callback_routes(
     callback_endpoint_from_settings(engine)))` (UserError when WeCom is not configured)."""
     if engine is None:
-        from bot.db.engine import open_database
+        from bot.core.db.engine import open_database
 
         engine = open_database()
     return endpoint_for(engine, wecom_settings())

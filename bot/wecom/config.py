@@ -1,4 +1,4 @@
-"""WeCom connection settings, from WAIHU_WECOM_* environment variables.
+"""WeCom connection settings: the WAIHU_WECOM_* and WAIHU_SMS_* part of `bot.core.settings`.
 
 | variable | meaning |
 |---|---|
@@ -14,10 +14,10 @@
 """
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 
-from bot.errors import UserError
+from bot.core.errors import UserError
+from bot.core.settings import Settings, get_settings
 
 QYAPI_BASE = "https://qyapi.weixin.qq.com"
 DEFAULT_MAX_SKEW_S = 300.0
@@ -60,13 +60,8 @@ class WeComSettings:
         return self
 
 
-def wecom_settings() -> WeComSettings:
-    env = os.environ
-    try:
-        skew = float(env.get("WAIHU_WECOM_CALLBACK_MAX_SKEW_S", DEFAULT_MAX_SKEW_S))
-    except ValueError:
-        raise UserError("WAIHU_WECOM_CALLBACK_MAX_SKEW_S must be a number of seconds, e.g. 300") from None
-    return WeComSettings(corp_id=env.get("WAIHU_WECOM_CORP_ID", ""), secret=env.get("WAIHU_WECOM_SECRET", ""),
-                         token=env.get("WAIHU_WECOM_TOKEN", ""), encoding_aes_key=env.get("WAIHU_WECOM_AES_KEY", ""),
-                         api_base=env.get("WAIHU_WECOM_API_BASE", QYAPI_BASE).rstrip("/"),
-                         agent_id=env.get("WAIHU_WECOM_AGENT_ID", ""), callback_max_skew_s=skew)
+def wecom_settings(settings: Settings | None = None) -> WeComSettings:
+    settings = settings or get_settings()
+    return WeComSettings(corp_id=settings.wecom_corp_id, secret=settings.wecom_secret, token=settings.wecom_token,
+                         encoding_aes_key=settings.wecom_aes_key, api_base=settings.wecom_api_base,
+                         agent_id=settings.wecom_agent_id, callback_max_skew_s=settings.wecom_callback_max_skew_s)

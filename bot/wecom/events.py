@@ -27,8 +27,8 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from starlette.concurrency import run_in_threadpool
 
-from bot.db.base import utc_now
-from bot.db.engine import session_scope
+from bot.core.db.base import utc_now
+from bot.core.db.engine import session_scope
 from bot.wecom.client import WELCOME_ALREADY_SENT, WeComClient, WeComError, mask_id
 from bot.wecom.models import WeComCallbackNonce, WeComEvent, WeComInvite
 from bot.wecom.state import arms_fingerprint, decode_state

@@ -25,11 +25,11 @@ from starlette.concurrency import run_in_threadpool
 
 from bot.audiences.models import AudiencePack
 from bot.campaigns.models import CallAttempt, Campaign
-from bot.db.base import utc_now
-from bot.db.engine import session_scope
-from bot.errors import UserError
+from bot.core.db.base import utc_now
+from bot.core.db.engine import session_scope
+from bot.core.errors import UserError
 from bot.leads.models import Lead
-from bot.pii import PhoneKeyring, mask_phone
+from bot.core.pii import PhoneKeyring, mask_phone
 from bot.wecom.client import WeComClient, WeComError
 from bot.wecom.models import WeComInvite
 from bot.wecom.offers import Offers, incentive_for, load_offers, render_sms, welcome_for, welcome_slots
@@ -134,7 +134,7 @@ async def deliver_pending_invites(engine: Engine, client: WeComClient, sms: SmsP
     now = now or utc_now()
     offers = offers or load_offers()
     if keyring is None:
-        from bot.pii import keyring_from_settings
+        from bot.core.pii import keyring_from_settings
 
         keyring = keyring_from_settings()
     report = DeliveryReport()

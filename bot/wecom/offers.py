@@ -3,7 +3,7 @@
 The incentive is what the robot promises on the phone (the `{incentive}` slot), so it is
 chosen before the call is graded: per audience pack (pack name, then scene, then
 `default`) and, when a pack has several, per lead by a deterministic hash
-(bot.experiments.assignment). The welcome script is chosen per audience pack × grade. Both
+(bot.campaigns.assignment). The welcome script is chosen per audience pack × grade. Both
 honour the arm the campaign's experiment assigned (CallAttempt.arms["incentive"/"welcome"])
 when there is one. The dialer and the invitation call the same `incentive_for`, so the
 promise made on the phone and the welcome message always name the same incentive.
@@ -21,8 +21,9 @@ from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import MarkedYAMLError
 
-from bot.errors import UserError
-from bot.experiments.assignment import Arm, assign
+from bot.core.settings import get_settings
+from bot.core.errors import UserError
+from bot.campaigns.assignment import Arm, assign
 
 DEFAULT_AUDIENCE = "default"
 ANY_GRADE = "any"
@@ -49,12 +50,8 @@ ADVISOR_KEYS = ("userid", "name")
 
 
 def default_offers_path() -> Path:
-    import os
-
-    from bot.settings import get_settings
-
-    configured = os.environ.get("WAIHU_WECOM_OFFERS")
-    return Path(configured).resolve() if configured else get_settings().dialogs_dir / "wecom" / "offers.yml"
+    settings = get_settings()
+    return settings.wecom_offers or settings.dialogs_dir / "wecom" / "offers.yml"
 
 
 @dataclass(frozen=True)

@@ -8,17 +8,17 @@ delivery pass that died between sending and recording).
 from __future__ import annotations
 
 import logging
-import os
 from dataclasses import dataclass
 from typing import Protocol
 
 import httpx
 from sqlalchemy.engine import Engine
 
-from bot.db.base import utc_now
-from bot.db.engine import session_scope
-from bot.errors import UserError
-from bot.pii import PhoneKeyring, mask_phone
+from bot.core.db.base import utc_now
+from bot.core.db.engine import session_scope
+from bot.core.errors import UserError
+from bot.core.settings import get_settings
+from bot.core.pii import PhoneKeyring, mask_phone
 from bot.wecom.models import SmsOutbox
 
 log = logging.getLogger(__name__)
@@ -97,12 +97,9 @@ class HttpSms:
 
 
 def sms_from_settings(engine: Engine, keyring: PhoneKeyring) -> SmsProvider:
-    provider = os.environ.get("WAIHU_SMS_PROVIDER", "outbox")
-    if provider == "outbox":
+    settings = get_settings()
+    if settings.sms_provider == "outbox":
         return OutboxSms(engine, keyring)
-    if provider == "http":
-        url = os.environ.get("WAIHU_SMS_URL")
-        if not url:
-            raise UserError("WAIHU_SMS_PROVIDER=http needs WAIHU_SMS_URL (the gateway's send endpoint)")
-        return HttpSms(url, os.environ.get("WAIHU_SMS_TOKEN", ""))
-    raise UserError(f"WAIHU_SMS_PROVIDER {provider!r}: outbox (default) or http")
+    if not settings.sms_url:
+        raise UserError("WAIHU_SMS_PROVIDER=http needs WAIHU_SMS_URL (the gateway's send endpoint)")
+    return HttpSms(settings.sms_url, settings.sms_token)

@@ -67,13 +67,13 @@ def decode_state(key: bytes, state: str | None) -> DecodedState | None:
 
 def state_key(secret: bytes) -> bytes:
     """The MAC key, derived from the installation's master secret (not the secret itself)."""
-    from bot.pii import _derive
+    from bot.core.pii import _derive
 
     return _derive(secret, b"wecom-state-v1")
 
 
 def state_key_from_settings() -> bytes:
-    from bot.settings import get_settings
+    from bot.core.settings import get_settings
 
     settings = get_settings()
     return _cached_state_key(settings.secret_key, settings.secret_key_file)
@@ -81,7 +81,7 @@ def state_key_from_settings() -> bytes:
 
 @lru_cache(maxsize=4)
 def _cached_state_key(secret_key: str | None, secret_key_file) -> bytes:
-    from bot.pii import load_secret
+    from bot.core.pii import load_secret
 
     return state_key(load_secret(secret_key, secret_key_file))
 

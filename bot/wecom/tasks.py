@@ -1,7 +1,7 @@
 """Celery task: the WeCom delivery pass, every minute from beat (telephony.celery_app).
 
-A worker registers it by importing this module: `celery -A bot.campaigns.tasks worker
--I bot.wecom.tasks …` (or an `import bot.wecom.tasks` in bot.campaigns.tasks). Without WeCom credentials
+A worker registers it by importing this module: `celery -A bot.dialing.tasks worker
+-I bot.wecom.tasks …` (or an `import bot.wecom.tasks` in bot.dialing.tasks). Without WeCom credentials
 (WAIHU_WECOM_CORP_ID / WAIHU_WECOM_SECRET) it does nothing and says so once.
 """
 from __future__ import annotations
@@ -31,9 +31,9 @@ def deliver_wecom_invites() -> dict:
 
 async def run_delivery_pass(settings=None) -> dict:
     """One pass with everything from settings: database, secret, SMS provider, clock."""
-    from bot.clock import clock_from_settings
-    from bot.db.engine import open_database
-    from bot.pii import keyring_from_settings
+    from bot.core.clock import clock_from_settings
+    from bot.core.db.engine import open_database
+    from bot.core.pii import keyring_from_settings
     from bot.wecom.client import WeComClient
     from bot.wecom.config import wecom_settings
     from bot.wecom.events import EventProcessor

@@ -18,7 +18,7 @@ from typing import Any
 
 import yaml
 
-from bot.errors import UserError
+from intents.errors import InputError
 
 PROFILES_DIR = Path(__file__).resolve().parent / "profiles"
 DEFAULT_PROFILE = "CN_INSURANCE_DEFAULT"
@@ -63,9 +63,9 @@ def parse_span(text: str, where: str) -> tuple[int, int]:
         start, end = (part.strip() for part in str(text).split("-"))
         span = (_seconds(start), _seconds(end))
     except ValueError:
-        raise UserError(f"{where}: {text!r} is not a time span; write it like \"09:30-12:00\"") from None
+        raise InputError(f"{where}: {text!r} is not a time span; write it like \"09:30-12:00\"") from None
     if span[0] >= span[1]:
-        raise UserError(f"{where}: {text!r} ends before it starts (spans past midnight are not allowed)")
+        raise InputError(f"{where}: {text!r} ends before it starts (spans past midnight are not allowed)")
     return span
 
 
@@ -79,11 +79,11 @@ def _seconds(hhmm: str) -> int:
 
 def _spans(values: Any, where: str) -> tuple[tuple[int, int], ...]:
     if not isinstance(values, list):
-        raise UserError(f"{where}: expected a list of spans like [\"09:30-12:00\", \"14:00-20:00\"]")
+        raise InputError(f"{where}: expected a list of spans like [\"09:30-12:00\", \"14:00-20:00\"]")
     spans = sorted(parse_span(v, f"{where}[{i}]") for i, v in enumerate(values))
     for (_, end), (start, _) in zip(spans, spans[1:]):
         if start < end:
-            raise UserError(f"{where}: spans overlap; list each stretch of time once")
+            raise InputError(f"{where}: spans overlap; list each stretch of time once")
     return tuple(spans)
 
 
@@ -91,30 +91,30 @@ def _number(document: dict, dotted: str, source: str, *, minimum: int = 0) -> in
     node: Any = document
     for key in dotted.split("."):
         if not isinstance(node, dict) or key not in node:
-            raise UserError(f"{source}: missing {dotted}")
+            raise InputError(f"{source}: missing {dotted}")
         node = node[key]
     if isinstance(node, bool) or not isinstance(node, (int, float)) or node < minimum:
-        raise UserError(f"{source}: {dotted} must be a number ≥ {minimum}, not {node!r}")
+        raise InputError(f"{source}: {dotted} must be a number ≥ {minimum}, not {node!r}")
     return int(node)
 
 
 def parse_policy(document: dict, source: str) -> CompliancePolicy:
     """A policy from a YAML document; problems name the source and the field."""
     if not isinstance(document, dict):
-        raise UserError(f"{source}: a compliance profile must be a YAML mapping")
+        raise InputError(f"{source}: a compliance profile must be a YAML mapping")
     for key in ("profile", "version", "windows", "caps", "callbacks", "no_answer", "cooldown_days", "permanent"):
         if key not in document:
-            raise UserError(f"{source}: missing {key}")
+            raise InputError(f"{source}: missing {key}")
     caps = []
     for name, value in (document["caps"] or {}).items():
         if name not in _CAP_SECONDS:
-            raise UserError(f"{source}: caps.{name} is unknown; caps are {', '.join(_CAP_SECONDS)}")
+            raise InputError(f"{source}: caps.{name} is unknown; caps are {', '.join(_CAP_SECONDS)}")
         caps.append((name, _CAP_SECONDS[name], _number(document, f"caps.{name}", source, minimum=0)))
     cooldowns = {outcome: _number(document, f"cooldown_days.{outcome}", source) * DAY
                  for outcome in (document["cooldown_days"] or {})}
     permanent = document["permanent"] or {}
     if not isinstance(permanent, dict):
-        raise UserError(f"{source}: permanent must map an outcome to a reason code, e.g. opt_out: opted_out_on_call")
+        raise InputError(f"{source}: permanent must map an outcome to a reason code, e.g. opt_out: opted_out_on_call")
     timezone_name = str(document.get("timezone", "Asia/Shanghai"))
     _zone(timezone_name, source)
     return CompliancePolicy(
@@ -143,7 +143,7 @@ def _zone(name: str, source: str):
     try:
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError):
-        raise UserError(f"{source}: unknown time zone {name!r} (use an IANA name such as Asia/Shanghai)") from None
+        raise InputError(f"{source}: unknown time zone {name!r} (use an IANA name such as Asia/Shanghai)") from None
 
 
 def hard_limit_violations(policy: CompliancePolicy) -> list[str]:
@@ -222,9 +222,9 @@ def _merge(base: dict, overrides: dict, prefix: str = "") -> dict:
     merged = copy.deepcopy(base)
     for key, value in overrides.items():
         if key in ("profile", "version", "timezone", "effective_from", "sources", "approval"):
-            raise UserError(f"campaign policy: {prefix}{key} cannot be overridden by a campaign")
+            raise InputError(f"campaign policy: {prefix}{key} cannot be overridden by a campaign")
         if key not in merged:
-            raise UserError(f"campaign policy: unknown field {prefix}{key}")
+            raise InputError(f"campaign policy: unknown field {prefix}{key}")
         if isinstance(value, dict) and isinstance(merged[key], dict) and key != "permanent":
             merged[key] = _merge(merged[key], value, f"{prefix}{key}.")
         elif key == "permanent" and isinstance(value, dict):
@@ -239,12 +239,12 @@ def tighten(policy: CompliancePolicy, overrides: dict | None, *, campaign: str =
     if not overrides:
         return policy
     if not isinstance(overrides, dict):
-        raise UserError(f"{campaign} policy overrides must be a mapping of fields, e.g. {{caps: {{rolling_7d: 2}}}}")
+        raise InputError(f"{campaign} policy overrides must be a mapping of fields, e.g. {{caps: {{rolling_7d: 2}}}}")
     document = _merge(policy.document, overrides)
     tightened = parse_policy(document, f"{campaign} policy")
     looser = looser_fields(policy, tightened)
     if looser:
-        raise UserError(f"{campaign} policy: {looser[0]} — a campaign may only make {policy.label} stricter",
+        raise InputError(f"{campaign} policy: {looser[0]} — a campaign may only make {policy.label} stricter",
                         details=looser[1:])
     return tightened
 
@@ -281,13 +281,13 @@ def profile_path(name_or_path: str) -> Path:
 def read_document(path: Path) -> dict:
     if not path.exists():
         known = ", ".join(sorted(p.stem for p in PROFILES_DIR.glob("*.yml")))
-        raise UserError(f"no compliance profile {path}", details=[f"built-in profiles: {known}"])
+        raise InputError(f"no compliance profile {path}", details=[f"built-in profiles: {known}"])
     try:
         document = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{path}:{mark.line + 1}" if mark else str(path)
-        raise UserError(f"{where}: not valid YAML ({getattr(exc, 'problem', exc)})") from None
+        raise InputError(f"{where}: not valid YAML ({getattr(exc, 'problem', exc)})") from None
     if isinstance(document, dict) and isinstance(document.get("effective_from"), date):
         document["effective_from"] = document["effective_from"].isoformat()
     return document
@@ -300,12 +300,12 @@ def load_profile(name_or_path: str = DEFAULT_PROFILE, *, signing_key: bytes | No
     policy = parse_policy(document, str(path))
     crossings = hard_limit_violations(policy)
     if crossings:
-        raise UserError(f"{path}: {crossings[0]} (a legal hard limit; no approval can lift it)",
+        raise InputError(f"{path}: {crossings[0]} (a legal hard limit; no approval can lift it)",
                         details=crossings[1:])
     if policy.name != DEFAULT_PROFILE:
         looser = looser_fields(default_policy(), policy)
         if looser and not _signature_ok(document, signing_key):
-            raise UserError(f"{path}: loosens {DEFAULT_PROFILE} ({looser[0]}) without a valid admin signature",
+            raise InputError(f"{path}: loosens {DEFAULT_PROFILE} ({looser[0]}) without a valid admin signature",
                             details=looser[1:] + ["an admin signs it with `waihu policy sign FILE --by NAME`"])
     return policy
 

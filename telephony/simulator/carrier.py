@@ -32,8 +32,8 @@ from typing import Callable, Literal
 from zoneinfo import ZoneInfo
 
 from telephony.carrier import SILENCE, CallEvent, Prompt
-from telephony.freeswitch.carrier import status_for_hangup
-from telephony.simulator.clock import Clock, RealClock
+from telephony.hangup_causes import status_for_hangup
+from telephony.clock import Clock, RealClock
 from telephony.simulator.personas import (
     CLOSING_PREFIX, QUESTION_PREFIX, Persona, SimulatorConfig, call_rng, load_simulator_config, phone_fraction,
 )

@@ -28,7 +28,7 @@ from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import MarkedYAMLError
 
-from intents.carrier import detect_announcement
+from intents.announcements import detect_announcement
 from telephony.carrier import CALL_STATUSES
 
 DEFAULT_PERSONAS_PATH = Path(__file__).with_name("personas.yml")
@@ -408,7 +408,7 @@ class _Reader:
                 heard_as = found.status if found else None
                 if heard_as != status:
                     where = (table, text) if table is not None else (texts, i)
-                    self.error(*where, f"transcript '{text}' is read by intents.carrier as "
+                    self.error(*where, f"transcript '{text}' is read by intents.announcements as "
                                        f"{heard_as or 'a person (no announcement)'}, not {status}")
             if weights:
                 result[status] = Weighted.of(weights)

@@ -1,0 +1,1 @@
+"""Settings, errors, PII, clocks, phone numbers, tabular files and the database: what every domain uses."""

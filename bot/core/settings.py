@@ -1,0 +1,166 @@
+"""Every `WAIHU_*` environment variable, read in one place: `get_settings()`.
+
+One pydantic `BaseSettings` object: each field is the variable `WAIHU_<FIELD>` (upper
+case), typed and checked once, so a bad value fails with the variable's name instead of
+deep inside a worker. The README's "Settings" table lists them all; a test keeps the two
+in step. Lower layers (`intents`, `telephony`) read no environment: they are handed what
+they need from here.
+
+`get_settings()` reads the environment on every call (it is cheap): tests and the demo
+change variables between calls, and a long-lived process reads them once at start.
+"""
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Optional
+
+from pydantic import BaseSettings, Field, ValidationError, root_validator, validator
+
+from bot.core.errors import UserError
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+
+
+class Settings(BaseSettings):
+    # --- where things live
+    # Local state of an embedded install (SQLite file, generated secret key, prompts); never committed.
+    data_dir: Path = PROJECT_ROOT / ".waihu"
+    # The script writers' Rasa project, and where trained models are kept (by content hash).
+    dialogs_dir: Path = PROJECT_ROOT / "dialogs"
+    models_dir: Path = PROJECT_ROOT / "models"
+    # Rendered audio prompts (TTS cache, 8 kHz WAV); default data_dir/prompts.
+    prompts_dir: Optional[Path] = None
+
+    # --- database
+    # SQLAlchemy URL; default a SQLite file in data_dir.
+    database_url: Optional[str] = None
+    # Connections per process on PostgreSQL: a dial worker runs claims and call logs on many threads.
+    db_pool_size: int = 10
+    db_max_overflow: int = 20
+
+    # --- secrets
+    # Master secret for phone encryption and hashing; None: read or generate secret_key_file.
+    secret_key: Optional[str] = Field(None, repr=False)
+    secret_key_file: Optional[Path] = None
+
+    # --- dialogue (Rasa)
+    # None: in-memory tracker / lock store (one process); redis://… or postgresql://… to share.
+    tracker_store_url: Optional[str] = None
+    lock_store_url: Optional[str] = None
+
+    # --- compliance
+    # Profile name (telephony/compliance/profiles/<name>.yml) or a path to a YAML file.
+    compliance_profile: str = "CN_INSURANCE_DEFAULT"
+
+    # --- task queue and dialling
+    # None: the embedded in-process broker; redis://… for separate worker and beat processes.
+    broker_url: Optional[str] = None
+    # One queue (and Redis key prefix) per installation, so two deployments can share a Redis.
+    queue: str = "waihu"
+    # simulator (default) or freeswitch.
+    carrier: str = "simulator"
+    sim_seed: str = "0"
+    esl_host: str = "127.0.0.1"
+    esl_port: int = 8021
+    esl_password: str = Field("ClueCon", repr=False)
+    esl_gateway: str = "carrier"
+    caller_id: str = "0000000000"
+    # An attempt still "dialing" this long after its claim belongs to a dead worker.
+    stuck_after_s: float = 20 * 60
+    # A planned attempt whose message was lost is sent again after this long.
+    requeue_after_s: float = 5 * 60
+
+    # --- simulated time (demo, dry runs): start instant with a zone, speed, and the real
+    # Unix time that corresponds to the start, so worker and beat agree.
+    clock_start: Optional[datetime] = None
+    clock_speed: float = 1.0
+    clock_anchor: Optional[float] = None
+
+    # --- web console
+    web_session_secret: Optional[str] = Field(None, repr=False)
+    web_idle_minutes: float = 30.0
+    web_session_hours: float = 12.0
+    web_max_upload_mb: float = 100.0
+    web_secure_cookie: bool = False
+    web_preload_agent: bool = False
+
+    # --- WeCom and SMS
+    wecom_api_base: str = "https://qyapi.weixin.qq.com"
+    wecom_corp_id: str = ""
+    wecom_secret: str = Field("", repr=False)
+    wecom_token: str = Field("", repr=False)
+    wecom_aes_key: str = Field("", repr=False)
+    wecom_agent_id: str = ""
+    wecom_callback_max_skew_s: float = 300.0
+    # The offers file; default dialogs_dir/wecom/offers.yml.
+    wecom_offers: Optional[Path] = None
+    # outbox (default: the wecom_sms_outbox table + log) or http.
+    sms_provider: str = "outbox"
+    sms_url: Optional[str] = None
+    sms_token: str = Field("", repr=False)
+
+    class Config:
+        env_prefix = "WAIHU_"
+        case_sensitive = False
+        allow_mutation = False
+
+    @validator("*", pre=True)
+    def _blank_is_unset(cls, value: Any, field: Any) -> Any:
+        # `WAIHU_X=` (empty) means "not set", as it did before, not an invalid value.
+        return field.default if isinstance(value, str) and not value.strip() else value
+
+    @validator("clock_start")
+    def _zone_required(cls, value: datetime | None) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            raise ValueError("needs a time zone, e.g. 2026-11-24T10:00:00+08:00 or Z")
+        return value
+
+    @validator("carrier")
+    def _known_carrier(cls, value: str) -> str:
+        if value not in ("simulator", "freeswitch"):
+            raise ValueError("use simulator or freeswitch")
+        return value
+
+    @validator("sms_provider")
+    def _known_sms(cls, value: str) -> str:
+        if value not in ("outbox", "http"):
+            raise ValueError("outbox (default) or http")
+        return value
+
+    @root_validator(skip_on_failure=True)
+    def _derived(cls, values: dict[str, Any]) -> dict[str, Any]:
+        for name in ("data_dir", "dialogs_dir", "models_dir"):
+            values[name] = Path(values[name]).resolve()
+        data_dir: Path = values["data_dir"]
+        values["prompts_dir"] = Path(values["prompts_dir"] or data_dir / "prompts").resolve()
+        values["secret_key_file"] = Path(values["secret_key_file"] or data_dir / "secret.key").resolve()
+        values["database_url"] = values["database_url"] or f"sqlite:///{data_dir / 'waihu.db'}"
+        if values["wecom_offers"] is not None:
+            values["wecom_offers"] = Path(values["wecom_offers"]).resolve()
+        values["wecom_api_base"] = values["wecom_api_base"].rstrip("/")
+        return values
+
+    @property
+    def simulated_clock(self) -> bool:
+        return self.clock_start is not None
+
+    @property
+    def redis_broker(self) -> bool:
+        return bool(self.broker_url and self.broker_url.startswith(("redis://", "rediss://")))
+
+
+def get_settings() -> Settings:
+    """The settings from the environment now; a bad value is one clear error naming the variable."""
+    try:
+        return Settings()
+    except ValidationError as exc:
+        problems = [f"WAIHU_{'_'.join(str(p) for p in error['loc']).upper()}: {error['msg']}"
+                    for error in exc.errors()]
+        raise UserError(problems[0], details=problems[1:]) from None
+
+
+def settings_table() -> list[tuple[str, str]]:
+    """(variable, default) for every setting, in declaration order: the README's table."""
+    return [(f"WAIHU_{name.upper()}", "" if field.default is None else str(field.default).replace(str(PROJECT_ROOT), "."))
+            for name, field in Settings.__fields__.items()]

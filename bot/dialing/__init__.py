@@ -1,0 +1,1 @@
+"""The dial path: planner (hopper), dialer, call runner, call store, Celery tasks and beat schedule."""

@@ -1,0 +1,151 @@
+"""One call from dial to grade: carrier events in, the robot's lines out.
+
+The runner is the same for every carrier (simulator, FreeSWITCH): dial, screen the
+operator's recording if one plays, let the script talk on answer, feed each recognised
+reply to the CallSession, play its lines, honour silence and hang-ups, then assess the
+finished call (carrier status or grade, with follow-ups).
+"""
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Callable
+
+from bot.conversation.agent import BotLine, DialogueAgent
+from bot.conversation.session import CallSession, LeadContext
+from intents.assess import CallOutcome, NluResult, assess_call
+from intents.finished_call import ANSWERED, CallTurn, FinishedCall
+from telephony.carrier import Carrier, CallEvent, Prompt
+
+Clock = Callable[[], datetime]
+# A bot line → the audio file a real carrier plays (None for carriers that take text).
+AudioFor = Callable[[BotLine], "str | None"]
+CONFIRM_WECOM = "utter_confirm_wecom"
+
+
+class EventRouter:
+    """A carrier has one event queue for all its calls; each call reads its own."""
+
+    def __init__(self, carrier: Carrier) -> None:
+        self._carrier = carrier
+        self._queues: dict[str, asyncio.Queue[CallEvent]] = {}
+        self._pump: asyncio.Task | None = None
+
+    def open(self, call_id: str) -> asyncio.Queue[CallEvent]:
+        if self._pump is None or self._pump.done():
+            self._pump = asyncio.ensure_future(self._run())
+        return self._queues.setdefault(call_id, asyncio.Queue())
+
+    def close(self, call_id: str) -> None:
+        self._queues.pop(call_id, None)
+
+    async def _run(self) -> None:
+        while True:
+            event = await self._carrier.events.get()
+            queue = self._queues.get(event.call_id)
+            if queue is not None:
+                queue.put_nowait(event)
+
+    async def aclose(self) -> None:
+        if self._pump:
+            self._pump.cancel()
+
+
+@dataclass
+class CallResult:
+    call_id: str
+    answered: bool = False
+    carrier_status: str | None = None  # from the carrier's hang-up, for calls never answered
+    cause: str = ""
+    hangup_by: str | None = None
+    dialed_at: datetime | None = None
+    answered_at: datetime | None = None
+    ended_at: datetime | None = None
+    carrier_call_id: str = ""
+    recording: list[str] = field(default_factory=list)  # operator announcement transcripts
+    turns: list = field(default_factory=list)  # CallSession turns
+    outcome: CallOutcome | None = None
+
+    @property
+    def talk_time_s(self) -> float:
+        if not self.answered_at or not self.ended_at:
+            return 0.0
+        return (self.ended_at - self.answered_at).total_seconds()
+
+
+async def run_call(carrier: Carrier, router: EventRouter, agent: DialogueAgent, *, call_id: str, phone: str,
+                   lead: LeadContext, clock: Clock, audio_for: AudioFor = lambda line: None,
+                   event_timeout_s: float | None = 120.0, dial_options: dict | None = None) -> CallResult:
+    result = CallResult(call_id)
+    events = router.open(call_id)
+    session: CallSession | None = None
+    try:
+        result.dialed_at = clock()
+        result.carrier_call_id = await carrier.dial(call_id, phone, **(dial_options or {}))
+        while True:
+            try:
+                event = await asyncio.wait_for(events.get(), event_timeout_s)
+            except asyncio.TimeoutError:
+                # No word from the carrier at all: end the call on our side and say so.
+                await carrier.hangup(call_id)
+                result.cause = result.cause or "NO_CARRIER_EVENT"
+                result.carrier_status = result.carrier_status or ("unreachable" if not result.answered else None)
+                break
+            if event.kind == "answered" and session is None:
+                result.answered, result.answered_at = True, clock()
+                session = CallSession(agent, lead, call_id=call_id, clock=clock)
+                await _speak(carrier, call_id, await session.start(), audio_for)
+            elif event.kind == "speech" and not event.answered and session is None:
+                result.recording.append(event.text)  # early media: the operator's recording
+            elif event.kind == "speech" and session is not None and not session.ended:
+                reply = await (session.hear(event.text) if event.text.strip() else session.silence())
+                await _speak(carrier, call_id, reply, audio_for)
+                if reply.end_call:
+                    result.hangup_by = "bot"
+                    await carrier.hangup(call_id)
+            elif event.kind == "hangup":
+                result.cause = event.cause
+                result.carrier_status = event.status
+                if session is not None and not session.ended:
+                    await session.hangup("callee")
+                    result.hangup_by = "callee"
+                break
+    finally:
+        router.close(call_id)
+    result.ended_at = clock()
+    if session is not None:
+        result.turns = list(session.turns)
+        result.hangup_by = result.hangup_by or session.hangup_by
+    result.outcome = assess(result)
+    return result
+
+
+async def _speak(carrier: Carrier, call_id: str, reply, audio_for: AudioFor) -> None:
+    for line in reply.lines:
+        await carrier.play(call_id, Prompt(line.response, line.text, audio_for(line)))
+
+
+def finished_call(result: CallResult) -> FinishedCall:
+    """The call as grading reads it: the recording first, then the conversation."""
+    start = result.answered_at or result.dialed_at or datetime.now(timezone.utc)
+    turns = [CallTurn("callee", text, 0.0, intent="nlu_fallback", confidence=0.0) for text in result.recording]
+    for turn in result.turns:
+        turns.append(CallTurn(turn.speaker, turn.text, (turn.at - start).total_seconds(), step=turn.response,
+                              intent=turn.intent, confidence=turn.confidence, entities=tuple(turn.entities)))
+    reached_someone = result.answered or bool(result.recording)
+    status = ANSWERED if reached_someone else (result.carrier_status or "unreachable")
+    return FinishedCall(call_id=result.call_id, turns=tuple(turns), status=status,
+                        hangup_by=result.hangup_by, duration_s=result.talk_time_s, started_at=start,
+                        agreed_wecom=any(t.response == CONFIRM_WECOM for t in result.turns))
+
+
+def assess(result: CallResult) -> CallOutcome:
+    # Every reply was parsed during the call; anything else (an unrecognised recording)
+    # counts as not understood rather than being parsed again.
+    outcome = assess_call(finished_call(result), nlu=lambda text, at: NluResult("nlu_fallback", 0.0))
+    if outcome.status == ANSWERED and not result.answered and result.carrier_status:
+        # A recording nobody recognised and no person: keep the carrier's own status.
+        return assess_call(FinishedCall(result.call_id, status=result.carrier_status),
+                           nlu=lambda text, at: NluResult("nlu_fallback", 0.0))
+    return outcome

@@ -1,0 +1,69 @@
+"""Write a finished call to the database and act on its follow-ups.
+
+Follow-ups take effect in the same transaction as the call record, so an opt-out is on
+the do-not-call list before the dialer can pick the number again.
+"""
+from __future__ import annotations
+
+from sqlalchemy.orm import Session
+
+from bot.dialing.call_runner import CallResult
+from bot.campaigns.models import CallAttempt, Turn
+from bot.dnc.models import SCOPE_OPT_OUT, SCOPE_SOFT_DECLINE
+from bot.dnc.service import add_entry
+from bot.leads.models import Lead
+from intents.finished_call import ANSWERED
+from intents.followups import CALLBACK, COOL_DOWN, DO_NOT_CALL, RETIRE_LEAD, SOFT_DECLINE, WECOM_INVITE
+
+RETIRED = "retired"
+
+
+def record_call(session: Session, attempt: CallAttempt, result: CallResult) -> None:
+    outcome = result.outcome
+    attempt.status = "completed"
+    attempt.outcome = outcome.status if outcome else (result.carrier_status or "unreachable")
+    attempt.grade = outcome.grade.grade if outcome and outcome.grade else None
+    attempt.grade_reason = (outcome.grade.reason if outcome and outcome.grade
+                            else (outcome.as_json()["reason"] if outcome else None))
+    attempt.followups = [f.as_json() for f in outcome.followups] if outcome else []
+    attempt.hangup_by = result.hangup_by
+    attempt.talk_time_s = result.talk_time_s
+    attempt.answered_at = result.answered_at
+    attempt.ended_at = result.ended_at
+    attempt.carrier_call_id = result.carrier_call_id
+    attempt.history_outcome = attempt.outcome
+    for turn in result.turns:
+        session.add(Turn(attempt_id=attempt.id, seq=turn.seq, speaker=turn.speaker, text=turn.text,
+                         response=turn.response, intent=turn.intent, confidence=turn.confidence,
+                         entities=[dict(e) for e in turn.entities], offset_ms=turn.offset_ms))
+    for followup in (outcome.followups if outcome else ()):
+        _apply(session, attempt, followup, result)
+
+
+def _apply(session: Session, attempt: CallAttempt, followup, result: CallResult) -> None:
+    now = result.ended_at
+    if followup.action == DO_NOT_CALL:
+        attempt.history_outcome = "opt_out"
+        add_entry(session, attempt.phone_hash, scope=SCOPE_OPT_OUT, reason=followup.reason,
+                  source="call", source_call_id=attempt.id, now=now)
+    elif followup.action == SOFT_DECLINE:
+        attempt.history_outcome = "soft_decline"
+        add_entry(session, attempt.phone_hash, scope=SCOPE_SOFT_DECLINE, reason=followup.reason,
+                  source="call", source_call_id=attempt.id, expires_at=followup.until, now=now)
+    elif followup.action == COOL_DOWN:
+        attempt.history_outcome = "busy"
+    elif followup.action == CALLBACK:
+        attempt.history_outcome = "busy"
+        attempt.callback_at = followup.window_start
+    elif followup.action == RETIRE_LEAD:
+        lead = session.get(Lead, attempt.lead_id)
+        if lead is not None:
+            lead.status = RETIRED
+        if attempt.outcome == ANSWERED:
+            attempt.history_outcome = "wrong_person"
+    elif followup.action == WECOM_INVITE:
+        # The invitation row (status pending) commits with the call: the delivery pass
+        # (bot.wecom.invites) sends it; a broken offers file gives a failed row, never a lost call.
+        from bot.wecom.invites import create_invite
+
+        create_invite(session, attempt, now=now)

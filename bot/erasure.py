@@ -1,0 +1,43 @@
+"""PIPL erasure across domains: a person's leads, rejected rows, calls and transcripts,
+WeCom invitations go; only the do-not-call hash stays (it holds no number).
+
+It sits above the domains it deletes from (leads, campaigns, dnc) so none of them has to
+know about the others' tables.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import delete, select
+from sqlalchemy.orm import Session
+
+from bot.campaigns.models import CallAttempt
+from bot.core.pii import PhoneKeyring, mask_phone
+from bot.dnc.models import DoNotCall
+from bot.dnc.service import parse_phone_or_fail
+from bot.leads.models import Lead, LeadReject
+
+
+@dataclass(frozen=True)
+class ForgetResult:
+    masked_phone: str
+    leads: int
+    rejects: int
+    dnc_kept: bool
+    calls: int = 0  # call attempts erased with their transcripts (and WeCom invites)
+
+
+def forget_phone(session: Session, keyring: PhoneKeyring, raw_phone: str) -> ForgetResult:
+    """PIPL erasure: the person's leads, rejected rows and calls (transcripts, invites) go; a DNC
+    hash stays (it holds no number)."""
+    phone = parse_phone_or_fail(raw_phone)
+    phone_hash = keyring.hash_phone(phone.number)
+
+    # Calls are deleted here rather than left to the leads' ON DELETE CASCADE so the person
+    # can be told how many went; their turns and WeCom invites cascade from them.
+    calls = session.execute(delete(CallAttempt).where(CallAttempt.phone_hash == phone_hash)
+                            .execution_options(synchronize_session=False)).rowcount or 0
+    leads = session.execute(delete(Lead).where(Lead.phone_hash == phone_hash)).rowcount or 0
+    rejects = session.execute(delete(LeadReject).where(LeadReject.phone_hash == phone_hash)).rowcount or 0
+    dnc_kept = session.execute(select(DoNotCall.id).where(DoNotCall.phone_hash == phone_hash)).first() is not None
+    return ForgetResult(mask_phone(phone.number), leads, rejects, dnc_kept, calls)

@@ -1,0 +1,18 @@
+"""The whole schema in one import: every domain's models on one `Base.metadata`.
+
+For Alembic's autogenerate (`waihu db revision`) and the test that compares the
+migrations with the models. Migrations themselves never need it: they are explicit
+scripts, so the database layer in `bot.core.db` stays below every domain.
+"""
+from bot.audiences.models import AudiencePack
+from bot.campaigns.models import CallAttempt, Campaign, CampaignPack, ExperimentHoldout, Turn
+from bot.core.db.base import Base
+from bot.dnc.models import DoNotCall
+from bot.leads.models import Lead, LeadPack, LeadReject
+from bot.script.models import ScriptPublication
+from bot.users.models import ApiToken, User
+from bot.wecom.models import SmsOutbox, WeComCallbackNonce, WeComEvent, WeComInvite
+
+__all__ = ["ApiToken", "AudiencePack", "Base", "CallAttempt", "Campaign", "CampaignPack", "DoNotCall",
+           "ExperimentHoldout", "Lead", "LeadPack", "LeadReject", "ScriptPublication", "SmsOutbox", "Turn",
+           "User", "WeComCallbackNonce", "WeComEvent", "WeComInvite"]
