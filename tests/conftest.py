@@ -21,6 +21,9 @@ from bot.core.settings import PROJECT_ROOT, get_settings
 # cache): code that falls back on the default data folder gets a private one per run.
 os.environ.setdefault("WAIHU_DATA_DIR", tempfile.mkdtemp(prefix="waihu-test-data-"))
 
+# The database fixtures (db, database_url, keyring, migrated_engine) for every folder.
+pytest_plugins = ["tests.db_fixtures"]
+
 POSTGRES_URL = os.environ.get("WAIHU_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 REDIS_URL = os.environ.get("WAIHU_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 

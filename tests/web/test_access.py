@@ -14,7 +14,7 @@ from bot.campaigns.models import Campaign, CallAttempt
 from bot.core.db.engine import session_scope
 from bot.users.service import set_password
 from tests.db_fixtures import db, database_url, keyring, migrated_engine  # noqa: F401
-from tests.web_fixtures import (MOBILE, USERS, Browserless, clients, console, seed_graded_calls,  # noqa: F401
+from tests.web.conftest import (MOBILE, USERS, Browserless, clients, console, seed_graded_calls,  # noqa: F401
                                 write_lead_csv)
 
 CSV_UPLOAD = ("files", None)  # marker: this request uploads a small lead pack

@@ -16,7 +16,7 @@ from bot.core.db.engine import session_scope
 from bot.core.settings import PROJECT_ROOT
 from tests.db_fixtures import TEST_SECRET, db, database_url, keyring, migrated_engine  # noqa: F401
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture()

@@ -19,8 +19,8 @@ from telephony.freeswitch.carrier import FreeSwitchCarrier
 from telephony.freeswitch.esl import EslConnection
 from tests.conftest import run
 from tests.db_fixtures import db, database_url, keyring, migrated_engine  # noqa: F401
-from tests.fake_freeswitch import FakeFreeSwitch
-from tests.test_dial_planner import MORNING, add_pack
+from tests.telephony.fake_freeswitch import FakeFreeSwitch
+from tests.dialing.test_planner import MORNING, add_pack
 
 
 async def callee(switch: FakeFreeSwitch, replies: dict[str, str]) -> None:

@@ -33,7 +33,7 @@ from bot.core.pii import PhoneKeyring
 from bot.core.settings import PROJECT_ROOT
 from telephony.simulator.personas import load_simulator_config
 from tests.db_fixtures import TEST_SECRET, db, database_url, keyring, migrated_engine  # noqa: F401
-from tests.experiment_data import (Outcome, add_audience_leads, attempt_row, dial_time_in, simulated_outcome,
+from tests.experiments.data import (Outcome, add_audience_leads, attempt_row, dial_time_in, simulated_outcome,
                                    write_attempts)
 
 DAY1 = datetime(2026, 11, 24)  # a Tuesday (Shanghai dates)

@@ -25,14 +25,14 @@ from sqlalchemy import func, select
 from bot.campaigns.models import CallAttempt, Campaign
 from bot.core.db.engine import session_scope
 from tests.db_fixtures import db, database_url, keyring, migrated_engine  # noqa: F401
-from tests.web_fixtures import MOBILE, PASSWORDS, USERS, console, seed_graded_calls, write_lead_csv  # noqa: F401
+from tests.web.conftest import MOBILE, PASSWORDS, USERS, console, seed_graded_calls, write_lead_csv  # noqa: F401
 
 playwright_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed in the venv")
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-SCREENSHOTS = Path(__file__).resolve().parent / "artifacts" / "screenshots"
+SCREENSHOTS = Path(__file__).resolve().parents[1] / "artifacts" / "screenshots"
 # Tuesday 2026-11-24 09:35 in Shanghai: inside the morning calling window.
 DIAL_START = datetime(2026, 11, 24, 1, 35, tzinfo=timezone.utc)
 

@@ -13,7 +13,7 @@ from bot.core.settings import PROJECT_ROOT
 from bot.wecom.models import WeComInvite
 from tests.conftest import run
 from tests.db_fixtures import TEST_SECRET, db, database_url, keyring, migrated_engine  # noqa: F401
-from tests.wecom_fixtures import _test_secret, log_graded_call, seed_campaign, wecom  # noqa: F401
+from tests.wecom.conftest import _test_secret, log_graded_call, seed_campaign, wecom  # noqa: F401
 
 
 def waihu(database_url: str, *args: str, **env: str) -> subprocess.CompletedProcess:

@@ -27,7 +27,7 @@ from bot.core.pii import PhoneKeyring
 from bot.core.settings import PROJECT_ROOT
 from tests.conftest import REDIS_URL
 from tests.db_fixtures import TEST_SECRET, create_postgres_schema, drop_postgres_schema
-from tests.test_dial_planner import add_pack
+from tests.dialing.test_planner import add_pack
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 LEADS = 200

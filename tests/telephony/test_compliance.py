@@ -420,5 +420,5 @@ def test_telephony_compliance_does_not_import_the_cli_or_database():
             "bad = [m for m in sys.modules if m.startswith(('bot.cli', 'bot.core.db', 'bot.leads', 'sqlalchemy'))]; "
             "print(bad); sys.exit(1 if bad else 0)")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                            cwd=Path(__file__).resolve().parents[1])
+                            cwd=Path(__file__).resolve().parents[2])
     assert result.returncode == 0, result.stdout + result.stderr

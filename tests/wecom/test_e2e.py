@@ -25,7 +25,7 @@ from telephony.simulator.carrier import SimulatorCarrier
 from telephony.clock import SimClock
 from tests.conftest import run
 from tests.db_fixtures import db, database_url, keyring, migrated_engine  # noqa: F401
-from tests.wecom_fixtures import SURNAMES, _test_secret, wecom  # noqa: F401
+from tests.wecom.conftest import SURNAMES, _test_secret, wecom  # noqa: F401
 
 # Tuesday 2026-11-24 09:00 in Shanghai: the window opens at 09:30.
 START = datetime(2026, 11, 24, 1, 0, tzinfo=timezone.utc)

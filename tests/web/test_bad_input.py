@@ -13,7 +13,7 @@ from sqlalchemy import func, select
 from bot.core.db.engine import session_scope
 from bot.leads.models import Lead, LeadPack
 from tests.db_fixtures import db, database_url, keyring, migrated_engine  # noqa: F401
-from tests.web_fixtures import clients, console, write_lead_csv  # noqa: F401
+from tests.web.conftest import clients, console, write_lead_csv  # noqa: F401
 
 OPENING_LINE = '    - text: "请问您现在方便听我说一分钟吗？"'
 
@@ -200,7 +200,7 @@ def test_json_bodies_with_wrong_fields_are_named(console, clients):
 
 
 def test_names_with_markup_are_shown_as_text(console, clients, db, keyring, tmp_path):
-    from tests.web_fixtures import upload_pack
+    from tests.web.conftest import upload_pack
 
     evil = '</script><script>alert("x")</script>'
     upload_pack(db, keyring, write_lead_csv(tmp_path / "x.csv", 3, first_number=13200000000), "p-" + evil)

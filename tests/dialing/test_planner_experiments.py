@@ -17,7 +17,7 @@ from bot.campaigns.experiment_design import build_experiments
 from bot.campaigns.models import ExperimentHoldout
 from bot.experiments.statistics import Proportion
 from tests.db_fixtures import db, database_url, keyring, migrated_engine  # noqa: F401
-from tests.test_dial_planner import add_pack
+from tests.dialing.test_planner import add_pack
 
 # Tuesday 2026-11-24 10:00 in Shanghai, and the next mornings.
 MORNING = datetime(2026, 11, 24, 2, 0, tzinfo=timezone.utc)

@@ -14,7 +14,7 @@ from bot.core.settings import PROJECT_ROOT
 from bot.script.models import ScriptPublication
 from tests.db_fixtures import db, database_url, keyring, migrated_engine  # noqa: F401
 from bot.web.app import create_app
-from tests.web_fixtures import Browserless, add_role_users, clients, console, console_config, live_server  # noqa: F401
+from tests.web.conftest import Browserless, add_role_users, clients, console, console_config, live_server  # noqa: F401
 
 JSON = {"Accept": "application/json"}
 

@@ -25,7 +25,7 @@ from bot.wecom.sms import HttpSms
 from bot.wecom.state import encode_state
 from tests.conftest import run
 from tests.db_fixtures import db, database_url, keyring, migrated_engine  # noqa: F401
-from tests.wecom_fixtures import STATE_KEY, _test_secret, log_graded_call, seed_campaign, wecom  # noqa: F401
+from tests.wecom.conftest import STATE_KEY, _test_secret, log_graded_call, seed_campaign, wecom  # noqa: F401
 
 EC = "/cgi-bin/externalcontact"
 
@@ -171,7 +171,7 @@ def test_a_callback_before_its_invite_is_committed_is_not_lost(db, keyring, weco
     slow commit after the contact way was made): it waits, or stays unmatched and the next
     delivery pass matches it. Either way: added, welcomed, tagged."""
     from bot.dialing.call_store import record_call
-    from tests.wecom_fixtures import graded_result
+    from tests.wecom.conftest import graded_result
 
     with session_scope(db) as session:
         campaign_id, leads = seed_campaign(session, keyring, {"宝妈-华南": ("宝妈", 1)})

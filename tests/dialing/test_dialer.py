@@ -19,7 +19,7 @@ from telephony.simulator.carrier import SimulatorCarrier
 from telephony.clock import SimClock
 from tests.conftest import run
 from tests.db_fixtures import db, database_url, keyring, migrated_engine  # noqa: F401
-from tests.test_dial_planner import add_pack
+from tests.dialing.test_planner import add_pack
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 # Tuesday 2026-11-24 09:00 in Shanghai: the window opens at 09:30.

@@ -10,7 +10,7 @@ from telephony.freeswitch.carrier import FreeSwitchCarrier
 from telephony.hangup_causes import status_for_hangup
 from telephony.freeswitch.esl import EslConnection, EslConnectionLost, EslError
 from tests.conftest import run
-from tests.fake_freeswitch import FakeFreeSwitch
+from tests.telephony.fake_freeswitch import FakeFreeSwitch
 
 
 async def next_event(carrier: FreeSwitchCarrier, kind: str | None = None, timeout: float = 3.0) -> CallEvent:

@@ -34,7 +34,7 @@ from telephony.clock import SimClock
 from telephony.simulator.personas import load_simulator_config
 from tests.conftest import run
 from tests.db_fixtures import db, database_url, keyring, migrated_engine  # noqa: F401
-from tests.experiment_data import add_audience_leads, attempt_row, dial_time_in, simulated_outcome, write_attempts
+from tests.experiments.data import add_audience_leads, attempt_row, dial_time_in, simulated_outcome, write_attempts
 
 # Tuesday 2026-11-24 09:00 in Shanghai.
 START = datetime(2026, 11, 24, 1, 0, tzinfo=timezone.utc)

@@ -11,7 +11,7 @@ import pytest
 from bot.core.errors import UserError
 from bot.wecom.offers import incentive_for, load_offers, parse_offers, render_sms, welcome_for, welcome_slots
 
-OFFERS_FILE = Path(__file__).resolve().parents[1] / "dialogs" / "wecom" / "offers.yml"
+OFFERS_FILE = Path(__file__).resolve().parents[2] / "dialogs" / "wecom" / "offers.yml"
 
 MINIMAL = """\
 advisor: {userid: adv01, name: 小安}

@@ -17,7 +17,7 @@ from bot.core.db.engine import session_scope
 from bot.core.settings import PROJECT_ROOT
 from bot.users.tokens import create_token
 from tests.db_fixtures import db, database_url, keyring, migrated_engine  # noqa: F401
-from tests.web_fixtures import USERS, clients, console, free_port, seed_graded_calls, write_lead_csv  # noqa: F401
+from tests.web.conftest import USERS, clients, console, free_port, seed_graded_calls, write_lead_csv  # noqa: F401
 
 
 def token_client(console, db, role: str) -> httpx.Client:
