@@ -19,18 +19,17 @@ from dataclasses import dataclass
 from typing import Iterable
 
 from intents.finished_call import CallTurn
-
-VACANT_NUMBER = "vacant_number"
-SUSPENDED = "suspended"
-POWERED_OFF = "powered_off"
-UNREACHABLE = "unreachable"
-LINE_BUSY = "line_busy"
-NO_ANSWER = "no_answer"
-VOICEMAIL = "voicemail"
-CALL_RESTRICTED = "call_restricted"
-CALL_STATUSES: tuple[str, ...] = (
-    VACANT_NUMBER, SUSPENDED, POWERED_OFF, UNREACHABLE, LINE_BUSY, NO_ANSWER, VOICEMAIL, CALL_RESTRICTED,
+from intents.taxonomy import (
+    CALL_RESTRICTED,
+    LINE_BUSY,
+    NO_ANSWER,
+    POWERED_OFF,
+    SUSPENDED,
+    UNREACHABLE,
+    VACANT_NUMBER,
+    VOICEMAIL,
 )
+
 # Not a status: the network forwards the call and a person may still answer after it.
 FORWARDED = "forwarded"
 

@@ -8,8 +8,8 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Sequence
 
-from intents.announcements import CALL_STATUSES
 from intents.rules_loader import GRADES
+from intents.taxonomy import CALL_STATUSES
 
 LABEL_ORDER: tuple[str, ...] = (*GRADES, *CALL_STATUSES)
 

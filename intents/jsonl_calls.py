@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from intents.finished_call import ANSWERED, SPEAKERS, CallTurn, FinishedCall
-from intents.announcements import CALL_STATUSES
+from intents.taxonomy import CALL_STATUSES
 from intents.rules_loader import GRADES
 
 KNOWN_STATUSES = (ANSWERED, *CALL_STATUSES)

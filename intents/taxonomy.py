@@ -1,4 +1,4 @@
-"""The callee-intent taxonomy (DESIGN.md). Other tools and evaluation sets use these names."""
+"""The taxonomy (DESIGN.md): callee intents and call statuses. Other tools and evaluation sets use these names."""
 from __future__ import annotations
 
 CALLEE_INTENTS: tuple[str, ...] = (
@@ -33,3 +33,17 @@ QUESTION_INTENTS = frozenset(
 )
 # Hard opt-out: permanent do-not-call, effective before the next dial.
 OPT_OUT_INTENTS = frozenset({"stop_calling", "hostile"})
+
+# Call statuses: how a call ended when it never reached a person (DESIGN.md). Carriers
+# report them on hang-up, `intents.announcements` reads them from operator recordings.
+VACANT_NUMBER = "vacant_number"
+SUSPENDED = "suspended"
+POWERED_OFF = "powered_off"
+UNREACHABLE = "unreachable"
+LINE_BUSY = "line_busy"
+NO_ANSWER = "no_answer"
+VOICEMAIL = "voicemail"
+CALL_RESTRICTED = "call_restricted"
+CALL_STATUSES: tuple[str, ...] = (
+    VACANT_NUMBER, SUSPENDED, POWERED_OFF, UNREACHABLE, LINE_BUSY, NO_ANSWER, VOICEMAIL, CALL_RESTRICTED,
+)

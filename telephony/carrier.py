@@ -27,9 +27,6 @@ from typing import Literal, Protocol
 
 CallEventKind = Literal["answered", "speech", "playback_done", "hangup"]
 
-# Call statuses for calls that never reached a person (DESIGN.md).
-CALL_STATUSES = ("vacant_number", "suspended", "powered_off", "unreachable", "line_busy",
-                 "no_answer", "voicemail", "call_restricted")
 CARRIER_LOST = "carrier_lost"  # our link to the carrier dropped: the dialer must reconcile
 SILENCE = ""  # speech text meaning: no reply before the no-input timeout
 

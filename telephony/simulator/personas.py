@@ -29,7 +29,7 @@ from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import MarkedYAMLError
 
 from intents.announcements import detect_announcement
-from telephony.carrier import CALL_STATUSES
+from intents.taxonomy import CALL_STATUSES
 
 DEFAULT_PERSONAS_PATH = Path(__file__).with_name("personas.yml")
 DEFAULT_PACK = "default"
