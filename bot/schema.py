@@ -5,7 +5,7 @@ migrations with the models. Migrations themselves never need it: they are explic
 scripts, so the database layer in `bot.core.db` stays below every domain.
 """
 from bot.audiences.models import AudiencePack
-from bot.campaigns.models import CallAttempt, Campaign, CampaignPack, ExperimentHoldout, Turn
+from bot.campaigns.models import CallAttempt, Campaign, CampaignPack, ExperimentHoldout, TurnRow
 from bot.core.db.base import Base
 from bot.dnc.models import DoNotCall
 from bot.leads.models import Lead, LeadPack, LeadReject
@@ -14,5 +14,5 @@ from bot.users.models import ApiToken, User
 from bot.wecom.models import SmsOutbox, WeComCallbackNonce, WeComEvent, WeComInvite
 
 __all__ = ["ApiToken", "AudiencePack", "Base", "CallAttempt", "Campaign", "CampaignPack", "DoNotCall",
-           "ExperimentHoldout", "Lead", "LeadPack", "LeadReject", "ScriptPublication", "SmsOutbox", "Turn",
+           "ExperimentHoldout", "Lead", "LeadPack", "LeadReject", "ScriptPublication", "SmsOutbox", "TurnRow",
            "User", "WeComCallbackNonce", "WeComEvent", "WeComInvite"]

@@ -18,7 +18,7 @@ import re
 from dataclasses import dataclass
 from typing import Iterable
 
-from intents.finished_call import CallTurn
+from intents.finished_call import Turn
 from intents.taxonomy import (
     CALL_RESTRICTED,
     LINE_BUSY,
@@ -126,7 +126,7 @@ def detect_announcement(text: str) -> Announcement | None:
     return None
 
 
-def detect_in_turns(turns: Iterable[CallTurn]) -> tuple[Announcement | None, int]:
+def detect_in_turns(turns: Iterable[Turn]) -> tuple[Announcement | None, int]:
     """(announcement, how many leading callee turns it used) from the start of a call.
 
     Only the first callee audio is an operator recording; once a person has spoken,

@@ -11,7 +11,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, timezone
 from typing import Any, Callable, Mapping
 
-from intents.finished_call import ANSWERED, CallTurn, FinishedCall
+from intents.finished_call import ANSWERED, FinishedCall, Turn
 from intents.announcements import Announcement, detect_in_turns
 from intents.followups import FollowUp, FollowUpPolicy, decide_followups
 from intents.grading import Grade, default_rules, grade_call
@@ -78,10 +78,10 @@ def annotate(call: FinishedCall, nlu: Nlu, script: ScriptLines = NO_SCRIPT,
              default_start: datetime | None = None) -> FinishedCall:
     """Fill the script step of bot lines and the NLU result of callee replies that lack them."""
     start = call_start(call, default_start)
-    turns: list[CallTurn] = []
+    turns: list[Turn] = []
     for turn in call.turns:
-        if turn.speaker == "bot" and turn.step is None:
-            turn = replace(turn, step=script.step_of(turn.text))
+        if turn.speaker == "bot" and turn.response is None:
+            turn = replace(turn, response=script.step_of(turn.text))
         elif turn.is_callee and turn.intent is None and turn.text.strip():
             result = nlu(turn.text.strip(), start + timedelta(seconds=turn.t))
             turn = replace(turn, intent=result.intent, confidence=result.confidence, entities=tuple(result.entities))
@@ -104,8 +104,8 @@ def assess_call(call: FinishedCall, nlu: Nlu, script: ScriptLines = NO_SCRIPT,
     return CallOutcome(call.call_id, ANSWERED, grade, followups, announcement, annotated)
 
 
-def _drop_leading_callee_turns(turns: tuple[CallTurn, ...], count: int) -> tuple[CallTurn, ...]:
-    kept: list[CallTurn] = []
+def _drop_leading_callee_turns(turns: tuple[Turn, ...], count: int) -> tuple[Turn, ...]:
+    kept: list[Turn] = []
     for turn in turns:
         if count and turn.is_callee and turn.text.strip():
             count -= 1

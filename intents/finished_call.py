@@ -1,8 +1,9 @@
-"""A finished call as plain data: what grading, follow-ups and carrier detection read.
+"""A call's turns and the finished call as plain data: what the runtime records, the
+call store saves, and grading, follow-ups and carrier detection read.
 
-Both paths fill it: the live runtime (bot.conversation CallSession turns, where the
-script response of every bot line is known) and call logs (JSONL transcripts, where
-bot lines have only their text and `intents.script_steps` infers the step).
+Both paths fill it: the live runtime (bot.conversation CallSession records its `Turn`s,
+where the script response of every bot line is known) and call logs (JSONL transcripts,
+where bot lines have only their text and `intents.script_steps` infers the step).
 """
 from __future__ import annotations
 
@@ -18,24 +19,31 @@ ANSWERED = "answered"
 
 
 @dataclass(frozen=True)
-class CallTurn:
+class Turn:
+    """One line said on a call, by the robot or the callee."""
+
     speaker: Speaker
     text: str
     t: float = 0.0  # seconds since the call was answered
-    step: str | None = None  # bot turns: the script response this line came from
+    response: str | None = None  # bot turns: the script response (step) this line came from
     intent: str | None = None  # callee turns: NLU intent (None until parsed)
     confidence: float | None = None
     entities: tuple[Mapping[str, Any], ...] = ()
+    seq: int = 0  # 1, 2, … in the order the runtime recorded them; 0 when not numbered
 
     @property
     def is_callee(self) -> bool:
         return self.speaker == "callee"
 
+    @property
+    def offset_ms(self) -> int:
+        return int(self.t * 1000)
+
 
 @dataclass(frozen=True)
 class FinishedCall:
     call_id: str
-    turns: tuple[CallTurn, ...] = ()
+    turns: tuple[Turn, ...] = ()
     status: str = ANSWERED
     hangup_by: Speaker | None = None
     duration_s: float = 0.0
@@ -45,10 +53,10 @@ class FinishedCall:
     extra: Mapping[str, Any] = field(default_factory=dict, compare=False)
 
     @property
-    def callee_turns(self) -> tuple[CallTurn, ...]:
+    def callee_turns(self) -> tuple[Turn, ...]:
         return tuple(t for t in self.turns if t.is_callee)
 
-    def with_turns(self, turns: tuple[CallTurn, ...]) -> FinishedCall:
+    def with_turns(self, turns: tuple[Turn, ...]) -> FinishedCall:
         return replace(self, turns=turns)
 
     def with_status(self, status: str) -> FinishedCall:

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Mapping
 
-from intents.finished_call import CallTurn, FinishedCall
+from intents.finished_call import FinishedCall, Turn
 from intents.rules_loader import Condition, Counter, GradingRules, Rule, load_rules
 from intents.taxonomy import FALLBACK_INTENT
 
@@ -81,7 +81,7 @@ class CallFacts:
         return None
 
 
-def understood_intent(turn: CallTurn, min_confidence: float) -> str | None:
+def understood_intent(turn: Turn, min_confidence: float) -> str | None:
     """The intent to act on, or None when the NLU did not really understand the reply."""
     if not turn.intent or turn.intent == FALLBACK_INTENT:
         return None
@@ -95,7 +95,7 @@ def understood_intent(turn: CallTurn, min_confidence: float) -> str | None:
 def measure_call(call: FinishedCall, rules: GradingRules) -> CallFacts:
     replies = callee_replies(call, rules.min_confidence)
     counted = {name: tuple(r.round for r in replies if _counts(counter, r)) for name, counter in rules.counters.items()}
-    steps = frozenset(t.step for t in call.turns if t.speaker == "bot" and t.step)
+    steps = frozenset(t.response for t in call.turns if t.speaker == "bot" and t.response)
     agreement_rounds = counted.get("agreements", ())
     if call.agreed_wecom is not None:
         agreed = call.agreed_wecom
@@ -133,7 +133,7 @@ def callee_replies(call: FinishedCall, min_confidence: float) -> tuple[Reply, ..
     answering: str | None = None
     for index, turn in enumerate(call.turns, start=1):
         if turn.speaker == "bot":
-            answering = turn.step or answering
+            answering = turn.response or answering
             continue
         if not turn.text.strip():
             continue  # silence is not a reply
@@ -159,7 +159,7 @@ def _rounds_before_confirmation(call: FinishedCall, replies: tuple[Reply, ...]) 
     for index, turn in enumerate(call.turns, start=1):
         if index in by_index:
             last = by_index[index]
-        elif turn.speaker == "bot" and turn.step in WECOM_CONFIRMED_STEPS:
+        elif turn.speaker == "bot" and turn.response in WECOM_CONFIRMED_STEPS:
             return (last.round,) if last else ()
     return ()
 

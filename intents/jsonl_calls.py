@@ -17,7 +17,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Iterator
 
-from intents.finished_call import ANSWERED, SPEAKERS, CallTurn, FinishedCall
+from intents.finished_call import ANSWERED, SPEAKERS, FinishedCall, Turn
 from intents.taxonomy import CALL_STATUSES
 from intents.rules_loader import GRADES
 
@@ -98,7 +98,7 @@ def parse_call_line(line: str, number: int = 1) -> LoggedCall:
     return LoggedCall(number, call, gold)
 
 
-def _turns(raw: Any, call_id: str) -> Iterator[CallTurn]:
+def _turns(raw: Any, call_id: str) -> Iterator[Turn]:
     if not isinstance(raw, list):
         raise ValueError(f"call {call_id}: `turns` must be a list")
     for i, turn in enumerate(raw, start=1):
@@ -113,7 +113,8 @@ def _turns(raw: Any, call_id: str) -> Iterator[CallTurn]:
         if not isinstance(text, str):
             raise ValueError(f"call {call_id}: turn {i} `text` must be a string")
         t = _number(turn.get("t", 0), f"call {call_id}: turn {i} `t`")
-        yield CallTurn(speaker=speaker, text=text, t=t, step=turn.get("step") if isinstance(turn.get("step"), str) else None)
+        step = turn.get("step")  # the script response a bot line came from, when the log knows it
+        yield Turn(speaker=speaker, text=text, t=t, response=step if isinstance(step, str) else None)
 
 
 def _number(value: Any, what: str) -> float:

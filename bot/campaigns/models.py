@@ -87,7 +87,9 @@ class CallAttempt(Base):
     ended_at = Column(UtcDateTime)
 
 
-class Turn(Base):
+class TurnRow(Base):
+    """A call's turn as stored (the turn itself is `intents.finished_call.Turn`)."""
+
     __tablename__ = "turns"
     __table_args__ = (UniqueConstraint("attempt_id", "seq"),)
 

@@ -361,7 +361,7 @@ def _share(part: int, whole: int) -> str:
 def _print_sample_call(engine, campaign_id: int) -> None:
     from sqlalchemy import select
 
-    from bot.campaigns.models import CallAttempt, Turn
+    from bot.campaigns.models import CallAttempt, TurnRow
     from bot.core.db.engine import session_scope
     from bot.leads.models import Lead
 
@@ -371,7 +371,8 @@ def _print_sample_call(engine, campaign_id: int) -> None:
         if attempt is None:
             return
         lead = session.get(Lead, attempt.lead_id)
-        turns = session.execute(select(Turn).where(Turn.attempt_id == attempt.id).order_by(Turn.seq)).scalars().all()
+        turns = session.execute(select(TurnRow).where(TurnRow.attempt_id == attempt.id)
+                                .order_by(TurnRow.seq)).scalars().all()
         lines = [f"[bold green]机器人[/] {t.text}" if t.speaker == "bot" else
                  f"[bold]客户[/]   {t.text}  [cyan]{t.intent}[/] [dim]{(t.confidence or 0):.2f}[/]" for t in turns]
         title = (f"a grade-A call: {lead.phone_masked}, script {attempt.arms.get('script')}, "

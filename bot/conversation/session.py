@@ -2,7 +2,8 @@
 
 `CallSession` wraps the shared `DialogueAgent` for one call: start() → opening lines;
 hear(text) → the robot's answer with the callee's intent; silence() → re-prompt once,
-then end; hangup(). Every turn is recorded with its time.
+then end; hangup(). Every turn is recorded (`intents.finished_call.Turn`) with its time
+since the call was answered.
 """
 from __future__ import annotations
 
@@ -13,9 +14,9 @@ from typing import Any, Callable, Literal
 
 from bot.conversation.agent import VARIANT_SLOT, BotLine, DialogueAgent, Parse
 from bot.core.errors import UserError
+from intents.finished_call import Speaker, Turn
 
 Clock = Callable[[], datetime]
-Speaker = Literal["bot", "callee"]
 
 CLOSING_PREFIX = "utter_close_"
 QUESTION_PREFIX = "utter_ask_"
@@ -57,19 +58,6 @@ class LeadContext:
             VARIANT_SLOT: self.script_variant,
         }
         return {k: v for k, v in values.items() if v}
-
-
-@dataclass(frozen=True)
-class Turn:
-    seq: int
-    speaker: Speaker
-    text: str
-    at: datetime
-    offset_ms: int
-    response: str | None = None  # the script response a bot line came from
-    intent: str | None = None
-    confidence: float | None = None
-    entities: tuple[dict[str, Any], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -175,8 +163,7 @@ class CallSession:
                 seq=len(self.turns) + 1,
                 speaker=speaker,
                 text=text,
-                at=now,
-                offset_ms=int((now - started).total_seconds() * 1000),
+                t=(now - started).total_seconds(),
                 response=response,
                 intent=parse.intent if parse else None,
                 confidence=parse.confidence if parse else None,

@@ -15,7 +15,7 @@ from typing import Callable
 from bot.conversation.agent import BotLine, DialogueAgent
 from bot.conversation.session import CallSession, LeadContext
 from intents.assess import CallOutcome, NluResult, assess_call
-from intents.finished_call import ANSWERED, CallTurn, FinishedCall
+from intents.finished_call import ANSWERED, FinishedCall, Turn
 from telephony.carrier import Carrier, CallEvent, Prompt
 
 Clock = Callable[[], datetime]
@@ -64,7 +64,7 @@ class CallResult:
     ended_at: datetime | None = None
     carrier_call_id: str = ""
     recording: list[str] = field(default_factory=list)  # operator announcement transcripts
-    turns: list = field(default_factory=list)  # CallSession turns
+    turns: list[Turn] = field(default_factory=list)  # the CallSession's turns
     outcome: CallOutcome | None = None
 
     @property
@@ -129,13 +129,10 @@ async def _speak(carrier: Carrier, call_id: str, reply, audio_for: AudioFor) -> 
 def finished_call(result: CallResult) -> FinishedCall:
     """The call as grading reads it: the recording first, then the conversation."""
     start = result.answered_at or result.dialed_at or datetime.now(timezone.utc)
-    turns = [CallTurn("callee", text, 0.0, intent="nlu_fallback", confidence=0.0) for text in result.recording]
-    for turn in result.turns:
-        turns.append(CallTurn(turn.speaker, turn.text, (turn.at - start).total_seconds(), step=turn.response,
-                              intent=turn.intent, confidence=turn.confidence, entities=tuple(turn.entities)))
+    recording = [Turn("callee", text, 0.0, intent="nlu_fallback", confidence=0.0) for text in result.recording]
     reached_someone = result.answered or bool(result.recording)
     status = ANSWERED if reached_someone else (result.carrier_status or "unreachable")
-    return FinishedCall(call_id=result.call_id, turns=tuple(turns), status=status,
+    return FinishedCall(call_id=result.call_id, turns=(*recording, *result.turns), status=status,
                         hangup_by=result.hangup_by, duration_s=result.talk_time_s, started_at=start,
                         agreed_wecom=any(t.response == CONFIRM_WECOM for t in result.turns))
 

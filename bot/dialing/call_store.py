@@ -8,7 +8,7 @@ from __future__ import annotations
 from sqlalchemy.orm import Session
 
 from bot.dialing.call_runner import CallResult
-from bot.campaigns.models import CallAttempt, Turn
+from bot.campaigns.models import CallAttempt, TurnRow
 from bot.dnc.models import SCOPE_OPT_OUT, SCOPE_SOFT_DECLINE
 from bot.dnc.service import add_entry
 from bot.leads.models import Lead
@@ -33,9 +33,9 @@ def record_call(session: Session, attempt: CallAttempt, result: CallResult) -> N
     attempt.carrier_call_id = result.carrier_call_id
     attempt.history_outcome = attempt.outcome
     for turn in result.turns:
-        session.add(Turn(attempt_id=attempt.id, seq=turn.seq, speaker=turn.speaker, text=turn.text,
-                         response=turn.response, intent=turn.intent, confidence=turn.confidence,
-                         entities=[dict(e) for e in turn.entities], offset_ms=turn.offset_ms))
+        session.add(TurnRow(attempt_id=attempt.id, seq=turn.seq, speaker=turn.speaker, text=turn.text,
+                            response=turn.response, intent=turn.intent, confidence=turn.confidence,
+                            entities=[dict(e) for e in turn.entities], offset_ms=turn.offset_ms))
     for followup in (outcome.followups if outcome else ()):
         _apply(session, attempt, followup, result)
 

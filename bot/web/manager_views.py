@@ -11,7 +11,7 @@ from pydantic import BaseModel
 from sqlalchemy import func, select
 
 from bot.audiences.models import AudiencePack
-from bot.campaigns.models import CallAttempt, Campaign, Turn
+from bot.campaigns.models import CallAttempt, Campaign, TurnRow
 from bot.core.db.engine import session_scope
 from bot.core.errors import UserError
 from bot.leads.models import Lead
@@ -137,7 +137,8 @@ def call_detail(session, attempt_id: int) -> CallDetail:
     if row is None:
         raise HTTPException(404, f"没有编号为 {attempt_id} 的通话")
     attempt = row[0]
-    turns = session.execute(select(Turn).where(Turn.attempt_id == attempt_id).order_by(Turn.seq)).scalars().all()
+    turns = session.execute(select(TurnRow).where(TurnRow.attempt_id == attempt_id)
+                            .order_by(TurnRow.seq)).scalars().all()
     return CallDetail(**_call_row(*row), hangup_by=attempt.hangup_by,
                       followups=[{**f, "reason": mask_digit_runs(str(f.get("reason", "")))} for f in attempt.followups or []],
                       turns=[TurnOut(seq=t.seq, speaker=t.speaker, speaker_label=labels.label(labels.SPEAKER, t.speaker),

@@ -10,7 +10,7 @@ from sqlalchemy import select
 from bot.dialing.call_store import record_call
 from bot.dialing.call_runner import EventRouter, run_call
 from bot.dialing.planner import plan_campaign
-from bot.campaigns.models import CallAttempt, Turn
+from bot.campaigns.models import CallAttempt, TurnRow
 from bot.campaigns.service import change_status, create_campaign
 from bot.conversation.session import LeadContext
 from bot.core.db.engine import session_scope
@@ -79,7 +79,8 @@ def test_a_refusal_is_graded_logged_and_put_on_the_soft_decline_list(db, keyring
         attempt = session.get(CallAttempt, attempt_id)
         assert (attempt.status, attempt.outcome, attempt.grade) == ("completed", "answered", "C")
         assert attempt.history_outcome == "soft_decline"
-        turns = session.execute(select(Turn).where(Turn.attempt_id == attempt_id).order_by(Turn.seq)).scalars().all()
+        turns = session.execute(select(TurnRow).where(TurnRow.attempt_id == attempt_id)
+                                .order_by(TurnRow.seq)).scalars().all()
         assert [t.speaker for t in turns][:3] == ["bot", "bot", "callee"]
         assert turns[2].intent == "refuse"
         state = dnc_state(session, attempt.phone_hash, MORNING)

@@ -11,7 +11,7 @@ from sqlalchemy import func, select
 
 from bot.audiences.models import AudiencePack
 from bot.dialing.dialer import Dialer
-from bot.campaigns.models import CallAttempt, Turn
+from bot.campaigns.models import CallAttempt, TurnRow
 from bot.campaigns.service import change_status, create_campaign
 from bot.core.db.engine import session_scope
 from bot.leads.models import Lead
@@ -72,7 +72,7 @@ def test_a_simulated_morning_of_calling(db, keyring, dialogue_agent) -> None:
         for attempt in attempts:
             local = attempt.dialed_at.astimezone(SHANGHAI)
             assert (9, 30) <= (local.hour, local.minute) < (12, 0), local
-        turns = session.execute(select(func.count()).select_from(Turn)).scalar_one()
+        turns = session.execute(select(func.count()).select_from(TurnRow)).scalar_one()
         assert turns >= 3 * len(graded)
         # Paced at the campaign's 2 calls per second: the 15 dials planned in one tick go out
         # one token (0.5 s) apart, give or take the simulated clock's 0.2 s wake-up resolution.

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from intents.assess import screen_carrier
-from intents.finished_call import CallTurn, FinishedCall
+from intents.finished_call import FinishedCall, Turn
 from intents.announcements import FORWARDED, detect_announcement, detect_in_turns
 
 ANNOUNCEMENTS = [
@@ -59,28 +59,28 @@ def test_people_are_not_recordings(text: str) -> None:
 
 
 def test_recording_split_over_two_asr_turns() -> None:
-    turns = (CallTurn("callee", "您拨打的电话", 0.5), CallTurn("callee", "已关机", 2.0))
+    turns = (Turn("callee", "您拨打的电话", 0.5), Turn("callee", "已关机", 2.0))
     found, used = detect_in_turns(turns)
     assert found is not None and found.status == "powered_off" and used == 2
 
 
 def test_only_the_start_of_the_call_is_screened() -> None:
     # A person spoke first; a later sentence that sounds like a recording is theirs.
-    turns = (CallTurn("callee", "喂你好", 1.0), CallTurn("bot", "请问您现在方便吗", 2.0),
-             CallTurn("callee", "好的", 4.0), CallTurn("callee", "您拨打的电话已关机", 6.0))
+    turns = (Turn("callee", "喂你好", 1.0), Turn("bot", "请问您现在方便吗", 2.0),
+             Turn("callee", "好的", 4.0), Turn("callee", "您拨打的电话已关机", 6.0))
     assert detect_in_turns(turns) == (None, 0)
 
 
 def test_screening_sets_the_status_and_drops_the_recording() -> None:
-    call = FinishedCall("c1", (CallTurn("bot", "王先生您好", 0.0), CallTurn("callee", "您拨打的电话已停机", 1.0)))
+    call = FinishedCall("c1", (Turn("bot", "王先生您好", 0.0), Turn("callee", "您拨打的电话已停机", 1.0)))
     screened, found = screen_carrier(call)
     assert screened.status == "suspended" and found is not None
     assert [t.text for t in screened.turns] == ["王先生您好"]
 
 
 def test_forwarding_keeps_the_call_answered_for_the_person_after_it() -> None:
-    call = FinishedCall("c2", (CallTurn("callee", "您拨打的电话正在呼叫转移中，请勿挂机", 0.0),
-                               CallTurn("bot", "您好", 3.0), CallTurn("callee", "喂你好", 5.0)))
+    call = FinishedCall("c2", (Turn("callee", "您拨打的电话正在呼叫转移中，请勿挂机", 0.0),
+                               Turn("bot", "您好", 3.0), Turn("callee", "喂你好", 5.0)))
     screened, found = screen_carrier(call)
     assert found is not None and found.kind == FORWARDED and found.status is None
     assert screened.status == "answered"

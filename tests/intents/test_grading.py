@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from intents.finished_call import CallTurn, FinishedCall
+from intents.finished_call import FinishedCall, Turn
 from intents.callback_times import SHANGHAI
 from intents.followups import (CALLBACK, COOL_DOWN, DO_NOT_CALL, RETIRE_LEAD, RETRY, SOFT_DECLINE,
                                WECOM_INVITE, clip_to_calling_hours, decide_followups)
@@ -18,15 +18,15 @@ from intents.script_steps import ScriptLines
 START = datetime(2026, 3, 11, 10, 20, tzinfo=SHANGHAI)
 
 
-def bot(step: str) -> CallTurn:
-    return CallTurn("bot", step, step=step)
+def bot(step: str) -> Turn:
+    return Turn("bot", step, response=step)
 
 
-def say(text: str, intent: str, confidence: float = 0.95, entities: tuple = ()) -> CallTurn:
-    return CallTurn("callee", text, intent=intent, confidence=confidence, entities=entities)
+def say(text: str, intent: str, confidence: float = 0.95, entities: tuple = ()) -> Turn:
+    return Turn("callee", text, intent=intent, confidence=confidence, entities=entities)
 
 
-def call(*turns: CallTurn, **kwargs) -> FinishedCall:
+def call(*turns: Turn, **kwargs) -> FinishedCall:
     return FinishedCall("c", tuple(turns), hangup_by=kwargs.pop("hangup_by", "bot"), duration_s=40.0,
                         started_at=START, **kwargs)
 
@@ -61,7 +61,7 @@ GRADED = [
      call(OPENING, say("嗯", "affirm"), PITCH, say("嗯嗯", "affirm"), ASK_WECOM, hangup_by="callee")),
     ("busy", "D", "D：第1轮表示在忙或约回访", call(OPENING, say("在开车", "busy"))),
     ("wrong_person", "D", "D：第1轮接听人不是本人", call(OPENING, say("打错了", "wrong_person"))),
-    ("silence", "D", "D：未明确表态", call(OPENING, CallTurn("callee", ""), bot("utter_close_silence"))),
+    ("silence", "D", "D：未明确表态", call(OPENING, Turn("callee", ""), bot("utter_close_silence"))),
     ("no_turns", "D", "D：未明确表态", call()),
     # Below the fallback threshold a "refusal" or an "agreement" is not understood.
     ("low_confidence_refusal", "D", "D：未明确表态", call(OPENING, say("嗯那个不", "refuse", 0.35))),

@@ -334,7 +334,7 @@ def test_forget_erases_leads_and_rejects_but_keeps_the_dnc_hash(db, keyring, tmp
 
 
 def test_forget_erases_the_persons_calls_and_transcripts_too(db, keyring, tmp_path):
-    from bot.campaigns.models import CallAttempt, Turn
+    from bot.campaigns.models import CallAttempt, TurnRow
     from bot.campaigns.service import create_campaign
 
     upload(db, keyring, write_csv(tmp_path / "a.csv", [HEADER, row("13812345678"), row("13912345678")]))
@@ -345,14 +345,14 @@ def test_forget_erases_the_persons_calls_and_transcripts_too(db, keyring, tmp_pa
                                   arms={}, status="completed", outcome="answered")
             session.add(attempt)
             session.flush()
-            session.add(Turn(attempt_id=attempt.id, seq=1, speaker="callee", text="我姓张，住在幸福路", offset_ms=0))
+            session.add(TurnRow(attempt_id=attempt.id, seq=1, speaker="callee", text="我姓张，住在幸福路", offset_ms=0))
     with session_scope(db) as session:
         result = forget_phone(session, keyring, "13812345678")
     assert (result.leads, result.calls) == (1, 1)
     with session_scope(db) as session:
         kept = session.execute(select(CallAttempt.phone_hash)).scalars().all()
         assert kept == [keyring.hash_phone("13912345678")]
-        assert session.execute(select(func.count()).select_from(Turn)).scalar_one() == 1
+        assert session.execute(select(func.count()).select_from(TurnRow)).scalar_one() == 1
 
 
 def test_a_50_mb_file_streams_through(db, keyring, tmp_path):

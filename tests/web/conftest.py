@@ -21,7 +21,7 @@ import pytest
 import uvicorn
 from sqlalchemy import select
 
-from bot.campaigns.models import CallAttempt, Turn
+from bot.campaigns.models import CallAttempt, TurnRow
 from bot.campaigns.service import change_status, create_campaign
 from bot.core.db.engine import session_scope
 from bot.leads.models import Lead
@@ -236,6 +236,6 @@ def seed_graded_calls(engine, keyring, tmp_path: Path, *, leads: int = 120, camp
                          ("callee", "可以" if attempt.grade in "AB" else "不需要", None,
                           "agree_add_wecom" if attempt.grade in "AB" else "refuse", 0.88)]
                 for seq, (speaker, text, response, intent, confidence) in enumerate(texts, start=1):
-                    session.add(Turn(attempt_id=attempt.id, seq=seq, speaker=speaker, text=text, response=response,
-                                     intent=intent, confidence=confidence, entities=[], offset_ms=seq * 4000))
+                    session.add(TurnRow(attempt_id=attempt.id, seq=seq, speaker=speaker, text=text, response=response,
+                                        intent=intent, confidence=confidence, entities=[], offset_ms=seq * 4000))
         return created.id

@@ -21,7 +21,7 @@ from bot.core.pii import PhoneKeyring
 from bot.wecom.dev.local import LocalWeCom
 from bot.wecom.state import state_key
 from intents.assess import NluResult, assess_call
-from intents.finished_call import CallTurn, FinishedCall
+from intents.finished_call import FinishedCall, Turn
 from tests.db_fixtures import TEST_SECRET
 
 STATE_KEY = state_key(TEST_SECRET.encode())
@@ -83,9 +83,9 @@ def graded_result(call_id: str, grade: str, ended_at: datetime) -> CallResult:
     """A finished call graded by the real grading rules from hand-labelled replies."""
     lines = CALLEE_LINES[grade]
     labels = {text: intent for _, text, intent in lines}
-    turns, t = [CallTurn("bot", "您好，这里是安心保险服务平台，AI合成语音", 0.0, "utter_opening")], 1.0
+    turns, t = [Turn("bot", "您好，这里是安心保险服务平台，AI合成语音", 0.0, "utter_opening")], 1.0
     for step, text, _ in lines:
-        turns += [CallTurn("bot", "……", t, step), CallTurn("callee", text, t + 2)]
+        turns += [Turn("bot", "……", t, step), Turn("callee", text, t + 2)]
         t += 4
     answered = ended_at - timedelta(seconds=t)
     outcome = assess_call(FinishedCall(call_id, tuple(turns), duration_s=t, started_at=answered),

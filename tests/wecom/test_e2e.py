@@ -14,7 +14,7 @@ from sqlalchemy import select
 
 from bot.audiences.models import AudiencePack
 from bot.dialing.dialer import Dialer, PreparedCall
-from bot.campaigns.models import CallAttempt, Campaign, Turn
+from bot.campaigns.models import CallAttempt, Campaign, TurnRow
 from bot.campaigns.service import change_status, create_campaign
 from bot.core.db.engine import session_scope
 from bot.leads.models import Lead, LeadPack
@@ -106,7 +106,7 @@ def test_graded_calls_to_welcome_messages_and_the_funnel(db, keyring, dialogue_a
             select(Lead, AudiencePack.name).join(AudiencePack, AudiencePack.id == Lead.audience_id)).all()}
         invites = session.execute(select(WeComInvite).order_by(WeComInvite.id)).scalars().all()
         bot_lines = {}
-        for turn in session.execute(select(Turn).where(Turn.speaker == "bot")).scalars():
+        for turn in session.execute(select(TurnRow).where(TurnRow.speaker == "bot")).scalars():
             bot_lines.setdefault(turn.attempt_id, []).append((turn.response, turn.text))
     ab_leads = {a.lead_id for a in attempts if a.grade in ("A", "B")}
     grades = Counter(a.grade for a in attempts if a.grade)
