@@ -2,9 +2,9 @@
 
 - `gettoken`: the access token is cached until shortly before `expires_in` and fetched
   again when WeCom says it is invalid or expired (40014, 42001, 42009) — once per call.
-- retries with exponential backoff and jitter on HTTP 5xx, transport errors, -1 (系统繁忙),
-  45009 (接口调用超过限制) and 45033 (接口并发调用超过限制); a deadline (the welcome
-  code's 20 s) stops retrying in time.
+- retries (tenacity) with exponential backoff and jitter on HTTP 5xx, transport errors,
+  -1 (系统繁忙), 45009 (接口调用超过限制) and 45033 (接口并发调用超过限制); a deadline (the
+  welcome code's 20 s) stops retrying in time.
 - every call is logged with its errcode, duration and try, identifiers masked (the
   access token and the secret are never logged).
 
@@ -15,13 +15,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 import time
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import httpx
+from tenacity import AsyncRetrying, RetryCallState, retry_if_result
+from tenacity.wait import wait_base, wait_exponential, wait_random_exponential
 
 from bot.wecom.config import WeComSettings
 
@@ -50,11 +51,11 @@ class RetryPolicy:
     base_delay_s: float = 0.25
     max_delay_s: float = 8.0
 
-    def delay(self, attempt: int, rng: random.Random) -> float:
-        """Exponential with "equal jitter": half fixed, half random, so clients that failed
-        together do not retry together."""
-        ceiling = min(self.max_delay_s, self.base_delay_s * 2 ** (attempt - 1))
-        return ceiling / 2 + rng.uniform(0, ceiling / 2)
+    def wait(self) -> wait_base:
+        """Exponential with "equal jitter": after try n, half of min(max, base·2ⁿ⁻¹) fixed and
+        half random, so clients that failed together do not retry together."""
+        half = {"multiplier": self.base_delay_s / 2, "max": self.max_delay_s / 2}
+        return wait_exponential(**half) + wait_random_exponential(**half)
 
 
 @dataclass(frozen=True)
@@ -80,7 +81,6 @@ class WeComClient:
     timeout_s: float = 10.0
     monotonic: Callable[[], float] = time.monotonic
     sleep: Callable[[float], Any] = asyncio.sleep
-    rng: random.Random = field(default_factory=random.Random)
     # (path, errcode or "http_5xx"/"transport") → count: what the server said, for tests and figures
     outcomes: Counter = field(default_factory=Counter)
     _token: str | None = None
@@ -140,41 +140,59 @@ class WeComClient:
                     json: dict | None = None, with_token: bool = True, what: Mapping[str, str] | None = None,
                     deadline: float | None = None, retry_on: frozenset[int] = frozenset()) -> dict:
         summary = " ".join(f"{k}={v}" for k, v in (what or {}).items())
-        token_refreshed = False
-        attempt = 0
-        while True:
-            attempt += 1
-            query = dict(params or {})
-            if with_token:
-                query["access_token"] = await self.access_token()
-            started = self.monotonic()
-            data, error = await self._one_try(method, path, query, json, retry_on)
-            elapsed_ms = (self.monotonic() - started) * 1000
-            if error is None:
-                self.outcomes[(path, 0)] += 1
-                log.info("wecom %s %s ok %.0fms try %d %s", method, path, elapsed_ms, attempt, summary)
-                return data
-            self.outcomes[(path, error.errcode if error.errcode is not None else
-                           ("http_5xx" if (error.http_status or 0) >= 500 else "transport"))] += 1
-            if with_token and error.errcode in TOKEN_ERRORS and not token_refreshed:
-                token_refreshed = True
-                log.info("wecom %s %s: access token rejected (errcode %s) after %.0fms, fetching a new one %s",
-                         method, path, error.errcode, elapsed_ms, summary)
-                self.invalidate_token()
-                attempt -= 1  # a stale token is not the server failing
-                continue
-            if not error.retryable or attempt >= self.retry.attempts:
-                log.warning("wecom %s %s failed %.0fms try %d/%d: %s %s", method, path, elapsed_ms, attempt,
-                            self.retry.attempts, error, summary)
-                raise error
-            delay = self.retry.delay(attempt, self.rng)
-            if deadline is not None and self.monotonic() + delay >= deadline:
-                log.warning("wecom %s %s failed %.0fms try %d: %s; no time left to retry %s", method, path,
-                            elapsed_ms, attempt, error, summary)
-                raise error
-            log.info("wecom %s %s try %d failed %.0fms (%s); retry in %.2fs %s", method, path, attempt, elapsed_ms,
-                     error, delay, summary)
-            await self.sleep(delay)
+        tries, elapsed_ms, token_refreshed = 0, 0.0, False
+
+        async def try_once() -> tuple[dict, WeComError | None]:
+            nonlocal tries, elapsed_ms, token_refreshed
+            tries += 1
+            while True:
+                query = dict(params or {})
+                if with_token:
+                    query["access_token"] = await self.access_token()
+                started = self.monotonic()
+                data, error = await self._one_try(method, path, query, json, retry_on)
+                elapsed_ms = (self.monotonic() - started) * 1000
+                if error is None:
+                    self.outcomes[(path, 0)] += 1
+                    log.info("wecom %s %s ok %.0fms try %d %s", method, path, elapsed_ms, tries, summary)
+                    return data, None
+                self.outcomes[(path, error.errcode if error.errcode is not None else
+                               ("http_5xx" if (error.http_status or 0) >= 500 else "transport"))] += 1
+                if with_token and error.errcode in TOKEN_ERRORS and not token_refreshed:
+                    token_refreshed = True
+                    log.info("wecom %s %s: access token rejected (errcode %s) after %.0fms, fetching a new one %s",
+                             method, path, error.errcode, elapsed_ms, summary)
+                    self.invalidate_token()
+                    continue  # a stale token is not the server failing: the same try again
+                return data, error
+
+        def give_up(state: RetryCallState) -> bool:  # the last try, or the wait would pass the deadline
+            return (state.attempt_number >= self.retry.attempts
+                    or (deadline is not None and self.monotonic() + state.upcoming_sleep >= deadline))
+
+        def last_try(state: RetryCallState) -> tuple[dict, WeComError | None]:
+            assert state.outcome is not None
+            return state.outcome.result()
+
+        def log_retry(state: RetryCallState) -> None:
+            log.info("wecom %s %s try %d failed %.0fms (%s); retry in %.2fs %s", method, path, tries, elapsed_ms,
+                     last_try(state)[1], state.upcoming_sleep, summary)
+
+        retrying = AsyncRetrying(
+            retry=retry_if_result(lambda result: result[1] is not None and result[1].retryable),
+            stop=give_up, wait=self.retry.wait(), sleep=self.sleep, before_sleep=log_retry,
+            retry_error_callback=last_try)
+        result: tuple[dict, WeComError | None] = await retrying(try_once)
+        data, error = result
+        if error is None:
+            return data
+        if error.retryable and tries < self.retry.attempts:
+            log.warning("wecom %s %s failed %.0fms try %d: %s; no time left to retry %s", method, path,
+                        elapsed_ms, tries, error, summary)
+        else:
+            log.warning("wecom %s %s failed %.0fms try %d/%d: %s %s", method, path, elapsed_ms, tries,
+                        self.retry.attempts, error, summary)
+        raise error
 
     async def _one_try(self, method: str, path: str, query: dict, json: dict | None,
                        retry_on: frozenset[int]) -> tuple[dict, WeComError | None]:
