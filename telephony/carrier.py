@@ -18,6 +18,17 @@ What the events mean, for every adapter:
   the runtime is answered with a hang-up event too.
 The simulator (telephony.simulator) replies after each prompt whose response is a
 question (`utter_ask_*`) once the robot's turn has finished playing.
+
+Hand-off to a human: `transfer(call_id, target, wait_s)` sends the callee to a human
+(FreeSWITCH: `uuid_transfer` to an extension or queue; the simulator: its advisor pool) and
+returns once the outcome is known, at most `wait_s` (the carrier's clock) after the request:
+- bridged: an advisor took the call; the robot's part is over (the carrier sends no more
+  speech for it, and the robot must not hang it up; a later hang-up event may follow).
+- not bridged, reason NO_ADVISOR: nobody was free within `wait_s`; the callee is back with
+  the robot (who can say so and end the call).
+- not bridged, reason CALL_ENDED: the call ended before anyone took it (its hang-up event is
+  on the queue, as usual), or it was not live any more.
+- not bridged, reason REJECTED: the carrier refused the transfer; the callee is still there.
 """
 from __future__ import annotations
 
@@ -52,6 +63,21 @@ class CallEvent:
     answered: bool = False
 
 
+# Why a transfer did not bridge.
+NO_ADVISOR = "no_advisor"
+CALL_ENDED = "call_ended"
+REJECTED = "rejected"
+
+
+@dataclass(frozen=True)
+class TransferResult:
+    bridged: bool
+    reason: str = ""  # when not bridged: NO_ADVISOR, CALL_ENDED or REJECTED
+    agent: str | None = None  # who took the call (an advisor name, the bridged channel)
+    waited_s: float = 0.0  # from the request until it bridged or was given up (carrier clock)
+    detail: str = ""  # the carrier's own words (e.g. an -ERR reply or a hang-up cause)
+
+
 class Carrier(Protocol):
     events: asyncio.Queue[CallEvent]
 
@@ -63,3 +89,6 @@ class Carrier(Protocol):
     async def stop_playback(self, call_id: str) -> None: ...
 
     async def hangup(self, call_id: str, cause: str = "NORMAL_CLEARING") -> None: ...
+
+    async def transfer(self, call_id: str, target: str, wait_s: float = 20.0) -> TransferResult:
+        """Hand the call to a human at `target` (an extension or queue); see the module docstring."""

@@ -2,6 +2,15 @@
 
 Each call carries our call id as the channel variable `waihu_call_id`, so every event
 FreeSWITCH sends (as `variable_waihu_call_id`) maps back to the call attempt.
+
+Hand-off to a human: `uuid_transfer <uuid> <target>` (mod_commands; FreeSWITCH replies
++OK and the channel runs the dialplan at the target). The target is an extension, with an
+optional dialplan and context ("advisors XML default"), normally one that holds the caller
+while it rings the advisors (a mod_callcenter or mod_fifo queue). The transfer bridged
+when CHANNEL_BRIDGE arrives for our channel; a CHANNEL_HANGUP_COMPLETE instead means the
+dialplan gave up and hung up. When neither came within the wait, the channel is taken
+back (`uuid_transfer <uuid> park inline`, as it was after originate) so the robot can tell
+the callee nobody is free.
 """
 from __future__ import annotations
 
@@ -10,12 +19,16 @@ import re
 import uuid
 from xml.etree import ElementTree
 
-from telephony.carrier import CARRIER_LOST, CallEvent, Prompt
+from telephony.carrier import CALL_ENDED, CARRIER_LOST, NO_ADVISOR, REJECTED, CallEvent, Prompt, TransferResult
 from telephony.freeswitch.esl import EslConnection, EslConnectionLost, EslError, EslEvent
 from telephony.hangup_causes import status_for_hangup
 
 EVENTS = ("CHANNEL_ANSWER", "CHANNEL_HANGUP_COMPLETE", "BACKGROUND_JOB", "DETECTED_SPEECH",
-          "PLAYBACK_STOP")
+          "PLAYBACK_STOP", "CHANNEL_BRIDGE")
+# uuid_transfer's <dest-exten> [<dialplan>] [<context>]: one command line, nothing to inject.
+TRANSFER_TARGET = re.compile(r"[\w+*#.@/:-]+(?: [\w.-]+){0,2}")
+# Where a channel goes back to when nobody took the transfer: parked, as after originate.
+TAKE_BACK = "park inline"
 
 
 def speech_from_event(event: EslEvent, text_header: str) -> tuple[str, float | None]:
@@ -52,6 +65,8 @@ class FreeSwitchCarrier:
         self._channels: dict[str, str] = {}  # call id → channel uuid
         self._answered: set[str] = set()
         self._playing: set[str] = set()
+        self._transfers: dict[str, asyncio.Future[TransferResult]] = {}  # call id → pending transfer
+        self._handed_off: set[str] = set()  # bridged to a human: no longer the robot's
         connection.on_event(self._on_event)
 
     async def start(self) -> None:
@@ -91,6 +106,45 @@ class FreeSwitchCarrier:
         except EslError:
             pass  # already gone: its CHANNEL_HANGUP_COMPLETE is on the way or was sent
 
+    async def transfer(self, call_id: str, target: str, wait_s: float = 20.0) -> TransferResult:
+        """`uuid_transfer` the call to `target`; bridged, or taken back after `wait_s` (see the module docstring)."""
+        if not TRANSFER_TARGET.fullmatch(target):
+            raise ValueError(f"transfer target {target!r}: an extension or queue, optionally with dialplan and context")
+        channel = self._channels.get(call_id)
+        if channel is None or call_id in self._handed_off:
+            return TransferResult(False, CALL_ENDED)
+        loop = asyncio.get_running_loop()
+        outcome: asyncio.Future[TransferResult] = loop.create_future()
+        self._transfers[call_id] = outcome
+        started = loop.time()
+        try:
+            try:
+                reply = (await self.connection.api(f"uuid_transfer {channel} {target}")).strip()
+            except (EslError, EslConnectionLost) as exc:
+                return TransferResult(False, REJECTED if call_id in self._channels else CALL_ENDED, detail=str(exc))
+            if not reply.startswith("+OK"):
+                return TransferResult(False, REJECTED, detail=reply)
+            try:
+                result = await asyncio.wait_for(asyncio.shield(outcome), wait_s)
+            except asyncio.TimeoutError:
+                result = await self._take_back(call_id, channel, outcome)
+            return TransferResult(result.bridged, result.reason, result.agent, round(loop.time() - started, 3),
+                                  result.detail)
+        finally:
+            self._transfers.pop(call_id, None)
+
+    async def _take_back(self, call_id: str, channel: str, outcome: asyncio.Future[TransferResult]) -> TransferResult:
+        """Nobody took the call in time: park it again for the robot (unless it just bridged or ended)."""
+        if outcome.done():
+            return outcome.result()
+        try:
+            await self.connection.api(f"uuid_transfer {channel} {TAKE_BACK}")
+        except (EslError, EslConnectionLost) as exc:
+            return outcome.result() if outcome.done() else TransferResult(False, CALL_ENDED, detail=str(exc))
+        if outcome.done():
+            return outcome.result()
+        return TransferResult(False, NO_ADVISOR)
+
     def _channel(self, call_id: str) -> str:
         try:
             return self._channels[call_id]
@@ -110,6 +164,9 @@ class FreeSwitchCarrier:
 
     async def _on_event(self, event: EslEvent) -> None:
         if event.name == "SOCKET_LOST":
+            for pending in self._transfers.values():
+                if not pending.done():
+                    pending.set_result(TransferResult(False, CALL_ENDED, detail=event.get("Reason")))
             for call_id in list(self._channels):
                 self._channels.pop(call_id)
                 await self.events.put(CallEvent(call_id, "hangup", cause=event.get("Reason"),
@@ -118,7 +175,18 @@ class FreeSwitchCarrier:
         call_id = event.get("variable_waihu_call_id")
         if not call_id or call_id not in self._channels:
             return
-        if event.name == "CHANNEL_ANSWER":
+        if event.name == "CHANNEL_BRIDGE":
+            pending = self._transfers.get(call_id)
+            if pending is not None and not pending.done():
+                self._handed_off.add(call_id)
+                self._playing.discard(call_id)
+                agent = event.get("Other-Leg-Unique-ID") or event.get("Bridge-B-Unique-ID") or None
+                pending.set_result(TransferResult(True, agent=agent))
+        elif call_id in self._handed_off and event.name != "CHANNEL_HANGUP_COMPLETE":
+            return  # the callee talks with the advisor now: nothing of it is the robot's
+        elif call_id in self._transfers and event.name in ("DETECTED_SPEECH", "CUSTOM", "PLAYBACK_STOP"):
+            return  # on hold for an advisor: not a reply to the robot
+        elif event.name == "CHANNEL_ANSWER":
             self._answered.add(call_id)
             await self.events.put(CallEvent(call_id, "answered", answered=True))
         elif event.name in ("DETECTED_SPEECH", "CUSTOM"):
@@ -139,5 +207,9 @@ class FreeSwitchCarrier:
             self._channels.pop(call_id, None)
             self._answered.discard(call_id)
             self._playing.discard(call_id)
+            self._handed_off.discard(call_id)
+            pending = self._transfers.get(call_id)
+            if pending is not None and not pending.done():
+                pending.set_result(TransferResult(False, CALL_ENDED, detail=cause))
             await self.events.put(CallEvent(call_id, "hangup", cause=cause,
                                             status=status_for_hangup(cause, answered), answered=answered))

@@ -5,6 +5,15 @@ Written from the FreeSWITCH Event Socket documentation: auth/request greeting, `
 Job-UUID header and a later BACKGROUND_JOB event, text/event-plain bodies whose header
 values are URL-encoded, text/event-json, and the text/disconnect-notice on close.
 Tests script what the "carrier" does per dialled number.
+
+`uuid_transfer <uuid> [-bleg|-both] <dest-exten> [<dialplan>] [<context>]` (mod_commands)
+answers "+OK" (or "-ERR No such channel!", or "-USAGE: …" without a destination); the
+channel then runs the dialplan at the destination, which tests script per extension in
+`transfer_outcomes`: "bridge" (an advisor answers: CHANNEL_BRIDGE on the channel with
+Other-Leg-Unique-ID and Bridge-A/B-Unique-ID), "bridge:<seconds>" (answers after that
+long), "queue" (the caller waits, nobody answers: no event) or a Q.850 cause (the
+dialplan gives up and hangs up: CHANNEL_HANGUP_COMPLETE with that cause). A transfer to
+`park inline` parks the channel again, cancelling a bridge still to come.
 """
 from __future__ import annotations
 
@@ -25,6 +34,9 @@ class Channel:
     answered: bool = False
     broadcasts: list[str] = field(default_factory=list)
     breaks: int = 0
+    transfers: list[str] = field(default_factory=list)  # destinations, in order
+    bridged_to: str | None = None  # the other leg once a transfer bridged
+    pending_transfer: asyncio.Task | None = None
 
 
 class FakeFreeSwitch:
@@ -32,6 +44,8 @@ class FakeFreeSwitch:
         self.password = password
         # phone → what the carrier does: "answer" or a Q.850 cause (e.g. "USER_BUSY")
         self.outcomes: dict[str, str] = {}
+        # transfer destination (dest-exten) → what its dialplan does; see the module docstring
+        self.transfer_outcomes: dict[str, str] = {}
         self.channels: dict[str, Channel] = {}
         self.commands: list[str] = []
         self._clients: list[tuple[asyncio.StreamWriter, dict]] = []
@@ -127,7 +141,7 @@ class FakeFreeSwitch:
     async def _api(self, args: str) -> str:
         name, *params = args.split()
         channel = self.channels.get(params[0]) if params else None
-        if name in ("uuid_broadcast", "uuid_break", "uuid_kill") and channel is None:
+        if name in ("uuid_broadcast", "uuid_break", "uuid_kill", "uuid_transfer") and channel is None:
             return "-ERR No such channel!\n"
         if name == "uuid_broadcast":
             channel.broadcasts.append(params[1])
@@ -137,6 +151,18 @@ class FakeFreeSwitch:
             return "+OK\n"
         if name == "uuid_kill":
             asyncio.ensure_future(self._hangup(channel.uuid, params[1] if len(params) > 1 else "NORMAL_CLEARING"))
+            return "+OK\n"
+        if name == "uuid_transfer":
+            destination = [p for p in params[1:] if p not in ("-bleg", "-both")]
+            if not destination:
+                return "-USAGE: <uuid> [-bleg|-both] <dest-exten> [<dialplan>] [<context>]\n"
+            channel.transfers.append(" ".join(destination))
+            if channel.pending_transfer is not None:
+                channel.pending_transfer.cancel()  # the dialplan it was in is left
+                channel.pending_transfer = None
+            if destination[:2] != ["park", "inline"]:
+                outcome = self.transfer_outcomes.get(destination[0], "queue")
+                channel.pending_transfer = asyncio.ensure_future(self._run_transfer(channel, outcome))
             return "+OK\n"
         if name == "status":
             return "UP 0 years, 0 days\nFreeSWITCH (fake) is ready\n"
@@ -158,6 +184,21 @@ class FakeFreeSwitch:
         self.channels[channel.uuid] = channel
         await self._job_done(job, f"+OK {channel.uuid}\n")
         await self.emit("CHANNEL_ANSWER", channel.uuid)
+
+    async def _run_transfer(self, channel: Channel, outcome: str) -> None:
+        if outcome == "queue":
+            return  # held in the queue: nobody answers, nothing happens until it is taken back
+        kind, _, delay = outcome.partition(":")
+        await asyncio.sleep(float(delay) if delay else 0.01)
+        channel.pending_transfer = None
+        if kind == "bridge":
+            other = f"advisor-{len(channel.transfers)}-{channel.uuid[:8]}"
+            channel.bridged_to = other
+            await self.emit("CHANNEL_BRIDGE", channel.uuid, {"Other-Leg-Unique-ID": other,
+                                                             "Bridge-A-Unique-ID": channel.uuid,
+                                                             "Bridge-B-Unique-ID": other})
+        else:
+            await self._hangup(channel.uuid, kind)
 
     async def _hangup(self, channel_uuid: str, cause: str) -> None:
         if channel_uuid in self.channels:
