@@ -4,7 +4,6 @@ for unconnected ones, so carrier detection is scored in the same table.
 """
 from __future__ import annotations
 
-from collections import Counter
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -43,25 +42,21 @@ class GradeEvalReport:
 
 
 def evaluate_grades(call_ids: Sequence[str], golds: Sequence[str], predicted: Sequence[str]) -> GradeEvalReport:
+    from sklearn.metrics import accuracy_score, confusion_matrix, precision_recall_fscore_support
+
     if not (len(call_ids) == len(golds) == len(predicted)):
         raise ValueError("call ids, gold labels and predictions must be the same length")
-    labels = ordered_labels(set(golds) | set(predicted))
-    pairs = Counter(zip(golds, predicted))
-    gold_counts, predicted_counts = Counter(golds), Counter(predicted)
-    per_grade = {}
-    for label in labels:
-        hits = pairs[(label, label)]
-        per_grade[label] = LabelScore(
-            precision=hits / predicted_counts[label] if predicted_counts[label] else 0.0,
-            recall=hits / gold_counts[label] if gold_counts[label] else 0.0,
-            support=gold_counts[label],
-            predicted=predicted_counts[label],
-        )
-    confusion = {gold: {pred: pairs[(gold, pred)] for pred in labels} for gold in labels}
-    n = len(golds)
-    accuracy = sum(pairs[(label, label)] for label in labels) / n if n else 0.0
     errors = [(c, g, p) for c, g, p in zip(call_ids, golds, predicted) if g != p]
-    return GradeEvalReport(n, accuracy, per_grade, confusion, errors)
+    if not golds:
+        return GradeEvalReport(0, 0.0, {}, {}, errors)
+    labels = ordered_labels(set(golds) | set(predicted))
+    precision, recall, _, support = precision_recall_fscore_support(golds, predicted, labels=labels,
+                                                                    zero_division=0)
+    matrix = confusion_matrix(golds, predicted, labels=labels)  # rows: gold, columns: predicted
+    per_grade = {label: LabelScore(precision=float(p), recall=float(r), support=int(s), predicted=int(k))
+                 for label, p, r, s, k in zip(labels, precision, recall, support, matrix.sum(axis=0))}
+    confusion = {gold: {pred: int(matrix[i, j]) for j, pred in enumerate(labels)} for i, gold in enumerate(labels)}
+    return GradeEvalReport(len(golds), float(accuracy_score(golds, predicted)), per_grade, confusion, errors)
 
 
 def ordered_labels(labels: set[str]) -> list[str]:
