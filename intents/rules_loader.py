@@ -1,17 +1,22 @@
 """Read and check the grading rules YAML (intents/grading_rules.yml).
 
 Script writers edit that file by hand, so every mistake is reported as
-`file:line: what is wrong, and what is allowed` — all of them at once, not only the
-first. ruamel.yaml keeps the line of every key and list item for that.
+`file:line:col: what is wrong, and what is allowed` — all of them at once, not only the
+first. The file's shape is the `RulesFile` model, read by intents.yaml_source.
 """
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, Optional
+
+from pydantic import Field, root_validator, validator
 
 from intents.taxonomy import CALLEE_INTENTS, FALLBACK_INTENT
+from intents.yaml_source import Probability, Problems, Text, YamlError, YamlModel, check, line_of, load_yaml, parse_yaml
 
 DEFAULT_RULES_PATH = Path(__file__).with_name("grading_rules.yml")
 GRADES: tuple[str, ...] = ("A", "B", "C", "D")
@@ -30,12 +35,8 @@ _COUNTER_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 KNOWN_INTENTS = frozenset(CALLEE_INTENTS) | {FALLBACK_INTENT}
 
 
-class GradingRulesError(ValueError):
-    """The rules file cannot be used; `problems` lists every `file:line: message`."""
-
-    def __init__(self, message: str, problems: list[str]) -> None:
-        super().__init__(message)
-        self.problems = problems
+# The rules file cannot be used: the one YAML error type; `problems` lists every `file:line:col: message`.
+GradingRulesError = YamlError
 
 
 @dataclass(frozen=True)
@@ -92,220 +93,173 @@ class GradingRules:
 
 
 def load_rules(path: Path | str = DEFAULT_RULES_PATH) -> GradingRules:
-    path = Path(path)
-    if not path.is_file():
-        raise GradingRulesError(f"{path}: no such rules file", [f"{path}: no such rules file"])
-    return parse_rules(path.read_text(encoding="utf-8"), str(path))
+    document = load_yaml(path)
+    return _grading_rules(check(document, RulesFile, str(path)), document, str(path))
 
 
 def parse_rules(text: str, source: str = "<rules>") -> GradingRules:
-    from ruamel.yaml import YAML
-    from ruamel.yaml.error import YAMLError
-
-    try:
-        data = YAML(typ="rt").load(text)
-    except YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = f"{mark.line + 1}" if mark is not None else "?"
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        message = f"{source}:{line}: not valid YAML: {problem}"
-        raise GradingRulesError(message, [message]) from None
-    checker = _Checker(source)
-    rules = checker.rules_file(data)
-    if checker.problems:
-        raise GradingRulesError(
-            f"{source}: {len(checker.problems)} problem(s) in the grading rules", checker.problems
-        )
-    assert rules is not None
-    return rules
+    document = parse_yaml(text, source)
+    return _grading_rules(check(document, RulesFile, source), document, source)
 
 
-class _Checker:
-    """Turns the YAML tree into GradingRules, collecting every problem with its line."""
+# ---- the file's shape -------------------------------------------------------------------------
 
-    def __init__(self, source: str) -> None:
-        self.source = source
-        self.problems: list[str] = []
+class _Checked(str):
+    """A name checked on reading; subclasses say what a good one is."""
 
-    def problem(self, line: int | None, message: str) -> None:
-        self.problems.append(f"{self.source}:{line if line is not None else '?'}: {message}")
+    @classmethod
+    def __get_validators__(cls) -> Iterator[Callable[[Any], str]]:
+        yield cls.check
 
-    def rules_file(self, data: Any) -> GradingRules | None:
-        if not isinstance(data, Mapping):
-            self.problem(1, "expected a mapping with `counters`, `rules` and `default`")
-            return None
-        self._unknown_keys(data, ("version", "min_confidence", "counters", "rules", "default"), "the rules file")
-        min_confidence = self._min_confidence(data)
-        counters = self._counters(data.get("counters"), _key_line(data, "counters"))
-        rules = tuple(self._rules(data.get("rules"), _key_line(data, "rules"), counters))
-        default_grade, default_reason = self._default(data)
-        return GradingRules(min_confidence, counters, rules, default_grade, default_reason, self.source)
+    @classmethod
+    def check(cls, value: Any) -> str:
+        raise NotImplementedError
 
-    def _min_confidence(self, data: Mapping) -> float:
-        value = data.get("min_confidence", 0.4)
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
-            self.problem(_value_line(data, "min_confidence"), f"min_confidence must be a number from 0 to 1, not {value!r}")
-            return 0.4
-        return float(value)
 
-    def _counters(self, node: Any, line: int | None) -> dict[str, Counter]:
-        counters: dict[str, Counter] = {}
-        if node is None:
-            return counters
-        if not isinstance(node, Mapping):
-            self.problem(line, "`counters` must map counter names to their definitions")
-            return counters
-        for name, spec in node.items():
-            at = _key_line(node, name)
-            if not isinstance(name, str) or not _COUNTER_NAME.match(name):
-                self.problem(at, f"counter name {name!r} must be lower_case letters, digits and _")
-                continue
-            if name in MEASURES or name in INTENT_LIST_CONDITIONS + STEP_LIST_CONDITIONS + OTHER_CONDITIONS:
-                self.problem(at, f"counter name '{name}' is a built-in condition; choose another name")
-                continue
-            counters[name] = self._counter(name, spec, at)
-        return counters
+class IntentName(_Checked):
+    @classmethod
+    def check(cls, value: Any) -> str:
+        if value not in KNOWN_INTENTS:
+            raise ValueError(f"unknown intent '{value}'; known intents: {', '.join(CALLEE_INTENTS)}")
+        return str(value)
 
-    def _counter(self, name: str, spec: Any, line: int | None) -> Counter:
-        if not isinstance(spec, Mapping):
-            self.problem(line, f"counter '{name}' needs `intents`, `when_answering` or `text`")
-            return Counter(name)
-        self._unknown_keys(spec, ("intents", "when_answering", "text", "unless_text"), f"counter '{name}'")
-        intents = self._intents(spec, "intents")
-        answering: list[tuple[str, frozenset[str]]] = []
-        node = spec.get("when_answering")
-        if node is not None:
-            if not isinstance(node, Mapping):
-                self.problem(_value_line(spec, "when_answering"), "`when_answering` maps a robot step (utter_…) to a list of intents")
-            else:
-                for step, _ in node.items():
-                    self._step_name(step, _key_line(node, step))
-                    answering.append((str(step), self._intents(node, step)))
-        text = self._phrases(spec, "text")
-        unless = self._phrases(spec, "unless_text")
-        if not intents and not answering and not text:
-            self.problem(line, f"counter '{name}' counts nothing: give `intents`, `when_answering` or `text`")
-        return Counter(name, intents, tuple(answering), text, unless)
 
-    def _rules(self, node: Any, line: int | None, counters: Mapping[str, Counter]) -> Iterable[Rule]:
-        if node is None:
-            self.problem(1, "missing `rules`: a list of rules tried from top to bottom")
-            return
-        if not isinstance(node, list):
-            self.problem(line, "`rules` must be a list of rules (`- name: …`)")
-            return
+class StepName(_Checked):
+    @classmethod
+    def check(cls, value: Any) -> str:
+        if not isinstance(value, str) or not _STEP_NAME.match(value):
+            raise ValueError(f"'{value}' is not a script step; steps are response names like utter_ask_wecom")
+        return value
+
+
+class Grade(_Checked):
+    @classmethod
+    def check(cls, value: Any) -> str:
+        if value not in GRADES:
+            raise ValueError(f"grade must be one of {'/'.join(GRADES)}, not {value!r}")
+        return str(value)
+
+
+class CounterModel(YamlModel):
+    intents: Optional[list[IntentName]] = None
+    when_answering: Optional[dict[StepName, Optional[list[IntentName]]]] = Field(
+        None, hint="a robot step (utter_…) → the intents that count as replies to it")
+    text: Optional[list[Text]] = None
+    unless_text: Optional[list[Text]] = None
+
+    @root_validator(skip_on_failure=True)
+    def _counts_something(cls, values: dict) -> dict:
+        if not values["intents"] and not values["when_answering"] and not values["text"]:
+            raise ValueError("counts nothing: give `intents`, `when_answering` or `text`")
+        return values
+
+    def counter(self, name: str) -> Counter:
+        answering = tuple((step, frozenset(intents or ())) for step, intents in (self.when_answering or {}).items())
+        return Counter(name, frozenset(self.intents or ()), answering, tuple(self.text or ()),
+                       tuple(self.unless_text or ()))
+
+
+class RuleModel(YamlModel):
+    name: Text = Field(..., hint="what the rule is called (reports, `waihu grade --explain`)")
+    grade: Grade = Field(..., hint="A, B, C or D")
+    when: dict[str, Any] = Field(..., hint="the conditions that must all hold")
+    reason: Text = Field(..., hint="why the grade was given, in words a manager reads")
+
+    @validator("when")
+    def _some_condition(cls, when: dict[str, Any]) -> dict[str, Any]:
+        if not when:
+            raise ValueError("needs at least one condition")
+        return when
+
+
+class DefaultModel(YamlModel):
+    grade: Grade = Field(..., hint="A, B, C or D")
+    reason: Text = Field(..., hint="why the grade was given, in words a manager reads")
+
+
+class RulesFile(YamlModel):
+    """intents/grading_rules.yml."""
+
+    version: Any = None
+    min_confidence: Probability = Probability(0.4)
+    counters: Optional[dict[str, CounterModel]] = None
+    rules: list[RuleModel] = Field(..., hint="a list of rules tried from top to bottom")
+    default: DefaultModel = Field(..., hint="`grade` and `reason`, used when no rule holds")
+
+    @root_validator
+    def _names_refer_to_what_is_defined(cls, values: dict) -> dict:
+        """Counter names are free, rule names unique, conditions and reason placeholders name
+        counters or measures. Checks the parts that are well-formed."""
+        problems = Problems()
+        counters: dict[str, CounterModel] = values.get("counters") or {}
+        for name in counters:
+            problems.attempt(_counter_name, name, "counters", name)
+        counters_read = "counters" in values  # else broken counters would make every use look unknown
         seen: set[str] = set()
-        for index, spec in enumerate(node):
-            at = _item_line(node, index)
-            if not isinstance(spec, Mapping):
-                self.problem(at, "each rule needs `name`, `grade`, `when` and `reason`")
-                continue
-            self._unknown_keys(spec, ("name", "grade", "when", "reason"), "a rule")
-            name = spec.get("name")
-            if not isinstance(name, str) or not name.strip():
-                self.problem(at, "rule without a `name`")
-                name = f"rule {index + 1}"
-            elif name in seen:
-                self.problem(_value_line(spec, "name"), f"rule name '{name}' is used twice")
-            seen.add(name)
-            grade = self._grade(spec, f"rule '{name}'")
-            conditions = self._conditions(spec.get("when"), _key_line(spec, "when") or at, name, counters)
-            reason = self._reason(spec, f"rule '{name}'", counters)
-            yield Rule(name, grade, tuple(conditions), reason, at or 0)
+        for index, rule in enumerate(values.get("rules") or ()):
+            if rule.name in seen:
+                problems.add(f"rule name '{rule.name}' is used twice", "rules", index, "name")
+            seen.add(rule.name)
+            for key, value in rule.when.items() if counters_read else ():
+                problems.attempt(partial(_condition, key, counters=counters, rule=rule.name), value,
+                                 "rules", index, "when", key)
+            if counters_read:
+                problems.attempt(partial(_placeholders_known, counters=counters), rule.reason, "rules", index, "reason")
+        if values.get("default") is not None:
+            problems.attempt(_placeholders_known, values["default"].reason, "default", "reason")
+        problems.raise_any()
+        return values
 
-    def _conditions(self, node: Any, line: int | None, rule: str, counters: Mapping[str, Counter]) -> list[Condition]:
-        if not isinstance(node, Mapping) or not node:
-            self.problem(line, f"rule '{rule}' needs `when:` with at least one condition")
-            return []
-        conditions: list[Condition] = []
-        for key, value in node.items():
-            at = _key_line(node, key)
-            if key in counters or key in MEASURES:
-                comparison = _comparison(value)
-                if comparison is None:
-                    self.problem(at, f"'{key}: {value}' must be a number or a comparison like \">= 1\"")
-                    continue
-                conditions.append(Condition(str(key), comparison=comparison))
-            elif key in INTENT_LIST_CONDITIONS:
-                conditions.append(Condition(key, names=self._intents(node, key)))
-            elif key in STEP_LIST_CONDITIONS:
-                steps = self._list(node, key)
-                for i, step in enumerate(steps):
-                    self._step_name(step, _item_line(node[key], i) or at)
-                conditions.append(Condition(key, names=frozenset(map(str, steps))))
-            elif key == "agreed_wecom":
-                if not isinstance(value, bool):
-                    self.problem(at, f"agreed_wecom must be true or false, not {value!r}")
-                    continue
-                conditions.append(Condition(key, flag=value))
-            elif key == "hangup_by":
-                if value not in ("bot", "callee"):
-                    self.problem(at, f"hangup_by must be bot or callee, not {value!r}")
-                    continue
-                conditions.append(Condition(key, flag=value))
-            else:
-                known = sorted(counters) + list(MEASURES) + list(INTENT_LIST_CONDITIONS + STEP_LIST_CONDITIONS + OTHER_CONDITIONS)
-                self.problem(at, f"unknown counter or condition '{key}' in rule '{rule}'; known: {', '.join(known)}")
-        return conditions
 
-    def _default(self, data: Mapping) -> tuple[str, str]:
-        node = data.get("default")
-        if not isinstance(node, Mapping):
-            self.problem(_key_line(data, "default") or 1, "missing `default:` with `grade` and `reason` (used when no rule holds)")
-            return "D", ""
-        self._unknown_keys(node, ("grade", "reason"), "default")
-        return self._grade(node, "default"), self._reason(node, "default", {})
+def _counter_name(name: Any) -> None:
+    if not isinstance(name, str) or not _COUNTER_NAME.match(name):
+        raise ValueError(f"counter name {name!r} must be lower_case letters, digits and _")
+    if name in MEASURES or name in INTENT_LIST_CONDITIONS + STEP_LIST_CONDITIONS + OTHER_CONDITIONS:
+        raise ValueError(f"counter name '{name}' is a built-in condition; choose another name")
 
-    def _grade(self, node: Mapping, owner: str) -> str:
-        grade = node.get("grade")
-        if grade not in GRADES:
-            self.problem(_value_line(node, "grade") or _first_line(node), f"{owner}: grade must be one of {'/'.join(GRADES)}, not {grade!r}")
-            return "D"
-        return str(grade)
 
-    def _reason(self, node: Mapping, owner: str, counters: Mapping[str, Counter]) -> str:
-        reason = node.get("reason")
-        at = _value_line(node, "reason") or _first_line(node)
-        if not isinstance(reason, str) or not reason.strip():
-            self.problem(at, f"{owner}: `reason` must say in words why the grade was given")
-            return ""
-        for name in _PLACEHOLDER.findall(reason):
-            if name not in counters and name not in MEASURES:
-                self.problem(at, f"{owner}: unknown placeholder {{{name}}} in reason; use a counter or {', '.join(MEASURES)}")
-        return reason.strip()
+def _placeholders_known(reason: str, counters: Mapping[str, Any] | None = None) -> None:
+    """The {placeholders} of a reason name counters or measures."""
+    problems = Problems()
+    for name in _PLACEHOLDER.findall(reason):
+        if name not in (counters or {}) and name not in MEASURES:
+            problems.add(f"unknown placeholder {{{name}}} in reason; use a counter or {', '.join(MEASURES)}")
+    problems.raise_any()
 
-    def _intents(self, node: Mapping, key: Any) -> frozenset[str]:
-        names = self._list(node, key)
-        for i, name in enumerate(names):
-            if name not in KNOWN_INTENTS:
-                self.problem(_item_line(node[key], i) or _value_line(node, key),
-                             f"unknown intent '{name}'; known intents: {', '.join(CALLEE_INTENTS)}")
-        return frozenset(map(str, names))
 
-    def _phrases(self, node: Mapping, key: str) -> tuple[str, ...]:
-        phrases = self._list(node, key)
-        for i, phrase in enumerate(phrases):
-            if not isinstance(phrase, str) or not phrase.strip():
-                self.problem(_item_line(node[key], i), f"`{key}` entries must be non-empty phrases")
-        return tuple(str(p).strip() for p in phrases if isinstance(p, str) and p.strip())
+def _condition(key: str, value: Any, counters: Mapping[str, Any], rule: str) -> Condition:
+    """One `when` entry as a Condition; ValueError or Problems say what is wrong."""
+    if key in counters or key in MEASURES:
+        comparison = _comparison(value)
+        if comparison is None:
+            raise ValueError(f"'{key}: {value}' must be a number or a comparison like \">= 1\"")
+        return Condition(key, comparison=comparison)
+    if key in INTENT_LIST_CONDITIONS:
+        return Condition(key, names=frozenset(_names(value, IntentName.check)))
+    if key in STEP_LIST_CONDITIONS:
+        return Condition(key, names=frozenset(_names(value, StepName.check)))
+    if key == "agreed_wecom":
+        if not isinstance(value, bool):
+            raise ValueError(f"agreed_wecom must be true or false, not {value!r}")
+        return Condition(key, flag=value)
+    if key == "hangup_by":
+        if value not in ("bot", "callee"):
+            raise ValueError(f"hangup_by must be bot or callee, not {value!r}")
+        return Condition(key, flag=value)
+    known = sorted(counters) + list(MEASURES) + list(INTENT_LIST_CONDITIONS + STEP_LIST_CONDITIONS + OTHER_CONDITIONS)
+    raise ValueError(f"unknown counter or condition '{key}' in rule '{rule}'; known: {', '.join(known)}")
 
-    def _list(self, node: Mapping, key: Any) -> list[Any]:
-        if key not in node or node[key] is None:
-            return []
-        value = node[key]
-        if not isinstance(value, list):
-            self.problem(_value_line(node, key), f"`{key}` must be a list like [a, b]")
-            return []
-        return list(value)
 
-    def _step_name(self, step: Any, line: int | None) -> None:
-        if not isinstance(step, str) or not _STEP_NAME.match(step):
-            self.problem(line, f"'{step}' is not a script step; steps are response names like utter_ask_wecom")
-
-    def _unknown_keys(self, node: Mapping, allowed: tuple[str, ...], owner: str) -> None:
-        for key in node:
-            if key not in allowed:
-                self.problem(_key_line(node, key), f"unknown key '{key}' in {owner}; allowed: {', '.join(allowed)}")
+def _names(value: Any, check_name: Callable[[Any], str]) -> list[str]:
+    """A list condition's names (intents or steps), each checked."""
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise ValueError("must be a list like [a, b]")
+    problems = Problems()
+    names = [problems.attempt(check_name, name, index) for index, name in enumerate(value)]
+    problems.raise_any()
+    return [name for name in names if name is not None]
 
 
 def _comparison(value: Any) -> Comparison | None:
@@ -319,30 +273,11 @@ def _comparison(value: Any) -> Comparison | None:
     return Comparison(match.group(1) or "==", float(match.group(2)))
 
 
-# ruamel.yaml line numbers are 0-based; files are read by people counting from 1.
-def _key_line(node: Any, key: Any) -> int | None:
-    try:
-        return node.lc.key(key)[0] + 1
-    except (AttributeError, KeyError, TypeError):
-        return None
-
-
-def _value_line(node: Any, key: Any) -> int | None:
-    try:
-        return node.lc.value(key)[0] + 1
-    except (AttributeError, KeyError, TypeError):
-        return _key_line(node, key)
-
-
-def _item_line(node: Any, index: int) -> int | None:
-    try:
-        return node.lc.item(index)[0] + 1
-    except (AttributeError, KeyError, IndexError, TypeError):
-        return None
-
-
-def _first_line(node: Any) -> int | None:
-    try:
-        return node.lc.line + 1
-    except AttributeError:
-        return None
+def _grading_rules(model: RulesFile, document: Any, source: str) -> GradingRules:
+    counters = {name: spec.counter(name) for name, spec in (model.counters or {}).items()}
+    rules = tuple(
+        Rule(rule.name, rule.grade, tuple(_condition(key, value, counters, rule.name) for key, value in rule.when.items()),
+             rule.reason, line_of(document, "rules", index) or 0)
+        for index, rule in enumerate(model.rules)
+    )
+    return GradingRules(float(model.min_confidence), counters, rules, model.default.grade, model.default.reason, source)

@@ -136,7 +136,7 @@ def _rules(path: Optional[Path]):
     try:
         return load_rules(path or DEFAULT_RULES_PATH)
     except GradingRulesError as exc:
-        raise UserError(str(exc), details=exc.problems) from None
+        raise UserError(str(exc), details=exc.details) from None
 
 
 def _parse_now(value: Optional[str]) -> Optional[datetime]:

@@ -8,15 +8,14 @@ nor too long, and each script variant has all of its lines.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Literal
-
-from ruamel.yaml import YAML
-from ruamel.yaml.error import MarkedYAMLError, YAMLError
+from typing import Any, Literal
 
 from bot.script.project import DialogsProject
 from intents.taxonomy import CALL_START_INTENT, CALLEE_INTENTS, FALLBACK_INTENT
+from intents.yaml_source import YamlError, YamlSyntaxError, line_of, load_yaml
 
 Severity = Literal["error", "warning"]
 
@@ -90,20 +89,19 @@ class _Linter:
         self.problems.append(Problem(self.project.relative(file), line, message, "warning"))
 
     # -- loading -------------------------------------------------------------------
-    def load_yaml(self) -> bool:
-        yaml = YAML(typ="rt")
+    def read_files(self) -> bool:
+        """Every YAML file of the project, through the shared loader (line numbers, no
+        duplicate keys); False when one cannot be read, so no check runs on a partial project."""
         ok = True
         for path in self.project.yaml_files():
             try:
-                self.docs[path] = yaml.load(path.read_text(encoding="utf-8")) or {}
-            except MarkedYAMLError as exc:
-                mark = exc.problem_mark or exc.context_mark
-                line = mark.line + 1 if mark else None
-                what = (exc.problem or exc.context or "invalid YAML").strip()
-                self.error(path, line, f"malformed YAML: {what}. Fix the indentation or quoting there.")
+                self.docs[path] = load_yaml(path) or {}
+            except YamlSyntaxError as exc:
+                self.error(path, exc.finding.line, f"malformed YAML: {exc.problem}. Fix the indentation or quoting there.")
                 ok = False
-            except (YAMLError, UnicodeDecodeError) as exc:
-                self.error(path, None, f"cannot read this file as UTF-8 YAML: {exc}")
+            except YamlError as exc:
+                for finding in exc.findings:
+                    self.error(path, finding.line, finding.message)
                 ok = False
         return ok
 
@@ -137,7 +135,7 @@ class _Linter:
                 self.error(located.file, located.line, f"response '{name}' has no text; add `- text: ...`.")
             for variation, line in variations:
                 text = variation.get("text") if hasattr(variation, "get") else None
-                line = _key_line(variation, "text") or line
+                line = line_of(variation, "text") or line
                 if not isinstance(text, str) or not text.strip():
                     self.error(located.file, line, f"response '{name}' has an empty line; the callee would hear silence.")
                     continue
@@ -163,7 +161,7 @@ class _Linter:
             return
         for variation, line in _seq_items(opening.value):
             text = (variation.get("text") if hasattr(variation, "get") else "") or ""
-            line = _key_line(variation, "text") or line
+            line = line_of(variation, "text") or line
             variant = _variant_of(variation) or "default"
             if not _has_ai_label(text):
                 self.error(opening.file, line, f"opening ({variant}) lacks the AI label: it must say 人工智能/AI "
@@ -214,14 +212,14 @@ class _Linter:
                             continue
                         intent, action = step.get("intent"), step.get("action")
                         if intent is not None:
-                            line = _key_line(step, "intent") or line
+                            line = line_of(step, "intent") or line
                             if intent not in known_intents:
                                 self.error(path, line, f"unknown intent '{intent}'; it is not in the domain's "
                                            "intents. Fix the name or add the intent to dialogs/domain.")
                             elif self.project.tests_dir not in path.parents:
                                 handled.add(intent)
                         if action is not None:
-                            line = _key_line(step, "action") or line
+                            line = line_of(step, "action") or line
                             if action not in known_actions:
                                 self.error(path, line, f"unknown action '{action}'; define a response with "
                                            "that name in dialogs/domain or fix the name.")
@@ -250,9 +248,9 @@ class _Linter:
                     continue
                 intent = str(block["intent"])
                 if intent not in dom.intents:
-                    self.error(path, _key_line(block, "intent") or block_line, f"NLU examples for unknown intent "
+                    self.error(path, line_of(block, "intent") or block_line, f"NLU examples for unknown intent "
                                f"'{intent}'; add it to the domain or fix the name.")
-                examples_line = _key_line(block, "examples") or block_line
+                examples_line = line_of(block, "examples") or block_line
                 for offset, example in _examples(block.get("examples")):
                     line = examples_line + 1 + offset if examples_line else None
                     counts[intent] = counts.get(intent, 0) + 1
@@ -275,7 +273,7 @@ class _Linter:
     def check_config(self) -> None:
         doc = self.docs.get(self.project.config_file) or {}
         if str(doc.get("language", "")) != "zh":
-            self.error(self.project.config_file, _key_line(doc, "language"), "language must be 'zh' for Mandarin calls.")
+            self.error(self.project.config_file, line_of(doc, "language"), "language must be 'zh' for Mandarin calls.")
         for component, line in _seq_items(doc.get("pipeline")):
             if not hasattr(component, "get"):
                 continue
@@ -285,7 +283,7 @@ class _Linter:
             if name == "JiebaTokenizer" and component.get("dictionary_path"):
                 folder = self.project.root / str(component["dictionary_path"])
                 if not folder.is_dir():
-                    self.error(self.project.config_file, _key_line(component, "dictionary_path") or line,
+                    self.error(self.project.config_file, line_of(component, "dictionary_path") or line,
                                f"JiebaTokenizer dictionary_path '{component['dictionary_path']}' must be a folder "
                                "(relative to dialogs/) holding jieba dictionary files.")
 
@@ -294,7 +292,7 @@ def lint_project(project: DialogsProject) -> list[Problem]:
     """Every problem found in dialogs/, errors first, each with file and line."""
     project.check_layout()
     linter = _Linter(project)
-    if linter.load_yaml():
+    if linter.read_files():
         dom = linter.domain()
         linter.check_config()
         linter.check_responses(dom)
@@ -308,30 +306,19 @@ def lint_project(project: DialogsProject) -> list[Problem]:
 
 # -- helpers -------------------------------------------------------------------------
 def _seq_items(seq: Any) -> Iterator[tuple[Any, int | None]]:
+    """(item, its line) for a YAML list; nothing for anything else."""
     if not isinstance(seq, list):
         return
     for index, item in enumerate(seq):
-        line = None
-        if hasattr(seq, "lc"):
-            try:
-                line = seq.lc.item(index)[0] + 1
-            except (KeyError, IndexError, TypeError):
-                line = None
-        yield item, line
+        yield item, line_of(seq, index)
 
 
 def _map_items(mapping: Any) -> Iterator[tuple[str, Any, int | None]]:
+    """(key, value, the key's line) for a YAML mapping; nothing for anything else."""
     if not hasattr(mapping, "items"):
         return
     for key, value in mapping.items():
-        yield str(key), value, _key_line(mapping, key)
-
-
-def _key_line(mapping: Any, key: str) -> int | None:
-    try:
-        return mapping.lc.key(key)[0] + 1
-    except (AttributeError, KeyError, TypeError):
-        return None
+        yield str(key), value, line_of(mapping, key)
 
 
 def _examples(block: Any) -> list[tuple[int, str]]:

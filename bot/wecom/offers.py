@@ -8,22 +8,23 @@ honour the arm the campaign's experiment assigned (CallAttempt.arms["incentive"/
 when there is one. The dialer and the invitation call the same `incentive_for`, so the
 promise made on the phone and the welcome message always name the same incentive.
 
-Loading checks everything and reports every mistake as `file:line: problem` at once.
+Loading checks the file against the models below (intents.yaml_source) and reports every
+mistake as `file:line:col: problem` at once.
 """
 from __future__ import annotations
 
 import string
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, ClassVar, Optional
 
-from ruamel.yaml import YAML
-from ruamel.yaml.comments import CommentedMap, CommentedSeq
-from ruamel.yaml.error import MarkedYAMLError
+from pydantic import Field, root_validator, validator
 
-from bot.core.settings import get_settings
-from bot.core.errors import UserError
 from bot.campaigns.assignment import Arm, assign
+from bot.core.errors import UserError
+from bot.core.settings import get_settings
+from intents.yaml_source import Number, Problems, Text, YamlModel, check, line_of, load_yaml, parse_yaml
 
 DEFAULT_AUDIENCE = "default"
 ANY_GRADE = "any"
@@ -39,14 +40,6 @@ MAX_LINK_TITLE_CHARS = 40  # WeCom: link.title ≤ 128 bytes
 MAX_LINK_DESC_CHARS = 170  # WeCom: link.desc ≤ 512 bytes
 MAX_MINIPROGRAM_TITLE_CHARS = 20  # WeCom: miniprogram.title ≤ 64 bytes
 MAX_NAME_CHARS = 20  # arm names appear in tags (≤ 30 chars with their prefix)
-
-TOP_KEYS = ("version", "invite_grades", "delivery", "advisor", "institution", "sms", "seeds", "audiences")
-AUDIENCE_KEYS = ("incentives", "welcome", "advisor")
-INCENTIVE_KEYS = ("name", "text", "weight")
-WELCOME_KEYS = ("name", "text", "weight", "link", "miniprogram")
-LINK_KEYS = ("title", "url", "desc", "picurl")
-MINIPROGRAM_KEYS = ("title", "pic_media_id", "appid", "page")
-ADVISOR_KEYS = ("userid", "name")
 
 
 def default_offers_path() -> Path:
@@ -190,8 +183,8 @@ _cache: dict[str, tuple[float, Offers]] = {}
 
 
 def load_offers(path: Path | str | None = None) -> Offers:
-    """The offers file, checked; cached until the file changes. UserError lists every
-    mistake as `file:line: problem`."""
+    """The offers file, checked; cached until the file changes. YamlError (a UserError)
+    lists every mistake as `file:line:col: problem`."""
     path = Path(path) if path else default_offers_path()
     try:
         mtime = path.stat().st_mtime
@@ -201,265 +194,320 @@ def load_offers(path: Path | str | None = None) -> Offers:
     cached = _cache.get(str(path))
     if cached and cached[0] == mtime:
         return cached[1]
-    offers = parse_offers(path.read_text(encoding="utf-8"), str(path))
+    document = load_yaml(path)
+    offers = check(document, OffersFile, str(path)).offers(document, str(path))
     _cache[str(path)] = (mtime, offers)
     return offers
 
 
 def parse_offers(text: str, path: str = "offers.yml") -> Offers:
-    try:
-        document = YAML(typ="rt").load(text)
-    except MarkedYAMLError as exc:
-        line = exc.problem_mark.line + 1 if exc.problem_mark else 0
-        raise UserError(f"{path}:{line}: not valid YAML: {exc.problem}") from None
-    reader = _Reader(path)
-    offers = reader.read(document)
-    if reader.errors:
-        raise UserError(f"{path}: {len(reader.errors)} problem(s) in the WeCom offers", details=reader.errors)
-    return offers
+    document = parse_yaml(text, path)
+    return check(document, OffersFile, path).offers(document, path)
 
 
-@dataclass
-class _Reader:
-    path: str
-    errors: list[str] = field(default_factory=list)
+# ---- the file's shape ---------------------------------------------------------------------------
 
-    def error(self, node: Any, key: Any, message: str) -> None:
-        self.errors.append(f"{self.path}:{_line(node, key)}: {message}")
+class Template(str):
+    """A text with {slots}: only the allowed slots, braces balanced, not too long."""
 
-    def read(self, doc: Any) -> Offers | None:
-        if not isinstance(doc, CommentedMap):
-            self.errors.append(f"{self.path}:1: expected a mapping with the keys {', '.join(TOP_KEYS)}")
-            return None
-        self.unknown(doc, TOP_KEYS, "top level")
-        if doc.get("version", 1) != 1:
-            self.error(doc, "version", "version must be 1")
-        grades = self.invite_grades(doc)
-        delivery = doc.get("delivery", "sms")
-        if delivery not in DELIVERY_CHANNELS:
-            self.error(doc, "delivery", f"delivery {delivery!r}: one of {', '.join(DELIVERY_CHANNELS)}")
-        advisor = self.advisor(doc, "advisor", required=True)
-        institution = doc.get("institution")
-        if institution is not None and (not isinstance(institution, str) or not institution.strip()):
-            self.error(doc, "institution", "institution must be a non-empty text")
-            institution = None
-        sms = self.template(doc, "sms", SMS_SLOTS, MAX_SMS_CHARS, required=delivery == "sms")
-        if sms:
-            if "{link}" not in sms:
-                self.error(doc, "sms", "the SMS must contain {link} (the 联系我 link the customer opens)")
-            if "退订" not in sms and "拒收" not in sms:
-                self.error(doc, "sms", "the SMS must say how to opt out (e.g. “拒收请回复R” or “回T退订”)")
-        seeds = self.seeds(doc)
-        audiences = self.audiences(doc, grades)
-        if audiences is None or advisor is None:
-            return None
-        uses_institution = any("{institution}" in (o.text or "") for block in audiences.values()
-                               for opts in block.welcomes.values() for o in opts) or "{institution}" in (sms or "")
-        if uses_institution and not institution:
-            self.error(doc, None, "a text uses {institution} but `institution:` is not set")
-        return Offers(self.path, grades, delivery, advisor, sms or "", institution, seeds, audiences)
+    slots: ClassVar[frozenset[str]] = WELCOME_SLOTS
+    max_chars: ClassVar[int | None] = None
+    is_url: ClassVar[bool] = False
 
-    def unknown(self, node: CommentedMap, allowed: tuple[str, ...], where: str) -> None:
-        for key in node:
-            if key not in allowed:
-                self.error(node, key, f"unknown key {key!r} in {where}; allowed: {', '.join(allowed)}")
+    @classmethod
+    def __get_validators__(cls) -> Iterator[Callable[[Any], str]]:
+        yield cls.check
 
-    def invite_grades(self, doc: CommentedMap) -> tuple[str, ...]:
-        grades = doc.get("invite_grades", ["A", "B"])
-        if not isinstance(grades, list) or not grades or any(g not in GRADES for g in grades):
-            self.error(doc, "invite_grades", "invite_grades: a list of A and/or B, e.g. [A, B] or [A]")
-            return GRADES
-        return tuple(dict.fromkeys(grades))
-
-    def advisor(self, node: CommentedMap, key: str, required: bool) -> Advisor | None:
-        value = node.get(key)
-        if value is None:
-            if required:
-                self.error(node, None, "advisor: give the WeCom member (userid) and how the script names them (name)")
-            return None
-        if not isinstance(value, CommentedMap):
-            self.error(node, key, "advisor must be a mapping with userid and name")
-            return None
-        self.unknown(value, ADVISOR_KEYS, "advisor")
-        userid, name = value.get("userid"), value.get("name")
-        ok = True
-        if not isinstance(userid, str) or not userid.strip() or len(userid) > 64:
-            self.error(value, "userid" if "userid" in value else None,
-                       "advisor.userid: the WeCom member account (成员 userid), at most 64 characters")
-            ok = False
-        if not isinstance(name, str) or not name.strip() or len(name) > MAX_NAME_CHARS:
-            self.error(value, "name" if "name" in value else None,
-                       f"advisor.name: how the customer hears the advisor named, at most {MAX_NAME_CHARS} characters")
-            ok = False
-        return Advisor(userid.strip(), name.strip()) if ok else None
-
-    def seeds(self, doc: CommentedMap) -> dict[str, str]:
-        seeds = {"incentive": "wecom-incentive", "welcome": "wecom-welcome"}
-        value = doc.get("seeds")
-        if value is None:
-            return seeds
-        if not isinstance(value, CommentedMap):
-            self.error(doc, "seeds", "seeds: a mapping with incentive and/or welcome")
-            return seeds
-        self.unknown(value, ("incentive", "welcome"), "seeds")
-        for key in ("incentive", "welcome"):
-            if key in value:
-                if not isinstance(value[key], str) or not value[key].strip():
-                    self.error(value, key, f"seeds.{key} must be a non-empty text")
-                else:
-                    seeds[key] = value[key]
-        return seeds
-
-    def audiences(self, doc: CommentedMap, grades: tuple[str, ...]) -> dict[str, AudienceOffers] | None:
-        value = doc.get("audiences")
-        if not isinstance(value, CommentedMap) or not value:
-            self.error(doc, "audiences" if "audiences" in doc else None,
-                       "audiences: one block per audience pack (name or scene), including `default`")
-            return None
-        blocks: dict[str, AudienceOffers] = {}
-        for key, block in value.items():
-            parsed = self.audience(value, str(key), block)
-            if parsed is not None:
-                blocks[str(key)] = parsed
-        if DEFAULT_AUDIENCE not in value:
-            self.error(value, None, "audiences needs a `default` block (used for packs without their own)")
-            return None
-        default = blocks.get(DEFAULT_AUDIENCE)
-        if default is not None:
-            if not default.incentives:
-                self.error(value, DEFAULT_AUDIENCE, "audiences.default needs at least one incentive")
-            for grade in grades:
-                if grade not in default.welcomes and ANY_GRADE not in default.welcomes:
-                    self.error(value, DEFAULT_AUDIENCE,
-                               f"audiences.default needs a welcome for grade {grade} (or `any`): grade {grade} "
-                               "calls get an invitation (invite_grades)")
-        return blocks if default is not None and len(blocks) == len(value) else None
-
-    def audience(self, parent: CommentedMap, key: str, block: Any) -> AudienceOffers | None:
-        if not isinstance(block, CommentedMap):
-            self.error(parent, key, f"audiences.{key}: a mapping with incentives and/or welcome")
-            return None
-        errors_before = len(self.errors)
-        self.unknown(block, AUDIENCE_KEYS, f"audiences.{key}")
-        incentives = self.options(block, "incentives", f"audiences.{key}.incentives", INCENTIVE_KEYS,
-                                  is_welcome=False)
-        welcomes: dict[str, tuple[Option, ...]] = {}
-        value = block.get("welcome")
-        if value is not None:
-            if not isinstance(value, CommentedMap):
-                self.error(block, "welcome", f"audiences.{key}.welcome: a mapping from grade (A, B or any) to scripts")
-            else:
-                for grade in value:
-                    if grade not in (*GRADES, ANY_GRADE):
-                        self.error(value, grade, f"audiences.{key}.welcome.{grade}: the grade must be A, B or any")
-                        continue
-                    welcomes[grade] = self.options(value, grade, f"audiences.{key}.welcome.{grade}", WELCOME_KEYS,
-                                                   is_welcome=True)
-        advisor = self.advisor(block, "advisor", required=False)
-        if len(self.errors) > errors_before:
-            return None
-        return AudienceOffers(key, incentives, welcomes, advisor)
-
-    def options(self, node: CommentedMap, key: str, where: str, allowed: tuple[str, ...], *,
-                is_welcome: bool) -> tuple[Option, ...]:
-        value = node.get(key)
-        if value is None:
-            return ()
-        if not isinstance(value, CommentedSeq) or not value:
-            self.error(node, key, f"{where}: a list of arms, each with name and text")
-            return ()
-        options: list[Option] = []
-        names: set[str] = set()
-        for index, item in enumerate(value):
-            label = f"{where}[{index}]"
-            if not isinstance(item, CommentedMap):
-                self.error(value, index, f"{label}: a mapping with name and text")
-                continue
-            self.unknown(item, allowed, label)
-            name = item.get("name")
-            if not isinstance(name, str) or not name.strip() or len(name) > MAX_NAME_CHARS:
-                self.error(item, "name" if "name" in item else None,
-                           f"{label}.name: a short name for this arm (reports, tags), at most {MAX_NAME_CHARS} characters")
-                continue
-            if name in names:
-                self.error(item, "name", f"{label}.name {name!r} is used twice in {where}; names must be unique")
-            names.add(name)
-            if is_welcome:
-                text = self.template(item, "text", WELCOME_SLOTS, MAX_WELCOME_CHARS, required=True, label=label)
-            else:
-                text = self.plain_text(item, "text", MAX_INCENTIVE_CHARS, label)
-            weight = item.get("weight", 1)
-            if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not weight > 0:
-                self.error(item, "weight", f"{label}.weight must be a number above 0")
-                weight = 1
-            link = self.attachment(item, "link", LINK_KEYS, ("title", "url"), label) if is_welcome else None
-            miniprogram = (self.attachment(item, "miniprogram", MINIPROGRAM_KEYS, MINIPROGRAM_KEYS, label)
-                           if is_welcome else None)
-            options.append(Option(name.strip(), text or "", float(weight), link, miniprogram, _line(value, index)))
-        return tuple(options)
-
-    def plain_text(self, node: CommentedMap, key: str, limit: int, label: str) -> str | None:
-        value = node.get(key)
+    @classmethod
+    def check(cls, value: Any) -> str:
         if not isinstance(value, str) or not value.strip():
-            self.error(node, key if key in node else None, f"{label}.{key}: the text is missing")
-            return None
+            raise ValueError("the text is missing")
+        problems = Problems()
+        slot_problem = _slot_problem(value, cls.slots)
+        if slot_problem:
+            problems.add(slot_problem)
+        if cls.is_url and not value.startswith(("https://", "http://")):
+            problems.add("must start with https:// (or http://)")
+        if cls.max_chars is not None and len(value) > cls.max_chars:
+            problems.add(f"{len(value)} characters; at most {cls.max_chars}")
+        cls.check_more(value, problems)
+        problems.raise_any()
+        return str(value)
+
+    @classmethod
+    def check_more(cls, value: str, problems: Problems) -> None:
+        """What a kind of text needs besides its slots and length."""
+
+
+class WelcomeText(Template):
+    max_chars = MAX_WELCOME_CHARS
+
+
+class LinkTitle(Template):
+    max_chars = MAX_LINK_TITLE_CHARS
+
+
+class LinkDescription(Template):
+    max_chars = MAX_LINK_DESC_CHARS
+
+
+class MiniprogramTitle(Template):
+    max_chars = MAX_MINIPROGRAM_TITLE_CHARS
+
+
+class Url(Template):
+    is_url = True
+
+
+class SmsText(Template):
+    slots = SMS_SLOTS
+    max_chars = MAX_SMS_CHARS
+
+    @classmethod
+    def check_more(cls, value: str, problems: Problems) -> None:
+        if "{link}" not in value:
+            problems.add("the SMS must contain {link} (the 联系我 link the customer opens)")
+        if "退订" not in value and "拒收" not in value:
+            problems.add("the SMS must say how to opt out (e.g. “拒收请回复R” or “回T退订”)")
+
+
+class SpokenIncentive(str):
+    """What the robot promises in the call: said as written, short enough to say."""
+
+    @classmethod
+    def __get_validators__(cls) -> Iterator[Callable[[Any], str]]:
+        yield cls.check
+
+    @classmethod
+    def check(cls, value: Any) -> str:
+        if not isinstance(value, str) or not value.strip():
+            raise ValueError("the text is missing")
+        problems = Problems()
         if "{" in value or "}" in value:
-            self.error(node, key, f"{label}.{key}: an incentive is said as written; it cannot contain {{slots}}")
-        if len(value) > limit:
-            self.error(node, key, f"{label}.{key}: {len(value)} characters; at most {limit} (it is spoken in the call)")
+            problems.add("an incentive is said as written; it cannot contain {slots}")
+        if len(value) > MAX_INCENTIVE_CHARS:
+            problems.add(f"{len(value)} characters; at most {MAX_INCENTIVE_CHARS} (it is spoken in the call)")
+        problems.raise_any()
         return value.strip()
 
-    def template(self, node: CommentedMap, key: str, slots: frozenset[str], limit: int, *, required: bool,
-                 label: str | None = None) -> str | None:
-        label = label or key
-        value = node.get(key)
-        if value is None:
-            if required:
-                self.error(node, None, f"{label}: the text is missing")
-            return None
-        where = f"{label}.{key}" if label != key else key
-        if not isinstance(value, str) or not value.strip():
-            self.error(node, key, f"{where}: the text is missing")
-            return None
-        problem = _slot_problem(value, slots)
-        if problem:
-            self.error(node, key, f"{where}: {problem}")
-        if len(value) > limit:
-            self.error(node, key, f"{where}: {len(value)} characters; at most {limit}")
-        return value
 
-    def attachment(self, node: CommentedMap, key: str, allowed: tuple[str, ...], required: tuple[str, ...],
-                   label: str) -> dict[str, str] | None:
-        value = node.get(key)
-        if value is None:
-            return None
-        where = f"{label}.{key}"
-        if not isinstance(value, CommentedMap):
-            self.error(node, key, f"{where}: a mapping with {', '.join(required)}")
-            return None
-        self.unknown(value, allowed, where)
-        result: dict[str, str] = {}
-        for field_name in allowed:
-            text = value.get(field_name)
-            if text is None:
-                if field_name in required:
-                    self.error(value, None, f"{where}.{field_name} is required")
+class ArmName(Text):
+    max_chars = MAX_NAME_CHARS  # arm names appear in tags
+
+
+class UserId(Text):
+    max_chars = 64
+
+
+class Weight(Number):
+    gt = 0.0
+
+
+class AdvisorModel(YamlModel):
+    userid: UserId = Field(..., hint="the WeCom member account (成员 userid)")
+    name: ArmName = Field(..., hint=f"how the customer hears the advisor named, at most {MAX_NAME_CHARS} characters")
+
+    def advisor(self) -> Advisor:
+        return Advisor(self.userid, self.name)
+
+
+class LinkModel(YamlModel):
+    title: LinkTitle = Field(..., hint="the link card's title")
+    url: Url = Field(..., hint="where the link card opens")
+    desc: Optional[LinkDescription] = None
+    picurl: Optional[Url] = None
+
+
+class MiniprogramModel(YamlModel):
+    title: MiniprogramTitle
+    pic_media_id: Template
+    appid: Template
+    page: Template
+
+
+class IncentiveModel(YamlModel):
+    name: ArmName = Field(..., hint="a short name for this arm (reports, tags)")
+    text: SpokenIncentive = Field(..., hint="what the robot promises in the call")
+    weight: Weight = Weight(1.0)
+
+    def option(self, line: int) -> Option:
+        return Option(self.name, self.text, self.weight, line=line)
+
+
+class WelcomeModel(YamlModel):
+    name: ArmName = Field(..., hint="a short name for this arm (reports, tags)")
+    text: WelcomeText = Field(..., hint="the welcome message")
+    weight: Weight = Weight(1.0)
+    link: Optional[LinkModel] = None
+    miniprogram: Optional[MiniprogramModel] = None
+
+    def option(self, line: int) -> Option:
+        link = self.link.dict(exclude_none=True) if self.link else None
+        miniprogram = self.miniprogram.dict(exclude_none=True) if self.miniprogram else None
+        return Option(self.name, self.text, self.weight, link, miniprogram, line)
+
+
+class _Arms(tuple):
+    """A list of arms, each a mapping with a unique `name`. Each arm is checked on its own so
+    the problems of all arms, and a name used twice, are reported together."""
+
+    arm: ClassVar[type[YamlModel]]
+
+    @classmethod
+    def __get_validators__(cls) -> Iterator[Callable[[Any], tuple]]:
+        yield cls.check
+
+    @classmethod
+    def check(cls, value: Any) -> tuple:
+        if not isinstance(value, list) or not value:
+            raise ValueError("a list of arms, each with name and text")
+        problems = Problems()
+        arms, names = [], set()
+        for index, item in enumerate(value):
+            if not isinstance(item, Mapping):
+                problems.add("a mapping with name and text", index)
                 continue
-            if not isinstance(text, str) or not text.strip():
-                self.error(value, field_name, f"{where}.{field_name} must be a non-empty text")
+            arms.append(problems.attempt(cls.arm.parse_obj, item, index))
+            name = item.get("name")
+            if isinstance(name, str) and name.strip() in names:
+                problems.add(f"name {name!r} is used twice in this list; names must be unique", index, "name")
+            names.add(name.strip() if isinstance(name, str) else name)
+        problems.raise_any()
+        return tuple(arms)
+
+
+class IncentiveArms(_Arms):
+    arm = IncentiveModel
+
+
+class WelcomeArms(_Arms):
+    arm = WelcomeModel
+
+
+class WelcomeByGrade(dict):
+    """Grade (A, B or any) → welcome arms."""
+
+    @classmethod
+    def __get_validators__(cls) -> Iterator[Callable[[Any], dict]]:
+        yield cls.check
+
+    @classmethod
+    def check(cls, value: Any) -> dict[str, Any]:
+        if not isinstance(value, Mapping):
+            raise ValueError("a mapping from grade (A, B or any) to scripts")
+        problems = Problems()
+        by_grade = {}
+        for grade, arms in value.items():
+            if grade not in (*GRADES, ANY_GRADE):
+                problems.add("the grade must be A, B or any", grade)
                 continue
-            problem = _slot_problem(text, WELCOME_SLOTS)
-            if problem:
-                self.error(value, field_name, f"{where}.{field_name}: {problem}")
-            if field_name in ("url", "picurl") and not text.startswith(("https://", "http://")):
-                self.error(value, field_name, f"{where}.{field_name} must start with https:// (or http://)")
-            limits = {"title": MAX_MINIPROGRAM_TITLE_CHARS if key == "miniprogram" else MAX_LINK_TITLE_CHARS,
-                      "desc": MAX_LINK_DESC_CHARS}
-            if field_name in limits and len(text) > limits[field_name]:
-                self.error(value, field_name, f"{where}.{field_name}: {len(text)} characters; at most "
-                                              f"{limits[field_name]}")
-            result[field_name] = text
-        return result
+            by_grade[grade] = problems.attempt(WelcomeArms.check, arms, grade)
+        problems.raise_any()
+        return by_grade
+
+
+class AudienceModel(YamlModel):
+    incentives: Optional[IncentiveArms] = None
+    welcome: Optional[WelcomeByGrade] = None
+    advisor: Optional[AdvisorModel] = None
+
+    def audience(self, key: str, document: Any) -> AudienceOffers:
+        def line(*loc: Any) -> int:
+            return line_of(document, "audiences", key, *loc) or 0
+
+        incentives = tuple(arm.option(line("incentives", i)) for i, arm in enumerate(self.incentives or ()))
+        welcomes = {grade: tuple(arm.option(line("welcome", grade, i)) for i, arm in enumerate(arms))
+                    for grade, arms in (self.welcome or {}).items()}
+        return AudienceOffers(key, incentives, welcomes, self.advisor.advisor() if self.advisor else None)
+
+
+class Audiences(dict):
+    """Audience pack name or scene → its block; `default` is required. Each block is
+    checked on its own so the problems of all blocks are reported together."""
+
+    @classmethod
+    def __get_validators__(cls) -> Iterator[Callable[[Any], dict]]:
+        yield cls.check
+
+    @classmethod
+    def check(cls, value: Any) -> dict[str, Any]:
+        if not isinstance(value, Mapping) or not value:
+            raise ValueError("one block per audience pack (name or scene), including `default`")
+        problems = Problems()
+        if DEFAULT_AUDIENCE not in value:
+            problems.add("needs a `default` block (used for packs without their own)")
+        blocks = {}
+        for key, block in value.items():
+            if not isinstance(block, Mapping):
+                problems.add("a mapping with incentives and/or welcome", key)
+                continue
+            blocks[str(key)] = problems.attempt(AudienceModel.parse_obj, block, key)
+        problems.raise_any()
+        return blocks
+
+
+class SeedsModel(YamlModel):
+    incentive: Text = Text("wecom-incentive")
+    welcome: Text = Text("wecom-welcome")
+
+
+class OffersFile(YamlModel):
+    """dialogs/wecom/offers.yml."""
+
+    version: Any = 1
+    invite_grades: Any = GRADES
+    delivery: Any = "sms"
+    advisor: AdvisorModel = Field(..., hint="the WeCom member (userid) and how the script names them (name)")
+    institution: Optional[Text] = None
+    sms: Optional[SmsText] = None
+    seeds: SeedsModel = SeedsModel()
+    audiences: Audiences = Field(..., hint="one block per audience pack (name or scene), including `default`")
+
+    @validator("version")
+    def _version_one(cls, version: Any) -> Any:
+        if version != 1:
+            raise ValueError("version must be 1")
+        return version
+
+    @validator("invite_grades")
+    def _grades_a_or_b(cls, grades: Any) -> tuple[str, ...]:
+        if not isinstance(grades, (list, tuple)) or not grades or any(g not in GRADES for g in grades):
+            raise ValueError("a list of A and/or B, e.g. [A, B] or [A]")
+        return tuple(dict.fromkeys(grades))
+
+    @validator("delivery")
+    def _known_channel(cls, delivery: Any) -> str:
+        if delivery not in DELIVERY_CHANNELS:
+            raise ValueError(f"{delivery!r} is not a delivery channel; use one of: {', '.join(DELIVERY_CHANNELS)}")
+        return str(delivery)
+
+    @root_validator
+    def _parts_fit_together(cls, values: dict) -> dict:
+        """An SMS when invitations go by SMS, an institution when a text names it, and a
+        default block that covers every invited grade. Checks the parts that are well-formed."""
+        problems = Problems()
+        if values.get("delivery") == "sms" and "sms" in values and not values["sms"]:
+            problems.add("missing `sms`: the invitation text (delivery is sms)")
+        audiences: dict[str, AudienceModel] = values.get("audiences") or {}
+        texts = [arm.text for block in audiences.values() for arms in (block.welcome or {}).values() for arm in arms]
+        if any("{institution}" in text for text in texts + [values.get("sms") or ""]) and "institution" in values \
+                and not values["institution"]:
+            problems.add("a text uses {institution} but `institution:` is not set")
+        default = audiences.get(DEFAULT_AUDIENCE)
+        if default is not None:
+            if not default.incentives:
+                problems.add("needs at least one incentive", "audiences", DEFAULT_AUDIENCE)
+            for grade in values.get("invite_grades") or ():
+                if grade not in (default.welcome or {}) and ANY_GRADE not in (default.welcome or {}):
+                    problems.add(f"needs a welcome for grade {grade} (or `any`): grade {grade} calls get an "
+                                 "invitation (invite_grades)", "audiences", DEFAULT_AUDIENCE)
+        problems.raise_any()
+        return values
+
+    def offers(self, document: Any, path: str) -> Offers:
+        return Offers(path, self.invite_grades, self.delivery, self.advisor.advisor(), self.sms or "",
+                      self.institution, self.seeds.dict(),
+                      {key: block.audience(key, document) for key, block in self.audiences.items()})
 
 
 def _slot_problem(template: str, allowed: frozenset[str]) -> str | None:
@@ -476,17 +524,6 @@ def _slot_problem(template: str, allowed: frozenset[str]) -> str | None:
 
 def _fill(template: str, slots: Mapping[str, str]) -> str:
     return template.format_map({k: v for k, v in slots.items()})
-
-
-def _line(node: Any, key: Any) -> int:
-    try:
-        if key is None:
-            return node.lc.line + 1
-        if isinstance(node, CommentedSeq):
-            return node.lc.item(key)[0] + 1
-        return node.lc.key(key)[0] + 1
-    except (AttributeError, KeyError, IndexError, TypeError):
-        return getattr(getattr(node, "lc", None), "line", -1) + 1
 
 
 def _audience_keys(audience: Any) -> list[str]:

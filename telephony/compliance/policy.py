@@ -10,15 +10,17 @@ import copy
 import hashlib
 import hmac
 import json
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import date
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
-import yaml
+from pydantic import Field, validator
 
 from intents.errors import InputError
+from intents.yaml_source import Problems, Text, WholeNumber, YamlModel, check, load_yaml, plain
 
 PROFILES_DIR = Path(__file__).resolve().parent / "profiles"
 DEFAULT_PROFILE = "CN_INSURANCE_DEFAULT"
@@ -60,12 +62,19 @@ class CompliancePolicy:
 def parse_span(text: str, where: str) -> tuple[int, int]:
     """"09:30-12:00" → (34200, 43200)."""
     try:
+        return _span(text)
+    except ValueError as exc:
+        raise InputError(f"{where}: {exc}") from None
+
+
+def _span(text: Any) -> tuple[int, int]:
+    try:
         start, end = (part.strip() for part in str(text).split("-"))
         span = (_seconds(start), _seconds(end))
     except ValueError:
-        raise InputError(f"{where}: {text!r} is not a time span; write it like \"09:30-12:00\"") from None
+        raise ValueError(f"{text!r} is not a time span; write it like \"09:30-12:00\"") from None
     if span[0] >= span[1]:
-        raise InputError(f"{where}: {text!r} ends before it starts (spans past midnight are not allowed)")
+        raise ValueError(f"{text!r} ends before it starts (spans past midnight are not allowed)")
     return span
 
 
@@ -77,73 +86,132 @@ def _seconds(hhmm: str) -> int:
     return h * 3600 + m * 60
 
 
-def _spans(values: Any, where: str) -> tuple[tuple[int, int], ...]:
-    if not isinstance(values, list):
-        raise InputError(f"{where}: expected a list of spans like [\"09:30-12:00\", \"14:00-20:00\"]")
-    spans = sorted(parse_span(v, f"{where}[{i}]") for i, v in enumerate(values))
-    for (_, end), (start, _) in zip(spans, spans[1:]):
-        if start < end:
-            raise InputError(f"{where}: spans overlap; list each stretch of time once")
-    return tuple(spans)
+# ---- the profile's shape --------------------------------------------------------------------------
+
+class TimeSpan(tuple):
+    """"09:30-12:00", read as seconds after local midnight (34200, 43200)."""
+
+    @classmethod
+    def __get_validators__(cls) -> Iterator[Callable[[Any], tuple[int, int]]]:
+        yield _span
 
 
-def _number(document: dict, dotted: str, source: str, *, minimum: int = 0) -> int:
-    node: Any = document
-    for key in dotted.split("."):
-        if not isinstance(node, dict) or key not in node:
-            raise InputError(f"{source}: missing {dotted}")
-        node = node[key]
-    if isinstance(node, bool) or not isinstance(node, (int, float)) or node < minimum:
-        raise InputError(f"{source}: {dotted} must be a number ≥ {minimum}, not {node!r}")
-    return int(node)
+class TimeSpans(tuple):
+    """A list of spans that do not overlap, read in time order."""
+
+    @classmethod
+    def __get_validators__(cls) -> Iterator[Callable[[Any], tuple[tuple[int, int], ...]]]:
+        yield cls.check
+
+    @classmethod
+    def check(cls, values: Any) -> tuple[tuple[int, int], ...]:
+        if not isinstance(values, list):
+            raise ValueError("expected a list of spans like [\"09:30-12:00\", \"14:00-20:00\"]")
+        problems = Problems()
+        spans = [problems.attempt(_span, value, index) for index, value in enumerate(values)]
+        problems.raise_any()
+        ordered = sorted(span for span in spans if span is not None)
+        for (_, end), (start, _) in zip(ordered, ordered[1:], strict=False):
+            if start < end:
+                raise ValueError("spans overlap; list each stretch of time once")
+        return tuple(ordered)
 
 
-def parse_policy(document: dict, source: str) -> CompliancePolicy:
-    """A policy from a YAML document; problems name the source and the field."""
-    if not isinstance(document, dict):
-        raise InputError(f"{source}: a compliance profile must be a YAML mapping")
-    for key in ("profile", "version", "windows", "caps", "callbacks", "no_answer", "cooldown_days", "permanent"):
-        if key not in document:
-            raise InputError(f"{source}: missing {key}")
-    caps = []
-    for name, value in (document["caps"] or {}).items():
-        if name not in _CAP_SECONDS:
-            raise InputError(f"{source}: caps.{name} is unknown; caps are {', '.join(_CAP_SECONDS)}")
-        caps.append((name, _CAP_SECONDS[name], _number(document, f"caps.{name}", source, minimum=0)))
-    cooldowns = {outcome: _number(document, f"cooldown_days.{outcome}", source) * DAY
-                 for outcome in (document["cooldown_days"] or {})}
-    permanent = document["permanent"] or {}
-    if not isinstance(permanent, dict):
-        raise InputError(f"{source}: permanent must map an outcome to a reason code, e.g. opt_out: opted_out_on_call")
-    timezone_name = str(document.get("timezone", "Asia/Shanghai"))
-    _zone(timezone_name, source)
-    return CompliancePolicy(
-        name=str(document["profile"]),
-        version=_number(document, "version", source, minimum=1),
-        timezone=timezone_name,
-        windows=_spans(document["windows"], f"{source}: windows"),
-        holiday_windows=_spans(document.get("holiday_windows") or [], f"{source}: holiday_windows"),
-        callback_band=parse_span((document["callbacks"] or {}).get("band", "09:00-21:00"), f"{source}: callbacks.band"),
-        callback_grace_seconds=_number(document, "callbacks.grace_minutes", source) * 60,
-        callback_max_attempts_24h=_number(document, "callbacks.max_attempts_24h", source),
-        caps=tuple(sorted(caps, key=lambda cap: cap[1])),
-        no_answer_outcomes=frozenset((document["no_answer"] or {}).get("outcomes") or []),
-        park_after_no_answers=_number(document, "no_answer.park_after", source, minimum=1),
-        park_seconds=_number(document, "no_answer.park_days", source) * DAY,
-        cooldown_seconds=cooldowns,
-        permanent={str(k): str(v) for k, v in permanent.items()},
-        opening_line=dict(document.get("opening_line") or {}),
-        document=document,
-    )
+class ZoneName(str):
+    @classmethod
+    def __get_validators__(cls) -> Iterator[Callable[[Any], str]]:
+        yield cls.check
+
+    @classmethod
+    def check(cls, value: Any) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(str(value))
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r} (use an IANA name such as Asia/Shanghai)") from None
+        return str(value)
 
 
-def _zone(name: str, source: str):
-    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+class Count(WholeNumber):
+    ge = 0
 
-    try:
-        return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise InputError(f"{source}: unknown time zone {name!r} (use an IANA name such as Asia/Shanghai)") from None
+
+class AtLeastOne(WholeNumber):
+    ge = 1
+
+
+class CallbacksModel(YamlModel):
+    band: TimeSpan = TimeSpan(_span("09:00-21:00"))
+    grace_minutes: Count = Field(..., hint="minutes after the named time before a callback lapses")
+    max_attempts_24h: Count = Field(..., hint="attempts a callback may use in 24 hours")
+
+
+class NoAnswerModel(YamlModel):
+    outcomes: Optional[list[Text]] = None
+    park_after: AtLeastOne = Field(..., hint="consecutive unanswered attempts before a number is parked")
+    park_days: Count = Field(..., hint="days a parked number rests")
+
+
+class ApprovalModel(YamlModel):
+    approved_by: Text
+    signature: Text
+
+
+class ProfileModel(YamlModel):
+    """A compliance profile (telephony/compliance/profiles/*.yml)."""
+
+    profile: Text = Field(..., hint="the profile's name")
+    version: AtLeastOne = Field(..., hint="a number ≥ 1")
+    effective_from: Any = None
+    timezone: ZoneName = ZoneName("Asia/Shanghai")
+    windows: TimeSpans = Field(..., hint="calling windows, local time, e.g. [\"09:30-12:00\", \"14:00-20:00\"]")
+    holiday_windows: Optional[TimeSpans] = None
+    callbacks: CallbacksModel = Field(..., hint="band, grace_minutes and max_attempts_24h")
+    caps: Optional[dict[str, Count]] = Field(..., hint=f"attempts per number: {', '.join(_CAP_SECONDS)}")
+    no_answer: NoAnswerModel = Field(..., hint="outcomes, park_after and park_days")
+    cooldown_days: Optional[dict[str, Count]] = Field(..., hint="outcome → days before the number is called again")
+    permanent: Optional[dict[str, str]] = Field(
+        ..., hint="an outcome → a reason code, e.g. opt_out: opted_out_on_call")
+    opening_line: Optional[dict[str, Any]] = None
+    sources: Optional[list[str]] = None
+    approval: Optional[ApprovalModel] = None
+
+    @validator("caps")
+    def _known_caps(cls, caps: dict[str, int] | None) -> dict[str, int]:
+        problems = Problems()
+        for name in caps or {}:
+            if name not in _CAP_SECONDS:
+                problems.add(f"unknown cap; caps are {', '.join(_CAP_SECONDS)}", name)
+        problems.raise_any()
+        return caps or {}
+
+    def policy(self, document: dict) -> CompliancePolicy:
+        caps = sorted(((name, _CAP_SECONDS[name], cap) for name, cap in (self.caps or {}).items()), key=lambda cap: cap[1])
+        return CompliancePolicy(
+            name=self.profile,
+            version=self.version,
+            timezone=self.timezone,
+            windows=self.windows,
+            holiday_windows=self.holiday_windows or (),
+            callback_band=self.callbacks.band,
+            callback_grace_seconds=self.callbacks.grace_minutes * 60,
+            callback_max_attempts_24h=self.callbacks.max_attempts_24h,
+            caps=tuple(caps),
+            no_answer_outcomes=frozenset(self.no_answer.outcomes or ()),
+            park_after_no_answers=self.no_answer.park_after,
+            park_seconds=self.no_answer.park_days * DAY,
+            cooldown_seconds={outcome: days * DAY for outcome, days in (self.cooldown_days or {}).items()},
+            permanent=dict(self.permanent or {}),
+            opening_line=dict(self.opening_line or {}),
+            document=document,
+        )
+
+
+def parse_policy(document: dict, source: str, *, positions: Any = None) -> CompliancePolicy:
+    """A policy from a profile document (plain data); problems name the source and the field,
+    and the line and column when `positions` is the YAML tree the document was read from."""
+    return check(document, ProfileModel, source, positions=positions).policy(document)
 
 
 def hard_limit_violations(policy: CompliancePolicy) -> list[str]:
@@ -279,25 +347,27 @@ def profile_path(name_or_path: str) -> Path:
 
 
 def read_document(path: Path) -> dict:
+    """The profile as plain data (for signing, merging and display)."""
+    return _read(path)[0]
+
+
+def _read(path: Path) -> tuple[Any, Any]:
+    """(the profile as plain data, the YAML tree that knows where each key is written)."""
     if not path.exists():
         known = ", ".join(sorted(p.stem for p in PROFILES_DIR.glob("*.yml")))
         raise InputError(f"no compliance profile {path}", details=[f"built-in profiles: {known}"])
-    try:
-        document = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"{path}:{mark.line + 1}" if mark else str(path)
-        raise InputError(f"{where}: not valid YAML ({getattr(exc, 'problem', exc)})") from None
+    tree = load_yaml(path)
+    document = plain(tree)
     if isinstance(document, dict) and isinstance(document.get("effective_from"), date):
         document["effective_from"] = document["effective_from"].isoformat()
-    return document
+    return document, tree
 
 
 def load_profile(name_or_path: str = DEFAULT_PROFILE, *, signing_key: bytes | None = None) -> CompliancePolicy:
     """A profile by name or path. A profile looser than the default must carry a valid admin signature."""
     path = profile_path(name_or_path)
-    document = read_document(path)
-    policy = parse_policy(document, str(path))
+    document, tree = _read(path)
+    policy = parse_policy(document, str(path), positions=tree)
     crossings = hard_limit_violations(policy)
     if crossings:
         raise InputError(f"{path}: {crossings[0]} (a legal hard limit; no approval can lift it)",
@@ -313,4 +383,5 @@ def load_profile(name_or_path: str = DEFAULT_PROFILE, *, signing_key: bytes | No
 @lru_cache(maxsize=1)
 def default_policy() -> CompliancePolicy:
     path = PROFILES_DIR / f"{DEFAULT_PROFILE}.yml"
-    return parse_policy(read_document(path), str(path))
+    document, tree = _read(path)
+    return parse_policy(document, str(path), positions=tree)

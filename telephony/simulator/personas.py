@@ -3,8 +3,9 @@
 `personas.yml` (ops edit it) holds, per audience pack (scene), the answer probability
 by hour of day with a weekend factor, the share of numbers that reach each carrier
 announcement, and the mix of persona types; per persona type, the replies to each
-script question. Loading validates everything and reports `file:line: problem` for
-each mistake at once, so an edited file is fixed in one pass.
+script question. Loading checks the file against the models below (intents.yaml_source)
+and reports `file:line:col: problem` for each mistake at once, so an edited file is
+fixed in one pass.
 
 Randomness is never global: every decision draws from `call_rng(seed, call_id,
 purpose)`, a stream of its own per call and per purpose, so the same seed and call id
@@ -16,20 +17,31 @@ from __future__ import annotations
 
 import bisect
 import hashlib
-import math
 import random
 import re
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Iterable, Literal, Mapping
+from typing import Any, ClassVar, Literal, Optional
 
-from ruamel.yaml import YAML
-from ruamel.yaml.comments import CommentedMap, CommentedSeq
-from ruamel.yaml.error import MarkedYAMLError
+from pydantic import Field, root_validator, validator
 
 from intents.announcements import detect_announcement
 from intents.taxonomy import CALL_STATUSES
+from intents.yaml_source import (
+    At,
+    Number,
+    Probability,
+    Problems,
+    Text,
+    WholeNumber,
+    YamlError,
+    YamlModel,
+    check,
+    load_yaml,
+    plain,
+)
 
 DEFAULT_PERSONAS_PATH = Path(__file__).with_name("personas.yml")
 DEFAULT_PACK = "default"
@@ -46,24 +58,11 @@ LISTENING_STEPS: tuple[str, ...] = (
 )
 KNOWN_STEPS: tuple[str, ...] = QUESTION_STEPS + LISTENING_STEPS
 
-TOP_LEVEL_KEYS = ("timing", "asr_noise", "announcements", "personas", "audience_packs")
-PACK_KEYS = ("answer_by_hour", "weekend_factor", "ring_s", "announcements", "persona_mix")
-PERSONA_KEYS = ("description", "reply_delay_s", "hangup_on_answer", "steps")
-QUESTION_STEP_KEYS = ("replies", "again", "silence", "hangup")
-TIMING_KEYS = ("speech_chars_per_s", "callee_chars_per_s", "endpointing_s", "silence_timeout_s",
-               "announcement_after_s", "patience_replies")
-NOISE_KEYS = ("filler_probability", "fillers", "drop_punctuation", "homophone_probability", "homophones")
-SHARE_KEYS = ("share", "per_attempt")
-
 _PUNCTUATION = re.compile(r"[，。！？、,.!?；;：:]")
+_HOURS = re.compile(r"\s*(\d{1,2})\s*(?:-\s*(\d{1,2})\s*)?")
 
-
-class PersonaConfigError(ValueError):
-    """personas.yml is wrong; `errors` holds one `file:line: problem` per mistake."""
-
-    def __init__(self, errors: list[str]) -> None:
-        super().__init__("\n".join(errors))
-        self.errors = errors
+# personas.yml is wrong: the one YAML error type; `problems` holds every `file:line:col: problem`.
+PersonaConfigError = YamlError
 
 
 def call_rng(seed: int | str, call_id: str, purpose: str) -> random.Random:
@@ -247,321 +246,334 @@ class SimulatorConfig:
 def load_simulator_config(path: Path | str = DEFAULT_PERSONAS_PATH,
                           known_steps: Iterable[str] = KNOWN_STEPS) -> SimulatorConfig:
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise PersonaConfigError([f"{path}: cannot read: {exc.strerror}"]) from None
-    try:
-        document = YAML(typ="rt").load(text)
-    except MarkedYAMLError as exc:
-        line = exc.problem_mark.line + 1 if exc.problem_mark else 0
-        raise PersonaConfigError([f"{path}:{line}: not valid YAML: {exc.problem}"]) from None
-    reader = _Reader(path, tuple(known_steps))
-    config = reader.read(document)
-    if reader.errors:
-        raise PersonaConfigError(reader.errors)
-    assert config is not None
-    return config
+    model = _personas_file_model(tuple(known_steps))
+    return check(load_yaml(path), model, str(path)).config(path)
 
 
-class _Reader:
-    """Turns the YAML tree into a SimulatorConfig, collecting every error with its line."""
+class AtLeastATenth(Number):
+    ge = 0.1  # a rate or a timeout: zero would divide by zero or never wait
 
-    def __init__(self, path: Path, known_steps: tuple[str, ...]) -> None:
-        self.path = path
-        self.known_steps = known_steps
-        self.errors: list[str] = []
 
-    def error(self, node: Any, key: Any, message: str) -> None:
-        self.errors.append(f"{self.path}:{_line(node, key)}: {message}")
+class Seconds(Number):
+    ge = 0.0
 
-    # -- top level
 
-    def read(self, document: Any) -> SimulatorConfig | None:
-        if not isinstance(document, CommentedMap):
-            self.errors.append(f"{self.path}:1: expected a mapping with keys {', '.join(TOP_LEVEL_KEYS)}")
-            return None
-        self.unknown_keys(document, TOP_LEVEL_KEYS, "top-level key")
-        timing = self.timing(document.get("timing"), document)
-        noise = self.noise(document.get("asr_noise"), document)
-        announcements = self.transcripts(self.section(document, "announcements"))
-        personas = self.personas(self.section(document, "personas"))
-        packs = self.packs(self.section(document, "audience_packs"), personas, announcements)
-        return SimulatorConfig(self.path, timing, noise, announcements, personas, packs)
+class WeekendFactor(Number):
+    ge, le = 0.0, 10.0
 
-    def section(self, document: CommentedMap, key: str) -> CommentedMap:
-        node = document.get(key)
-        if not isinstance(node, CommentedMap) or not node:
-            self.error(document, key if key in document else None, f"'{key}' must be a non-empty mapping")
-            return CommentedMap()
-        return node
 
-    def unknown_keys(self, node: CommentedMap, allowed: tuple[str, ...], what: str) -> None:
-        for key in node:
-            if key not in allowed:
-                self.error(node, key, f"unknown {what} '{key}'; expected one of: {', '.join(allowed)}")
+class AtLeastOne(WholeNumber):
+    ge = 1
 
-    # -- scalars
 
-    def number(self, node: CommentedMap, key: str, low: float = 0.0, high: float = math.inf,
-               default: float | None = None) -> float:
-        value = node.get(key, default)
-        if value is None:
-            self.error(node, None, f"'{key}' is missing")
-            return low
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not (low <= value <= high):
-            bounds = f"between {low:g} and {high:g}" if high != math.inf else f"at least {low:g}"
-            self.error(node, key, f"'{key}' must be a number {bounds}; got {value!r}")
-            return low
-        return float(value)
+class SecondsSpan(tuple):
+    """`[low, high]` seconds, read as (low, high)."""
 
-    def probability(self, node: CommentedMap, key: str, default: float | None = None) -> float:
-        return self.number(node, key, 0.0, 1.0, default)
+    @classmethod
+    def __get_validators__(cls) -> Iterator[Any]:
+        yield cls.check
 
-    def span(self, node: CommentedMap, key: str, default: tuple[float, float] | None = None) -> tuple[float, float]:
-        value = node.get(key, default)
-        if value is None:
-            self.error(node, None, f"'{key}' is missing")
-            return (0.0, 0.0)
-        ok = (isinstance(value, (list, tuple)) and len(value) == 2
-              and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)
-              and 0 <= value[0] <= value[1])
-        if not ok:
-            self.error(node, key, f"'{key}' must be [low, high] seconds with 0 <= low <= high; got {value!r}")
-            return (0.0, 0.0)
+    @classmethod
+    def check(cls, value: Any) -> tuple[float, float]:
+        numbers = isinstance(value, list) and len(value) == 2 and all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)
+        if not numbers or not 0 <= value[0] <= value[1]:
+            raise ValueError(f"must be [low, high] seconds with 0 <= low <= high; got {plain(value)!r}")
         return (float(value[0]), float(value[1]))
 
-    def weights(self, node: Any, owner: Any, key: Any, what: str) -> dict[str, float]:
-        """A mapping text → weight, or a list of texts (weight 1 each)."""
-        if isinstance(node, CommentedSeq):
-            node = CommentedMap((str(item), 1) for item in node) if all(isinstance(i, str) for i in node) else node
-        if not isinstance(node, Mapping):
-            self.error(owner, key, f"{what} must be a mapping of text → weight (or a list of texts)")
-            return {}
-        result: dict[str, float] = {}
-        for text, weight in node.items():
+
+class Weights(dict):
+    """Text (or name) → weight, or a list of texts (weight 1 each)."""
+
+    @classmethod
+    def __get_validators__(cls) -> Iterator[Any]:
+        yield cls.check
+
+    @classmethod
+    def check(cls, value: Any) -> dict[str, float]:
+        if isinstance(value, list) and all(isinstance(item, str) for item in value):
+            return {item: 1.0 for item in value}
+        if not isinstance(value, Mapping):
+            raise ValueError("must be a mapping of text → weight (or a list of texts)")
+        problems = Problems()
+        weights: dict[str, float] = {}
+        for text, weight in value.items():
             if isinstance(weight, bool) or not isinstance(weight, (int, float)) or weight < 0:
-                self.error(node, text, f"{what}: weight of '{text}' must be a number >= 0; got {weight!r}")
+                problems.add(f"weight of '{text}' must be a number >= 0; got {plain(weight)!r}", text)
+            else:
+                weights[str(text)] = float(weight)
+        if value and not problems and sum(weights.values()) <= 0:
+            problems.add("the weights add up to 0")
+        problems.raise_any()
+        return weights
+
+
+class HourTable(tuple):
+    """`answer_by_hour`: keys are hours (19) or inclusive ranges ("9-11"), values answer
+    probabilities; every hour 0-23 exactly once. Read as 24 probabilities."""
+
+    @classmethod
+    def __get_validators__(cls) -> Iterator[Any]:
+        yield cls.check
+
+    @classmethod
+    def check(cls, value: Any) -> tuple[float, ...]:
+        if not isinstance(value, Mapping):
+            raise ValueError("must map hours (e.g. 19 or \"9-11\") to probabilities")
+        problems = Problems()
+        by_hour: list[float | None] = [None] * 24
+        for key, probability in value.items():
+            match = _HOURS.fullmatch(str(key))
+            first, last = (int(match.group(1)), int(match.group(2) or match.group(1))) if match else (-1, -1)
+            if not match or not 0 <= first <= last <= 23:
+                problems.add(f"'{key}' is not an hour 0-23 or a range like 9-11", key)
                 continue
-            result[str(text)] = float(weight)
-        if node and sum(result.values()) <= 0:
-            self.error(owner, key, f"{what}: the weights add up to 0")
-        return result
+            if isinstance(probability, bool) or not isinstance(probability, (int, float)) or not 0 <= probability <= 1:
+                problems.add(f"answer probability for {key} must be between 0 and 1; got {plain(probability)!r}", key)
+                probability = 0.0
+            for hour in range(first, last + 1):
+                if by_hour[hour] is not None:
+                    problems.add(f"hour {hour} is given twice", key)
+                by_hour[hour] = float(probability)
+        missing = [hour for hour, p in enumerate(by_hour) if p is None]
+        if missing:
+            problems.add(f"no value for hours {', '.join(map(str, missing))}; give every hour 0-23 once")
+        problems.raise_any()
+        return tuple(p or 0.0 for p in by_hour)
 
-    # -- sections
 
-    def timing(self, node: Any, document: CommentedMap) -> Timing:
-        if node is None:
-            return Timing()
-        if not isinstance(node, CommentedMap):
-            self.error(document, "timing", "'timing' must be a mapping")
-            return Timing()
-        self.unknown_keys(node, TIMING_KEYS, "timing key")
-        d = Timing()
-        patience = node.get("patience_replies", d.patience_replies)
-        if isinstance(patience, bool) or not isinstance(patience, int) or patience < 1:
-            self.error(node, "patience_replies", f"'patience_replies' must be a whole number >= 1; got {patience!r}")
-            patience = d.patience_replies
-        return Timing(
-            speech_chars_per_s=self.number(node, "speech_chars_per_s", 0.1, default=d.speech_chars_per_s),
-            callee_chars_per_s=self.number(node, "callee_chars_per_s", 0.1, default=d.callee_chars_per_s),
-            endpointing_s=self.number(node, "endpointing_s", default=d.endpointing_s),
-            silence_timeout_s=self.number(node, "silence_timeout_s", 0.1, default=d.silence_timeout_s),
-            announcement_after_s=self.span(node, "announcement_after_s", d.announcement_after_s),
-            patience_replies=patience,
-        )
+class ShareModel(YamlModel):
+    share: Probability = Field(..., hint="the share of the pack's numbers that reach this recording")
+    per_attempt: Probability = Probability(1.0)
 
-    def noise(self, node: Any, document: CommentedMap) -> AsrNoise:
-        if node is None:
-            return AsrNoise()
-        if not isinstance(node, CommentedMap):
-            self.error(document, "asr_noise", "'asr_noise' must be a mapping")
-            return AsrNoise()
-        self.unknown_keys(node, NOISE_KEYS, "asr_noise key")
-        fillers = node.get("fillers") or []
-        if not isinstance(fillers, list) or not all(isinstance(f, str) and f for f in fillers):
-            self.error(node, "fillers", "'fillers' must be a list of words")
-            fillers = []
-        homophones = node.get("homophones") or {}
-        if not isinstance(homophones, Mapping) or not all(
-                isinstance(k, str) and isinstance(v, str) for k, v in homophones.items()):
-            self.error(node, "homophones", "'homophones' must map a word to how ASR mishears it")
-            homophones = {}
-        return AsrNoise(
-            filler_probability=self.probability(node, "filler_probability", 0.0),
-            fillers=tuple(fillers),
-            drop_punctuation=self.probability(node, "drop_punctuation", 0.0),
-            homophone_probability=self.probability(node, "homophone_probability", 0.0),
-            homophones=dict(homophones),
-        )
 
-    def transcripts(self, node: CommentedMap) -> dict[str, Weighted]:
-        result: dict[str, Weighted] = {}
-        for status, texts in node.items():
+class Share:
+    """A share of the pack's numbers (0.05), or `{share: 0.05, per_attempt: 0.6}`; read as an
+    AnnouncementShare."""
+
+    @classmethod
+    def __get_validators__(cls) -> Iterator[Any]:
+        yield cls.check
+
+    @classmethod
+    def check(cls, value: Any) -> AnnouncementShare:
+        if isinstance(value, Mapping):
+            parsed = ShareModel.parse_obj(value)
+            return AnnouncementShare(parsed.share, parsed.per_attempt)
+        return AnnouncementShare(Probability.check(value))
+
+
+class TimingModel(YamlModel):
+    # Left out: Timing's default.
+    speech_chars_per_s: Optional[AtLeastATenth] = None
+    callee_chars_per_s: Optional[AtLeastATenth] = None
+    endpointing_s: Optional[Seconds] = None
+    silence_timeout_s: Optional[AtLeastATenth] = None
+    announcement_after_s: Optional[SecondsSpan] = None
+    patience_replies: Optional[AtLeastOne] = None
+
+    def timing(self) -> Timing:
+        return Timing(**self.dict(exclude_none=True))
+
+
+class AsrNoiseModel(YamlModel):
+    filler_probability: Probability = Probability(0.0)
+    fillers: Optional[list[Text]] = None
+    drop_punctuation: Probability = Probability(0.0)
+    homophone_probability: Probability = Probability(0.0)
+    homophones: Optional[dict[Text, Text]] = None  # a word → how ASR mishears it
+
+    def noise(self) -> AsrNoise:
+        homophones = {str(word): str(heard) for word, heard in (self.homophones or {}).items()}
+        return AsrNoise(self.filler_probability, tuple(self.fillers or ()), self.drop_punctuation,
+                        self.homophone_probability, homophones)
+
+
+class StepModel(YamlModel):
+    """How a persona reacts to one script line: to a question (utter_ask_…) `replies` (the
+    first time), `again` (asked again), `silence` and `hangup`; to any other line only `hangup`."""
+
+    replies: Optional[Weights] = None
+    again: Optional[Weights] = None
+    silence: Probability = Probability(0.0)
+    hangup: Probability = Probability(0.0)
+
+    @root_validator(skip_on_failure=True)
+    def _silence_and_hangup_fit(cls, values: dict) -> dict:
+        total = values["silence"] + values["hangup"]
+        if total > 1.0 + 1e-9:
+            raise At(f"silence + hangup must be at most 1; got {total:g}", "silence")
+        return values
+
+    def behaviour(self) -> StepBehaviour:
+        return StepBehaviour(Weighted.of(self.replies or {}), Weighted.of(self.again or {}), self.silence, self.hangup)
+
+
+class PersonaModel(YamlModel):
+    description: str = ""
+    reply_delay_s: SecondsSpan = SecondsSpan((0.5, 1.5))
+    hangup_on_answer: Probability = Probability(0.0)
+    steps: dict[str, StepModel] = Field(..., hint="how this persona reacts to each script line (utter_…)")
+
+    @validator("steps")
+    def _lines_get_what_they_can_take(cls, steps: dict[str, StepModel]) -> dict[str, StepModel]:
+        problems = Problems()
+        for step, behaviour in steps.items():
+            if not step.startswith(QUESTION_PREFIX):
+                for key in sorted(behaviour.__fields_set__ - {"hangup"}):
+                    problems.add(f"'{key}' is for questions (utter_ask_…); callees only hang up on a line "
+                                 "that asks nothing", step, key)
+            elif not behaviour.replies and behaviour.silence + behaviour.hangup < 1.0 - 1e-9:
+                problems.add("no replies, so silence + hangup must be 1", step)
+        problems.raise_any()
+        return steps
+
+    def persona(self, name: str) -> Persona:
+        return Persona(name, self.description, self.reply_delay_s, self.hangup_on_answer,
+                       {step: behaviour.behaviour() for step, behaviour in self.steps.items()})
+
+
+class PackModel(YamlModel):
+    """One audience pack; what it leaves out comes from the `default` pack."""
+
+    answer_by_hour: Optional[HourTable] = None
+    weekend_factor: Optional[WeekendFactor] = None
+    ring_s: Optional[SecondsSpan] = None
+    announcements: Optional[dict[str, Share]] = None
+    persona_mix: Optional[Weights] = None
+
+    @validator("announcements")
+    def _shares_of_known_statuses(cls, shares: dict[str, AnnouncementShare]) -> dict[str, AnnouncementShare]:
+        problems = Problems()
+        for status in shares:
             if status not in CALL_STATUSES:
-                self.error(node, status, f"unknown call status '{status}'; expected one of: {', '.join(CALL_STATUSES)}")
+                problems.add(f"unknown call status '{status}'; expected one of: {', '.join(CALL_STATUSES)}", status)
+        total = sum(share.share for share in shares.values())
+        if total > 1.0 + 1e-9:
+            problems.add(f"announcement shares add up to {total:g}, more than 1")
+        problems.raise_any()
+        return shares
+
+    def inherited(self, key: str, default: PackModel | None) -> tuple[PackModel, Any]:
+        """(the pack the value comes from, the value): this pack's own, else the default pack's."""
+        own = getattr(self, key)
+        if own is not None or default is None:
+            return self, own
+        return default, getattr(default, key)
+
+
+class PersonasFile(YamlModel):
+    """personas.yml."""
+
+    known_steps: ClassVar[tuple[str, ...]] = KNOWN_STEPS  # the script lines a persona may react to
+
+    timing: Optional[TimingModel] = None  # left out or empty: the defaults
+    asr_noise: Optional[AsrNoiseModel] = None
+    announcements: dict[str, Weights] = Field(..., hint="call status → operator recordings as ASR transcribes them")
+    personas: dict[str, PersonaModel] = Field(..., hint="persona type → how it reacts to each script line")
+    audience_packs: dict[str, PackModel] = Field(..., hint="per audience pack (scene), and `default`")
+
+    @validator("announcements")
+    def _transcripts_heard_as_their_status(cls, table: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:
+        problems = Problems()
+        if not table:
+            problems.add("must not be empty")
+        for status, weights in table.items():
+            if status not in CALL_STATUSES:
+                problems.add(f"unknown call status '{status}'; expected one of: {', '.join(CALL_STATUSES)}", status)
                 continue
-            weights = self.weights(texts, node, status, f"announcement '{status}'")
-            table = texts if isinstance(texts, Mapping) else None
-            for i, text in enumerate(weights):
+            for text in weights:
                 found = detect_announcement(text)
                 heard_as = found.status if found else None
                 if heard_as != status:
-                    where = (table, text) if table is not None else (texts, i)
-                    self.error(*where, f"transcript '{text}' is read by intents.announcements as "
-                                       f"{heard_as or 'a person (no announcement)'}, not {status}")
-            if weights:
-                result[status] = Weighted.of(weights)
-        return result
+                    problems.add(f"transcript '{text}' is read by intents.announcements as "
+                                 f"{heard_as or 'a person (no announcement)'}, not {status}", status, text)
+        problems.raise_any()
+        return table
 
-    def personas(self, node: CommentedMap) -> dict[str, Persona]:
-        result: dict[str, Persona] = {}
-        for name, spec in node.items():
-            if not isinstance(spec, CommentedMap):
-                self.error(node, name, f"persona '{name}' must be a mapping with: {', '.join(PERSONA_KEYS)}")
-                continue
-            self.unknown_keys(spec, PERSONA_KEYS, f"key in persona '{name}'")
-            steps_node = spec.get("steps")
-            if not isinstance(steps_node, CommentedMap):
-                self.error(spec, "steps" if "steps" in spec else None, f"persona '{name}': 'steps' must be a mapping")
-                steps_node = CommentedMap()
-            steps = {step: behaviour for step, behaviour in
-                     ((s, self.step(name, s, b, steps_node)) for s, b in steps_node.items()) if behaviour}
-            for question in QUESTION_STEPS:
-                if question in self.known_steps and question not in steps_node:
-                    self.error(steps_node, None, f"persona '{name}' has no replies for {question}")
-            result[str(name)] = Persona(
-                name=str(name),
-                description=str(spec.get("description") or ""),
-                reply_delay_s=self.span(spec, "reply_delay_s", (0.5, 1.5)),
-                hangup_on_answer=self.probability(spec, "hangup_on_answer", 0.0),
-                steps=steps,
-            )
-        return result
+    @validator("personas")
+    def _some_personas(cls, personas: dict[str, PersonaModel]) -> dict[str, PersonaModel]:
+        if not personas:
+            raise ValueError("must not be empty")
+        return personas
 
-    def step(self, persona: str, step: str, node: Any, steps: CommentedMap) -> StepBehaviour | None:
-        where = f"persona '{persona}', step {step}"
-        if step not in self.known_steps:
-            self.error(steps, step, f"{where}: unknown script step; expected one of: {', '.join(self.known_steps)}")
-            return None
-        if not isinstance(node, CommentedMap):
-            self.error(steps, step, f"{where}: must be a mapping with: {', '.join(QUESTION_STEP_KEYS)}")
-            return None
-        if not step.startswith(QUESTION_PREFIX):
-            self.unknown_keys(node, ("hangup",), f"key for {where} (callees only hang up on a line that asks nothing)")
-            return StepBehaviour(hangup=self.probability(node, "hangup", 0.0))
-        self.unknown_keys(node, QUESTION_STEP_KEYS, f"key for {where}")
-        silence = self.probability(node, "silence", 0.0)
-        hangup = self.probability(node, "hangup", 0.0)
-        if silence + hangup > 1.0 + 1e-9:
-            self.error(node, "silence", f"{where}: silence + hangup must be at most 1; got {silence + hangup:g}")
-        replies = self.weights(node["replies"], node, "replies", f"{where} replies") if "replies" in node else {}
-        again = self.weights(node["again"], node, "again", f"{where} again") if "again" in node else {}
-        if not replies and silence + hangup < 1.0 - 1e-9:
-            self.error(node, None, f"{where}: no replies, so silence + hangup must be 1")
-        return StepBehaviour(Weighted.of(replies), Weighted.of(again), silence, hangup)
+    @validator("audience_packs")
+    def _a_default_pack(cls, packs: dict[str, PackModel]) -> dict[str, PackModel]:
+        if DEFAULT_PACK not in packs:
+            raise ValueError(f"needs a '{DEFAULT_PACK}' pack (used for unknown packs)")
+        return packs
 
-    def packs(self, node: CommentedMap, personas: Mapping[str, Persona],
-              transcripts: Mapping[str, Weighted]) -> dict[str, AudienceProfile]:
-        if node and DEFAULT_PACK not in node:
-            self.error(node, None, f"audience_packs needs a '{DEFAULT_PACK}' pack (used for unknown packs)")
-        base = node.get(DEFAULT_PACK)
-        result: dict[str, AudienceProfile] = {}
-        for name, spec in node.items():
-            if not isinstance(spec, CommentedMap):
-                self.error(node, name, f"audience pack '{name}' must be a mapping with: {', '.join(PACK_KEYS)}")
-                continue
-            self.unknown_keys(spec, PACK_KEYS, f"key in audience pack '{name}'")
+    @root_validator
+    def _names_refer_to_what_is_defined(cls, values: dict) -> dict:
+        """Steps are script lines, every persona answers every question, packs name defined
+        personas and statuses with transcripts. Checks the parts that are well-formed."""
+        problems = Problems()
+        personas: dict[str, PersonaModel] = values.get("personas") or {}
+        for name, persona in personas.items():
+            _check_steps(name, persona, cls.known_steps, problems)
+        packs: dict[str, PackModel] = values.get("audience_packs") or {}
+        for name, pack in packs.items():
+            _check_pack_names(name, pack, packs.get(DEFAULT_PACK), personas, values.get("announcements"), problems)
+        problems.raise_any()
+        return values
 
-            def own(key: str) -> tuple[CommentedMap, Any]:
-                # A pack inherits what it leaves out from the default pack.
-                if key in spec or not isinstance(base, CommentedMap) or key not in base:
-                    return spec, spec.get(key)
-                return base, base.get(key)
-
-            holder, _ = own("weekend_factor")
-            weekend = self.number(holder, "weekend_factor", 0.0, 10.0, default=1.0)
-            holder, _ = own("ring_s")
-            ring = self.span(holder, "ring_s", (3.0, 15.0))
-            holder, hours = own("answer_by_hour")
-            by_hour = self.hours(hours, holder, f"audience pack '{name}'")
-            holder, shares = own("announcements")
-            announcements = self.shares(shares, holder, f"audience pack '{name}'", transcripts)
-            holder, mix = own("persona_mix")
-            weights = self.weights(mix, holder, "persona_mix", f"audience pack '{name}' persona_mix") if mix else {}
-            if mix is None:
-                self.error(spec, None, f"audience pack '{name}': 'persona_mix' is missing")
-            for persona in weights:
-                if persona not in personas and personas:
-                    self.error(mix, persona, f"audience pack '{name}': unknown persona '{persona}'; "
-                                             f"defined: {', '.join(personas)}")
-            result[str(name)] = AudienceProfile(str(name), by_hour, weekend, ring, announcements, Weighted.of(weights))
-        return result
-
-    def hours(self, node: Any, owner: CommentedMap, where: str) -> tuple[float, ...]:
-        """`answer_by_hour`: keys are hours (19) or inclusive ranges ("9-11"); every hour
-        0-23 exactly once."""
-        by_hour: list[float | None] = [None] * 24
-        if not isinstance(node, CommentedMap):
-            self.error(owner, "answer_by_hour" if "answer_by_hour" in owner else None,
-                       f"{where}: 'answer_by_hour' must map hours (e.g. 19 or \"9-11\") to probabilities")
-            return tuple([0.0] * 24)
-        for key, value in node.items():
-            match = re.fullmatch(r"\s*(\d{1,2})\s*(?:-\s*(\d{1,2})\s*)?", str(key))
-            first, last = (int(match.group(1)), int(match.group(2) or match.group(1))) if match else (-1, -1)
-            if not match or not (0 <= first <= last <= 23):
-                self.error(node, key, f"{where}: '{key}' is not an hour 0-23 or a range like 9-11")
-                continue
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
-                self.error(node, key, f"{where}: answer probability for {key} must be between 0 and 1; got {value!r}")
-                value = 0.0
-            for hour in range(first, last + 1):
-                if by_hour[hour] is not None:
-                    self.error(node, key, f"{where}: hour {hour} is given twice")
-                by_hour[hour] = float(value)
-        missing = [h for h, p in enumerate(by_hour) if p is None]
-        if missing:
-            self.error(owner, "answer_by_hour", f"{where}: answer_by_hour has no value for hours "
-                                                f"{', '.join(map(str, missing))}")
-        return tuple(p or 0.0 for p in by_hour)
-
-    def shares(self, node: Any, owner: CommentedMap, where: str,
-               transcripts: Mapping[str, Weighted]) -> dict[str, AnnouncementShare]:
-        if node is None:
-            return {}
-        if not isinstance(node, CommentedMap):
-            self.error(owner, "announcements", f"{where}: 'announcements' must map call statuses to shares")
-            return {}
-        result: dict[str, AnnouncementShare] = {}
-        for status, value in node.items():
-            if status not in CALL_STATUSES:
-                self.error(node, status, f"{where}: unknown call status '{status}'; "
-                                         f"expected one of: {', '.join(CALL_STATUSES)}")
-                continue
-            if status not in transcripts:
-                self.error(node, status, f"{where}: no transcripts for '{status}' under the top-level announcements")
-            if isinstance(value, CommentedMap):
-                self.unknown_keys(value, SHARE_KEYS, f"key for {where} announcement '{status}'")
-                result[status] = AnnouncementShare(self.probability(value, "share"),
-                                                   self.probability(value, "per_attempt", 1.0))
-            elif isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= value <= 1:
-                result[status] = AnnouncementShare(float(value))
-            else:
-                self.error(node, status, f"{where}: share of '{status}' must be between 0 and 1 "
-                                         f"(or {{share, per_attempt}}); got {value!r}")
-        total = sum(s.share for s in result.values())
-        if total > 1.0 + 1e-9:
-            self.error(owner, "announcements", f"{where}: announcement shares add up to {total:g}, more than 1")
-        return result
+    def config(self, path: Path) -> SimulatorConfig:
+        default = self.audience_packs[DEFAULT_PACK]
+        return SimulatorConfig(
+            path, (self.timing or TimingModel()).timing(), (self.asr_noise or AsrNoiseModel()).noise(),
+            {status: Weighted.of(weights) for status, weights in self.announcements.items()},
+            {name: persona.persona(name) for name, persona in self.personas.items()},
+            {name: _profile(name, pack, default) for name, pack in self.audience_packs.items()},
+        )
 
 
-def _line(node: Any, key: Any) -> int:
-    """1-based line of `key` in a ruamel node (the node itself when key is None)."""
-    try:
-        if key is None:
-            return node.lc.line + 1
-        if isinstance(node, CommentedSeq):
-            return node.lc.item(key)[0] + 1
-        return node.lc.key(key)[0] + 1
-    except (AttributeError, KeyError, IndexError, TypeError):
-        return getattr(getattr(node, "lc", None), "line", -1) + 1
+def _check_steps(name: str, persona: PersonaModel, known_steps: tuple[str, ...], problems: Problems) -> None:
+    for step in persona.steps:
+        if step not in known_steps:
+            problems.add(f"unknown script step '{step}'; expected one of: {', '.join(known_steps)}",
+                         "personas", name, "steps", step)
+    for question in QUESTION_STEPS:
+        if question in known_steps and question not in persona.steps:
+            problems.add(f"no replies for {question}; add it (a persona answers every question)",
+                         "personas", name, "steps")
+
+
+def _check_pack_names(name: str, pack: PackModel, default: PackModel | None, personas: Mapping[str, PersonaModel],
+                      transcripts: Mapping[str, Any] | None, problems: Problems) -> None:
+    """The pack (with what it inherits) names defined personas and statuses with transcripts."""
+    def holder_name(holder: PackModel) -> str:
+        return name if holder is pack else DEFAULT_PACK
+
+    holder, mix = pack.inherited("persona_mix", default)
+    if mix is None:
+        problems.add("missing `persona_mix` (persona → weight), and the default pack has none",
+                     "audience_packs", name)
+    for persona in mix or {}:
+        if personas and persona not in personas:
+            problems.add(f"unknown persona '{persona}'; defined: {', '.join(personas)}",
+                         "audience_packs", holder_name(holder), "persona_mix", persona)
+    if pack.inherited("answer_by_hour", default)[1] is None:
+        problems.add("missing `answer_by_hour` (hour → answer probability), and the default pack has none",
+                     "audience_packs", name)
+    holder, shares = pack.inherited("announcements", default)
+    for status in shares or {}:
+        if transcripts is not None and status in CALL_STATUSES and status not in transcripts:
+            problems.add(f"no transcripts for '{status}' under the top-level announcements",
+                         "audience_packs", holder_name(holder), "announcements", status)
+
+
+def _profile(name: str, pack: PackModel, default: PackModel) -> AudienceProfile:
+    def value(key: str, fallback: Any) -> Any:
+        found = pack.inherited(key, default)[1]
+        return fallback if found is None else found
+
+    return AudienceProfile(name, value("answer_by_hour", (0.0,) * 24), value("weekend_factor", 1.0),
+                           value("ring_s", (3.0, 15.0)), value("announcements", {}),
+                           Weighted.of(value("persona_mix", {})))
+
+
+def _personas_file_model(known_steps: tuple[str, ...]) -> type[PersonasFile]:
+    """The file's model; a variant when a caller checks the steps against other script lines."""
+    if known_steps == KNOWN_STEPS:
+        return PersonasFile
+    return type("PersonasFile", (PersonasFile,), {"known_steps": known_steps})

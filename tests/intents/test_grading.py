@@ -203,7 +203,7 @@ def test_rules_errors_name_file_line_and_problem(tmp_path: Path, old: str, new: 
         load_rules(path)
     problem = next(p for p in caught.value.problems if message in p)
     line = _line_of(broken, new.splitlines()[-1].strip() if "grade: E" not in new else "grade: E")
-    assert problem.startswith(f"{path}:{line}: "), (problem, line)
+    assert problem.startswith(f"{path}:{line}:"), (problem, line)
 
 
 def test_yaml_syntax_error_has_a_line() -> None:
@@ -216,4 +216,4 @@ def test_missing_default_and_rules_are_reported_together() -> None:
     with pytest.raises(GradingRulesError) as caught:
         parse_rules("version: 1\n", "r.yml")
     text = "\n".join(caught.value.problems)
-    assert "missing `rules`" in text and "missing `default:`" in text
+    assert "missing `rules`" in text and "missing `default`" in text

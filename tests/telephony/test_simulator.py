@@ -410,7 +410,7 @@ def errors_for(tmp_path: Path, old: str, new: str) -> list[str]:
     path.write_text(TEST_YAML.replace(old, new, 1), encoding="utf-8")
     with pytest.raises(PersonaConfigError) as caught:
         load_simulator_config(path)
-    return caught.value.errors
+    return caught.value.problems
 
 
 def line_of(text: str, needle: str) -> int:
@@ -431,13 +431,13 @@ def line_of(text: str, needle: str) -> int:
      "read by intents.announcements as a person"),
     ("      20-23: 0.1", "      21-23: 0.1", "    answer_by_hour:\n      0-9", "no value for hours 20"),
     ("    weekend_factor: 0.5", "    weekend_factor: 0.5\n    ring: [1, 2]", "ring: [1, 2]",
-     "unknown key in audience pack '晚间' 'ring'"),
+     "audience_packs.晚间: unknown key 'ring'"),
 ])
 def test_yaml_mistakes_name_file_and_line(tmp_path, old, new, needle, message) -> None:
     found = errors_for(tmp_path, old, new)
     text = (tmp_path / "personas.yml").read_text(encoding="utf-8")
     line = line_of(text, needle)
-    assert any(e.startswith(f"{tmp_path / 'personas.yml'}:{line}: ") and message in e for e in found), found
+    assert any(e.startswith(f"{tmp_path / 'personas.yml'}:{line}:") and message in e for e in found), found
 
 
 def test_several_mistakes_are_reported_together_and_syntax_errors_have_a_line(tmp_path) -> None:
@@ -446,9 +446,9 @@ def test_several_mistakes_are_reported_together_and_syntax_errors_have_a_line(tm
     path.write_text(broken, encoding="utf-8")
     with pytest.raises(PersonaConfigError) as caught:
         load_simulator_config(path)
-    assert len(caught.value.errors) == 2
+    assert len(caught.value.problems) == 2
     path.write_text(TEST_YAML.replace("  quiet:\n", "  quiet: [\n"), encoding="utf-8")
-    with pytest.raises(PersonaConfigError, match=rf"{re.escape(str(path))}:\d+: not valid YAML"):
+    with pytest.raises(PersonaConfigError, match=rf"{re.escape(str(path))}:\d+:\d+: not valid YAML"):
         load_simulator_config(path)
 
 

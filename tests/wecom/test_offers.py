@@ -70,39 +70,40 @@ audiences:
 """
     with pytest.raises(UserError) as caught:
         parse_offers(text, "offers.yml")
-    details = "\n".join(caught.value.details)
+    problems = caught.value.problems
+    details = "\n".join(problems)
     expected = [
         ("offers.yml:1:", "invite_grades"),
-        ("offers.yml:2:", "delivery 'carrier-pigeon'"),
+        ("offers.yml:2:", "delivery: 'carrier-pigeon'"),
         ("offers.yml:3:", "advisor.name"),
         ("offers.yml:4:", "opt out"),
         ("offers.yml:5:", "unknown key 'colour'"),
         ("offers.yml:9:", "cannot contain {slots}"),
         ("offers.yml:10:", "used twice"),
         ("offers.yml:10:", "at most 30"),
-        ("offers.yml:10:", "weight must be a number above 0"),
+        ("offers.yml:10:", "weight: must be a number above 0"),
         ("offers.yml:12:", "the grade must be A, B or any"),
         ("offers.yml:16:", "unknown slot(s) {nickname}"),
         ("offers.yml:17:", "must start with https://"),
-        ("offers.yml:17:", "title is required"),
+        ("offers.yml:17:", "missing `audiences.default.welcome.A[0].link.title`"),
     ]
     for where, what in expected:
-        assert any(line.startswith(where) and what in line for line in caught.value.details), (where, what, details)
+        assert any(line.startswith(where) and what in line for line in problems), (where, what, details)
 
 
 def test_yaml_syntax_errors_name_the_line():
-    with pytest.raises(UserError, match=r"offers.yml:3: not valid YAML"):
+    with pytest.raises(UserError, match=r"offers.yml:3:\d+: not valid YAML"):
         parse_offers("advisor:\n  userid: a\n  name: a: b\n", "offers.yml")
 
 
 def test_a_missing_default_block_and_missing_welcome_for_an_invited_grade():
     with pytest.raises(UserError) as caught:
         parse_offers(MINIMAL.replace("  default:", "  车主:"), "o.yml")
-    assert any("needs a `default` block" in line for line in caught.value.details)
+    assert any("needs a `default` block" in line for line in caught.value.problems)
     only_b = MINIMAL.replace("      any:", "      B:")
     with pytest.raises(UserError) as caught:
         parse_offers(only_b, "o.yml")
-    assert any("welcome for grade A" in line for line in caught.value.details)
+    assert any("welcome for grade A" in line for line in caught.value.problems)
     assert parse_offers(only_b.replace("advisor:", "invite_grades: [B]\nadvisor:"), "o.yml").invite_grades == ("B",)
 
 
