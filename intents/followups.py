@@ -25,6 +25,12 @@ RETIRE_LEAD = "retire_lead"  # wrong person or a number that does not exist
 WECOM_INVITE = "wecom_invite"  # A and B leads get the add-friend invitation
 RETRY = "retry"  # unconnected: the retry policy decides when, by status
 
+# Hand-off to a human (转人工), as the call attempt stores it.
+HANDED_OFF = "handed_off"  # an advisor took the call
+HANDOFF_FAILED = "handoff_failed"  # nobody was free in time: an advisor callback is booked
+HANDOFF_OUTCOMES = (HANDED_OFF, HANDOFF_FAILED)
+ADVISOR_CALLBACK_REASON = "转人工失败，已预约顾问回电"
+
 REFUSAL_INTENTS = frozenset({"refuse", "already_insured"})
 BUSY_INTENTS = frozenset({"busy", "callback_request"})
 # A time given in answer to "什么时间方便？" is a callback time whatever its intent.
@@ -39,6 +45,9 @@ class FollowUpPolicy:
     callback_opens: time = time(9, 0)
     callback_closes: time = time(21, 0)
     callback_slot: timedelta = timedelta(minutes=30)
+    # A hand-off nobody took: the advisor calls back this long after the call, within the slot.
+    advisor_callback_after: timedelta = timedelta(minutes=30)
+    advisor_callback_slot: timedelta = timedelta(hours=2)
 
 
 @dataclass(frozen=True)
@@ -93,6 +102,15 @@ def decide_followups(call: FinishedCall, grade: Grade | None, now: datetime,
             followups.append(FollowUp(COOL_DOWN, f"第{busy.round}轮表示在忙且未约时间，冷却{policy.busy_cool_down_days}天",
                                       busy.round, until=now + timedelta(days=policy.busy_cool_down_days)))
     return tuple(followups)
+
+
+def advisor_callback(ended_at: datetime, policy: FollowUpPolicy = FollowUpPolicy(),
+                     round_: int | None = None) -> FollowUp:
+    """The callback booked when the callee asked for a human and nobody was free."""
+    start = ended_at + policy.advisor_callback_after
+    start, end, moved = clip_to_calling_hours(start, start + policy.advisor_callback_slot, policy)
+    note = "（下一个可外呼时段）" if moved else ""
+    return FollowUp(CALLBACK, f"{ADVISOR_CALLBACK_REASON}{note}", round_, window_start=start, window_end=end)
 
 
 def clip_to_calling_hours(start: datetime, end: datetime, policy: FollowUpPolicy = FollowUpPolicy()) -> tuple[datetime, datetime, bool]:
