@@ -106,7 +106,9 @@ def test_callee_hanging_up_on_hold_ends_the_transfer() -> None:
     async def scenario():
         switch, connection, carrier, channel = await answered_call({"advisors": "queue"})
         task = asyncio.ensure_future(carrier.transfer("attempt-1", "advisors", wait_s=5))
-        await asyncio.sleep(0.1)
+        while not switch.channels[channel].transfers:  # on hold once the switch has taken the transfer
+            assert not task.done(), task.result()
+            await asyncio.sleep(0.01)
         await switch.callee_hangs_up(channel)
         result = await task
         hangup = await next_event(carrier, "hangup")
