@@ -164,9 +164,9 @@ class FreeSwitchCarrier:
 
     async def _on_event(self, event: EslEvent) -> None:
         if event.name == "SOCKET_LOST":
-            for pending in self._transfers.values():
-                if not pending.done():
-                    pending.set_result(TransferResult(False, CALL_ENDED, detail=event.get("Reason")))
+            for transfer in self._transfers.values():
+                if not transfer.done():
+                    transfer.set_result(TransferResult(False, CALL_ENDED, detail=event.get("Reason")))
             for call_id in list(self._channels):
                 self._channels.pop(call_id)
                 await self.events.put(CallEvent(call_id, "hangup", cause=event.get("Reason"),
@@ -208,8 +208,8 @@ class FreeSwitchCarrier:
             self._answered.discard(call_id)
             self._playing.discard(call_id)
             self._handed_off.discard(call_id)
-            pending = self._transfers.get(call_id)
-            if pending is not None and not pending.done():
-                pending.set_result(TransferResult(False, CALL_ENDED, detail=cause))
+            waiting = self._transfers.get(call_id)
+            if waiting is not None and not waiting.done():
+                waiting.set_result(TransferResult(False, CALL_ENDED, detail=cause))
             await self.events.put(CallEvent(call_id, "hangup", cause=cause,
                                             status=status_for_hangup(cause, answered), answered=answered))
