@@ -2,7 +2,9 @@
 
 `CallSession` wraps the shared `DialogueAgent` for one call: start() → opening lines;
 hear(text) → the robot's answer with the callee's intent; silence() → re-prompt once,
-then end; hangup(). Every turn is recorded (`intents.finished_call.Turn`) with its time
+then end; hangup(). A hand-off to a human ends the robot's part either way: handed_off()
+when an advisor took the call, handoff_failed() when nobody was free (the robot says so and
+ends the call). Every turn is recorded (`intents.finished_call.Turn`) with its time
 since the call was answered.
 """
 from __future__ import annotations
@@ -22,6 +24,10 @@ CLOSING_PREFIX = "utter_close_"
 QUESTION_PREFIX = "utter_ask_"
 SILENCE_REPROMPT = "utter_reprompt_silence"
 SILENCE_CLOSE = "utter_close_silence"
+# The callee asked for a human: the script says this line, the runtime transfers the call.
+HANDOFF = "utter_handoff"
+# Nobody was free: the robot promises an advisor's callback and ends the call.
+HANDOFF_FAILED = "utter_handoff_failed"
 # After this many silences in a row the robot says goodbye (re-prompt once, then end).
 MAX_SILENCES = 2
 
@@ -85,7 +91,7 @@ class CallSession:
     clock: Clock = utc_now
     turns: list[Turn] = field(default_factory=list)
     ended: bool = False
-    hangup_by: Literal["bot", "callee"] | None = None
+    hangup_by: Literal["bot", "callee"] | None = None  # None after a hand-off: an advisor has the call
     started_at: datetime | None = None
     ended_at: datetime | None = None
     _silences: int = 0
@@ -130,6 +136,20 @@ class CallSession:
     async def hangup(self, side: Literal["bot", "callee"] = "callee") -> None:
         if not self.ended:
             await self._finish(side)
+
+    async def handed_off(self) -> None:
+        """A human took the call: the robot's part is over, nobody hung up."""
+        self._check_open()
+        await self._finish(None)
+
+    async def handoff_failed(self) -> BotReply:
+        """Nobody took the call in time: say so (an advisor will call back) and end the call."""
+        self._check_open()
+        line = BotLine(HANDOFF_FAILED, self.agent.render(HANDOFF_FAILED, self.lead.slots()))
+        reply = await self._bot_says([line])
+        if not self.ended:
+            await self._finish("bot")
+        return BotReply(reply.lines, end_call=True)
 
     @property
     def talk_time_s(self) -> float:
@@ -177,7 +197,7 @@ class CallSession:
         if self.ended:
             raise CallEnded(f"call {self.call_id} has ended")
 
-    async def _finish(self, side: Literal["bot", "callee"]) -> None:
+    async def _finish(self, side: Literal["bot", "callee"] | None) -> None:
         self.ended = True
         self.hangup_by = side
         self.ended_at = self.clock()

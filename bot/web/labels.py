@@ -25,8 +25,10 @@ INTENT = {
     "stop_calling": "要求别再打", "hostile": "恶语/投诉", "busy": "在忙", "callback_request": "约回电",
     "ask_identity": "问身份", "ask_number_source": "问号码来源", "ask_is_robot": "问是否机器人", "ask_price": "问价格",
     "ask_detail": "问详情", "already_insured": "已有保险", "wrong_person": "打错人", "not_heard": "没听清",
-    "goodbye": "再见", "nlu_fallback": "未理解",
+    "goodbye": "再见", "nlu_fallback": "未理解", "request_human": "要求转人工",
 }
+# The callee asked for a human (call_attempts.handoff).
+HANDOFF = {"handed_off": "已转人工", "handoff_failed": "转人工失败，已预约顾问回电"}
 FACTOR = {"script": "话术版本", "time_slot": "拨打时段", "incentive": "利益点", "welcome": "欢迎语"}
 SPEAKER = {"bot": "机器人", "callee": "客户"}
 ROLE = {"ops": "运营", "writer": "话术师", "manager": "经理", "admin": "管理员"}
