@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import sys
-from typing import Optional
+from typing import List, Optional
 
 import typer
 from rich.table import Table
@@ -62,7 +62,7 @@ def passwd(
     name: str = typer.Argument(...),
     password_stdin: bool = typer.Option(False, "--password-stdin", help="Read the password from stdin"),
 ) -> None:
-    """Set a user's password (their open console sessions end)."""
+    """Set a user's password (their open console sessions end and their API tokens are revoked)."""
     from bot.users.service import get_user, set_password
 
     with _session() as session:
@@ -70,13 +70,14 @@ def passwd(
     password = _read_password(name, password_stdin)
     with _session() as session:
         set_password(session, name, password)
-    console.print(f"password of [bold]{name}[/] changed; their open sessions are logged out")
+    console.print(f"password of [bold]{name}[/] changed; their open sessions are logged out and their API tokens "
+                  "revoked")
 
 
 @users_app.command()
 def role(name: str = typer.Argument(...), new_role: str = typer.Argument(..., metavar="ROLE",
                                                                          help="ops | writer | manager | admin")) -> None:
-    """Change a user's role (effective on their next request)."""
+    """Change a user's role (their open console sessions end; API tokens act with the new role)."""
     from bot.users.service import set_role
 
     with _session() as session:
@@ -109,13 +110,17 @@ def list_(as_json: bool = typer.Option(False, "--json")) -> None:
 def token(
     name: str = typer.Argument(..., help="The user the token acts as (same role)"),
     label: str = typer.Option(..., "--label", help="What uses it, e.g. nightly-upload"),
+    scopes: List[str] = typer.Option([], "--scope", help="What it may do (repeat): leads:write (upload lead packs, "
+                                                         "audiences), campaigns:write (create/start/pause campaigns), "
+                                                         "reports:read (calls, reports, WeCom funnel)"),
 ) -> None:
-    """Create an API token (printed once; store it in your automation's secret store)."""
+    """Create an API token for the JSON API (/api/v1) with the scopes it needs (printed once;
+    store it in your automation's secret store)."""
     from bot.users.tokens import create_token
 
     with _session() as session:
-        new = create_token(session, name, label)
-    err_console.print(f"token #{new.id} for {new.user} ({new.label}); it is shown only now:")
+        new = create_token(session, name, label, scopes)
+    err_console.print(f"token #{new.id} for {new.user} ({new.label}; {' '.join(new.scopes)}); it is shown only now:")
     print(new.token)
 
 
@@ -127,10 +132,11 @@ def tokens(name: Optional[str] = typer.Argument(None, help="Only this user's tok
     with _session() as session:
         rows = list_tokens(session, name)
     table = Table(show_header=True, header_style="bold")
-    for column in ("id", "user", "label", "prefix", "created", "last used", "state"):
+    for column in ("id", "user", "label", "scopes", "prefix", "created", "last used", "state"):
         table.add_column(column)
     for row in rows:
-        table.add_row(str(row.id), row.user, row.label, row.prefix + "…", f"{row.created_at:%Y-%m-%d %H:%M}",
+        table.add_row(str(row.id), row.user, row.label, " ".join(row.scopes) or "-", row.prefix + "…",
+                      f"{row.created_at:%Y-%m-%d %H:%M}",
                       f"{row.last_used_at:%Y-%m-%d %H:%M}" if row.last_used_at else "-",
                       "revoked" if row.revoked else "active")
     console.print(table if rows else "no API tokens")

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, CheckConstraint, Column, ForeignKey, Integer, String
+from sqlalchemy import BigInteger, CheckConstraint, Column, ForeignKey, Integer, String, text
 
 from bot.core.db.base import Base, UtcDateTime, utc_now
 
@@ -18,11 +18,14 @@ class User(Base):
     password_hash = Column(String(200), nullable=False)
     role = Column(String(20), nullable=False)
     created_at = Column(UtcDateTime, nullable=False, default=utc_now)
+    # Raised by logout, a new password and a new role: sessions of an older generation end.
+    session_generation = Column(Integer, nullable=False, default=0, server_default=text("0"))
 
 
 class ApiToken(Base):
-    """A bearer token acting as its user (same role). Only a SHA-256 of the token is stored:
-    the token is 256 random bits, so a fast hash is enough and lookups stay one index probe."""
+    """A bearer token acting as its user (same role) on the JSON API, within its scopes. Only a
+    SHA-256 of the token is stored: the token is 256 random bits, so a fast hash is enough and
+    lookups stay one index probe."""
 
     __tablename__ = "api_tokens"
 
@@ -32,6 +35,8 @@ class ApiToken(Base):
     token_hash = Column(String(64), nullable=False, unique=True)
     # First characters of the token (e.g. "wh_3f9a"), so a user can tell their tokens apart.
     prefix = Column(String(16), nullable=False)
+    # Space-separated scopes (bot.users.tokens.SCOPES), chosen when the token is made.
+    scopes = Column(String(200), nullable=False, default="", server_default="")
     created_at = Column(UtcDateTime, nullable=False, default=utc_now)
     last_used_at = Column(UtcDateTime)
     revoked_at = Column(UtcDateTime)

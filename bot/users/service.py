@@ -14,11 +14,12 @@ import os
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
+from bot.core.db.base import utc_now
 from bot.core.errors import UserError
-from bot.users.models import ROLES, User
+from bot.users.models import ROLES, ApiToken, User
 
 SCHEME = "scrypt"
 # OWASP's scrypt minimum (N=2^17, r=8, p=1) needs 128 MiB per hash; on the two-core
@@ -112,17 +113,40 @@ def add_user(session: Session, name: str, password: str, role: str) -> User:
 
 
 def set_password(session: Session, name: str, password: str) -> User:
+    """New password: every console session of the user ends and every API token is revoked
+    (whoever may have copied a cookie or a token with the old password loses it)."""
     user = get_user(session, name)
     user.password_hash = hash_password(password)
+    user.session_generation = (user.session_generation or 0) + 1
+    revoke_all_tokens(session, user.id)
     session.flush()
     return user
 
 
 def set_role(session: Session, name: str, role: str) -> User:
+    """New role: the user's console sessions end (they log in again with the new role)."""
     user = get_user(session, name)
-    user.role = check_role(role)
+    new_role = check_role(role)
+    if new_role != user.role:
+        user.role = new_role
+        user.session_generation = (user.session_generation or 0) + 1
     session.flush()
     return user
+
+
+def end_sessions(session: Session, user_id: int) -> None:
+    """Every console session of this user ends (logout): sessions carry the generation they
+    started in, and a request whose generation is no longer the user's is refused."""
+    session.execute(update(User).where(User.id == user_id)
+                    .values(session_generation=User.session_generation + 1)
+                    .execution_options(synchronize_session="fetch"))
+
+
+def revoke_all_tokens(session: Session, user_id: int) -> int:
+    """Revokes every live API token of the user; returns how many."""
+    result = session.execute(update(ApiToken).where(ApiToken.user_id == user_id, ApiToken.revoked_at.is_(None))
+                             .values(revoked_at=utc_now()).execution_options(synchronize_session="fetch"))
+    return result.rowcount or 0
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,8 @@ from bot.core.errors import UserError
 from bot.core.pii import mask_digit_runs
 from bot.web.config import WebConfig, web_config
 from bot.web.limits import BodySizeLimit
-from bot.web.security import login_url, verify_csrf
+from bot.web.login_guard import LoginGuard
+from bot.web.security import OPS, AuthenticateFirst, login_url, verify_csrf
 from bot.wecom import callback as wecom_callback
 
 log = logging.getLogger(__name__)
@@ -43,7 +44,9 @@ def create_app(config: WebConfig | None = None, engine: Engine | None = None) ->
 
     app = FastAPI(title="waihu 外呼控制台 API", version="1",
                   description="外呼控制台背后的 JSON 接口。自动化调用请在请求头中带上 `Authorization: Bearer <API 令牌>`"
-                              "（令牌用 `waihu users token NAME --label …` 或在“我的账号”页面创建，角色与其用户相同）。",
+                              "（令牌用 `waihu users token NAME --label … --scope …` 或在“我的账号”页面创建，角色与其用户相同；"
+                              "令牌只能调用 /api/v1 接口，且只能调用其权限范围内的接口：`leads:write` 线索名单与人群包，"
+                              "`campaigns:write` 外呼任务，`reports:read` 通话记录、报告与企微漏斗；修改密码会吊销该用户的全部令牌）。",
                   openapi_url=f"{API_PREFIX}/openapi.json", docs_url=None, redoc_url=None,
                   dependencies=[Depends(verify_csrf)])
     app.state.config = config
@@ -52,8 +55,11 @@ def create_app(config: WebConfig | None = None, engine: Engine | None = None) ->
     from bot.web.runtime import ConsoleServices
 
     app.state.services = ConsoleServices(config)
+    app.state.login_guard = LoginGuard(config.login_limits)
 
-    # Added last = outermost: the size limit runs before anything reads the body.
+    # Added last = outermost: the size limit runs before anything reads the body; inside the
+    # session, the caller of a state-changing request is known before its body is parsed.
+    app.add_middleware(AuthenticateFirst, roles_by_path=tuple((path, (OPS,)) for path in UPLOAD_PATHS))
     app.add_middleware(SessionMiddleware, secret_key=config.session_secret, session_cookie="waihu_session",
                        max_age=int(config.session_lifetime_s), same_site="lax", https_only=config.secure_cookie)
     app.add_middleware(BodySizeLimit, upload_limit=config.max_upload_bytes, upload_paths=UPLOAD_PATHS)
@@ -142,6 +148,11 @@ def _install_error_handlers(app: FastAPI) -> None:
 
 def _field_message(error: dict) -> str:
     kind = str(error.get("type", ""))
+    limit = (error.get("ctx") or {}).get("limit_value")
+    if kind.endswith(("not_le", "not_lt")) and limit is not None:
+        return f"不能大于 {limit}"
+    if kind.endswith(("not_ge", "not_gt")) and limit is not None:
+        return f"不能小于 {limit}"
     if "missing" in kind:
         return "必填"
     if "integer" in kind or "int" in kind:

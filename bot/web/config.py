@@ -9,6 +9,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from bot.core.pii import load_secret
 from bot.core.settings import Settings, get_settings
+from bot.web.login_guard import LoginLimits
 
 DEFAULT_MAX_UPLOAD_MB = 100.0
 DEFAULT_IDLE_MINUTES = 30.0
@@ -32,6 +33,10 @@ class WebConfig:
     # Import Rasa's validator in the background at start, so the first script save is quick.
     # Tests turn it off: a process that ends during that import prints atexit noise.
     warm_up_validation: bool = True
+    # Password guessing and login floods (bot.web.login_guard).
+    login_limits: LoginLimits = LoginLimits()
+    # CPU seconds a script save check may use (its own process; bot.web.script_workspace).
+    check_cpu_seconds: int = 60
 
     @property
     def dialogs_dir(self) -> Path:

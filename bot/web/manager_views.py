@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import date, datetime, time, timedelta
 from typing import Any, Callable, List, Optional
 
-from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from pydantic import BaseModel
 from sqlalchemy import func, select
 
@@ -20,6 +20,7 @@ from bot.experiments.report import build_report
 from bot.wecom.funnel import wecom_funnel
 from bot.web import labels
 from bot.web.rendering import DISPLAY_TZ, render
+from bot.web.params import MAX_OFFSET, offset_query, optional_id, parse_optional_id, record_id
 from bot.web.security import MANAGER, Principal, require_role
 
 pages = APIRouter(include_in_schema=False)
@@ -125,6 +126,8 @@ def list_calls(session, *, campaign_id: int | None = None, grade: str | None = N
                limit: int = PAGE_SIZE) -> CallPage:
     if grade and grade not in "ABCD":
         raise UserError(f"等级只能是 A、B、C、D（收到“{grade}”）")
+    if not 0 <= offset <= MAX_OFFSET:
+        raise UserError(f"offset 需在 0 到 {MAX_OFFSET} 之间（收到 {offset}）")
     query = _call_query(campaign_id, grade, outcome, since, until)
     total = session.execute(select(func.count()).select_from(query.subquery())).scalar_one()
     rows = session.execute(query.order_by(CallAttempt.scheduled_at.desc(), CallAttempt.id.desc())
@@ -148,16 +151,17 @@ def call_detail(session, attempt_id: int) -> CallDetail:
 
 
 @api.get("/calls", response_model=CallPage, summary="通话记录（号码已打码）")
-def calls_api(request: Request, campaign_id: Optional[int] = None, grade: Optional[str] = None,
+def calls_api(request: Request, campaign_id: Optional[int] = optional_id("外呼任务编号"), grade: Optional[str] = None,
               outcome: Optional[str] = None, since: Optional[date] = None, until: Optional[date] = None,
-              offset: int = 0, limit: int = PAGE_SIZE, principal: Principal = Depends(managers_only)) -> CallPage:
+              offset: int = offset_query(), limit: int = Query(PAGE_SIZE, ge=1, le=500, description="每页条数"),
+              principal: Principal = Depends(managers_only)) -> CallPage:
     with session_scope(request.app.state.engine) as session:
         return list_calls(session, campaign_id=campaign_id, grade=grade or None, outcome=outcome or None,
                           since=since, until=until, offset=offset, limit=limit)
 
 
 @api.get("/calls/{attempt_id}", response_model=CallDetail, summary="一通电话：等级、原因与逐轮对话")
-def call_api(request: Request, attempt_id: int, principal: Principal = Depends(managers_only)) -> CallDetail:
+def call_api(request: Request, attempt_id: int = record_id("通话编号"), principal: Principal = Depends(managers_only)) -> CallDetail:
     with session_scope(request.app.state.engine) as session:
         return call_detail(session, attempt_id)
 
@@ -165,8 +169,8 @@ def call_api(request: Request, attempt_id: int, principal: Principal = Depends(m
 @pages.get("/calls")
 def calls_page(request: Request, campaign_id: Optional[str] = None, grade: Optional[str] = None,
                outcome: Optional[str] = None, since: Optional[str] = None, until: Optional[str] = None,
-               offset: int = 0, principal: Principal = Depends(managers_only)):
-    chosen = int(campaign_id) if campaign_id and campaign_id.isdigit() else None
+               offset: int = offset_query(), principal: Principal = Depends(managers_only)):
+    chosen = parse_optional_id(campaign_id, "外呼任务")
     since, until = parse_day(since, "开始日期"), parse_day(until, "结束日期")
     with session_scope(request.app.state.engine) as session:
         page = list_calls(session, campaign_id=chosen, grade=grade or None, outcome=outcome or None, since=since,
@@ -179,7 +183,7 @@ def calls_page(request: Request, campaign_id: Optional[str] = None, grade: Optio
 
 
 @pages.get("/calls/{attempt_id}")
-def call_page(request: Request, attempt_id: int, principal: Principal = Depends(managers_only)):
+def call_page(request: Request, attempt_id: int = record_id("通话编号"), principal: Principal = Depends(managers_only)):
     with session_scope(request.app.state.engine) as session:
         detail = call_detail(session, attempt_id)
     return render(request, "manager/call.html", call=detail)
@@ -200,7 +204,7 @@ def comparison(session, campaign_id: int | None, filters: dict) -> dict:
 
 
 @api.get("/reports/comparison", summary="A/B 对比报告（各组转化率及置信区间、提升随时间、SRM、决策提示）")
-def comparison_api(request: Request, campaign_id: Optional[int] = None, factor: Optional[str] = None,
+def comparison_api(request: Request, campaign_id: Optional[int] = optional_id("外呼任务编号"), factor: Optional[str] = None,
                    audience: Optional[str] = None, since: Optional[date] = None, until: Optional[date] = None,
                    principal: Principal = Depends(managers_only)):
     with session_scope(request.app.state.engine) as session:
@@ -215,7 +219,7 @@ def reports_page(request: Request, campaign_id: Optional[str] = None, factor: Op
     since, until = parse_day(since, "开始日期"), parse_day(until, "结束日期")
     with session_scope(request.app.state.engine) as session:
         campaigns = _campaigns(session)
-        chosen = int(campaign_id) if campaign_id and campaign_id.isdigit() else (campaigns[0][0] if campaigns else None)
+        chosen = parse_optional_id(campaign_id, "外呼任务") or (campaigns[0][0] if campaigns else None)
         audiences = list(session.execute(select(AudiencePack.name).order_by(AudiencePack.name)).scalars())
         filters = {"factor": factor, "audience": audience, "since": since, "until": until}
         data = comparison(session, chosen, filters)
@@ -234,7 +238,7 @@ def funnel(session, campaign_id: int | None) -> dict:
 
 
 @api.get("/wecom/funnel", summary="企业微信漏斗（A/B 线索 → 邀请 → 加好友 → 欢迎语）")
-def funnel_api(request: Request, campaign_id: Optional[int] = None, principal: Principal = Depends(managers_only)):
+def funnel_api(request: Request, campaign_id: Optional[int] = optional_id("外呼任务编号"), principal: Principal = Depends(managers_only)):
     with session_scope(request.app.state.engine) as session:
         return funnel(session, campaign_id)
 
@@ -243,6 +247,6 @@ def funnel_api(request: Request, campaign_id: Optional[int] = None, principal: P
 def funnel_page(request: Request, campaign_id: Optional[str] = None, principal: Principal = Depends(managers_only)):
     with session_scope(request.app.state.engine) as session:
         campaigns = _campaigns(session)
-        chosen = int(campaign_id) if campaign_id and campaign_id.isdigit() else (campaigns[0][0] if campaigns else None)
+        chosen = parse_optional_id(campaign_id, "外呼任务") or (campaigns[0][0] if campaigns else None)
         data = funnel(session, chosen)
     return render(request, "manager/wecom.html", data=data, campaigns=campaigns, chosen=chosen)

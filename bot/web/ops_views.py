@@ -14,7 +14,7 @@ from typing import Dict, List, Optional
 
 from fastapi import APIRouter, Depends, File, Form, HTTPException, Request, UploadFile
 from fastapi.responses import RedirectResponse, StreamingResponse
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, ValidationError
 from sqlalchemy import select
 
 from bot.audiences.models import KNOWN_SCENES, TIERS
@@ -32,6 +32,7 @@ from bot.leads.models import LeadPack
 from bot.leads.service import UploadRequest, upload_lead_pack
 from bot.web import labels
 from bot.web.rendering import flash, render
+from bot.web.params import record_id
 from bot.web.security import OPS, Principal, require_role
 
 pages = APIRouter(include_in_schema=False)
@@ -172,7 +173,7 @@ def upload_pack(request: Request, file: UploadFile = File(...), pack: str = Form
 
 @api.get("/lead-packs/{pack_id}/rejects.csv", summary="拒收行 CSV（手机号已打码，防公式注入）",
          response_class=StreamingResponse)
-def rejects_csv(request: Request, pack_id: int, principal: Principal = Depends(ops_only)):
+def rejects_csv(request: Request, pack_id: int = record_id("线索名单编号"), principal: Principal = Depends(ops_only)):
     # A temporary file, not memory: a pack can have a million rejected rows.
     spool = tempfile.TemporaryFile(mode="w+b")
     text = io.TextIOWrapper(spool, encoding="utf-8-sig", newline="")
@@ -274,11 +275,15 @@ class TextArmIn(BaseModel):
     weight: float = 1.0
 
 
+MAX_LINES = 10_000
+MAX_CPS = 1_000.0
+
+
 class CampaignIn(BaseModel):
     name: str
     packs: List[str]
-    lines: int = 10
-    cps: float = 2.0
+    lines: int = Field(10, ge=1, le=MAX_LINES, description="最大并发线路数")
+    cps: float = Field(2.0, gt=0, le=MAX_CPS, description="每秒呼叫数")
     variants: List[VariantIn] = []
     time_slots: List[SlotIn] = []
     incentive: Optional[str] = None
@@ -400,14 +405,14 @@ def campaigns_create(request: Request, body: CampaignIn, principal: Principal = 
 
 
 @api.get("/campaigns/{campaign_id}", response_model=CampaignOut, summary="外呼任务详情")
-def campaign_detail(request: Request, campaign_id: int, principal: Principal = Depends(ops_only)) -> CampaignOut:
+def campaign_detail(request: Request, campaign_id: int = record_id("外呼任务编号"), principal: Principal = Depends(ops_only)) -> CampaignOut:
     with session_scope(request.app.state.engine) as session:
         return _campaign_out(session, _get_campaign(session, campaign_id))
 
 
 @api.post("/campaigns/{campaign_id}/{action}", response_model=CampaignOut,
           summary="启动 / 暂停 / 恢复 / 停止外呼任务", description="action: start | pause | resume | stop")
-def campaign_action(request: Request, campaign_id: int, action: str,
+def campaign_action(request: Request, action: str, campaign_id: int = record_id("外呼任务编号"),
                     principal: Principal = Depends(ops_only)) -> CampaignOut:
     return _transition(request, campaign_id, action)
 
@@ -430,7 +435,7 @@ def _transition(request: Request, campaign_id: int, action: str) -> CampaignOut:
 
 
 @api.get("/campaigns/{campaign_id}/progress", response_model=Progress, summary="实时进度（拨打、接通、A/B/C/D、状态、线路）")
-def campaign_progress_api(request: Request, campaign_id: int, principal: Principal = Depends(ops_only)) -> Progress:
+def campaign_progress_api(request: Request, campaign_id: int = record_id("外呼任务编号"), principal: Principal = Depends(ops_only)) -> Progress:
     with session_scope(request.app.state.engine) as session:
         return progress_snapshot(session, _get_campaign(session, campaign_id))
 
@@ -488,11 +493,16 @@ async def campaigns_create_form(request: Request, principal: Principal = Depends
             holdout = float(values["holdout"] or 0) / 100
         except ValueError:
             raise UserError("留出对照比例需要数字（百分比，例如 5）") from None
-        body = CampaignIn(name=values["name"], packs=values["packs"], lines=lines, cps=cps, variants=variants,
-                          time_slots=parse_slot_lines(values["slots"]), incentive=values["incentive"],
-                          incentive_arms=parse_text_arm_lines("利益点", values["incentive_arms"]),
-                          welcome_arms=parse_text_arm_lines("欢迎语", values["welcome_arms"]), holdout=holdout,
-                          bandit=values["bandit"] or None)
+        if not (1 <= lines <= MAX_LINES and 0 < cps <= MAX_CPS):
+            raise UserError(f"线路数需在 1 到 {MAX_LINES} 之间，每秒呼叫数需大于 0、不超过 {MAX_CPS:g}")
+        try:
+            body = CampaignIn(name=values["name"], packs=values["packs"], lines=lines, cps=cps, variants=variants,
+                              time_slots=parse_slot_lines(values["slots"]), incentive=values["incentive"],
+                              incentive_arms=parse_text_arm_lines("利益点", values["incentive_arms"]),
+                              welcome_arms=parse_text_arm_lines("欢迎语", values["welcome_arms"]), holdout=holdout,
+                              bandit=values["bandit"] or None)
+        except ValidationError as exc:
+            raise UserError("；".join(f"{'.'.join(str(p) for p in e['loc'])}：{e['msg']}" for e in exc.errors())) from None
         if not body.name.strip():
             raise UserError("请填写任务名称")
         if not body.packs:
@@ -505,7 +515,7 @@ async def campaigns_create_form(request: Request, principal: Principal = Depends
 
 
 @pages.get("/ops/campaigns/{campaign_id}")
-def campaign_page(request: Request, campaign_id: int, principal: Principal = Depends(ops_only)):
+def campaign_page(request: Request, campaign_id: int = record_id("外呼任务编号"), principal: Principal = Depends(ops_only)):
     with session_scope(request.app.state.engine) as session:
         campaign = _get_campaign(session, campaign_id)
         out = _campaign_out(session, campaign)
@@ -515,7 +525,7 @@ def campaign_page(request: Request, campaign_id: int, principal: Principal = Dep
 
 
 @pages.post("/ops/campaigns/{campaign_id}/{action}")
-def campaign_action_form(request: Request, campaign_id: int, action: str, principal: Principal = Depends(ops_only)):
+def campaign_action_form(request: Request, action: str, campaign_id: int = record_id("外呼任务编号"), principal: Principal = Depends(ops_only)):
     try:
         out = _transition(request, campaign_id, action)
     except HTTPException as exc:

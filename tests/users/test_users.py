@@ -60,7 +60,7 @@ def test_authenticate_and_change_password_and_role(db):
 def test_tokens_are_stored_hashed_and_revocable(db):
     with session_scope(db) as session:
         add_user(session, "robot", "robot-password", "ops")
-        created = create_token(session, "robot", "nightly-upload")
+        created = create_token(session, "robot", "nightly-upload", ["leads:write"])
     assert created.token.startswith("wh_") and len(created.token) > 40
     with session_scope(db) as session:
         stored = session.execute(select(ApiToken)).scalar_one()
@@ -101,6 +101,7 @@ def test_cli_add_passwd_role_list_token(cli, db):
 
     result = cli("users", "passwd", "wang.wu", "--password-stdin", input="another-password\n")
     assert result.exit_code == 0, result.output
+    assert "API tokens revoked" in result.stdout
     result = cli("users", "role", "wang.wu", "manager")
     assert result.exit_code == 0 and "now manager" in result.stdout
     result = cli("users", "list", "--json")
@@ -108,13 +109,13 @@ def test_cli_add_passwd_role_list_token(cli, db):
     with session_scope(db) as session:
         assert authenticate(session, "wang.wu", "another-password") is not None
 
-    result = cli("users", "token", "wang.wu", "--label", "bi-export")
+    result = cli("users", "token", "wang.wu", "--label", "bi-export", "--scope", "reports:read")
     assert result.exit_code == 0, result.output
     token = result.stdout.strip()
     with session_scope(db) as session:
         assert user_for_token(session, token).name == "wang.wu"
     listing = cli("users", "tokens")
-    assert "bi-export" in listing.stdout and token not in listing.stdout
+    assert "bi-export" in listing.stdout and "reports:read" in listing.stdout and token not in listing.stdout
 
 
 def test_cli_refuses_bad_input_with_one_line(cli):

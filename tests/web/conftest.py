@@ -51,9 +51,10 @@ def console_config(database_url: str, dialogs_dir: Path, data_dir: Path, models_
                    **changes) -> WebConfig:
     """The console's settings for a test: its own data folder and script copy, the repo's
     trained models (content-addressed: an unchanged copy of dialogs/ finds its model)."""
-    settings = replace(get_settings(), dialogs_dir=dialogs_dir, models_dir=models_dir or PROJECT_ROOT / "models",
-                       data_dir=data_dir, database_url=database_url, secret_key=TEST_SECRET,
-                       secret_key_file=data_dir / "secret.key", tracker_store_url=None, lock_store_url=None)
+    settings = get_settings().copy(update=dict(
+        dialogs_dir=dialogs_dir, models_dir=models_dir or PROJECT_ROOT / "models", data_dir=data_dir,
+        database_url=database_url, secret_key=TEST_SECRET, secret_key_file=data_dir / "secret.key",
+        prompts_dir=data_dir / "prompts", tracker_store_url=None, lock_store_url=None))
     config = WebConfig(settings=settings, session_secret="test-session-secret", idle_timeout_s=1800,
                        session_lifetime_s=12 * 3600, max_upload_bytes=2 * 1024 * 1024, secure_cookie=False,
                        warm_up_validation=False)

@@ -204,14 +204,14 @@ def test_api_tokens_act_as_their_user_and_need_no_csrf(seeded, clients, db):
     from bot.users.tokens import create_token, revoke_token
 
     with session_scope(db) as session:
-        ops_token = create_token(session, USERS["ops"], "automation").token
-        writer_token = create_token(session, USERS["writer"], "ci").token
+        ops_token = create_token(session, USERS["ops"], "automation", ["campaigns:write"]).token
+        manager_token = create_token(session, USERS["manager"], "bi", ["reports:read"]).token
     http = clients().http
     progress = http.get(f"/api/v1/campaigns/{seeded['cid']}/progress", headers={"Authorization": f"Bearer {ops_token}"})
     assert progress.status_code == 200 and progress.json()["dialled"] == 30
     paused = http.post(f"/api/v1/campaigns/{seeded['cid']}/pause", headers={"Authorization": f"Bearer {ops_token}"})
     assert paused.status_code == 200 and paused.json()["status"] == "paused"
-    refused = http.post(f"/api/v1/campaigns/{seeded['cid']}/resume", headers={"Authorization": f"Bearer {writer_token}"})
+    refused = http.post(f"/api/v1/campaigns/{seeded['cid']}/resume", headers={"Authorization": f"Bearer {manager_token}"})
     assert refused.status_code == 403
     with session_scope(db) as session:
         revoke_token(session, 1)

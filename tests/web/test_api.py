@@ -19,9 +19,12 @@ from tests.db_fixtures import db, database_url, keyring, migrated_engine  # noqa
 from tests.web.conftest import USERS, clients, console, free_port, seed_graded_calls, write_lead_csv  # noqa: F401
 
 
+SCOPES = {"ops": ["leads:write", "campaigns:write"], "manager": ["reports:read"]}
+
+
 def token_client(console, db, role: str) -> httpx.Client:
     with session_scope(db) as session:
-        token = create_token(session, USERS[role], f"{role}-automation").token
+        token = create_token(session, USERS[role], f"{role}-automation", SCOPES[role]).token
     return httpx.Client(base_url=console.url, headers={"Authorization": f"Bearer {token}"}, timeout=60)
 
 
