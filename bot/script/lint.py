@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from bot.script.project import DialogsProject
+from bot.script.regex_safety import check_project_regexes
 from intents.taxonomy import CALL_START_INTENT, CALLEE_INTENTS, FALLBACK_INTENT
 from intents.yaml_source import YamlError, YamlSyntaxError, line_of, load_yaml
 
@@ -301,6 +302,7 @@ def lint_project(project: DialogsProject) -> list[Problem]:
         linter.check_intents(dom)
         linter.check_flows(dom)
         linter.check_nlu(dom)
+        linter.problems += [Problem(project.relative(p.file), p.line, p.message) for p in check_project_regexes(project)]
     return sorted(linter.problems, key=lambda p: (p.severity != "error", p.file, p.line or 0))
 
 

@@ -15,9 +15,9 @@ from bot.core.pii import mask_digit_runs
 from bot.script.training import current_model
 from bot.web import labels
 from bot.web.rendering import flash, render
-from bot.web.script_workspace import (InvalidEdit, VersionConflict, check_edit, check_project, diff_against_published,
-                                      editable_files, latest_publication, list_publications, publish_variant, read_file,
-                                      save_file)
+from bot.web.script_workspace import (InvalidEdit, VersionConflict, check_edit_isolated, check_project_isolated,
+                                      diff_against_published, editable_files, latest_publication, list_publications,
+                                      publish_variant, read_file, save_file)
 from bot.web.security import WRITER, Principal, require_role
 
 pages = APIRouter(include_in_schema=False)
@@ -74,7 +74,8 @@ def file_text(request: Request, path: str, principal: Principal = Depends(writer
 
 @api.post("/script/check", summary="校验一次修改（不保存）：YAML、话术规则检查与 Rasa 校验，错误带行号")
 def check(request: Request, body: CheckIn, principal: Principal = Depends(writers_only)):
-    return check_edit(_services(request).project, body.path, body.text).as_json()
+    return check_edit_isolated(_services(request).project, body.path, body.text,
+                               request.app.state.config.check_cpu_seconds).as_json()
 
 
 @api.put("/script/file", summary="保存话术文件（乐观并发：base_version 不符时返回 409 和当前内容）",
@@ -84,7 +85,7 @@ def save(request: Request, body: SaveIn, principal: Principal = Depends(writers_
     services = _services(request)
     try:
         result = save_file(services.project, body.path, body.text, body.base_version, lock_dir=services.lock_dir,
-                           allow_errors=body.allow_errors)
+                           allow_errors=body.allow_errors, cpu_seconds=request.app.state.config.check_cpu_seconds)
     except VersionConflict as conflict:
         return JSONResponse(status_code=409, content={
             "detail": f"保存失败：在您编辑期间，“{conflict.path}”已被其他人修改并保存。您的修改没有丢失，仍在编辑框中；"
@@ -125,7 +126,7 @@ def editor_page(request: Request, path: Optional[str] = None, principal: Princip
 @api.get("/script/validate", summary="整个话术项目的校验结果（与 waihu validate 相同的检查）")
 def validate(request: Request, principal: Principal = Depends(writers_only)):
     project = _services(request).project
-    problems = check_project(project)
+    problems = check_project_isolated(project, request.app.state.config.check_cpu_seconds)
     prefix = project.root.name + "/"
     return {"errors": sum(p.severity == "error" for p in problems),
             "problems": [{"file": p.file[len(prefix):] if p.file.startswith(prefix) else "", "line": p.line,

@@ -6,6 +6,11 @@
   place: our lint (bot/script/lint.py) and, when that passes, Rasa's validation. Errors
   the edit would *introduce* (anywhere in the project) refuse the save and are shown at
   their line; errors that were already there do not block an unrelated fix.
+* The check runs in a child process (forked from a forkserver that has Rasa imported) with a
+  CPU time limit (RLIMIT_CPU): whatever a file makes the YAML reader, our lint or Rasa do,
+  the server gives it `check_cpu_seconds` of CPU and then answers with an error. Anchors and
+  aliases (`&a` / `*a`) are refused in an edited file before anything reads it: an alias bomb
+  (a few lines that expand to billions of nodes) cannot get as far as Rasa.
 * Concurrent edits: a file's version is the SHA-256 of its bytes. A save names the version
   it was based on; if the file changed since (another writer, or git), the save is refused
   with the current text, and the writer's own text stays in their editor to merge.
@@ -18,16 +23,19 @@ from __future__ import annotations
 import difflib
 import fcntl
 import hashlib
+import multiprocessing
 import os
 import re
+import resource
 import shutil
+import signal
 import tempfile
 import threading
 from collections import Counter
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Callable, Iterator
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -48,6 +56,13 @@ _RASA_LOCATION = re.compile(r"in (?P<file>/[^:\n]+):(?P<line>\d+):\s*\n\s*(?P<me
 # Rasa's validator collects Python warnings process-wide and patches os.environ: one at a time.
 _validation_lock = threading.Lock()
 
+# A script file is a few hundred lines: more YAML nodes than this is not a script.
+MAX_YAML_NODES = 200_000
+DEFAULT_CHECK_CPU_SECONDS = 60
+# Checks running at once (each its own process, up to check_cpu_seconds of CPU).
+MAX_CONCURRENT_CHECKS = 2
+_check_slots = threading.BoundedSemaphore(MAX_CONCURRENT_CHECKS)
+
 
 @dataclass(frozen=True)
 class ScriptFile:
@@ -64,6 +79,7 @@ class ProblemView:
     severity: str      # error | warning
     new: bool = False  # introduced by the edit being checked
     first_line: int | None = None  # where the broken construct starts, when it is a range
+    blocking: bool = False  # never saved, not even with allow_errors (aliases, a check out of CPU)
 
     def as_json(self) -> dict:
         return {"file": self.file, "line": self.line, "first_line": self.first_line or self.line,
@@ -217,11 +233,40 @@ def yaml_problem(rel: str, text: str) -> ProblemView | None:
     return None
 
 
+def yaml_structure_problem(rel: str, text: str, max_nodes: int = MAX_YAML_NODES) -> ProblemView | None:
+    """Anchors and aliases are refused (an alias bomb expands a few lines into billions of nodes
+    in whatever walks the data), and so is a file of more than `max_nodes` nodes. Reads only
+    the parser's event stream: nothing is built, so this costs what the text's length costs."""
+    from ruamel.yaml import YAML
+    from ruamel.yaml.error import YAMLError
+    from ruamel.yaml.events import AliasEvent, NodeEvent
+
+    nodes = 0
+    try:
+        for event in YAML(typ="rt").parse(text):
+            if not isinstance(event, NodeEvent):
+                continue
+            nodes += 1
+            line = event.start_mark.line + 1 if event.start_mark else None
+            if isinstance(event, AliasEvent) or event.anchor:
+                kind = "别名（*）" if isinstance(event, AliasEvent) else "锚点（&）"
+                return ProblemView(rel, line, f"第 {line} 行用了 YAML {kind}：话术文件不能使用锚点和别名"
+                                              "（&名字 / *名字），请把内容直接写出来。", "error", new=True,
+                                   blocking=True)
+            if nodes > max_nodes:
+                return ProblemView(rel, line, f"文件超过 {max_nodes} 个 YAML 节点，不像话术文件；请拆分或精简。",
+                                   "error", new=True, blocking=True)
+    except YAMLError:
+        return None  # yaml_problem reports where it does not parse
+    return None
+
+
 def check_edit(project: DialogsProject, rel: str, text: str) -> CheckResult:
+    """Checks an edit in this process (see `check_edit_isolated` for the server)."""
     resolve(project, rel)
     text = normalise_text(text)
     if rel.endswith((".yml", ".yaml")):
-        broken = yaml_problem(rel, text)
+        broken = yaml_structure_problem(rel, text) or yaml_problem(rel, text)
         if broken is not None:  # nothing else can be checked in a file that does not parse
             return CheckResult(rel, [broken])
     with _project_with(project, rel, text) as edited:
@@ -240,6 +285,114 @@ def check_edit(project: DialogsProject, rel: str, text: str) -> CheckResult:
     # This file's problems first, by line; then the rest of the project.
     views.sort(key=lambda p: (p.file != rel, p.severity != "error", p.file, p.line or 0))
     return CheckResult(rel, views)
+
+
+# ---- checks in a child process with a CPU limit ---------------------------------------------------
+
+class CheckTooExpensive(Exception):
+    """The child doing a check used up its CPU time (or died)."""
+
+
+_PRELOAD = ["bot.core.rasa_env", "bot.web.script_workspace", "bot.script.rasa_validation", "rasa.validator",
+            "rasa.shared.importers.importer"]
+_context_lock = threading.Lock()
+_context: Any = None
+
+
+def _check_context():
+    """A forkserver context: the server process is started once, single-threaded, with Rasa's
+    validator imported; every check is a cheap fork of it (never of this multi-threaded server)."""
+    global _context
+    with _context_lock:
+        if _context is None:
+            context = multiprocessing.get_context("forkserver")
+            context.set_forkserver_preload(_PRELOAD)
+            _context = context
+        return _context
+
+
+def limit_cpu(cpu_seconds: int) -> None:
+    """In a child: SIGXCPU (which ends it) after `cpu_seconds` of CPU, SIGKILL 5 s later."""
+    _, hard = resource.getrlimit(resource.RLIMIT_CPU)
+    ceiling = cpu_seconds + 5
+    if hard != resource.RLIM_INFINITY:
+        ceiling = min(ceiling, hard)
+    resource.setrlimit(resource.RLIMIT_CPU, (min(cpu_seconds, ceiling), ceiling))
+
+
+def _child_main(connection, cpu_seconds: int, function: Callable[..., Any], args: tuple) -> None:
+    limit_cpu(cpu_seconds)
+    try:
+        connection.send(("ok", function(*args)))
+    except UserError as exc:
+        connection.send(("user_error", (str(exc), list(exc.details))))
+    except Exception as exc:  # noqa: BLE001  (reported to the parent, which raises it as one error)
+        connection.send(("error", f"{type(exc).__name__}: {exc}"))
+    finally:
+        connection.close()
+
+
+def run_cpu_limited(function: Callable[..., Any], args: tuple, cpu_seconds: int, wall_seconds: float | None = None):
+    """`function(*args)` in a forked child limited to `cpu_seconds` of CPU (and, as a backstop,
+    `wall_seconds` of real time); its result, or CheckTooExpensive. `function` and its result
+    must pickle (a module-level function)."""
+    context = _check_context()
+    wall_seconds = wall_seconds if wall_seconds is not None else 3 * cpu_seconds + 30
+    receiver, sender = context.Pipe(duplex=False)
+    with _check_slots:
+        process = context.Process(target=_child_main, args=(sender, cpu_seconds, function, args),
+                                  name="waihu-script-check", daemon=True)
+        process.start()
+        sender.close()
+        try:
+            message = receiver.recv() if receiver.poll(wall_seconds) else None
+        except EOFError:  # ended without an answer: killed by its CPU limit, or crashed
+            message = None
+        finally:
+            receiver.close()
+            if message is None and process.is_alive():
+                process.kill()
+            process.join(10)
+    if message is None:
+        code = process.exitcode
+        killed_for_cpu = code in (-signal.SIGXCPU, -signal.SIGKILL) or code is None
+        raise CheckTooExpensive(f"用完了 {cpu_seconds} 秒 CPU 时间" if killed_for_cpu else f"意外结束（退出码 {code}）")
+    kind, payload = message
+    if kind == "ok":
+        return payload
+    if kind == "user_error":
+        raise UserError(payload[0], details=payload[1])
+    raise RuntimeError(f"script check failed in its child process: {payload}")
+
+
+def _too_expensive(rel: str, why: str, cpu_seconds: int) -> ProblemView:
+    return ProblemView(rel, None, f"校验被中止：{why}（上限 {cpu_seconds} 秒）。文件可能含有过深的嵌套、过多的"
+                                  "重复内容或过慢的正则表达式；请精简后再试。", "error", new=True, blocking=True)
+
+
+def check_edit_isolated(project: DialogsProject, rel: str, text: str,
+                        cpu_seconds: int = DEFAULT_CHECK_CPU_SECONDS) -> CheckResult:
+    """`check_edit` for the server: the cheap structural checks here, the rest in a child
+    process with a CPU limit. An edit whose check runs out of CPU is refused (a new error)."""
+    resolve(project, rel)
+    text = normalise_text(text)
+    if rel.endswith((".yml", ".yaml")):
+        broken = yaml_structure_problem(rel, text)
+        if broken is not None:
+            return CheckResult(rel, [broken])
+    try:
+        return run_cpu_limited(check_edit, (project, rel, text), cpu_seconds)
+    except CheckTooExpensive as exc:
+        return CheckResult(rel, [_too_expensive(rel, str(exc), cpu_seconds)])
+
+
+def check_project_isolated(project: DialogsProject, cpu_seconds: int = DEFAULT_CHECK_CPU_SECONDS) -> list[Problem]:
+    """`check_project` (lint and Rasa on the files as they are) in a child with a CPU limit."""
+    try:
+        return run_cpu_limited(check_project, (project,), cpu_seconds)
+    except CheckTooExpensive as exc:
+        return [Problem(project.relative(project.root), None,
+                        f"校验被中止：{exc}（上限 {cpu_seconds} 秒）；请检查最近修改的文件是否过大或含有重复引用")]
 
 
 # ---- saving -------------------------------------------------------------------------------------
@@ -270,7 +423,9 @@ class SaveResult:
 
 
 def save_file(project: DialogsProject, rel: str, text: str, base_version: str, *, lock_dir: Path,
-              allow_errors: bool = False) -> SaveResult:
+              allow_errors: bool = False, cpu_seconds: int | None = DEFAULT_CHECK_CPU_SECONDS) -> SaveResult:
+    """Saves `text` if it introduces no errors. The check runs in a CPU-limited child
+    (`cpu_seconds`; None: in this process, for the command line)."""
     path = resolve(project, rel)
     text = normalise_text(text)
     data = text.encode("utf-8")
@@ -280,8 +435,9 @@ def save_file(project: DialogsProject, rel: str, text: str, base_version: str, *
         current = path.read_bytes()
         if version_of(current) != base_version:
             raise VersionConflict(rel, current.decode("utf-8", errors="replace"), version_of(current))
-        result = check_edit(project, rel, text)
-        if result.new_errors and not allow_errors:
+        result = (check_edit(project, rel, text) if cpu_seconds is None
+                  else check_edit_isolated(project, rel, text, cpu_seconds))
+        if any(p.blocking for p in result.problems) or (result.new_errors and not allow_errors):
             raise InvalidEdit(result)
         temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         temporary.write_bytes(data)
@@ -314,7 +470,11 @@ def publish_variant(session: Session, project: DialogsProject, models_dir: Path,
                     published_by: str) -> ScriptPublication:
     from bot.script.script_lines import load_script_domain
 
-    errors = [p for p in lint_project(project) if p.severity == "error"]
+    try:
+        problems = run_cpu_limited(lint_project, (project,), DEFAULT_CHECK_CPU_SECONDS)
+    except CheckTooExpensive as exc:
+        raise UserError(f"话术检查被中止：{exc}；请检查最近修改的文件") from None
+    errors = [p for p in problems if p.severity == "error"]
     if errors:
         raise UserError(f"话术还有 {len(errors)} 个错误，不能发布；请先在“话术编辑”页修正",
                         details=[str(p) for p in errors[:10]])
