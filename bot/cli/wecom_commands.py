@@ -142,14 +142,17 @@ def serve(
     host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on (0.0.0.0 for every interface)"),
     port: int = typer.Option(8001, "--port", help="TCP port"),
 ) -> None:
-    """Run the WeCom callback endpoint alone at /wecom/callback (WAIHU_WECOM_CORP_ID, _TOKEN, _AES_KEY)."""
+    """Run the WeCom callback endpoint alone at /wecom/callback (WAIHU_WECOM_CORP_ID, _TOKEN, _AES_KEY).
+
+    Bodies over 64 KiB are refused before they are read (Content-Length) or as soon as a
+    streamed body passes the cap; connections and header sizes are bounded too."""
     import uvicorn
 
     from bot.core.db.engine import open_database
-    from bot.wecom.callback import create_callback_app, endpoint_for
+    from bot.wecom.callback import create_callback_app, endpoint_for, uvicorn_limits
     from bot.wecom.config import wecom_settings
 
     endpoint = endpoint_for(open_database(), wecom_settings())
     console.print(f"WeCom callback on http://{host}:{port}/wecom/callback  (Ctrl-C stops)")
     # ws="none": nothing here uses websockets, and Rasa pins a websockets too old for uvicorn's.
-    uvicorn.run(create_callback_app(endpoint), host=host, port=port, log_level="info", ws="none")
+    uvicorn.run(create_callback_app(endpoint), host=host, port=port, log_level="info", ws="none", **uvicorn_limits())

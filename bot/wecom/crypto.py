@@ -29,12 +29,14 @@ _CDATA_UNSAFE = "]]>"
 
 
 class CallbackRejected(Exception):
-    """A callback that must not be acted on; `reason` is a short code for the log."""
+    """A callback that must not be acted on; `reason` is a short code for the log, `status_code`
+    the answer (403 for a failed check, 400 for malformed parameters, 413 for a body too large)."""
 
-    def __init__(self, reason: str, detail: str = "") -> None:
+    def __init__(self, reason: str, detail: str = "", status_code: int = 403) -> None:
         super().__init__(f"{reason}: {detail}" if detail else reason)
         self.reason = reason
         self.detail = detail
+        self.status_code = status_code
 
 
 def signature(token: str, timestamp: str, nonce: str, encrypted: str) -> str:

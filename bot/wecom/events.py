@@ -167,8 +167,8 @@ class EventProcessor:
             await asyncio.sleep(self.poll_s)
             invite = await run_in_threadpool(self._invite_by_state, event.state)
         if invite is None:
-            note = f"no invitation with state {event.state} yet (attempt {decoded.attempt_id}); matched later"
-            log.warning("wecom add of %s: %s", mask_id(event.external_userid), note)
+            note = f"no invitation with state {event.state!r} yet (attempt {decoded.attempt_id}); matched later"
+            log.warning("wecom add of %r: %s", mask_id(event.external_userid), note)
             return await run_in_threadpool(self._finish, event.id, "unmatched", note)
         if invite.attempt_id != decoded.attempt_id or arms_fingerprint(invite.arms or {}) != decoded.arms_fingerprint:
             return await run_in_threadpool(self._finish, event.id, "ignored",
@@ -181,7 +181,7 @@ class EventProcessor:
             notes.append("no WelcomeCode (a welcome is set in the admin console, or they already chatted)")
         notes.append(await self._tag(invite, event))
         note = "; ".join(notes)
-        log.info("wecom add of %s for invite %s: %s (%.0f ms)", mask_id(event.external_userid), invite.id, note,
+        log.info("wecom add of %r for invite %s: %s (%.0f ms)", mask_id(event.external_userid), invite.id, note,
                  (time.monotonic() - started) * 1000)
         await run_in_threadpool(self._finish, event.id, "processed", note, invite.id)
         return note
@@ -191,7 +191,7 @@ class EventProcessor:
         if age_s > self.welcome_ttl_s:
             reason = (f"welcome not sent: the WelcomeCode is {age_s:.0f} s old (WeCom accepts it for "
                       f"{self.welcome_ttl_s:.0f} s)")
-            log.warning("wecom invite %s (%s): %s", invite.id, mask_id(event.external_userid), reason)
+            log.warning("wecom invite %s (%r): %s", invite.id, mask_id(event.external_userid), reason)
             await run_in_threadpool(self._note_error, invite.id, reason)
             return reason
         claimed = await run_in_threadpool(self._claim_welcome, invite.id)
