@@ -48,7 +48,8 @@ def set_up(engine, leads: int, lines: int) -> dict:
         earlier = create_campaign(session, name="earlier", packs=[f"pack-{i}" for i in range(PACKS)])
         earlier.status = "completed"
         campaign = create_campaign(session, name="bench", packs=[f"pack-{i}" for i in range(PACKS)], lines=lines,
-                                   variants=VARIANTS, time_slots=SLOTS)
+                                   # a CPS that dials the whole hopper within the tick (planner.cps_budget)
+                                   cps=lines / 50, variants=VARIANTS, time_slots=SLOTS)
         change_status(session, "bench", "start", now=NOW - timedelta(days=31))
         campaign_id, earlier_id = campaign.id, earlier.id
     attempts = bulk_history(engine, lead_rows, [campaign_id, earlier_id], NOW)

@@ -59,6 +59,9 @@ class CallAttempt(Base):
         # per-number history across campaigns, for the compliance caps
         Index("ix_call_attempts_phone_hash_scheduled_at", "phone_hash", "scheduled_at"),
         Index("ix_call_attempts_lead_id", "lead_id"),
+        Index("ix_call_attempts_callback_pending", "callback_at",
+              postgresql_where=text("callback_at IS NOT NULL AND callback_outcome IS NULL"),
+              sqlite_where=text("callback_at IS NOT NULL AND callback_outcome IS NULL")),
     )
 
     id = Column(_Id, primary_key=True)
@@ -77,6 +80,9 @@ class CallAttempt(Base):
     grade_reason = Column(Text)
     followups = Column(JsonDocument, nullable=False, default=list)
     callback_at = Column(UtcDateTime)
+    # A booked callback, once settled by the reconciler: "dialled" (a later attempt went out
+    # inside its grace) or "missed:<reason>"; null while pending or when none was booked.
+    callback_outcome = Column(String(60))
     hangup_by = Column(String(10))
     talk_time_s = Column(Float)
     carrier_call_id = Column(String(100))
@@ -85,6 +91,8 @@ class CallAttempt(Base):
     dialed_at = Column(UtcDateTime)
     answered_at = Column(UtcDateTime)
     ended_at = Column(UtcDateTime)
+    # When the reconciler last re-sent this planned attempt (its queue message was lost).
+    requeued_at = Column(UtcDateTime)
 
 
 class TurnRow(Base):

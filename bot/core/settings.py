@@ -70,6 +70,26 @@ class Settings(BaseSettings):
     stuck_after_s: float = 20 * 60
     # A planned attempt whose message was lost is sent again after this long.
     requeue_after_s: float = 5 * 60
+    # The longest a call may last from dial to hang-up (dialer's clock); a call still going
+    # is hung up. With the waits before a dial it sets the broker's visibility timeout.
+    max_call_s: float = 15 * 60
+    # No event at all from the carrier for this long: the robot hangs up (dialer's clock).
+    call_event_timeout_s: float = 120.0
+    # A finished call's result: database writes tried this many times before it goes to the journal.
+    result_write_attempts: int = 3
+    # Where finished calls wait while the database is down (fsync'd JSON lines); default data_dir/journal.
+    journal_dir: Optional[Path] = None
+    # How often (real seconds) a dial worker tries to replay its journal.
+    journal_replay_every_s: float = 5.0
+    # Port of a dial worker's Prometheus /metrics; None (default): no metrics server.
+    metrics_port: Optional[int] = None
+    # Simulator only: an append-only log of every dial and hang-up (JSON lines), for
+    # comparing what the carrier saw with what was stored; and carrier faults for
+    # fault tests: the share of dials that never return, and of answered calls after
+    # which the carrier sends nothing more.
+    sim_carrier_log: Optional[Path] = None
+    sim_hang_dial_share: float = 0.0
+    sim_hang_call_share: float = 0.0
 
     # --- simulated time (demo, dry runs): start instant with a zone, speed, and the real
     # Unix time that corresponds to the start, so worker and beat agree.
@@ -135,6 +155,7 @@ class Settings(BaseSettings):
         data_dir: Path = values["data_dir"]
         values["prompts_dir"] = Path(values["prompts_dir"] or data_dir / "prompts").resolve()
         values["secret_key_file"] = Path(values["secret_key_file"] or data_dir / "secret.key").resolve()
+        values["journal_dir"] = Path(values["journal_dir"] or data_dir / "journal").resolve()
         values["database_url"] = values["database_url"] or f"sqlite:///{data_dir / 'waihu.db'}"
         if values["wecom_offers"] is not None:
             values["wecom_offers"] = Path(values["wecom_offers"]).resolve()

@@ -13,6 +13,17 @@ tried ones least recently first), the history and the do-not-call list are read 
 whole page at once, and the attempts are written with one multi-row INSERT … ON CONFLICT
 DO NOTHING RETURNING per chunk instead of one savepoint per row.
 
+Callbacks first: a booked callback that is due (its named time has come and its grace has
+not run out) is a promise, so each tick offers those leads before any other, oldest
+booking first; the never-tried and tried scans share what is left.
+
+Never more than the CPS can dial: a tick plans at most what the campaign's CPS dials in
+one tick, less the attempts still waiting for their turn, and the k-th attempt of a tick
+must still be allowed at the instant it is expected to go out (now + its place in the
+CPS queue), so nothing is planned that could only be dialled after its window closed.
+The dial task checks again at that instant (dialer.py); this keeps the queue from
+promising what the T-0 check will have to cancel.
+
 Experiments: a lead in the campaign's holdout is never dialled; the first time the hopper
 meets one it is written to experiment_holdouts, so later ticks leave it out of the scan
 (otherwise, once everyone else was tried, held-out leads would fill every tick's scan
@@ -43,7 +54,8 @@ from bot.experiments.bandit import refresh_bandit_weights
 from bot.campaigns.experiment_design import HOLDOUT
 from bot.campaigns.models import ExperimentHoldout
 from bot.leads.models import Lead
-from telephony.compliance.eligibility import Attempt, DncState, check_eligibility
+from telephony.celery_app import PLAN_EVERY_S
+from telephony.compliance.eligibility import OK_CALLBACK, Attempt, DncState, check_eligibility
 from telephony.compliance.policy import CompliancePolicy
 
 # Lead statuses that may still be called (retired: wrong person, vacant number, forgotten).
@@ -70,6 +82,16 @@ class PlanResult:
     created: list[int] = field(default_factory=list)  # call attempt ids, to enqueue after commit
     skipped: Counter = field(default_factory=Counter)  # reason code → leads
     free_lines: int = 0
+    backlog: int = 0  # attempts planned earlier and still waiting for their dial
+    cps: float = 1.0
+    offered: int = 0  # attempts offered this tick (their place in the CPS queue)
+    callbacks: int = 0  # of `created`, callbacks booked by the callee
+
+
+def cps_budget(cps: float, backlog: int) -> int:
+    """Attempts one tick may add: what the CPS dials in a tick (plus one, so a CPS below one
+    dial a tick still dials), less those still waiting."""
+    return max(0, int(cps * PLAN_EVERY_S) + 1 - backlog)
 
 
 class Candidate(NamedTuple):  # a tuple: a page holds tens of thousands
@@ -80,7 +102,7 @@ class Candidate(NamedTuple):  # a tuple: a page holds tens of thousands
     source: str = ""  # the scan that found it
 
 
-UNTRIED, TRIED, TRIED_FIRST = "untried", "tried", "tried_first"
+UNTRIED, TRIED, TRIED_FIRST, CALLBACKS = "untried", "tried", "tried_first", "callbacks"
 # Of a tick's budget for tried leads, the share spent from the least recently tried on:
 # leads come off their caps in that order, so newly callable retries are found at once.
 # The rest goes on from where the last tick's scan stopped, so leads waiting for another
@@ -98,6 +120,7 @@ class ScanState:
     round_done: set[str] = field(default_factory=set)
     looked_at: int = 0  # rows looked at this tick, over all scans
     seen: set[int] = field(default_factory=set)  # lead ids offered this tick
+    now: datetime | None = None  # the tick's time (callbacks due)
 
     @classmethod
     def of(cls, campaign: Campaign) -> "ScanState":
@@ -123,17 +146,22 @@ class PlannedAttempt:
     attempt_no: int
     phone_hash: str
     arms: dict[str, str]
+    callback: bool = False
 
 
 def plan_campaign(session: Session, campaign: Campaign, now: datetime, limit: int | None = None) -> PlanResult:
-    result = PlanResult(campaign.id)
+    result = PlanResult(campaign.id, cps=max(campaign.cps, 1e-6))
     _lock_campaign(session, campaign.id)
-    result.free_lines = max(0, campaign.lines - _in_flight(session, campaign.id))
-    wanted = result.free_lines if limit is None else min(limit, result.free_lines)
+    in_flight = _in_flight_by_status(session, campaign.id)
+    result.free_lines = max(0, campaign.lines - sum(in_flight.values()))
+    result.backlog = in_flight.get("scheduled", 0)
+    wanted = min(result.free_lines, cps_budget(result.cps, result.backlog))
+    wanted = wanted if limit is None else min(limit, wanted)
     if wanted <= 0:
         return result
     refresh_bandit_weights(session, campaign, now)
     scan = ScanState.of(campaign)
+    scan.now = now
     try:
         _fill(session, campaign, now, wanted, scan, result)
     finally:
@@ -158,7 +186,7 @@ def _fill(session: Session, campaign: Campaign, now: datetime, wanted: int, scan
             first_arms = _first_arms(session, campaign.id, candidates) if arms.sticky else {}
             held_out: list[int] = []
             verdicts = (_plan_one(c, arms, policies, histories, dnc, now, result.skipped, first_arms, held_out,
-                                  scan.examined) for c in candidates)
+                                  scan.examined, result) for c in candidates)
             # Lazily, so leads past the last one needed are neither checked nor counted as
             # skipped; a conflict (another planner got there first) makes room for the next.
             eligible = (planned for planned in verdicts if planned is not None)
@@ -170,6 +198,7 @@ def _fill(session: Session, campaign: Campaign, now: datetime, wanted: int, scan
                 if len(created) < len(batch):
                     result.skipped["already_planned"] += len(batch) - len(created)
                 result.created += created
+                result.callbacks += sum(1 for planned in batch if planned.callback)
             _remember_held_out(session, campaign.id, held_out, now)
             if len(result.created) >= wanted:
                 return
@@ -184,9 +213,10 @@ def _lock_campaign(session: Session, campaign_id: int) -> None:
     session.execute(select(Campaign.id).where(Campaign.id == campaign_id).with_for_update())
 
 
-def _in_flight(session: Session, campaign_id: int) -> int:
-    return session.execute(select(func.count()).select_from(CallAttempt).where(
-        CallAttempt.campaign_id == campaign_id, CallAttempt.status.in_(IN_FLIGHT))).scalar_one()
+def _in_flight_by_status(session: Session, campaign_id: int) -> dict[str, int]:
+    return dict(session.execute(select(CallAttempt.status, func.count()).where(
+        CallAttempt.campaign_id == campaign_id, CallAttempt.status.in_(IN_FLIGHT))
+        .group_by(CallAttempt.status)).all())
 
 
 def _policies_by_slot(campaign: Campaign) -> dict[str | None, CompliancePolicy]:
@@ -199,7 +229,8 @@ def _plan_one(candidate: Candidate, arms: CampaignArms, policies: dict[str | Non
               histories: dict[str, list[Attempt]], dnc: dict[str, DncEntry], now: datetime,
               skipped: Counter, first_arms: dict[int, dict] | None = None,
               held_out: list[int] | None = None,
-              examined: dict[str, tuple] | None = None) -> PlannedAttempt | None:
+              examined: dict[str, tuple] | None = None,
+              queue: PlanResult | None = None) -> PlannedAttempt | None:
     if examined is not None:
         examined[candidate.source] = candidate.scan_key
     lead_arms = (first_arms or {}).get(candidate.lead_id) or arms.for_lead(candidate.lead_id)
@@ -212,11 +243,22 @@ def _plan_one(candidate: Candidate, arms: CampaignArms, policies: dict[str | Non
     policy = policies[slot] if slot in policies else policies[None]
     entry = dnc.get(candidate.phone_hash)
     state = state_from_entries([entry]) if entry else DncState()
-    verdict = check_eligibility(policy, now=now, attempts=histories.get(candidate.phone_hash, ()), dnc=state)
+    history = histories.get(candidate.phone_hash, ())
+    verdict = check_eligibility(policy, now=now, attempts=history, dnc=state)
     if not verdict.allowed:
         skipped[verdict.reason] += 1
         return None
-    return PlannedAttempt(candidate.lead_id, candidate.last_attempt_no + 1, candidate.phone_hash, lead_arms)
+    if queue is not None:
+        # Its place in the CPS queue: still allowed when its turn to dial comes?
+        wait_s = (queue.backlog + queue.offered) / queue.cps
+        if wait_s >= 1.0:
+            later = check_eligibility(policy, now=now + timedelta(seconds=wait_s), attempts=history, dnc=state)
+            if not later.allowed:
+                skipped["closes_before_dial"] += 1
+                return None
+        queue.offered += 1
+    return PlannedAttempt(candidate.lead_id, candidate.last_attempt_no + 1, candidate.phone_hash, lead_arms,
+                          callback=verdict.reason == OK_CALLBACK)
 
 
 def _take(items: Iterator[PlannedAttempt], n: int) -> list[PlannedAttempt]:
@@ -242,6 +284,10 @@ def _candidate_pages(session: Session, campaign: Campaign, scan: ScanState, page
         return
     untried = partial(_untried_leads, session, campaign.id, pack_ids, skip_held_out=skip_held_out)
     tried = partial(_tried_leads, session, campaign.id, pack_ids)
+    due = _callbacks_due(session, campaign, pack_ids, scan.now) if scan.now is not None else []
+    if due:
+        scan.seen.update(c.lead_id for c in due)
+        yield due
     yield from _scan(UNTRIED, untried, scan.start[UNTRIED], scan, page_size, max_leads)
     first_budget = scan.looked_at + int((max_leads - scan.looked_at) * TRIED_FIRST_SHARE)
     yield from _scan(TRIED_FIRST, tried, None, scan, page_size, first_budget)
@@ -296,6 +342,30 @@ def _untried_leads(session: Session, campaign_id: int, pack_ids: list[int], afte
         query = query.where(Lead.id > after[0])
     page = [Candidate(lead_id, phone_hash, 0, (lead_id,), source) for lead_id, phone_hash in session.execute(query)]
     return page, (page[-1].scan_key if page else None), len(page)
+
+
+def _callbacks_due(session: Session, campaign: Campaign, pack_ids: list[int], now: datetime) -> list[Candidate]:
+    """Leads whose last attempt in this campaign booked a callback that is due now and not
+    yet past the longest grace of the campaign's policies, oldest booking first (the
+    eligibility check then applies each lead's own grace and band). Few rows, on the
+    partial index of pending callbacks."""
+    grace = max(policy.callback_grace_seconds for policy in _policies_by_slot(campaign).values())
+    booking = CallAttempt.__table__.alias("booking")
+    newer = CallAttempt.__table__.alias("newer")
+    later = (select(newer.c.id).where(newer.c.campaign_id == booking.c.campaign_id,
+                                      newer.c.lead_id == booking.c.lead_id,
+                                      newer.c.attempt_no > booking.c.attempt_no).exists())
+    rows = session.execute(
+        select(booking.c.lead_id, Lead.phone_hash, booking.c.attempt_no, booking.c.callback_at)
+        .join(Lead, Lead.id == booking.c.lead_id)
+        .where(booking.c.campaign_id == campaign.id, booking.c.callback_at.isnot(None),
+               booking.c.callback_outcome.is_(None),
+               booking.c.callback_at <= now, booking.c.callback_at >= now - timedelta(seconds=grace),
+               booking.c.status == "completed", ~later,
+               Lead.pack_id.in_(pack_ids), Lead.status.in_(CALLABLE_LEAD_STATUSES))
+        .order_by(booking.c.callback_at, booking.c.lead_id)).all()
+    return [Candidate(lead_id, phone_hash, int(attempt_no), (callback_at, lead_id), CALLBACKS)
+            for lead_id, phone_hash, attempt_no, callback_at in rows]
 
 
 def _tried_leads(session: Session, campaign_id: int, pack_ids: list[int], after: tuple | None,

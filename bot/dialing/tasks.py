@@ -3,7 +3,14 @@
 Start a worker with `celery -A bot.dialing.tasks worker --pool threads --concurrency 50`
 and beat with `celery -A bot.dialing.tasks beat`. Each worker process keeps one event
 loop thread that carries all of its calls, one shared dialogue agent and one carrier; the
-task threads hand their call to that loop and wait for it.
+task threads hand their call to that loop and wait for it. Each also replays its
+machine's call journal every few seconds (results the database could not take), and
+with WAIHU_METRICS_PORT serves its Prometheus /metrics.
+
+The dial task's log says what happened to the attempt: skipped (claimed elsewhere), not
+started (database down before the claim: it stays scheduled), given back (an error before
+the dial: scheduled again), cancelled at T-0 (with the rule that failed), failed after the
+dial, or the call's grade/status — "journaled" when the database could not take it yet.
 """
 from __future__ import annotations
 
@@ -16,21 +23,26 @@ import time
 from concurrent.futures import Future
 
 import redis
+from celery.signals import worker_ready
+from sqlalchemy.exc import SQLAlchemyError
 
 from bot.core.clock import clock_from_settings, clock_speed
 from bot.core.settings import get_settings
 from bot.dialing.call_prompts import CallPrompts
-from bot.dialing.dialer import LINE_RETRY_S, Dialer
+from bot.dialing import metrics
+from bot.dialing.call_journal import CallJournal
+from bot.dialing.dialer import CallFailed, DialCancelled, Dialer
 from bot.script.project import DialogsProject
 from bot.script.script_lines import load_script_domain
 from bot.wecom.tasks import deliver_wecom_invites
 from telephony.carrier import Carrier
-from telephony.celery_app import app, configure, plan_every_s
+from telephony.celery_app import PLAN_EVERY_S, app, configure, plan_every_s, visibility_timeout_s
 from telephony.clock import Clock
 from telephony.freeswitch.carrier import FreeSwitchCarrier
 from telephony.freeswitch.esl import EslConnection
 from telephony.prompts import EspeakNgProvider, PromptRenderer
 from telephony.rate_limits import DialLimits
+from telephony.simulator.advisors import AdvisorPool, AdvisorPoolConfig
 from telephony.simulator.carrier import SimulatorCarrier
 
 log = logging.getLogger(__name__)
@@ -54,9 +66,32 @@ class DialWorkerRuntime:
         agent = load_shared_agent(model, settings.tracker_store_url, settings.lock_store_url)
         self.submit(agent.warm_up())
         carrier = self.submit(_make_carrier(self.clock))
+        redis_client = _redis_client()
+        prefix = f"waihu:{settings.queue}"
+        self.journal = CallJournal(settings.journal_dir, redis_client=redis_client, redis_key=f"{prefix}:pending_dnc")
         self.dialer = Dialer(open_database(), agent, carrier, keyring_from_settings(), now=self.clock.now,
                              worker=f"{socket.gethostname()}:{os.getpid()}", prompts=_call_prompts(carrier),
-                             limits=_dial_limits())
+                             limits=DialLimits(redis_client, prefix=prefix) if redis_client else DialLimits(),
+                             journal=self.journal, clock=self.clock, max_call_s=settings.max_call_s,
+                             event_timeout_s=settings.call_event_timeout_s,
+                             write_attempts=settings.result_write_attempts)
+        if settings.metrics_port:
+            depth = (metrics.redis_queue_depth(redis_client, settings.queue) if redis_client else (lambda: None))
+            metrics.serve_worker_metrics(settings.metrics_port,
+                                         [metrics.QueueCollector(depth, self.journal.backlog)])
+        self._replay_every = settings.journal_replay_every_s
+        threading.Thread(target=self._replay_forever, name="waihu-journal", daemon=True).start()
+
+    def _replay_forever(self) -> None:
+        """Replay the journal (own and dead processes' files) whenever the database answers."""
+        while True:
+            try:
+                applied = self.dialer.replay_journal()
+                if applied:
+                    log.warning("journal replayed into the database: %s", applied)
+            except Exception:  # noqa: BLE001  (never let the replayer die)
+                log.exception("journal replay failed")
+            time.sleep(self._replay_every)
 
     def sleep(self, seconds: float) -> None:
         """Wait on this task's thread for `seconds` of the runtime's clock (simulated or real)."""
@@ -76,15 +111,21 @@ async def _make_carrier(clock: Clock) -> Carrier:
         carrier = FreeSwitchCarrier(connection, gateway=settings.esl_gateway, caller_id=settings.caller_id)
         await carrier.start()
         return carrier
-    return SimulatorCarrier(clock=clock, seed=settings.sim_seed)
+    advisors = AdvisorPool(AdvisorPoolConfig.with_mean_busy(settings.sim_advisors, settings.sim_advisor_busy_s),
+                           seed=settings.sim_seed)
+    return SimulatorCarrier(clock=clock, seed=settings.sim_seed, log_path=settings.sim_carrier_log,
+                            hang_dial_share=settings.sim_hang_dial_share, hang_call_share=settings.sim_hang_call_share,
+                            advisors=advisors)
 
 
-def _dial_limits() -> DialLimits:
-    """CPS and lines shared by every worker on the same Redis broker; per process otherwise."""
+def _redis_client() -> redis.Redis | None:
+    """The broker's Redis: CPS and lines shared by every worker, and the shared set of
+    pending opt-outs; None without a Redis broker (limits per process). Short timeouts:
+    a dead Redis must fail a dial's wait quickly, not hang it."""
     settings = get_settings()
     if settings.redis_broker:
-        return DialLimits(redis.Redis.from_url(settings.broker_url), prefix=f"waihu:{settings.queue}")
-    return DialLimits()
+        return redis.Redis.from_url(settings.broker_url, socket_timeout=5, socket_connect_timeout=2)
+    return None
 
 
 def _call_prompts(carrier: Carrier) -> CallPrompts | None:
@@ -108,30 +149,56 @@ def runtime() -> DialWorkerRuntime:
         return _runtime
 
 
+@worker_ready.connect
+def _load_runtime_at_start(**_kwargs) -> None:
+    """Load the dialogue model and carrier (and replay the journal, serve /metrics) as soon
+    as the worker is up, not on its first task: a restarted worker replays what a dead
+    one left, and the first calls do not wait for the model."""
+    def load() -> None:
+        try:
+            runtime()
+        except Exception:  # noqa: BLE001  (the first task reports it again, with its attempt)
+            log.exception("dial runtime failed to load")
+
+    threading.Thread(target=load, name="waihu-runtime-load", daemon=True).start()
+
+
 @app.task(name="waihu.plan_dials")
 def plan_dials() -> dict:
     """Refill: attempts for every running campaign, each dial paced by the campaign's CPS."""
-    from sqlalchemy import select
-
-    from bot.campaigns.models import Campaign
-    from bot.core.db.engine import open_database, session_scope
-
     dialer = runtime().dialer
-    plans = dialer.plan()
-    # Pacing is in the campaign's time: on a simulated clock running faster, faster.
+    try:
+        plans = dialer.plan()
+    except SQLAlchemyError as exc:
+        log.warning("hopper skipped this tick: database unavailable (%s)", _first_line(exc))
+        return {"queued": 0, "skipped": "database"}
+    # The countdown spreads the dials over the tick at the campaign's CPS so they wait in the
+    # broker, not on worker threads (callbacks first: the planner put them first); the token
+    # each dial reserves (DialLimits) is what enforces the CPS across workers and ticks.
+    queued = 0
+    try:
+        for plan in plans:
+            for index, attempt_id in enumerate(plan.created):
+                dial.apply_async(args=[attempt_id], countdown=_countdown(index + plan.backlog, plan.cps))
+                queued += 1
+    except Exception as exc:  # noqa: BLE001  (broker down: the attempts are planned; the reconciler re-sends them)
+        planned = sum(len(plan.created) for plan in plans)
+        log.warning("hopper: %d of %d planned dials not queued, broker unavailable (%s); the reconciler re-sends "
+                    "them", planned - queued, planned, _first_line(exc))
+    return {"queued": queued, "campaigns": len(plans), "callbacks": sum(plan.callbacks for plan in plans)}
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc)
+    return f"{type(exc).__name__}: {text.splitlines()[0] if text else ''}"
+
+
+def _countdown(place: int, cps: float) -> float:
+    """Real seconds until the `place`-th dial of a campaign is due (on a simulated clock
+    running faster, faster); never past the tick, so a message is not held long."""
     speed = getattr(runtime().clock, "speed", 1.0)
     speed = speed if 0 < speed < float("inf") else 1.0
-    with session_scope(open_database()) as session:
-        cps = dict(session.execute(select(Campaign.id, Campaign.cps)).all())
-    # The countdown spreads the dials over the tick at the campaign's CPS so they wait in the
-    # broker, not on worker threads; the token each dial reserves (DialLimits) is what
-    # enforces the CPS across workers and ticks.
-    queued = 0
-    for plan in plans:
-        for index, attempt_id in enumerate(plan.created):
-            dial.apply_async(args=[attempt_id], countdown=index / max(cps.get(plan.campaign_id, 1.0), 0.01) / speed)
-            queued += 1
-    return {"queued": queued, "campaigns": len(plans)}
+    return min(place / max(cps, 0.01), PLAN_EVERY_S) / speed
 
 
 @app.task(name="waihu.dial", bind=True)
@@ -139,39 +206,85 @@ def dial(self, attempt_id: int) -> str:
     # Claim, T-0 check and call log run here on the task's thread (blocking database work,
     # many in parallel); only the conversation goes to the process's call loop.
     worker = runtime()
+    dialer = worker.dialer
     try:
-        prepared = worker.dialer.prepare(attempt_id)
-        if isinstance(prepared, str):
-            return prepared
-        worker.sleep(worker.dialer.reserve_dial(prepared))
-        while not worker.dialer.acquire_line(prepared):
-            worker.sleep(LINE_RETRY_S)
+        prepared = dialer.prepare(attempt_id)
+    except Exception as exc:  # noqa: BLE001  (before the claim took: nothing to undo)
+        log.warning("dial %s not started (%s: %s); the attempt stays scheduled and is sent again",
+                    attempt_id, type(exc).__name__, str(exc).splitlines()[0] if str(exc) else "")
+        return f"not started: {type(exc).__name__}"
+    if isinstance(prepared, str):
+        return prepared
+    try:
         try:
-            result = worker.submit(worker.dialer.converse(prepared))
-            return worker.dialer.finish(prepared, result)
-        finally:
-            worker.dialer.release_line(prepared)
-    except Exception as exc:  # logged with the attempt; the attempt row says "failed"
-        log.exception("dial %s failed", attempt_id)
-        return f"failed: {type(exc).__name__}"
+            turn = dialer.wait_for_turn(prepared)
+            try:
+                while True:
+                    worker.sleep(next(turn))
+            except StopIteration as stop:
+                reason = stop.value
+        except Exception as exc:  # noqa: BLE001  (Redis gone while waiting: never burn the attempt)
+            return dialer.give_back(prepared, exc)
+        if reason:
+            return dialer.cancel(prepared, reason)
+        try:
+            result = worker.submit(dialer.converse(prepared))
+        except DialCancelled as exc:
+            return dialer.cancel(prepared, exc.reason)
+        except CallFailed as exc:
+            return dialer.fail(prepared, exc)
+        return dialer.finish(prepared, result)
+    except Exception:  # the journal itself failed (disk full?): say so loudly
+        log.exception("dial %s: the outcome could not be stored nor journaled", attempt_id)
+        raise
+    finally:
+        dialer.release_line(prepared)
 
 
 @app.task(name="waihu.reconcile_attempts")
 def reconcile_attempts() -> dict:
-    """Lost calls are closed; planned attempts whose message was lost are sent again."""
+    """Lost calls are closed, callbacks settled, planned attempts whose message was lost
+    sent again (spread at their campaign's CPS) — by one reconciler at a time."""
+    from sqlalchemy import select, update
+
+    from bot.campaigns.models import CallAttempt, Campaign
+    from bot.core.db.engine import session_scope
+
     dialer = runtime().dialer
-    lost = dialer.reconcile()
-    resent = dialer.unclaimed()
-    for attempt_id in resent:
-        dial.apply_async(args=[attempt_id])
-    return {"lost": lost, "resent": len(resent)}
+    try:
+        report = dialer.reconcile()
+    except SQLAlchemyError as exc:
+        log.warning("reconciler skipped this tick: database unavailable (%s)", _first_line(exc))
+        return {"skipped": "database"}
+    if report.resent:
+        with session_scope(dialer.engine) as session:
+            rows = session.execute(select(CallAttempt.id, Campaign.id, Campaign.cps)
+                                   .join(Campaign, Campaign.id == CallAttempt.campaign_id)
+                                   .where(CallAttempt.id.in_(report.resent)).order_by(CallAttempt.id)).all()
+        places: dict[int, int] = {}
+        sent: list[int] = []
+        try:
+            for attempt_id, campaign_id, cps in rows:
+                place = places.get(campaign_id, 0)
+                places[campaign_id] = place + 1
+                dial.apply_async(args=[attempt_id], countdown=_countdown(place, cps))
+                sent.append(attempt_id)
+        except Exception as exc:  # noqa: BLE001  (broker down: unmark the rest, the next pass sends them)
+            unsent = [attempt_id for attempt_id, _, _ in rows if attempt_id not in set(sent)]
+            with session_scope(dialer.engine) as session:
+                session.execute(update(CallAttempt).where(CallAttempt.id.in_(unsent)).values(requeued_at=None))
+            log.warning("reconciler: %d attempts not re-sent, broker unavailable (%s)", len(unsent), _first_line(exc))
+        log.warning("reconciler: re-sent %d planned attempts whose queue message was lost", len(sent))
+    return report.as_json()
 
 
 def _configure_from_settings() -> None:
     """Broker, queue and the beat schedule from the settings; the tasks by reference."""
     settings = get_settings()
-    configure(app, broker_url=settings.broker_url, queue=settings.queue)
-    every = plan_every_s(clock_speed(settings))
+    speed = clock_speed(settings)
+    configure(app, broker_url=settings.broker_url, queue=settings.queue,
+              visibility_timeout=visibility_timeout_s(settings.max_call_s, speed))
+    every = plan_every_s(speed)
     app.conf.beat_schedule = {
         "plan-dials": {"task": plan_dials.name, "schedule": every},
         "reconcile-attempts": {"task": reconcile_attempts.name, "schedule": every},

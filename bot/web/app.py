@@ -80,7 +80,7 @@ def create_app(config: WebConfig | None = None, engine: Engine | None = None) ->
 
     app.mount("/static", StaticFiles(directory=str(STATIC_DIR)), name="static")
 
-    from bot.web import account_views, auth_views, manager_views, ops_views, script_views
+    from bot.web import account_views, auth_views, manager_views, metrics_views, ops_views, script_views
 
     for module in (auth_views, account_views, ops_views, script_views, manager_views):
         app.include_router(module.pages)
@@ -88,6 +88,7 @@ def create_app(config: WebConfig | None = None, engine: Engine | None = None) ->
 
     # WeCom's callback (issue 6): WeCom's servers call it, it checks their signature itself.
     app.include_router(wecom_callback.router, prefix="/wecom/callback", include_in_schema=False)
+    app.include_router(metrics_views.router)  # /metrics for Prometheus (bot/web/metrics_views.py)
 
     _install_error_handlers(app)
 

@@ -20,14 +20,24 @@ Pass the pack's scene (车主, 宝妈 …) or a name listed in personas.yml.
 
 Reproducible: same seed + call id (+ the same dial time and prompts) → the same
 events; see `personas.call_rng`.
+
+For fault tests: `log_path` makes the carrier keep its own append-only log (one JSON line
+per dial, answer and hang-up, written with one O_APPEND write each, so several worker
+processes can share a file and a killed process loses nothing it wrote) to compare with
+what the dialer stored; `hang_dial_share` of the dials never return from `dial()`, and
+`hang_call_share` of the answered calls go silent for good (no speech, no hang-up) —
+the carrier that hangs. Which calls hang is drawn per call id, like everything else.
 """
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
+import os
 from collections import Counter, OrderedDict
 from dataclasses import dataclass, field
 from datetime import datetime, tzinfo
+from pathlib import Path
 from typing import Callable, Literal
 from zoneinfo import ZoneInfo
 
@@ -56,6 +66,9 @@ ANNOUNCEMENT_CAUSES: dict[str, str] = {
 # ASR confidence of a simulated reply: real engines report ~0.8-0.98 on clear speech.
 CONFIDENCE_RANGE = (0.80, 0.98)
 
+# How long a hung dial or call waits for nothing (simulated seconds): forever, in practice.
+HANG_S = 10 * 365 * 86400.0
+
 EndedBy = Literal["callee", "robot", "carrier"]
 AudienceResolver = Callable[[str, str], "str | None"]  # (call id, phone) → audience pack
 
@@ -76,6 +89,39 @@ class SimulatedCall:
     replies: list[str] = field(default_factory=list)  # what the callee said ("" = silence)
 
 
+class CarrierLog:
+    """What the carrier saw, one JSON object per line, appended with a single write(2) on an
+    O_APPEND descriptor: lines from several processes never interleave, and a process
+    killed with SIGKILL loses nothing it had written (the kernel holds it)."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+
+    def write(self, event: str, call_id: str, at: datetime, **fields) -> None:
+        line = {"event": event, "call_id": call_id, "at": at.isoformat(), "pid": os.getpid(), **fields}
+        os.write(self._fd, (json.dumps(line, ensure_ascii=False) + "\n").encode("utf-8"))
+
+    def close(self) -> None:
+        os.close(self._fd)
+
+    @staticmethod
+    def read(path: str | Path) -> list[dict]:
+        """Every complete line of a log (a torn last line is left out)."""
+        entries = []
+        for raw in Path(path).read_text(encoding="utf-8").splitlines():
+            try:
+                entries.append(json.loads(raw))
+            except json.JSONDecodeError:
+                continue
+        return entries
+
+
+def _masked(phone: str) -> str:
+    return f"{phone[:3]}****{phone[-4:]}" if len(phone) >= 7 else "****"
+
+
 @dataclass
 class _LiveCall:
     record: SimulatedCall
@@ -87,7 +133,8 @@ class _LiveCall:
 class SimulatorCarrier:
     def __init__(self, config: SimulatorConfig | None = None, *, clock: Clock | None = None, seed: int | str = 0,
                  audience_of: AudienceResolver | None = None, local_tz: tzinfo = SHANGHAI,
-                 max_records: int = 100_000) -> None:
+                 max_records: int = 100_000, log_path: str | Path | None = None,
+                 hang_dial_share: float = 0.0, hang_call_share: float = 0.0) -> None:
         self.config = config or load_simulator_config()
         self.clock: Clock = clock or RealClock()
         self.seed = seed
@@ -101,6 +148,9 @@ class SimulatorCarrier:
         self._live: dict[str, _LiveCall] = {}
         self._records: OrderedDict[str, SimulatedCall] = OrderedDict()
         self._max_records = max_records
+        self.log = CarrierLog(log_path) if log_path else None
+        self.hang_dial_share = hang_dial_share
+        self.hang_call_share = hang_call_share
 
     # ------------------------------------------------------------------ Carrier
 
@@ -114,6 +164,11 @@ class SimulatorCarrier:
         self._remember(record)
         live = _LiveCall(record)
         self._live[call_id] = live
+        if self.log is not None:
+            self.log.write("dial", call_id, record.dialed_at, phone=_masked(phone), pack=profile.name)
+        if self.hang_dial_share and call_rng(self.seed, call_id, "hang_dial").random() < self.hang_dial_share:
+            # The carrier took the dial and never answers the request: no events, no return.
+            await self.clock.sleep(HANG_S)
         live.task = asyncio.ensure_future(self._run_call(live, timeout_s))
         return f"sim-{call_id}"
 
@@ -170,6 +225,8 @@ class SimulatorCarrier:
                 return
             if not await self._ring(live, timeout_s):
                 return
+            if self.hang_call_share and call_rng(self.seed, live.record.call_id, "hang_call").random() < self.hang_call_share:
+                await self.clock.sleep(HANG_S)  # answered, then nothing more: no speech, no hang-up
             await self._converse(live)
         except asyncio.CancelledError:
             raise
@@ -215,6 +272,8 @@ class SimulatorCarrier:
         persona = profile.persona_mix.pick(call_rng(self.seed, record.call_id, "persona"))
         record.answered, record.persona = True, persona
         self.personas[persona] += 1
+        if self.log is not None:
+            self.log.write("answer", record.call_id, self.clock.now(), persona=persona)
         self._emit(CallEvent(record.call_id, "answered", answered=True))
         return True
 
@@ -283,6 +342,9 @@ class SimulatorCarrier:
         record = live.record
         self._live.pop(record.call_id, None)
         record.status, record.ended_by = event.status, ended_by
+        if self.log is not None:
+            self.log.write("end", record.call_id, self.clock.now(), status=event.status, answered=event.answered,
+                           ended_by=ended_by, cause=event.cause)
         self.outcomes["answered" if event.answered else (event.status or "unreachable")] += 1
         self.ended_by[ended_by] += 1
         self._emit(event)

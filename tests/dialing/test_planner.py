@@ -120,7 +120,7 @@ def test_a_full_hopper_is_written_in_chunks_with_each_leads_arms(db, keyring) ->
     """More attempts than one SQLite statement takes, and more leads than one page holds."""
     with session_scope(db) as session:
         add_pack(session, keyring, "pack-a", 700)
-        campaign = running_campaign(session, lines=600, variants=[{"name": "standard", "weight": 1},
+        campaign = running_campaign(session, lines=600, cps=10, variants=[{"name": "standard", "weight": 1},
                                                                   {"name": "benefit_first", "weight": 1}])
         result = plan_campaign(session, campaign, MORNING)
         expected_arms = {lead_id: campaign_arms(campaign).for_lead(lead_id) for lead_id in

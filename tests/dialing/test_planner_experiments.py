@@ -67,7 +67,7 @@ def test_held_out_leads_are_never_dialled_and_do_not_starve_retries(db, keyring)
 def test_bandit_moves_weights_once_a_day_and_tried_leads_keep_their_arms(db, keyring) -> None:
     with session_scope(db) as session:
         lead_ids = add_pack(session, keyring, "pack-a", 600)
-        create_campaign(session, name="bandit", packs=["pack-a"], lines=300, variants=VARIANTS,
+        create_campaign(session, name="bandit", packs=["pack-a"], lines=300, cps=10, variants=VARIANTS,
                         experiments=build_experiments(bandit_factor="script", bandit_floor=0.2))
         change_status(session, "bandit", "start", now=MORNING)
         campaign = session.execute(select(Campaign)).scalar_one()
@@ -115,7 +115,7 @@ def test_bandit_moves_weights_once_a_day_and_tried_leads_keep_their_arms(db, key
 def test_bandit_waits_for_enough_leads_in_every_arm(db, keyring) -> None:
     with session_scope(db) as session:
         add_pack(session, keyring, "pack-a", 150)
-        create_campaign(session, name="small", packs=["pack-a"], lines=150, variants=VARIANTS,
+        create_campaign(session, name="small", packs=["pack-a"], lines=150, cps=10, variants=VARIANTS,
                         experiments=build_experiments(bandit_factor="script"))
         change_status(session, "small", "start", now=MORNING)
         campaign = session.execute(select(Campaign)).scalar_one()
