@@ -168,11 +168,15 @@ async def _dial_for_days(engine, agent, campaign_id: int, start: datetime, days:
     """The embedded worker and beat: the hopper every simulated minute, calls as tasks."""
     from bot.dialing.dialer import Dialer
     from bot.core.pii import keyring_from_settings
+    from telephony.simulator.advisors import AdvisorPool, AdvisorPoolConfig
     from telephony.simulator.carrier import SimulatorCarrier
     from telephony.clock import SimClock
 
     clock = SimClock(start=start)
-    carrier = SimulatorCarrier(clock=clock, seed=seed)
+    settings = get_settings()
+    advisors = AdvisorPool(AdvisorPoolConfig.with_mean_busy(settings.sim_advisors, settings.sim_advisor_busy_s),
+                           seed=seed)
+    carrier = SimulatorCarrier(clock=clock, seed=seed, advisors=advisors)
     dialer = Dialer(engine, agent, carrier, keyring_from_settings(), now=clock.now, worker="demo",
                     sleep=clock.sleep)
     end = start + timedelta(days=days)

@@ -91,6 +91,15 @@ class Settings(BaseSettings):
     sim_hang_dial_share: float = 0.0
     sim_hang_call_share: float = 0.0
 
+    # --- hand-off to a human (转人工): where the carrier transfers the call (FreeSWITCH: an
+    # extension or queue, optionally "<exten> <dialplan> <context>"; the simulator: its advisor
+    # pool), how long the callee waits for someone to pick up before the robot books an
+    # advisor callback instead, and the simulated advisors (how many, mean busy time per call).
+    handoff_target: str = "advisors"
+    handoff_wait_s: float = Field(20.0, gt=0)
+    sim_advisors: int = Field(2, ge=0)
+    sim_advisor_busy_s: float = Field(240.0, gt=0)
+
     # --- simulated time (demo, dry runs): start instant with a zone, speed, and the real
     # Unix time that corresponds to the start, so worker and beat agree.
     clock_start: Optional[datetime] = None

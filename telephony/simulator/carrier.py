@@ -41,9 +41,10 @@ from pathlib import Path
 from typing import Callable, Literal
 from zoneinfo import ZoneInfo
 
-from telephony.carrier import SILENCE, CallEvent, Prompt
+from telephony.carrier import CALL_ENDED, SILENCE, CallEvent, Prompt, TransferResult
 from telephony.hangup_causes import status_for_hangup
 from telephony.clock import Clock, RealClock
+from telephony.simulator.advisors import AdvisorPool, Handoff
 from telephony.simulator.personas import (
     CLOSING_PREFIX, QUESTION_PREFIX, Persona, SimulatorConfig, call_rng, load_simulator_config, phone_fraction,
 )
@@ -134,7 +135,8 @@ class SimulatorCarrier:
     def __init__(self, config: SimulatorConfig | None = None, *, clock: Clock | None = None, seed: int | str = 0,
                  audience_of: AudienceResolver | None = None, local_tz: tzinfo = SHANGHAI,
                  max_records: int = 100_000, log_path: str | Path | None = None,
-                 hang_dial_share: float = 0.0, hang_call_share: float = 0.0) -> None:
+                 hang_dial_share: float = 0.0, hang_call_share: float = 0.0,
+                 advisors: AdvisorPool | None = None) -> None:
         self.config = config or load_simulator_config()
         self.clock: Clock = clock or RealClock()
         self.seed = seed
@@ -151,6 +153,7 @@ class SimulatorCarrier:
         self.log = CarrierLog(log_path) if log_path else None
         self.hang_dial_share = hang_dial_share
         self.hang_call_share = hang_call_share
+        self.advisors = advisors or AdvisorPool(seed=seed)  # who takes hand-offs (advisors.py)
 
     # ------------------------------------------------------------------ Carrier
 
@@ -198,6 +201,24 @@ class SimulatorCarrier:
         answered = live.record.answered
         self._end(live, "robot", CallEvent(call_id, "hangup", cause=cause,
                                            status=status_for_hangup(cause, answered), answered=answered))
+
+    async def transfer(self, call_id: str, target: str, wait_s: float = 20.0) -> TransferResult:
+        """Hand the call to the simulated advisors (every target reaches the one pool): once
+        one answers, the callee talks with them and hangs up at the end; the robot hears no more."""
+        live = self._live.get(call_id)
+        if live is None:
+            self._check_known(call_id)
+            return TransferResult(False, CALL_ENDED)
+        result, handoff = await self.advisors.transfer(call_id, self.clock, wait_s, lambda: call_id in self._live)
+        if handoff is not None:
+            if live.task is not None:
+                live.task.cancel()  # the callee no longer listens to the robot
+            live.task = asyncio.ensure_future(self._with_advisor(live, handoff))
+        return result
+
+    async def _with_advisor(self, live: _LiveCall, handoff: Handoff) -> None:
+        await self.clock.sleep(handoff.talk_s)
+        self._callee_hangs_up(live)
 
     # ------------------------------------------------------------------ queries
 
