@@ -84,6 +84,9 @@ class CallAttempt(Base):
     # inside its grace) or "missed:<reason>"; null while pending or when none was booked.
     callback_outcome = Column(String(60))
     hangup_by = Column(String(10))
+    # The callee asked for a human: handed_off (an advisor took the call) or handoff_failed
+    # (nobody free in time: advisor callback booked); null otherwise.
+    handoff = Column(String(20))
     talk_time_s = Column(Float)
     carrier_call_id = Column(String(100))
     worker = Column(String(100))

@@ -4,24 +4,51 @@ The runner is the same for every carrier (simulator, FreeSWITCH): dial, screen t
 operator's recording if one plays, let the script talk on answer, feed each recognised
 reply to the CallSession, play its lines, honour silence and hang-ups, then assess the
 finished call (carrier status or grade, with follow-ups).
+
+Hand-off to a human: when the script's reply contains `utter_handoff` (the callee asked for
+a person), the runner lets that line finish playing and asks the carrier to transfer the
+call (`HandoffPolicy`: WAIHU_HANDOFF_TARGET, WAIHU_HANDOFF_WAIT_S). An advisor took it:
+outcome handed_off, and the robot's part of the call ends there (it does not hang up).
+Nobody free within the wait: the robot says `utter_handoff_failed` and ends the call; the
+outcome is handoff_failed and an advisor callback is booked (also when the callee hung up
+before anyone answered), unless the callee opted out.
 """
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from typing import Callable
 
 from bot.conversation.agent import BotLine, DialogueAgent
-from bot.conversation.session import CallSession, LeadContext
+from bot.conversation.session import HANDOFF, BotReply, CallSession, LeadContext
+from bot.core.settings import get_settings
 from intents.assess import CallOutcome, NluResult, assess_call
 from intents.finished_call import ANSWERED, FinishedCall, Turn
-from telephony.carrier import Carrier, CallEvent, Prompt
+from intents.followups import (CALLBACK, DO_NOT_CALL, HANDED_OFF, HANDOFF_FAILED, RETIRE_LEAD, SOFT_DECLINE,
+                               advisor_callback)
+from telephony.carrier import CALL_ENDED, Carrier, CallEvent, Prompt
 
 Clock = Callable[[], datetime]
 # A bot line → the audio file a real carrier plays (None for carriers that take text).
 AudioFor = Callable[[BotLine], "str | None"]
 CONFIRM_WECOM = "utter_confirm_wecom"
+
+
+@dataclass(frozen=True)
+class HandoffPolicy:
+    """Where a hand-off goes and how long the callee waits for a person."""
+
+    target: str = "advisors"  # FreeSWITCH: extension or queue [dialplan [context]]; simulator: any
+    wait_s: float = 20.0  # nobody picked up by then: advisor callback instead (carrier's clock)
+    # The longest the robot waits for its hand-off line to finish playing before transferring
+    # anyway (a carrier that does not report the end of a prompt).
+    line_wait_s: float = 15.0
+
+    @classmethod
+    def from_settings(cls) -> HandoffPolicy:
+        settings = get_settings()
+        return cls(target=settings.handoff_target, wait_s=settings.handoff_wait_s)
 
 
 class EventRouter:
@@ -65,6 +92,9 @@ class CallResult:
     carrier_call_id: str = ""
     recording: list[str] = field(default_factory=list)  # operator announcement transcripts
     turns: list[Turn] = field(default_factory=list)  # the CallSession's turns
+    handoff: str | None = None  # handed_off / handoff_failed when the callee asked for a human
+    handoff_agent: str | None = None  # who took it (advisor, bridged channel)
+    handoff_reason: str = ""  # why it failed: no_advisor, call_ended, rejected
     outcome: CallOutcome | None = None
 
     @property
@@ -76,17 +106,26 @@ class CallResult:
 
 async def run_call(carrier: Carrier, router: EventRouter, agent: DialogueAgent, *, call_id: str, phone: str,
                    lead: LeadContext, clock: Clock, audio_for: AudioFor = lambda line: None,
-                   event_timeout_s: float | None = 120.0, dial_options: dict | None = None) -> CallResult:
+                   event_timeout_s: float | None = 120.0, dial_options: dict | None = None,
+                   handoff: HandoffPolicy | None = None) -> CallResult:
     result = CallResult(call_id)
     events = router.open(call_id)
     session: CallSession | None = None
+    handoff = handoff or HandoffPolicy.from_settings()
+    handoff_lines: int | None = None  # hand-off line prompts still playing before the transfer
     try:
         result.dialed_at = clock()
         result.carrier_call_id = await carrier.dial(call_id, phone, **(dial_options or {}))
         while True:
             try:
-                event = await asyncio.wait_for(events.get(), event_timeout_s)
+                event = await asyncio.wait_for(events.get(), event_timeout_s if handoff_lines is None
+                                               else min(handoff.line_wait_s, event_timeout_s or handoff.line_wait_s))
             except asyncio.TimeoutError:
+                if handoff_lines is not None and session is not None:
+                    handoff_lines = None  # the carrier did not say the line finished: transfer anyway
+                    if await _hand_off(carrier, call_id, session, handoff, result, audio_for):
+                        break
+                    continue
                 # No word from the carrier at all: end the call on our side and say so.
                 await carrier.hangup(call_id)
                 result.cause = result.cause or "NO_CARRIER_EVENT"
@@ -98,15 +137,27 @@ async def run_call(carrier: Carrier, router: EventRouter, agent: DialogueAgent, 
                 await _speak(carrier, call_id, await session.start(), audio_for)
             elif event.kind == "speech" and not event.answered and session is None:
                 result.recording.append(event.text)  # early media: the operator's recording
+            elif event.kind == "playback_done" and handoff_lines is not None and session is not None:
+                handoff_lines -= 1
+                if handoff_lines <= 0:
+                    handoff_lines = None
+                    if await _hand_off(carrier, call_id, session, handoff, result, audio_for):
+                        break
+            elif event.kind == "speech" and handoff_lines is not None:
+                pass  # said over "please hold": the transfer goes ahead
             elif event.kind == "speech" and session is not None and not session.ended:
                 reply = await (session.hear(event.text) if event.text.strip() else session.silence())
                 await _speak(carrier, call_id, reply, audio_for)
                 if reply.end_call:
                     result.hangup_by = "bot"
                     await carrier.hangup(call_id)
+                elif any(line.response == HANDOFF for line in reply.lines):
+                    handoff_lines = len(reply.lines)  # transfer once the robot's turn has been heard
             elif event.kind == "hangup":
                 result.cause = event.cause
                 result.carrier_status = event.status
+                if handoff_lines is not None:  # hung up before the transfer started
+                    result.handoff, result.handoff_reason = HANDOFF_FAILED, CALL_ENDED
                 if session is not None and not session.ended:
                     await session.hangup("callee")
                     result.hangup_by = "callee"
@@ -121,7 +172,25 @@ async def run_call(carrier: Carrier, router: EventRouter, agent: DialogueAgent, 
     return result
 
 
-async def _speak(carrier: Carrier, call_id: str, reply, audio_for: AudioFor) -> None:
+async def _hand_off(carrier: Carrier, call_id: str, session: CallSession, policy: HandoffPolicy,
+                    result: CallResult, audio_for: AudioFor) -> bool:
+    """Transfer the call to a human; True when the robot's part of the call is over."""
+    transfer = await carrier.transfer(call_id, policy.target, policy.wait_s)
+    result.handoff_agent = transfer.agent
+    if transfer.bridged:
+        result.handoff = HANDED_OFF
+        await session.handed_off()
+        return True
+    result.handoff, result.handoff_reason = HANDOFF_FAILED, transfer.reason
+    if transfer.reason != CALL_ENDED and not session.ended:
+        reply = await session.handoff_failed()
+        await _speak(carrier, call_id, reply, audio_for)
+        result.hangup_by = "bot"
+        await carrier.hangup(call_id)
+    return False  # the hang-up event ends the loop
+
+
+async def _speak(carrier: Carrier, call_id: str, reply: BotReply, audio_for: AudioFor) -> None:
     for line in reply.lines:
         await carrier.play(call_id, Prompt(line.response, line.text, audio_for(line)))
 
@@ -145,4 +214,15 @@ def assess(result: CallResult) -> CallOutcome:
         # A recording nobody recognised and no person: keep the carrier's own status.
         return assess_call(FinishedCall(result.call_id, status=result.carrier_status),
                            nlu=lambda text, at: NluResult("nlu_fallback", 0.0))
-    return outcome
+    return _with_advisor_callback(outcome, result)
+
+
+def _with_advisor_callback(outcome: CallOutcome, result: CallResult) -> CallOutcome:
+    """A hand-off nobody took books an advisor callback, unless the callee opted out or
+    declined, is not the lead, or already named a time of their own."""
+    if result.handoff != HANDOFF_FAILED or outcome.status != ANSWERED:
+        return outcome
+    if any(f.action in (DO_NOT_CALL, SOFT_DECLINE, RETIRE_LEAD, CALLBACK) for f in outcome.followups):
+        return outcome
+    ended = result.ended_at or result.answered_at or datetime.now(timezone.utc)
+    return replace(outcome, followups=(*outcome.followups, advisor_callback(ended)))

@@ -27,6 +27,7 @@ def record_call(session: Session, attempt: CallAttempt, result: CallResult) -> N
                             else (outcome.as_json()["reason"] if outcome else None))
     attempt.followups = [f.as_json() for f in outcome.followups] if outcome else []
     attempt.hangup_by = result.hangup_by
+    attempt.handoff = result.handoff
     attempt.talk_time_s = result.talk_time_s
     attempt.answered_at = result.answered_at
     attempt.ended_at = result.ended_at
