@@ -118,6 +118,9 @@ def print_tables(data: dict) -> None:
                 table.add_row(*cells)
         console.print(table)
         console.print(("[bold red]" if overall["srm"]["alert"] else "[green]") + overall["srm"]["message"] + "[/]")
+        if any(any(arm["handoffs"].values()) for arm in overall["arms"]):
+            console.print("转人工：" + "；".join(f"{arm['arm']} 已转人工 {arm['handoffs']['handed_off']}、"
+                                              f"转人工失败 {arm['handoffs']['handoff_failed']}" for arm in overall["arms"]))
         for arm in overall["arms"]:
             for metric in data["metrics"]:
                 comparison = arm["vs_control"].get(metric["key"])

@@ -29,6 +29,7 @@ from bot.campaigns.models import CallAttempt
 from bot.campaigns.experiment_design import FACTORS
 from bot.leads.models import Lead
 from bot.wecom.models import WeComInvite
+from intents.followups import HANDED_OFF, HANDOFF_FAILED
 
 # Attempts that reached the carrier (failed: the worker died mid-call, still a dial).
 DIALLED_STATUSES = ("completed", "failed")
@@ -45,7 +46,9 @@ _FLOAT_ZERO = cast(0, Float)
 # Per-lead values and the sums kept of them: value, value², value × denominator.
 SUMS = ("leads", "dials", "dials_sq", "connected", "connected_sq", "connected_dials", "a", "a_sq", "a_connected",
         "ab", "ab_sq", "ab_connected", "opt_out", "opt_out_sq", "opt_out_connected", "talk", "talk_sq",
-        "talk_connected", "added")
+        "talk_connected", "added", "handed_off", "handoff_failed")
+# Plain counts of calls (no per-lead variance: reported as numbers, not compared as metrics).
+COUNTS = ("handed_off", "handoff_failed")
 
 
 @dataclass(frozen=True)
@@ -169,10 +172,13 @@ def _cells_query(campaign_id: int, since: datetime | None, until: datetime | Non
               "opt_out": flag(attempts.c.history_outcome == OPT_OUT),
               "talk": case((attempts.c.outcome == ANSWERED, func.coalesce(attempts.c.talk_time_s, _FLOAT_ZERO)),
                            else_=_FLOAT_ZERO)}
+    counts = {"handed_off": flag(attempts.c.handoff == HANDED_OFF),
+              "handoff_failed": flag(attempts.c.handoff == HANDOFF_FAILED)}
     lead_order = {"partition_by": attempts.c.lead_id, "order_by": attempts.c.attempt_no}
     running = (select(attempts.c.lead_id.label("lead_id"), attempts.c.arms.label("arms"),
                       _local_day(attempts.c.dialed_at, dialect).label("day"),
                       *[value.label(name) for name, value in values.items()],
+                      *[value.label(name) for name, value in counts.items()],
                       *[func.sum(value).over(**lead_order).label(f"total_{name}") for name, value in values.items()])
                .where(*conditions)
                .subquery("running"))
@@ -205,6 +211,7 @@ def _cells_query(campaign_id: int, since: datetime | None, until: datetime | Non
         sums += [func.sum(r[name]).label(name), gained_square(name).label(f"{name}_sq"),
                  gained_product(name, "connected").label(f"{name}_connected")]
     sums.append(added.label("added"))
+    sums += [func.sum(r[name]).label(name) for name in counts]
     # Grouped by the arms document itself, read apart in Python: a campaign has a handful of
     # distinct ones, so this is a small hash aggregate, where extracting each factor in
     # SQL meant a JSON lookup and a sort per row.

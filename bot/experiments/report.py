@@ -9,14 +9,14 @@ chance to win and a decision hint in Chinese, plus the sample-ratio check.
      audience, since, until}, "settings": {method, method_label, alpha, correction,
      tuning}, "metrics": [{key, label, role, higher_is_better, unit, explanation}],
      "wecom_available": bool, "holdout": {share, leads} | None,
-     "overview": {leads, dials, metrics: {key: {value, ci, numerator, denominator}}},
+     "overview": {leads, dials, handoffs, metrics: {key: {value, ci, numerator, denominator}}},
      "factors": [{factor, label, seed, control, bandit, arms_configured,
                   "overall": TABLE, "by_audience": [{audience_id, audience, **TABLE}],
                   "daily": [{day, leads: {arm: n}, metrics: {key: {arm: value}},
                              lift: {key: {arm: {lift, ci}}}}]}],
      "summary": [Chinese sentences]}
     TABLE = {"srm": {p_value, alert, checked, message}, "arms": [{arm, weight, control,
-             leads, dials, metrics: {key: {value, ci, numerator, denominator}},
+             leads, dials, handoffs, metrics: {key: {value, ci, numerator, denominator}},
              vs_control: {key: {lift, ci, p_value, p_adjusted, chance_to_win, risk,
                                 risk_control, error, decision, decision_label, hint,
                                 leads_needed_per_arm}}}]}
@@ -26,6 +26,10 @@ every rate is a ratio (or proportion) over leads (bot.experiments.metrics). The 
 method is the sequential test, because managers read the report every day and a
 fixed-horizon p-value read daily finds false winners; `method="frequentist"` gives the
 fixed-horizon Welch test and `"bayesian"` decides on the chance to win.
+
+`handoffs` counts the calls whose callee asked for a human: {"handed_off": n (an advisor
+took the call), "handoff_failed": n (nobody was free: advisor callback booked)} — plain
+counts of calls, next to the metrics rather than among them.
 """
 from __future__ import annotations
 
@@ -44,7 +48,7 @@ from bot.core.errors import UserError
 from bot.experiments.corrections import CORRECTIONS, adjust
 from bot.campaigns.experiment_design import FACTOR_LABELS, FACTORS, HOLDOUT, factor_arms, seed_for
 from bot.experiments import lead_metrics
-from bot.experiments.lead_metrics import Cell, add_sums, lead_cells
+from bot.experiments.lead_metrics import COUNTS, Cell, add_sums, lead_cells
 from bot.experiments.metrics import METRICS, Metric, statistic_for
 from bot.campaigns.models import ExperimentHoldout
 from bot.experiments.power import sample_size_per_arm
@@ -134,7 +138,7 @@ def build_report(session: Session, campaign: Campaign, *, factor: str | None = N
         "wecom_available": wecom,
         "holdout": _holdout(session, campaign),
         "overview": {"leads": int(overview_sums["leads"]), "dials": int(overview_sums["dials"]),
-                     "metrics": _arm_metrics(overview_sums, metrics, alpha)},
+                     "handoffs": _handoffs(overview_sums), "metrics": _arm_metrics(overview_sums, metrics, alpha)},
         "factors": report_factors,
     }
     report["summary"] = _summary(report)
@@ -235,6 +239,10 @@ def _sums_by_arm(cells: Iterable[Cell], factor: str, names: Sequence[str]) -> di
     return {name: add_sums(grouped[name]) for name in names}
 
 
+def _handoffs(sums: Mapping[str, float]) -> dict[str, int]:
+    return {name: int(sums[name]) for name in COUNTS}
+
+
 def _arm_metrics(sums: Mapping[str, float], metrics: Sequence[Metric], alpha: float) -> dict:
     out = {}
     for metric in metrics:
@@ -250,9 +258,10 @@ def _table(cells: list[Cell], factor: str, names: Sequence[str], weights: Mappin
     sums = _sums_by_arm(cells, factor, names)
     arms = []
     for name in names:
-        row = {"arm": name, "weight": weights.get(name, 0.0), "control": name == control,
-               "leads": int(sums[name]["leads"]), "dials": int(sums[name]["dials"]),
-               "metrics": _arm_metrics(sums[name], metrics, settings.alpha), "vs_control": {}}
+        row: dict[str, Any] = {"arm": name, "weight": weights.get(name, 0.0), "control": name == control,
+                               "leads": int(sums[name]["leads"]), "dials": int(sums[name]["dials"]),
+                               "handoffs": _handoffs(sums[name]),
+                               "metrics": _arm_metrics(sums[name], metrics, settings.alpha), "vs_control": {}}
         if name != control:
             for metric in metrics:
                 row["vs_control"][metric.key] = _compare(statistic_for(metric, sums[control]),
@@ -423,6 +432,10 @@ def _summary(report: dict) -> list[str]:
         lines.append(f"留出对照（不拨打）比例 {report['holdout']['share']:.0%}，已留出 {report['holdout']['leads']:,} 条线索。")
     if not report["wecom_available"]:
         lines.append("企微添加率暂不可用：企业微信模块尚未接入。")
+    handoffs = overview["handoffs"]
+    if any(handoffs.values()):
+        lines.append(f"客户要求转人工 {sum(handoffs.values()):,} 次：已转人工 {handoffs['handed_off']:,} 次，"
+                     f"转人工失败（已预约顾问回电）{handoffs['handoff_failed']:,} 次。")
     for factor in report["factors"]:
         overall = factor["overall"]
         if overall["srm"]["alert"]:

@@ -61,6 +61,8 @@ class CallRow(BaseModel):
     status: str
     outcome: Optional[str]
     outcome_label: str
+    handoff: Optional[str] = None  # handed_off / handoff_failed when the callee asked for a human
+    handoff_label: Optional[str] = None
     grade: Optional[str]
     reason: Optional[str]
     talk_time_s: Optional[float]
@@ -116,6 +118,8 @@ def _call_row(attempt: CallAttempt, campaign: str, phone_masked: str, audience: 
     return {"id": attempt.id, "campaign": campaign, "phone": phone_masked, "audience": audience,
             "attempt_no": attempt.attempt_no, "arms": attempt.arms or {}, "status": attempt.status,
             "outcome": attempt.outcome, "outcome_label": labels.label(labels.CALL_OUTCOME, attempt.outcome),
+            "handoff": attempt.handoff,
+            "handoff_label": labels.label(labels.HANDOFF, attempt.handoff) if attempt.handoff else None,
             "grade": attempt.grade, "reason": mask_digit_runs(attempt.grade_reason or "") or None,
             "talk_time_s": attempt.talk_time_s, "scheduled_at": attempt.scheduled_at.isoformat(),
             "ended_at": attempt.ended_at.isoformat() if attempt.ended_at else None}
