@@ -25,10 +25,11 @@ import asyncio
 import threading
 import time
 from collections import OrderedDict, deque
-from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TypeVar
+
+from starlette.concurrency import run_in_threadpool
 
 T = TypeVar("T")
 
@@ -141,10 +142,6 @@ class LoginGuard:
         self._names = _Table(self.limits.max_tracked)
         self._clients = _Table(self.limits.max_tracked)
         self._hash_slots = threading.BoundedSemaphore(self.limits.max_hashes_total)
-        # Hashes run on these few threads only: scrypt's 32 MiB buffers then come from a few
-        # malloc arenas instead of one per thread of the server's pool (which kept ~300 MiB).
-        self._hash_threads = ThreadPoolExecutor(max_workers=self.limits.max_hashes_total,
-                                                thread_name_prefix="waihu-login-hash")
         self._waiting = 0
         # Observed by the tests: the most hashes that ever ran at once.
         self.running_hashes = 0
@@ -204,8 +201,8 @@ class LoginGuard:
     # ---- bounded hashing -------------------------------------------------------------------
 
     async def hash_bounded(self, function: Callable[..., T], *args) -> T:
-        """Run `function(*args)` (a password check) on one of the guard's `max_hashes_total`
-        threads; a call finding them all busy waits (holding no thread) up to `max_wait_s`."""
+        """Run `function(*args)` (a password check) in a worker thread, at most
+        `max_hashes_total` at once; waits (without holding a thread) up to `max_wait_s`."""
         if not self._hash_slots.acquire(blocking=False):
             with self._lock:
                 if self._waiting >= self.limits.max_waiting:
@@ -224,7 +221,7 @@ class LoginGuard:
             with self._lock:
                 self.running_hashes += 1
                 self.peak_hashes = max(self.peak_hashes, self.running_hashes)
-            return await asyncio.get_running_loop().run_in_executor(self._hash_threads, function, *args)
+            return await run_in_threadpool(function, *args)
         finally:
             with self._lock:
                 self.running_hashes -= 1
