@@ -12,6 +12,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from bot.campaigns.models import CallAttempt
+from bot.core.keys import require_key_matches
 from bot.core.pii import PhoneKeyring, mask_phone
 from bot.dnc.models import DoNotCall
 from bot.dnc.service import parse_phone_or_fail
@@ -31,6 +32,8 @@ def forget_phone(session: Session, keyring: PhoneKeyring, raw_phone: str) -> For
     """PIPL erasure: the person's leads, rejected rows and calls (transcripts, invites) go; a DNC
     hash stays (it holds no number)."""
     phone = parse_phone_or_fail(raw_phone)
+    # With another key the hash matches nothing and "erased 0" would be a lie.
+    require_key_matches(session, keyring)
     phone_hash = keyring.hash_phone(phone.number)
 
     # Calls are deleted here rather than left to the leads' ON DELETE CASCADE so the person

@@ -7,6 +7,7 @@ scripts, so the database layer in `bot.core.db` stays below every domain.
 from bot.audiences.models import AudiencePack
 from bot.campaigns.models import CallAttempt, Campaign, CampaignPack, ExperimentHoldout, TurnRow
 from bot.core.db.base import Base
+from bot.core.keys import SecretKeyFingerprint
 from bot.dnc.models import DoNotCall
 from bot.leads.models import Lead, LeadPack, LeadReject
 from bot.script.models import ScriptPublication
@@ -14,5 +15,5 @@ from bot.users.models import ApiToken, User
 from bot.wecom.models import SmsOutbox, WeComCallbackNonce, WeComEvent, WeComInvite
 
 __all__ = ["ApiToken", "AudiencePack", "Base", "CallAttempt", "Campaign", "CampaignPack", "DoNotCall",
-           "ExperimentHoldout", "Lead", "LeadPack", "LeadReject", "ScriptPublication", "SmsOutbox", "TurnRow",
-           "User", "WeComCallbackNonce", "WeComEvent", "WeComInvite"]
+           "ExperimentHoldout", "Lead", "LeadPack", "LeadReject", "ScriptPublication", "SecretKeyFingerprint",
+           "SmsOutbox", "TurnRow", "User", "WeComCallbackNonce", "WeComEvent", "WeComInvite"]

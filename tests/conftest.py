@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -14,8 +15,8 @@ from pathlib import Path
 import pytest
 
 import bot.core.rasa_env  # noqa: F401  (quiet, offline Rasa defaults before anything imports it)
-from bot.script.project import DialogsProject
 from bot.core.settings import PROJECT_ROOT, get_settings
+from bot.script.project import DialogsProject
 
 # The suite never writes into the checkout's .waihu/ (its SQLite file, secret key, prompt
 # cache): code that falls back on the default data folder gets a private one per run.
@@ -26,6 +27,25 @@ pytest_plugins = ["tests.db_fixtures"]
 
 POSTGRES_URL = os.environ.get("WAIHU_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 REDIS_URL = os.environ.get("WAIHU_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+
+# A test that needs PostgreSQL or Redis skips, saying why, when the service is down on a developer's
+# machine; in CI (CI=true) the same test FAILS, so a pipeline whose services did not start cannot stay
+# green. Tests skip with tests.db_fixtures.service_unavailable(), or with a reason containing
+# "PostgreSQL … not reachable" / "Redis … not reachable" (turned into a failure below).
+IN_CI = os.environ.get("CI", "").strip().lower() in ("true", "1", "yes")
+_SERVICE_SKIP = re.compile(r"\b(PostgreSQL|Redis)\b.*\bnot reachable\b", re.IGNORECASE)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    report = outcome.get_result()
+    if not (IN_CI and report.skipped and call.excinfo is not None):
+        return
+    reason = str(call.excinfo.value)
+    if call.excinfo.errisinstance(pytest.skip.Exception) and _SERVICE_SKIP.search(reason):
+        report.outcome = "failed"
+        report.longrepr = f"{reason}\nCI=true: a test that needs this service fails instead of skipping"
 
 
 @pytest.fixture(scope="session")

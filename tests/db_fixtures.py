@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import os
 import uuid
-from typing import Iterator
+from collections.abc import Iterator
+from typing import NoReturn
 
 import pytest
 from sqlalchemy import create_engine, text
@@ -16,8 +17,9 @@ from sqlalchemy.engine import Engine
 
 from bot.core.db.engine import create_database_engine
 from bot.core.db.migrate import upgrade
-from bot.schema import Base
+from bot.core.keys import adopt_key
 from bot.core.pii import PhoneKeyring
+from bot.schema import Base
 
 POSTGRES_URL = os.environ.get("WAIHU_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 TEST_SECRET = "test-secret-key-not-for-production"
@@ -28,15 +30,23 @@ def postgres_schema_url(schema: str) -> str:
     return f"{POSTGRES_URL}{separator}options=-csearch_path%3D{schema}"
 
 
+def service_unavailable(reason: str) -> NoReturn:
+    """A service the test needs is down: skip, saying why, on a developer's machine; fail in CI (CI=true),
+    where a missing PostgreSQL or Redis must not leave the run green."""
+    if os.environ.get("CI", "").strip().lower() in ("true", "1", "yes"):
+        pytest.fail(f"{reason} (CI=true: a test that needs this service fails instead of skipping)", pytrace=False)
+    pytest.skip(reason)
+
+
 def create_postgres_schema() -> tuple[str, str]:
-    """A fresh schema; skips the test (saying why) if PostgreSQL is not reachable."""
+    """A fresh schema; skips the test (saying why) if PostgreSQL is not reachable, fails in CI."""
     schema = f"waihu_test_{os.getpid()}_{uuid.uuid4().hex[:8]}"
     admin = create_engine(POSTGRES_URL, future=True)
     try:
         with admin.begin() as conn:
             conn.execute(text(f'CREATE SCHEMA "{schema}"'))
     except Exception as exc:  # noqa: BLE001  (any connection failure means: not available here)
-        pytest.skip(f"PostgreSQL not reachable at {POSTGRES_URL}: {str(exc).splitlines()[0]}")
+        service_unavailable(f"PostgreSQL not reachable at {POSTGRES_URL}: {str(exc).splitlines()[0]}")
     finally:
         admin.dispose()
     return schema, postgres_schema_url(schema)
@@ -76,7 +86,8 @@ def migrated_engine(database_url: str) -> Iterator[Engine]:
 
 @pytest.fixture()
 def db(migrated_engine: Engine) -> Iterator[Engine]:
-    """The migrated database, emptied after the test."""
+    """The migrated database, written with the test key (its fingerprint recorded), emptied after the test."""
+    adopt_key(migrated_engine, PhoneKeyring.from_secret(TEST_SECRET.encode()))
     yield migrated_engine
     empty_tables(migrated_engine)
 

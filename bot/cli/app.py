@@ -27,6 +27,7 @@ from bot.cli import report_commands; report_commands.register(app)  # noqa: E402
 from bot.cli import user_commands; user_commands.register(app)  # noqa: E402,E702
 from bot.cli import wecom_commands; wecom_commands.register(app)  # noqa: E402,E702
 from bot.cli import serve_commands; serve_commands.register(app)  # noqa: E402,E702
+from bot.cli import keys_commands; keys_commands.register(app)  # noqa: E402,E702
 
 
 def main() -> None:

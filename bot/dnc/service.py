@@ -5,20 +5,22 @@
 """
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Iterable
 
 from sqlalchemy import and_, delete, insert, or_, select
 from sqlalchemy.orm import Session
 
 from bot.core.db.base import utc_now
 from bot.core.db.bulk import matches_any
-from bot.dnc.models import SCOPE_OPT_OUT, SCOPE_SOFT_DECLINE, SCOPES, DoNotCall
 from bot.core.errors import UserError
+from bot.core.keys import require_key_matches
 from bot.core.phone import Phone, normalise_phone
-from bot.core.pii import PhoneKeyring, mask_digit_runs, mask_phone
+from bot.core.pii import PhoneKeyring, mask_phone
+from bot.core.tabular_file import inspect_file, map_columns, open_rows, shown
+from bot.dnc.models import SCOPE_OPT_OUT, SCOPE_SOFT_DECLINE, SCOPES, DoNotCall
 from telephony.compliance.eligibility import DncState
 
 IMPORT_CHUNK = 500  # hashes per lookup: well inside SQLite's bound-variable limit
@@ -37,7 +39,7 @@ class DncEntry:
 def parse_phone_or_fail(raw: str) -> Phone:
     phone = normalise_phone(raw)
     if not isinstance(phone, Phone):
-        raise UserError(f"{mask_digit_runs(raw)!s}: {phone.message}")
+        raise UserError(f"{shown(raw)}: {phone.message}")
     return phone
 
 
@@ -151,9 +153,9 @@ class ImportSummary:
 def import_file(session: Session, keyring: PhoneKeyring, path: Path, *, scope: str, reason: str, source: str,
                 column: str | None = None, now: datetime | None = None) -> ImportSummary:
     """A DNC list from a partner or a complaint desk: one phone per row (CSV/TSV/XLSX)."""
-    from bot.core.tabular_file import inspect_file, map_columns, open_rows
-
     _check_scope(scope)
+    # With another key the list would hold hashes that match no call: a silent no-op.
+    require_key_matches(session, keyring, lock=True)
     now = now or utc_now()
     facts = inspect_file(path)
     header, rows, _notes = open_rows(facts)
@@ -174,7 +176,7 @@ def import_file(session: Session, keyring: PhoneKeyring, path: Path, *, scope: s
         cell = cells[phone_index] if phone_index < len(cells) else None
         phone = normalise_phone(cell)
         if not isinstance(phone, Phone):
-            summary.invalid.append(f"row {row_number}: {mask_digit_runs(str(cell or ''))} — {phone.message}")
+            summary.invalid.append(f"row {row_number}: {shown(cell or '')} — {phone.message}")
             continue
         phone_hash = keyring.hash_phone(phone.number)
         if phone_hash in seen:

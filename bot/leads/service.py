@@ -40,7 +40,8 @@ from bot.core.db.bulk import (COPY_NULL, bulk_insert, copy_bytea, copy_datetime,
 from bot.dnc.models import SCOPE_OPT_OUT
 from bot.dnc.service import listed_hashes
 from bot.core.errors import UserError
-from bot.core.tabular_file import ColumnMap, FileFacts, RowStream, inspect_file, map_columns, open_rows
+from bot.core.keys import require_key_matches
+from bot.core.tabular_file import ColumnMap, FileFacts, RowStream, inspect_file, map_columns, open_rows, shown
 from bot.leads.models import Lead, LeadPack, LeadReject
 from bot.core.phone import LANDLINE, Phone, normalise_phone
 from bot.core.pii import PhoneKeyring, mask_digit_runs, mask_phone
@@ -128,6 +129,8 @@ def upload_lead_pack(engine: Engine, keyring: PhoneKeyring, request: UploadReque
 
 def _upload(engine: Engine, keyring: PhoneKeyring, request: UploadRequest, now: datetime,
             on_progress: Callable[[int], None] | None, on_start: Callable[[FileFacts], None] | None) -> UploadSummary:
+    # Another key's hashes match nothing stored: every duplicate and do-not-call number would pass.
+    require_key_matches(engine, keyring)
     facts = inspect_file(request.path)
     with engine.connect() as conn:
         previous = _pack_by_sha(conn, facts.sha256)
@@ -143,14 +146,20 @@ def _upload(engine: Engine, keyring: PhoneKeyring, request: UploadRequest, now: 
     summary = UploadSummary(request.pack_name, str(request.path), facts.format_label,
                             columns=columns.describe(), notes=notes)
     with engine.connect() as conn, _bulk_load_settings(conn), conn.begin():
+        # Again inside the transaction, holding the fingerprint: a key rotation cannot commit under it.
+        require_key_matches(conn, keyring, lock=True)
         _tune_transaction_for_bulk_load(conn)
         session = Session(bind=conn, future=True)
         audiences = AudienceResolver(session)
         default_audience = audiences.resolve(request.audience) if request.audience else None
-        pack = LeadPack(name=request.pack_name, file_name=request.path.name, file_sha256=facts.sha256,
-                        file_format=facts.format_label, audience_id=default_audience,
-                        first_party=int(request.first_party), consent_basis=request.consent_basis,
-                        column_map={"fields": columns.describe(), "header": columns.header}, uploaded_by=request.uploaded_by, uploaded_at=now)
+        # Nothing the file says is stored with a phone-shaped number in clear: names, headers, notes
+        # (备注, 备用电话) are masked (the number itself is stored only encrypted and hashed).
+        pack = LeadPack(name=request.pack_name, file_name=mask_digit_runs(request.path.name)[:500],
+                        file_sha256=facts.sha256, file_format=facts.format_label, audience_id=default_audience,
+                        first_party=int(request.first_party), consent_basis=mask_digit_runs(request.consent_basis),
+                        column_map={"fields": {k: mask_digit_runs(v) for k, v in columns.describe().items()},
+                                    "header": [mask_digit_runs(h) for h in columns.header]},
+                        uploaded_by=request.uploaded_by, uploaded_at=now)
         session.add(pack)
         session.flush()
         checker_args = (columns, keyring, request, pack.id, now, conn.dialect.name)
@@ -372,7 +381,7 @@ class RowChecker:
         self.width = len(columns.header)
         self.fields = columns.fields
         # Custom columns with their JSON-encoded keys, so the common all-text row needs no dict.
-        self.custom = [(index, label, _json_string(label)) for index, label in columns.custom.items()]
+        self.custom = [(index, label, _json_string(mask_digit_runs(label))) for index, label in columns.custom.items()]
         self.hash_phone = keyring.hash_phone
         self.encrypt = keyring.bulk_encryptor().encrypt
         self.request = request
@@ -402,8 +411,8 @@ class RowChecker:
         raw_phone = cells[self.phone_index] if self.phone_index < width else None
         phone = normalise_phone(raw_phone)
         if phone.__class__ is not Phone:
-            shown = mask_digit_runs(str(raw_phone)) if raw_phone not in (None, "") else "empty"
-            return self._reject(row, phone.reason, f"phone ({shown}): {phone.message}")
+            cell = shown(raw_phone) if raw_phone not in (None, "") else "empty"
+            return self._reject(row, phone.reason, f"phone ({cell}): {phone.message}")
         number = phone.number
         row.phone_hash = self.hash_phone(number)
         row.masked = mask_phone(number)
@@ -417,8 +426,8 @@ class RowChecker:
             or _GENDERS.get(str(gender_raw).strip().lower())
         extra: dict | None = None
         if gender_raw is not None and gender is None:
-            extra = {"性别(原值)": str(gender_raw)}  # kept, not guessed
-        name_text = str(name) if name is not None else None
+            extra = {"性别(原值)": mask_digit_runs(str(gender_raw))}  # kept, not guessed
+        name_text = mask_digit_runs(str(name)) if name is not None else None
         if name_text is not None and len(name_text) > MAX_NAME:
             extra = extra or {}
             extra["name_full"], name_text = name_text, name_text[:MAX_NAME]
@@ -438,7 +447,7 @@ class RowChecker:
                 value = cells[index]
                 if value.__class__ is str:
                     if value and not value.isspace():
-                        parts.append(f"{label_json}:{_json_string(value)}")
+                        parts.append(f"{label_json}:{_json_string(mask_digit_runs(value))}")
                     continue
                 if value is None:
                     continue
@@ -448,7 +457,7 @@ class RowChecker:
         return "{" + ",".join(parts) + "}"
 
     def _custom_json_slow(self, cells: list, width: int, extra: dict | None) -> str:
-        custom = {label: _jsonable(cells[index]) for index, label, _ in self.custom
+        custom = {mask_digit_runs(label): _masked(_jsonable(cells[index])) for index, label, _ in self.custom
                   if index < width and cells[index] not in ("", None) and _filled(cells[index])}
         custom.update(extra or {})
         return json_text(custom)
@@ -484,7 +493,7 @@ class RowChecker:
         if raw_at is not None:
             consent_at = consent_moment(raw_at)
             if consent_at is None:
-                self._reject(row, "consent_invalid", f"consent time {mask_digit_runs(str(raw_at))!r} is not a "
+                self._reject(row, "consent_invalid", f"consent time {shown(raw_at)!r} is not a "
                                                      "date/time; write it like 2024-05-01 10:30")
                 return None
             if consent_at > self.latest_consent:
@@ -520,7 +529,19 @@ def _filled(cell: object) -> bool:
 
 
 def _text(value: object) -> str | None:
-    return None if value is None else str(value)[:MAX_TEXT]
+    return None if value is None else mask_digit_runs(str(value)[:MAX_TEXT])
+
+
+def _masked(value: object) -> object:
+    """A custom cell as stored: text with phone-shaped numbers masked; a number that is itself phone-shaped
+    (an Excel number column of 备用电话) becomes its masked text."""
+    if value.__class__ is str:
+        return mask_digit_runs(value)
+    if isinstance(value, int) and not isinstance(value, bool) or isinstance(value, float) and value.is_integer():
+        digits = str(int(value))
+        masked = mask_digit_runs(digits)
+        return masked if masked != digits else value
+    return value
 
 
 def _jsonable(value: object) -> object:

@@ -61,7 +61,7 @@ def test_summary_rejects_export_and_audiences(cli, tmp_path):
     result = cli("leads", "rejects", "p1", "--csv", "--out", str(out))
     assert result.exit_code == 0
     exported = out.read_text(encoding="utf-8-sig")
-    assert exported.splitlines()[0] == "row,reason,message,手机号,姓名,人群,同意时间,备注"
+    assert exported.splitlines()[0] == '"row","reason","message","手机号","姓名","人群","同意时间","备注"'
     assert "138****5678" in exported and "13812345678" not in exported
     stdout_csv = cli("leads", "rejects", "p1", "--csv").stdout
     assert list(csv.reader(stdout_csv.splitlines()))[1][0] == "3"

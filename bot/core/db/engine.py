@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy import create_engine
 
 from bot.core.errors import UserError
+from bot.core.private_files import private_file
 from bot.core.settings import get_settings
 
 _engines: dict[str, Engine] = {}
@@ -41,8 +42,10 @@ def create_database_engine(url: str) -> Engine:
         raise UserError(f"WAIHU_DATABASE_URL is not a database URL: {url!r}",
                         details=["examples: sqlite:///path/to/waihu.db, postgresql://user@host:5432/dbname"]) from None
     if parsed.get_backend_name() == "sqlite":
-        if parsed.database and parsed.database != ":memory:":
-            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        if parsed.database and parsed.database != ":memory:" and not parsed.database.startswith("file:"):
+            # 0600 in a 0700 folder before SQLite opens it (it would create 0644); its -wal and -shm
+            # files take the database file's permissions.
+            private_file(Path(parsed.database))
         engine = create_engine(parsed, future=True)
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
