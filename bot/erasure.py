@@ -4,6 +4,7 @@ WeCom invitations go; only the do-not-call hash stays (it holds no number).
 It sits above the domains it deletes from (leads, campaigns, dnc) so none of them has to
 know about the others' tables.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -38,8 +39,12 @@ def forget_phone(session: Session, keyring: PhoneKeyring, raw_phone: str) -> For
 
     # Calls are deleted here rather than left to the leads' ON DELETE CASCADE so the person
     # can be told how many went; their turns and WeCom invites cascade from them.
-    calls = session.execute(delete(CallAttempt).where(CallAttempt.phone_hash == phone_hash)
-                            .execution_options(synchronize_session=False)).rowcount or 0
+    calls = (
+        session.execute(
+            delete(CallAttempt).where(CallAttempt.phone_hash == phone_hash).execution_options(synchronize_session=False)
+        ).rowcount
+        or 0
+    )
     leads = session.execute(delete(Lead).where(Lead.phone_hash == phone_hash)).rowcount or 0
     rejects = session.execute(delete(LeadReject).where(LeadReject.phone_hash == phone_hash)).rowcount or 0
     dnc_kept = session.execute(select(DoNotCall.id).where(DoNotCall.phone_hash == phone_hash)).first() is not None

@@ -4,6 +4,7 @@ For Alembic's autogenerate (`waihu db revision`) and the test that compares the
 migrations with the models. Migrations themselves never need it: they are explicit
 scripts, so the database layer in `bot.core.db` stays below every domain.
 """
+
 from bot.audiences.models import AudiencePack
 from bot.campaigns.models import CallAttempt, Campaign, CampaignPack, ExperimentHoldout, TurnRow
 from bot.core.db.base import Base
@@ -14,6 +15,24 @@ from bot.script.models import ScriptPublication
 from bot.users.models import ApiToken, User
 from bot.wecom.models import SmsOutbox, WeComCallbackNonce, WeComEvent, WeComInvite
 
-__all__ = ["ApiToken", "AudiencePack", "Base", "CallAttempt", "Campaign", "CampaignPack", "DoNotCall",
-           "ExperimentHoldout", "Lead", "LeadPack", "LeadReject", "ScriptPublication", "SecretKeyFingerprint",
-           "SmsOutbox", "TurnRow", "User", "WeComCallbackNonce", "WeComEvent", "WeComInvite"]
+__all__ = [
+    "ApiToken",
+    "AudiencePack",
+    "Base",
+    "CallAttempt",
+    "Campaign",
+    "CampaignPack",
+    "DoNotCall",
+    "ExperimentHoldout",
+    "Lead",
+    "LeadPack",
+    "LeadReject",
+    "ScriptPublication",
+    "SecretKeyFingerprint",
+    "SmsOutbox",
+    "TurnRow",
+    "User",
+    "WeComCallbackNonce",
+    "WeComEvent",
+    "WeComInvite",
+]

@@ -15,8 +15,8 @@ when people say it too (我手机快关机了): it also needs the recording's fr
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Iterable
 
 from intents.finished_call import Turn
 from intents.taxonomy import (

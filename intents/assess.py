@@ -7,12 +7,13 @@ Rasa application (and tests can pass hand-labelled intents).
 """
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, timezone
-from typing import Any, Callable, Mapping
+from typing import Any
 
-from intents.finished_call import ANSWERED, FinishedCall, Turn
 from intents.announcements import Announcement, detect_in_turns
+from intents.finished_call import ANSWERED, FinishedCall, Turn
 from intents.followups import FollowUp, FollowUpPolicy, decide_followups
 from intents.grading import Grade, default_rules, grade_call
 from intents.rules_loader import GradingRules

@@ -14,9 +14,9 @@ busy cool-down. Clipping to the calling hours is not done here (see followups).
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta, timezone
-from typing import Iterable
 from zoneinfo import ZoneInfo
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
@@ -59,7 +59,7 @@ _PIECES = re.compile(
         r"(?P<day_part_word>今早|今晚|明早|明晚|明天一早)",
         r"(?P<weekday>(?P<week_prefix>下下个?|下个?|这个?|本|这一)?(?:周|星期|礼拜)(?P<weekday_name>[一二三四五六日天末1-7]))",
         rf"(?P<date>(?:(?P<month>{_NUM})月)?(?P<mday>{_NUM})(?:号|日))",
-        rf"(?P<clock_pair>(?P<pair_a>[一二两三四五六七八九])(?P<pair_b>[二三四五六七八九十])点)",
+        r"(?P<clock_pair>(?P<pair_a>[一二两三四五六七八九])(?P<pair_b>[二三四五六七八九十])点)",
         rf"(?P<clock>(?P<hour>{_NUM})(?:点钟|点|:|：)(?P<minute>半|一刻|三刻|{_NUM}(?:分)?)?)",
         "(?P<part>" + "|".join(sorted(PARTS, key=len, reverse=True)) + ")",
         r"(?P<range_to>到|至|~|-)",

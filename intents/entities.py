@@ -14,6 +14,7 @@ Output is Rasa-shaped entity dicts, so the call runtime can merge them into a pa
 `{"entity", "value", "start", "end", "extractor": "waihu_spacy"}`, plus `start_at` and
 `end_at` (ISO 8601, or None when the time is unknown) for callback times.
 """
+
 from __future__ import annotations
 
 import re

@@ -4,6 +4,7 @@ It lives in the lowest layer so every layer can raise it (the grading rules here
 compliance profile and personas in `telephony`, uploads and scripts in `bot`); the CLI,
 the console and the workers catch this one type and show its message, never a traceback.
 """
+
 from __future__ import annotations
 
 

@@ -7,9 +7,10 @@ where bot lines have only their text and `intents.script_steps` infers the step)
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from typing import Any, Literal, Mapping
+from typing import Any, Literal
 
 Speaker = Literal["bot", "callee"]
 SPEAKERS: tuple[str, ...] = ("bot", "callee")

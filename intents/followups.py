@@ -6,14 +6,14 @@ are DESIGN.md's compliance defaults (a stricter policy may be passed in).
 """
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, time, timedelta
-from typing import Iterable
 
-from intents.finished_call import ANSWERED, FinishedCall
-from intents.callback_times import to_shanghai
 from intents.announcements import VACANT_NUMBER
+from intents.callback_times import to_shanghai
 from intents.entities import CALLBACK_TIME
+from intents.finished_call import ANSWERED, FinishedCall
 from intents.grading import Grade, Reply, callee_replies
 from intents.taxonomy import OPT_OUT_INTENTS
 

@@ -4,8 +4,8 @@ for unconnected ones, so carrier detection is scored in the same table.
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 from intents.rules_loader import GRADES
 from intents.taxonomy import CALL_STATUSES

@@ -9,8 +9,8 @@ counts when reading the transcript.
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Mapping
 
 from intents.finished_call import FinishedCall, Turn
 from intents.rules_loader import Condition, Counter, GradingRules, Rule, load_rules

@@ -12,14 +12,15 @@ so one broken record never stops a day's grading.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from intents.finished_call import ANSWERED, SPEAKERS, FinishedCall, Turn
-from intents.taxonomy import CALL_STATUSES
 from intents.rules_loader import GRADES
+from intents.taxonomy import CALL_STATUSES
 
 KNOWN_STATUSES = (ANSWERED, *CALL_STATUSES)
 GOLD_LABELS = (*GRADES, *CALL_STATUSES)

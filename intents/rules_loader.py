@@ -4,6 +4,7 @@ Script writers edit that file by hand, so every mistake is reported as
 `file:line:col: what is wrong, and what is allowed` — all of them at once, not only the
 first. The file's shape is the `RulesFile` model, read by intents.yaml_source.
 """
+
 from __future__ import annotations
 
 import re
@@ -46,8 +47,12 @@ class Comparison:
 
     def holds(self, actual: float) -> bool:
         return {
-            ">=": actual >= self.value, "<=": actual <= self.value, ">": actual > self.value,
-            "<": actual < self.value, "==": actual == self.value, "!=": actual != self.value,
+            ">=": actual >= self.value,
+            "<=": actual <= self.value,
+            ">": actual > self.value,
+            "<": actual < self.value,
+            "==": actual == self.value,
+            "!=": actual != self.value,
         }[self.op]
 
     @property
@@ -104,6 +109,7 @@ def parse_rules(text: str, source: str = "<rules>") -> GradingRules:
 
 # ---- the file's shape -------------------------------------------------------------------------
 
+
 class _Checked(str):
     """A name checked on reading; subclasses say what a good one is."""
 
@@ -143,7 +149,8 @@ class Grade(_Checked):
 class CounterModel(YamlModel):
     intents: Optional[list[IntentName]] = None
     when_answering: Optional[dict[StepName, Optional[list[IntentName]]]] = Field(
-        None, hint="a robot step (utter_…) → the intents that count as replies to it")
+        None, hint="a robot step (utter_…) → the intents that count as replies to it"
+    )
     text: Optional[list[Text]] = None
     unless_text: Optional[list[Text]] = None
 
@@ -155,8 +162,9 @@ class CounterModel(YamlModel):
 
     def counter(self, name: str) -> Counter:
         answering = tuple((step, frozenset(intents or ())) for step, intents in (self.when_answering or {}).items())
-        return Counter(name, frozenset(self.intents or ()), answering, tuple(self.text or ()),
-                       tuple(self.unless_text or ()))
+        return Counter(
+            name, frozenset(self.intents or ()), answering, tuple(self.text or ()), tuple(self.unless_text or ())
+        )
 
 
 class RuleModel(YamlModel):
@@ -201,8 +209,9 @@ class RulesFile(YamlModel):
                 problems.add(f"rule name '{rule.name}' is used twice", "rules", index, "name")
             seen.add(rule.name)
             for key, value in rule.when.items() if counters_read else ():
-                problems.attempt(partial(_condition, key, counters=counters, rule=rule.name), value,
-                                 "rules", index, "when", key)
+                problems.attempt(
+                    partial(_condition, key, counters=counters, rule=rule.name), value, "rules", index, "when", key
+                )
             if counters_read:
                 problems.attempt(partial(_placeholders_known, counters=counters), rule.reason, "rules", index, "reason")
         if values.get("default") is not None:
@@ -276,8 +285,13 @@ def _comparison(value: Any) -> Comparison | None:
 def _grading_rules(model: RulesFile, document: Any, source: str) -> GradingRules:
     counters = {name: spec.counter(name) for name, spec in (model.counters or {}).items()}
     rules = tuple(
-        Rule(rule.name, rule.grade, tuple(_condition(key, value, counters, rule.name) for key, value in rule.when.items()),
-             rule.reason, line_of(document, "rules", index) or 0)
+        Rule(
+            rule.name,
+            rule.grade,
+            tuple(_condition(key, value, counters, rule.name) for key, value in rule.when.items()),
+            rule.reason,
+            line_of(document, "rules", index) or 0,
+        )
         for index, rule in enumerate(model.rules)
     )
     return GradingRules(float(model.min_confidence), counters, rules, model.default.grade, model.default.reason, source)

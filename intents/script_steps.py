@@ -10,8 +10,8 @@ is the step the callee answers.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Iterable, Mapping
 
 _SLOT = re.compile(r"\{[^{}]+\}")
 _PUNCTUATION = re.compile(r"[\s，。！？、,.!?：:；;“”\"'…]+")

@@ -13,6 +13,7 @@ pass. Validators word their own problems: raise `ValueError` for the field being
 
 This module lives in `intents`, the lowest layer, because all three layers read YAML.
 """
+
 from __future__ import annotations
 
 import re
@@ -43,6 +44,7 @@ _MISSING = object()
 
 
 # ---- errors ----------------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class Finding:
@@ -132,6 +134,7 @@ class Problems(ValueError):
 
 # ---- reading ---------------------------------------------------------------------------------------
 
+
 def load_yaml(path: Path | str) -> Any:
     """The file's YAML tree: mappings and lists know their line and column (see `locate`)."""
     path = Path(path)
@@ -140,8 +143,13 @@ def load_yaml(path: Path | str) -> Any:
     except FileNotFoundError:
         raise YamlError([Finding(str(path), None, None, "no such file")]) from None
     except UnicodeDecodeError as exc:
-        raise YamlError([Finding(str(path), None, None,
-                                 f"not UTF-8 text ({exc.reason} at byte {exc.start}); save the file as UTF-8")]) from None
+        raise YamlError(
+            [
+                Finding(
+                    str(path), None, None, f"not UTF-8 text ({exc.reason} at byte {exc.start}); save the file as UTF-8"
+                )
+            ]
+        ) from None
     except OSError as exc:
         raise YamlError([Finding(str(path), None, None, f"cannot read: {exc.strerror}")]) from None
     return parse_yaml(text, str(path))
@@ -187,6 +195,7 @@ def plain(node: Any) -> Any:
 
 
 # ---- positions -------------------------------------------------------------------------------------
+
 
 class Position(NamedTuple):
     line: int  # 1-based, as editors count
@@ -278,6 +287,7 @@ def dotted(loc: Loc, tree: Any = None) -> str:
 
 # ---- models ----------------------------------------------------------------------------------------
 
+
 class YamlModel(BaseModel):
     """Base of the models of hand-edited files: an unknown key is a mistake (a typo, most often)."""
 
@@ -300,8 +310,10 @@ def check(data: Any, model: type[Model], source: str, *, positions: Any = None) 
     try:
         return model.parse_obj(data)
     except ValidationError as exc:
-        findings = [_finding(source, positions, loc, _message(data, loc, error, owner))
-                    for loc, error, owner in _flatten(exc.raw_errors, (), exc.model)]
+        findings = [
+            _finding(source, positions, loc, _message(data, loc, error, owner))
+            for loc, error, owner in _flatten(exc.raw_errors, (), exc.model)
+        ]
         raise YamlError(_in_file_order(findings)) from None
 
 
@@ -355,8 +367,10 @@ def _pydantic_words(error: Exception) -> str:
 _PYDANTIC_WORDS: tuple[tuple[tuple[type, ...], str], ...] = (
     ((pydantic_errors.NoneIsNotAllowedError,), "must not be empty"),
     ((pydantic_errors.DictError,), "must be a mapping (key: value)"),
-    ((pydantic_errors.ListError, pydantic_errors.TupleError, pydantic_errors.SequenceError),
-     "must be a list like [a, b]"),
+    (
+        (pydantic_errors.ListError, pydantic_errors.TupleError, pydantic_errors.SequenceError),
+        "must be a list like [a, b]",
+    ),
     ((pydantic_errors.StrError,), "must be text"),
     ((pydantic_errors.BoolError, pydantic_errors.StrictBoolError), "must be true or false"),
     ((pydantic_errors.IntegerError,), "must be a whole number"),
@@ -390,6 +404,7 @@ def _in_file_order(findings: list[Finding]) -> list[Finding]:
 # ---- value types -----------------------------------------------------------------------------------
 # Field types that check hand-written values strictly. Subclass them to set bounds, e.g.
 # `class Weight(Number): gt = 0` — a class is a type for both pydantic and mypy.
+
 
 class Number(float):
     """A YAML number, optionally bounded. Not pydantic's float: that would take `true` and

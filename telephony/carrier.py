@@ -30,6 +30,7 @@ returns once the outcome is known, at most `wait_s` (the carrier's clock) after 
   on the queue, as usual), or it was not live any more.
 - not bridged, reason REJECTED: the carrier refused the transfer; the callee is still there.
 """
+
 from __future__ import annotations
 
 import asyncio

@@ -6,6 +6,7 @@ database makes a redelivered task a no-op, so it is never dialled twice. The tas
 beat schedule live with the application (`bot.dialing.tasks`), which calls `configure`
 with the broker and queue from its settings: telephony reads no environment.
 """
+
 from __future__ import annotations
 
 from celery import Celery
@@ -38,8 +39,13 @@ def visibility_timeout_s(longest_call_s: float, clock_speed: float = 1.0) -> int
     return int(task_s / speed + VISIBILITY_MARGIN_S)
 
 
-def configure(app: Celery, *, broker_url: str | None = None, queue: str = "waihu",
-              visibility_timeout: float = VISIBILITY_TIMEOUT_S) -> Celery:
+def configure(
+    app: Celery,
+    *,
+    broker_url: str | None = None,
+    queue: str = "waihu",
+    visibility_timeout: float = VISIBILITY_TIMEOUT_S,
+) -> Celery:
     app.conf.update(
         broker_url=broker_url or EMBEDDED_BROKER,
         task_default_queue=queue,

@@ -20,6 +20,7 @@ or a test can run a day of calling in seconds.
   jump checks every task on the loop: keep tasks per line, not per pending lead, or
   run instant simulations on `asyncio.SelectorEventLoop()` (about 3x faster).
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -49,8 +50,7 @@ class RealClock:
 
 
 class SimClock:
-    def __init__(self, start: datetime | None = None, speed: float = math.inf,
-                 resolution_s: float = 0.2) -> None:
+    def __init__(self, start: datetime | None = None, speed: float = math.inf, resolution_s: float = 0.2) -> None:
         if start is None:
             start = datetime.now(timezone.utc)
         if start.tzinfo is None:

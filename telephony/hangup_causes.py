@@ -3,6 +3,7 @@
 FreeSWITCH names the causes this way, SIP responses map onto them (RFC 3398), and the
 simulator ends its calls with them, so one table serves all adapters.
 """
+
 from __future__ import annotations
 
 # Q.850 hang-up causes as FreeSWITCH names them → call statuses (DESIGN.md). A cause not

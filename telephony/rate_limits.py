@@ -4,6 +4,7 @@ Both are single Lua scripts, so a check-and-take is atomic across workers. A lin
 held with a lease: a worker killed mid-call stops renewing it and the line comes back
 after the lease, so a crash never leaks capacity for good.
 """
+
 from __future__ import annotations
 
 import threading

@@ -1,9 +1,7 @@
 """Audience packs: create, find, list; and the lookup uploads use to attach leads to them."""
 from __future__ import annotations
 
-from dataclasses import dataclass
-
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from bot.audiences.models import KNOWN_SCENES, TIERS, AudiencePack

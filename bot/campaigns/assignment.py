@@ -6,8 +6,8 @@ analyst can recompute it from (seed, lead id).
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 FNV_OFFSET = 0x811C9DC5
 FNV_PRIME = 0x01000193

@@ -19,7 +19,8 @@ and keep their spelling), so anyone can recompute a lead's arms with GrowthBook'
 from __future__ import annotations
 
 import math
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from bot.core.errors import UserError
 

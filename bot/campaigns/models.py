@@ -1,8 +1,7 @@
 """Campaigns, their call attempts and the turns of each call."""
 from __future__ import annotations
 
-from sqlalchemy import (BigInteger, Column, Float, ForeignKey, Index, Integer, String, Text,
-                        UniqueConstraint, text)
+from sqlalchemy import BigInteger, Column, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint, text
 
 from bot.core.db.base import Base, JsonDocument, UtcDateTime, utc_now
 

@@ -2,20 +2,26 @@
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import lru_cache
-from typing import Mapping
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from bot.campaigns.assignment import Arm, assign, bucket
+from bot.campaigns.experiment_design import (
+    FACTORS,
+    HOLDOUT,
+    check_bandit_arms,
+    current_bandit_weights,
+    default_seed,
+    seed_for,
+)
 from bot.campaigns.models import CallAttempt, Campaign, CampaignPack
 from bot.core.db.base import utc_now
 from bot.core.errors import UserError
-from bot.campaigns.assignment import Arm, assign, bucket
-from bot.campaigns.experiment_design import (FACTORS, HOLDOUT, check_bandit_arms, current_bandit_weights, default_seed,
-                                   seed_for)
 from bot.leads.models import Lead, LeadPack
 from telephony.compliance.policy import CompliancePolicy, load_profile, tighten
 

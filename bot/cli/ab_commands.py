@@ -1,4 +1,5 @@
 """`waihu ab stats INPUT.json` and `waihu ab power`: experiment statistics for analysts."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -10,8 +11,7 @@ from rich.table import Table
 from bot.cli.console import console, print_json
 from bot.core.errors import UserError
 
-ab_app = typer.Typer(help="A/B statistics on given counts (GrowthBook's engine), and planning.",
-                     no_args_is_help=True)
+ab_app = typer.Typer(help="A/B statistics on given counts (GrowthBook's engine), and planning.", no_args_is_help=True)
 
 
 def register(app: typer.Typer) -> None:
@@ -39,13 +39,23 @@ def stats(
         table.add_column(column, justify="left" if column == "arm" else "right")
     for arm in result["arms"]:
         if arm["control"]:
-            table.add_row(f"{arm['name']} (control)", str(arm["n"]), str(arm["conversions"]), f"{arm['rate']:.2%}",
-                          *[""] * 6)
+            table.add_row(
+                f"{arm['name']} (control)", str(arm["n"]), str(arm["conversions"]), f"{arm['rate']:.2%}", *[""] * 6
+            )
             continue
         lo, hi = arm["ci_rel"]
-        table.add_row(arm["name"], str(arm["n"]), str(arm["conversions"]), f"{arm['rate']:.2%}",
-                      f"{arm['lift_rel']:+.2%}", f"[{lo:+.2%}, {hi:+.2%}]", _p(arm["p_value"]), _p(arm["p_adjusted"]),
-                      f"{arm['chance_to_win']:.1%}", f"{arm['risk']:.4f}")
+        table.add_row(
+            arm["name"],
+            str(arm["n"]),
+            str(arm["conversions"]),
+            f"{arm['rate']:.2%}",
+            f"{arm['lift_rel']:+.2%}",
+            f"[{lo:+.2%}, {hi:+.2%}]",
+            _p(arm["p_value"]),
+            _p(arm["p_adjusted"]),
+            f"{arm['chance_to_win']:.1%}",
+            f"{arm['risk']:.4f}",
+        )
     console.print(table)
     flag = "[bold red]SRM alert[/]: the split does not match the weights" if result["srm_alert"] else "no SRM"
     console.print(f"sample ratio check: p = {result['srm_p_value']:.4g} ({flag})")
@@ -91,10 +101,14 @@ def power_command(
         return
     if "leads_per_arm" in result:
         needed = result["leads_per_arm"]
-        console.print(f"to detect {lift:+.1%} on {rate:.1%} with 80% power: "
-                      + (f"{needed:,} leads per arm ({needed * arms:,} in all)" if needed else "more than 10⁹ leads"))
+        console.print(
+            f"to detect {lift:+.1%} on {rate:.1%} with 80% power: "
+            + (f"{needed:,} leads per arm ({needed * arms:,} in all)" if needed else "more than 10⁹ leads")
+        )
     if "mde" in result:
         mde = result["mde"]
-        console.print(f"with {leads:,} leads over {arms} arms: minimum detectable lift "
-                      + (f"{mde:+.1%}" if mde is not None else "none (too few leads)")
-                      + (f", power for {lift:+.1%}: {result['power']:.1%}" if "power" in result else ""))
+        console.print(
+            f"with {leads:,} leads over {arms} arms: minimum detectable lift "
+            + (f"{mde:+.1%}" if mde is not None else "none (too few leads)")
+            + (f", power for {lift:+.1%}: {result['power']:.1%}" if "power" in result else "")
+        )

@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import sys
 
-import bot.core.rasa_env  # noqa: F401  (sets quiet, offline defaults before Rasa loads)
 import typer
 
+import bot.core.rasa_env  # noqa: F401  (sets quiet, offline defaults before Rasa loads)
 from bot.cli import campaign_commands, grade_commands, leads_commands, script_commands
 from bot.cli.console import fail
 from bot.core.errors import UserError

@@ -1,7 +1,7 @@
 """`waihu audiences …`: audience packs by scene (车主/宝妈/…) and tier (普通/中等/绩优/高绩优)."""
 from __future__ import annotations
 
-from typing import List, Optional
+from typing import Optional
 
 import typer
 from rich.table import Table
@@ -17,7 +17,7 @@ def create(
     name: str = typer.Argument(...),
     scene: Optional[str] = typer.Option(None, "--scene", help="车主/宝妈/银行/单身/养老/… (guessed from the name)"),
     tier: Optional[str] = typer.Option(None, "--tier", help="普通/中等/绩优/高绩优"),
-    attr: List[str] = typer.Option([], "--attr", help="KEY=VALUE, repeatable"),
+    attr: list[str] = typer.Option([], "--attr", help="KEY=VALUE, repeatable"),
 ) -> None:
     """Create an audience pack."""
     from bot.audiences.service import create_audience, parse_attributes
@@ -31,8 +31,8 @@ def create(
 @audiences_app.command(name="list")
 def list_(as_json: bool = typer.Option(False, "--json")) -> None:
     """Audience packs with their lead counts."""
-    from bot.leads.by_audience import list_audiences
     from bot.core.db.engine import session_scope
+    from bot.leads.by_audience import list_audiences
 
     with session_scope(open_database()) as session:
         rows = list_audiences(session)

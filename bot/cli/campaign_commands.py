@@ -2,14 +2,14 @@
 from __future__ import annotations
 
 import time
-from typing import List, Optional
+from typing import Optional
 
 import typer
 from rich.live import Live
 from rich.table import Table
 
-from bot.cli.console import console, print_json
 from bot.campaigns.experiment_design import parse_slot, parse_variant
+from bot.cli.console import console, print_json
 from bot.core.errors import UserError
 
 campaign_app = typer.Typer(help="Campaigns: which packs to dial, how, and their live progress.",
@@ -29,15 +29,15 @@ def _session():
 @campaign_app.command()
 def create(
     name: str = typer.Argument(..., help="Campaign name (unique)"),
-    packs: List[str] = typer.Option(..., "--pack", help="Lead pack to dial (repeat for several)"),
+    packs: list[str] = typer.Option(..., "--pack", help="Lead pack to dial (repeat for several)"),
     lines: int = typer.Option(10, "--lines", help="Max concurrent calls"),
     cps: float = typer.Option(2.0, "--cps", help="New calls per second"),
-    variants: List[str] = typer.Option([], "--variant", help="Script variant NAME[:WEIGHT] (repeat to A/B test)"),
-    slots: List[str] = typer.Option([], "--slot", help="Time slot NAME=HH:MM-HH:MM[*WEIGHT] (repeat to A/B test)"),
+    variants: list[str] = typer.Option([], "--variant", help="Script variant NAME[:WEIGHT] (repeat to A/B test)"),
+    slots: list[str] = typer.Option([], "--slot", help="Time slot NAME=HH:MM-HH:MM[*WEIGHT] (repeat to A/B test)"),
     incentive: Optional[str] = typer.Option(None, "--incentive", help="What the robot offers (利益点)"),
-    incentive_arms: List[str] = typer.Option([], "--incentive-arm",
+    incentive_arms: list[str] = typer.Option([], "--incentive-arm",
                                              help="Incentive arm NAME=TEXT[*WEIGHT] (repeat to A/B test what the robot offers)"),
-    welcome_arms: List[str] = typer.Option([], "--welcome-arm",
+    welcome_arms: list[str] = typer.Option([], "--welcome-arm",
                                            help="WeCom welcome-script arm NAME=TEXT[*WEIGHT] (repeat to A/B test)"),
     holdout: float = typer.Option(0.0, "--holdout", help="Share of leads never dialled, to compare against, e.g. 0.05"),
     bandit: Optional[str] = typer.Option(None, "--bandit", help="Move traffic to this factor's better arms daily "
@@ -47,11 +47,11 @@ def create(
     profile: str = typer.Option("CN_INSURANCE_DEFAULT", "--profile", help="Compliance profile"),
 ) -> None:
     """Create a campaign (draft). Start it with `waihu campaign start NAME`."""
-    from bot.campaigns.service import create_campaign
     from bot.campaigns.experiment_design import build_experiments, parse_text_arm
-    from bot.script.script_lines import load_script_domain
-    from bot.script.project import DialogsProject
+    from bot.campaigns.service import create_campaign
     from bot.core.settings import get_settings
+    from bot.script.project import DialogsProject
+    from bot.script.script_lines import load_script_domain
 
     known = load_script_domain(DialogsProject(get_settings().dialogs_dir)).variants()
     unknown = [v["name"] for v in map(parse_variant, variants) if v["name"] not in known]

@@ -1,4 +1,5 @@
 """Shared rich console and small output helpers for the CLI."""
+
 from __future__ import annotations
 
 import json

@@ -1,4 +1,5 @@
 """`waihu db …`: schema migrations (commands also upgrade automatically on first use)."""
+
 from __future__ import annotations
 
 import typer
@@ -21,8 +22,7 @@ def upgrade(revision: str = typer.Argument("head")) -> None:
 
     engine = _engine()
     migrate.upgrade(engine, revision)
-    console.print(f"{engine.url.render_as_string(hide_password=True)} at revision "
-                  f"{migrate.current_revision(engine)}")
+    console.print(f"{engine.url.render_as_string(hide_password=True)} at revision {migrate.current_revision(engine)}")
 
 
 @db_app.command()
@@ -32,8 +32,9 @@ def downgrade(revision: str = typer.Argument(..., help="Target revision, e.g. ba
 
     engine = _engine()
     migrate.downgrade(engine, revision)
-    console.print(f"{engine.url.render_as_string(hide_password=True)} at revision "
-                  f"{migrate.current_revision(engine) or 'base'}")
+    console.print(
+        f"{engine.url.render_as_string(hide_password=True)} at revision {migrate.current_revision(engine) or 'base'}"
+    )
 
 
 @db_app.command()
@@ -43,8 +44,10 @@ def current() -> None:
 
     engine = _engine()
     now, head = migrate.current_revision(engine), migrate.head_revision()
-    console.print(f"{engine.url.render_as_string(hide_password=True)}: revision {now or 'base (empty)'}"
-                  f"{'' if now == head else f' (newest is {head}: waihu db upgrade)'}")
+    console.print(
+        f"{engine.url.render_as_string(hide_password=True)}: revision {now or 'base (empty)'}"
+        f"{'' if now == head else f' (newest is {head}: waihu db upgrade)'}"
+    )
 
 
 @db_app.command()

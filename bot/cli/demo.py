@@ -115,8 +115,8 @@ def _upload_leads(engine, folder: Path, per_audience: int, seed: int) -> None:
     """Lead packs as ops get them: GBK CSVs with Chinese headers, uploaded the normal way."""
     from bot.audiences.service import create_audience
     from bot.core.db.engine import session_scope
-    from bot.leads.service import UploadRequest, upload_lead_pack
     from bot.core.pii import keyring_from_settings
+    from bot.leads.service import UploadRequest, upload_lead_pack
 
     rng = random.Random(seed)
     with session_scope(engine) as session:
@@ -166,11 +166,11 @@ def _next_monday_0900() -> datetime:
 
 async def _dial_for_days(engine, agent, campaign_id: int, start: datetime, days: int, seed: int) -> Counter:
     """The embedded worker and beat: the hopper every simulated minute, calls as tasks."""
-    from bot.dialing.dialer import Dialer
     from bot.core.pii import keyring_from_settings
+    from bot.dialing.dialer import Dialer
+    from telephony.clock import SimClock
     from telephony.simulator.advisors import AdvisorPool, AdvisorPoolConfig
     from telephony.simulator.carrier import SimulatorCarrier
-    from telephony.clock import SimClock
 
     clock = SimClock(start=start)
     settings = get_settings()
@@ -274,8 +274,8 @@ def _add_friends(engine, campaign_id: int, seed: int) -> dict:
     incentive their call promised."""
     from bot.cli.wecom_commands import funnel_table
     from bot.core.db.engine import session_scope
-    from bot.wecom.funnel import wecom_funnel
     from bot.wecom.dev.local import LocalWeCom
+    from bot.wecom.funnel import wecom_funnel
 
     with err_console.status("WeCom: sending invitations, customers adding the advisor…"):
         with LocalWeCom.start(engine) as wecom:

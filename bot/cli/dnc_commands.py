@@ -26,9 +26,9 @@ def add(
     """Put a number on the do-not-call list."""
     from bot.core.db.base import utc_now
     from bot.core.db.engine import session_scope
-    from bot.dnc.service import add_entry, parse_phone_or_fail
     from bot.core.errors import UserError
     from bot.core.pii import mask_phone
+    from bot.dnc.service import add_entry, parse_phone_or_fail
 
     number = parse_phone_or_fail(phone).number
     if days is not None and (scope != "soft_decline" or days < 1):
@@ -49,9 +49,9 @@ def remove(
 ) -> None:
     """Take a number off the do-not-call list (needs a reason; an opt-out is the person's decision)."""
     from bot.core.db.engine import session_scope
-    from bot.dnc.service import parse_phone_or_fail, remove_entries
     from bot.core.errors import UserError
     from bot.core.pii import mask_phone
+    from bot.dnc.service import parse_phone_or_fail, remove_entries
 
     if not reason.strip():
         raise UserError("--reason must say why the number may be called again")
@@ -95,8 +95,8 @@ def import_(
 def check(phone: str = typer.Argument(...), as_json: bool = typer.Option(False, "--json")) -> None:
     """Is this number on the do-not-call list now?"""
     from bot.core.db.engine import session_scope
-    from bot.dnc.service import active_entries, describe, parse_phone_or_fail
     from bot.core.pii import mask_phone
+    from bot.dnc.service import active_entries, describe, parse_phone_or_fail
 
     number = parse_phone_or_fail(phone).number
     with session_scope(open_database()) as session:

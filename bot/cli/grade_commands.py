@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
+from collections.abc import Callable, Iterable
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Callable, Iterable, Optional
+from typing import Any, Optional
 
 import typer
 from rich.table import Table
@@ -74,8 +75,8 @@ def _grade(path: Path, as_json: bool, rules_path: Optional[Path], model: Optiona
 
 
 def _evaluate(path: Path, as_json: bool, rules_path: Optional[Path], model: Optional[Path], now: Optional[datetime]) -> None:
-    from intents.jsonl_calls import LineError
     from intents.grade_eval import evaluate_grades, ordered_labels
+    from intents.jsonl_calls import LineError
 
     logged, line_errors = _read(path)
     labelled = [entry for entry in logged if entry.gold is not None]

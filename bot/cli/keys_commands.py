@@ -3,6 +3,7 @@
 The key itself is never printed: only its fingerprint (`PhoneKeyring.key_check`), which is also
 what the database records and compares before any number is read or written (bot.core.keys).
 """
+
 from __future__ import annotations
 
 import os
@@ -14,8 +15,9 @@ import typer
 
 from bot.cli.console import console, err_console, print_json
 
-keys_app = typer.Typer(help="The secret key for phone numbers: status, rotate, adopt (the key is never shown).",
-                       no_args_is_help=True)
+keys_app = typer.Typer(
+    help="The secret key for phone numbers: status, rotate, adopt (the key is never shown).", no_args_is_help=True
+)
 
 
 def register(app: typer.Typer) -> None:
@@ -47,8 +49,11 @@ def status(as_json: bool = typer.Option(False, "--json", help="One JSON object")
     with session_scope(engine) as session:
         recorded = session.execute(select(SecretKeyFingerprint)).scalar_one_or_none()
         existing = set(inspect(session.connection()).get_table_names())
-        rows = {name: session.execute(select(func.count()).select_from(table(name))).scalar()
-                for name in KEYED_TABLES if name in existing}
+        rows = {
+            name: session.execute(select(func.count()).select_from(table(name))).scalar()
+            for name in KEYED_TABLES
+            if name in existing
+        }
     source = "WAIHU_SECRET_KEY" if settings.secret_key else str(settings.secret_key_file)
     report = {
         "key_source": source,
@@ -68,21 +73,26 @@ def status(as_json: bool = typer.Option(False, "--json", help="One JSON object")
         console.print("database: no key recorded yet (it is recorded the first time numbers are written)")
     else:
         state = "[green]matches[/]" if report["matches"] else "[red]does NOT match the key in use[/]"
-        console.print(f"database: written with key {report['database_fingerprint']} — {state}; "
-                      f"{recorded.rotations} rotation(s)" + (f", last {report['rotated_at']}" if recorded.rotated_at
-                                                              else ""))
+        console.print(
+            f"database: written with key {report['database_fingerprint']} — {state}; "
+            f"{recorded.rotations} rotation(s)" + (f", last {report['rotated_at']}" if recorded.rotated_at else "")
+        )
     console.print("rows that depend on the key: " + ", ".join(f"{name} {count:,}" for name, count in rows.items()))
     if report["rotation_pending"]:
-        console.print(f"[yellow]a new key is waiting in {pending_key_file(settings.secret_key_file)}[/]: "
-                      "run `waihu keys rotate` to finish (or delete it if no rotation is under way)")
+        console.print(
+            f"[yellow]a new key is waiting in {pending_key_file(settings.secret_key_file)}[/]: "
+            "run `waihu keys rotate` to finish (or delete it if no rotation is under way)"
+        )
 
 
 @keys_app.command()
 def rotate(
     new_key_file: Optional[Path] = typer.Option(
-        None, "--new-key-file",
+        None,
+        "--new-key-file",
         help="Where to write the new key (needed when the key comes from WAIHU_SECRET_KEY); default: next to the "
-             "key file, then put in its place"),
+        "key file, then put in its place",
+    ),
     yes: bool = typer.Option(False, "--yes", help="Do not ask for confirmation"),
 ) -> None:
     """Move every stored number to a new key: re-encrypt phones, extend phone hashes (leads, rejects,
@@ -109,9 +119,11 @@ def rotate(
     key_file = settings.secret_key_file
     from_env = bool(settings.secret_key)
     if from_env and new_key_file is None:
-        raise UserError("the key comes from WAIHU_SECRET_KEY: say where the new key should be written with "
-                        "--new-key-file PATH (then set WAIHU_SECRET_KEY to its content, or unset it and set "
-                        "WAIHU_SECRET_KEY_FILE=PATH)")
+        raise UserError(
+            "the key comes from WAIHU_SECRET_KEY: say where the new key should be written with "
+            "--new-key-file PATH (then set WAIHU_SECRET_KEY to its content, or unset it and set "
+            "WAIHU_SECRET_KEY_FILE=PATH)"
+        )
     target = (new_key_file or pending_key_file(key_file)).resolve()
     old = _current_keyring(engine, settings)
     if old is None:
@@ -123,18 +135,27 @@ def rotate(
         waiting = PhoneKeyring.from_secret(target.read_bytes().strip())
         if waiting.key_check == recorded:
             _install(target, key_file, from_env)
-            console.print(f"finished the rotation: the database and {'the new key file' if from_env else key_file} "
-                          f"both use key {short(recorded)}")
+            console.print(
+                f"finished the rotation: the database and {'the new key file' if from_env else key_file} "
+                f"both use key {short(recorded)}"
+            )
             return
 
     require_key_with_advice(engine, old, key_file)
     with session_scope(engine) as session:
-        busy = session.execute(select(func.count()).select_from(CallAttempt).where(
-            CallAttempt.status == "dialing",
-            CallAttempt.dialed_at > utc_now() - timedelta(seconds=settings.stuck_after_s))).scalar()
+        busy = session.execute(
+            select(func.count())
+            .select_from(CallAttempt)
+            .where(
+                CallAttempt.status == "dialing",
+                CallAttempt.dialed_at > utc_now() - timedelta(seconds=settings.stuck_after_s),
+            )
+        ).scalar()
     if busy:
-        raise UserError(f"{busy} call(s) are in progress; stop the dial workers and beat, let the calls end, and "
-                        "rotate again (a call that ends after the rotation would write its result under the old key)")
+        raise UserError(
+            f"{busy} call(s) are in progress; stop the dial workers and beat, let the calls end, and "
+            "rotate again (a call that ends after the rotation would write its result under the old key)"
+        )
     if not yes:
         typer.confirm("Rotate the key now? Stop the web console, dial workers and beat first", abort=True)
 
@@ -154,17 +175,25 @@ def rotate(
 
     summary = rotate_keyed_data(engine, old, new, on_progress=progress)
     _install(target, key_file, from_env)
-    console.print(f"rotated: key {short(summary.old_fingerprint)} → {short(summary.new_fingerprint)}; "
-                  + ", ".join(f"{table} {rows:,}" for table, rows in summary.rows.items()))
+    console.print(
+        f"rotated: key {short(summary.old_fingerprint)} → {short(summary.new_fingerprint)}; "
+        + ", ".join(f"{table} {rows:,}" for table, rows in summary.rows.items())
+    )
     if from_env:
-        console.print(f"[yellow]now set WAIHU_SECRET_KEY to the content of {target}[/] (or unset it and set "
-                      f"WAIHU_SECRET_KEY_FILE={target}) everywhere waihu runs; until then it refuses to start")
+        console.print(
+            f"[yellow]now set WAIHU_SECRET_KEY to the content of {target}[/] (or unset it and set "
+            f"WAIHU_SECRET_KEY_FILE={target}) everywhere waihu runs; until then it refuses to start"
+        )
     else:
-        console.print(f"the new key is in {key_file}; the previous one was moved to {_retired(key_file)}: keep it "
-                      "only as long as you keep database backups made before now, then delete it")
-    console.print("back up the new key now. Also changed by the new key: web sessions (everyone logs in again), "
-                  "signed compliance profiles (sign them again: `waihu policy sign`), and WeCom add-friend links "
-                  "sent before now (their adds arrive unmatched)")
+        console.print(
+            f"the new key is in {key_file}; the previous one was moved to {_retired(key_file)}: keep it "
+            "only as long as you keep database backups made before now, then delete it"
+        )
+    console.print(
+        "back up the new key now. Also changed by the new key: web sessions (everyone logs in again), "
+        "signed compliance profiles (sign them again: `waihu policy sign`), and WeCom add-friend links "
+        "sent before now (their adds arrive unmatched)"
+    )
 
 
 def _retired(key_file: Path) -> Path:
@@ -199,7 +228,10 @@ def adopt(yes: bool = typer.Option(False, "--yes", help="Do not ask for confirma
         console.print(f"the database already records this key ({short(recorded)})")
         return
     if recorded is None and not yes:
-        typer.confirm("Record the key in use as the one the database's do-not-call list was written with? "
-                      "(with another key the list would match nothing)", abort=True)
+        typer.confirm(
+            "Record the key in use as the one the database's do-not-call list was written with? "
+            "(with another key the list would match nothing)",
+            abort=True,
+        )
     adopt_key(engine, ring)
     console.print(f"recorded key {short(ring.key_check)} for this database")

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import List, Optional
+from typing import Optional
 
 import typer
 from rich.table import Table
@@ -56,7 +56,7 @@ def upload(
     file: Path = typer.Argument(..., help="CSV/TSV (UTF-8, GBK/GB18030, UTF-16) or XLSX; format read from the bytes"),
     pack: str = typer.Option(..., "--pack", help="Name for this lead pack (unique)"),
     audience: Optional[str] = typer.Option(None, "--audience", help="Audience pack for rows without a 人群 column"),
-    column_map: List[str] = typer.Option([], "--map", help="FIELD=COLUMN, e.g. phone=联系电话 or phone=#3"),
+    column_map: list[str] = typer.Option([], "--map", help="FIELD=COLUMN, e.g. phone=联系电话 or phone=#3"),
     first_party: bool = typer.Option(False, "--first-party", help="Our own leads: consent basis stated for all"),
     consent_basis: Optional[str] = typer.Option(None, "--consent-basis", help="How first-party leads consented"),
     sheet: Optional[str] = typer.Option(None, "--sheet", help="XLSX worksheet (default: the first)"),
@@ -204,9 +204,9 @@ def forget(
 ) -> None:
     """Erase a person's data (PIPL deletion request). A do-not-call hash is kept if they opted out."""
     from bot.core.db.engine import session_scope
+    from bot.core.pii import mask_phone
     from bot.dnc.service import parse_phone_or_fail
     from bot.erasure import forget_phone
-    from bot.core.pii import mask_phone
 
     masked = mask_phone(parse_phone_or_fail(phone).number)
     if not yes and not as_json:

@@ -39,13 +39,13 @@ def sign(file: Path = typer.Argument(..., help="A profile YAML that loosens the 
                                       help="The admin's password (asked for when not given)")) -> None:
     """Approve a looser profile as an admin (it still cannot cross the legal hard limits)."""
     import yaml
+
     from bot.cli.leads_commands import open_database
     from bot.core.db.engine import session_scope
     from bot.core.errors import UserError
     from bot.core.pii import policy_signing_key_from_settings
-    from telephony.compliance.policy import hard_limit_violations, parse_policy, read_document, sign_profile
-
     from bot.users.service import authenticate
+    from telephony.compliance.policy import hard_limit_violations, parse_policy, read_document, sign_profile
 
     with session_scope(open_database()) as session:
         # The approval is signed in the admin's name, so the admin proves who they are.

@@ -18,9 +18,9 @@ from rich.table import Table
 
 from bot.cli.console import console, print_json
 from bot.core.errors import UserError
+from bot.core.settings import get_settings
 from bot.script.project import DialogsProject
 from bot.script.script_lines import ScriptLine, load_script_domain
-from bot.core.settings import get_settings
 
 DEFAULT_VARIANT = "standard"
 

@@ -1,4 +1,5 @@
 """`waihu report CAMPAIGN [--json|--csv|--html FILE]`: the managers' A/B comparison."""
+
 from __future__ import annotations
 
 import csv
@@ -12,10 +13,35 @@ from rich.table import Table
 from bot.cli.console import console, print_json
 from bot.core.errors import UserError
 
-CSV_COLUMNS = ("breakdown", "audience", "factor", "arm", "control", "weight", "leads", "dials", "metric",
-               "metric_label", "value", "ci_low", "ci_high", "numerator", "denominator", "lift", "lift_ci_low",
-               "lift_ci_high", "p_value", "p_adjusted", "chance_to_win", "risk", "decision", "decision_label", "hint",
-               "srm_p_value", "srm_alert")
+CSV_COLUMNS = (
+    "breakdown",
+    "audience",
+    "factor",
+    "arm",
+    "control",
+    "weight",
+    "leads",
+    "dials",
+    "metric",
+    "metric_label",
+    "value",
+    "ci_low",
+    "ci_high",
+    "numerator",
+    "denominator",
+    "lift",
+    "lift_ci_low",
+    "lift_ci_high",
+    "p_value",
+    "p_adjusted",
+    "chance_to_win",
+    "risk",
+    "decision",
+    "decision_label",
+    "hint",
+    "srm_p_value",
+    "srm_alert",
+)
 
 
 def register(app: typer.Typer) -> None:
@@ -26,12 +52,18 @@ def report(
     campaign: str = typer.Argument(..., help="Campaign name"),
     as_json: bool = typer.Option(False, "--json", help="Print the whole report as one JSON object."),
     as_csv: bool = typer.Option(False, "--csv", help="Print one CSV row per breakdown, arm and metric."),
-    html: Optional[Path] = typer.Option(None, "--html", metavar="FILE", help="Write the HTML report (Chinese, self-contained)."),
-    factor: Optional[str] = typer.Option(None, "--factor", help="Only this factor: script, time_slot, incentive, welcome"),
+    html: Optional[Path] = typer.Option(
+        None, "--html", metavar="FILE", help="Write the HTML report (Chinese, self-contained)."
+    ),
+    factor: Optional[str] = typer.Option(
+        None, "--factor", help="Only this factor: script, time_slot, incentive, welcome"
+    ),
     audience: Optional[str] = typer.Option(None, "--audience", help="Only the leads of this audience pack"),
     since: Optional[str] = typer.Option(None, "--since", help="Attempts dialled from this date/time (Beijing time)"),
     until: Optional[str] = typer.Option(None, "--until", help="…and before this time (a date: to the end of that day)"),
-    method: str = typer.Option("sequential", "--method", help="sequential (peek-safe, default), frequentist or bayesian"),
+    method: str = typer.Option(
+        "sequential", "--method", help="sequential (peek-safe, default), frequentist or bayesian"
+    ),
     alpha: float = typer.Option(0.05, "--alpha", help="Significance level"),
     correction: str = typer.Option("holm", "--correction", help="holm (default), bh or none"),
 ) -> None:
@@ -45,8 +77,17 @@ def report(
     if html is not None and not html.parent.exists():
         raise UserError(f"--html {html}: the folder {html.parent} does not exist")
     with session_scope(open_database()) as session:
-        data = build_report(session, get_campaign(session, campaign), factor=factor, audience=audience, since=since,
-                            until=until, method=method, alpha=alpha, correction=correction)
+        data = build_report(
+            session,
+            get_campaign(session, campaign),
+            factor=factor,
+            audience=audience,
+            since=since,
+            until=until,
+            method=method,
+            alpha=alpha,
+            correction=correction,
+        )
     if as_json:
         print_json(data)
     elif as_csv:
@@ -68,17 +109,35 @@ def csv_rows(data: dict):
             for arm in table["arms"]:
                 for key, value in arm["metrics"].items():
                     versus = arm["vs_control"].get(key, {})
-                    yield {"breakdown": breakdown, "audience": audience, "factor": factor["factor"], "arm": arm["arm"],
-                           "control": arm["control"], "weight": arm["weight"], "leads": arm["leads"],
-                           "dials": arm["dials"], "metric": key, "metric_label": labels[key], "value": value["value"],
-                           "ci_low": value["ci"][0], "ci_high": value["ci"][1], "numerator": value["numerator"],
-                           "denominator": value["denominator"], "lift": versus.get("lift"),
-                           "lift_ci_low": (versus.get("ci") or [None, None])[0],
-                           "lift_ci_high": (versus.get("ci") or [None, None])[1], "p_value": versus.get("p_value"),
-                           "p_adjusted": versus.get("p_adjusted"), "chance_to_win": versus.get("chance_to_win"),
-                           "risk": versus.get("risk"), "decision": versus.get("decision"),
-                           "decision_label": versus.get("decision_label"), "hint": versus.get("hint"),
-                           "srm_p_value": table["srm"]["p_value"], "srm_alert": table["srm"]["alert"]}
+                    yield {
+                        "breakdown": breakdown,
+                        "audience": audience,
+                        "factor": factor["factor"],
+                        "arm": arm["arm"],
+                        "control": arm["control"],
+                        "weight": arm["weight"],
+                        "leads": arm["leads"],
+                        "dials": arm["dials"],
+                        "metric": key,
+                        "metric_label": labels[key],
+                        "value": value["value"],
+                        "ci_low": value["ci"][0],
+                        "ci_high": value["ci"][1],
+                        "numerator": value["numerator"],
+                        "denominator": value["denominator"],
+                        "lift": versus.get("lift"),
+                        "lift_ci_low": (versus.get("ci") or [None, None])[0],
+                        "lift_ci_high": (versus.get("ci") or [None, None])[1],
+                        "p_value": versus.get("p_value"),
+                        "p_adjusted": versus.get("p_adjusted"),
+                        "chance_to_win": versus.get("chance_to_win"),
+                        "risk": versus.get("risk"),
+                        "decision": versus.get("decision"),
+                        "decision_label": versus.get("decision_label"),
+                        "hint": versus.get("hint"),
+                        "srm_p_value": table["srm"]["p_value"],
+                        "srm_alert": table["srm"]["alert"],
+                    }
 
 
 def write_csv(data: dict, out) -> None:
@@ -105,22 +164,35 @@ def print_tables(data: dict) -> None:
         for metric in data["metrics"]:
             for i, arm in enumerate(overall["arms"]):
                 value = arm["metrics"][metric["key"]]
-                cells = [metric["label"] if i == 0 else "", arm["arm"] + ("（对照）" if arm["control"] else ""),
-                         f"{arm['leads']:,}", f"{metric_value(value['value'], metric['unit'])} "
-                         f"[{metric_value(value['ci'][0], metric['unit'])}, {metric_value(value['ci'][1], metric['unit'])}]"]
+                cells = [
+                    metric["label"] if i == 0 else "",
+                    arm["arm"] + ("（对照）" if arm["control"] else ""),
+                    f"{arm['leads']:,}",
+                    f"{metric_value(value['value'], metric['unit'])} "
+                    f"[{metric_value(value['ci'][0], metric['unit'])}, {metric_value(value['ci'][1], metric['unit'])}]",
+                ]
                 if arm["control"]:
                     cells += ["", "", "", ""]
                 else:
                     c = arm["vs_control"][metric["key"]]
-                    cells += [f"{c['lift']:+.1%} [{c['ci'][0]:+.1%}, {c['ci'][1]:+.1%}]",
-                              "—" if c["p_adjusted"] is None else f"{c['p_adjusted']:.3f}", f"{c['chance_to_win']:.0%}",
-                              f"[{STYLES[c['decision']]}]{c['decision_label']}[/]"]
+                    cells += [
+                        f"{c['lift']:+.1%} [{c['ci'][0]:+.1%}, {c['ci'][1]:+.1%}]",
+                        "—" if c["p_adjusted"] is None else f"{c['p_adjusted']:.3f}",
+                        f"{c['chance_to_win']:.0%}",
+                        f"[{STYLES[c['decision']]}]{c['decision_label']}[/]",
+                    ]
                 table.add_row(*cells)
         console.print(table)
         console.print(("[bold red]" if overall["srm"]["alert"] else "[green]") + overall["srm"]["message"] + "[/]")
         if any(any(arm["handoffs"].values()) for arm in overall["arms"]):
-            console.print("转人工：" + "；".join(f"{arm['arm']} 已转人工 {arm['handoffs']['handed_off']}、"
-                                              f"转人工失败 {arm['handoffs']['handoff_failed']}" for arm in overall["arms"]))
+            console.print(
+                "转人工："
+                + "；".join(
+                    f"{arm['arm']} 已转人工 {arm['handoffs']['handed_off']}、"
+                    f"转人工失败 {arm['handoffs']['handoff_failed']}"
+                    for arm in overall["arms"]
+                )
+            )
         for arm in overall["arms"]:
             for metric in data["metrics"]:
                 comparison = arm["vs_control"].get(metric["key"])
@@ -135,8 +207,11 @@ def print_tables(data: dict) -> None:
                 breakdown.add_column(metric["label"], justify="right")
             for part in factor["by_audience"]:
                 for i, arm in enumerate(part["arms"]):
-                    cells = [part["audience"] + (" [red](SRM)[/]" if part["srm"]["alert"] else "") if i == 0 else "",
-                             arm["arm"], f"{arm['leads']:,}"]
+                    cells = [
+                        part["audience"] + (" [red](SRM)[/]" if part["srm"]["alert"] else "") if i == 0 else "",
+                        arm["arm"],
+                        f"{arm['leads']:,}",
+                    ]
                     for metric in data["metrics"]:
                         text = metric_value(arm["metrics"][metric["key"]]["value"], metric["unit"])
                         c = arm["vs_control"].get(metric["key"])

@@ -1,4 +1,5 @@
 """`waihu serve`: the web console (ops, script writers, managers) and its JSON API."""
+
 from __future__ import annotations
 
 import typer
@@ -13,8 +14,9 @@ def register(app: typer.Typer) -> None:
 def serve(
     host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on (0.0.0.0 for every interface)"),
     port: int = typer.Option(8000, "--port", help="TCP port"),
-    preload_agent: bool = typer.Option(False, "--preload-agent",
-                                       help="Load the dialogue model at start (the chat panel is then instant)"),
+    preload_agent: bool = typer.Option(
+        False, "--preload-agent", help="Load the dialogue model at start (the chat panel is then instant)"
+    ),
 ) -> None:
     """Run the web console: 运营 (lead packs, campaigns), 话术师 (script), 经理 (reports)."""
     import uvicorn
@@ -30,8 +32,10 @@ def serve(
     engine = open_database(config.settings.database_url)
     with session_scope(engine) as session:
         if count_users(session) == 0:
-            err_console.print("[yellow]no console users yet:[/] add one with "
-                              "`waihu users add NAME --role admin` (roles: ops, writer, manager, admin)")
+            err_console.print(
+                "[yellow]no console users yet:[/] add one with "
+                "`waihu users add NAME --role admin` (roles: ops, writer, manager, admin)"
+            )
     app = create_app(config, engine)
     console.print(f"waihu console on http://{host}:{port}/  (API schema: /api/v1/openapi.json; Ctrl-C stops)")
     # ws="none": the console uses no websockets, and Rasa pins a websockets too old for uvicorn's.

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import sys
-from typing import List, Optional
+from typing import Optional
 
 import typer
 from rich.table import Table
@@ -110,7 +110,7 @@ def list_(as_json: bool = typer.Option(False, "--json")) -> None:
 def token(
     name: str = typer.Argument(..., help="The user the token acts as (same role)"),
     label: str = typer.Option(..., "--label", help="What uses it, e.g. nightly-upload"),
-    scopes: List[str] = typer.Option([], "--scope", help="What it may do (repeat): leads:write (upload lead packs, "
+    scopes: list[str] = typer.Option([], "--scope", help="What it may do (repeat): leads:write (upload lead packs, "
                                                          "audiences), campaigns:write (create/start/pause campaigns), "
                                                          "reports:read (calls, reports, WeCom funnel)"),
 ) -> None:

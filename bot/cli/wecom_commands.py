@@ -1,4 +1,5 @@
 """`waihu wecom …`: the add-friend loop — offers file, delivery, advisor tasks, funnel, callback server."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -9,8 +10,9 @@ from rich.table import Table
 
 from bot.cli.console import console, print_json
 
-wecom_app = typer.Typer(help="WeCom add-friend: offers, invitations, advisor tasks, funnel, callback.",
-                        no_args_is_help=True)
+wecom_app = typer.Typer(
+    help="WeCom add-friend: offers, invitations, advisor tasks, funnel, callback.", no_args_is_help=True
+)
 
 
 def register(app: typer.Typer) -> None:
@@ -19,30 +21,43 @@ def register(app: typer.Typer) -> None:
 
 @wecom_app.command()
 def offers(
-    file: Optional[Path] = typer.Option(None, "--file", help="Offers file (default dialogs/wecom/offers.yml or "
-                                                             "WAIHU_WECOM_OFFERS)"),
+    file: Optional[Path] = typer.Option(
+        None, "--file", help="Offers file (default dialogs/wecom/offers.yml or WAIHU_WECOM_OFFERS)"
+    ),
     as_json: bool = typer.Option(False, "--json", help="One JSON object"),
 ) -> None:
     """Check the offers file (incentives and welcome scripts per audience pack); errors give file:line."""
     from bot.wecom.offers import load_offers
 
     loaded = load_offers(file)
-    summary = {"file": loaded.path, "invite_grades": list(loaded.invite_grades), "delivery": loaded.delivery,
-               "advisor": loaded.advisor.userid,
-               "audiences": {key: {"incentives": [{"name": o.name, "text": o.text, "weight": o.weight}
-                                                  for o in block.incentives],
-                                   "welcome": {grade: [o.name for o in options]
-                                               for grade, options in block.welcomes.items()}}
-                             for key, block in loaded.audiences.items()}}
+    summary = {
+        "file": loaded.path,
+        "invite_grades": list(loaded.invite_grades),
+        "delivery": loaded.delivery,
+        "advisor": loaded.advisor.userid,
+        "audiences": {
+            key: {
+                "incentives": [{"name": o.name, "text": o.text, "weight": o.weight} for o in block.incentives],
+                "welcome": {grade: [o.name for o in options] for grade, options in block.welcomes.items()},
+            }
+            for key, block in loaded.audiences.items()
+        },
+    }
     if as_json:
         print_json(summary)
         return
-    console.print(f"{loaded.path}: ok — invites grades {'/'.join(loaded.invite_grades)}, "
-                  f"delivery {loaded.delivery}, advisor {loaded.advisor.name} ({loaded.advisor.userid})")
+    console.print(
+        f"{loaded.path}: ok — invites grades {'/'.join(loaded.invite_grades)}, "
+        f"delivery {loaded.delivery}, advisor {loaded.advisor.name} ({loaded.advisor.userid})"
+    )
     table = Table("人群包", "利益点（权重）", "欢迎语")
     for key, block in summary["audiences"].items():
-        incentives = "；".join(f"{i['name']}：{i['text']}（{i['weight']:g}）" for i in block["incentives"]) or "（用 default）"
-        welcomes = "；".join(f"{grade}: {', '.join(names)}" for grade, names in block["welcome"].items()) or "（用 default）"
+        incentives = (
+            "；".join(f"{i['name']}：{i['text']}（{i['weight']:g}）" for i in block["incentives"]) or "（用 default）"
+        )
+        welcomes = (
+            "；".join(f"{grade}: {', '.join(names)}" for grade, names in block["welcome"].items()) or "（用 default）"
+        )
         table.add_row(key, incentives, welcomes)
     console.print(table)
 
@@ -58,8 +73,10 @@ def deliver(as_json: bool = typer.Option(False, "--json", help="One JSON object"
     if as_json:
         print_json(report)
     else:
-        console.print("delivered {delivered}, retry later {retry_later}, failed {failed}, "
-                      "late callbacks matched {events_matched}".format(**report))
+        console.print(
+            "delivered {delivered}, retry later {retry_later}, failed {failed}, "
+            "late callbacks matched {events_matched}".format(**report)
+        )
 
 
 @wecom_app.command()
@@ -84,9 +101,19 @@ def tasks(
         return
     table = Table("邀请", "任务", "线索", "手机号", "称呼", "等级", "人群包", "利益点", "发送方式", "状态", "链接")
     for row in rows:
-        table.add_row(str(row["invite_id"]), row["campaign"], str(row["lead_id"]), row["phone"], row["callee"],
-                      row["grade"], row["audience"] or "", row["incentive"] or "", row["channel"], row["status"],
-                      row["link"] or (row["last_error"] or "（待生成）"))
+        table.add_row(
+            str(row["invite_id"]),
+            row["campaign"],
+            str(row["lead_id"]),
+            row["phone"],
+            row["callee"],
+            row["grade"],
+            row["audience"] or "",
+            row["incentive"] or "",
+            row["channel"],
+            row["status"],
+            row["link"] or (row["last_error"] or "（待生成）"),
+        )
     console.print(table)
 
 

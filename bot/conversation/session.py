@@ -10,9 +10,10 @@ since the call was answered.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any, Callable, Literal
+from typing import Any, Literal
 
 from bot.conversation.agent import VARIANT_SLOT, BotLine, DialogueAgent, Parse
 from bot.core.errors import UserError

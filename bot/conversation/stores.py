@@ -2,6 +2,7 @@
 
 memory (default) · redis://host:port/db · postgresql://user:pass@host:port/db · sqlite:///path
 """
+
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
@@ -61,9 +62,7 @@ def lock_store_from_url(url: str | None) -> LockStore | None:
         return None
     parsed = urlparse(url)
     if parsed.scheme != "redis":
-        raise UserError(
-            f"WAIHU_LOCK_STORE_URL={url!r}: only redis://host:port/db is supported."
-        )
+        raise UserError(f"WAIHU_LOCK_STORE_URL={url!r}: only redis://host:port/db is supported.")
     from rasa.core.lock_store import RedisLockStore
 
     return RedisLockStore(

@@ -7,6 +7,7 @@ seconds) is the real moment that corresponds to the start, so processes started 
 different times (worker, beat) agree on the simulated time. The clocks themselves are
 telephony's (`telephony.clock`): the carrier adapters schedule by them too.
 """
+
 from __future__ import annotations
 
 import time

@@ -4,6 +4,7 @@
 raised by every layer for a user's mistake (grading rules, compliance profile, personas,
 uploads, scripts), so `except UserError` catches them all.
 """
+
 from __future__ import annotations
 
 from intents.errors import InputError

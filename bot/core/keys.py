@@ -14,6 +14,7 @@ key (HMAC(new key, old hash)), because the do-not-call list keeps no number to h
 This module knows the other domains' tables by name only (it sits below them): a test checks
 `KEYED_COLUMNS` against the whole schema, so a new encrypted or hashed column cannot be missed.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -66,8 +67,11 @@ KEYED_COLUMNS: tuple[KeyedColumn, ...] = (
 )
 KEYED_TABLES: tuple[str, ...] = tuple(dict.fromkeys(c.table for c in KEYED_COLUMNS))
 # Where a stored ciphertext can prove which key wrote it, best first: (table, ciphertext, hash of it or None).
-_PROOF_COLUMNS = (("leads", "phone_ciphertext", "phone_hash"), ("lead_rejects", "raw_ciphertext", None),
-                  ("wecom_sms_outbox", "phone_ciphertext", None))
+_PROOF_COLUMNS = (
+    ("leads", "phone_ciphertext", "phone_hash"),
+    ("lead_rejects", "raw_ciphertext", None),
+    ("wecom_sms_outbox", "phone_ciphertext", None),
+)
 
 
 class Keyring(Protocol):
@@ -99,16 +103,21 @@ def short(fingerprint: str) -> str:
 
 def mismatch_error(expected: str | None, actual: str) -> KeyMismatch:
     """`expected` None: no fingerprint recorded, but the stored numbers do not decrypt with the key."""
-    written_with = (f"with key {short(expected)}…" if expected else
-                    "with another key (they do not decrypt with this one)")
+    written_with = (
+        f"with key {short(expected)}…" if expected else "with another key (they do not decrypt with this one)"
+    )
     return KeyMismatch(
         f"the secret key does not match this database (key {short(actual)}…; the database's numbers were written "
         f"{written_with}): nothing was read or changed",
-        expected=expected or "", actual=actual,
-        details=["with another key, do-not-call and duplicate checks would silently miss every stored number",
-                 "use the key this database was written with: set WAIHU_SECRET_KEY, or put the key file back "
-                 "(WAIHU_SECRET_KEY_FILE, default <data folder>/secret.key) from your backup",
-                 "to change keys on purpose, keep the old key in place and run `waihu keys rotate`"])
+        expected=expected or "",
+        actual=actual,
+        details=[
+            "with another key, do-not-call and duplicate checks would silently miss every stored number",
+            "use the key this database was written with: set WAIHU_SECRET_KEY, or put the key file back "
+            "(WAIHU_SECRET_KEY_FILE, default <data folder>/secret.key) from your backup",
+            "to change keys on purpose, keep the old key in place and run `waihu keys rotate`",
+        ],
+    )
 
 
 def keyed_tables_with_rows(bind: Engine | Connection) -> list[str]:
@@ -116,8 +125,11 @@ def keyed_tables_with_rows(bind: Engine | Connection) -> list[str]:
     (a database not migrated yet) hold nothing."""
     with _connection(bind) as conn:
         existing = set(inspect(conn).get_table_names())
-        return [table for table in (*KEYED_TABLES, SecretKeyFingerprint.__tablename__)
-                if table in existing and conn.execute(text(f"SELECT 1 FROM {table} LIMIT 1")).first() is not None]
+        return [
+            table
+            for table in (*KEYED_TABLES, SecretKeyFingerprint.__tablename__)
+            if table in existing and conn.execute(text(f"SELECT 1 FROM {table} LIMIT 1")).first() is not None
+        ]
 
 
 def stored_fingerprint(bind: Engine | Connection | Session, *, lock: str | None = None) -> str | None:
@@ -158,11 +170,15 @@ def _require(conn: Connection, keyring: Keyring, lock: bool) -> None:
     if expected is None:
         proof = _proof_against_stored_numbers(conn, keyring)
         if proof is None and any(t in KEYED_TABLES for t in keyed_tables_with_rows(conn)):
-            raise UserError("this database holds do-not-call or call hashes but no stored number that could "
-                            "prove which secret key wrote them, and no key fingerprint yet",
-                            details=["if the key in use (WAIHU_SECRET_KEY or the key file) is the one the list was "
-                                     "written with, record it: `waihu keys adopt`",
-                                     "with another key, do-not-call checks would silently miss every listed number"])
+            raise UserError(
+                "this database holds do-not-call or call hashes but no stored number that could "
+                "prove which secret key wrote them, and no key fingerprint yet",
+                details=[
+                    "if the key in use (WAIHU_SECRET_KEY or the key file) is the one the list was "
+                    "written with, record it: `waihu keys adopt`",
+                    "with another key, do-not-call checks would silently miss every listed number",
+                ],
+            )
         if proof is False:
             raise mismatch_error(None, actual)
         _record(conn, actual)
@@ -178,8 +194,7 @@ def _proof_against_stored_numbers(conn: Connection, keyring: Keyring) -> bool | 
         if table not in existing:
             continue
         columns = f"{column}, {hash_column}" if hash_column else column
-        rows = conn.execute(text(f"SELECT {columns} FROM {table} WHERE {column} IS NOT NULL "
-                                 f"ORDER BY id LIMIT 3")).all()
+        rows = conn.execute(text(f"SELECT {columns} FROM {table} WHERE {column} IS NOT NULL ORDER BY id LIMIT 3")).all()
         for row in rows:
             try:
                 plain = keyring.decrypt_text(bytes(row[0]))
@@ -218,21 +233,29 @@ def _record(conn: Connection, fingerprint: str) -> None:
 
 @dataclass
 class RotationSummary:
-    rows: dict[str, int]          # table -> rows rewritten
+    rows: dict[str, int]  # table -> rows rewritten
     old_fingerprint: str
     new_fingerprint: str
     rotated_at: datetime
 
 
-def rotate_keyed_data(engine: Engine, old: Keyring, new: Keyring, *, batch: int = 2000,
-                      on_progress: Callable[[str, int], None] | None = None) -> RotationSummary:
+def rotate_keyed_data(
+    engine: Engine,
+    old: Keyring,
+    new: Keyring,
+    *,
+    batch: int = 2000,
+    on_progress: Callable[[str, int], None] | None = None,
+) -> RotationSummary:
     """Rewrite every key-dependent column from `old` to `new` and record `new`'s fingerprint, in one
     transaction: a failure or a crash leaves the database as it was (with `old`), so running again
     simply starts over. `new` must be `old` rotated (`PhoneKeyring.rotated`): its hash chain ends
     with `old`'s hash key, which is what lets hashes move without the numbers."""
     if tuple(new.hash_chain) != tuple(old.hash_chain) + (old.hash_key,):
-        raise UserError("the new key is not a rotation of the current one (its hash chain does not continue "
-                        "the current key's); nothing was changed")
+        raise UserError(
+            "the new key is not a rotation of the current one (its hash chain does not continue "
+            "the current key's); nothing was changed"
+        )
     if new.key_check == old.key_check:
         raise UserError("the new key is the current key; nothing to rotate")
     rows: dict[str, int] = {}
@@ -246,23 +269,37 @@ def rotate_keyed_data(engine: Engine, old: Keyring, new: Keyring, *, batch: int 
             columns = [c for c in KEYED_COLUMNS if c.table == table]
             rows[table] = _rotate_table(conn, table, columns, old, new, batch, on_progress)
         now = utc_now()
-        conn.execute(update(SecretKeyFingerprint.__table__).where(SecretKeyFingerprint.id == KEY_ROW_ID).values(
-            fingerprint=new.key_check, rotated_at=now, rotations=SecretKeyFingerprint.rotations + 1))
+        conn.execute(
+            update(SecretKeyFingerprint.__table__)
+            .where(SecretKeyFingerprint.id == KEY_ROW_ID)
+            .values(fingerprint=new.key_check, rotated_at=now, rotations=SecretKeyFingerprint.rotations + 1)
+        )
     return RotationSummary(rows, old.key_check, new.key_check, now)
 
 
-def _rotate_table(conn: Connection, table: str, columns: list[KeyedColumn], old: Keyring, new: Keyring,
-                  batch: int, on_progress: Callable[[str, int], None] | None) -> int:
+def _rotate_table(
+    conn: Connection,
+    table: str,
+    columns: list[KeyedColumn],
+    old: Keyring,
+    new: Keyring,
+    batch: int,
+    on_progress: Callable[[str, int], None] | None,
+) -> int:
     names = [c.column for c in columns]
     convert = [(_reencrypt(old, new) if c.kind == CIPHERTEXT else new.extend_hash) for c in columns]
     last_id, done = 0, 0
     while True:
-        page = conn.execute(text(f"SELECT id, {', '.join(names)} FROM {table} WHERE id > :last ORDER BY id "
-                                 f"LIMIT {int(batch)}"), {"last": last_id}).all()
+        page = conn.execute(
+            text(f"SELECT id, {', '.join(names)} FROM {table} WHERE id > :last ORDER BY id LIMIT {int(batch)}"),
+            {"last": last_id},
+        ).all()
         if not page:
             return done
-        changed = [(row[0], *[None if value is None else fn(value) for value, fn in zip(row[1:], convert, strict=True)])
-                   for row in page]
+        changed = [
+            (row[0], *[None if value is None else fn(value) for value, fn in zip(row[1:], convert, strict=True)])
+            for row in page
+        ]
         _update_rows(conn, table, columns, changed)
         last_id, done = page[-1][0], done + len(page)
         if on_progress is not None:
@@ -272,6 +309,7 @@ def _rotate_table(conn: Connection, table: str, columns: list[KeyedColumn], old:
 def _reencrypt(old: Keyring, new: Keyring) -> Callable[[bytes], bytes]:
     def convert(blob) -> bytes:
         return new.encrypt_text(old.decrypt_text(bytes(blob)))
+
     return convert
 
 
@@ -285,10 +323,13 @@ def _update_rows(conn: Connection, table: str, columns: list[KeyedColumn], rows:
             cursor.execute(
                 f"UPDATE {table} AS t SET {', '.join(f'{n} = v.{n}' for n in names[1:])} "
                 f"FROM unnest({', '.join(f'%s::{t}[]' for t in types)}) AS v({', '.join(names)}) WHERE t.id = v.id",
-                arrays)
+                arrays,
+            )
         else:
-            cursor.executemany(f"UPDATE {table} SET {', '.join(f'{c.column} = ?' for c in columns)} WHERE id = ?",
-                               [(*row[1:], row[0]) for row in rows])
+            cursor.executemany(
+                f"UPDATE {table} SET {', '.join(f'{c.column} = ?' for c in columns)} WHERE id = ?",
+                [(*row[1:], row[0]) for row in rows],
+            )
     finally:
         cursor.close()
 

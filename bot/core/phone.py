@@ -3,6 +3,7 @@
 Accepted: mobiles `1[3-9]` + 9 digits, and landlines with their area code (flagged, since
 outbound robots mostly reach mobiles). Everything else gets a reason code a person can act on.
 """
+
 from __future__ import annotations
 
 import re
@@ -12,8 +13,18 @@ MOBILE = "mobile"
 LANDLINE = "landline"
 
 # Full-width digits and the separators people type around numbers.
-_TRANSLATE = str.maketrans({**{chr(0xFF10 + i): str(i) for i in range(10)},
-                            "＋": "+", "（": "(", "）": ")", "－": "-", "—": "-", "–": "-", "　": " "})
+_TRANSLATE = str.maketrans(
+    {
+        **{chr(0xFF10 + i): str(i) for i in range(10)},
+        "＋": "+",
+        "（": "(",
+        "）": ")",
+        "－": "-",
+        "—": "-",
+        "–": "-",
+        "　": " ",
+    }
+)
 _LIST_SEPARATORS = re.compile(r"[,;，；、|/]")
 _SEPARATORS = re.compile(r"[\s\-().·]+")
 _MOBILE = re.compile(r"1[3-9][0-9]{9}")
@@ -26,14 +37,14 @@ _SERVICE = re.compile(r"(?:400|800)[0-9]{7}|95[0-9]{3,6}|1[0-2][0-9]{3}")
 
 @dataclass(frozen=True)
 class Phone:
-    number: str     # digits only, national form: 13812345678 or 01088886666
+    number: str  # digits only, national form: 13812345678 or 01088886666
     line_type: str  # mobile | landline
 
 
 @dataclass(frozen=True)
 class PhoneProblem:
-    reason: str     # a stable code for reports: phone_missing, phone_invalid, …
-    message: str    # what is wrong and what to do (the caller masks digits before showing it)
+    reason: str  # a stable code for reports: phone_missing, phone_invalid, …
+    message: str  # what is wrong and what to do (the caller masks digits before showing it)
 
 
 def normalise_phone(raw: object) -> Phone | PhoneProblem:
@@ -72,8 +83,10 @@ def normalise_phone(raw: object) -> Phone | PhoneProblem:
     if digits.startswith("+"):
         return PhoneProblem("phone_foreign", "a non-mainland country code; only +86 numbers can be called")
     if not (digits.isascii() and digits.isdigit()):
-        return PhoneProblem("phone_invalid", "the phone cell contains letters or symbols (extension? note?); "
-                                             "keep only the number in this column")
+        return PhoneProblem(
+            "phone_invalid",
+            "the phone cell contains letters or symbols (extension? note?); keep only the number in this column",
+        )
     return _classify_digits(digits)
 
 
@@ -85,12 +98,17 @@ def _classify_digits(digits: str) -> Phone | PhoneProblem:
     if _SERVICE.fullmatch(digits):
         return PhoneProblem("phone_service_number", "a service/hotline number (400/800/95xxx), not a person")
     if digits[0] != "0" and _LANDLINE.fullmatch("0" + digits):
-        return PhoneProblem("phone_leading_zero_lost", "looks like a landline whose leading 0 was dropped "
-                                                       "(Excel number column); format the column as text and re-export")
+        return PhoneProblem(
+            "phone_leading_zero_lost",
+            "looks like a landline whose leading 0 was dropped "
+            "(Excel number column); format the column as text and re-export",
+        )
     if digits.startswith("1") and len(digits) == 11:
         return PhoneProblem("phone_invalid", "11 digits but not a mainland mobile prefix (13x-19x)")
-    return PhoneProblem("phone_invalid", f"{len(digits)} digits: neither a mobile (11 digits, 1[3-9]…) "
-                                         "nor a landline with area code (0…)")
+    return PhoneProblem(
+        "phone_invalid",
+        f"{len(digits)} digits: neither a mobile (11 digits, 1[3-9]…) nor a landline with area code (0…)",
+    )
 
 
 def _from_scientific(text: str, match: re.Match) -> Phone | PhoneProblem:
@@ -99,7 +117,10 @@ def _from_scientific(text: str, match: re.Match) -> Phone | PhoneProblem:
         return PhoneProblem("phone_invalid", f"{text!r} is not a whole number")
     if exponent > len(fraction):
         # 1.38E+10: the digits after the shown ones were replaced by zeros and cannot be recovered.
-        return PhoneProblem("phone_scientific_notation", f"Excel turned the number into {text}, the last digits are "
-                                                         "lost; format the column as text in Excel and export again")
+        return PhoneProblem(
+            "phone_scientific_notation",
+            f"Excel turned the number into {text}, the last digits are "
+            "lost; format the column as text in Excel and export again",
+        )
     digits = whole + fraction
     return _classify_digits(digits)

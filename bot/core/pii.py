@@ -9,6 +9,7 @@ a stored hash is then HMAC(newest key, … HMAC(oldest key, number)), which is h
 list, which keeps no number, follows a rotation. The database keeps the key's fingerprint
 (`key_check`); `bot.core.keys` compares it before numbers are read or written.
 """
+
 from __future__ import annotations
 
 import base64
@@ -44,9 +45,23 @@ ROTATED_SECRET_PREFIX = "waihu-k2"
 _KEY_CHECK_MESSAGE = b"waihu-key-check"
 # Phone-shaped text (see `mask_digit_runs`): digits as people and ASR write them (ASCII, full-width,
 # Chinese numerals with 幺/两), in groups split by at most three separator characters.
-_DIGIT_VALUES = {**{str(i): str(i) for i in range(10)}, **{chr(0xFF10 + i): str(i) for i in range(10)},
-                 "〇": "0", "零": "0", "一": "1", "幺": "1", "二": "2", "两": "2", "三": "3", "四": "4", "五": "5",
-                 "六": "6", "七": "7", "八": "8", "九": "9"}
+_DIGIT_VALUES = {
+    **{str(i): str(i) for i in range(10)},
+    **{chr(0xFF10 + i): str(i) for i in range(10)},
+    "〇": "0",
+    "零": "0",
+    "一": "1",
+    "幺": "1",
+    "二": "2",
+    "两": "2",
+    "三": "3",
+    "四": "4",
+    "五": "5",
+    "六": "6",
+    "七": "7",
+    "八": "8",
+    "九": "9",
+}
 _DIGIT_CLASS = "[" + "".join(sorted(_DIGIT_VALUES)) + "]"
 _TO_ASCII_DIGITS = str.maketrans(_DIGIT_VALUES)
 _ANY_DIGIT = re.compile(_DIGIT_CLASS)
@@ -81,8 +96,10 @@ class PhoneKeyring:
             master, chain = _parse_rotated_secret(secret)
             return cls(_derive(master, b"phone-encryption-v1"), _derive(master, b"phone-hash-v1"), chain)
         if len(secret) < _MIN_SECRET_BYTES:
-            raise UserError(f"the secret key is too short ({len(secret)} bytes); use at least {_MIN_SECRET_BYTES} "
-                            "random bytes (e.g. `python -c 'import secrets; print(secrets.token_urlsafe(32))'`)")
+            raise UserError(
+                f"the secret key is too short ({len(secret)} bytes); use at least {_MIN_SECRET_BYTES} "
+                "random bytes (e.g. `python -c 'import secrets; print(secrets.token_urlsafe(32))'`)"
+            )
         return cls(_derive(secret, b"phone-encryption-v1"), _derive(secret, b"phone-hash-v1"))
 
     @property
@@ -121,12 +138,14 @@ class PhoneKeyring:
     def decrypt_phone(self, blob: bytes) -> str:
         if not blob or blob[:1] != CIPHERTEXT_VERSION:
             raise UserError("stored phone ciphertext has an unknown format version")
-        nonce, body = blob[1:1 + _NONCE_BYTES], blob[1 + _NONCE_BYTES:]
+        nonce, body = blob[1 : 1 + _NONCE_BYTES], blob[1 + _NONCE_BYTES :]
         try:
             return self._aead.decrypt(nonce, body, None).decode("utf-8")
         except InvalidTag:
-            raise UserError("cannot decrypt a stored phone number: the secret key differs from the one that "
-                            "encrypted it (check WAIHU_SECRET_KEY / the secret key file)") from None
+            raise UserError(
+                "cannot decrypt a stored phone number: the secret key differs from the one that "
+                "encrypted it (check WAIHU_SECRET_KEY / the secret key file)"
+            ) from None
 
     def encrypt_text(self, text: str) -> bytes:
         """Same scheme for other personal text (e.g. the raw row of a rejected line)."""
@@ -170,8 +189,10 @@ def _parse_rotated_secret(secret: bytes) -> tuple[bytes, tuple[bytes, ...]]:
     except (binascii.Error, ValueError):
         keys = []
     if len(keys) < 2 or any(len(key) != 32 for key in keys):
-        raise UserError("the secret key starts like a rotated key (waihu-k2.…) but is damaged; restore it from "
-                        "your backup (WAIHU_SECRET_KEY or the key file) exactly as `waihu keys rotate` wrote it")
+        raise UserError(
+            "the secret key starts like a rotated key (waihu-k2.…) but is damaged; restore it from "
+            "your backup (WAIHU_SECRET_KEY or the key file) exactly as `waihu keys rotate` wrote it"
+        )
     return keys[0], tuple(keys[1:])
 
 
@@ -205,7 +226,7 @@ class BulkEncryptor:
         while True:
             batch = os.urandom(size * self._BATCH)
             for offset in range(0, len(batch), size):
-                yield batch[offset:offset + size]
+                yield batch[offset : offset + size]
 
     def encrypt(self, text: str) -> bytes:
         nonce = self._next_nonce()
@@ -247,7 +268,7 @@ def _mask_run(match: re.Match) -> str:
     pieces, position, index = [], 0, 0
     while index < len(groups):
         start, end, digits = groups[index]
-        if digits == "0" and run[end:end + 1] == ".":  # 0.123456789 is a fraction, not a phone
+        if digits == "0" and run[end : end + 1] == ".":  # 0.123456789 is a fraction, not a phone
             index += 1
             continue
         masked_until, replacement = None, None
@@ -297,9 +318,11 @@ def load_secret(secret_key: str | None, secret_key_file: Path, *, database: Engi
         return load_secret(None, secret_key_file)
     with os.fdopen(fd, "w", encoding="ascii") as handle:
         handle.write(token + "\n")
-    print(f"notice: generated a new secret key in {secret_key_file}. Phone numbers are encrypted with it: "
-          "back it up (or set WAIHU_SECRET_KEY); without it stored numbers cannot be read or matched.",
-          file=sys.stderr)
+    print(
+        f"notice: generated a new secret key in {secret_key_file}. Phone numbers are encrypted with it: "
+        "back it up (or set WAIHU_SECRET_KEY); without it stored numbers cannot be read or matched.",
+        file=sys.stderr,
+    )
     return token.encode("ascii")
 
 
@@ -315,17 +338,23 @@ def _refuse_new_key_over_data(secret_key_file: Path, database: Engine | str | No
     try:
         holding = keyed_tables_with_rows(engine)
     except SQLAlchemyError as exc:
-        raise UserError(f"no secret key ({secret_key_file} does not exist and WAIHU_SECRET_KEY is not set), and the "
-                        f"database {where} cannot be checked for stored numbers, so no new key was made: "
-                        f"{str(getattr(exc, 'orig', exc)).strip().splitlines()[0]}",
-                        details=["start the database (or fix WAIHU_DATABASE_URL) and try again"]) from None
+        raise UserError(
+            f"no secret key ({secret_key_file} does not exist and WAIHU_SECRET_KEY is not set), and the "
+            f"database {where} cannot be checked for stored numbers, so no new key was made: "
+            f"{str(getattr(exc, 'orig', exc)).strip().splitlines()[0]}",
+            details=["start the database (or fix WAIHU_DATABASE_URL) and try again"],
+        ) from None
     if holding:
-        raise UserError(f"no secret key: {secret_key_file} does not exist and WAIHU_SECRET_KEY is not set, but the "
-                        f"database {where} already holds data written with a key ({', '.join(holding)}); "
-                        "no new key was made",
-                        details=["restore the key file from your backup, or set WAIHU_SECRET_KEY to the key",
-                                 "a new key could not read the stored numbers, and do-not-call and duplicate "
-                                 "checks would silently miss every one of them"])
+        raise UserError(
+            f"no secret key: {secret_key_file} does not exist and WAIHU_SECRET_KEY is not set, but the "
+            f"database {where} already holds data written with a key ({', '.join(holding)}); "
+            "no new key was made",
+            details=[
+                "restore the key file from your backup, or set WAIHU_SECRET_KEY to the key",
+                "a new key could not read the stored numbers, and do-not-call and duplicate "
+                "checks would silently miss every one of them",
+            ],
+        )
 
 
 def keyring_from_settings() -> PhoneKeyring:
@@ -376,8 +405,10 @@ def require_key_with_advice(engine: Engine, ring: PhoneKeyring, secret_key_file:
             except UserError:
                 finished = False
             if finished:
-                raise UserError(f"a key rotation finished in the database but its new key ({pending}) was not put "
-                                "in place; run `waihu keys rotate` again to finish it") from None
+                raise UserError(
+                    f"a key rotation finished in the database but its new key ({pending}) was not put "
+                    "in place; run `waihu keys rotate` again to finish it"
+                ) from None
         raise
 
 

@@ -4,6 +4,7 @@ Created 0700/0600 from the start (the umask can only make them stricter), so the
 moment where another local account could read a phone number or the key. Folders and files that
 already exist are left as they are: their owner chose those permissions.
 """
+
 from __future__ import annotations
 
 import os

@@ -1,4 +1,5 @@
 """Quiet, offline defaults for Rasa and TensorFlow, applied before either is imported."""
+
 from __future__ import annotations
 
 import logging

@@ -9,6 +9,7 @@ they need from here.
 `get_settings()` reads the environment on every call (it is cheap): tests and the demo
 change variables between calls, and a long-lived process reads them once at start.
 """
+
 from __future__ import annotations
 
 from datetime import datetime
@@ -185,12 +186,13 @@ def get_settings() -> Settings:
     try:
         return Settings()
     except ValidationError as exc:
-        problems = [f"WAIHU_{'_'.join(str(p) for p in error['loc']).upper()}: {error['msg']}"
-                    for error in exc.errors()]
+        problems = [f"WAIHU_{'_'.join(str(p) for p in error['loc']).upper()}: {error['msg']}" for error in exc.errors()]
         raise UserError(problems[0], details=problems[1:]) from None
 
 
 def settings_table() -> list[tuple[str, str]]:
     """(variable, default) for every setting, in declaration order: the README's table."""
-    return [(f"WAIHU_{name.upper()}", "" if field.default is None else str(field.default).replace(str(PROJECT_ROOT), "."))
-            for name, field in Settings.__fields__.items()]
+    return [
+        (f"WAIHU_{name.upper()}", "" if field.default is None else str(field.default).replace(str(PROJECT_ROOT), "."))
+        for name, field in Settings.__fields__.items()
+    ]

@@ -10,6 +10,7 @@ ratios, checked before the workbook is opened) and the XML as it streams (no DTD
 strings, elements and bytes per row), so a small hostile file cannot cost minutes of CPU
 or gigabytes of memory, and a broken one gives a message instead of a traceback.
 """
+
 from __future__ import annotations
 
 import codecs
@@ -41,21 +42,21 @@ class ReadLimits:
     """What one uploaded file may make us read. A real lead pack stays far inside every bound (a row is
     a few hundred characters; Excel itself stops at 1,048,576 rows and 32,767 characters a cell)."""
 
-    max_rows: int = 2_000_000        # rows as the spreadsheet numbers them, blank ones included
+    max_rows: int = 2_000_000  # rows as the spreadsheet numbers them, blank ones included
     max_columns: int = 256
     max_cell_chars: int = 4_000
-    max_row_chars: int = 32_768      # all cells of one row together
+    max_row_chars: int = 32_768  # all cells of one row together
     # XLSX (a ZIP of XML parts), checked before the workbook is opened:
     max_xlsx_entries: int = 1_000
-    max_xlsx_uncompressed: int = 2048 * _MiB   # all parts together, as the archive declares them
-    max_xlsx_part: int = 1024 * _MiB           # one part (a worksheet); shared strings and others: below
-    max_xlsx_ratio: int = 100                  # uncompressed : compressed, for parts over 1 MiB
+    max_xlsx_uncompressed: int = 2048 * _MiB  # all parts together, as the archive declares them
+    max_xlsx_part: int = 1024 * _MiB  # one part (a worksheet); shared strings and others: below
+    max_xlsx_ratio: int = 100  # uncompressed : compressed, for parts over 1 MiB
     # … and while its XML streams:
     max_shared_strings: int = 2_000_000
     max_shared_strings_bytes: int = 256 * _MiB
-    max_other_part_bytes: int = 64 * _MiB      # workbook, styles, relationships, themes
-    max_row_elements: int = 16_384             # XML elements in one row (cells, their values, rich-text runs)
-    max_other_elements: int = 1_000_000        # XML elements outside rows, in one part
+    max_other_part_bytes: int = 64 * _MiB  # workbook, styles, relationships, themes
+    max_row_elements: int = 16_384  # XML elements in one row (cells, their values, rich-text runs)
+    max_other_elements: int = 1_000_000  # XML elements outside rows, in one part
     max_row_bytes: int = 16 * _MiB
     # Shared strings let one text fill many cells: all text read may be at most this many characters
     # per byte of the file (plus the floor); a real workbook has about 1.
@@ -87,10 +88,28 @@ def shown_list(values: list, limit: int = _SHOWN_HEADERS) -> str:
     names = ", ".join(repr(shown(value)) for value in values[:limit])
     return names + (f", … ({len(values) - limit} more)" if len(values) > limit else "")
 
+
 # Field → names seen in real exports. Compared after `header_key` (case, width, spaces folded).
 FIELD_ALIASES: dict[str, tuple[str, ...]] = {
-    "phone": ("手机号", "手机号码", "手机", "电话", "电话号码", "联系电话", "联系方式", "号码", "客户电话",
-              "mobile", "mobile_phone", "phone", "phone_number", "phonenumber", "tel", "telephone", "cellphone"),
+    "phone": (
+        "手机号",
+        "手机号码",
+        "手机",
+        "电话",
+        "电话号码",
+        "联系电话",
+        "联系方式",
+        "号码",
+        "客户电话",
+        "mobile",
+        "mobile_phone",
+        "phone",
+        "phone_number",
+        "phonenumber",
+        "tel",
+        "telephone",
+        "cellphone",
+    ),
     "name": ("姓名", "名字", "客户姓名", "客户名称", "客户", "name", "full_name", "customer_name"),
     "gender": ("性别", "gender", "sex"),
     "audience": ("人群", "人群包", "客群", "人群名称", "audience", "audience_pack", "segment"),
@@ -116,8 +135,8 @@ class FileFacts:
     path: Path
     sha256: str
     size: int
-    kind: str                  # csv | xlsx
-    encoding: str | None       # for csv: utf-8, utf-8-sig, gb18030, utf-16
+    kind: str  # csv | xlsx
+    encoding: str | None  # for csv: utf-8, utf-8-sig, gb18030, utf-16
     delimiter: str | None = None
 
     @property
@@ -154,8 +173,9 @@ def inspect_file(path: Path) -> FileFacts:
     if head.startswith(b"PK\x03\x04"):
         return FileFacts(path, _sha256(path), size, "xlsx", None)
     if head.startswith(b"\xd0\xcf\x11\xe0"):
-        raise UserError(f"{path}: an old Excel 97-2003 (.xls) workbook; open it in Excel and save as .xlsx "
-                        "or as 'CSV UTF-8'")
+        raise UserError(
+            f"{path}: an old Excel 97-2003 (.xls) workbook; open it in Excel and save as .xlsx or as 'CSV UTF-8'"
+        )
     sha256, encoding = _hash_and_detect_encoding(path, head)
     return FileFacts(path, sha256, size, "csv", encoding, _sniff_delimiter(path, encoding))
 
@@ -186,9 +206,13 @@ def _hash_and_detect_encoding(path: Path, head: bytes) -> tuple[str, str]:
             return (digest.hexdigest() if attempt == 0 else _sha256(path)), name
         failed_at[name] = position
     where = ", ".join(f"not {name} (line {_line_of(path, pos)})" for name, pos in failed_at.items())
-    raise UserError(f"{path}: cannot read the text: {where}",
-                    details=["the file mixes encodings or is not a CSV/TSV/XLSX file",
-                             "in Excel: Save As → 'CSV UTF-8 (Comma delimited)' and upload that file"])
+    raise UserError(
+        f"{path}: cannot read the text: {where}",
+        details=[
+            "the file mixes encodings or is not a CSV/TSV/XLSX file",
+            "in Excel: Save As → 'CSV UTF-8 (Comma delimited)' and upload that file",
+        ],
+    )
 
 
 def _first_undecodable_byte(path: Path, encoding: str, digest) -> int | None:
@@ -215,8 +239,10 @@ def _reject_binary(path: Path, encoding: str) -> None:
     with path.open("r", encoding=encoding, newline="") as handle:
         sample = handle.read(4096)
     if "\x00" in sample:
-        raise UserError(f"{path}: contains NUL bytes, so it is not a text CSV (a database dump or a binary "
-                        "file?); export the lead pack as CSV or XLSX")
+        raise UserError(
+            f"{path}: contains NUL bytes, so it is not a text CSV (a database dump or a binary "
+            "file?); export the lead pack as CSV or XLSX"
+        )
 
 
 def _line_of(path: Path, byte_offset: int) -> int:
@@ -235,9 +261,13 @@ def _sniff_delimiter(path: Path, encoding: str) -> str:
 RowStream = Iterator[tuple[int, list]]  # (row number as a spreadsheet shows it, cells)
 
 
-def open_rows(facts: FileFacts, *, sheet: str | None = None,
-              on_progress: Callable[[int], None] | None = None,
-              limits: ReadLimits = DEFAULT_LIMITS) -> tuple[list, RowStream, list[str]]:
+def open_rows(
+    facts: FileFacts,
+    *,
+    sheet: str | None = None,
+    on_progress: Callable[[int], None] | None = None,
+    limits: ReadLimits = DEFAULT_LIMITS,
+) -> tuple[list, RowStream, list[str]]:
     """The header cells, the data rows, and notes (e.g. ignored worksheets). Blank rows are skipped.
     A file past `limits` stops with a UserError naming the row (nothing is half-read silently)."""
     if facts.kind == "xlsx":
@@ -269,9 +299,13 @@ def _csv_rows(facts: FileFacts, on_progress: Callable[[int], None] | None, limit
             except StopIteration:
                 return
             except csv.Error as exc:
-                raise UserError(f"{facts.path}: row {row_number + 1} (line {reader.line_num}) cannot be parsed: {exc}",
-                                details=["a quote (\") opened and never closed, or a NUL byte; fix that row "
-                                         "and upload again — nothing was stored"]) from None
+                raise UserError(
+                    f"{facts.path}: row {row_number + 1} (line {reader.line_num}) cannot be parsed: {exc}",
+                    details=[
+                        'a quote (") opened and never closed, or a NUL byte; fix that row '
+                        "and upload again — nothing was stored"
+                    ],
+                ) from None
             row_number += 1
             if row_number > max_rows or len(cells) > max_columns or (cells and max(map(len, cells)) > max_cell):
                 check_row_size(facts.path, row_number, cells, limits)
@@ -296,42 +330,55 @@ def _bounded_lines(path: Path, text: io.TextIOWrapper, limits: ReadLimits) -> It
             return
         line_number += 1
         if len(line) == limit and line[-1] not in "\r\n":
-            raise UserError(f"{path}: line {line_number:,} is longer than {limit:,} characters, more than a row of "
-                            f"{limits.max_columns} columns of {limits.max_cell_chars:,} characters can be; nothing was "
-                            "stored",
-                            details=["is this a lead pack? a quote (\") that never closes, or a file without line "
-                                     "breaks, looks like this; fix the file and upload again"])
+            raise UserError(
+                f"{path}: line {line_number:,} is longer than {limit:,} characters, more than a row of "
+                f"{limits.max_columns} columns of {limits.max_cell_chars:,} characters can be; nothing was "
+                "stored",
+                details=[
+                    'is this a lead pack? a quote (") that never closes, or a file without line '
+                    "breaks, looks like this; fix the file and upload again"
+                ],
+            )
         yield line
 
 
 def check_row_size(path: Path, row_number: int, cells: list, limits: ReadLimits) -> None:
     """Stop on a row past the limits (rows, columns, cell and row length), saying where and what to do."""
     if row_number > limits.max_rows:
-        raise UserError(f"{path}: more than {limits.max_rows:,} rows; split the file into smaller lead packs "
-                        "and upload each — nothing was stored")
+        raise UserError(
+            f"{path}: more than {limits.max_rows:,} rows; split the file into smaller lead packs "
+            "and upload each — nothing was stored"
+        )
     filled = len(cells)
     while filled and cells[filled - 1] in (None, ""):
         filled -= 1
     if filled > limits.max_columns:
-        raise UserError(f"{path}: row {row_number:,} has {filled:,} cells; a lead pack may have at most "
-                        f"{limits.max_columns} columns — remove the extra columns (or the stray delimiters) and "
-                        "upload again; nothing was stored")
+        raise UserError(
+            f"{path}: row {row_number:,} has {filled:,} cells; a lead pack may have at most "
+            f"{limits.max_columns} columns — remove the extra columns (or the stray delimiters) and "
+            "upload again; nothing was stored"
+        )
     total = 0
     for index, cell in enumerate(cells):
         if cell.__class__ is not str:
             continue
         total += len(cell)
         if len(cell) > limits.max_cell_chars:
-            raise UserError(f"{path}: row {row_number:,}, column {index + 1} holds {len(cell):,} characters "
-                            f"({shown(cell)}); a cell may have at most {limits.max_cell_chars:,} — shorten it (or "
-                            "close the quote that swallowed the rows after it) and upload again; nothing was stored")
+            raise UserError(
+                f"{path}: row {row_number:,}, column {index + 1} holds {len(cell):,} characters "
+                f"({shown(cell)}); a cell may have at most {limits.max_cell_chars:,} — shorten it (or "
+                "close the quote that swallowed the rows after it) and upload again; nothing was stored"
+            )
     if total > limits.max_row_chars:
-        raise UserError(f"{path}: row {row_number:,} holds {total:,} characters; a row may have at most "
-                        f"{limits.max_row_chars:,} — shorten its cells and upload again; nothing was stored")
+        raise UserError(
+            f"{path}: row {row_number:,} holds {total:,} characters; a row may have at most "
+            f"{limits.max_row_chars:,} — shorten its cells and upload again; nothing was stored"
+        )
 
 
-def _xlsx_rows(facts: FileFacts, sheet: str | None, on_progress: Callable[[int], None] | None,
-               limits: ReadLimits) -> tuple[RowStream, list[str]]:
+def _xlsx_rows(
+    facts: FileFacts, sheet: str | None, on_progress: Callable[[int], None] | None, limits: ReadLimits
+) -> tuple[RowStream, list[str]]:
     path = facts.path
     workbook = _open_workbook(path, limits)
     try:
@@ -342,8 +389,10 @@ def _xlsx_rows(facts: FileFacts, sheet: str | None, on_progress: Callable[[int],
             raise UserError(f"{path}: the workbook has no worksheet (only charts?); nothing to read")
         worksheet = workbook[sheet] if sheet else workbook.worksheets[0]
         if not hasattr(worksheet, "reset_dimensions"):
-            raise UserError(f"{path}: {shown(worksheet.title)!r} is a chart, not a worksheet; use --sheet to pick "
-                            "the worksheet with the leads")
+            raise UserError(
+                f"{path}: {shown(worksheet.title)!r} is a chart, not a worksheet; use --sheet to pick "
+                "the worksheet with the leads"
+            )
     except BaseException as exc:
         workbook.close()
         if isinstance(exc, _READ_ERRORS) and not isinstance(exc, UserError):
@@ -351,8 +400,10 @@ def _xlsx_rows(facts: FileFacts, sheet: str | None, on_progress: Callable[[int],
         raise
     notes = []
     if sheet is None and len(names) > 1:
-        notes.append(f"read worksheet {shown(worksheet.title)!r} only; the workbook also has "
-                     f"{shown_list([n for n in names if n != worksheet.title])} (use --sheet to pick one)")
+        notes.append(
+            f"read worksheet {shown(worksheet.title)!r} only; the workbook also has "
+            f"{shown_list([n for n in names if n != worksheet.title])} (use --sheet to pick one)"
+        )
     total = min(worksheet.max_row or 0, limits.max_rows)
     # The sheet's <dimension> is the file's word, not a fact: rows padded to its width (XFD = 16,384
     # columns) cost as much as real cells. Read each row as wide as its own cells instead.
@@ -378,9 +429,11 @@ def _xlsx_rows(facts: FileFacts, sheet: str | None, on_progress: Callable[[int],
                         check_row_size(path, row_number, cells, limits)
                     text_read += chars
                     if text_read > max_text:
-                        raise UserError(f"{path}: the workbook's cells hold more than {max_text:,} characters of "
-                                        f"text by row {row_number:,}, far more than a {facts.size:,}-byte file of "
-                                        "leads can (the same long text repeated in many cells?); nothing was stored")
+                        raise UserError(
+                            f"{path}: the workbook's cells hold more than {max_text:,} characters of "
+                            f"text by row {row_number:,}, far more than a {facts.size:,}-byte file of "
+                            "leads can (the same long text repeated in many cells?); nothing was stored"
+                        )
                 yield row_number, cells
         except UserError:
             raise
@@ -403,9 +456,11 @@ def _bounded_row_builder(path: Path, limits: ReadLimits) -> Callable:
             return ()
         width = max(cell["column"] for cell in row)
         if width > max_columns:
-            raise UserError(f"{path}: row {row[0]['row']:,} has a cell in column {width:,}; a lead pack may have at "
-                            f"most {max_columns} columns — delete the columns past that (or the stray cell) in Excel "
-                            "and upload again; nothing was stored")
+            raise UserError(
+                f"{path}: row {row[0]['row']:,} has a cell in column {width:,}; a lead pack may have at "
+                f"most {max_columns} columns — delete the columns past that (or the stray cell) in Excel "
+                "and upload again; nothing was stored"
+            )
         values = [None] * width
         for cell in row:
             values[cell["column"] - 1] = cell["value"]
@@ -415,8 +470,21 @@ def _bounded_row_builder(path: Path, limits: ReadLimits) -> Callable:
 
 
 # What a damaged or hand-made workbook makes openpyxl raise; each becomes one clear message.
-_READ_ERRORS = (zipfile.BadZipFile, zipfile.LargeZipFile, KeyError, IndexError, ValueError, TypeError,
-                AttributeError, OSError, ParseError, expat.ExpatError, EOFError, struct.error, NotImplementedError)
+_READ_ERRORS = (
+    zipfile.BadZipFile,
+    zipfile.LargeZipFile,
+    KeyError,
+    IndexError,
+    ValueError,
+    TypeError,
+    AttributeError,
+    OSError,
+    ParseError,
+    expat.ExpatError,
+    EOFError,
+    struct.error,
+    NotImplementedError,
+)
 
 
 def _unreadable(path: Path, exc: BaseException, where: str = "") -> UserError:
@@ -424,8 +492,10 @@ def _unreadable(path: Path, exc: BaseException, where: str = "") -> UserError:
     if cause is not None:  # openpyxl wraps what our guards raise in a ValueError
         return cause
     reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    return UserError(f"{path}: a ZIP file but not a readable XLSX workbook{' at ' + where if where else ''} "
-                     f"({shown(reason, 120)}); open it in Excel and save it again as .xlsx — nothing was stored")
+    return UserError(
+        f"{path}: a ZIP file but not a readable XLSX workbook{' at ' + where if where else ''} "
+        f"({shown(reason, 120)}); open it in Excel and save it again as .xlsx — nothing was stored"
+    )
 
 
 def _open_workbook(path: Path, limits: ReadLimits):
@@ -457,11 +527,15 @@ def check_xlsx_archive(path: Path, limits: ReadLimits = DEFAULT_LIMITS) -> None:
     with path.open("rb") as handle:
         entries, directory_size = _zip_directory_size(handle)
     if entries is None:
-        raise UserError(f"{path}: starts like a ZIP (XLSX) file but has no ZIP directory (cut short while copying?); "
-                        "export the workbook again — nothing was stored")
+        raise UserError(
+            f"{path}: starts like a ZIP (XLSX) file but has no ZIP directory (cut short while copying?); "
+            "export the workbook again — nothing was stored"
+        )
     if entries > limits.max_xlsx_entries or directory_size > limits.max_xlsx_entries * 1024:
-        raise UserError(f"{path}: the archive lists {entries:,} parts; an XLSX workbook of leads has a few dozen "
-                        f"(limit {limits.max_xlsx_entries:,}) — open it in Excel, save it again as .xlsx")
+        raise UserError(
+            f"{path}: the archive lists {entries:,} parts; an XLSX workbook of leads has a few dozen "
+            f"(limit {limits.max_xlsx_entries:,}) — open it in Excel, save it again as .xlsx"
+        )
     try:
         with zipfile.ZipFile(path) as archive:
             infos = archive.infolist()
@@ -470,18 +544,24 @@ def check_xlsx_archive(path: Path, limits: ReadLimits = DEFAULT_LIMITS) -> None:
     total = 0
     for info in infos:
         if info.flag_bits & 0x1:
-            raise UserError(f"{path}: the workbook is password-protected; remove the password in Excel (File → Info "
-                            "→ Protect Workbook) and upload again")
+            raise UserError(
+                f"{path}: the workbook is password-protected; remove the password in Excel (File → Info "
+                "→ Protect Workbook) and upload again"
+            )
         total += info.file_size
         ratio = info.file_size / max(info.compress_size, 1)
-        if info.file_size > limits.max_xlsx_part or total > limits.max_xlsx_uncompressed or (
-                info.file_size > _MiB and ratio > limits.max_xlsx_ratio):
+        if (
+            info.file_size > limits.max_xlsx_part
+            or total > limits.max_xlsx_uncompressed
+            or (info.file_size > _MiB and ratio > limits.max_xlsx_ratio)
+        ):
             raise UserError(
                 f"{path}: part {shown(info.filename, 60)!r} unpacks to {info.file_size:,} bytes from "
                 f"{info.compress_size:,} (ratio {ratio:,.0f}:1; archive total so far {total:,}); the limits are "
                 f"{limits.max_xlsx_part:,} bytes a part, {limits.max_xlsx_uncompressed:,} in all and "
                 f"{limits.max_xlsx_ratio}:1 — this is not a normal workbook of leads (a ZIP bomb?); nothing was read",
-                details=["if it is a real export, save it as 'CSV UTF-8' and upload that, or split it"])
+                details=["if it is a real export, save it as 'CSV UTF-8' and upload that, or split it"],
+            )
 
 
 def _zip_directory_size(handle) -> tuple[int | None, int]:
@@ -539,7 +619,7 @@ class _CheckedStream:
         self._position += len(data)
         unseen = self._position - self._check.fed
         if unseen > 0:
-            self._check.feed(data[len(data) - unseen:])
+            self._check.feed(data[len(data) - unseen :])
         elif not data and self._position == self._check.fed:
             self._check.feed(b"")
         return data
@@ -561,9 +641,36 @@ class _CheckedStream:
 
 
 # Elements that belong inside a worksheet row: a cell, its formula and value, inline and rich text.
-_ROW_CONTENT = frozenset({"c", "f", "v", "is", "t", "r", "rPr", "rPh", "phoneticPr", "extLst", "ext", "rFont",
-                          "charset", "family", "b", "i", "strike", "outline", "shadow", "condense", "extend",
-                          "color", "sz", "u", "vertAlign", "scheme"})
+_ROW_CONTENT = frozenset(
+    {
+        "c",
+        "f",
+        "v",
+        "is",
+        "t",
+        "r",
+        "rPr",
+        "rPh",
+        "phoneticPr",
+        "extLst",
+        "ext",
+        "rFont",
+        "charset",
+        "family",
+        "b",
+        "i",
+        "strike",
+        "outline",
+        "shadow",
+        "condense",
+        "extend",
+        "color",
+        "sz",
+        "u",
+        "vertAlign",
+        "scheme",
+    }
+)
 _SHEET_ROOTS = frozenset({"worksheet", "chartsheet", "dialogsheet", "macrosheet"})
 
 
@@ -583,7 +690,7 @@ class _XmlCheck:
         self.fed = 0
         self._max_bytes = limits.max_other_part_bytes
         self._rows = self._row_elements = self._other_elements = self._strings = 0
-        self._row_start = -1   # byte where the current row (or shared string) began; -1: not in one
+        self._row_start = -1  # byte where the current row (or shared string) began; -1: not in one
         self._unit = "row"
         self._ended = False
 
@@ -597,9 +704,11 @@ class _XmlCheck:
         try:
             self._parser.Parse(data, not data)
         except expat.ExpatError as exc:
-            raise UserError(f"{self._path}: part {shown(self._part, 60)!r} is not well-formed XML "
-                            f"({expat.ErrorString(exc.code)}, line {exc.lineno}); open the workbook in Excel and "
-                            "save it again as .xlsx — nothing was stored") from None
+            raise UserError(
+                f"{self._path}: part {shown(self._part, 60)!r} is not well-formed XML "
+                f"({expat.ErrorString(exc.code)}, line {exc.lineno}); open the workbook in Excel and "
+                "save it again as .xlsx — nothing was stored"
+            ) from None
         if not data:
             self._ended = True
             return
@@ -610,14 +719,18 @@ class _XmlCheck:
             self._refuse(f"{self._unit} {number:,} takes more than {self._limits.max_row_bytes:,} bytes of XML")
 
     def _refuse(self, why: str) -> None:
-        raise UserError(f"{self._path}: {why}; this is not a normal workbook of leads — nothing was stored",
-                        details=["if it is a real export, save it as 'CSV UTF-8' and upload that, or split it"])
+        raise UserError(
+            f"{self._path}: {why}; this is not a normal workbook of leads — nothing was stored",
+            details=["if it is a real export, save it as 'CSV UTF-8' and upload that, or split it"],
+        )
 
     def _doctype(self, *_args) -> None:
-        raise UserError(f"{self._path}: part {shown(self._part, 60)!r} declares a DTD (<!DOCTYPE …> / <!ENTITY …>), "
-                        "which Excel and WPS never write: the file was made or changed by hand (entity payloads such "
-                        "as XXE or 'billion laughs' look like this); save the workbook again from Excel — nothing "
-                        "was stored")
+        raise UserError(
+            f"{self._path}: part {shown(self._part, 60)!r} declares a DTD (<!DOCTYPE …> / <!ENTITY …>), "
+            "which Excel and WPS never write: the file was made or changed by hand (entity payloads such "
+            "as XXE or 'billion laughs' look like this); save the workbook again from Excel — nothing "
+            "was stored"
+        )
 
     def _start_root(self, name: str, _attrs) -> None:
         local = name.rpartition(":")[2]
@@ -636,8 +749,10 @@ class _XmlCheck:
         if self._row_start >= 0 and name in _ROW_CONTENT:
             self._row_elements += 1
             if self._row_elements > self._limits.max_row_elements:
-                self._refuse(f"row {self._rows:,} has more than {self._limits.max_row_elements:,} XML elements "
-                             f"(at most {self._limits.max_columns} cells are read)")
+                self._refuse(
+                    f"row {self._rows:,} has more than {self._limits.max_row_elements:,} XML elements "
+                    f"(at most {self._limits.max_columns} cells are read)"
+                )
             return
         local = name.rpartition(":")[2]
         if local == "row":
@@ -645,8 +760,10 @@ class _XmlCheck:
             number = attrs.get("r", "")
             if len(number) > 7 or (number.isdigit() and int(number) > self._limits.max_rows):
                 # openpyxl would walk every row number up to it, one empty row at a time
-                raise UserError(f"{self._path}: a row numbered {shown(number)}, more than {self._limits.max_rows:,} "
-                                "rows; split the file into smaller lead packs and upload each — nothing was stored")
+                raise UserError(
+                    f"{self._path}: a row numbered {shown(number)}, more than {self._limits.max_rows:,} "
+                    "rows; split the file into smaller lead packs and upload each — nothing was stored"
+                )
             self._row_elements = 0
             self._row_start = self._parser.CurrentByteIndex
             return
@@ -656,8 +773,10 @@ class _XmlCheck:
         self._row_start = -1
         self._other_elements += 1
         if self._other_elements > self._limits.max_other_elements:
-            self._refuse(f"part {shown(self._part, 60)!r} has more than {self._limits.max_other_elements:,} XML "
-                         "elements outside its rows")
+            self._refuse(
+                f"part {shown(self._part, 60)!r} has more than {self._limits.max_other_elements:,} XML "
+                "elements outside its rows"
+            )
 
     def _start_in_strings(self, name: str, _attrs) -> None:
         if name == "si" or name.rpartition(":")[2] == "si":
@@ -669,14 +788,16 @@ class _XmlCheck:
             return
         self._row_elements += 1
         if self._row_elements > self._limits.max_row_elements:
-            self._refuse(f"shared string {self._strings:,} has more than {self._limits.max_row_elements:,} XML "
-                         "elements")
+            self._refuse(
+                f"shared string {self._strings:,} has more than {self._limits.max_row_elements:,} XML elements"
+            )
 
     def _start_in_other(self, _name: str, _attrs) -> None:
         self._other_elements += 1
         if self._other_elements > self._limits.max_other_elements:
-            self._refuse(f"part {shown(self._part, 60)!r} has more than {self._limits.max_other_elements:,} XML "
-                         "elements")
+            self._refuse(
+                f"part {shown(self._part, 60)!r} has more than {self._limits.max_other_elements:,} XML elements"
+            )
 
 
 def map_columns(path: Path, header: list[str], overrides: dict[str, str]) -> ColumnMap:
@@ -689,24 +810,33 @@ def map_columns(path: Path, header: list[str], overrides: dict[str, str]) -> Col
             claimed_by.setdefault(field_name, []).append(index)
     for field_name, target in overrides.items():
         if field_name not in FIELD_ALIASES:
-            raise UserError(f"--map {shown(field_name)}=…: unknown field {shown(field_name)!r}; fields are: "
-                            f"{', '.join(FIELDS)}")
+            raise UserError(
+                f"--map {shown(field_name)}=…: unknown field {shown(field_name)!r}; fields are: {', '.join(FIELDS)}"
+            )
         claimed_by[field_name] = [_column_index(path, header, target)]
     for field_name, indexes in claimed_by.items():
         if len(indexes) > 1:
             columns = " and ".join(f"#{i + 1} {shown(header[i])!r}" for i in indexes[:_SHOWN_HEADERS])
-            raise UserError(f"{path}: columns {columns} could both be the {field_name}; say which one with "
-                            f"--map {field_name}=#{indexes[0] + 1}")
+            raise UserError(
+                f"{path}: columns {columns} could both be the {field_name}; say which one with "
+                f"--map {field_name}=#{indexes[0] + 1}"
+            )
         fields[field_name] = indexes[0]
     if "phone" not in fields:
-        raise UserError(f"{path}: no phone column found in the header ({shown_list(header)})",
-                        details=[_header_hint(header),
-                                 "phone columns are recognised by: " + "/".join(FIELD_ALIASES["phone"][:8]) + "…",
-                                 "or name it yourself: --map phone=<column name> (or --map phone=#<column number>)"])
+        raise UserError(
+            f"{path}: no phone column found in the header ({shown_list(header)})",
+            details=[
+                _header_hint(header),
+                "phone columns are recognised by: " + "/".join(FIELD_ALIASES["phone"][:8]) + "…",
+                "or name it yourself: --map phone=<column name> (or --map phone=#<column number>)",
+            ],
+        )
     if isinstance(normalise_phone(header[fields["phone"]]), Phone):
-        raise UserError(f"{path}: row 1 has a phone number ({shown(header[fields['phone']])}) where the "
-                        "header should be, so the file has no header row; add one (e.g. 手机号,姓名) and upload "
-                        "again — otherwise row 1 would be lost")
+        raise UserError(
+            f"{path}: row 1 has a phone number ({shown(header[fields['phone']])}) where the "
+            "header should be, so the file has no header row; add one (e.g. 手机号,姓名) and upload "
+            "again — otherwise row 1 would be lost"
+        )
     used = set(fields.values())
     custom: dict[int, str] = {}
     seen: dict[str, int] = {}
@@ -729,20 +859,25 @@ def _column_index(path: Path, header: list[str], target: str) -> int:
         raise UserError(f"--map …={shown(target)}: the file has {len(header)} columns (#1 … #{len(header)})")
     matches = [i for i, name in enumerate(header) if header_key(name) == header_key(target)]
     if not matches:
-        raise UserError(f"--map …={shown(target)}: {path} has no column named {shown(target)!r}; columns are: "
-                        f"{shown_list(header)}")
+        raise UserError(
+            f"--map …={shown(target)}: {path} has no column named {shown(target)!r}; columns are: {shown_list(header)}"
+        )
     if len(matches) > 1:
-        raise UserError(f"--map …={shown(target)}: {len(matches)} columns are named {shown(target)!r} "
-                        f"(#{', #'.join(str(i + 1) for i in matches[:_SHOWN_HEADERS])}); use the column number, "
-                        f"e.g. #{matches[0] + 1}")
+        raise UserError(
+            f"--map …={shown(target)}: {len(matches)} columns are named {shown(target)!r} "
+            f"(#{', #'.join(str(i + 1) for i in matches[:_SHOWN_HEADERS])}); use the column number, "
+            f"e.g. #{matches[0] + 1}"
+        )
     return matches[0]
 
 
 def _header_hint(header: list[str]) -> str:
     for index, cell in enumerate(header):
         if isinstance(normalise_phone(cell), Phone):
-            return (f"row 1, column {index + 1} ({shown(cell)}) is a phone number: the file seems to "
-                    "have no header row — add one (e.g. 手机号,姓名) and upload again")
+            return (
+                f"row 1, column {index + 1} ({shown(cell)}) is a phone number: the file seems to "
+                "have no header row — add one (e.g. 手机号,姓名) and upload again"
+            )
     return "rename the phone column to 手机号 or phone"
 
 
@@ -754,7 +889,9 @@ def parse_column_overrides(values: list[str]) -> dict[str, str]:
             if not part.strip():
                 continue
             if "=" not in part:
-                raise UserError(f"--map {shown(part)!r}: write FIELD=COLUMN, e.g. --map phone=联系电话 or --map phone=#3")
+                raise UserError(
+                    f"--map {shown(part)!r}: write FIELD=COLUMN, e.g. --map phone=联系电话 or --map phone=#3"
+                )
             name, target = (s.strip() for s in part.split("=", 1))
             overrides[name] = target
     return overrides

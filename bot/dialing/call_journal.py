@@ -32,9 +32,10 @@ import logging
 import os
 import socket
 import threading
+from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from bot.dialing.call_runner import CallResult, assess
 from intents.finished_call import Turn

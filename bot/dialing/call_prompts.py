@@ -4,6 +4,7 @@ Each line is rendered from its template for the call's variant with the call's s
 values, so the fixed parts are synthesised once per campaign and only the callee's
 title is new per call (the renderer caches segments and whole lines).
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -28,14 +29,18 @@ class CallPrompts:
         def audio_for(line: BotLine) -> str:
             template = templates.get(line.response)
             # A line without a single template (several variations) is rendered as said.
-            rendered = (self.renderer.render_line(template, slots) if template
-                        else self.renderer.render_line(line.text, {}))
+            rendered = (
+                self.renderer.render_line(template, slots) if template else self.renderer.render_line(line.text, {})
+            )
             return str(Path(rendered.path))
 
         return audio_for
 
     def _templates_for(self, variant: str) -> dict[str, str]:
         if variant not in self._templates:
-            self._templates[variant] = {line.response: line.template
-                                        for line in self.domain.lines_for_variant(variant) if "#" not in line.response}
+            self._templates[variant] = {
+                line.response: line.template
+                for line in self.domain.lines_for_variant(variant)
+                if "#" not in line.response
+            }
         return self._templates[variant]

@@ -16,18 +16,25 @@ before anyone answered), unless the callee opted out.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
-from typing import Callable
 
 from bot.conversation.agent import BotLine, DialogueAgent
 from bot.conversation.session import HANDOFF, BotReply, CallSession, LeadContext
 from bot.core.settings import get_settings
 from intents.assess import CallOutcome, NluResult, assess_call
 from intents.finished_call import ANSWERED, FinishedCall, Turn
-from intents.followups import (CALLBACK, DO_NOT_CALL, HANDED_OFF, HANDOFF_FAILED, RETIRE_LEAD, SOFT_DECLINE,
-                               advisor_callback)
-from telephony.carrier import CALL_ENDED, Carrier, CallEvent, Prompt
+from intents.followups import (
+    CALLBACK,
+    DO_NOT_CALL,
+    HANDED_OFF,
+    HANDOFF_FAILED,
+    RETIRE_LEAD,
+    SOFT_DECLINE,
+    advisor_callback,
+)
+from telephony.carrier import CALL_ENDED, CallEvent, Carrier, Prompt
 
 Clock = Callable[[], datetime]
 # A bot line → the audio file a real carrier plays (None for carriers that take text).

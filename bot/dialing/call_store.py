@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from sqlalchemy.orm import Session
 
-from bot.dialing.call_runner import CallResult
 from bot.campaigns.models import CallAttempt, TurnRow
+from bot.dialing.call_runner import CallResult
 from bot.dnc.models import SCOPE_OPT_OUT, SCOPE_SOFT_DECLINE
 from bot.dnc.service import add_entry
 from bot.leads.models import Lead

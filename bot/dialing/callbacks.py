@@ -6,6 +6,7 @@ same lead in the same campaign went out inside [named time, named time + grace],
 "missed:<reason>" once the grace has run out without one — with the reason found, so a
 missed callback is reported, never silent (log, the callback_outcome column, /metrics).
 """
+
 from __future__ import annotations
 
 import logging
@@ -39,10 +40,20 @@ class Settled:
 
 def settle_callbacks(session: Session, now: datetime) -> list[Settled]:
     """Settle every booking that is decided by now; pending ones are left alone."""
-    booked = session.execute(select(CallAttempt).where(CallAttempt.callback_at.isnot(None),
-                                                       CallAttempt.callback_outcome.is_(None),
-                                                       CallAttempt.callback_at <= now)
-                             .order_by(CallAttempt.callback_at).limit(SETTLE_BATCH)).scalars().all()
+    booked = (
+        session.execute(
+            select(CallAttempt)
+            .where(
+                CallAttempt.callback_at.isnot(None),
+                CallAttempt.callback_outcome.is_(None),
+                CallAttempt.callback_at <= now,
+            )
+            .order_by(CallAttempt.callback_at)
+            .limit(SETTLE_BATCH)
+        )
+        .scalars()
+        .all()
+    )
     settled: list[Settled] = []
     campaigns: dict[int, Campaign] = {}
     for booking in booked:
@@ -50,27 +61,48 @@ def settle_callbacks(session: Session, now: datetime) -> list[Settled]:
         campaigns[booking.campaign_id] = campaign
         grace = timedelta(seconds=policy_for_slot(campaign, booking.arms.get("time_slot")).callback_grace_seconds)
         lapses = booking.callback_at + grace
-        later = session.execute(select(CallAttempt).where(
-            CallAttempt.campaign_id == booking.campaign_id, CallAttempt.lead_id == booking.lead_id,
-            CallAttempt.attempt_no > booking.attempt_no).order_by(CallAttempt.attempt_no)).scalars().all()
-        if any(a.status in DIALLED_STATUSES and a.dialed_at is not None
-               and booking.callback_at - timedelta(seconds=1) <= a.dialed_at <= lapses for a in later):
+        later = (
+            session.execute(
+                select(CallAttempt)
+                .where(
+                    CallAttempt.campaign_id == booking.campaign_id,
+                    CallAttempt.lead_id == booking.lead_id,
+                    CallAttempt.attempt_no > booking.attempt_no,
+                )
+                .order_by(CallAttempt.attempt_no)
+            )
+            .scalars()
+            .all()
+        )
+        if any(
+            a.status in DIALLED_STATUSES
+            and a.dialed_at is not None
+            and booking.callback_at - timedelta(seconds=1) <= a.dialed_at <= lapses
+            for a in later
+        ):
             outcome = DIALLED
         elif now <= lapses:
             continue  # still inside its grace: pending
         else:
             reason = _why_missed(session, booking, campaign, later, lapses)
             outcome = f"{MISSED}:{reason}"
-            log.warning("callback missed: attempt %s (campaign %s, lead %s) booked for %s, grace until %s: %s",
-                        booking.id, campaign.name, booking.lead_id, booking.callback_at.isoformat(),
-                        lapses.isoformat(), reason)
+            log.warning(
+                "callback missed: attempt %s (campaign %s, lead %s) booked for %s, grace until %s: %s",
+                booking.id,
+                campaign.name,
+                booking.lead_id,
+                booking.callback_at.isoformat(),
+                lapses.isoformat(),
+                reason,
+            )
         booking.callback_outcome = outcome
         settled.append(Settled(booking.id, outcome))
     return settled
 
 
-def _why_missed(session: Session, booking: CallAttempt, campaign: Campaign, later: list[CallAttempt],
-                lapses: datetime) -> str:
+def _why_missed(
+    session: Session, booking: CallAttempt, campaign: Campaign, later: list[CallAttempt], lapses: datetime
+) -> str:
     """The first thing that explains why nobody dialled inside the grace."""
     lead = session.get(Lead, booking.lead_id)
     if lead is None or lead.status not in ("new", "active"):
@@ -87,12 +119,26 @@ def _why_missed(session: Session, booking: CallAttempt, campaign: Campaign, late
     if any(a.dialed_at is not None and a.dialed_at > lapses for a in later):
         return "dialled_after_grace"
     # Would the rules have let it be dialled at the named time? (Band, caps, a later call.)
-    history = session.execute(select(CallAttempt.scheduled_at, CallAttempt.dialed_at, CallAttempt.history_outcome,
-                                     CallAttempt.campaign_id, CallAttempt.callback_at)
-                              .where(CallAttempt.phone_hash == booking.phone_hash, CallAttempt.status != "cancelled",
-                                     CallAttempt.scheduled_at <= booking.callback_at)).all()
-    attempts = sorted((Attempt(at=dialed or scheduled, outcome=outcome, campaign=str(campaign_id), callback_at=cb)
-                       for scheduled, dialed, outcome, campaign_id, cb in history), key=lambda a: a.at)
+    history = session.execute(
+        select(
+            CallAttempt.scheduled_at,
+            CallAttempt.dialed_at,
+            CallAttempt.history_outcome,
+            CallAttempt.campaign_id,
+            CallAttempt.callback_at,
+        ).where(
+            CallAttempt.phone_hash == booking.phone_hash,
+            CallAttempt.status != "cancelled",
+            CallAttempt.scheduled_at <= booking.callback_at,
+        )
+    ).all()
+    attempts = sorted(
+        (
+            Attempt(at=dialed or scheduled, outcome=outcome, campaign=str(campaign_id), callback_at=cb)
+            for scheduled, dialed, outcome, campaign_id, cb in history
+        ),
+        key=lambda a: a.at,
+    )
     if attempts and attempts[-1].callback_at != booking.callback_at:
         return "superseded_by_a_later_call"
     policy = policy_for_slot(campaign, booking.arms.get("time_slot"))

@@ -4,7 +4,7 @@ from sqlalchemy import BigInteger, CheckConstraint, Column, Index, Integer, Stri
 
 from bot.core.db.base import Base, PhoneHash, UtcDateTime, utc_now
 
-SCOPE_OPT_OUT = "opt_out"            # hard opt-out: permanent, whole tenant
+SCOPE_OPT_OUT = "opt_out"  # hard opt-out: permanent, whole tenant
 SCOPE_SOFT_DECLINE = "soft_decline"  # 不需要/不感兴趣: no marketing calls until expires_at
 SCOPES = (SCOPE_OPT_OUT, SCOPE_SOFT_DECLINE)
 

@@ -3,6 +3,7 @@
 `dnc_state()` is the one function the dial path calls right before every dial; its answer
 (plain data) goes into the compliance eligibility check together with the call history.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterable
@@ -45,9 +46,15 @@ def parse_phone_or_fail(raw: str) -> Phone:
 
 def active_entries(session: Session, phone_hash: str, now: datetime | None = None) -> list[DncEntry]:
     now = now or utc_now()
-    rows = session.execute(select(DoNotCall).where(
-        DoNotCall.phone_hash == phone_hash,
-        or_(DoNotCall.expires_at.is_(None), DoNotCall.expires_at > now))).scalars().all()
+    rows = (
+        session.execute(
+            select(DoNotCall).where(
+                DoNotCall.phone_hash == phone_hash, or_(DoNotCall.expires_at.is_(None), DoNotCall.expires_at > now)
+            )
+        )
+        .scalars()
+        .all()
+    )
     return [DncEntry(r.scope, r.reason, r.source, r.created_at, r.expires_at) for r in rows]
 
 
@@ -72,10 +79,19 @@ def active_hashes(session: Session, phone_hashes: list[str], now: datetime) -> d
     found: dict[str, DncEntry] = {}
     if not phone_hashes:
         return found
-    rows = session.execute(select(DoNotCall.phone_hash, DoNotCall.scope, DoNotCall.reason, DoNotCall.source,
-                                  DoNotCall.created_at, DoNotCall.expires_at).where(
-        matches_any(DoNotCall.phone_hash, phone_hashes, session.get_bind().dialect.name),
-        or_(DoNotCall.expires_at.is_(None), DoNotCall.expires_at > now)))
+    rows = session.execute(
+        select(
+            DoNotCall.phone_hash,
+            DoNotCall.scope,
+            DoNotCall.reason,
+            DoNotCall.source,
+            DoNotCall.created_at,
+            DoNotCall.expires_at,
+        ).where(
+            matches_any(DoNotCall.phone_hash, phone_hashes, session.get_bind().dialect.name),
+            or_(DoNotCall.expires_at.is_(None), DoNotCall.expires_at > now),
+        )
+    )
     for phone_hash, scope, reason, source, created_at, expires_at in rows:
         if phone_hash in found and found[phone_hash].scope == SCOPE_OPT_OUT:
             continue
@@ -94,17 +110,28 @@ def listed_hashes(session: Session, phone_hashes: list[str], now: datetime) -> d
         if conn.dialect.name == "postgresql":
             cursor.execute("SELECT DISTINCT phone_hash FROM do_not_call WHERE phone_hash = ANY(%s)", (phone_hashes,))
         else:
-            cursor.execute(f"SELECT DISTINCT phone_hash FROM do_not_call WHERE phone_hash IN "
-                           f"({', '.join('?' * len(phone_hashes))})", phone_hashes)
-        hits = [phone_hash for phone_hash, in cursor.fetchall()]
+            cursor.execute(
+                f"SELECT DISTINCT phone_hash FROM do_not_call WHERE phone_hash IN "
+                f"({', '.join('?' * len(phone_hashes))})",
+                phone_hashes,
+            )
+        hits = [phone_hash for (phone_hash,) in cursor.fetchall()]
     finally:
         cursor.close()
     return active_hashes(session, hits, now) if hits else {}
 
 
-def add_entry(session: Session, phone_hash: str, *, scope: str, reason: str, source: str,
-              expires_at: datetime | None = None, source_call_id: int | None = None,
-              now: datetime | None = None) -> DoNotCall:
+def add_entry(
+    session: Session,
+    phone_hash: str,
+    *,
+    scope: str,
+    reason: str,
+    source: str,
+    expires_at: datetime | None = None,
+    source_call_id: int | None = None,
+    now: datetime | None = None,
+) -> DoNotCall:
     """Add or extend an entry. A soft decline's expiry only ever moves later."""
     now = now or utc_now()
     _check_scope(scope)
@@ -114,11 +141,19 @@ def add_entry(session: Session, phone_hash: str, *, scope: str, reason: str, sou
         expires_at = now + timedelta(days=SOFT_DECLINE_DAYS)
     elif expires_at <= now:
         raise UserError(f"the expiry {expires_at.isoformat()} is in the past; a soft decline must end in the future")
-    existing = session.execute(select(DoNotCall).where(
-        DoNotCall.phone_hash == phone_hash, DoNotCall.scope == scope)).scalar_one_or_none()
+    existing = session.execute(
+        select(DoNotCall).where(DoNotCall.phone_hash == phone_hash, DoNotCall.scope == scope)
+    ).scalar_one_or_none()
     if existing is None:
-        existing = DoNotCall(phone_hash=phone_hash, scope=scope, reason=reason, source=source,
-                             source_call_id=source_call_id, created_at=now, expires_at=expires_at)
+        existing = DoNotCall(
+            phone_hash=phone_hash,
+            scope=scope,
+            reason=reason,
+            source=source,
+            source_call_id=source_call_id,
+            created_at=now,
+            expires_at=expires_at,
+        )
         session.add(existing)
     else:
         existing.reason, existing.source = reason or existing.reason, source or existing.source
@@ -150,8 +185,17 @@ class ImportSummary:
     already_listed: int = 0  # of those, already on the list in this scope
 
 
-def import_file(session: Session, keyring: PhoneKeyring, path: Path, *, scope: str, reason: str, source: str,
-                column: str | None = None, now: datetime | None = None) -> ImportSummary:
+def import_file(
+    session: Session,
+    keyring: PhoneKeyring,
+    path: Path,
+    *,
+    scope: str,
+    reason: str,
+    source: str,
+    column: str | None = None,
+    now: datetime | None = None,
+) -> ImportSummary:
     """A DNC list from a partner or a complaint desk: one phone per row (CSV/TSV/XLSX)."""
     _check_scope(scope)
     # With another key the list would hold hashes that match no call: a silent no-op.
@@ -184,32 +228,59 @@ def import_file(session: Session, keyring: PhoneKeyring, path: Path, *, scope: s
         seen.add(phone_hash)
         pending.append(phone_hash)
         if len(pending) >= IMPORT_CHUNK:
-            summary.already_listed += add_entries(session, pending, scope=scope, reason=reason, source=source,
-                                                  expires_at=expires_at, now=now)
+            summary.already_listed += add_entries(
+                session, pending, scope=scope, reason=reason, source=source, expires_at=expires_at, now=now
+            )
             pending.clear()
-    summary.already_listed += add_entries(session, pending, scope=scope, reason=reason, source=source,
-                                          expires_at=expires_at, now=now)
+    summary.already_listed += add_entries(
+        session, pending, scope=scope, reason=reason, source=source, expires_at=expires_at, now=now
+    )
     summary.added = len(seen)
     return summary
 
 
-def add_entries(session: Session, phone_hashes: list[str], *, scope: str, reason: str, source: str,
-                expires_at: datetime | None, now: datetime) -> int:
+def add_entries(
+    session: Session,
+    phone_hashes: list[str],
+    *,
+    scope: str,
+    reason: str,
+    source: str,
+    expires_at: datetime | None,
+    now: datetime,
+) -> int:
     """`add_entry` for a chunk of distinct hashes in two statements plus the extensions (an
     import of 100,000 numbers took one SELECT and one INSERT per number). Returns how many
     were already listed in this scope."""
     if not phone_hashes:
         return 0
-    existing = session.execute(select(DoNotCall).where(
-        matches_any(DoNotCall.phone_hash, phone_hashes, session.get_bind().dialect.name),
-        DoNotCall.scope == scope)).scalars().all()
+    existing = (
+        session.execute(
+            select(DoNotCall).where(
+                matches_any(DoNotCall.phone_hash, phone_hashes, session.get_bind().dialect.name),
+                DoNotCall.scope == scope,
+            )
+        )
+        .scalars()
+        .all()
+    )
     for entry in existing:
         entry.reason, entry.source = reason or entry.reason, source or entry.source
         if entry.expires_at is not None and (expires_at is None or expires_at > entry.expires_at):
             entry.expires_at = expires_at
     listed = {entry.phone_hash for entry in existing}
-    new = [{"phone_hash": h, "scope": scope, "reason": reason, "source": source, "created_at": now,
-            "expires_at": expires_at} for h in phone_hashes if h not in listed]
+    new = [
+        {
+            "phone_hash": h,
+            "scope": scope,
+            "reason": reason,
+            "source": source,
+            "created_at": now,
+            "expires_at": expires_at,
+        }
+        for h in phone_hashes
+        if h not in listed
+    ]
     if new:
         session.execute(insert(DoNotCall), new)
     session.flush()
@@ -221,5 +292,15 @@ def describe(entry: DncEntry) -> str:
     return f"{entry.scope} ({until}; reason: {entry.reason or '-'}; source: {entry.source})"
 
 
-__all__ = ["SCOPE_OPT_OUT", "SCOPE_SOFT_DECLINE", "dnc_state", "active_hashes", "listed_hashes", "add_entry",
-           "remove_entries", "import_file", "parse_phone_or_fail", "mask_phone"]
+__all__ = [
+    "SCOPE_OPT_OUT",
+    "SCOPE_SOFT_DECLINE",
+    "dnc_state",
+    "active_hashes",
+    "listed_hashes",
+    "add_entry",
+    "remove_entries",
+    "import_file",
+    "parse_phone_or_fail",
+    "mask_phone",
+]

@@ -117,7 +117,7 @@ def ab_stats(spec: dict) -> dict:
         rows.append(row)
     treatments = rows[1:]
     if method != "bayesian":
-        for row, adjusted in zip(treatments, adjust([r["p_value"] for r in treatments], spec["correction"])):
+        for row, adjusted in zip(treatments, adjust([r["p_value"] for r in treatments], spec["correction"]), strict=True):
             row["p_adjusted"] = adjusted
     else:
         for row in treatments:

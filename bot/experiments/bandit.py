@@ -12,16 +12,16 @@ the latest weights for leads it has not tried yet; tried leads keep their first 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from datetime import datetime
-from typing import Sequence
 from zoneinfo import ZoneInfo
 
 import numpy as np
 from sqlalchemy.orm import Session
 
-from bot.campaigns.models import Campaign
 from bot.campaigns.assignment import fnv1a32
 from bot.campaigns.experiment_design import factor_arms
+from bot.campaigns.models import Campaign
 from bot.experiments.lead_metrics import add_sums, lead_cells
 from bot.experiments.metrics import METRICS_BY_KEY, statistic_for
 from bot.experiments.statistics import UnitStatistic

@@ -8,7 +8,8 @@ p-values, monotone, capped at 1, returned in the input order.
 """
 from __future__ import annotations
 
-from typing import Literal, Sequence
+from collections.abc import Sequence
+from typing import Literal
 
 Correction = Literal["holm", "bh", "none"]
 CORRECTIONS: tuple[str, ...] = ("holm", "bh", "none")

@@ -17,16 +17,16 @@ the sums today. A lead counts as a unit from the day of its first dial.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
-from typing import Iterable, Mapping, Sequence
 
 from sqlalchemy import Float, Integer, Table, case, cast, func, select, text
 from sqlalchemy.orm import Session
 
-from bot.campaigns.models import CallAttempt
 from bot.campaigns.experiment_design import FACTORS
+from bot.campaigns.models import CallAttempt
 from bot.leads.models import Lead
 from bot.wecom.models import WeComInvite
 from intents.followups import HANDED_OFF, HANDOFF_FAILED

@@ -6,8 +6,9 @@ one unit, not five independent trials.
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Literal, Mapping
+from typing import Literal
 
 from bot.experiments.statistics import Proportion, Ratio, SampleMean, UnitStatistic
 

@@ -6,6 +6,7 @@ sequential test (the confidence sequence is wider, so the same power needs more 
 `mean` and `variance` are per unit (per lead): for a proportion p they are p and p(1−p);
 for a ratio metric the ratio and its delta-method variance.
 """
+
 from __future__ import annotations
 
 import math
@@ -17,19 +18,21 @@ norm = NormalDist()  # the standard normal (stdlib: no scipy call overhead in th
 
 DEFAULT_POWER = 0.8
 # Above this, "how many more leads" is no longer a useful answer.
-MAX_SAMPLE = 10 ** 9
+MAX_SAMPLE = 10**9
 
 
-def frequentist_variance(var_a: float, mean_a: float, n_a: float, var_b: float, mean_b: float, n_b: float,
-                         relative: bool = True) -> float:
+def frequentist_variance(
+    var_a: float, mean_a: float, n_a: float, var_b: float, mean_b: float, n_b: float, relative: bool = True
+) -> float:
     """Variance of the (relative) difference, by the delta method (arms independent)."""
     if relative:
-        return var_b / (mean_a ** 2 * n_b) + var_a * mean_b ** 2 / (mean_a ** 4 * n_a)
+        return var_b / (mean_a**2 * n_b) + var_a * mean_b**2 / (mean_a**4 * n_a)
     return var_b / n_b + var_a / n_a
 
 
-def _standard_error(mean: float, variance: float, effect: float, n_total: float, arms: int, alpha: float,
-                    tuning: float | None) -> float:
+def _standard_error(
+    mean: float, variance: float, effect: float, n_total: float, arms: int, alpha: float, tuning: float | None
+) -> float:
     n_arm = n_total / arms
     fixed = frequentist_variance(variance, mean, n_arm, variance, mean * (1 + effect), n_arm)
     if not tuning:
@@ -47,7 +50,7 @@ def _sequential_variance(variance: float, n: float, alpha: float, tuning: float)
     z_sequential = sequential_halfwidth(n, n, alpha, rho)  # √n·√(discriminant)
     z_star = norm.inv_cdf(1 - alpha / 2)
     standard_error = math.sqrt(variance / n) * z_sequential / z_star
-    return n * standard_error ** 2
+    return n * standard_error**2
 
 
 def power_of(effect: float, standard_error: float, alpha: float = 0.05, two_tailed: bool = True) -> float:
@@ -59,15 +62,29 @@ def power_of(effect: float, standard_error: float, alpha: float = 0.05, two_tail
     return power
 
 
-def power(mean: float, variance: float, effect: float, n_total: float, arms: int = 2, alpha: float = 0.05,
-          tuning: float | None = None) -> float:
+def power(
+    mean: float,
+    variance: float,
+    effect: float,
+    n_total: float,
+    arms: int = 2,
+    alpha: float = 0.05,
+    tuning: float | None = None,
+) -> float:
     """Chance that a relative lift of `effect` is found significant with n_total units split
     evenly over `arms` arms (each treatment vs control)."""
     return power_of(effect, _standard_error(mean, variance, effect, n_total, arms, alpha, tuning), alpha)
 
 
-def minimum_detectable_effect(mean: float, variance: float, n_total: float, arms: int = 2, alpha: float = 0.05,
-                              target_power: float = DEFAULT_POWER, tuning: float | None = None) -> float | None:
+def minimum_detectable_effect(
+    mean: float,
+    variance: float,
+    n_total: float,
+    arms: int = 2,
+    alpha: float = 0.05,
+    target_power: float = DEFAULT_POWER,
+    tuning: float | None = None,
+) -> float | None:
     """The smallest positive relative lift found with `target_power`; None if no lift is
     (too few units for this variance)."""
     if target_power <= alpha:
@@ -75,18 +92,25 @@ def minimum_detectable_effect(mean: float, variance: float, n_total: float, arms
     n_arm = n_total / arms
     z = norm.inv_cdf(1 - alpha / 2) - norm.inv_cdf(1 - target_power)
     v = _sequential_variance(variance, 2 * n_arm, alpha, tuning) if tuning else variance
-    if n_arm <= v * z ** 2 / mean ** 2:
+    if n_arm <= v * z**2 / mean**2:
         return None
     sigma2 = v / n_arm
-    a = 1 - z ** 2 * sigma2 / mean ** 2
+    a = 1 - z**2 * sigma2 / mean**2
     b = -2 * mean
-    c = mean ** 2 - z ** 2 * sigma2
-    root = (-b + math.sqrt(b ** 2 - 4 * a * c)) / (2 * a)
+    c = mean**2 - z**2 * sigma2
+    root = (-b + math.sqrt(b**2 - 4 * a * c)) / (2 * a)
     return (root - mean) / mean
 
 
-def sample_size_per_arm(mean: float, variance: float, effect: float, arms: int = 2, alpha: float = 0.05,
-                        target_power: float = DEFAULT_POWER, tuning: float | None = None) -> int | None:
+def sample_size_per_arm(
+    mean: float,
+    variance: float,
+    effect: float,
+    arms: int = 2,
+    alpha: float = 0.05,
+    target_power: float = DEFAULT_POWER,
+    tuning: float | None = None,
+) -> int | None:
     """Units per arm for `target_power` at a relative lift of `effect` (either sign);
     None when it would take more than MAX_SAMPLE."""
     if mean == 0 or variance <= 0 or effect == 0:

@@ -34,28 +34,27 @@ counts of calls, next to the metrics rather than among them.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from bot.audiences.models import AudiencePack
-from bot.campaigns.models import Campaign
-from bot.core.errors import UserError
-from bot.experiments.corrections import CORRECTIONS, adjust
 from bot.campaigns.experiment_design import FACTOR_LABELS, FACTORS, HOLDOUT, factor_arms, seed_for
+from bot.campaigns.models import Campaign, ExperimentHoldout
+from bot.core.errors import UserError
 from bot.experiments import lead_metrics
+from bot.experiments.corrections import CORRECTIONS, adjust
 from bot.experiments.lead_metrics import COUNTS, Cell, add_sums, lead_cells
 from bot.experiments.metrics import METRICS, Metric, statistic_for
-from bot.campaigns.models import ExperimentHoldout
 from bot.experiments.power import sample_size_per_arm
 from bot.experiments.sequential import DEFAULT_TUNING, sequential_test
 from bot.experiments.srm import SRM_ALERT_P, srm_alert, srm_p_value
-from bot.experiments.statistics import (Proportion, Ratio, UnitStatistic, bayesian_test, frequentist_test,
-                                        rate_interval)
+from bot.experiments.statistics import Proportion, Ratio, UnitStatistic, bayesian_test, frequentist_test, rate_interval
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 METHODS = ("sequential", "frequentist", "bayesian")

@@ -4,6 +4,7 @@ Everything is inside the file (the vendored Chart.js included), so it opens offl
 mailed, and shows the same numbers as `waihu report --json`: the report dict is embedded
 once and the charts are drawn from it.
 """
+
 from __future__ import annotations
 
 import json
@@ -48,15 +49,23 @@ def _script_json(value: object) -> str:
 
 
 def render_report_html(report: dict) -> str:
-    env = Environment(loader=FileSystemLoader(str(TEMPLATES_DIR)), autoescape=select_autoescape(["html"]),
-                      trim_blocks=True, lstrip_blocks=True)
+    env = Environment(
+        loader=FileSystemLoader(str(TEMPLATES_DIR)),
+        autoescape=select_autoescape(["html"]),
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
     env.filters.update(percent=_percent, signed_percent=_signed_percent, beijing=_beijing)
     env.globals.update(metric_value=metric_value, decision_class=DECISION_CLASSES)
     chart_js = CHART_JS.read_text(encoding="utf-8")
     if "</script" in chart_js.lower():  # would end the inline <script> early
         raise ValueError(f"{CHART_JS} contains '</script'; it cannot be inlined as it is")
-    return env.get_template("report.html").render(report=report, chart_js=chart_js, report_json=_script_json(report),
-                                                  metric_labels={m.key: m.label for m in METRICS})
+    return env.get_template("report.html").render(
+        report=report,
+        chart_js=chart_js,
+        report_json=_script_json(report),
+        metric_labels={m.key: m.label for m in METRICS},
+    )
 
 
 def write_report_html(report: dict, path: Path) -> Path:

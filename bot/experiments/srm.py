@@ -7,7 +7,7 @@ by the dialer…), so no lift read from that experiment can be trusted until it 
 """
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 from scipy.stats import chi2
 

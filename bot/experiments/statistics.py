@@ -16,6 +16,7 @@ tests/test_experiment_statistics.py.
   (expected loss of choosing each arm) and the credible interval.
 The sequential test is in bot.experiments.sequential.
 """
+
 from __future__ import annotations
 
 import math
@@ -65,7 +66,7 @@ class SampleMean:
     def variance(self) -> float:
         if self.n <= 1:
             return 0.0
-        return (self.sum_squares - self.total ** 2 / self.n) / (self.n - 1)
+        return (self.sum_squares - self.total**2 / self.n) / (self.n - 1)
 
 
 @dataclass(frozen=True)
@@ -93,8 +94,13 @@ class Ratio:
         """Per-unit variance of the ratio by the delta method (what n units divide)."""
         if self.denominator.mean == 0 or self.n <= 1:
             return 0.0
-        return variance_of_ratio(self.numerator.mean, self.numerator.variance, self.denominator.mean,
-                                 self.denominator.variance, self.covariance)
+        return variance_of_ratio(
+            self.numerator.mean,
+            self.numerator.variance,
+            self.denominator.mean,
+            self.denominator.variance,
+            self.covariance,
+        )
 
 
 UnitStatistic = Union[Proportion, SampleMean, Ratio]
@@ -104,7 +110,7 @@ def variance_of_ratio(mean_m: float, var_m: float, mean_d: float, var_d: float, 
     """Var(M / D) by the delta method."""
     if mean_d == 0:
         return 0.0
-    return var_m / mean_d ** 2 + var_d * mean_m ** 2 / mean_d ** 4 - 2 * cov_md * mean_m / mean_d ** 3
+    return var_m / mean_d**2 + var_d * mean_m**2 / mean_d**4 - 2 * cov_md * mean_m / mean_d**3
 
 
 @dataclass(frozen=True)
@@ -141,7 +147,7 @@ def effect(control: UnitStatistic, treatment: UnitStatistic, *, relative: bool =
 def welch_dof(control: UnitStatistic, treatment: UnitStatistic) -> float:
     """Welch–Satterthwaite degrees of freedom from the per-unit variances."""
     va, vb, na, nb = control.variance, treatment.variance, control.n, treatment.n
-    return (vb / nb + va / na) ** 2 / (vb ** 2 / (nb ** 2 * (nb - 1)) + va ** 2 / (na ** 2 * (na - 1)))
+    return (vb / nb + va / na) ** 2 / (vb**2 / (nb**2 * (nb - 1)) + va**2 / (na**2 * (na - 1)))
 
 
 @dataclass(frozen=True)
@@ -158,8 +164,9 @@ class FrequentistResult:
         return cls(0.0, (0.0, 0.0), 1.0, 0.0, reason)
 
 
-def frequentist_test(control: UnitStatistic, treatment: UnitStatistic, *, alpha: float = 0.05,
-                     relative: bool = True) -> FrequentistResult:
+def frequentist_test(
+    control: UnitStatistic, treatment: UnitStatistic, *, alpha: float = 0.05, relative: bool = True
+) -> FrequentistResult:
     """Two-sided Welch t-test on the (relative) difference."""
     moments = effect(control, treatment, relative=relative)
     if isinstance(moments, str):
@@ -167,8 +174,9 @@ def frequentist_test(control: UnitStatistic, treatment: UnitStatistic, *, alpha:
     t_stat = moments.estimate / moments.standard_error
     p_value = 2 * (1 - float(t.cdf(abs(t_stat), moments.dof)))
     halfwidth = float(t.ppf(1 - alpha / 2, moments.dof)) * moments.standard_error
-    return FrequentistResult(moments.estimate, (moments.estimate - halfwidth, moments.estimate + halfwidth),
-                             p_value, moments.standard_error)
+    return FrequentistResult(
+        moments.estimate, (moments.estimate - halfwidth, moments.estimate + halfwidth), p_value, moments.standard_error
+    )
 
 
 @dataclass(frozen=True)
@@ -186,8 +194,14 @@ class BayesianResult:
         return cls(0.0, (0.0, 0.0), 0.5, 0.0, 0.0, 0.0, reason)
 
 
-def bayesian_test(control: UnitStatistic, treatment: UnitStatistic, *, alpha: float = 0.05, relative: bool = True,
-                  inverse: bool = False) -> BayesianResult:
+def bayesian_test(
+    control: UnitStatistic,
+    treatment: UnitStatistic,
+    *,
+    alpha: float = 0.05,
+    relative: bool = True,
+    inverse: bool = False,
+) -> BayesianResult:
     """Gaussian posterior on the lift with a flat prior: N(estimate, se²).
 
     `inverse`: lower is better (a guardrail such as the opt-out rate): chance to win is

@@ -2,6 +2,7 @@
 
 Here and not in `bot.audiences`: audiences sit below leads (a lead names its pack).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass

@@ -6,6 +6,7 @@ and so is every line inside a cell that starts like one (`张三\r=cmd|…`: a r
 splits rows at a bare CR would see a formula cell). Every field is quoted, so no CR, LF,
 comma or quote in a value can start a new cell or row.
 """
+
 from __future__ import annotations
 
 import csv
@@ -45,7 +46,13 @@ def write_rejects_csv(session: Session, pack: LeadPack, out: IO[str]) -> int:
     for reject in iter_rejects(session, pack):
         cells = json.loads(reject.raw_masked)
         # raw_masked is masked at write time; mask again in case an older row was not.
-        writer.writerow([reject.row_number, reject.reason, neutralise_formula(mask_digit_runs(reject.message)),
-                         *(neutralise_formula(mask_digit_runs(c) if c is not None else "") for c in cells)])
+        writer.writerow(
+            [
+                reject.row_number,
+                reject.reason,
+                neutralise_formula(mask_digit_runs(reject.message)),
+                *(neutralise_formula(mask_digit_runs(c) if c is not None else "") for c in cells),
+            ]
+        )
         count += 1
     return count

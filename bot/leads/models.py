@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from sqlalchemy import (BigInteger, Column, ForeignKey, Index, Integer, LargeBinary, String, Text)
+from sqlalchemy import BigInteger, Column, ForeignKey, Index, Integer, LargeBinary, String, Text
 
 from bot.core.db.base import Base, JsonDocument, PhoneHash, UtcDateTime, utc_now
 

@@ -20,31 +20,39 @@ import re
 import sys
 import threading
 from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from json.encoder import encode_basestring as _json_string
 from pathlib import Path
-from typing import Callable, Iterable, Iterator
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import delete, select
+from sqlalchemy import select
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import Session
 
 from bot.audiences.models import AudiencePack
 from bot.audiences.service import guess_scene
 from bot.core.db.base import utc_now
-from bot.core.db.bulk import (COPY_NULL, bulk_insert, copy_bytea, copy_datetime, copy_text, insert_encoded, json_text,
-                         matches_any, sqlite_datetime)
-from bot.dnc.models import SCOPE_OPT_OUT
-from bot.dnc.service import listed_hashes
+from bot.core.db.bulk import (
+    COPY_NULL,
+    bulk_insert,
+    copy_bytea,
+    copy_datetime,
+    copy_text,
+    insert_encoded,
+    json_text,
+    sqlite_datetime,
+)
 from bot.core.errors import UserError
 from bot.core.keys import require_key_matches
-from bot.core.tabular_file import ColumnMap, FileFacts, RowStream, inspect_file, map_columns, open_rows, shown
-from bot.leads.models import Lead, LeadPack, LeadReject
 from bot.core.phone import LANDLINE, Phone, normalise_phone
 from bot.core.pii import PhoneKeyring, mask_digit_runs, mask_phone
+from bot.core.tabular_file import ColumnMap, FileFacts, RowStream, inspect_file, map_columns, open_rows, shown
+from bot.dnc.models import SCOPE_OPT_OUT
+from bot.dnc.service import listed_hashes
+from bot.leads.models import Lead, LeadPack, LeadReject
 
 CHUNK_ROWS = 5000
 CHUNKS_AHEAD = 2  # checked chunks waiting for the writer: bounds memory, keeps both threads busy
@@ -296,7 +304,7 @@ class BackgroundChecker:
     where the upload transaction rolls back. Leaving the `with` block early stops the thread.
     """
 
-    def __init__(self, rows: RowStream, checker: "RowChecker", chunk_rows: int) -> None:
+    def __init__(self, rows: RowStream, checker: RowChecker, chunk_rows: int) -> None:
         self._rows, self._checker, self._chunk_rows = rows, checker, chunk_rows
         self._chunks: queue.Queue = queue.Queue(maxsize=CHUNKS_AHEAD)
         self._stop = threading.Event()

@@ -3,6 +3,7 @@
 Each callee line goes through the real NLU and must get its labelled intent; the robot
 must answer with exactly the listed actions.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass

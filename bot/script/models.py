@@ -1,4 +1,5 @@
 """What the script domain stores: published versions of the script writers' project."""
+
 from __future__ import annotations
 
 from sqlalchemy import BigInteger, Column, Index, Integer, String, Text

@@ -3,6 +3,7 @@
 Rasa reports through Python warnings and log records; both are collected here so the
 CLI can show them next to our lint, with the runtime-only responses filtered out.
 """
+
 from __future__ import annotations
 
 import logging

@@ -15,6 +15,7 @@ refuses them only when training).
 
 `check_project_regexes(project)` is what the lint calls; it returns `RegexProblem`s.
 """
+
 from __future__ import annotations
 
 import json
@@ -68,6 +69,7 @@ class RegexProblem:
 
 # ---- the writers' regexes -------------------------------------------------------------------------
 
+
 def writer_regexes(data_dir: Path) -> list[WriterRegex]:
     """Every regex feature example and lookup table under `data_dir` (Rasa's NLU data), with its
     line; files that do not read as YAML are left to the lint, which reports them."""
@@ -91,11 +93,17 @@ def writer_regexes(data_dir: Path) -> list[WriterRegex]:
                 continue
             name = str(block.get(kind))
             first = line_of(block, "examples") or line_of(nlu, index)
-            items = [(offset, line.strip()[2:].strip()) for offset, line in enumerate(examples.splitlines())
-                     if line.strip().startswith("- ")]
+            items = [
+                (offset, line.strip()[2:].strip())
+                for offset, line in enumerate(examples.splitlines())
+                if line.strip().startswith("- ")
+            ]
             if kind == "regex":
-                found += [WriterRegex(path, first + 1 + offset if first else None, name, text, "regex")
-                          for offset, text in items if text]
+                found += [
+                    WriterRegex(path, first + 1 + offset if first else None, name, text, "regex")
+                    for offset, text in items
+                    if text
+                ]
             elif items:
                 # As Rasa builds it (pattern_utils._generate_lookup_regex), with word boundaries.
                 escaped = [re.escape(text) for _, text in items if text]
@@ -108,8 +116,12 @@ def writer_regexes(data_dir: Path) -> list[WriterRegex]:
 
 _ANY_SAMPLE = "a"
 _CATEGORY_SAMPLES = {
-    _sre.CATEGORY_DIGIT: "1", _sre.CATEGORY_NOT_DIGIT: "a", _sre.CATEGORY_SPACE: " ",
-    _sre.CATEGORY_NOT_SPACE: "a", _sre.CATEGORY_WORD: "a", _sre.CATEGORY_NOT_WORD: "!",
+    _sre.CATEGORY_DIGIT: "1",
+    _sre.CATEGORY_NOT_DIGIT: "a",
+    _sre.CATEGORY_SPACE: " ",
+    _sre.CATEGORY_NOT_SPACE: "a",
+    _sre.CATEGORY_WORD: "a",
+    _sre.CATEGORY_NOT_WORD: "!",
 }
 
 
@@ -199,7 +211,7 @@ def adversarial_inputs(pattern: str, flags: int = 0) -> list[str]:
         for count in sorted(counts):
             core = (prefix + body * count)[:MAX_TURN_CHARS]
             for suffix in FAILING_SUFFIXES:
-                text = core[:MAX_TURN_CHARS - len(suffix)] + suffix
+                text = core[: MAX_TURN_CHARS - len(suffix)] + suffix
                 if text not in seen:
                     seen.add(text)
                     inputs.append(text)
@@ -244,8 +256,15 @@ def slow_patterns(patterns: list[tuple[str, int]], cpu_seconds: int = DEFAULT_CP
     for i, key in enumerate(patterns):
         if _verdicts.get(key) is False:
             slow.add(i)
-    jobs = [{"i": i, "pattern": patterns[i][0], "flags": patterns[i][1],
-             "inputs": adversarial_inputs(patterns[i][0], patterns[i][1])} for i in todo]
+    jobs = [
+        {
+            "i": i,
+            "pattern": patterns[i][0],
+            "flags": patterns[i][1],
+            "inputs": adversarial_inputs(patterns[i][0], patterns[i][1]),
+        }
+        for i in todo
+    ]
     while jobs:
         finished, culprit = _run_child(jobs, cpu_seconds)
         for i in finished:
@@ -266,9 +285,15 @@ def _remember(key: tuple[str, int], safe: bool) -> None:
 
 def _run_child(jobs: list[dict], cpu_seconds: int) -> tuple[set[int], int | None]:
     """Runs jobs in one child until one of them kills it; (finished indexes, the culprit or None)."""
-    process = subprocess.Popen([sys.executable, "-I", "-S", "-c", _CHILD, str(cpu_seconds)],
-                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                               text=True, encoding="utf-8", env={"PATH": os.environ.get("PATH", "")})
+    process = subprocess.Popen(
+        [sys.executable, "-I", "-S", "-c", _CHILD, str(cpu_seconds)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        encoding="utf-8",
+        env={"PATH": os.environ.get("PATH", "")},
+    )
     finished: set[int] = set()
     current: int | None = None
     payload = "".join(json.dumps(job, ensure_ascii=False) + "\n" for job in jobs)
@@ -304,8 +329,10 @@ def _run_child(jobs: list[dict], cpu_seconds: int) -> tuple[set[int], int | None
 
 # ---- what the lint calls ----------------------------------------------------------------------------
 
-def find_problems(regexes: Iterable[WriterRegex], cpu_seconds: int = DEFAULT_CPU_SECONDS,
-                  flags: int = 0) -> list[RegexProblem]:
+
+def find_problems(
+    regexes: Iterable[WriterRegex], cpu_seconds: int = DEFAULT_CPU_SECONDS, flags: int = 0
+) -> list[RegexProblem]:
     regexes = list(regexes)
     problems: list[RegexProblem] = []
     runnable: list[WriterRegex] = []
@@ -313,17 +340,30 @@ def find_problems(regexes: Iterable[WriterRegex], cpu_seconds: int = DEFAULT_CPU
         try:
             re.compile(item.pattern, flags)
         except (re.error, RecursionError, OverflowError) as exc:
-            problems.append(RegexProblem(item.file, item.line, f"{item.kind} '{item.name}': '{item.pattern}' is not a "
-                                                               f"valid regular expression ({exc}); Rasa will refuse to train."))
+            problems.append(
+                RegexProblem(
+                    item.file,
+                    item.line,
+                    f"{item.kind} '{item.name}': '{item.pattern}' is not a "
+                    f"valid regular expression ({exc}); Rasa will refuse to train.",
+                )
+            )
             continue
         runnable.append(item)
     for index in sorted(slow_patterns([(item.pattern, flags) for item in runnable], cpu_seconds)):
         item = runnable[index]
-        problems.append(RegexProblem(item.file, item.line, (
-            f"{item.kind} '{item.name}': '{_shown(item.pattern)}' can take minutes on some caller replies "
-            f"(catastrophic backtracking: it ran out of {cpu_seconds} s of CPU on replies of at most "
-            f"{MAX_TURN_CHARS} characters). Avoid a repeat inside a repeat such as ([0-9]+)+ or (a|a)* "
-            "and alternatives that match the same text; write e.g. [0-9]+ once.")))
+        problems.append(
+            RegexProblem(
+                item.file,
+                item.line,
+                (
+                    f"{item.kind} '{item.name}': '{_shown(item.pattern)}' can take minutes on some caller replies "
+                    f"(catastrophic backtracking: it ran out of {cpu_seconds} s of CPU on replies of at most "
+                    f"{MAX_TURN_CHARS} characters). Avoid a repeat inside a repeat such as ([0-9]+)+ or (a|a)* "
+                    "and alternatives that match the same text; write e.g. [0-9]+ once."
+                ),
+            )
+        )
     return sorted(problems, key=lambda p: (str(p.file), p.line or 0))
 
 

@@ -4,6 +4,7 @@ Rasa's Domain would add ~6 s): what prompt rendering and the dialer's audio need
 A response's variation for a variant is the one conditioned on `script_variant: NAME`;
 the unconditioned one is the default (dialogs/domain/variants.yml).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -34,13 +35,20 @@ class ScriptDomain:
     def variants(self) -> list[str]:
         """Variants declared on the script_variant slot, then any only used in conditions."""
         declared = list(self.slots.get(VARIANT_SLOT, {}).get("values") or [])
-        used = [value for variations in self.responses.values() for v in variations
-                if isinstance(value := _variant_condition(v), str)]
+        used = [
+            value
+            for variations in self.responses.values()
+            for v in variations
+            if isinstance(value := _variant_condition(v), str)
+        ]
         return list(dict.fromkeys([*declared, *used]))
 
     def sample_slots(self, variant: str) -> dict[str, str]:
-        values = {name: str(spec["initial_value"]) for name, spec in self.slots.items()
-                  if isinstance(spec, dict) and spec.get("initial_value") is not None}
+        values = {
+            name: str(spec["initial_value"])
+            for name, spec in self.slots.items()
+            if isinstance(spec, dict) and spec.get("initial_value") is not None
+        }
         return {**values, "callee_title": SAMPLE_CALLEE_TITLE, VARIANT_SLOT: variant}
 
     def lines_for_variant(self, variant: str) -> list[ScriptLine]:
@@ -49,8 +57,9 @@ class ScriptDomain:
         lines: list[ScriptLine] = []
         for response, variations in self.responses.items():
             spoken = [v for v in variations if isinstance(v, dict) and v.get("text")]
-            chosen = ([v for v in spoken if _variant_condition(v) == variant]
-                      or [v for v in spoken if _variant_condition(v) is None])
+            chosen = [v for v in spoken if _variant_condition(v) == variant] or [
+                v for v in spoken if _variant_condition(v) is None
+            ]
             for number, variation in enumerate(chosen, start=1):
                 name = response if len(chosen) == 1 else f"{response}#{number}"
                 lines.append(ScriptLine(name, str(variation["text"])))
@@ -66,8 +75,11 @@ def _variant_condition(variation: Any) -> Any:
     conditions = variation.get("condition") if isinstance(variation, dict) else None
     if not conditions:
         return None
-    values = {c.get("value") for c in conditions
-              if isinstance(c, dict) and c.get("type") == "slot" and c.get("name") == VARIANT_SLOT}
+    values = {
+        c.get("value")
+        for c in conditions
+        if isinstance(c, dict) and c.get("type") == "slot" and c.get("name") == VARIANT_SLOT
+    }
     if len(values) == 1 and all(isinstance(c, dict) and c.get("name") == VARIANT_SLOT for c in conditions):
         return next(iter(values))
     return _OTHER_CONDITION

@@ -4,6 +4,7 @@ Models are content-addressed: `models/waihu-<fingerprint>.tar.gz`. An unchanged
 dialogs/ never retrains; a changed one retrains through Rasa's own component cache,
 so editing a script line does not retrain the NLU.
 """
+
 from __future__ import annotations
 
 import os
@@ -75,8 +76,7 @@ def train(project: DialogsProject, models_dir: Path, force: bool = False) -> Tra
         )
     except SystemExit as exc:  # Rasa exits on invalid training data
         raise UserError(
-            "Rasa refused the training data (see the message above). "
-            "Run `waihu validate` to find the file and line."
+            "Rasa refused the training data (see the message above). Run `waihu validate` to find the file and line."
         ) from exc
     if result.code != 0 or not target.exists():
         raise UserError(f"training failed (Rasa exit code {result.code}); run `waihu validate`.")
@@ -123,5 +123,5 @@ def _content_addressed_copy(source: Path, parent: Path) -> Path:
 
 def _prune_old_models(models_dir: Path, keep: Path) -> None:
     models = sorted(models_dir.glob(f"{MODEL_PREFIX}*.tar.gz"), key=lambda p: p.stat().st_mtime)
-    for old in [m for m in models if m != keep][:-KEEP_OLD_MODELS or None]:
+    for old in [m for m in models if m != keep][: -KEEP_OLD_MODELS or None]:
         old.unlink(missing_ok=True)

@@ -5,6 +5,7 @@ user; the stored string names its parameters, so they can be raised later withou
 old hashes. Comparisons are constant-time, and a login for an unknown name costs the same
 as one for a known name (no user enumeration by timing).
 """
+
 from __future__ import annotations
 
 import base64
@@ -24,7 +25,7 @@ from bot.users.models import ROLES, ApiToken, User
 SCHEME = "scrypt"
 # OWASP's scrypt minimum (N=2^17, r=8, p=1) needs 128 MiB per hash; on the two-core
 # console host 2^15 (32 MiB, ~60 ms) keeps logins quick while staying far off brute force.
-SCRYPT_N = 2 ** 15
+SCRYPT_N = 2**15
 SCRYPT_R = 8
 SCRYPT_P = 1
 SALT_BYTES = 16
@@ -37,8 +38,9 @@ ROLE_LABELS = {"ops": "运营", "writer": "话术师", "manager": "经理", "adm
 
 
 def _scrypt(password: str, salt: bytes, n: int, r: int, p: int) -> bytes:
-    return hashlib.scrypt(password.encode("utf-8"), salt=salt, n=n, r=r, p=p, dklen=KEY_BYTES,
-                          maxmem=256 * n * r + (1 << 20))
+    return hashlib.scrypt(
+        password.encode("utf-8"), salt=salt, n=n, r=r, p=p, dklen=KEY_BYTES, maxmem=256 * n * r + (1 << 20)
+    )
 
 
 def hash_password(password: str) -> str:
@@ -46,8 +48,16 @@ def hash_password(password: str) -> str:
     check_password_rules(password)
     salt = os.urandom(SALT_BYTES)
     key = _scrypt(password, salt, SCRYPT_N, SCRYPT_R, SCRYPT_P)
-    return "$".join([SCHEME, str(SCRYPT_N), str(SCRYPT_R), str(SCRYPT_P),
-                     base64.b64encode(salt).decode("ascii"), base64.b64encode(key).decode("ascii")])
+    return "$".join(
+        [
+            SCHEME,
+            str(SCRYPT_N),
+            str(SCRYPT_R),
+            str(SCRYPT_P),
+            base64.b64encode(salt).decode("ascii"),
+            base64.b64encode(key).decode("ascii"),
+        ]
+    )
 
 
 def verify_password(password: str, stored: str) -> bool:
@@ -63,8 +73,16 @@ def verify_password(password: str, stored: str) -> bool:
 
 
 # Verified against when the name is unknown, so both paths run one scrypt.
-_DUMMY_HASH = "$".join([SCHEME, str(SCRYPT_N), str(SCRYPT_R), str(SCRYPT_P),
-                        base64.b64encode(b"\0" * SALT_BYTES).decode(), base64.b64encode(b"\0" * KEY_BYTES).decode()])
+_DUMMY_HASH = "$".join(
+    [
+        SCHEME,
+        str(SCRYPT_N),
+        str(SCRYPT_R),
+        str(SCRYPT_P),
+        base64.b64encode(b"\0" * SALT_BYTES).decode(),
+        base64.b64encode(b"\0" * KEY_BYTES).decode(),
+    ]
+)
 
 
 def check_password_rules(password: str) -> None:
@@ -137,15 +155,22 @@ def set_role(session: Session, name: str, role: str) -> User:
 def end_sessions(session: Session, user_id: int) -> None:
     """Every console session of this user ends (logout): sessions carry the generation they
     started in, and a request whose generation is no longer the user's is refused."""
-    session.execute(update(User).where(User.id == user_id)
-                    .values(session_generation=User.session_generation + 1)
-                    .execution_options(synchronize_session="fetch"))
+    session.execute(
+        update(User)
+        .where(User.id == user_id)
+        .values(session_generation=User.session_generation + 1)
+        .execution_options(synchronize_session="fetch")
+    )
 
 
 def revoke_all_tokens(session: Session, user_id: int) -> int:
     """Revokes every live API token of the user; returns how many."""
-    result = session.execute(update(ApiToken).where(ApiToken.user_id == user_id, ApiToken.revoked_at.is_(None))
-                             .values(revoked_at=utc_now()).execution_options(synchronize_session="fetch"))
+    result = session.execute(
+        update(ApiToken)
+        .where(ApiToken.user_id == user_id, ApiToken.revoked_at.is_(None))
+        .values(revoked_at=utc_now())
+        .execution_options(synchronize_session="fetch")
+    )
     return result.rowcount or 0
 
 

@@ -6,6 +6,7 @@ A token reaches only the JSON API (/api/v1), and there only what its scopes name
 console maps each API area to a scope (bot.web.security.TOKEN_SCOPE_BY_PATH). The role still
 applies: an ops user's token with `reports:read` is refused the managers' reports.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -43,15 +44,19 @@ def check_scopes(scopes: Iterable[str], role: str) -> tuple[str, ...]:
     wanted = {s.strip() for s in scopes if s and s.strip()}
     if not wanted:
         usable = scopes_for_role(role)
-        raise UserError("choose at least one scope for the token"
-                        + (f" ({', '.join(usable)})" if usable else f"; the role {role!r} has no API scope"))
+        raise UserError(
+            "choose at least one scope for the token"
+            + (f" ({', '.join(usable)})" if usable else f"; the role {role!r} has no API scope")
+        )
     unknown = sorted(wanted - SCOPES.keys())
     if unknown:
         raise UserError(f"unknown scope {unknown[0]!r}; scopes are: {', '.join(SCOPES)}")
     unusable = sorted(wanted - set(scopes_for_role(role)))
     if unusable:
-        raise UserError(f"scope {unusable[0]!r} is not available to the role {role!r}"
-                        f" (it can use: {', '.join(scopes_for_role(role)) or 'none'})")
+        raise UserError(
+            f"scope {unusable[0]!r} is not available to the role {role!r}"
+            f" (it can use: {', '.join(scopes_for_role(role)) or 'none'})"
+        )
     return tuple(scope for scope in SCOPES if scope in wanted)
 
 
@@ -129,8 +134,19 @@ def list_tokens(session: Session, user_name: str | None = None) -> list[TokenRow
     query = select(ApiToken, User.name).join(User, User.id == ApiToken.user_id).order_by(ApiToken.id)
     if user_name:
         query = query.where(User.name == user_name)
-    return [TokenRow(t.id, name, t.label, t.prefix, t.created_at, t.last_used_at, t.revoked_at is not None,
-                     tuple((t.scopes or "").split())) for t, name in session.execute(query).all()]
+    return [
+        TokenRow(
+            t.id,
+            name,
+            t.label,
+            t.prefix,
+            t.created_at,
+            t.last_used_at,
+            t.revoked_at is not None,
+            tuple((t.scopes or "").split()),
+        )
+        for t, name in session.execute(query).all()
+    ]
 
 
 def revoke_token(session: Session, token_id: int, *, owner: str | None = None) -> ApiToken:

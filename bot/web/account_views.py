@@ -4,8 +4,6 @@ These are pages (session cookie + CSRF token): an API token cannot reach them, s
 token can neither mint more tokens nor change the password."""
 from __future__ import annotations
 
-from typing import List
-
 from fastapi import APIRouter, Depends, Form, Path, Request
 from fastapi.responses import RedirectResponse
 
@@ -56,7 +54,7 @@ def change_password(request: Request, current: str = Form(""), new: str = Form("
 
 
 @pages.post("/account/tokens")
-def new_token(request: Request, label: str = Form(""), scopes: List[str] = Form([]),
+def new_token(request: Request, label: str = Form(""), scopes: list[str] = Form([]),
               principal: Principal = Depends(require_login)):
     if not label.strip() or len(label.strip()) > 100:
         return _account_page(request, principal, 400, token_error="请填写令牌用途（例如 nightly-upload），不超过 100 字")

@@ -4,6 +4,7 @@
 every state-changing request, security headers, static files (Chart.js vendored, no CDN),
 and one router per area (ops, script writers, managers). `waihu serve` runs it.
 """
+
 from __future__ import annotations
 
 import logging
@@ -31,8 +32,18 @@ STATIC_DIR = Path(__file__).resolve().parent / "static"
 API_PREFIX = "/api/v1"
 UPLOAD_PATHS = (f"{API_PREFIX}/lead-packs",)
 
-_STATUS_TEXT = {400: "请求有误", 401: "请先登录", 403: "没有权限", 404: "页面不存在", 405: "不支持该操作",
-                409: "内容冲突", 413: "文件太大", 415: "文件类型不支持", 422: "输入有误", 500: "服务器内部错误"}
+_STATUS_TEXT = {
+    400: "请求有误",
+    401: "请先登录",
+    403: "没有权限",
+    404: "页面不存在",
+    405: "不支持该操作",
+    409: "内容冲突",
+    413: "文件太大",
+    415: "文件类型不支持",
+    422: "输入有误",
+    500: "服务器内部错误",
+}
 
 
 def create_app(config: WebConfig | None = None, engine: Engine | None = None) -> FastAPI:
@@ -42,13 +53,18 @@ def create_app(config: WebConfig | None = None, engine: Engine | None = None) ->
 
         engine = open_database(config.settings.database_url)
 
-    app = FastAPI(title="waihu 外呼控制台 API", version="1",
-                  description="外呼控制台背后的 JSON 接口。自动化调用请在请求头中带上 `Authorization: Bearer <API 令牌>`"
-                              "（令牌用 `waihu users token NAME --label … --scope …` 或在“我的账号”页面创建，角色与其用户相同；"
-                              "令牌只能调用 /api/v1 接口，且只能调用其权限范围内的接口：`leads:write` 线索名单与人群包，"
-                              "`campaigns:write` 外呼任务，`reports:read` 通话记录、报告与企微漏斗；修改密码会吊销该用户的全部令牌）。",
-                  openapi_url=f"{API_PREFIX}/openapi.json", docs_url=None, redoc_url=None,
-                  dependencies=[Depends(verify_csrf)])
+    app = FastAPI(
+        title="waihu 外呼控制台 API",
+        version="1",
+        description="外呼控制台背后的 JSON 接口。自动化调用请在请求头中带上 `Authorization: Bearer <API 令牌>`"
+        "（令牌用 `waihu users token NAME --label … --scope …` 或在“我的账号”页面创建，角色与其用户相同；"
+        "令牌只能调用 /api/v1 接口，且只能调用其权限范围内的接口：`leads:write` 线索名单与人群包，"
+        "`campaigns:write` 外呼任务，`reports:read` 通话记录、报告与企微漏斗；修改密码会吊销该用户的全部令牌）。",
+        openapi_url=f"{API_PREFIX}/openapi.json",
+        docs_url=None,
+        redoc_url=None,
+        dependencies=[Depends(verify_csrf)],
+    )
     app.state.config = config
     app.state.engine = engine
 
@@ -60,8 +76,14 @@ def create_app(config: WebConfig | None = None, engine: Engine | None = None) ->
     # Added last = outermost: the size limit runs before anything reads the body; inside the
     # session, the caller of a state-changing request is known before its body is parsed.
     app.add_middleware(AuthenticateFirst, roles_by_path=tuple((path, (OPS,)) for path in UPLOAD_PATHS))
-    app.add_middleware(SessionMiddleware, secret_key=config.session_secret, session_cookie="waihu_session",
-                       max_age=int(config.session_lifetime_s), same_site="lax", https_only=config.secure_cookie)
+    app.add_middleware(
+        SessionMiddleware,
+        secret_key=config.session_secret,
+        session_cookie="waihu_session",
+        max_age=int(config.session_lifetime_s),
+        same_site="lax",
+        https_only=config.secure_cookie,
+    )
     app.add_middleware(BodySizeLimit, upload_limit=config.max_upload_bytes, upload_paths=UPLOAD_PATHS)
 
     @app.middleware("http")
@@ -71,9 +93,11 @@ def create_app(config: WebConfig | None = None, engine: Engine | None = None) ->
         response.headers.setdefault("X-Frame-Options", "DENY")
         response.headers.setdefault("Referrer-Policy", "same-origin")
         # No inline scripts anywhere: pages pass data in <script type="application/json">.
-        response.headers.setdefault("Content-Security-Policy",
-                                    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-                                    "connect-src 'self'; frame-ancestors 'none'; form-action 'self'")
+        response.headers.setdefault(
+            "Content-Security-Policy",
+            "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+            "connect-src 'self'; frame-ancestors 'none'; form-action 'self'",
+        )
         if not request.url.path.startswith("/static/"):
             response.headers.setdefault("Cache-Control", "no-store")
         return response
@@ -135,16 +159,25 @@ def _install_error_handlers(app: FastAPI) -> None:
             # Keep a more specific reason (session expired, password changed) if one was set.
             request.session.setdefault("flash", [("warning", detail if isinstance(detail, str) else "请先登录")])
             return RedirectResponse(login_url(request), status_code=303)
-        return render(request, "error.html", status_code=exc.status_code,
-                      title=_STATUS_TEXT.get(exc.status_code, "出错了"), message=detail, details=[])
+        return render(
+            request,
+            "error.html",
+            status_code=exc.status_code,
+            title=_STATUS_TEXT.get(exc.status_code, "出错了"),
+            message=detail,
+            details=[],
+        )
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError) -> Response:
-        problems = [f"{'.'.join(str(p) for p in e.get('loc', ()) if p != 'body')}：{_field_message(e)}"
-                    for e in exc.errors()]
+        problems = [
+            f"{'.'.join(str(p) for p in e.get('loc', ()) if p != 'body')}：{_field_message(e)}" for e in exc.errors()
+        ]
         if wants_json(request):
             return JSONResponse({"detail": "输入有误：" + "；".join(problems), "errors": exc.errors()}, status_code=422)
-        return render(request, "error.html", status_code=422, title="输入有误", message="请检查以下字段", details=problems)
+        return render(
+            request, "error.html", status_code=422, title="输入有误", message="请检查以下字段", details=problems
+        )
 
 
 def _field_message(error: dict) -> str:

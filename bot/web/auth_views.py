@@ -1,4 +1,5 @@
 """Login, logout and the home page."""
+
 from __future__ import annotations
 
 from fastapi import APIRouter, Depends, Form, Request
@@ -53,8 +54,14 @@ async def login(request: Request, name: str = Form(""), password: str = Form("")
     key = name.strip().lower()
     if len(key) > MAX_NAME_CHARS or len(password) > MAX_PASSWORD_CHARS:
         # Before any work: no reservation, no hash, the name is not echoed back.
-        return render(request, "login.html", status_code=400, next=next, name="",
-                      error=f"用户名最多 {MAX_NAME_CHARS} 个字符、密码最多 {MAX_PASSWORD_CHARS} 个字符")
+        return render(
+            request,
+            "login.html",
+            status_code=400,
+            next=next,
+            name="",
+            error=f"用户名最多 {MAX_NAME_CHARS} 个字符、密码最多 {MAX_PASSWORD_CHARS} 个字符",
+        )
     guard = login_guard(request)
     try:
         attempt = guard.reserve(key, client_address(request))

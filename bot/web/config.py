@@ -46,7 +46,7 @@ class WebConfig:
     def models_dir(self) -> Path:
         return self.settings.models_dir
 
-    def with_changes(self, **changes) -> "WebConfig":
+    def with_changes(self, **changes) -> WebConfig:
         return replace(self, **changes)
 
 

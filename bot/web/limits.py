@@ -4,6 +4,7 @@ A pure ASGI middleware: a declared Content-Length over the limit is answered at 
 body is never read); a body without one (chunked) is counted as it streams and cut off
 when it passes the limit.
 """
+
 from __future__ import annotations
 
 import json
@@ -16,8 +17,10 @@ SMALL_BODY_BYTES = 4 * 1024 * 1024
 
 
 def too_large_message(limit: int) -> str:
-    return (f"文件太大：上传上限为 {limit / (1024 * 1024):.0f} MB。请把名单拆成几个文件分别上传，"
-            "或请管理员调整 WAIHU_WEB_MAX_UPLOAD_MB。")
+    return (
+        f"文件太大：上传上限为 {limit / (1024 * 1024):.0f} MB。请把名单拆成几个文件分别上传，"
+        "或请管理员调整 WAIHU_WEB_MAX_UPLOAD_MB。"
+    )
 
 
 class BodyTooLarge(HTTPException):
@@ -71,7 +74,15 @@ class BodySizeLimit:
 
 async def _refuse(send: Send, limit: int) -> None:
     body = json.dumps({"detail": too_large_message(limit)}, ensure_ascii=False).encode("utf-8")
-    await send({"type": "http.response.start", "status": 413,
-                "headers": [(b"content-type", b"application/json; charset=utf-8"),
-                            (b"content-length", str(len(body)).encode()), (b"connection", b"close")]})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 413,
+            "headers": [
+                (b"content-type", b"application/json; charset=utf-8"),
+                (b"content-length", str(len(body)).encode()),
+                (b"connection", b"close"),
+            ],
+        }
+    )
     await send({"type": "http.response.body", "body": body})

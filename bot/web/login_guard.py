@@ -19,6 +19,7 @@ Limits (defaults in `LoginLimits`, per server process):
 
 Names longer than `bot.users.service.MAX_NAME_CHARS` are refused by the caller before any of this.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -159,12 +160,20 @@ class LoginGuard:
             try:
                 if len(client_track.failures) >= limits.max_failures_per_client:
                     wait = limits.window_s - (now - client_track.failures[0])
-                    raise LoginRefused(429, f"此网络地址登录失败次数过多，请约 {max(1, round(wait / 60))} 分钟后再试，或联系管理员", wait)
+                    raise LoginRefused(
+                        429,
+                        f"此网络地址登录失败次数过多，请约 {max(1, round(wait / 60))} 分钟后再试，或联系管理员",
+                        wait,
+                    )
                 if len(name_track.failures) >= limits.max_failures_per_name:
                     wait = limits.window_s - (now - name_track.failures[0])
-                    raise LoginRefused(429, f"登录失败次数过多，请约 {max(1, round(wait / 60))} 分钟后再试，或联系管理员重置密码", wait)
-                if (name_track.in_flight >= limits.max_hashes_per_name
-                        or client_track.in_flight >= limits.max_hashes_per_client):
+                    raise LoginRefused(
+                        429, f"登录失败次数过多，请约 {max(1, round(wait / 60))} 分钟后再试，或联系管理员重置密码", wait
+                    )
+                if (
+                    name_track.in_flight >= limits.max_hashes_per_name
+                    or client_track.in_flight >= limits.max_hashes_per_client
+                ):
                     raise LoginRefused(429, "同时进行的登录太多，请稍后再试", 1)
             except LoginRefused:
                 self._names.drop_if_idle(name)

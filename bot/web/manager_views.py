@@ -4,7 +4,7 @@ transcripts) has phone-shaped digit runs masked too, since callees say numbers a
 from __future__ import annotations
 
 from datetime import date, datetime, time, timedelta
-from typing import Any, Callable, List, Optional
+from typing import Optional
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from pydantic import BaseModel
@@ -14,14 +14,14 @@ from bot.audiences.models import AudiencePack
 from bot.campaigns.models import CallAttempt, Campaign, TurnRow
 from bot.core.db.engine import session_scope
 from bot.core.errors import UserError
-from bot.leads.models import Lead
 from bot.core.pii import mask_digit_runs
 from bot.experiments.report import build_report
-from bot.wecom.funnel import wecom_funnel
+from bot.leads.models import Lead
 from bot.web import labels
-from bot.web.rendering import DISPLAY_TZ, render
 from bot.web.params import MAX_OFFSET, offset_query, optional_id, parse_optional_id, record_id
+from bot.web.rendering import DISPLAY_TZ, render
 from bot.web.security import MANAGER, Principal, require_role
+from bot.wecom.funnel import wecom_funnel
 
 pages = APIRouter(include_in_schema=False)
 api = APIRouter(tags=["经理"])
@@ -74,7 +74,7 @@ class CallPage(BaseModel):
     total: int
     offset: int
     limit: int
-    calls: List[CallRow]
+    calls: list[CallRow]
 
 
 class TurnOut(BaseModel):
@@ -90,7 +90,7 @@ class TurnOut(BaseModel):
 
 
 class CallDetail(CallRow):
-    turns: List[TurnOut]
+    turns: list[TurnOut]
     hangup_by: Optional[str]
     followups: list
 

@@ -7,6 +7,7 @@ process's own metrics (prometheus-client's default registry).
 No login: Prometheus scrapes it, and it holds counts only (no lead, no number). Keep it
 off the public internet, as with any /metrics.
 """
+
 from __future__ import annotations
 
 from fastapi import APIRouter, Request

@@ -10,7 +10,7 @@ import re
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Optional
 
 from fastapi import APIRouter, Depends, File, Form, HTTPException, Request, UploadFile
 from fastapi.responses import RedirectResponse, StreamingResponse
@@ -19,20 +19,25 @@ from sqlalchemy import select
 
 from bot.audiences.models import KNOWN_SCENES, TIERS
 from bot.audiences.service import create_audience, parse_attributes
-from bot.leads.by_audience import list_audiences
+from bot.campaigns.experiment_design import (
+    BANDIT_FACTORS,
+    FACTOR_LABELS,
+    build_experiments,
+    parse_slot,  # the CLI's format: 上午=09:30-12:00[*权重]
+    parse_text_arm,
+)
 from bot.campaigns.models import Campaign, CampaignPack
 from bot.campaigns.service import TRANSITIONS, campaign_progress, change_status, create_campaign
 from bot.core.db.engine import session_scope
 from bot.core.errors import UserError
-from bot.campaigns.experiment_design import BANDIT_FACTORS, FACTOR_LABELS, build_experiments, parse_text_arm
-from bot.campaigns.experiment_design import parse_slot  # the CLI's format: 上午=09:30-12:00[*权重]
-from bot.leads.export import write_rejects_csv
 from bot.core.tabular_file import parse_column_overrides
+from bot.leads.by_audience import list_audiences
+from bot.leads.export import write_rejects_csv
 from bot.leads.models import LeadPack
 from bot.leads.service import UploadRequest, upload_lead_pack
 from bot.web import labels
-from bot.web.rendering import flash, render
 from bot.web.params import record_id
+from bot.web.rendering import flash, render
 from bot.web.security import OPS, Principal, require_role
 
 pages = APIRouter(include_in_schema=False)
@@ -55,17 +60,17 @@ class UploadResult(BaseModel):
     format: str
     rows: int
     accepted: int
-    rejected: Dict[str, int]
-    rejected_labels: Dict[str, str]
+    rejected: dict[str, int]
+    rejected_labels: dict[str, str]
     rejected_total: int
     duplicates: int
     dnc: int
     landlines: int
     blank_rows: int
     already_uploaded: bool
-    audiences_created: List[str]
-    columns: Dict[str, str]
-    notes: List[str]
+    audiences_created: list[str]
+    columns: dict[str, str]
+    notes: list[str]
     rejects_url: Optional[str] = Field(None, description="下载拒收行 CSV（有拒收行时）")
 
 
@@ -100,7 +105,7 @@ def packs_page(request: Request, principal: Principal = Depends(ops_only)):
                   limit_bytes=request.app.state.config.max_upload_bytes, accepted=", ".join(ACCEPTED_SUFFIXES))
 
 
-@api.get("/lead-packs", response_model=List[PackRow], summary="已上传的线索名单")
+@api.get("/lead-packs", response_model=list[PackRow], summary="已上传的线索名单")
 def list_packs(request: Request, principal: Principal = Depends(ops_only)) -> list[PackRow]:
     with session_scope(request.app.state.engine) as session:
         return _pack_rows(session)
@@ -207,14 +212,14 @@ class AudienceIn(BaseModel):
     name: str
     scene: Optional[str] = None
     tier: Optional[str] = None
-    attributes: Dict[str, str] = {}
+    attributes: dict[str, str] = {}
 
 
 class AudienceOut(BaseModel):
     name: str
     scene: Optional[str]
     tier: Optional[str]
-    attributes: Dict[str, str]
+    attributes: dict[str, str]
     leads: int
 
 
@@ -243,7 +248,7 @@ def audiences_create_form(request: Request, name: str = Form(""), scene: str = F
     return RedirectResponse("/ops/audiences", status_code=303)
 
 
-@api.get("/audiences", response_model=List[AudienceOut], summary="人群包及其线索数")
+@api.get("/audiences", response_model=list[AudienceOut], summary="人群包及其线索数")
 def audiences_list(request: Request, principal: Principal = Depends(ops_only)) -> list[AudienceOut]:
     with session_scope(request.app.state.engine) as session:
         return [AudienceOut(**row.__dict__) for row in list_audiences(session)]
@@ -265,7 +270,7 @@ class VariantIn(BaseModel):
 
 class SlotIn(BaseModel):
     name: str
-    windows: List[str]
+    windows: list[str]
     weight: float = 1.0
 
 
@@ -281,14 +286,14 @@ MAX_CPS = 1_000.0
 
 class CampaignIn(BaseModel):
     name: str
-    packs: List[str]
+    packs: list[str]
     lines: int = Field(10, ge=1, le=MAX_LINES, description="最大并发线路数")
     cps: float = Field(2.0, gt=0, le=MAX_CPS, description="每秒呼叫数")
-    variants: List[VariantIn] = []
-    time_slots: List[SlotIn] = []
+    variants: list[VariantIn] = []
+    time_slots: list[SlotIn] = []
     incentive: Optional[str] = None
-    incentive_arms: List[TextArmIn] = Field([], description="利益点 A/B：每组一段机器人提供的福利文本")
-    welcome_arms: List[TextArmIn] = Field([], description="欢迎语 A/B：加企微后发送的欢迎语")
+    incentive_arms: list[TextArmIn] = Field([], description="利益点 A/B：每组一段机器人提供的福利文本")
+    welcome_arms: list[TextArmIn] = Field([], description="欢迎语 A/B：加企微后发送的欢迎语")
     holdout: float = Field(0.0, description="留出对照（不拨打）的线索比例，如 0.05")
     bandit: Optional[str] = Field(None, description="按效果每天调整流量的因素：script / time_slot / incentive / welcome")
     bandit_floor: Optional[float] = None
@@ -302,12 +307,12 @@ class CampaignOut(BaseModel):
     status_label: str
     lines: int
     cps: float
-    packs: List[str]
-    variants: List[VariantIn]
-    time_slots: List[SlotIn]
+    packs: list[str]
+    variants: list[VariantIn]
+    time_slots: list[SlotIn]
     incentive: Optional[str]
-    incentive_arms: List[TextArmIn] = []
-    welcome_arms: List[TextArmIn] = []
+    incentive_arms: list[TextArmIn] = []
+    welcome_arms: list[TextArmIn] = []
     holdout: float = 0.0
     bandit: Optional[str] = None
     created_by: str
@@ -325,10 +330,10 @@ class Progress(BaseModel):
     in_flight: int = Field(..., description="占用线路（待拨 + 通话中），与 `waihu campaign status` 相同")
     dialled: int
     connected: int
-    grades: Dict[str, int]
-    outcomes: Dict[str, int]
-    outcome_labels: Dict[str, str]
-    by_status: Dict[str, int]
+    grades: dict[str, int]
+    outcomes: dict[str, int]
+    outcome_labels: dict[str, str]
+    by_status: dict[str, int]
 
 
 def _campaign_out(session, campaign: Campaign) -> CampaignOut:
@@ -393,7 +398,7 @@ def _create(request: Request, body: CampaignIn, principal: Principal) -> Campaig
         return _campaign_out(session, campaign)
 
 
-@api.get("/campaigns", response_model=List[CampaignOut], summary="外呼任务列表")
+@api.get("/campaigns", response_model=list[CampaignOut], summary="外呼任务列表")
 def campaigns_list(request: Request, principal: Principal = Depends(ops_only)) -> list[CampaignOut]:
     with session_scope(request.app.state.engine) as session:
         return [_campaign_out(session, c) for c in session.execute(select(Campaign).order_by(Campaign.id)).scalars()]

@@ -4,13 +4,14 @@ Python's int takes any size and `str.isdigit()` says yes to "²" and "٣": an id
 overflowed PostgreSQL's bigint, and `int("²")` raised, both as 500s with a traceback. Ids
 and offsets are checked here (ASCII digits, within range) and refused with a clear 400/422.
 """
+
 from __future__ import annotations
 
 from fastapi import Path, Query
 
 from bot.core.errors import UserError
 
-MAX_DB_ID = 2 ** 63 - 1  # BIGINT
+MAX_DB_ID = 2**63 - 1  # BIGINT
 MAX_OFFSET = 10_000_000  # far beyond any list a person pages through
 MAX_ID_DIGITS = len(str(MAX_DB_ID))
 

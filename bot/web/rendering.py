@@ -1,4 +1,5 @@
 """Server-rendered pages: one Jinja2 environment, the navigation per role, flash messages."""
+
 from __future__ import annotations
 
 import json
@@ -81,7 +82,13 @@ def render(request: Request, template: str, status_code: int = 200, **context) -
     nav = navigation_for(principal)
     path = request.url.path
     matching = [p for _, _, p in nav if path == p or path.startswith(p + "/")]
-    context.update(request=request, principal=principal, csrf=csrf_token(request), nav=nav, messages=messages,
-                   active_nav=max(matching, key=len) if matching else None,
-                   role_name=labels.ROLE.get(principal.role, principal.role) if principal else "")
+    context.update(
+        request=request,
+        principal=principal,
+        csrf=csrf_token(request),
+        nav=nav,
+        messages=messages,
+        active_nav=max(matching, key=len) if matching else None,
+        role_name=labels.ROLE.get(principal.role, principal.role) if principal else "",
+    )
     return templates.TemplateResponse(request, template, context, status_code=status_code)

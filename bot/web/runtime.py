@@ -17,10 +17,11 @@ import threading
 import time
 import uuid
 from collections import deque
+from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Awaitable, TypeVar
+from typing import Any, TypeVar
 
 from bot.core.errors import UserError
 from bot.core.pii import PhoneKeyring, load_secret
@@ -268,9 +269,10 @@ class ConsoleServices:
     def warm_up_validation(self) -> None:
         """Import Rasa's validator in the background: the first script save then takes ~1 s, not ~4 s."""
         def load() -> None:
-            import bot.core.rasa_env  # noqa: F401  (quiet, offline Rasa defaults)
             import rasa.shared.importers.importer  # noqa: F401
             import rasa.validator  # noqa: F401
+
+            import bot.core.rasa_env  # noqa: F401  (quiet, offline Rasa defaults)
 
         threading.Thread(target=load, name="waihu-rasa-import", daemon=True).start()
 

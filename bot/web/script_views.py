@@ -3,7 +3,7 @@ version, train, try the robot in a chat panel, publish a variant."""
 from __future__ import annotations
 
 from datetime import datetime, timezone
-from typing import List, Optional
+from typing import Optional
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, RedirectResponse
@@ -15,9 +15,19 @@ from bot.core.pii import mask_digit_runs
 from bot.script.training import current_model
 from bot.web import labels
 from bot.web.rendering import flash, render
-from bot.web.script_workspace import (InvalidEdit, VersionConflict, check_edit_isolated, check_project_isolated,
-                                      diff_against_published, editable_files, latest_publication, list_publications,
-                                      publish_variant, read_file, save_file)
+from bot.web.script_workspace import (
+    InvalidEdit,
+    VersionConflict,
+    check_edit_isolated,
+    check_project_isolated,
+    diff_against_published,
+    editable_files,
+    latest_publication,
+    list_publications,
+    publish_variant,
+    read_file,
+    save_file,
+)
 from bot.web.security import WRITER, Principal, require_role
 
 pages = APIRouter(include_in_schema=False)
@@ -61,7 +71,7 @@ class CheckIn(BaseModel):
     text: str
 
 
-@api.get("/script/files", response_model=List[FileInfo], summary="可编辑的话术文件")
+@api.get("/script/files", response_model=list[FileInfo], summary="可编辑的话术文件")
 def files(request: Request, principal: Principal = Depends(writers_only)) -> list[FileInfo]:
     return [FileInfo(**f.__dict__) for f in editable_files(_services(request).project)]
 
@@ -248,7 +258,7 @@ def _publication_out(p) -> PublicationOut:
                           published_at=p.published_at.isoformat())
 
 
-@api.get("/script/publications", response_model=List[PublicationOut], summary="发布记录")
+@api.get("/script/publications", response_model=list[PublicationOut], summary="发布记录")
 def publications(request: Request, principal: Principal = Depends(writers_only)) -> list[PublicationOut]:
     with session_scope(request.app.state.engine) as session:
         return [_publication_out(p) for p in list_publications(session)]

@@ -32,19 +32,20 @@ import signal
 import tempfile
 import threading
 from collections import Counter
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from bot.core.errors import UserError
 from bot.script.lint import Problem, lint_project
+from bot.script.models import ScriptPublication
 from bot.script.project import DialogsProject
 from bot.script.training import current_model
-from bot.script.models import ScriptPublication
 
 # What a writer may open: the Rasa project's YAML and the tokenizer dictionary.
 EDITABLE_GLOBS = ("config.yml", "domain/**/*.yml", "data/**/*.yml", "tests/**/*.yml", "jieba/**/*.txt")

@@ -15,6 +15,7 @@ CSRF token; the token must hold the scope of the API area (`TOKEN_SCOPE_BY_PATH`
 body: a state-changing request without a valid session or token is answered at once, so an
 anonymous client cannot make the server parse a large multipart body.
 """
+
 from __future__ import annotations
 
 import hmac
@@ -110,8 +111,16 @@ def start_session(request: Request, user: SessionUser | User) -> None:
         user = SessionUser.of(user)
     request.session.clear()
     now = int(time.time())
-    request.session.update({"uid": user.id, "stamp": user.stamp, "gen": user.generation, "issued": now,
-                            "seen": now, "csrf": secrets.token_urlsafe(32)})
+    request.session.update(
+        {
+            "uid": user.id,
+            "stamp": user.stamp,
+            "gen": user.generation,
+            "issued": now,
+            "seen": now,
+            "csrf": secrets.token_urlsafe(32),
+        }
+    )
 
 
 def end_session(request: Request, reason: str | None = None) -> None:
@@ -207,7 +216,9 @@ def require_role(*roles: str) -> Callable[..., Principal]:
 
     def dependency(principal: Principal = Depends(require_login)) -> Principal:
         if not principal.may(*roles):
-            raise Forbidden(f"此操作仅限{allowed}或管理员（您的角色：{ROLE_NAMES.get(principal.role, principal.role)}）")
+            raise Forbidden(
+                f"此操作仅限{allowed}或管理员（您的角色：{ROLE_NAMES.get(principal.role, principal.role)}）"
+            )
         return principal
 
     return dependency
@@ -218,8 +229,11 @@ async def verify_csrf(request: Request) -> None:
     carry the session's CSRF token (header for fetch()/XHR, hidden field for forms) and,
     when the browser names an Origin, come from this site."""
     path = request.url.path
-    if (request.method in SAFE_METHODS or path.startswith(CSRF_EXEMPT_PREFIXES)
-            or (_bearer(request) and path.startswith(API_PREFIX + "/"))):
+    if (
+        request.method in SAFE_METHODS
+        or path.startswith(CSRF_EXEMPT_PREFIXES)
+        or (_bearer(request) and path.startswith(API_PREFIX + "/"))
+    ):
         return
     origin = request.headers.get("origin")
     if origin and origin != "null" and urlsplit(origin).netloc != request.headers.get("host", ""):
@@ -263,8 +277,13 @@ class AuthenticateFirst:
     the route as before; a body whose route demands a role, e.g. uploads for ops, is
     refused here as well when the caller lacks it (`roles_by_path`)."""
 
-    def __init__(self, app: ASGIApp, *, exempt_prefixes: tuple[str, ...] = CSRF_EXEMPT_PREFIXES,
-                 roles_by_path: tuple[tuple[str, tuple[str, ...]], ...] = ()) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        exempt_prefixes: tuple[str, ...] = CSRF_EXEMPT_PREFIXES,
+        roles_by_path: tuple[tuple[str, tuple[str, ...]], ...] = (),
+    ) -> None:
         self.app = app
         self.exempt_prefixes = exempt_prefixes
         self.roles_by_path = roles_by_path
@@ -278,11 +297,19 @@ class AuthenticateFirst:
             principal = await run_in_threadpool(optional_principal, request)
             if principal is None:
                 raise LoginRequired()
-            roles = next((r for prefix, r in self.roles_by_path
-                          if request.url.path == prefix or request.url.path.startswith(prefix + "/")), None)
+            roles = next(
+                (
+                    r
+                    for prefix, r in self.roles_by_path
+                    if request.url.path == prefix or request.url.path.startswith(prefix + "/")
+                ),
+                None,
+            )
             if roles and not principal.may(*roles):
                 allowed = "、".join(ROLE_NAMES[r] for r in roles)
-                raise Forbidden(f"此操作仅限{allowed}或管理员（您的角色：{ROLE_NAMES.get(principal.role, principal.role)}）")
+                raise Forbidden(
+                    f"此操作仅限{allowed}或管理员（您的角色：{ROLE_NAMES.get(principal.role, principal.role)}）"
+                )
         except HTTPException as exc:
             response = _early_answer(request, exc)
             await response(scope, receive, send)
@@ -296,7 +323,6 @@ class AuthenticateFirst:
 def _early_answer(request: Request, exc: HTTPException):
     wants_json = request.url.path.startswith("/api/") or "application/json" in request.headers.get("accept", "")
     if wants_json or exc.status_code != 401:
-        return JSONResponse({"detail": exc.detail}, status_code=exc.status_code,
-                            headers={"Connection": "close"})
+        return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers={"Connection": "close"})
     request.session.setdefault("flash", [("warning", exc.detail)])
     return RedirectResponse(login_url(request), status_code=303, headers={"Connection": "close"})

@@ -5,6 +5,7 @@ training cannot take the console down. It checks and trains exactly like `waihu 
 (lint errors refuse; `bot.script.training.train` skips work when dialogs/ is unchanged) and
 prints one JSON object as its last line.
 """
+
 from __future__ import annotations
 
 import json
@@ -25,15 +26,32 @@ def main(argv: list[str]) -> int:
     try:
         errors = [p for p in lint_project(project) if p.severity == "error"]
         if errors:
-            print(json.dumps({"ok": False, "error": f"{len(errors)} error(s) in dialogs/; fix them before training",
-                              "problems": [str(p) for p in errors[:20]]}, ensure_ascii=False))
+            print(
+                json.dumps(
+                    {
+                        "ok": False,
+                        "error": f"{len(errors)} error(s) in dialogs/; fix them before training",
+                        "problems": [str(p) for p in errors[:20]],
+                    },
+                    ensure_ascii=False,
+                )
+            )
             return 1
         result = train(project, models_dir, force=force)
     except UserError as exc:
         print(json.dumps({"ok": False, "error": str(exc), "problems": exc.details}, ensure_ascii=False))
         return 1
-    print(json.dumps({"ok": True, "model": result.model_path.name, "trained": result.trained,
-                      "seconds": round(result.seconds, 1)}, ensure_ascii=False))
+    print(
+        json.dumps(
+            {
+                "ok": True,
+                "model": result.model_path.name,
+                "trained": result.trained,
+                "seconds": round(result.seconds, 1),
+            },
+            ensure_ascii=False,
+        )
+    )
     return 0
 
 

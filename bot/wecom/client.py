@@ -17,8 +17,9 @@ import asyncio
 import logging
 import time
 from collections import Counter
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any
 
 import httpx
 from tenacity import AsyncRetrying, RetryCallState, retry_if_result
@@ -105,7 +106,7 @@ class WeComClient:
             await self.http.aclose()
             self.http = None
 
-    async def __aenter__(self) -> "WeComClient":
+    async def __aenter__(self) -> WeComClient:
         return self
 
     async def __aexit__(self, *exc) -> None:

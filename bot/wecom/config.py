@@ -37,7 +37,7 @@ class WeComSettings:
     def configured(self) -> bool:
         return bool(self.corp_id and self.secret)
 
-    def require_api(self) -> "WeComSettings":
+    def require_api(self) -> WeComSettings:
         missing = [name for name, value in (("WAIHU_WECOM_CORP_ID", self.corp_id), ("WAIHU_WECOM_SECRET", self.secret))
                    if not value]
         if missing:
@@ -45,7 +45,7 @@ class WeComSettings:
                             "secret from the WeCom admin console)")
         return self
 
-    def require_callback(self) -> "WeComSettings":
+    def require_callback(self) -> WeComSettings:
         missing = [name for name, value in (("WAIHU_WECOM_CORP_ID", self.corp_id), ("WAIHU_WECOM_TOKEN", self.token),
                                             ("WAIHU_WECOM_AES_KEY", self.encoding_aes_key)) if not value]
         if missing:

@@ -8,6 +8,7 @@
 Checked against the official sample vectors (tests/test_wecom_crypto.py). The time window
 and nonce replay checks are ours (WXBizMsgCrypt does not do them): see bot.wecom.callback.
 """
+
 from __future__ import annotations
 
 import base64
@@ -79,8 +80,12 @@ class CallbackCrypto:
     def encrypt(self, message: str, random_prefix: bytes | None = None) -> str:
         key = self._key
         body = message.encode("utf-8")
-        plain = (random_prefix or os.urandom(_RANDOM_PREFIX)) + struct.pack("!I", len(body)) + body \
+        plain = (
+            (random_prefix or os.urandom(_RANDOM_PREFIX))
+            + struct.pack("!I", len(body))
+            + body
             + self.receive_id.encode("utf-8")
+        )
         pad = BLOCK_SIZE - len(plain) % BLOCK_SIZE
         plain += bytes([pad]) * pad
         encryptor = Cipher(algorithms.AES(key), modes.CBC(key[:16])).encryptor()
@@ -103,9 +108,9 @@ class CallbackCrypto:
         plain = plain[:-pad]
         if len(plain) < _RANDOM_PREFIX + 4:
             raise CallbackRejected("bad_ciphertext", "too short")
-        (length,) = struct.unpack("!I", plain[_RANDOM_PREFIX:_RANDOM_PREFIX + 4])
-        body = plain[_RANDOM_PREFIX + 4:_RANDOM_PREFIX + 4 + length]
-        receive_id = plain[_RANDOM_PREFIX + 4 + length:]
+        (length,) = struct.unpack("!I", plain[_RANDOM_PREFIX : _RANDOM_PREFIX + 4])
+        body = plain[_RANDOM_PREFIX + 4 : _RANDOM_PREFIX + 4 + length]
+        receive_id = plain[_RANDOM_PREFIX + 4 + length :]
         if len(body) != length:
             raise CallbackRejected("bad_ciphertext", "length field exceeds the message")
         if not hmac.compare_digest(receive_id, self.receive_id.encode("utf-8")):
@@ -119,12 +124,15 @@ class CallbackCrypto:
         self.verify(msg_signature, timestamp, nonce, encrypted)
         return self.decrypt(encrypted)
 
-    def envelope(self, message: str, timestamp: str, nonce: str, *, to_user: str | None = None,
-                 agent_id: str = "") -> tuple[str, str]:
+    def envelope(
+        self, message: str, timestamp: str, nonce: str, *, to_user: str | None = None, agent_id: str = ""
+    ) -> tuple[str, str]:
         """(msg_signature, POST body) of a callback carrying `message`, as WeCom sends it."""
         encrypted = self.encrypt(message)
-        body = (f"<xml><ToUserName>{cdata(to_user or self.receive_id)}</ToUserName>"
-                f"<Encrypt>{cdata(encrypted)}</Encrypt><AgentID>{cdata(agent_id)}</AgentID></xml>")
+        body = (
+            f"<xml><ToUserName>{cdata(to_user or self.receive_id)}</ToUserName>"
+            f"<Encrypt>{cdata(encrypted)}</Encrypt><AgentID>{cdata(agent_id)}</AgentID></xml>"
+        )
         return self.sign(timestamp, nonce, encrypted), body
 
 

@@ -18,9 +18,9 @@ import hashlib
 import logging
 import time
 import xml.etree.ElementTree as ET
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from typing import Callable
 
 from sqlalchemy import delete, or_, select, update
 from sqlalchemy.engine import Engine

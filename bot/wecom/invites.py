@@ -28,8 +28,8 @@ from bot.campaigns.models import CallAttempt, Campaign
 from bot.core.db.base import utc_now
 from bot.core.db.engine import session_scope
 from bot.core.errors import UserError
-from bot.leads.models import Lead
 from bot.core.pii import PhoneKeyring, mask_phone
+from bot.leads.models import Lead
 from bot.wecom.client import WeComClient, WeComError
 from bot.wecom.models import WeComInvite
 from bot.wecom.offers import Offers, incentive_for, load_offers, render_sms, welcome_for, welcome_slots

@@ -8,7 +8,7 @@ welcomed (the welcome message went out within WeCom's 20 s). `failed` when deliv
 """
 from __future__ import annotations
 
-from sqlalchemy import (BigInteger, Column, ForeignKey, Index, Integer, LargeBinary, String, Text)
+from sqlalchemy import BigInteger, Column, ForeignKey, Index, Integer, LargeBinary, String, Text
 
 from bot.core.db.base import Base, JsonDocument, UtcDateTime, utc_now
 

@@ -11,6 +11,7 @@ promise made on the phone and the welcome message always name the same incentive
 Loading checks the file against the models below (intents.yaml_source) and reports every
 mistake as `file:line:col: problem` at once.
 """
+
 from __future__ import annotations
 
 import string
@@ -123,13 +124,15 @@ class WelcomeScript:
         if self.link:
             attachments.append({"msgtype": "link", "link": {k: _fill(v, slots) for k, v in self.link.items()}})
         if self.miniprogram:
-            attachments.append({"msgtype": "miniprogram",
-                                "miniprogram": {k: _fill(v, slots) for k, v in self.miniprogram.items()}})
+            attachments.append(
+                {"msgtype": "miniprogram", "miniprogram": {k: _fill(v, slots) for k, v in self.miniprogram.items()}}
+            )
         return text, attachments
 
 
-def incentive_for(offers: Offers, audience: Any, lead_id: int, arms: Mapping[str, str] | None = None, *,
-                  campaign: Any = None) -> Incentive:
+def incentive_for(
+    offers: Offers, audience: Any, lead_id: int, arms: Mapping[str, str] | None = None, *, campaign: Any = None
+) -> Incentive:
     """The incentive the robot promises this lead, and the welcome later repeats.
 
     In order: the lead's incentive arm from the campaign's experiment (arms["incentive"]),
@@ -152,8 +155,15 @@ def incentive_for(offers: Offers, audience: Any, lead_id: int, arms: Mapping[str
     return Incentive(option.name, option.text, block.key, "offers")
 
 
-def welcome_for(offers: Offers, audience: Any, grade: str, lead_id: int, arms: Mapping[str, str] | None = None, *,
-                campaign: Any = None) -> WelcomeScript:
+def welcome_for(
+    offers: Offers,
+    audience: Any,
+    grade: str,
+    lead_id: int,
+    arms: Mapping[str, str] | None = None,
+    *,
+    campaign: Any = None,
+) -> WelcomeScript:
     """The welcome script for this lead's audience pack and grade (and welcome arm)."""
     options, block_key, grade_key = _welcome_options(offers, offers.audience(audience), grade)
     arm = (arms or {}).get("welcome")
@@ -169,8 +179,12 @@ def welcome_for(offers: Offers, audience: Any, grade: str, lead_id: int, arms: M
 
 
 def welcome_slots(offers: Offers, audience: Any, incentive: Incentive, callee_title: str) -> dict[str, str]:
-    return {"callee_title": callee_title, "incentive": incentive.text,
-            "advisor": offers.advisor_for(audience).name, "institution": offers.institution or ""}
+    return {
+        "callee_title": callee_title,
+        "incentive": incentive.text,
+        "advisor": offers.advisor_for(audience).name,
+        "institution": offers.institution or "",
+    }
 
 
 def render_sms(offers: Offers, slots: Mapping[str, str], link: str) -> str:
@@ -189,8 +203,10 @@ def load_offers(path: Path | str | None = None) -> Offers:
     try:
         mtime = path.stat().st_mtime
     except FileNotFoundError:
-        raise UserError(f"{path}: the WeCom offers file does not exist (copy dialogs/wecom/offers.yml, "
-                        "or set WAIHU_WECOM_OFFERS to its path)") from None
+        raise UserError(
+            f"{path}: the WeCom offers file does not exist (copy dialogs/wecom/offers.yml, "
+            "or set WAIHU_WECOM_OFFERS to its path)"
+        ) from None
     cached = _cache.get(str(path))
     if cached and cached[0] == mtime:
         return cached[1]
@@ -206,6 +222,7 @@ def parse_offers(text: str, path: str = "offers.yml") -> Offers:
 
 
 # ---- the file's shape ---------------------------------------------------------------------------
+
 
 class Template(str):
     """A text with {slots}: only the allowed slots, braces balanced, not too long."""
@@ -416,8 +433,10 @@ class AudienceModel(YamlModel):
             return line_of(document, "audiences", key, *loc) or 0
 
         incentives = tuple(arm.option(line("incentives", i)) for i, arm in enumerate(self.incentives or ()))
-        welcomes = {grade: tuple(arm.option(line("welcome", grade, i)) for i, arm in enumerate(arms))
-                    for grade, arms in (self.welcome or {}).items()}
+        welcomes = {
+            grade: tuple(arm.option(line("welcome", grade, i)) for i, arm in enumerate(arms))
+            for grade, arms in (self.welcome or {}).items()
+        }
         return AudienceOffers(key, incentives, welcomes, self.advisor.advisor() if self.advisor else None)
 
 
@@ -490,8 +509,11 @@ class OffersFile(YamlModel):
             problems.add("missing `sms`: the invitation text (delivery is sms)")
         audiences: dict[str, AudienceModel] = values.get("audiences") or {}
         texts = [arm.text for block in audiences.values() for arms in (block.welcome or {}).values() for arm in arms]
-        if any("{institution}" in text for text in texts + [values.get("sms") or ""]) and "institution" in values \
-                and not values["institution"]:
+        if (
+            any("{institution}" in text for text in texts + [values.get("sms") or ""])
+            and "institution" in values
+            and not values["institution"]
+        ):
             problems.add("a text uses {institution} but `institution:` is not set")
         default = audiences.get(DEFAULT_AUDIENCE)
         if default is not None:
@@ -499,15 +521,26 @@ class OffersFile(YamlModel):
                 problems.add("needs at least one incentive", "audiences", DEFAULT_AUDIENCE)
             for grade in values.get("invite_grades") or ():
                 if grade not in (default.welcome or {}) and ANY_GRADE not in (default.welcome or {}):
-                    problems.add(f"needs a welcome for grade {grade} (or `any`): grade {grade} calls get an "
-                                 "invitation (invite_grades)", "audiences", DEFAULT_AUDIENCE)
+                    problems.add(
+                        f"needs a welcome for grade {grade} (or `any`): grade {grade} calls get an "
+                        "invitation (invite_grades)",
+                        "audiences",
+                        DEFAULT_AUDIENCE,
+                    )
         problems.raise_any()
         return values
 
     def offers(self, document: Any, path: str) -> Offers:
-        return Offers(path, self.invite_grades, self.delivery, self.advisor.advisor(), self.sms or "",
-                      self.institution, self.seeds.dict(),
-                      {key: block.audience(key, document) for key, block in self.audiences.items()})
+        return Offers(
+            path,
+            self.invite_grades,
+            self.delivery,
+            self.advisor.advisor(),
+            self.sms or "",
+            self.institution,
+            self.seeds.dict(),
+            {key: block.audience(key, document) for key, block in self.audiences.items()},
+        )
 
 
 def _slot_problem(template: str, allowed: frozenset[str]) -> str | None:
@@ -517,8 +550,9 @@ def _slot_problem(template: str, allowed: frozenset[str]) -> str | None:
         return f"broken braces ({exc}); write a literal brace as {{{{ or }}}}"
     unknown = sorted({f for f in fields if f not in allowed})
     if unknown:
-        return f"unknown slot(s) {', '.join('{' + f + '}' for f in unknown)}; allowed: " \
-               + ", ".join("{" + s + "}" for s in sorted(allowed))
+        return f"unknown slot(s) {', '.join('{' + f + '}' for f in unknown)}; allowed: " + ", ".join(
+            "{" + s + "}" for s in sorted(allowed)
+        )
     return None
 
 
@@ -552,12 +586,13 @@ def _welcome_options(offers: Offers, block: AudienceOffers, grade: str) -> tuple
 
 
 def _script(block_key: str, grade_key: str, option: Option) -> WelcomeScript:
-    return WelcomeScript(f"{block_key}/{grade_key}/{option.name}", option.name, option.text, option.link,
-                         option.miniprogram)
+    return WelcomeScript(
+        f"{block_key}/{grade_key}/{option.name}", option.name, option.text, option.link, option.miniprogram
+    )
 
 
 def _campaign_arm_text(campaign: Any, key: str, arm: str) -> str | None:
-    for item in ((getattr(campaign, "experiments", None) or {}).get(key) or ()):
+    for item in (getattr(campaign, "experiments", None) or {}).get(key) or ():
         if item.get("name") == arm and item.get("text"):
             return item["text"]
     return None

@@ -17,8 +17,8 @@ from sqlalchemy.engine import Engine
 from bot.core.db.base import utc_now
 from bot.core.db.engine import session_scope
 from bot.core.errors import UserError
-from bot.core.settings import get_settings
 from bot.core.pii import PhoneKeyring, mask_phone
+from bot.core.settings import get_settings
 from bot.wecom.models import SmsOutbox
 
 log = logging.getLogger(__name__)

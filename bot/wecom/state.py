@@ -21,9 +21,9 @@ import hashlib
 import hmac
 import json
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Mapping
 
 VERSION = "w1"
 MAX_STATE_CHARS = 30  # WeCom's limit for add_contact_way.state

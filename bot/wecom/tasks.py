@@ -4,6 +4,7 @@ A worker registers it by importing this module: `celery -A bot.dialing.tasks wor
 -I bot.wecom.tasks …` (or an `import bot.wecom.tasks` in bot.dialing.tasks). Without WeCom credentials
 (WAIHU_WECOM_CORP_ID / WAIHU_WECOM_SECRET) it does nothing and says so once.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -46,6 +47,7 @@ async def run_delivery_pass(settings=None) -> dict:
     clock = clock_from_settings()
     async with WeComClient(settings) as client:
         processor = EventProcessor(engine, client, state_key_from_settings())
-        report = await deliver_pending_invites(engine, client, sms_from_settings(engine, keyring), keyring=keyring,
-                                               processor=processor, now=clock.now())
+        report = await deliver_pending_invites(
+            engine, client, sms_from_settings(engine, keyring), keyring=keyring, processor=processor, now=clock.now()
+        )
     return report.as_json()

@@ -17,6 +17,7 @@ on the set, and are not edited to match the grader.
 
 Run: .venv/bin/python -m intents.eval.write_calls_gold
 """
+
 from __future__ import annotations
 
 import json
@@ -30,18 +31,38 @@ ROOT = Path(__file__).resolve().parents[2]
 OUT = Path(__file__).with_name("calls_gold.jsonl")
 
 STEPS = {
-    "O": "utter_opening", "G": "utter_ask_good_time", "P": "utter_pitch", "W": "utter_ask_wecom",
-    "C": "utter_confirm_wecom", "S": "utter_close_success", "K": "utter_close_callback",
-    "R": "utter_close_refuse", "X": "utter_close_opt_out", "N": "utter_close_wrong_person",
-    "B": "utter_close_goodbye", "L": "utter_close_silence", "T": "utter_ask_callback_time",
-    "F": "utter_fallback", "D": "utter_default", "E": "utter_reprompt_silence",
-    "Ai": "utter_answer_identity", "An": "utter_answer_number_source", "Ar": "utter_answer_is_robot",
-    "Ap": "utter_answer_price", "Ad": "utter_answer_detail", "Aa": "utter_answer_already_insured",
+    "O": "utter_opening",
+    "G": "utter_ask_good_time",
+    "P": "utter_pitch",
+    "W": "utter_ask_wecom",
+    "C": "utter_confirm_wecom",
+    "S": "utter_close_success",
+    "K": "utter_close_callback",
+    "R": "utter_close_refuse",
+    "X": "utter_close_opt_out",
+    "N": "utter_close_wrong_person",
+    "B": "utter_close_goodbye",
+    "L": "utter_close_silence",
+    "T": "utter_ask_callback_time",
+    "F": "utter_fallback",
+    "D": "utter_default",
+    "E": "utter_reprompt_silence",
+    "Ai": "utter_answer_identity",
+    "An": "utter_answer_number_source",
+    "Ar": "utter_answer_is_robot",
+    "Ap": "utter_answer_price",
+    "Ad": "utter_answer_detail",
+    "Aa": "utter_answer_already_insured",
 }
 SLOTS = {"institution": "安心保险服务平台", "advisor": "专属顾问", "incentive": "一份免费的短期意外险"}
 SURNAMES = ["王先生", "李女士", "张先生", "刘女士", "陈先生", "杨女士", "赵先生", "黄女士", "周先生", "吴女士"]
-DEFAULT_FOLLOWUPS = {"A": ["wecom_invite"], "B": ["wecom_invite"], "C": ["soft_decline"], "D": [],
-                     "vacant_number": ["retire_lead"]}
+DEFAULT_FOLLOWUPS = {
+    "A": ["wecom_invite"],
+    "B": ["wecom_invite"],
+    "C": ["soft_decline"],
+    "D": [],
+    "vacant_number": ["retire_lead"],
+}
 
 CALLS = [
     # ---- A: agreed to WeCom ------------------------------------------------------------
@@ -259,8 +280,11 @@ def build_call(index: int, spec: str, templates: dict[str, list[dict]]) -> dict:
     head, *parts = [p.strip() for p in spec.split("|")]
     gold, _, followups = head.partition(">")
     started = datetime(2026, 3, 9, 10, 0) + timedelta(days=index % 5, minutes=37 * index % 540)
-    record: dict = {"call_id": f"gold-{index + 1:03d}", "status": "answered",
-                    "started_at": started.isoformat() + "+08:00"}
+    record: dict = {
+        "call_id": f"gold-{index + 1:03d}",
+        "status": "answered",
+        "started_at": started.isoformat() + "+08:00",
+    }
     if gold.startswith("="):
         gold = gold[1:]
         record.update(status=gold, turns=[], hangup_by=None, duration_s=0)
@@ -282,8 +306,11 @@ def build_call(index: int, spec: str, templates: dict[str, list[dict]]) -> dict:
                 t += 1.0 if text else 6.0
                 turns.append({"speaker": "callee", "text": text, "t": round(t, 1)})
                 t += 0.3 * len(text)
-        record.update(turns=turns, hangup_by="callee" if callee_hung_up or turns[-1]["speaker"] == "callee" else "bot",
-                      duration_s=round(t + 0.5, 1))
+        record.update(
+            turns=turns,
+            hangup_by="callee" if callee_hung_up or turns[-1]["speaker"] == "callee" else "bot",
+            duration_s=round(t + 0.5, 1),
+        )
     record["gold_grade"] = gold
     record["gold_followups"] = followups.split(",") if followups else DEFAULT_FOLLOWUPS.get(gold, ["retry"])
     return record

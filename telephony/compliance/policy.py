@@ -4,6 +4,7 @@ Three layers, each only allowed to be stricter than the one below:
   HARD_LIMITS (the law, in code) ≤ profile (CN_INSURANCE_DEFAULT, or an admin-signed one)
   ≤ campaign overrides (`tighten`).
 """
+
 from __future__ import annotations
 
 import copy
@@ -27,9 +28,9 @@ DEFAULT_PROFILE = "CN_INSURANCE_DEFAULT"
 DAY = 86400
 
 # The legal floor. No profile, signed or not, and no campaign may cross it.
-HARD_BAND = (9 * 3600, 21 * 3600)     # 人身保险电话销售业务管理办法 Art 25: nothing 21:00–09:00
+HARD_BAND = (9 * 3600, 21 * 3600)  # 人身保险电话销售业务管理办法 Art 25: nothing 21:00–09:00
 HARD_MAX_ATTEMPTS_24H = 3
-HARD_MIN_SOFT_DECLINE_DAYS = 180      # ≥ 6 months after a refusal
+HARD_MIN_SOFT_DECLINE_DAYS = 180  # ≥ 6 months after a refusal
 HARD_PERMANENT_OUTCOMES = ("opt_out",)
 
 _CAP_SECONDS = {"rolling_24h": DAY, "rolling_7d": 7 * DAY, "rolling_30d": 30 * DAY}
@@ -40,19 +41,19 @@ class CompliancePolicy:
     name: str
     version: int
     timezone: str
-    windows: tuple[tuple[int, int], ...]          # seconds after local midnight, [start, end)
+    windows: tuple[tuple[int, int], ...]  # seconds after local midnight, [start, end)
     holiday_windows: tuple[tuple[int, int], ...]
     callback_band: tuple[int, int]
     callback_grace_seconds: int
     callback_max_attempts_24h: int
-    caps: tuple[tuple[str, int, int], ...]        # (name, window seconds, max attempts)
+    caps: tuple[tuple[str, int, int], ...]  # (name, window seconds, max attempts)
     no_answer_outcomes: frozenset[str]
     park_after_no_answers: int
     park_seconds: int
     cooldown_seconds: dict[str, int]
-    permanent: dict[str, str]                     # outcome → reason code
+    permanent: dict[str, str]  # outcome → reason code
     opening_line: dict[str, Any]
-    document: dict[str, Any]                      # the parsed YAML, for tightening and display
+    document: dict[str, Any]  # the parsed YAML, for tightening and display
 
     @property
     def label(self) -> str:
@@ -60,7 +61,7 @@ class CompliancePolicy:
 
 
 def parse_span(text: str, where: str) -> tuple[int, int]:
-    """"09:30-12:00" → (34200, 43200)."""
+    """ "09:30-12:00" → (34200, 43200)."""
     try:
         return _span(text)
     except ValueError as exc:
@@ -72,7 +73,7 @@ def _span(text: Any) -> tuple[int, int]:
         start, end = (part.strip() for part in str(text).split("-"))
         span = (_seconds(start), _seconds(end))
     except ValueError:
-        raise ValueError(f"{text!r} is not a time span; write it like \"09:30-12:00\"") from None
+        raise ValueError(f'{text!r} is not a time span; write it like "09:30-12:00"') from None
     if span[0] >= span[1]:
         raise ValueError(f"{text!r} ends before it starts (spans past midnight are not allowed)")
     return span
@@ -88,8 +89,9 @@ def _seconds(hhmm: str) -> int:
 
 # ---- the profile's shape --------------------------------------------------------------------------
 
+
 class TimeSpan(tuple):
-    """"09:30-12:00", read as seconds after local midnight (34200, 43200)."""
+    """ "09:30-12:00", read as seconds after local midnight (34200, 43200)."""
 
     @classmethod
     def __get_validators__(cls) -> Iterator[Callable[[Any], tuple[int, int]]]:
@@ -106,7 +108,7 @@ class TimeSpans(tuple):
     @classmethod
     def check(cls, values: Any) -> tuple[tuple[int, int], ...]:
         if not isinstance(values, list):
-            raise ValueError("expected a list of spans like [\"09:30-12:00\", \"14:00-20:00\"]")
+            raise ValueError('expected a list of spans like ["09:30-12:00", "14:00-20:00"]')
         problems = Problems()
         spans = [problems.attempt(_span, value, index) for index, value in enumerate(values)]
         problems.raise_any()
@@ -165,14 +167,13 @@ class ProfileModel(YamlModel):
     version: AtLeastOne = Field(..., hint="a number ≥ 1")
     effective_from: Any = None
     timezone: ZoneName = ZoneName("Asia/Shanghai")
-    windows: TimeSpans = Field(..., hint="calling windows, local time, e.g. [\"09:30-12:00\", \"14:00-20:00\"]")
+    windows: TimeSpans = Field(..., hint='calling windows, local time, e.g. ["09:30-12:00", "14:00-20:00"]')
     holiday_windows: Optional[TimeSpans] = None
     callbacks: CallbacksModel = Field(..., hint="band, grace_minutes and max_attempts_24h")
     caps: Optional[dict[str, Count]] = Field(..., hint=f"attempts per number: {', '.join(_CAP_SECONDS)}")
     no_answer: NoAnswerModel = Field(..., hint="outcomes, park_after and park_days")
     cooldown_days: Optional[dict[str, Count]] = Field(..., hint="outcome → days before the number is called again")
-    permanent: Optional[dict[str, str]] = Field(
-        ..., hint="an outcome → a reason code, e.g. opt_out: opted_out_on_call")
+    permanent: Optional[dict[str, str]] = Field(..., hint="an outcome → a reason code, e.g. opt_out: opted_out_on_call")
     opening_line: Optional[dict[str, Any]] = None
     sources: Optional[list[str]] = None
     approval: Optional[ApprovalModel] = None
@@ -187,7 +188,9 @@ class ProfileModel(YamlModel):
         return caps or {}
 
     def policy(self, document: dict) -> CompliancePolicy:
-        caps = sorted(((name, _CAP_SECONDS[name], cap) for name, cap in (self.caps or {}).items()), key=lambda cap: cap[1])
+        caps = sorted(
+            ((name, _CAP_SECONDS[name], cap) for name, cap in (self.caps or {}).items()), key=lambda cap: cap[1]
+        )
         return CompliancePolicy(
             name=self.profile,
             version=self.version,
@@ -218,8 +221,11 @@ def hard_limit_violations(policy: CompliancePolicy) -> list[str]:
     """Where a policy crosses the law. Nobody can sign these away."""
     problems = []
     band_start, band_end = HARD_BAND
-    for field, spans in (("windows", policy.windows), ("holiday_windows", policy.holiday_windows),
-                         ("callbacks.band", (policy.callback_band,))):
+    for field, spans in (
+        ("windows", policy.windows),
+        ("holiday_windows", policy.holiday_windows),
+        ("callbacks.band", (policy.callback_band,)),
+    ):
         for start, end in spans:
             if start < band_start or end > band_end:
                 problems.append(f"{field}: {_hhmm(start)}-{_hhmm(end)} reaches into the 21:00-09:00 hard block")
@@ -242,17 +248,22 @@ def looser_fields(base: CompliancePolicy, other: CompliancePolicy) -> list[str]:
     if not _within(other.windows, base.windows):
         looser.append(f"windows: {_spans_text(other.windows)} is not inside {_spans_text(base.windows)}")
     if not _within(other.holiday_windows, base.holiday_windows):
-        looser.append(f"holiday_windows: {_spans_text(other.holiday_windows)} is not inside "
-                      f"{_spans_text(base.holiday_windows) or 'no calls on holidays'}")
+        looser.append(
+            f"holiday_windows: {_spans_text(other.holiday_windows)} is not inside "
+            f"{_spans_text(base.holiday_windows) or 'no calls on holidays'}"
+        )
     if not _within((other.callback_band,), (base.callback_band,)):
-        looser.append(f"callbacks.band: {_spans_text((other.callback_band,))} is not inside "
-                      f"{_spans_text((base.callback_band,))}")
+        looser.append(
+            f"callbacks.band: {_spans_text((other.callback_band,))} is not inside {_spans_text((base.callback_band,))}"
+        )
     if other.callback_grace_seconds > base.callback_grace_seconds:
-        looser.append(f"callbacks.grace_minutes: {other.callback_grace_seconds // 60} > "
-                      f"{base.callback_grace_seconds // 60}")
+        looser.append(
+            f"callbacks.grace_minutes: {other.callback_grace_seconds // 60} > {base.callback_grace_seconds // 60}"
+        )
     if other.callback_max_attempts_24h > base.callback_max_attempts_24h:
-        looser.append(f"callbacks.max_attempts_24h: {other.callback_max_attempts_24h} > "
-                      f"{base.callback_max_attempts_24h}")
+        looser.append(
+            f"callbacks.max_attempts_24h: {other.callback_max_attempts_24h} > {base.callback_max_attempts_24h}"
+        )
     other_caps = {name: cap for name, _, cap in other.caps}
     for name, _, cap in base.caps:
         if name not in other_caps:
@@ -260,14 +271,18 @@ def looser_fields(base: CompliancePolicy, other: CompliancePolicy) -> list[str]:
         elif other_caps[name] > cap:
             looser.append(f"caps.{name}: {other_caps[name]} > {cap}")
     if not base.no_answer_outcomes <= other.no_answer_outcomes:
-        looser.append(f"no_answer.outcomes: drops {', '.join(sorted(base.no_answer_outcomes - other.no_answer_outcomes))}")
+        looser.append(
+            f"no_answer.outcomes: drops {', '.join(sorted(base.no_answer_outcomes - other.no_answer_outcomes))}"
+        )
     if other.park_after_no_answers > base.park_after_no_answers:
         looser.append(f"no_answer.park_after: {other.park_after_no_answers} > {base.park_after_no_answers}")
     if other.park_seconds < base.park_seconds:
         looser.append(f"no_answer.park_days: {other.park_seconds // DAY} < {base.park_seconds // DAY}")
     for outcome, seconds in base.cooldown_seconds.items():
         if other.cooldown_seconds.get(outcome, 0) < seconds:
-            looser.append(f"cooldown_days.{outcome}: {other.cooldown_seconds.get(outcome, 0) // DAY} < {seconds // DAY}")
+            looser.append(
+                f"cooldown_days.{outcome}: {other.cooldown_seconds.get(outcome, 0) // DAY} < {seconds // DAY}"
+            )
     for outcome in base.permanent:
         if outcome not in other.permanent:
             looser.append(f"permanent.{outcome}: no longer permanent")
@@ -312,12 +327,14 @@ def tighten(policy: CompliancePolicy, overrides: dict | None, *, campaign: str =
     tightened = parse_policy(document, f"{campaign} policy")
     looser = looser_fields(policy, tightened)
     if looser:
-        raise InputError(f"{campaign} policy: {looser[0]} — a campaign may only make {policy.label} stricter",
-                        details=looser[1:])
+        raise InputError(
+            f"{campaign} policy: {looser[0]} — a campaign may only make {policy.label} stricter", details=looser[1:]
+        )
     return tightened
 
 
 # ---- profiles on disk, and admin signatures for looser ones ---------------------------------------
+
 
 def _canonical(document: dict) -> bytes:
     body = {k: v for k, v in document.items() if k != "approval"}
@@ -327,8 +344,10 @@ def _canonical(document: dict) -> bytes:
 def sign_profile(document: dict, signing_key: bytes, approved_by: str) -> dict:
     """The document with an `approval` block an admin's key vouches for."""
     signature = hmac.new(signing_key, _canonical(document), hashlib.sha256).hexdigest()
-    return {**{k: v for k, v in document.items() if k != "approval"},
-            "approval": {"approved_by": approved_by, "signature": signature}}
+    return {
+        **{k: v for k, v in document.items() if k != "approval"},
+        "approval": {"approved_by": approved_by, "signature": signature},
+    }
 
 
 def _signature_ok(document: dict, signing_key: bytes | None) -> bool:
@@ -370,13 +389,14 @@ def load_profile(name_or_path: str = DEFAULT_PROFILE, *, signing_key: bytes | No
     policy = parse_policy(document, str(path), positions=tree)
     crossings = hard_limit_violations(policy)
     if crossings:
-        raise InputError(f"{path}: {crossings[0]} (a legal hard limit; no approval can lift it)",
-                        details=crossings[1:])
+        raise InputError(f"{path}: {crossings[0]} (a legal hard limit; no approval can lift it)", details=crossings[1:])
     if policy.name != DEFAULT_PROFILE:
         looser = looser_fields(default_policy(), policy)
         if looser and not _signature_ok(document, signing_key):
-            raise InputError(f"{path}: loosens {DEFAULT_PROFILE} ({looser[0]}) without a valid admin signature",
-                            details=looser[1:] + ["an admin signs it with `waihu policy sign FILE --by NAME`"])
+            raise InputError(
+                f"{path}: loosens {DEFAULT_PROFILE} ({looser[0]}) without a valid admin signature",
+                details=looser[1:] + ["an admin signs it with `waihu policy sign FILE --by NAME`"],
+            )
     return policy
 
 

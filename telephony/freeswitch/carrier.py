@@ -12,6 +12,7 @@ dialplan gave up and hung up. When neither came within the wait, the channel is 
 back (`uuid_transfer <uuid> park inline`, as it was after originate) so the robot can tell
 the callee nobody is free.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -23,8 +24,14 @@ from telephony.carrier import CALL_ENDED, CARRIER_LOST, NO_ADVISOR, REJECTED, Ca
 from telephony.freeswitch.esl import EslConnection, EslConnectionLost, EslError, EslEvent
 from telephony.hangup_causes import status_for_hangup
 
-EVENTS = ("CHANNEL_ANSWER", "CHANNEL_HANGUP_COMPLETE", "BACKGROUND_JOB", "DETECTED_SPEECH",
-          "PLAYBACK_STOP", "CHANNEL_BRIDGE")
+EVENTS = (
+    "CHANNEL_ANSWER",
+    "CHANNEL_HANGUP_COMPLETE",
+    "BACKGROUND_JOB",
+    "DETECTED_SPEECH",
+    "PLAYBACK_STOP",
+    "CHANNEL_BRIDGE",
+)
 # uuid_transfer's <dest-exten> [<dialplan>] [<context>]: one command line, nothing to inject.
 TRANSFER_TARGET = re.compile(r"[\w+*#.@/:-]+(?: [\w.-]+){0,2}")
 # Where a channel goes back to when nobody took the transfer: parked, as after originate.
@@ -52,9 +59,15 @@ def speech_from_event(event: EslEvent, text_header: str) -> tuple[str, float | N
 
 
 class FreeSwitchCarrier:
-    def __init__(self, connection: EslConnection, gateway: str, caller_id: str,
-                 asr_subclass: str | None = None, asr_text_header: str = "ASR-Text",
-                 barge_in: bool = True) -> None:
+    def __init__(
+        self,
+        connection: EslConnection,
+        gateway: str,
+        caller_id: str,
+        asr_subclass: str | None = None,
+        asr_text_header: str = "ASR-Text",
+        barge_in: bool = True,
+    ) -> None:
         self.connection = connection
         self.gateway = gateway
         self.caller_id = caller_id
@@ -81,12 +94,17 @@ class FreeSwitchCarrier:
             raise ValueError("phone must be digits only")
         channel = str(uuid.uuid4())
         self._channels[call_id] = channel
-        variables = ",".join([
-            f"origination_uuid={channel}", f"waihu_call_id={call_id}",
-            f"origination_caller_id_number={self.caller_id}", f"originate_timeout={timeout_s}",
-        ])
+        variables = ",".join(
+            [
+                f"origination_uuid={channel}",
+                f"waihu_call_id={call_id}",
+                f"origination_caller_id_number={self.caller_id}",
+                f"originate_timeout={timeout_s}",
+            ]
+        )
         job = await self.connection.bgapi(
-            f"originate {{{variables}}}sofia/gateway/{self.gateway}/{phone} &park()", str(uuid.uuid4()))
+            f"originate {{{variables}}}sofia/gateway/{self.gateway}/{phone} &park()", str(uuid.uuid4())
+        )
         asyncio.ensure_future(self._watch_originate(call_id, job))
         return channel
 
@@ -128,8 +146,9 @@ class FreeSwitchCarrier:
                 result = await asyncio.wait_for(asyncio.shield(outcome), wait_s)
             except asyncio.TimeoutError:
                 result = await self._take_back(call_id, channel, outcome)
-            return TransferResult(result.bridged, result.reason, result.agent, round(loop.time() - started, 3),
-                                  result.detail)
+            return TransferResult(
+                result.bridged, result.reason, result.agent, round(loop.time() - started, 3), result.detail
+            )
         finally:
             self._transfers.pop(call_id, None)
 
@@ -159,8 +178,9 @@ class FreeSwitchCarrier:
         if result.startswith("-ERR"):
             cause = result.removeprefix("-ERR").strip() or "NORMAL_TEMPORARY_FAILURE"
             if self._channels.pop(call_id, None) is not None:
-                await self.events.put(CallEvent(call_id, "hangup", cause=cause,
-                                                status=status_for_hangup(cause, answered=False)))
+                await self.events.put(
+                    CallEvent(call_id, "hangup", cause=cause, status=status_for_hangup(cause, answered=False))
+                )
 
     async def _on_event(self, event: EslEvent) -> None:
         if event.name == "SOCKET_LOST":
@@ -169,8 +189,15 @@ class FreeSwitchCarrier:
                     transfer.set_result(TransferResult(False, CALL_ENDED, detail=event.get("Reason")))
             for call_id in list(self._channels):
                 self._channels.pop(call_id)
-                await self.events.put(CallEvent(call_id, "hangup", cause=event.get("Reason"),
-                                                status=CARRIER_LOST, answered=call_id in self._answered))
+                await self.events.put(
+                    CallEvent(
+                        call_id,
+                        "hangup",
+                        cause=event.get("Reason"),
+                        status=CARRIER_LOST,
+                        answered=call_id in self._answered,
+                    )
+                )
             return
         call_id = event.get("variable_waihu_call_id")
         if not call_id or call_id not in self._channels:
@@ -211,5 +238,6 @@ class FreeSwitchCarrier:
             waiting = self._transfers.get(call_id)
             if waiting is not None and not waiting.done():
                 waiting.set_result(TransferResult(False, CALL_ENDED, detail=cause))
-            await self.events.put(CallEvent(call_id, "hangup", cause=cause,
-                                            status=status_for_hangup(cause, answered), answered=answered))
+            await self.events.put(
+                CallEvent(call_id, "hangup", cause=cause, status=status_for_hangup(cause, answered), answered=answered)
+            )

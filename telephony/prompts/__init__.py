@@ -1,4 +1,5 @@
 """Audio prompts: script lines rendered by a TTS provider to cached 8 kHz telephone WAV."""
+
 from telephony.prompts.renderer import (
     LONG_PROMPT_SECONDS,
     PromptRenderer,
@@ -10,6 +11,14 @@ from telephony.prompts.renderer import (
 from telephony.prompts.tts import EspeakNgProvider, TtsError, TtsProvider, TtsUnavailableError
 
 __all__ = [
-    "LONG_PROMPT_SECONDS", "PromptRenderer", "PromptTemplateError", "RenderedPrompt", "RenderedSegment",
-    "split_template", "EspeakNgProvider", "TtsError", "TtsProvider", "TtsUnavailableError",
+    "LONG_PROMPT_SECONDS",
+    "PromptRenderer",
+    "PromptTemplateError",
+    "RenderedPrompt",
+    "RenderedSegment",
+    "split_template",
+    "EspeakNgProvider",
+    "TtsError",
+    "TtsProvider",
+    "TtsUnavailableError",
 ]

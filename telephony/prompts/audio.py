@@ -8,8 +8,8 @@ from __future__ import annotations
 import math
 import os
 import tempfile
-import wave
 import warnings
+import wave
 from pathlib import Path
 
 import numpy as np

@@ -17,9 +17,10 @@ import hashlib
 import json
 import re
 import wave
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping, Optional
+from typing import Optional
 
 from telephony.prompts.audio import (
     AudioSegment,

@@ -3,6 +3,7 @@
 A cloud TTS joins later behind the same `TtsProvider` protocol; the renderer only
 needs a name and a voice (for the cache key) and `synthesize(text)`.
 """
+
 from __future__ import annotations
 
 import re
@@ -81,12 +82,16 @@ class EspeakNgProvider:
             )
             problem = result.stderr.decode("utf-8", "replace").strip()
             if result.returncode != 0 or not wav_path.exists():
-                raise TtsError(f"espeak-ng (voice {self.voice}) failed with exit code {result.returncode} "
-                               f"on {text!r}: {problem or 'no message'}")
+                raise TtsError(
+                    f"espeak-ng (voice {self.voice}) failed with exit code {result.returncode} "
+                    f"on {text!r}: {problem or 'no message'}"
+                )
             try:
                 return read_wav(wav_path)
             except CouldntDecodeError as exc:
-                raise TtsError(f"espeak-ng (voice {self.voice}) wrote audio that is not PCM WAV for {text!r}: {exc}") from exc
+                raise TtsError(
+                    f"espeak-ng (voice {self.voice}) wrote audio that is not PCM WAV for {text!r}: {exc}"
+                ) from exc
 
     def __repr__(self) -> str:
         return f"EspeakNgProvider(voice={self.voice!r}, program={self.program!r})"

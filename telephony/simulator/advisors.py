@@ -10,6 +10,7 @@ A caller who hangs up before the advisor answers gives the advisor back.
 All waits are on the carrier's clock, and every draw comes from the call id's own random
 stream (`call_rng(seed, call id, "advisor")`), so a run is reproducible.
 """
+
 from __future__ import annotations
 
 from collections import Counter
@@ -43,8 +44,7 @@ class AdvisorPoolConfig:
     @classmethod
     def with_mean_busy(cls, advisors: int, busy_s: float) -> AdvisorPoolConfig:
         """N advisors, each busy `busy_s` on average (uniformly 0.5×–1.5×) after taking a call."""
-        return cls(advisors=advisors, busy_s=(busy_s * 0.5, busy_s * 1.5),
-                   wrap_up_s=min(cls.wrap_up_s, busy_s * 0.25))
+        return cls(advisors=advisors, busy_s=(busy_s * 0.5, busy_s * 1.5), wrap_up_s=min(cls.wrap_up_s, busy_s * 0.25))
 
 
 @dataclass
@@ -80,8 +80,9 @@ class AdvisorPool:
     def free_now(self, now: datetime) -> int:
         return sum(1 for advisor in self.advisors if advisor.free_from(now) <= now)
 
-    async def transfer(self, call_id: str, clock: Clock, wait_s: float,
-                       still_connected: Callable[[], bool]) -> tuple[TransferResult, Handoff | None]:
+    async def transfer(
+        self, call_id: str, clock: Clock, wait_s: float, still_connected: Callable[[], bool]
+    ) -> tuple[TransferResult, Handoff | None]:
         """Wait for an advisor (at most `wait_s`); the result and, when one answered, the hand-off."""
         start = clock.now()
         rng = call_rng(self.seed, call_id, "advisor")
@@ -111,8 +112,9 @@ class AdvisorPool:
             await clock.sleep(step)
             remaining -= step
 
-    def _done(self, start: datetime, clock: Clock, result: TransferResult,
-              still_connected: Callable[[], bool]) -> TransferResult:
+    def _done(
+        self, start: datetime, clock: Clock, result: TransferResult, still_connected: Callable[[], bool]
+    ) -> TransferResult:
         if not result.bridged and not still_connected():
             result = TransferResult(False, CALL_ENDED)
         waited = round((clock.now() - start).total_seconds(), 3)

@@ -35,18 +35,25 @@ import json
 import logging
 import os
 from collections import Counter, OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, tzinfo
 from pathlib import Path
-from typing import Callable, Literal
+from typing import Literal
 from zoneinfo import ZoneInfo
 
 from telephony.carrier import CALL_ENDED, SILENCE, CallEvent, Prompt, TransferResult
-from telephony.hangup_causes import status_for_hangup
 from telephony.clock import Clock, RealClock
+from telephony.hangup_causes import status_for_hangup
 from telephony.simulator.advisors import AdvisorPool, Handoff
 from telephony.simulator.personas import (
-    CLOSING_PREFIX, QUESTION_PREFIX, Persona, SimulatorConfig, call_rng, load_simulator_config, phone_fraction,
+    CLOSING_PREFIX,
+    QUESTION_PREFIX,
+    Persona,
+    SimulatorConfig,
+    call_rng,
+    load_simulator_config,
+    phone_fraction,
 )
 
 log = logging.getLogger(__name__)

@@ -13,6 +13,7 @@ behave the same in any process and order, and what the robot says (which changes
 reply draws) never changes who answered or which persona picked up — an A/B test of
 script variants compares like with like.
 """
+
 from __future__ import annotations
 
 import bisect
@@ -52,9 +53,18 @@ CLOSING_PREFIX = "utter_close_"
 QUESTION_STEPS: tuple[str, ...] = ("utter_ask_good_time", "utter_ask_wecom", "utter_ask_callback_time")
 # The script's other lines: a callee may hang up while hearing them, never answers them.
 LISTENING_STEPS: tuple[str, ...] = (
-    "utter_opening", "utter_pitch", "utter_confirm_wecom", "utter_fallback", "utter_default",
-    "utter_reprompt_silence", "utter_answer_identity", "utter_answer_number_source",
-    "utter_answer_is_robot", "utter_answer_price", "utter_answer_detail", "utter_answer_already_insured",
+    "utter_opening",
+    "utter_pitch",
+    "utter_confirm_wecom",
+    "utter_fallback",
+    "utter_default",
+    "utter_reprompt_silence",
+    "utter_answer_identity",
+    "utter_answer_number_source",
+    "utter_answer_is_robot",
+    "utter_answer_price",
+    "utter_answer_detail",
+    "utter_answer_already_insured",
 )
 KNOWN_STEPS: tuple[str, ...] = QUESTION_STEPS + LISTENING_STEPS
 
@@ -243,8 +253,9 @@ class SimulatorConfig:
 # ---------------------------------------------------------------- loading and checks
 
 
-def load_simulator_config(path: Path | str = DEFAULT_PERSONAS_PATH,
-                          known_steps: Iterable[str] = KNOWN_STEPS) -> SimulatorConfig:
+def load_simulator_config(
+    path: Path | str = DEFAULT_PERSONAS_PATH, known_steps: Iterable[str] = KNOWN_STEPS
+) -> SimulatorConfig:
     path = Path(path)
     model = _personas_file_model(tuple(known_steps))
     return check(load_yaml(path), model, str(path)).config(path)
@@ -275,8 +286,11 @@ class SecondsSpan(tuple):
 
     @classmethod
     def check(cls, value: Any) -> tuple[float, float]:
-        numbers = isinstance(value, list) and len(value) == 2 and all(
-            isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)
+        numbers = (
+            isinstance(value, list)
+            and len(value) == 2
+            and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)
+        )
         if not numbers or not 0 <= value[0] <= value[1]:
             raise ValueError(f"must be [low, high] seconds with 0 <= low <= high; got {plain(value)!r}")
         return (float(value[0]), float(value[1]))
@@ -319,7 +333,7 @@ class HourTable(tuple):
     @classmethod
     def check(cls, value: Any) -> tuple[float, ...]:
         if not isinstance(value, Mapping):
-            raise ValueError("must map hours (e.g. 19 or \"9-11\") to probabilities")
+            raise ValueError('must map hours (e.g. 19 or "9-11") to probabilities')
         problems = Problems()
         by_hour: list[float | None] = [None] * 24
         for key, probability in value.items():
@@ -385,8 +399,13 @@ class AsrNoiseModel(YamlModel):
 
     def noise(self) -> AsrNoise:
         homophones = {str(word): str(heard) for word, heard in (self.homophones or {}).items()}
-        return AsrNoise(self.filler_probability, tuple(self.fillers or ()), self.drop_punctuation,
-                        self.homophone_probability, homophones)
+        return AsrNoise(
+            self.filler_probability,
+            tuple(self.fillers or ()),
+            self.drop_punctuation,
+            self.homophone_probability,
+            homophones,
+        )
 
 
 class StepModel(YamlModel):
@@ -421,16 +440,24 @@ class PersonaModel(YamlModel):
         for step, behaviour in steps.items():
             if not step.startswith(QUESTION_PREFIX):
                 for key in sorted(behaviour.__fields_set__ - {"hangup"}):
-                    problems.add(f"'{key}' is for questions (utter_ask_…); callees only hang up on a line "
-                                 "that asks nothing", step, key)
+                    problems.add(
+                        f"'{key}' is for questions (utter_ask_…); callees only hang up on a line that asks nothing",
+                        step,
+                        key,
+                    )
             elif not behaviour.replies and behaviour.silence + behaviour.hangup < 1.0 - 1e-9:
                 problems.add("no replies, so silence + hangup must be 1", step)
         problems.raise_any()
         return steps
 
     def persona(self, name: str) -> Persona:
-        return Persona(name, self.description, self.reply_delay_s, self.hangup_on_answer,
-                       {step: behaviour.behaviour() for step, behaviour in self.steps.items()})
+        return Persona(
+            name,
+            self.description,
+            self.reply_delay_s,
+            self.hangup_on_answer,
+            {step: behaviour.behaviour() for step, behaviour in self.steps.items()},
+        )
 
 
 class PackModel(YamlModel):
@@ -486,8 +513,12 @@ class PersonasFile(YamlModel):
                 found = detect_announcement(text)
                 heard_as = found.status if found else None
                 if heard_as != status:
-                    problems.add(f"transcript '{text}' is read by intents.announcements as "
-                                 f"{heard_as or 'a person (no announcement)'}, not {status}", status, text)
+                    problems.add(
+                        f"transcript '{text}' is read by intents.announcements as "
+                        f"{heard_as or 'a person (no announcement)'}, not {status}",
+                        status,
+                        text,
+                    )
         problems.raise_any()
         return table
 
@@ -520,7 +551,9 @@ class PersonasFile(YamlModel):
     def config(self, path: Path) -> SimulatorConfig:
         default = self.audience_packs[DEFAULT_PACK]
         return SimulatorConfig(
-            path, (self.timing or TimingModel()).timing(), (self.asr_noise or AsrNoiseModel()).noise(),
+            path,
+            (self.timing or TimingModel()).timing(),
+            (self.asr_noise or AsrNoiseModel()).noise(),
             {status: Weighted.of(weights) for status, weights in self.announcements.items()},
             {name: persona.persona(name) for name, persona in self.personas.items()},
             {name: _profile(name, pack, default) for name, pack in self.audience_packs.items()},
@@ -530,36 +563,61 @@ class PersonasFile(YamlModel):
 def _check_steps(name: str, persona: PersonaModel, known_steps: tuple[str, ...], problems: Problems) -> None:
     for step in persona.steps:
         if step not in known_steps:
-            problems.add(f"unknown script step '{step}'; expected one of: {', '.join(known_steps)}",
-                         "personas", name, "steps", step)
+            problems.add(
+                f"unknown script step '{step}'; expected one of: {', '.join(known_steps)}",
+                "personas",
+                name,
+                "steps",
+                step,
+            )
     for question in QUESTION_STEPS:
         if question in known_steps and question not in persona.steps:
-            problems.add(f"no replies for {question}; add it (a persona answers every question)",
-                         "personas", name, "steps")
+            problems.add(
+                f"no replies for {question}; add it (a persona answers every question)", "personas", name, "steps"
+            )
 
 
-def _check_pack_names(name: str, pack: PackModel, default: PackModel | None, personas: Mapping[str, PersonaModel],
-                      transcripts: Mapping[str, Any] | None, problems: Problems) -> None:
+def _check_pack_names(
+    name: str,
+    pack: PackModel,
+    default: PackModel | None,
+    personas: Mapping[str, PersonaModel],
+    transcripts: Mapping[str, Any] | None,
+    problems: Problems,
+) -> None:
     """The pack (with what it inherits) names defined personas and statuses with transcripts."""
+
     def holder_name(holder: PackModel) -> str:
         return name if holder is pack else DEFAULT_PACK
 
     holder, mix = pack.inherited("persona_mix", default)
     if mix is None:
-        problems.add("missing `persona_mix` (persona → weight), and the default pack has none",
-                     "audience_packs", name)
+        problems.add("missing `persona_mix` (persona → weight), and the default pack has none", "audience_packs", name)
     for persona in mix or {}:
         if personas and persona not in personas:
-            problems.add(f"unknown persona '{persona}'; defined: {', '.join(personas)}",
-                         "audience_packs", holder_name(holder), "persona_mix", persona)
+            problems.add(
+                f"unknown persona '{persona}'; defined: {', '.join(personas)}",
+                "audience_packs",
+                holder_name(holder),
+                "persona_mix",
+                persona,
+            )
     if pack.inherited("answer_by_hour", default)[1] is None:
-        problems.add("missing `answer_by_hour` (hour → answer probability), and the default pack has none",
-                     "audience_packs", name)
+        problems.add(
+            "missing `answer_by_hour` (hour → answer probability), and the default pack has none",
+            "audience_packs",
+            name,
+        )
     holder, shares = pack.inherited("announcements", default)
     for status in shares or {}:
         if transcripts is not None and status in CALL_STATUSES and status not in transcripts:
-            problems.add(f"no transcripts for '{status}' under the top-level announcements",
-                         "audience_packs", holder_name(holder), "announcements", status)
+            problems.add(
+                f"no transcripts for '{status}' under the top-level announcements",
+                "audience_packs",
+                holder_name(holder),
+                "announcements",
+                status,
+            )
 
 
 def _profile(name: str, pack: PackModel, default: PackModel) -> AudienceProfile:
@@ -567,9 +625,14 @@ def _profile(name: str, pack: PackModel, default: PackModel) -> AudienceProfile:
         found = pack.inherited(key, default)[1]
         return fallback if found is None else found
 
-    return AudienceProfile(name, value("answer_by_hour", (0.0,) * 24), value("weekend_factor", 1.0),
-                           value("ring_s", (3.0, 15.0)), value("announcements", {}),
-                           Weighted.of(value("persona_mix", {})))
+    return AudienceProfile(
+        name,
+        value("answer_by_hour", (0.0,) * 24),
+        value("weekend_factor", 1.0),
+        value("ring_s", (3.0, 15.0)),
+        value("announcements", {}),
+        Weighted.of(value("persona_mix", {})),
+    )
 
 
 def _personas_file_model(known_steps: tuple[str, ...]) -> type[PersonasFile]:

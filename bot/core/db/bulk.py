@@ -9,9 +9,10 @@ from __future__ import annotations
 import io
 import json
 import sqlite3
+from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
 from itertools import chain
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from sqlalchemy import JSON, LargeBinary, String, Table, any_, bindparam
 from sqlalchemy.dialects.postgresql import ARRAY

@@ -6,15 +6,14 @@ separate setup step (`waihu db upgrade` does the same explicitly).
 """
 from __future__ import annotations
 
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
-from sqlalchemy import event
+from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import ArgumentError, OperationalError
 from sqlalchemy.orm import Session
-from sqlalchemy import create_engine
 
 from bot.core.errors import UserError
 from bot.core.private_files import private_file

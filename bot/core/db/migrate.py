@@ -1,5 +1,6 @@
 """Alembic, configured in code: the migrations folder is found next to this module, so
 `waihu db upgrade` works from any working directory and no alembic.ini must be located."""
+
 from __future__ import annotations
 
 from pathlib import Path

@@ -10,25 +10,26 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Callable
+from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
 
+from bot.campaigns.assignment import bucket
 from bot.core.db.base import utc_now
 from bot.core.db.engine import session_scope
-from bot.campaigns.assignment import bucket
 from bot.core.pii import PhoneKeyring
 from bot.wecom.callback import CallbackEndpoint, create_callback_app, endpoint_for
 from bot.wecom.client import RetryPolicy, WeComClient
+from bot.wecom.dev.server import SentCallback, UvicornThread, WeComTestServer
 from bot.wecom.events import EventProcessor
 from bot.wecom.invites import DeliveryReport, deliver_pending_invites
 from bot.wecom.models import WeComEvent, WeComInvite
 from bot.wecom.offers import Offers
 from bot.wecom.sms import OutboxSms, SmsProvider
-from bot.wecom.dev.server import SentCallback, UvicornThread, WeComTestServer
 
 FAST_RETRY = RetryPolicy(attempts=5, base_delay_s=0.05, max_delay_s=0.5)
 
@@ -46,7 +47,7 @@ class LocalWeCom:
     @classmethod
     def start(cls, engine: Engine, *, keyring: PhoneKeyring | None = None, state_key: bytes | None = None,
               clock: Callable[[], datetime] = utc_now, retry: RetryPolicy = FAST_RETRY,
-              **processor_options: Any) -> "LocalWeCom":
+              **processor_options: Any) -> LocalWeCom:
         """Both servers up, on one clock (`clock`: real time, or the demo's simulated time) for
         WeCom's CreateTime, the 20 s welcome window and the callback's time check."""
         if keyring is None:
@@ -69,7 +70,7 @@ class LocalWeCom:
         self.callback.stop()
         self.server.stop()
 
-    def __enter__(self) -> "LocalWeCom":
+    def __enter__(self) -> LocalWeCom:
         return self
 
     def __exit__(self, *exc) -> None:

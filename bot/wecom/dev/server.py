@@ -31,8 +31,9 @@ import threading
 import time
 import uuid
 from collections import defaultdict, deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import httpx
 from starlette.applications import Starlette
@@ -113,7 +114,7 @@ class UvicornThread:
     def _run(self) -> None:
         asyncio.run(self.server.serve(sockets=[self._socket]))
 
-    def start(self, timeout_s: float = 10.0) -> "UvicornThread":
+    def start(self, timeout_s: float = 10.0) -> UvicornThread:
         self._thread.start()
         deadline = time.monotonic() + timeout_s
         while not self.server.started:
@@ -168,7 +169,7 @@ class WeComTestServer:
 
     # ---- running -------------------------------------------------------------------------------
 
-    def start(self) -> "WeComTestServer":
+    def start(self) -> WeComTestServer:
         self._thread = UvicornThread(self.app).start()
         return self
 
@@ -177,7 +178,7 @@ class WeComTestServer:
             self._thread.stop()
             self._thread = None
 
-    def __enter__(self) -> "WeComTestServer":
+    def __enter__(self) -> WeComTestServer:
         return self.start()
 
     def __exit__(self, *exc) -> None:
