@@ -35,7 +35,7 @@ class Settings(BaseSettings):
 
     # --- database
     # SQLAlchemy URL; default a SQLite file in data_dir.
-    database_url: Optional[str] = None
+    database_url: str = ""
     # Connections per process on PostgreSQL: a dial worker runs claims and call logs on many threads.
     db_pool_size: int = 10
     db_max_overflow: int = 20
@@ -184,7 +184,9 @@ class Settings(BaseSettings):
 def get_settings() -> Settings:
     """The settings from the environment now; a bad value is one clear error naming the variable."""
     try:
-        return Settings()
+        # Fields declared with Field(...) have defaults; without pydantic's mypy plugin (it
+        # crashes on pydantic 1.10's BaseSettings) mypy takes them for required arguments.
+        return Settings()  # type: ignore[call-arg]
     except ValidationError as exc:
         problems = [f"WAIHU_{'_'.join(str(p) for p in error['loc']).upper()}: {error['msg']}" for error in exc.errors()]
         raise UserError(problems[0], details=problems[1:]) from None
