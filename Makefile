@@ -6,7 +6,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test bench lint lock clean
+.PHONY: setup demo test check bench lint lock clean
 
 setup: $(STAMP)
 	@# Audio prompts are rendered with espeak-ng, a Debian package (not on PyPI); we run as root.
@@ -34,6 +34,14 @@ demo: setup
 
 test: setup
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# The architecture and code checks CI runs before the tests: the layers (import-linter
+# contracts in pyproject.toml, imports inside functions included), ruff (lint + format) and mypy.
+check: setup
+	$(BIN)/lint-imports
+	$(BIN)/ruff check bot intents telephony
+	$(BIN)/ruff format --check bot intents telephony
+	$(BIN)/mypy
 
 bench: setup
 	$(BIN)/python -m bench
