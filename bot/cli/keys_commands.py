@@ -224,7 +224,7 @@ def adopt(yes: bool = typer.Option(False, "--yes", help="Do not ask for confirma
     if ring is None:
         raise UserError("no key: set WAIHU_SECRET_KEY or put the key file back first")
     recorded = stored_fingerprint(engine)
-    if recorded == ring.key_check:
+    if recorded is not None and recorded == ring.key_check:
         console.print(f"the database already records this key ({short(recorded)})")
         return
     if recorded is None and not yes:

@@ -7,12 +7,14 @@ the one conditioned on `script_variant: NAME`; the unconditioned one is the defa
 (dialogs/domain/variants.yml). Slots are filled with sample values (callee_title
 王先生, the others their initial_value) so the durations are those of a real call.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Optional
 
 import typer
+from rich.console import JustifyMethod
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -53,7 +55,7 @@ def render_script(renderer, lines: list[ScriptLine], slots: dict[str, str], prog
     task = progress.add_task("rendering", total=len(lines)) if progress else None
     rendered = []
     for line in lines:
-        if progress is not None:
+        if progress is not None and task is not None:
             progress.update(task, description=line.response)
         try:
             rendered.append((line, renderer.render_line(line.template, slots)))
@@ -61,7 +63,7 @@ def render_script(renderer, lines: list[ScriptLine], slots: dict[str, str], prog
             raise UserError(str(exc)) from exc
         except (TtsError, PromptTemplateError) as exc:
             raise UserError(f"{line.response}: {exc}") from exc
-        if progress is not None:
+        if progress is not None and task is not None:
             progress.advance(task)
     return rendered
 
@@ -78,35 +80,64 @@ def render(
     project = DialogsProject(settings.dialogs_dir)
     lines, slots = script_lines(project, variant)
     renderer = espeak_renderer(settings.prompts_dir)
-    progress = Progress(TextColumn("{task.description:<28}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                        console=console, transient=True, disable=as_json)
+    progress = Progress(
+        TextColumn("{task.description:<28}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+        disable=as_json,
+    )
     with progress:
         rendered = render_script(renderer, lines, slots, progress)
 
     flagged = [line.response for line, prompt in rendered if prompt.is_long]
     if as_json:
-        print_json({
-            "variant": variant,
-            "provider": renderer.provider.name,
-            "voice": renderer.provider.voice,
-            "prompts_dir": str(settings.prompts_dir),
-            "limit_seconds": LONG_PROMPT_SECONDS,
-            "lines": [{"response": line.response, "seconds": round(prompt.duration_s, 3), "cached": prompt.cached,
-                       "flagged": prompt.is_long, "path": str(prompt.path), "text": line.template}
-                      for line, prompt in rendered],
-            "total_seconds": round(sum(prompt.duration_s for _, prompt in rendered), 3),
-            "flagged": flagged,
-        })
+        print_json(
+            {
+                "variant": variant,
+                "provider": renderer.provider.name,
+                "voice": renderer.provider.voice,
+                "prompts_dir": str(settings.prompts_dir),
+                "limit_seconds": LONG_PROMPT_SECONDS,
+                "lines": [
+                    {
+                        "response": line.response,
+                        "seconds": round(prompt.duration_s, 3),
+                        "cached": prompt.cached,
+                        "flagged": prompt.is_long,
+                        "path": str(prompt.path),
+                        "text": line.template,
+                    }
+                    for line, prompt in rendered
+                ],
+                "total_seconds": round(sum(prompt.duration_s for _, prompt in rendered), 3),
+                "flagged": flagged,
+            }
+        )
         return
     table = Table(title=f"prompts for variant '{variant}' ({renderer.provider.name} {renderer.provider.voice})")
-    for column, justify in (("response", "left"), ("seconds", "right"), ("cached?", "center"), ("flagged", "left")):
+    columns: tuple[tuple[str, JustifyMethod], ...] = (
+        ("response", "left"),
+        ("seconds", "right"),
+        ("cached?", "center"),
+        ("flagged", "left"),
+    )
+    for column, justify in columns:
         table.add_column(column, justify=justify)
     for line, prompt in rendered:
-        table.add_row(line.response, f"{prompt.duration_s:.1f}", "yes" if prompt.cached else "no",
-                      f"[yellow]over {LONG_PROMPT_SECONDS:g} s[/]" if prompt.is_long else "")
+        table.add_row(
+            line.response,
+            f"{prompt.duration_s:.1f}",
+            "yes" if prompt.cached else "no",
+            f"[yellow]over {LONG_PROMPT_SECONDS:g} s[/]" if prompt.is_long else "",
+        )
     console.print(table)
     from_cache = sum(prompt.cached for _, prompt in rendered)
     console.print(f"{len(rendered)} line(s), {from_cache} from the cache, in {settings.prompts_dir}")
     if flagged:
-        console.print(f"[yellow]{len(flagged)} line(s) take longer than {LONG_PROMPT_SECONDS:g} s to say: "
-                      f"{', '.join(flagged)}. Shorten them in dialogs/domain.[/]")
+        console.print(
+            f"[yellow]{len(flagged)} line(s) take longer than {LONG_PROMPT_SECONDS:g} s to say: "
+            f"{', '.join(flagged)}. Shorten them in dialogs/domain.[/]"
+        )

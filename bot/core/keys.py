@@ -18,6 +18,7 @@ This module knows the other domains' tables by name only (it sits below them): a
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
@@ -77,9 +78,10 @@ _PROOF_COLUMNS = (
 class Keyring(Protocol):
     """What this module needs of `bot.core.pii.PhoneKeyring` (it does not import it)."""
 
-    hash_key: bytes
-    hash_chain: tuple[bytes, ...]
-
+    @property
+    def hash_key(self) -> bytes: ...
+    @property
+    def hash_chain(self) -> tuple[bytes, ...]: ...
     @property
     def key_check(self) -> str: ...
     def hash_phone(self, phone: str) -> str: ...
@@ -338,7 +340,8 @@ class _connection:
     """A connection in a transaction: the engine's own (committed at the end), or the one given."""
 
     def __init__(self, bind: Engine | Connection) -> None:
-        self.bind, self.context = bind, None
+        self.bind = bind
+        self.context: AbstractContextManager[Connection] | None = None
 
     def __enter__(self) -> Connection:
         if isinstance(self.bind, Engine):

@@ -31,7 +31,8 @@ class Settings(BaseSettings):
     dialogs_dir: Path = PROJECT_ROOT / "dialogs"
     models_dir: Path = PROJECT_ROOT / "models"
     # Rendered audio prompts (TTS cache, 8 kHz WAV); default data_dir/prompts.
-    prompts_dir: Optional[Path] = None
+    # (Unset is None until _derived fills it in, so after validation it is always a Path.)
+    prompts_dir: Path = Field(None)
 
     # --- database
     # SQLAlchemy URL; default a SQLite file in data_dir.
@@ -43,7 +44,7 @@ class Settings(BaseSettings):
     # --- secrets
     # Master secret for phone encryption and hashing; None: read or generate secret_key_file.
     secret_key: Optional[str] = Field(None, repr=False)
-    secret_key_file: Optional[Path] = None
+    secret_key_file: Path = Field(None)  # derived when unset, like prompts_dir
 
     # --- dialogue (Rasa)
     # None: in-memory tracker / lock store (one process); redis://… or postgresql://… to share.
@@ -79,7 +80,7 @@ class Settings(BaseSettings):
     # A finished call's result: database writes tried this many times before it goes to the journal.
     result_write_attempts: int = 3
     # Where finished calls wait while the database is down (fsync'd JSON lines); default data_dir/journal.
-    journal_dir: Optional[Path] = None
+    journal_dir: Path = Field(None)  # derived when unset, like prompts_dir
     # How often (real seconds) a dial worker tries to replay its journal.
     journal_replay_every_s: float = 5.0
     # Port of a dial worker's Prometheus /metrics; None (default): no metrics server.

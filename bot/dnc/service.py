@@ -7,7 +7,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -181,7 +181,7 @@ def _check_scope(scope: str) -> None:
 class ImportSummary:
     rows: int = 0
     added: int = 0  # distinct valid numbers now on the list (new or extended)
-    invalid: list[str] | None = None
+    invalid: list[str] = field(default_factory=list)
     already_listed: int = 0  # of those, already on the list in this scope
 
 

@@ -5,6 +5,7 @@ The agent is loaded once per process (`load_shared_agent`, ~15 s) on a dedicated
 its own asyncio loop: every chat turn runs on that loop, so Rasa's stores and locks always
 see the same loop, whichever request thread asks.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -17,7 +18,7 @@ import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import Awaitable
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -38,6 +39,7 @@ MAX_CHATS_PER_USER = 5
 
 # ---- training -----------------------------------------------------------------------------------
 
+
 @dataclass
 class TrainingStatus:
     state: str = "idle"  # idle | running | succeeded | failed
@@ -52,11 +54,18 @@ class TrainingStatus:
     log_tail: list[str] = field(default_factory=list)
 
     def as_json(self) -> dict:
-        return {"state": self.state, "started_by": self.started_by,
-                "started_at": self.started_at.isoformat() if self.started_at else None,
-                "finished_at": self.finished_at.isoformat() if self.finished_at else None,
-                "model": self.model, "trained": self.trained, "seconds": self.seconds, "error": self.error,
-                "problems": self.problems, "log_tail": self.log_tail[-20:]}
+        return {
+            "state": self.state,
+            "started_by": self.started_by,
+            "started_at": self.started_at.isoformat() if self.started_at else None,
+            "finished_at": self.finished_at.isoformat() if self.finished_at else None,
+            "model": self.model,
+            "trained": self.trained,
+            "seconds": self.seconds,
+            "error": self.error,
+            "problems": self.problems,
+            "log_tail": self.log_tail[-20:],
+        }
 
 
 class TrainingJob:
@@ -79,10 +88,17 @@ class TrainingJob:
             if force:
                 command.append("--force")
             env = {**os.environ, **self.environment}
-            self._process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                             env=env, cwd=str(Path(__file__).resolve().parents[2]))
-            threading.Thread(target=self._follow, args=(self._process, self.status), name="waihu-train",
-                             daemon=True).start()
+            self._process = subprocess.Popen(
+                command,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+                env=env,
+                cwd=str(Path(__file__).resolve().parents[2]),
+            )
+            threading.Thread(
+                target=self._follow, args=(self._process, self.status), name="waihu-train", daemon=True
+            ).start()
             return self.status
 
     def _follow(self, process: subprocess.Popen, status: TrainingStatus) -> None:
@@ -129,6 +145,7 @@ def _last_json(lines) -> dict:
 
 # ---- the dialogue agent -------------------------------------------------------------------------
 
+
 def newest_model(models_dir: Path) -> Path | None:
     models = sorted(models_dir.glob(f"{MODEL_PREFIX}*.tar.gz"), key=lambda p: p.stat().st_mtime)
     return models[-1] if models else None
@@ -137,8 +154,13 @@ def newest_model(models_dir: Path) -> Path | None:
 class AgentHost:
     """The process-wide agent on its own event loop thread."""
 
-    def __init__(self, project: DialogsProject, models_dir: Path, tracker_store_url: str | None = None,
-                 lock_store_url: str | None = None) -> None:
+    def __init__(
+        self,
+        project: DialogsProject,
+        models_dir: Path,
+        tracker_store_url: str | None = None,
+        lock_store_url: str | None = None,
+    ) -> None:
         self.project = project
         self.models_dir = models_dir
         self.tracker_store_url = tracker_store_url
@@ -150,7 +172,7 @@ class AgentHost:
         self._agent: Any = None
         self._model: Path | None = None
 
-    def run(self, coroutine: Awaitable[T], timeout: float = 120.0) -> T:
+    def run(self, coroutine: Coroutine[Any, Any, T], timeout: float = 120.0) -> T:
         return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(timeout)
 
     def model_choice(self) -> tuple[Path, bool]:
@@ -207,20 +229,22 @@ class ChatRooms:
         self._chats: dict[str, ChatSession] = {}
         self._lock = threading.Lock()
 
-    def open(self, owner: str, variant: str, surname: str | None, gender: str | None,
-             incentive: str | None = None) -> tuple[ChatSession, Any]:
+    def open(
+        self, owner: str, variant: str, surname: str | None, gender: str | None, incentive: str | None = None
+    ) -> tuple[ChatSession, Any]:
         from bot.conversation.session import CallSession, LeadContext
 
         self._drop_idle()
         agent, model, stale = self.host.agent()
-        lead = LeadContext(surname=surname or None, gender=gender or None, script_variant=variant,
-                           incentive=incentive or None)
+        lead = LeadContext(
+            surname=surname or None, gender=gender or None, script_variant=variant, incentive=incentive or None
+        )
         call = CallSession(agent, lead)
         reply = self.host.run(call.start())
         chat = ChatSession(uuid.uuid4().hex, owner, variant, model.name, stale, call)
         with self._lock:
             mine = sorted((c for c in self._chats.values() if c.owner == owner), key=lambda c: c.last_used)
-            for old in mine[:max(0, len(mine) - MAX_CHATS_PER_USER + 1)]:
+            for old in mine[: max(0, len(mine) - MAX_CHATS_PER_USER + 1)]:
                 self._close(old)
             self._chats[chat.id] = chat
         return chat, reply
@@ -260,14 +284,19 @@ class ConsoleServices:
         self.project = DialogsProject(settings.dialogs_dir)
         self.keyring = PhoneKeyring.from_secret(load_secret(settings.secret_key, settings.secret_key_file))
         # The child process sees the same settings as this server (tests pass theirs in).
-        self.trainer = TrainingJob(self.project, settings.models_dir, {
-            "WAIHU_DIALOGS_DIR": str(settings.dialogs_dir), "WAIHU_MODELS_DIR": str(settings.models_dir)})
-        self.agent_host = AgentHost(self.project, settings.models_dir, settings.tracker_store_url,
-                                    settings.lock_store_url)
+        self.trainer = TrainingJob(
+            self.project,
+            settings.models_dir,
+            {"WAIHU_DIALOGS_DIR": str(settings.dialogs_dir), "WAIHU_MODELS_DIR": str(settings.models_dir)},
+        )
+        self.agent_host = AgentHost(
+            self.project, settings.models_dir, settings.tracker_store_url, settings.lock_store_url
+        )
         self.chats = ChatRooms(self.agent_host)
 
     def warm_up_validation(self) -> None:
         """Import Rasa's validator in the background: the first script save then takes ~1 s, not ~4 s."""
+
         def load() -> None:
             import rasa.shared.importers.importer  # noqa: F401
             import rasa.validator  # noqa: F401
@@ -283,4 +312,3 @@ class ConsoleServices:
     def close(self) -> None:
         self.trainer.close()
         self.agent_host.close()
-
