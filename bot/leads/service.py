@@ -11,6 +11,7 @@ encode for the driver) while the other dedupes, scrubs and writes the previous c
 database's own work (index upkeep, COPY parsing, SQLite's B-tree) runs with the GIL released,
 so on two cores it overlaps the Python checks instead of following them.
 """
+
 from __future__ import annotations
 
 import getpass
@@ -20,12 +21,13 @@ import re
 import sys
 import threading
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from json.encoder import encode_basestring as _json_string
 from pathlib import Path
+from typing import cast
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
@@ -47,7 +49,7 @@ from bot.core.db.bulk import (
 )
 from bot.core.errors import UserError
 from bot.core.keys import require_key_matches
-from bot.core.phone import LANDLINE, Phone, normalise_phone
+from bot.core.phone import LANDLINE, Phone, PhoneProblem, normalise_phone
 from bot.core.pii import PhoneKeyring, mask_digit_runs, mask_phone
 from bot.core.tabular_file import ColumnMap, FileFacts, RowStream, inspect_file, map_columns, open_rows, shown
 from bot.dnc.models import SCOPE_OPT_OUT
@@ -61,13 +63,37 @@ CONSENT_TIMEZONE = ZoneInfo("Asia/Shanghai")  # consent times without a zone are
 MAX_NAME = 100
 MAX_TEXT = 200
 
-LEAD_COLUMNS = ("pack_id", "audience_id", "row_number", "phone_ciphertext", "phone_hash", "phone_masked",
-                "line_type", "name", "gender", "consent_source", "consent_at", "consent_scope", "custom_fields",
-                "status", "created_at")
+LEAD_COLUMNS = (
+    "pack_id",
+    "audience_id",
+    "row_number",
+    "phone_ciphertext",
+    "phone_hash",
+    "phone_masked",
+    "line_type",
+    "name",
+    "gender",
+    "consent_source",
+    "consent_at",
+    "consent_scope",
+    "custom_fields",
+    "status",
+    "created_at",
+)
 REJECT_COLUMNS = ("pack_id", "row_number", "reason", "message", "phone_hash", "raw_masked", "raw_ciphertext")
 
-_GENDERS = {"男": "M", "男性": "M", "先生": "M", "m": "M", "male": "M", "女": "F", "女性": "F", "女士": "F",
-            "f": "F", "female": "F"}
+_GENDERS = {
+    "男": "M",
+    "男性": "M",
+    "先生": "M",
+    "m": "M",
+    "male": "M",
+    "女": "F",
+    "女性": "F",
+    "女士": "F",
+    "f": "F",
+    "female": "F",
+}
 
 
 @dataclass(frozen=True)
@@ -104,11 +130,23 @@ class UploadSummary:
         return sum(self.rejected.values())
 
     def as_json(self) -> dict:
-        return {"pack": self.pack, "file": self.file, "format": self.file_format, "rows": self.rows,
-                "accepted": self.accepted, "rejected": dict(sorted(self.rejected.items())),
-                "rejected_total": self.rejected_total, "duplicates": self.duplicates, "dnc": self.dnc,
-                "landlines": self.landlines, "blank_rows": self.blank_rows, "already_uploaded": self.already_uploaded,
-                "audiences_created": self.audiences_created, "columns": self.columns, "notes": self.notes}
+        return {
+            "pack": self.pack,
+            "file": self.file,
+            "format": self.file_format,
+            "rows": self.rows,
+            "accepted": self.accepted,
+            "rejected": dict(sorted(self.rejected.items())),
+            "rejected_total": self.rejected_total,
+            "duplicates": self.duplicates,
+            "dnc": self.dnc,
+            "landlines": self.landlines,
+            "blank_rows": self.blank_rows,
+            "already_uploaded": self.already_uploaded,
+            "audiences_created": self.audiences_created,
+            "columns": self.columns,
+            "notes": self.notes,
+        }
 
 
 def _current_user() -> str:
@@ -118,10 +156,15 @@ def _current_user() -> str:
         return "unknown"
 
 
-def upload_lead_pack(engine: Engine, keyring: PhoneKeyring, request: UploadRequest, *,
-                     now: datetime | None = None,
-                     on_progress: Callable[[int], None] | None = None,
-                     on_start: Callable[[FileFacts], None] | None = None) -> UploadSummary:
+def upload_lead_pack(
+    engine: Engine,
+    keyring: PhoneKeyring,
+    request: UploadRequest,
+    *,
+    now: datetime | None = None,
+    on_progress: Callable[[int], None] | None = None,
+    on_start: Callable[[FileFacts], None] | None = None,
+) -> UploadSummary:
     now = now or utc_now()
     _check_request(request)
     switch_interval = sys.getswitchinterval()
@@ -135,8 +178,14 @@ def upload_lead_pack(engine: Engine, keyring: PhoneKeyring, request: UploadReque
         sys.setswitchinterval(switch_interval)
 
 
-def _upload(engine: Engine, keyring: PhoneKeyring, request: UploadRequest, now: datetime,
-            on_progress: Callable[[int], None] | None, on_start: Callable[[FileFacts], None] | None) -> UploadSummary:
+def _upload(
+    engine: Engine,
+    keyring: PhoneKeyring,
+    request: UploadRequest,
+    now: datetime,
+    on_progress: Callable[[int], None] | None,
+    on_start: Callable[[FileFacts], None] | None,
+) -> UploadSummary:
     # Another key's hashes match nothing stored: every duplicate and do-not-call number would pass.
     require_key_matches(engine, keyring)
     facts = inspect_file(request.path)
@@ -145,14 +194,17 @@ def _upload(engine: Engine, keyring: PhoneKeyring, request: UploadRequest, now: 
         if previous is not None:
             return _summary_of(previous, facts, already_uploaded=True)
         if conn.execute(select(LeadPack.id).where(LeadPack.name == request.pack_name)).first():
-            raise UserError(f"a lead pack named {request.pack_name!r} already exists (from another file); "
-                            "choose another --pack name")
+            raise UserError(
+                f"a lead pack named {request.pack_name!r} already exists (from another file); "
+                "choose another --pack name"
+            )
     if on_start is not None:
         on_start(facts)
     header, rows, notes = open_rows(facts, sheet=request.sheet, on_progress=on_progress)
     columns = map_columns(request.path, header, request.column_overrides)
-    summary = UploadSummary(request.pack_name, str(request.path), facts.format_label,
-                            columns=columns.describe(), notes=notes)
+    summary = UploadSummary(
+        request.pack_name, str(request.path), facts.format_label, columns=columns.describe(), notes=notes
+    )
     with engine.connect() as conn, _bulk_load_settings(conn), conn.begin():
         # Again inside the transaction, holding the fingerprint: a key rotation cannot commit under it.
         require_key_matches(conn, keyring, lock=True)
@@ -162,12 +214,21 @@ def _upload(engine: Engine, keyring: PhoneKeyring, request: UploadRequest, now: 
         default_audience = audiences.resolve(request.audience) if request.audience else None
         # Nothing the file says is stored with a phone-shaped number in clear: names, headers, notes
         # (备注, 备用电话) are masked (the number itself is stored only encrypted and hashed).
-        pack = LeadPack(name=request.pack_name, file_name=mask_digit_runs(request.path.name)[:500],
-                        file_sha256=facts.sha256, file_format=facts.format_label, audience_id=default_audience,
-                        first_party=int(request.first_party), consent_basis=mask_digit_runs(request.consent_basis),
-                        column_map={"fields": {k: mask_digit_runs(v) for k, v in columns.describe().items()},
-                                    "header": [mask_digit_runs(h) for h in columns.header]},
-                        uploaded_by=request.uploaded_by, uploaded_at=now)
+        pack = LeadPack(
+            name=request.pack_name,
+            file_name=mask_digit_runs(request.path.name)[:500],
+            file_sha256=facts.sha256,
+            file_format=facts.format_label,
+            audience_id=default_audience,
+            first_party=int(request.first_party),
+            consent_basis=None if request.consent_basis is None else mask_digit_runs(request.consent_basis),
+            column_map={
+                "fields": {k: mask_digit_runs(v) for k, v in columns.describe().items()},
+                "header": [mask_digit_runs(h) for h in columns.header],
+            },
+            uploaded_by=request.uploaded_by,
+            uploaded_at=now,
+        )
         session.add(pack)
         session.flush()
         checker_args = (columns, keyring, request, pack.id, now, conn.dialect.name)
@@ -231,11 +292,12 @@ def _check_request(request: UploadRequest) -> None:
     if len(request.pack_name) > 200:
         raise UserError("--pack name is longer than 200 characters")
     if request.first_party and not (request.consent_basis or "").strip():
-        raise UserError("--first-party needs --consent-basis: say how these people agreed to be called "
-                        "(e.g. \"官网留资表单勾选授权 v3\")")
+        raise UserError(
+            "--first-party needs --consent-basis: say how these people agreed to be called "
+            '(e.g. "官网留资表单勾选授权 v3")'
+        )
     if request.consent_basis and not request.first_party:
-        raise UserError("--consent-basis only applies with --first-party (partner packs need a consent "
-                        "time per row)")
+        raise UserError("--consent-basis only applies with --first-party (partner packs need a consent time per row)")
 
 
 def _pack_by_sha(conn: Connection, sha256: str) -> LeadPack | None:
@@ -247,11 +309,22 @@ def _pack_by_sha(conn: Connection, sha256: str) -> LeadPack | None:
 
 
 def _summary_of(pack: LeadPack, facts: FileFacts, *, already_uploaded: bool) -> UploadSummary:
-    return UploadSummary(pack.name, str(facts.path), pack.file_format, rows=pack.rows, accepted=pack.accepted,
-                         rejected=dict(pack.rejected_by_reason or {}), duplicates=pack.duplicates, dnc=pack.dnc_hits,
-                         already_uploaded=already_uploaded, columns=dict((pack.column_map or {}).get("fields", {})),
-                         notes=[f"this file (sha256 {facts.sha256[:12]}…) was already uploaded as pack {pack.name!r} "
-                                f"on {pack.uploaded_at:%Y-%m-%d %H:%M} UTC; nothing was changed"])
+    return UploadSummary(
+        pack.name,
+        str(facts.path),
+        pack.file_format,
+        rows=pack.rows,
+        accepted=pack.accepted,
+        rejected=dict(pack.rejected_by_reason or {}),
+        duplicates=pack.duplicates,
+        dnc=pack.dnc_hits,
+        already_uploaded=already_uploaded,
+        columns=dict((pack.column_map or {}).get("fields", {})),
+        notes=[
+            f"this file (sha256 {facts.sha256[:12]}…) was already uploaded as pack {pack.name!r} "
+            f"on {pack.uploaded_at:%Y-%m-%d %H:%M} UTC; nothing was changed"
+        ],
+    )
 
 
 class AudienceResolver:
@@ -280,21 +353,41 @@ class CheckedRow:
     """One data row after the per-row checks: a lead to be (already encoded for the driver, see
     `RowChecker`), or a reject (`reason`, `message`, and the encoded reject row)."""
 
-    __slots__ = ("row_number", "cells", "phone_hash", "masked", "landline", "audience", "lead", "reason",
-                 "message", "reject")
+    __slots__ = (
+        "row_number",
+        "cells",
+        "phone_hash",
+        "masked",
+        "landline",
+        "audience",
+        "lead",
+        "reason",
+        "message",
+        "reject",
+    )
 
-    def __init__(self, row_number: int, cells: list, phone_hash: str | None = None, masked: str | None = None,
-                 landline: bool = False, audience: str | None = None, lead: object = None) -> None:
+    def __init__(
+        self,
+        row_number: int,
+        cells: list,
+        phone_hash: str | None = None,
+        masked: str | None = None,
+        landline: bool = False,
+        audience: str | None = None,
+        lead: str | tuple | None = None,
+    ) -> None:
         self.row_number, self.cells, self.phone_hash, self.masked = row_number, cells, phone_hash, masked
         self.landline, self.audience, self.lead = landline, audience, lead
-        self.reason = self.message = self.reject = None
+        self.reason: str | None = None
+        self.message: str | None = None
+        self.reject: tuple | None = None
 
 
 @dataclass
 class CheckedChunk:
     checked: list[CheckedRow]
-    rows: int         # data rows in this chunk
-    blank_rows: int   # skipped blank rows read along the way
+    rows: int  # data rows in this chunk
+    blank_rows: int  # skipped blank rows read along the way
 
 
 class BackgroundChecker:
@@ -348,7 +441,7 @@ class BackgroundChecker:
         finally:
             chunks.close()
 
-    def produce(self, stop: threading.Event) -> Iterator[CheckedChunk]:
+    def produce(self, stop: threading.Event) -> Generator[CheckedChunk, None, None]:
         """The checked chunks, in file order (the last one may be empty); closes the rows when done."""
         rows, check, chunk_rows = self._rows, self._checker.check, self._chunk_rows
         phone_index = self._checker.phone_index
@@ -358,8 +451,9 @@ class BackgroundChecker:
             for row_number, cells in rows:
                 # Fast path: a non-empty phone text means the row is not blank.
                 phone = cells[phone_index] if phone_index < len(cells) else None
-                if not (phone.__class__ is str and phone and not phone.isspace()) and \
-                        not any(_filled(cell) for cell in cells):
+                if not (phone.__class__ is str and phone and not phone.isspace()) and not any(
+                    _filled(cell) for cell in cells
+                ):
                     blank_rows += 1
                     continue
                 data_rows += 1
@@ -384,8 +478,15 @@ class RowChecker:
     checking thread: uses no database connection and its own encryptor.
     """
 
-    def __init__(self, columns: ColumnMap, keyring: PhoneKeyring, request: UploadRequest, pack_id: int,
-                 now: datetime, dialect: str) -> None:
+    def __init__(
+        self,
+        columns: ColumnMap,
+        keyring: PhoneKeyring,
+        request: UploadRequest,
+        pack_id: int,
+        now: datetime,
+        dialect: str,
+    ) -> None:
         self.width = len(columns.header)
         self.fields = columns.fields
         # Custom columns with their JSON-encoded keys, so the common all-text row needs no dict.
@@ -403,8 +504,10 @@ class RowChecker:
         self.consent_scope_index = get("consent_scope")
         self.first_party_source = "first_party"
         self.first_party_scope = _text(request.consent_basis)
-        self.encode = {"postgresql": self._encode_copy_line, "sqlite": self._encode_sqlite}.get(
-            dialect, self._encode_values)
+        self.encode: Callable[..., str | tuple] = {
+            "postgresql": self._encode_copy_line,
+            "sqlite": self._encode_sqlite,
+        }.get(dialect, self._encode_values)
         self.created_copy, self.created_sqlite = copy_datetime(now), sqlite_datetime(now)
 
     def cell(self, cells: list, name: str) -> object:
@@ -413,14 +516,19 @@ class RowChecker:
     def check(self, row_number: int, cells: list) -> CheckedRow:
         row = CheckedRow(row_number, cells)
         width = len(cells)
-        if width > self.width and any(_filled(c) for c in cells[self.width:]):
-            return self._reject(row, "extra_cells", f"{width} cells but the header has {self.width} columns "
-                                                    "(an unquoted comma or tab inside a value?); quote that value")
+        if width > self.width and any(_filled(c) for c in cells[self.width :]):
+            return self._reject(
+                row,
+                "extra_cells",
+                f"{width} cells but the header has {self.width} columns "
+                "(an unquoted comma or tab inside a value?); quote that value",
+            )
         raw_phone = cells[self.phone_index] if self.phone_index < width else None
         phone = normalise_phone(raw_phone)
         if phone.__class__ is not Phone:
+            problem = cast(PhoneProblem, phone)  # the cheap class check above, which mypy cannot narrow on
             cell = shown(raw_phone) if raw_phone not in (None, "") else "empty"
-            return self._reject(row, phone.reason, f"phone ({cell}): {phone.message}")
+            return self._reject(row, problem.reason, f"phone ({cell}): {problem.message}")
         number = phone.number
         row.phone_hash = self.hash_phone(number)
         row.masked = mask_phone(number)
@@ -430,8 +538,12 @@ class RowChecker:
         consent_source, consent_at, consent_scope = consent
         name = _cell(cells, self.name_index)
         gender_raw = _cell(cells, self.gender_index)
-        gender = None if gender_raw is None else (_GENDERS.get(gender_raw) if gender_raw.__class__ is str else None) \
+        gender = (
+            None
+            if gender_raw is None
+            else (_GENDERS.get(gender_raw) if gender_raw.__class__ is str else None)
             or _GENDERS.get(str(gender_raw).strip().lower())
+        )
         extra: dict | None = None
         if gender_raw is not None and gender is None:
             extra = {"性别(原值)": mask_digit_runs(str(gender_raw))}  # kept, not guessed
@@ -442,15 +554,25 @@ class RowChecker:
         audience = _cell(cells, self.audience_index)
         row.audience = str(audience) if audience else None
         row.landline = phone.line_type == LANDLINE
-        row.lead = self.encode(row_number, self.encrypt(number), row.phone_hash, row.masked, phone.line_type,
-                               name_text, gender, consent_source, consent_at, consent_scope,
-                               self._custom_json(cells, width, extra))
+        row.lead = self.encode(
+            row_number,
+            self.encrypt(number),
+            row.phone_hash,
+            row.masked,
+            phone.line_type,
+            name_text,
+            gender,
+            consent_source,
+            consent_at,
+            consent_scope,
+            self._custom_json(cells, width, extra),
+        )
         return row
 
     def _custom_json(self, cells: list, width: int, extra: dict | None) -> str:
         """The custom columns as a JSON object (text), same as json_text({label: value, …, **extra})."""
         parts = []
-        for index, label, label_json in self.custom:
+        for index, _label, label_json in self.custom:
             if index < width:
                 value = cells[index]
                 if value.__class__ is str:
@@ -465,34 +587,97 @@ class RowChecker:
         return "{" + ",".join(parts) + "}"
 
     def _custom_json_slow(self, cells: list, width: int, extra: dict | None) -> str:
-        custom = {mask_digit_runs(label): _masked(_jsonable(cells[index])) for index, label, _ in self.custom
-                  if index < width and cells[index] not in ("", None) and _filled(cells[index])}
+        custom = {
+            mask_digit_runs(label): _masked(_jsonable(cells[index]))
+            for index, label, _ in self.custom
+            if index < width and cells[index] not in ("", None) and _filled(cells[index])
+        }
         custom.update(extra or {})
         return json_text(custom)
 
-    def _encode_copy_line(self, row_number: int, ciphertext: bytes, phone_hash: str, masked: str, line_type: str,
-                          name: str | None, gender: str | None, consent_source: str | None,
-                          consent_at: datetime | None, consent_scope: str | None, custom_json: str) -> str:
+    def _encode_copy_line(
+        self,
+        row_number: int,
+        ciphertext: bytes,
+        phone_hash: str,
+        masked: str,
+        line_type: str,
+        name: str | None,
+        gender: str | None,
+        consent_source: str | None,
+        consent_at: datetime | None,
+        consent_scope: str | None,
+        custom_json: str,
+    ) -> str:
         # LEAD_COLUMNS after pack_id and audience_id; hash and masked phone need no escaping.
-        return (f"{row_number}\t{copy_bytea(ciphertext)}\t{phone_hash}\t{masked}\t{line_type}\t"
-                f"{COPY_NULL if name is None else copy_text(name)}\t{gender or COPY_NULL}\t"
-                f"{COPY_NULL if consent_source is None else copy_text(consent_source)}\t"
-                f"{COPY_NULL if consent_at is None else consent_at.isoformat()}\t"
-                f"{COPY_NULL if consent_scope is None else copy_text(consent_scope)}\t"
-                f"{copy_text(custom_json)}\tnew\t{self.created_copy}")
+        return (
+            f"{row_number}\t{copy_bytea(ciphertext)}\t{phone_hash}\t{masked}\t{line_type}\t"
+            f"{COPY_NULL if name is None else copy_text(name)}\t{gender or COPY_NULL}\t"
+            f"{COPY_NULL if consent_source is None else copy_text(consent_source)}\t"
+            f"{COPY_NULL if consent_at is None else consent_at.isoformat()}\t"
+            f"{COPY_NULL if consent_scope is None else copy_text(consent_scope)}\t"
+            f"{copy_text(custom_json)}\tnew\t{self.created_copy}"
+        )
 
-    def _encode_sqlite(self, row_number: int, ciphertext: bytes, phone_hash: str, masked: str, line_type: str,
-                       name: str | None, gender: str | None, consent_source: str | None,
-                       consent_at: datetime | None, consent_scope: str | None, custom_json: str) -> tuple:
-        return (row_number, ciphertext, phone_hash, masked, line_type, name, gender, consent_source,
-                None if consent_at is None else sqlite_datetime(consent_at), consent_scope, custom_json, "new",
-                self.created_sqlite)
+    def _encode_sqlite(
+        self,
+        row_number: int,
+        ciphertext: bytes,
+        phone_hash: str,
+        masked: str,
+        line_type: str,
+        name: str | None,
+        gender: str | None,
+        consent_source: str | None,
+        consent_at: datetime | None,
+        consent_scope: str | None,
+        custom_json: str,
+    ) -> tuple:
+        return (
+            row_number,
+            ciphertext,
+            phone_hash,
+            masked,
+            line_type,
+            name,
+            gender,
+            consent_source,
+            None if consent_at is None else sqlite_datetime(consent_at),
+            consent_scope,
+            custom_json,
+            "new",
+            self.created_sqlite,
+        )
 
-    def _encode_values(self, row_number: int, ciphertext: bytes, phone_hash: str, masked: str, line_type: str,
-                       name: str | None, gender: str | None, consent_source: str | None,
-                       consent_at: datetime | None, consent_scope: str | None, custom_json: str) -> tuple:
-        return (row_number, ciphertext, phone_hash, masked, line_type, name, gender, consent_source, consent_at,
-                consent_scope, json.loads(custom_json), "new", self.now)
+    def _encode_values(
+        self,
+        row_number: int,
+        ciphertext: bytes,
+        phone_hash: str,
+        masked: str,
+        line_type: str,
+        name: str | None,
+        gender: str | None,
+        consent_source: str | None,
+        consent_at: datetime | None,
+        consent_scope: str | None,
+        custom_json: str,
+    ) -> tuple:
+        return (
+            row_number,
+            ciphertext,
+            phone_hash,
+            masked,
+            line_type,
+            name,
+            gender,
+            consent_source,
+            consent_at,
+            consent_scope,
+            json.loads(custom_json),
+            "new",
+            self.now,
+        )
 
     def _consent(self, row: CheckedRow, cells: list) -> tuple | None:
         raw_at = _cell(cells, self.consent_at_index)
@@ -501,19 +686,29 @@ class RowChecker:
         if raw_at is not None:
             consent_at = consent_moment(raw_at)
             if consent_at is None:
-                self._reject(row, "consent_invalid", f"consent time {shown(raw_at)!r} is not a "
-                                                     "date/time; write it like 2024-05-01 10:30")
+                self._reject(
+                    row,
+                    "consent_invalid",
+                    f"consent time {shown(raw_at)!r} is not a date/time; write it like 2024-05-01 10:30",
+                )
                 return None
             if consent_at > self.latest_consent:
-                self._reject(row, "consent_invalid", f"consent time {consent_at.astimezone(timezone.utc):%Y-%m-%d %H:%M} "
-                                                     "UTC is in the future")
+                self._reject(
+                    row,
+                    "consent_invalid",
+                    f"consent time {consent_at.astimezone(timezone.utc):%Y-%m-%d %H:%M} UTC is in the future",
+                )
                 return None
             return source, consent_at, scope
         if self.request.first_party:
             return source or self.first_party_source, None, scope or self.first_party_scope
-        self._reject(row, "consent_missing", "no consent time for this person; partner packs need a consent record "
-                                             "per row (同意时间/consent_at), or upload with --first-party "
-                                             "--consent-basis if the leads are your own")
+        self._reject(
+            row,
+            "consent_missing",
+            "no consent time for this person; partner packs need a consent record "
+            "per row (同意时间/consent_at), or upload with --first-party "
+            "--consent-basis if the leads are your own",
+        )
         return None
 
     def _reject(self, row: CheckedRow, reason: str, message: str) -> CheckedRow:
@@ -567,8 +762,17 @@ def reject_row(pack_id: int, row: CheckedRow, encrypt: Callable[[str], bytes]) -
     return (pack_id, row.row_number, row.reason, row.message, row.phone_hash, masked, encrypt(raw))
 
 
-_CONSENT_FORMATS = ("%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M", "%Y-%m-%d", "%Y/%m/%d %H:%M:%S", "%Y/%m/%d %H:%M",
-                    "%Y/%m/%d", "%Y.%m.%d", "%Y%m%d", "%Y%m%d%H%M%S")
+_CONSENT_FORMATS = (
+    "%Y-%m-%d %H:%M:%S",
+    "%Y-%m-%d %H:%M",
+    "%Y-%m-%d",
+    "%Y/%m/%d %H:%M:%S",
+    "%Y/%m/%d %H:%M",
+    "%Y/%m/%d",
+    "%Y.%m.%d",
+    "%Y%m%d",
+    "%Y%m%d%H%M%S",
+)
 _CHINESE_DATE = re.compile(r"^(\d{4})年(\d{1,2})月(\d{1,2})日\s*(?:(\d{1,2})[:：时](\d{1,2})分?)?$")
 # Asia/Shanghai has been UTC+8 all year since 1992 (it kept DST 1986–1991): a fixed offset is the
 # same zone for those years and costs a tenth of a zoneinfo lookup per row.
@@ -631,16 +835,27 @@ def _parse_text_time(text: str) -> datetime | None:
 
 
 # See ChunkLoader._stored.
-STORED_LOOKUP_SQL = ("SELECT h.phone_hash, l.pack_id, l.row_number FROM unnest(%s::varchar[]) AS h(phone_hash) "
-                     "CROSS JOIN LATERAL (SELECT pack_id, row_number FROM leads WHERE leads.phone_hash = h.phone_hash "
-                     "LIMIT 1) AS l")
+STORED_LOOKUP_SQL = (
+    "SELECT h.phone_hash, l.pack_id, l.row_number FROM unnest(%s::varchar[]) AS h(phone_hash) "
+    "CROSS JOIN LATERAL (SELECT pack_id, row_number FROM leads WHERE leads.phone_hash = h.phone_hash "
+    "LIMIT 1) AS l"
+)
 
 
 class ChunkLoader:
     """Dedupe and DNC-scrub a chunk against the database, then insert its leads and rejects."""
 
-    def __init__(self, conn: Connection, session: Session, keyring: PhoneKeyring, pack_id: int, now: datetime,
-                 summary: UploadSummary, audiences: AudienceResolver, default_audience: int | None) -> None:
+    def __init__(
+        self,
+        conn: Connection,
+        session: Session,
+        keyring: PhoneKeyring,
+        pack_id: int,
+        now: datetime,
+        summary: UploadSummary,
+        audiences: AudienceResolver,
+        default_audience: int | None,
+    ) -> None:
         self.conn, self.session = conn, session
         self.encrypt = keyring.bulk_encryptor().encrypt  # this thread's own
         self.pack_id, self.now, self.summary = pack_id, now, summary
@@ -652,11 +867,12 @@ class ChunkLoader:
     def load(self, chunk: list[CheckedRow]) -> None:
         if not chunk:
             return
-        hashes = list({row.phone_hash for row in chunk if row.lead is not None})
+        hashes = list({row.phone_hash for row in chunk if row.lead is not None and row.phone_hash is not None})
         stored = self._stored(hashes)
         on_dnc = listed_hashes(self.session, hashes, self.now)
         seen_in_chunk: dict[str, int] = {}
-        leads, rejects = [], []
+        leads: list[str | tuple] = []
+        rejects: list[tuple] = []
         resolve, default_audience = self.audiences.resolve, self.default_audience
         with_ids = self._with_ids
         for row in chunk:
@@ -664,7 +880,7 @@ class ChunkLoader:
                 # Audiences named by rows that passed the per-row checks exist even if the row turns
                 # out a duplicate: resolve before dedupe.
                 audience_id = resolve(row.audience) if row.audience is not None else default_audience
-                phone_hash = row.phone_hash
+                phone_hash = cast(str, row.phone_hash)  # every row with a lead has its hash (RowChecker.check)
                 if phone_hash in on_dnc or phone_hash in seen_in_chunk or phone_hash in stored:
                     self._dedupe_and_scrub(row, stored, on_dnc, seen_in_chunk)
                 if row.reject is None:
@@ -673,13 +889,14 @@ class ChunkLoader:
                     if row.landline:
                         self.summary.landlines += 1
                     continue
-            rejects.append(row.reject)
-            self.reasons[row.reason] += 1
+            # A row without a lead, or deduped above, was rejected: it has its reject row and reason.
+            rejects.append(cast(tuple, row.reject))
+            self.reasons[cast(str, row.reason)] += 1
         self.session.flush()
         if self.dialect in ("postgresql", "sqlite"):
             insert_encoded(self.conn, Lead.__table__, LEAD_COLUMNS, leads)
         else:
-            bulk_insert(self.conn, Lead.__table__, LEAD_COLUMNS, leads)
+            bulk_insert(self.conn, Lead.__table__, LEAD_COLUMNS, cast("list[tuple]", leads))  # _encode_values tuples
         bulk_insert(self.conn, LeadReject.__table__, REJECT_COLUMNS, rejects)
         self.summary.accepted += len(leads)
         self.summary.rejected = dict(self.reasons)
@@ -689,7 +906,7 @@ class ChunkLoader:
     def _with_ids(self, audience_id: int | None, lead: str | tuple) -> str | tuple:
         if self.dialect == "postgresql":
             return f"{self.pack_id}\t{COPY_NULL if audience_id is None else audience_id}\t{lead}"
-        return (self.pack_id, audience_id) + lead
+        return (self.pack_id, audience_id) + cast(tuple, lead)  # tuples on every other dialect
 
     def _stored(self, hashes: list[str]) -> dict[str, tuple[int, int, str]]:
         """Leads already stored (earlier packs, and this pack's earlier chunks) with these hashes."""
@@ -703,8 +920,11 @@ class ChunkLoader:
                 # pick a full scan of ix_leads_pack_id under enable_seqscan=off — quadratic in file size).
                 cursor.execute(STORED_LOOKUP_SQL, (hashes,))
             else:
-                cursor.execute(f"SELECT phone_hash, pack_id, row_number FROM leads WHERE phone_hash IN "
-                               f"({', '.join('?' * len(hashes))})", hashes)
+                cursor.execute(
+                    f"SELECT phone_hash, pack_id, row_number FROM leads WHERE phone_hash IN "
+                    f"({', '.join('?' * len(hashes))})",
+                    hashes,
+                )
             found = cursor.fetchall()
         finally:
             cursor.close()
@@ -721,8 +941,11 @@ class ChunkLoader:
             if entry.scope == SCOPE_OPT_OUT:
                 self._reject(row, "dnc_opt_out", f"{masked} opted out of calls (do-not-call, {entry.source})")
             else:
-                self._reject(row, "dnc_soft_decline", f"{masked} declined recently; on the do-not-call list until "
-                                                      f"{entry.expires_at:%Y-%m-%d}")
+                self._reject(
+                    row,
+                    "dnc_soft_decline",
+                    f"{masked} declined recently; on the do-not-call list until {entry.expires_at:%Y-%m-%d}",
+                )
             return
         if phone_hash in seen_in_chunk:
             self._reject(row, "duplicate_in_file", f"{masked} already appears in row {seen_in_chunk[phone_hash]}")
@@ -733,8 +956,9 @@ class ChunkLoader:
             if pack_id == self.pack_id:
                 self._reject(row, "duplicate_in_file", f"{masked} already appears in row {row_number}")
             else:
-                self._reject(row, "duplicate_existing",
-                             f"{masked} is already a lead (pack {pack_name!r}, row {row_number})")
+                self._reject(
+                    row, "duplicate_existing", f"{masked} is already a lead (pack {pack_name!r}, row {row_number})"
+                )
 
     def _reject(self, row: CheckedRow, reason: str, message: str) -> None:
         row.reason, row.message = reason, message
@@ -743,20 +967,31 @@ class ChunkLoader:
 
 # ---- reading back, exporting, forgetting ------------------------------------------------------------
 
+
 def get_pack(session: Session, name: str) -> LeadPack:
     pack = session.execute(select(LeadPack).where(LeadPack.name == name)).scalar_one_or_none()
     if pack is None:
         known = session.execute(select(LeadPack.name).order_by(LeadPack.uploaded_at.desc()).limit(10)).scalars().all()
-        raise UserError(f"no lead pack named {name!r}",
-                        details=[f"recent packs: {', '.join(known)}" if known else "no packs uploaded yet"])
+        raise UserError(
+            f"no lead pack named {name!r}",
+            details=[f"recent packs: {', '.join(known)}" if known else "no packs uploaded yet"],
+        )
     return pack
 
 
 def iter_rejects(session: Session, pack: LeadPack, batch: int = 5000) -> Iterable[LeadReject]:
     last_id = 0
     while True:
-        rows = session.execute(select(LeadReject).where(LeadReject.pack_id == pack.id, LeadReject.id > last_id)
-                               .order_by(LeadReject.id).limit(batch)).scalars().all()
+        rows = (
+            session.execute(
+                select(LeadReject)
+                .where(LeadReject.pack_id == pack.id, LeadReject.id > last_id)
+                .order_by(LeadReject.id)
+                .limit(batch)
+            )
+            .scalars()
+            .all()
+        )
         if not rows:
             return
         yield from rows
