@@ -15,12 +15,13 @@ Names follow Prometheus conventions: counters end in `_total`; "dials per minute
 `rate(waihu_dials_total[1m]) * 60` on the workers' counter, or the database's
 `waihu_dials_last_minute` gauge.
 """
+
 from __future__ import annotations
 
 import contextvars
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -32,25 +33,39 @@ log = logging.getLogger(__name__)
 
 CALLS_IN_FLIGHT = Gauge("waihu_calls_in_flight", "Calls on the carrier right now (this process)")
 DIALS = Counter("waihu_dials_total", "Dials handed to the carrier", ["campaign"])
-TURN_LATENCY = Histogram("waihu_turn_latency_seconds",
-                         "From the callee's words to the robot's answer (NLU + dialogue policy), real seconds",
-                         buckets=(0.025, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.5, 5.0))
-T0_CANCELLED = Counter("waihu_t0_cancelled_total", "Dials cancelled at T-0 (the instant of dialling), by reason",
-                       ["reason"])
-GIVEN_BACK = Counter("waihu_attempts_given_back_total",
-                     "Claimed attempts returned unburnt after an error before the dial, by cause", ["cause"])
-RESULTS_JOURNALED = Counter("waihu_results_journaled_total",
-                            "Journal entries written because the database could not take them, by kind", ["kind"])
+TURN_LATENCY = Histogram(
+    "waihu_turn_latency_seconds",
+    "From the callee's words to the robot's answer (NLU + dialogue policy), real seconds",
+    buckets=(0.025, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.5, 5.0),
+)
+T0_CANCELLED = Counter(
+    "waihu_t0_cancelled_total", "Dials cancelled at T-0 (the instant of dialling), by reason", ["reason"]
+)
+GIVEN_BACK = Counter(
+    "waihu_attempts_given_back_total",
+    "Claimed attempts returned unburnt after an error before the dial, by cause",
+    ["cause"],
+)
+RESULTS_JOURNALED = Counter(
+    "waihu_results_journaled_total",
+    "Journal entries written because the database could not take them, by kind",
+    ["kind"],
+)
 RESULT_WRITE_RETRIES = Counter("waihu_result_write_retries_total", "Retried database writes of call results")
-JOURNAL_REPLAYED = Counter("waihu_journal_replayed_total", "Journal entries replayed into the database, by kind",
-                           ["kind"])
-RECONCILER_ACTIONS = Counter("waihu_reconciler_actions_total",
-                             "What the reconciler did: worker_lost, resent, callback_missed, skipped_locked",
-                             ["action"])
-CALLBACKS_MISSED = Counter("waihu_callbacks_missed_total", "Booked callbacks not dialled within their grace, by reason",
-                           ["reason"])
-LINE_RELEASE_FAILED = Counter("waihu_line_release_failures_total",
-                              "Line leases not released after a call (they expire by themselves)")
+JOURNAL_REPLAYED = Counter(
+    "waihu_journal_replayed_total", "Journal entries replayed into the database, by kind", ["kind"]
+)
+RECONCILER_ACTIONS = Counter(
+    "waihu_reconciler_actions_total",
+    "What the reconciler did: worker_lost, resent, callback_missed, skipped_locked",
+    ["action"],
+)
+CALLBACKS_MISSED = Counter(
+    "waihu_callbacks_missed_total", "Booked callbacks not dialled within their grace, by reason", ["reason"]
+)
+LINE_RELEASE_FAILED = Counter(
+    "waihu_line_release_failures_total", "Line leases not released after a call (they expire by themselves)"
+)
 
 _turn_started: contextvars.ContextVar[float | None] = contextvars.ContextVar("waihu_turn_started", default=None)
 
@@ -93,16 +108,19 @@ class QueueCollector(Collector):
         depth.add_metric([], -1 if value is None else value)
         yield depth
         if self._journal_backlog is not None:
-            backlog = GaugeMetricFamily("waihu_journal_backlog",
-                                        "Call results and attempt changes waiting in this machine's journal")
+            backlog = GaugeMetricFamily(
+                "waihu_journal_backlog", "Call results and attempt changes waiting in this machine's journal"
+            )
             backlog.add_metric([], _safe(self._journal_backlog) or 0)
             yield backlog
 
 
 def redis_queue_depth(client: Any, queue: str) -> Callable[[], int]:
     """Messages waiting in a Celery queue on Redis (plus those reserved for later: ETA/unacked)."""
+
     def depth() -> int:
         return int(client.llen(queue)) + int(client.hlen("unacked"))
+
     return depth
 
 
@@ -129,17 +147,26 @@ class DialingCollector(Collector):
         now = self.now()
         try:
             with session_scope(self.engine) as session:
-                by_status = session.execute(select(CallAttempt.status, func.count())
-                                            .group_by(CallAttempt.status)).all()
-                last_minute = session.execute(select(func.count()).select_from(CallAttempt).where(
-                    CallAttempt.dialed_at >= now - timedelta(minutes=1), CallAttempt.dialed_at <= now,
-                    CallAttempt.status.in_(("dialing", "completed", "failed")))).scalar_one()
-                cancelled = session.execute(select(CallAttempt.outcome, func.count())
-                                            .where(CallAttempt.status == "cancelled")
-                                            .group_by(CallAttempt.outcome)).all()
-                missed = session.execute(select(CallAttempt.callback_outcome, func.count())
-                                         .where(CallAttempt.callback_outcome.like("missed:%"))
-                                         .group_by(CallAttempt.callback_outcome)).all()
+                by_status = session.execute(select(CallAttempt.status, func.count()).group_by(CallAttempt.status)).all()
+                last_minute = session.execute(
+                    select(func.count())
+                    .select_from(CallAttempt)
+                    .where(
+                        CallAttempt.dialed_at >= now - timedelta(minutes=1),
+                        CallAttempt.dialed_at <= now,
+                        CallAttempt.status.in_(("dialing", "completed", "failed")),
+                    )
+                ).scalar_one()
+                cancelled = session.execute(
+                    select(CallAttempt.outcome, func.count())
+                    .where(CallAttempt.status == "cancelled")
+                    .group_by(CallAttempt.outcome)
+                ).all()
+                missed = session.execute(
+                    select(CallAttempt.callback_outcome, func.count())
+                    .where(CallAttempt.callback_outcome.like("missed:%"))
+                    .group_by(CallAttempt.callback_outcome)
+                ).all()
         except Exception:  # noqa: BLE001  (the database is down: say so rather than fail the scrape)
             up = GaugeMetricFamily("waihu_db_up", "1 if the database answered this scrape")
             up.add_metric([], 0)
@@ -148,27 +175,30 @@ class DialingCollector(Collector):
         up = GaugeMetricFamily("waihu_db_up", "1 if the database answered this scrape")
         up.add_metric([], 1)
         yield up
-        attempts = GaugeMetricFamily("waihu_db_attempts", "Call attempts by status (dialing = calls in flight)",
-                                     labels=["status"])
+        attempts = GaugeMetricFamily(
+            "waihu_db_attempts", "Call attempts by status (dialing = calls in flight)", labels=["status"]
+        )
         for status, count in by_status:
             attempts.add_metric([status], count)
         yield attempts
         per_minute = GaugeMetricFamily("waihu_db_dials_last_minute", "Dials in the last minute, all workers")
         per_minute.add_metric([], last_minute)
         yield per_minute
-        t0 = CounterMetricFamily("waihu_db_attempts_cancelled", "Attempts cancelled before the dial, by reason",
-                                 labels=["reason"])
+        t0 = CounterMetricFamily(
+            "waihu_db_attempts_cancelled", "Attempts cancelled before the dial, by reason", labels=["reason"]
+        )
         for reason, count in cancelled:
             t0.add_metric([reason or "unknown"], count)
         yield t0
-        callbacks = CounterMetricFamily("waihu_db_callbacks_missed", "Booked callbacks not dialled in their grace, by reason",
-                                        labels=["reason"])
+        callbacks = CounterMetricFamily(
+            "waihu_db_callbacks_missed", "Booked callbacks not dialled in their grace, by reason", labels=["reason"]
+        )
         for outcome, count in missed:
             callbacks.add_metric([outcome.split(":", 1)[1]], count)
         yield callbacks
 
 
-def serve_worker_metrics(port: int, collectors: list[Collector] = ()) -> None:
+def serve_worker_metrics(port: int, collectors: Sequence[Collector] = ()) -> None:
     """The worker's /metrics on `port` (a daemon thread), with the extra collectors."""
     for collector in collectors:
         REGISTRY.register(collector)

@@ -1,6 +1,7 @@
 """Managers (经理): the A/B comparison (bot.experiments.report), the call list with transcripts,
 and the WeCom funnel (bot.wecom). Phone numbers appear only masked; free text (reasons,
 transcripts) has phone-shaped digit runs masked too, since callees say numbers aloud."""
+
 from __future__ import annotations
 
 from datetime import date, datetime, time, timedelta
@@ -30,6 +31,8 @@ PAGE_SIZE = 50
 
 NO_EXPERIMENT_DATA = "暂无实验数据"
 NO_WECOM_DATA = "暂无企微数据"
+
+
 # Where bot.wecom (issue 6) may define `wecom_funnel(session, campaign_id)`.
 def _campaigns(session) -> list[tuple[int, str]]:
     return list(session.execute(select(Campaign.id, Campaign.name).order_by(Campaign.id.desc())).all())
@@ -50,6 +53,7 @@ def _day_start(value: date | None) -> datetime | None:
 
 
 # ---- call list ----------------------------------------------------------------------------------
+
 
 class CallRow(BaseModel):
     id: int
@@ -95,12 +99,15 @@ class CallDetail(CallRow):
     followups: list
 
 
-def _call_query(campaign_id: int | None, grade: str | None, outcome: str | None, since: date | None,
-                until: date | None):
-    query = (select(CallAttempt, Campaign.name, Lead.phone_masked, AudiencePack.name)
-             .join(Campaign, Campaign.id == CallAttempt.campaign_id)
-             .join(Lead, Lead.id == CallAttempt.lead_id)
-             .outerjoin(AudiencePack, AudiencePack.id == Lead.audience_id))
+def _call_query(
+    campaign_id: int | None, grade: str | None, outcome: str | None, since: date | None, until: date | None
+):
+    query = (
+        select(CallAttempt, Campaign.name, Lead.phone_masked, AudiencePack.name)
+        .join(Campaign, Campaign.id == CallAttempt.campaign_id)
+        .join(Lead, Lead.id == CallAttempt.lead_id)
+        .outerjoin(AudiencePack, AudiencePack.id == Lead.audience_id)
+    )
     if campaign_id:
         query = query.where(CallAttempt.campaign_id == campaign_id)
     if grade:
@@ -115,27 +122,48 @@ def _call_query(campaign_id: int | None, grade: str | None, outcome: str | None,
 
 
 def _call_row(attempt: CallAttempt, campaign: str, phone_masked: str, audience: str | None) -> dict:
-    return {"id": attempt.id, "campaign": campaign, "phone": phone_masked, "audience": audience,
-            "attempt_no": attempt.attempt_no, "arms": attempt.arms or {}, "status": attempt.status,
-            "outcome": attempt.outcome, "outcome_label": labels.label(labels.CALL_OUTCOME, attempt.outcome),
-            "handoff": attempt.handoff,
-            "handoff_label": labels.label(labels.HANDOFF, attempt.handoff) if attempt.handoff else None,
-            "grade": attempt.grade, "reason": mask_digit_runs(attempt.grade_reason or "") or None,
-            "talk_time_s": attempt.talk_time_s, "scheduled_at": attempt.scheduled_at.isoformat(),
-            "ended_at": attempt.ended_at.isoformat() if attempt.ended_at else None}
+    return {
+        "id": attempt.id,
+        "campaign": campaign,
+        "phone": phone_masked,
+        "audience": audience,
+        "attempt_no": attempt.attempt_no,
+        "arms": attempt.arms or {},
+        "status": attempt.status,
+        "outcome": attempt.outcome,
+        "outcome_label": labels.label(labels.CALL_OUTCOME, attempt.outcome),
+        "handoff": attempt.handoff,
+        "handoff_label": labels.label(labels.HANDOFF, attempt.handoff) if attempt.handoff else None,
+        "grade": attempt.grade,
+        "reason": mask_digit_runs(attempt.grade_reason or "") or None,
+        "talk_time_s": attempt.talk_time_s,
+        "scheduled_at": attempt.scheduled_at.isoformat(),
+        "ended_at": attempt.ended_at.isoformat() if attempt.ended_at else None,
+    }
 
 
-def list_calls(session, *, campaign_id: int | None = None, grade: str | None = None, outcome: str | None = None,
-               since: date | None = None, until: date | None = None, offset: int = 0,
-               limit: int = PAGE_SIZE) -> CallPage:
+def list_calls(
+    session,
+    *,
+    campaign_id: int | None = None,
+    grade: str | None = None,
+    outcome: str | None = None,
+    since: date | None = None,
+    until: date | None = None,
+    offset: int = 0,
+    limit: int = PAGE_SIZE,
+) -> CallPage:
     if grade and grade not in "ABCD":
         raise UserError(f"等级只能是 A、B、C、D（收到“{grade}”）")
     if not 0 <= offset <= MAX_OFFSET:
         raise UserError(f"offset 需在 0 到 {MAX_OFFSET} 之间（收到 {offset}）")
     query = _call_query(campaign_id, grade, outcome, since, until)
     total = session.execute(select(func.count()).select_from(query.subquery())).scalar_one()
-    rows = session.execute(query.order_by(CallAttempt.scheduled_at.desc(), CallAttempt.id.desc())
-                           .offset(max(0, offset)).limit(max(1, min(limit, 500)))).all()
+    rows = session.execute(
+        query.order_by(CallAttempt.scheduled_at.desc(), CallAttempt.id.desc())
+        .offset(max(0, offset))
+        .limit(max(1, min(limit, 500)))
+    ).all()
     return CallPage(total=total, offset=offset, limit=limit, calls=[CallRow(**_call_row(*row)) for row in rows])
 
 
@@ -144,45 +172,95 @@ def call_detail(session, attempt_id: int) -> CallDetail:
     if row is None:
         raise HTTPException(404, f"没有编号为 {attempt_id} 的通话")
     attempt = row[0]
-    turns = session.execute(select(TurnRow).where(TurnRow.attempt_id == attempt_id)
-                            .order_by(TurnRow.seq)).scalars().all()
-    return CallDetail(**_call_row(*row), hangup_by=attempt.hangup_by,
-                      followups=[{**f, "reason": mask_digit_runs(str(f.get("reason", "")))} for f in attempt.followups or []],
-                      turns=[TurnOut(seq=t.seq, speaker=t.speaker, speaker_label=labels.label(labels.SPEAKER, t.speaker),
-                                     text=mask_digit_runs(t.text), response=t.response, intent=t.intent,
-                                     intent_label=labels.label(labels.INTENT, t.intent) if t.intent else None,
-                                     confidence=t.confidence, offset_ms=t.offset_ms) for t in turns])
+    turns = (
+        session.execute(select(TurnRow).where(TurnRow.attempt_id == attempt_id).order_by(TurnRow.seq)).scalars().all()
+    )
+    return CallDetail(
+        **_call_row(*row),
+        hangup_by=attempt.hangup_by,
+        followups=[{**f, "reason": mask_digit_runs(str(f.get("reason", "")))} for f in attempt.followups or []],
+        turns=[
+            TurnOut(
+                seq=t.seq,
+                speaker=t.speaker,
+                speaker_label=labels.label(labels.SPEAKER, t.speaker),
+                text=mask_digit_runs(t.text),
+                response=t.response,
+                intent=t.intent,
+                intent_label=labels.label(labels.INTENT, t.intent) if t.intent else None,
+                confidence=t.confidence,
+                offset_ms=t.offset_ms,
+            )
+            for t in turns
+        ],
+    )
 
 
 @api.get("/calls", response_model=CallPage, summary="通话记录（号码已打码）")
-def calls_api(request: Request, campaign_id: Optional[int] = optional_id("外呼任务编号"), grade: Optional[str] = None,
-              outcome: Optional[str] = None, since: Optional[date] = None, until: Optional[date] = None,
-              offset: int = offset_query(), limit: int = Query(PAGE_SIZE, ge=1, le=500, description="每页条数"),
-              principal: Principal = Depends(managers_only)) -> CallPage:
+def calls_api(
+    request: Request,
+    campaign_id: Optional[int] = optional_id("外呼任务编号"),
+    grade: Optional[str] = None,
+    outcome: Optional[str] = None,
+    since: Optional[date] = None,
+    until: Optional[date] = None,
+    offset: int = offset_query(),
+    limit: int = Query(PAGE_SIZE, ge=1, le=500, description="每页条数"),
+    principal: Principal = Depends(managers_only),
+) -> CallPage:
     with session_scope(request.app.state.engine) as session:
-        return list_calls(session, campaign_id=campaign_id, grade=grade or None, outcome=outcome or None,
-                          since=since, until=until, offset=offset, limit=limit)
+        return list_calls(
+            session,
+            campaign_id=campaign_id,
+            grade=grade or None,
+            outcome=outcome or None,
+            since=since,
+            until=until,
+            offset=offset,
+            limit=limit,
+        )
 
 
 @api.get("/calls/{attempt_id}", response_model=CallDetail, summary="一通电话：等级、原因与逐轮对话")
-def call_api(request: Request, attempt_id: int = record_id("通话编号"), principal: Principal = Depends(managers_only)) -> CallDetail:
+def call_api(
+    request: Request, attempt_id: int = record_id("通话编号"), principal: Principal = Depends(managers_only)
+) -> CallDetail:
     with session_scope(request.app.state.engine) as session:
         return call_detail(session, attempt_id)
 
 
 @pages.get("/calls")
-def calls_page(request: Request, campaign_id: Optional[str] = None, grade: Optional[str] = None,
-               outcome: Optional[str] = None, since: Optional[str] = None, until: Optional[str] = None,
-               offset: int = offset_query(), principal: Principal = Depends(managers_only)):
+def calls_page(
+    request: Request,
+    campaign_id: Optional[str] = None,
+    grade: Optional[str] = None,
+    outcome: Optional[str] = None,
+    since: Optional[str] = None,
+    until: Optional[str] = None,
+    offset: int = offset_query(),
+    principal: Principal = Depends(managers_only),
+):
     chosen = parse_optional_id(campaign_id, "外呼任务")
-    since, until = parse_day(since, "开始日期"), parse_day(until, "结束日期")
+    since_day, until_day = parse_day(since, "开始日期"), parse_day(until, "结束日期")
     with session_scope(request.app.state.engine) as session:
-        page = list_calls(session, campaign_id=chosen, grade=grade or None, outcome=outcome or None, since=since,
-                          until=until, offset=offset)
+        page = list_calls(
+            session,
+            campaign_id=chosen,
+            grade=grade or None,
+            outcome=outcome or None,
+            since=since_day,
+            until=until_day,
+            offset=offset,
+        )
         campaigns = _campaigns(session)
         outcomes = sorted(o for (o,) in session.execute(select(CallAttempt.outcome).distinct()) if o)
-    filters = {"campaign_id": chosen, "grade": grade or "", "outcome": outcome or "",
-               "since": since.isoformat() if since else "", "until": until.isoformat() if until else ""}
+    filters = {
+        "campaign_id": chosen,
+        "grade": grade or "",
+        "outcome": outcome or "",
+        "since": since_day.isoformat() if since_day else "",
+        "until": until_day.isoformat() if until_day else "",
+    }
     return render(request, "manager/calls.html", page=page, campaigns=campaigns, outcomes=outcomes, filters=filters)
 
 
@@ -194,6 +272,7 @@ def call_page(request: Request, attempt_id: int = record_id("通话编号"), pri
 
 
 # ---- A/B comparison -----------------------------------------------------------------------------
+
 
 def comparison(session, campaign_id: int | None, filters: dict) -> dict:
     """The experiments module's report for the campaign, or an empty state saying why there is none."""
@@ -208,32 +287,58 @@ def comparison(session, campaign_id: int | None, filters: dict) -> dict:
 
 
 @api.get("/reports/comparison", summary="A/B 对比报告（各组转化率及置信区间、提升随时间、SRM、决策提示）")
-def comparison_api(request: Request, campaign_id: Optional[int] = optional_id("外呼任务编号"), factor: Optional[str] = None,
-                   audience: Optional[str] = None, since: Optional[date] = None, until: Optional[date] = None,
-                   principal: Principal = Depends(managers_only)):
+def comparison_api(
+    request: Request,
+    campaign_id: Optional[int] = optional_id("外呼任务编号"),
+    factor: Optional[str] = None,
+    audience: Optional[str] = None,
+    since: Optional[date] = None,
+    until: Optional[date] = None,
+    principal: Principal = Depends(managers_only),
+):
     with session_scope(request.app.state.engine) as session:
-        return comparison(session, campaign_id, {"factor": factor, "audience": audience, "since": since,
-                                                 "until": until})
+        return comparison(
+            session, campaign_id, {"factor": factor, "audience": audience, "since": since, "until": until}
+        )
 
 
 @pages.get("/reports")
-def reports_page(request: Request, campaign_id: Optional[str] = None, factor: Optional[str] = None,
-                 audience: Optional[str] = None, since: Optional[str] = None, until: Optional[str] = None,
-                 principal: Principal = Depends(managers_only)):
-    since, until = parse_day(since, "开始日期"), parse_day(until, "结束日期")
+def reports_page(
+    request: Request,
+    campaign_id: Optional[str] = None,
+    factor: Optional[str] = None,
+    audience: Optional[str] = None,
+    since: Optional[str] = None,
+    until: Optional[str] = None,
+    principal: Principal = Depends(managers_only),
+):
+    since_day, until_day = parse_day(since, "开始日期"), parse_day(until, "结束日期")
     with session_scope(request.app.state.engine) as session:
         campaigns = _campaigns(session)
         chosen = parse_optional_id(campaign_id, "外呼任务") or (campaigns[0][0] if campaigns else None)
         audiences = list(session.execute(select(AudiencePack.name).order_by(AudiencePack.name)).scalars())
-        filters = {"factor": factor, "audience": audience, "since": since, "until": until}
+        filters = {"factor": factor, "audience": audience, "since": since_day, "until": until_day}
         data = comparison(session, chosen, filters)
-    shown = {"campaign_id": chosen, "factor": factor or "", "audience": audience or "",
-             "since": since.isoformat() if since else "", "until": until.isoformat() if until else ""}
-    return render(request, "manager/reports.html", data=data, campaigns=campaigns, audiences=audiences,
-                  factors=labels.FACTOR, filters=shown)
+    shown = {
+        "campaign_id": chosen,
+        "factor": factor or "",
+        "audience": audience or "",
+        "since": since_day.isoformat() if since_day else "",
+        "until": until_day.isoformat() if until_day else "",
+    }
+    return render(
+        request,
+        "manager/reports.html",
+        data=data,
+        campaigns=campaigns,
+        audiences=audiences,
+        factors=labels.FACTOR,
+        filters=shown,
+    )
 
 
 # ---- WeCom funnel -------------------------------------------------------------------------------
+
 
 def funnel(session, campaign_id: int | None) -> dict:
     if campaign_id is None:
@@ -242,7 +347,11 @@ def funnel(session, campaign_id: int | None) -> dict:
 
 
 @api.get("/wecom/funnel", summary="企业微信漏斗（A/B 线索 → 邀请 → 加好友 → 欢迎语）")
-def funnel_api(request: Request, campaign_id: Optional[int] = optional_id("外呼任务编号"), principal: Principal = Depends(managers_only)):
+def funnel_api(
+    request: Request,
+    campaign_id: Optional[int] = optional_id("外呼任务编号"),
+    principal: Principal = Depends(managers_only),
+):
     with session_scope(request.app.state.engine) as session:
         return funnel(session, campaign_id)
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from prometheus_client.registry import REGISTRY
+from prometheus_client.registry import REGISTRY, Collector
 
 from bot.core.clock import clock_from_settings
 from bot.core.settings import get_settings
@@ -27,7 +27,7 @@ def _registry(request: Request):
     registry = getattr(request.app.state, "metrics_registry", None)
     if registry is None:
         settings = get_settings()
-        collectors = [DialingCollector(request.app.state.engine, clock_from_settings(settings).now)]
+        collectors: list[Collector] = [DialingCollector(request.app.state.engine, clock_from_settings(settings).now)]
         if settings.redis_broker:
             import redis
 

@@ -3,6 +3,7 @@
 Every action goes through the same services as the CLI (`bot.leads.service`,
 `bot.audiences.service`, `bot.campaigns.service`); this module only turns HTTP into calls.
 """
+
 from __future__ import annotations
 
 import io
@@ -10,7 +11,7 @@ import re
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 from fastapi import APIRouter, Depends, File, Form, HTTPException, Request, UploadFile
 from fastapi.responses import RedirectResponse, StreamingResponse
@@ -53,6 +54,7 @@ COPY_BLOCK = 1 << 20
 
 # ---- lead packs ---------------------------------------------------------------------------------
 
+
 class UploadResult(BaseModel):
     pack_id: int
     pack: str
@@ -90,9 +92,22 @@ class PackRow(BaseModel):
 
 def _pack_rows(session) -> list[PackRow]:
     packs = session.execute(select(LeadPack).order_by(LeadPack.uploaded_at.desc())).scalars().all()
-    return [PackRow(id=p.id, name=p.name, file_name=p.file_name, file_format=p.file_format, uploaded_by=p.uploaded_by,
-                    uploaded_at=p.uploaded_at.isoformat(), rows=p.rows, accepted=p.accepted, rejected=p.rejected,
-                    duplicates=p.duplicates, dnc_hits=p.dnc_hits) for p in packs]
+    return [
+        PackRow(
+            id=p.id,
+            name=p.name,
+            file_name=p.file_name,
+            file_format=p.file_format,
+            uploaded_by=p.uploaded_by,
+            uploaded_at=p.uploaded_at.isoformat(),
+            rows=p.rows,
+            accepted=p.accepted,
+            rejected=p.rejected,
+            duplicates=p.duplicates,
+            dnc_hits=p.dnc_hits,
+        )
+        for p in packs
+    ]
 
 
 @pages.get("/ops/packs")
@@ -101,8 +116,15 @@ def packs_page(request: Request, principal: Principal = Depends(ops_only)):
         packs = _pack_rows(session)
         audiences = list_audiences(session)
     limit_mb = request.app.state.config.max_upload_bytes / (1024 * 1024)
-    return render(request, "ops/packs.html", packs=packs, audiences=audiences, limit_mb=limit_mb,
-                  limit_bytes=request.app.state.config.max_upload_bytes, accepted=", ".join(ACCEPTED_SUFFIXES))
+    return render(
+        request,
+        "ops/packs.html",
+        packs=packs,
+        audiences=audiences,
+        limit_mb=limit_mb,
+        limit_bytes=request.app.state.config.max_upload_bytes,
+        accepted=", ".join(ACCEPTED_SUFFIXES),
+    )
 
 
 @api.get("/lead-packs", response_model=list[PackRow], summary="已上传的线索名单")
@@ -119,16 +141,22 @@ def _safe_file_name(name: str | None) -> str:
 def _check_file_type(name: str, head: bytes) -> None:
     suffix = Path(name).suffix.lower()
     if suffix == ".xls":
-        raise HTTPException(415, "这是旧版 Excel 97-2003（.xls）文件：请在 Excel 中另存为 .xlsx 或“CSV UTF-8”后再上传。")
+        raise HTTPException(
+            415, "这是旧版 Excel 97-2003（.xls）文件：请在 Excel 中另存为 .xlsx 或“CSV UTF-8”后再上传。"
+        )
     if suffix not in ACCEPTED_SUFFIXES:
-        raise HTTPException(415, f"不支持的文件类型“{suffix or '无扩展名'}”：请上传 CSV、TSV 或 XLSX 格式的名单"
-                                 f"（{', '.join(ACCEPTED_SUFFIXES)}）。")
+        raise HTTPException(
+            415,
+            f"不支持的文件类型“{suffix or '无扩展名'}”：请上传 CSV、TSV 或 XLSX 格式的名单"
+            f"（{', '.join(ACCEPTED_SUFFIXES)}）。",
+        )
     if suffix == ".xlsx" and not head.startswith(b"PK\x03\x04"):
         raise HTTPException(415, "文件扩展名是 .xlsx，但内容不是 Excel 工作簿：请重新导出后上传。")
     utf16 = head.startswith((b"\xff\xfe", b"\xfe\xff"))
     if suffix != ".xlsx" and not utf16 and b"\x00" in head:
-        raise HTTPException(415, f"“{name}”的内容不是文本表格（像是图片、压缩包或其他二进制文件）："
-                                 "请上传 CSV、TSV 或 XLSX 格式的名单。")
+        raise HTTPException(
+            415, f"“{name}”的内容不是文本表格（像是图片、压缩包或其他二进制文件）：请上传 CSV、TSV 或 XLSX 格式的名单。"
+        )
 
 
 def _without_temp_path(exc: UserError, folder: Path) -> UserError:
@@ -137,13 +165,24 @@ def _without_temp_path(exc: UserError, folder: Path) -> UserError:
     return UserError(str(exc).replace(prefix, ""), details=[d.replace(prefix, "") for d in exc.details])
 
 
-@api.post("/lead-packs", response_model=UploadResult, summary="上传线索名单（CSV/TSV/XLSX）",
-          description="校验、规范化、去重、免打扰过滤；每一行要么成为线索，要么带原因进入拒收列表。"
-                      "超过上传上限（WAIHU_WEB_MAX_UPLOAD_MB）的文件返回 413。")
-def upload_pack(request: Request, file: UploadFile = File(...), pack: str = Form(...),
-                audience: Optional[str] = Form(None), column_map: Optional[str] = Form(None),
-                first_party: bool = Form(False), consent_basis: Optional[str] = Form(None),
-                sheet: Optional[str] = Form(None), principal: Principal = Depends(ops_only)) -> UploadResult:
+@api.post(
+    "/lead-packs",
+    response_model=UploadResult,
+    summary="上传线索名单（CSV/TSV/XLSX）",
+    description="校验、规范化、去重、免打扰过滤；每一行要么成为线索，要么带原因进入拒收列表。"
+    "超过上传上限（WAIHU_WEB_MAX_UPLOAD_MB）的文件返回 413。",
+)
+def upload_pack(
+    request: Request,
+    file: UploadFile = File(...),
+    pack: str = Form(...),
+    audience: Optional[str] = Form(None),
+    column_map: Optional[str] = Form(None),
+    first_party: bool = Form(False),
+    consent_basis: Optional[str] = Form(None),
+    sheet: Optional[str] = Form(None),
+    principal: Principal = Depends(ops_only),
+) -> UploadResult:
     name = _safe_file_name(file.filename)
     head = file.file.read(8192)
     file.file.seek(0)
@@ -156,10 +195,16 @@ def upload_pack(request: Request, file: UploadFile = File(...), pack: str = Form
         with path.open("wb") as out:
             shutil.copyfileobj(file.file, out, COPY_BLOCK)
         overrides = parse_column_overrides([column_map]) if column_map and column_map.strip() else {}
-        upload = UploadRequest(path=path, pack_name=pack.strip(), audience=(audience or "").strip() or None,
-                               column_overrides=overrides, first_party=first_party,
-                               consent_basis=(consent_basis or "").strip() or None,
-                               sheet=(sheet or "").strip() or None, uploaded_by=principal.name)
+        upload = UploadRequest(
+            path=path,
+            pack_name=pack.strip(),
+            audience=(audience or "").strip() or None,
+            column_overrides=overrides,
+            first_party=first_party,
+            consent_basis=(consent_basis or "").strip() or None,
+            sheet=(sheet or "").strip() or None,
+            uploaded_by=principal.name,
+        )
         services = request.app.state.services
         try:
             summary = upload_lead_pack(request.app.state.engine, services.keyring, upload)
@@ -171,13 +216,19 @@ def upload_pack(request: Request, file: UploadFile = File(...), pack: str = Form
         pack_id = session.execute(select(LeadPack.id).where(LeadPack.name == summary.pack)).scalar_one()
     data = summary.as_json()
     data["file"] = name
-    return UploadResult(pack_id=pack_id, **data,
-                        rejected_labels={code: labels.label(labels.REJECT_REASON, code) for code in data["rejected"]},
-                        rejects_url=f"/api/v1/lead-packs/{pack_id}/rejects.csv" if data["rejected_total"] else None)
+    return UploadResult(
+        pack_id=pack_id,
+        **data,
+        rejected_labels={code: labels.label(labels.REJECT_REASON, code) for code in data["rejected"]},
+        rejects_url=f"/api/v1/lead-packs/{pack_id}/rejects.csv" if data["rejected_total"] else None,
+    )
 
 
-@api.get("/lead-packs/{pack_id}/rejects.csv", summary="拒收行 CSV（手机号已打码，防公式注入）",
-         response_class=StreamingResponse)
+@api.get(
+    "/lead-packs/{pack_id}/rejects.csv",
+    summary="拒收行 CSV（手机号已打码，防公式注入）",
+    response_class=StreamingResponse,
+)
 def rejects_csv(request: Request, pack_id: int = record_id("线索名单编号"), principal: Principal = Depends(ops_only)):
     # A temporary file, not memory: a pack can have a million rejected rows.
     spool = tempfile.TemporaryFile(mode="w+b")
@@ -201,12 +252,15 @@ def rejects_csv(request: Request, pack_id: int = record_id("线索名单编号")
 
     from urllib.parse import quote
 
-    return StreamingResponse(chunks(), media_type="text/csv; charset=utf-8",
-                             headers={"Content-Disposition": f"attachment; filename=rejects.csv; "
-                                                             f"filename*=UTF-8''{quote(file_name)}"})
+    return StreamingResponse(
+        chunks(),
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": f"attachment; filename=rejects.csv; filename*=UTF-8''{quote(file_name)}"},
+    )
 
 
 # ---- audience packs -----------------------------------------------------------------------------
+
 
 class AudienceIn(BaseModel):
     name: str
@@ -231,19 +285,38 @@ def audiences_page(request: Request, principal: Principal = Depends(ops_only)):
 
 
 @pages.post("/ops/audiences")
-def audiences_create_form(request: Request, name: str = Form(""), scene: str = Form(""), tier: str = Form(""),
-                          attributes: str = Form(""), principal: Principal = Depends(ops_only)):
+def audiences_create_form(
+    request: Request,
+    name: str = Form(""),
+    scene: str = Form(""),
+    tier: str = Form(""),
+    attributes: str = Form(""),
+    principal: Principal = Depends(ops_only),
+):
     form = {"name": name, "scene": scene, "tier": tier, "attributes": attributes}
     try:
         with session_scope(request.app.state.engine) as session:
-            pack = create_audience(session, name, scene=scene.strip() or None, tier=tier.strip() or None,
-                                   attributes=parse_attributes([line for line in attributes.splitlines() if line.strip()]))
+            pack = create_audience(
+                session,
+                name,
+                scene=scene.strip() or None,
+                tier=tier.strip() or None,
+                attributes=parse_attributes([line for line in attributes.splitlines() if line.strip()]),
+            )
             created = pack.name
     except UserError as exc:
         with session_scope(request.app.state.engine) as session:
             rows = list_audiences(session)
-        return render(request, "ops/audiences.html", status_code=400, audiences=rows, scenes=KNOWN_SCENES, tiers=TIERS,
-                      form=form, error=f"人群包未创建：{exc}")
+        return render(
+            request,
+            "ops/audiences.html",
+            status_code=400,
+            audiences=rows,
+            scenes=KNOWN_SCENES,
+            tiers=TIERS,
+            form=form,
+            error=f"人群包未创建：{exc}",
+        )
     flash(request, f"已创建人群包“{created}”")
     return RedirectResponse("/ops/audiences", status_code=303)
 
@@ -262,6 +335,7 @@ def audiences_create(request: Request, body: AudienceIn, principal: Principal = 
 
 
 # ---- campaigns ----------------------------------------------------------------------------------
+
 
 class VariantIn(BaseModel):
     name: str
@@ -295,7 +369,9 @@ class CampaignIn(BaseModel):
     incentive_arms: list[TextArmIn] = Field([], description="利益点 A/B：每组一段机器人提供的福利文本")
     welcome_arms: list[TextArmIn] = Field([], description="欢迎语 A/B：加企微后发送的欢迎语")
     holdout: float = Field(0.0, description="留出对照（不拨打）的线索比例，如 0.05")
-    bandit: Optional[str] = Field(None, description="按效果每天调整流量的因素：script / time_slot / incentive / welcome")
+    bandit: Optional[str] = Field(
+        None, description="按效果每天调整流量的因素：script / time_slot / incentive / welcome"
+    )
     bandit_floor: Optional[float] = None
     compliance_profile: str = "CN_INSURANCE_DEFAULT"
 
@@ -338,18 +414,35 @@ class Progress(BaseModel):
 
 def _campaign_out(session, campaign: Campaign) -> CampaignOut:
     experiments = campaign.experiments or {}
-    packs = session.execute(select(LeadPack.name).join(CampaignPack, CampaignPack.pack_id == LeadPack.id)
-                            .where(CampaignPack.campaign_id == campaign.id).order_by(LeadPack.name)).scalars().all()
-    return CampaignOut(id=campaign.id, name=campaign.name, status=campaign.status,
-                       status_label=labels.label(labels.CAMPAIGN_STATUS, campaign.status), lines=campaign.lines,
-                       cps=campaign.cps, packs=list(packs),
-                       variants=[VariantIn(**v) for v in campaign.script_variants or []],
-                       time_slots=[SlotIn(**s) for s in campaign.time_slots or []], incentive=campaign.incentive,
-                       incentive_arms=[TextArmIn(**a) for a in experiments.get("incentives") or []],
-                       welcome_arms=[TextArmIn(**a) for a in experiments.get("welcomes") or []],
-                       holdout=float(experiments.get("holdout") or 0.0),
-                       bandit=(experiments.get("bandit") or {}).get("factor"), created_by=campaign.created_by, created_at=campaign.created_at.isoformat(),
-                       started_at=campaign.started_at.isoformat() if campaign.started_at else None)
+    packs = (
+        session.execute(
+            select(LeadPack.name)
+            .join(CampaignPack, CampaignPack.pack_id == LeadPack.id)
+            .where(CampaignPack.campaign_id == campaign.id)
+            .order_by(LeadPack.name)
+        )
+        .scalars()
+        .all()
+    )
+    return CampaignOut(
+        id=campaign.id,
+        name=campaign.name,
+        status=campaign.status,
+        status_label=labels.label(labels.CAMPAIGN_STATUS, campaign.status),
+        lines=campaign.lines,
+        cps=campaign.cps,
+        packs=list(packs),
+        variants=[VariantIn(**v) for v in campaign.script_variants or []],
+        time_slots=[SlotIn(**s) for s in campaign.time_slots or []],
+        incentive=campaign.incentive,
+        incentive_arms=[TextArmIn(**a) for a in experiments.get("incentives") or []],
+        welcome_arms=[TextArmIn(**a) for a in experiments.get("welcomes") or []],
+        holdout=float(experiments.get("holdout") or 0.0),
+        bandit=(experiments.get("bandit") or {}).get("factor"),
+        created_by=campaign.created_by,
+        created_at=campaign.created_at.isoformat(),
+        started_at=campaign.started_at.isoformat() if campaign.started_at else None,
+    )
 
 
 def _get_campaign(session, campaign_id: int) -> Campaign:
@@ -363,14 +456,21 @@ def progress_snapshot(session, campaign: Campaign) -> Progress:
     """What `waihu campaign status` shows, from the same `campaign_progress`."""
     progress = campaign_progress(session, campaign)
     outcomes = progress.by_outcome
-    return Progress(campaign=campaign.name, status=campaign.status,
-                    status_label=labels.label(labels.CAMPAIGN_STATUS, campaign.status), lines=campaign.lines,
-                    leads=progress.leads, attempts=progress.attempts,
-                    in_flight=progress.by_status.get("scheduled", 0) + progress.by_status.get("dialing", 0),
-                    dialled=sum(outcomes.values()), connected=outcomes.get("answered", 0),
-                    grades={g: progress.by_grade.get(g, 0) for g in "ABCD"}, outcomes=outcomes,
-                    outcome_labels={code: labels.label(labels.CALL_OUTCOME, code) for code in outcomes},
-                    by_status=progress.by_status)
+    return Progress(
+        campaign=campaign.name,
+        status=campaign.status,
+        status_label=labels.label(labels.CAMPAIGN_STATUS, campaign.status),
+        lines=campaign.lines,
+        leads=progress.leads,
+        attempts=progress.attempts,
+        in_flight=progress.by_status.get("scheduled", 0) + progress.by_status.get("dialing", 0),
+        dialled=sum(outcomes.values()),
+        connected=outcomes.get("answered", 0),
+        grades={g: progress.by_grade.get(g, 0) for g in "ABCD"},
+        outcomes=outcomes,
+        outcome_labels={code: labels.label(labels.CALL_OUTCOME, code) for code in outcomes},
+        by_status=progress.by_status,
+    )
 
 
 def script_variants(request: Request) -> list[str]:
@@ -385,16 +485,27 @@ def _create(request: Request, body: CampaignIn, principal: Principal) -> Campaig
     unknown = [v.name for v in body.variants if v.name not in known]
     if unknown:
         raise UserError(f"未知的话术版本：{', '.join(unknown)}；当前话术有：{', '.join(known)}")
-    experiments = build_experiments(incentives=[a.dict() for a in body.incentive_arms],
-                                    welcomes=[a.dict() for a in body.welcome_arms], holdout=body.holdout,
-                                    bandit_factor=body.bandit or None, bandit_floor=body.bandit_floor)
+    experiments = build_experiments(
+        incentives=[a.dict() for a in body.incentive_arms],
+        welcomes=[a.dict() for a in body.welcome_arms],
+        holdout=body.holdout,
+        bandit_factor=body.bandit or None,
+        bandit_floor=body.bandit_floor,
+    )
     with session_scope(request.app.state.engine) as session:
-        campaign = create_campaign(session, name=body.name.strip(), packs=body.packs, lines=body.lines, cps=body.cps,
-                                   variants=[v.dict() for v in body.variants] or None,
-                                   time_slots=[s.dict() for s in body.time_slots] or None,
-                                   compliance_profile=body.compliance_profile,
-                                   incentive=(body.incentive or "").strip() or None, experiments=experiments,
-                                   created_by=principal.name)
+        campaign = create_campaign(
+            session,
+            name=body.name.strip(),
+            packs=body.packs,
+            lines=body.lines,
+            cps=body.cps,
+            variants=[v.dict() for v in body.variants] or None,
+            time_slots=[s.dict() for s in body.time_slots] or None,
+            compliance_profile=body.compliance_profile,
+            incentive=(body.incentive or "").strip() or None,
+            experiments=experiments,
+            created_by=principal.name,
+        )
         return _campaign_out(session, campaign)
 
 
@@ -410,15 +521,25 @@ def campaigns_create(request: Request, body: CampaignIn, principal: Principal = 
 
 
 @api.get("/campaigns/{campaign_id}", response_model=CampaignOut, summary="外呼任务详情")
-def campaign_detail(request: Request, campaign_id: int = record_id("外呼任务编号"), principal: Principal = Depends(ops_only)) -> CampaignOut:
+def campaign_detail(
+    request: Request, campaign_id: int = record_id("外呼任务编号"), principal: Principal = Depends(ops_only)
+) -> CampaignOut:
     with session_scope(request.app.state.engine) as session:
         return _campaign_out(session, _get_campaign(session, campaign_id))
 
 
-@api.post("/campaigns/{campaign_id}/{action}", response_model=CampaignOut,
-          summary="启动 / 暂停 / 恢复 / 停止外呼任务", description="action: start | pause | resume | stop")
-def campaign_action(request: Request, action: str, campaign_id: int = record_id("外呼任务编号"),
-                    principal: Principal = Depends(ops_only)) -> CampaignOut:
+@api.post(
+    "/campaigns/{campaign_id}/{action}",
+    response_model=CampaignOut,
+    summary="启动 / 暂停 / 恢复 / 停止外呼任务",
+    description="action: start | pause | resume | stop",
+)
+def campaign_action(
+    request: Request,
+    action: str,
+    campaign_id: int = record_id("外呼任务编号"),
+    principal: Principal = Depends(ops_only),
+) -> CampaignOut:
     return _transition(request, campaign_id, action)
 
 
@@ -432,15 +553,22 @@ def _transition(request: Request, campaign_id: int, action: str) -> CampaignOut:
         campaign = _get_campaign(session, campaign_id)
         allowed_from, _ = TRANSITIONS[action]
         if campaign.status not in allowed_from:
-            raise HTTPException(409, f"外呼任务“{campaign.name}”当前状态为"
-                                     f"{labels.label(labels.CAMPAIGN_STATUS, campaign.status)}，不能{ACTION_LABELS[action]}"
-                                     f"（仅限{'、'.join(labels.label(labels.CAMPAIGN_STATUS, s) for s in sorted(allowed_from))}）")
+            raise HTTPException(
+                409,
+                f"外呼任务“{campaign.name}”当前状态为"
+                f"{labels.label(labels.CAMPAIGN_STATUS, campaign.status)}，不能{ACTION_LABELS[action]}"
+                f"（仅限{'、'.join(labels.label(labels.CAMPAIGN_STATUS, s) for s in sorted(allowed_from))}）",
+            )
         change_status(session, campaign.name, action)
         return _campaign_out(session, campaign)
 
 
-@api.get("/campaigns/{campaign_id}/progress", response_model=Progress, summary="实时进度（拨打、接通、A/B/C/D、状态、线路）")
-def campaign_progress_api(request: Request, campaign_id: int = record_id("外呼任务编号"), principal: Principal = Depends(ops_only)) -> Progress:
+@api.get(
+    "/campaigns/{campaign_id}/progress", response_model=Progress, summary="实时进度（拨打、接通、A/B/C/D、状态、线路）"
+)
+def campaign_progress_api(
+    request: Request, campaign_id: int = record_id("外呼任务编号"), principal: Principal = Depends(ops_only)
+) -> Progress:
     with session_scope(request.app.state.engine) as session:
         return progress_snapshot(session, _get_campaign(session, campaign_id))
 
@@ -452,7 +580,9 @@ def campaigns_page(request: Request, principal: Principal = Depends(ops_only)):
 
 def _campaigns_page(request: Request, status_code: int = 200, form: dict | None = None, error: str | None = None):
     with session_scope(request.app.state.engine) as session:
-        campaigns = [_campaign_out(session, c) for c in session.execute(select(Campaign).order_by(Campaign.id.desc())).scalars()]
+        campaigns = [
+            _campaign_out(session, c) for c in session.execute(select(Campaign).order_by(Campaign.id.desc())).scalars()
+        ]
         packs = session.execute(select(LeadPack.name, LeadPack.accepted).order_by(LeadPack.uploaded_at.desc())).all()
         from bot.web.script_workspace import published_variants
 
@@ -461,9 +591,18 @@ def _campaigns_page(request: Request, status_code: int = 200, form: dict | None 
         variants = script_variants(request)
     except UserError as exc:
         variants, error = [], error or f"读取话术版本失败：{exc}"
-    return render(request, "ops/campaigns.html", status_code=status_code, campaigns=campaigns, packs=packs,
-                  variants=variants, published=published, form=form or {}, error=error,
-                  bandit_factors=[(f, FACTOR_LABELS[f]) for f in BANDIT_FACTORS])
+    return render(
+        request,
+        "ops/campaigns.html",
+        status_code=status_code,
+        campaigns=campaigns,
+        packs=packs,
+        variants=variants,
+        published=published,
+        form=form or {},
+        error=error,
+        bandit_factors=[(f, FACTOR_LABELS[f]) for f in BANDIT_FACTORS],
+    )
 
 
 def parse_slot_lines(text: str) -> list[SlotIn]:
@@ -479,17 +618,27 @@ def parse_text_arm_lines(option: str, text: str) -> list[TextArmIn]:
 @pages.post("/ops/campaigns")
 async def campaigns_create_form(request: Request, principal: Principal = Depends(ops_only)):
     form = await request.form()
-    values = {"name": form.get("name", ""), "packs": form.getlist("packs"), "lines": form.get("lines", "10"),
-              "cps": form.get("cps", "2"), "variants": form.getlist("variants"), "slots": form.get("slots", ""),
-              "incentive": form.get("incentive", ""), "incentive_arms": form.get("incentive_arms", ""),
-              "welcome_arms": form.get("welcome_arms", ""), "holdout": form.get("holdout", "0"),
-              "bandit": form.get("bandit", "")}
+    # The fields as posted: text, or lists of text (packs, variants). Any: the form page sends only
+    # text; a file posted under one of these names fails in int()/float()/validation below, as ever.
+    values: dict[str, Any] = {
+        "name": form.get("name", ""),
+        "packs": form.getlist("packs"),
+        "lines": form.get("lines", "10"),
+        "cps": form.get("cps", "2"),
+        "variants": form.getlist("variants"),
+        "slots": form.get("slots", ""),
+        "incentive": form.get("incentive", ""),
+        "incentive_arms": form.get("incentive_arms", ""),
+        "welcome_arms": form.get("welcome_arms", ""),
+        "holdout": form.get("holdout", "0"),
+        "bandit": form.get("bandit", ""),
+    }
     try:
         try:
             lines, cps = int(values["lines"]), float(values["cps"])
         except ValueError:
             raise UserError("线路数需要整数，每秒呼叫数需要数字") from None
-        weights = {name: form.get(f"weight_{name}") or "1" for name in values["variants"]}
+        weights: dict[str, Any] = {name: form.get(f"weight_{name}") or "1" for name in values["variants"]}
         try:
             variants = [VariantIn(name=name, weight=float(weight)) for name, weight in weights.items()]
         except ValueError:
@@ -501,13 +650,23 @@ async def campaigns_create_form(request: Request, principal: Principal = Depends
         if not (1 <= lines <= MAX_LINES and 0 < cps <= MAX_CPS):
             raise UserError(f"线路数需在 1 到 {MAX_LINES} 之间，每秒呼叫数需大于 0、不超过 {MAX_CPS:g}")
         try:
-            body = CampaignIn(name=values["name"], packs=values["packs"], lines=lines, cps=cps, variants=variants,
-                              time_slots=parse_slot_lines(values["slots"]), incentive=values["incentive"],
-                              incentive_arms=parse_text_arm_lines("利益点", values["incentive_arms"]),
-                              welcome_arms=parse_text_arm_lines("欢迎语", values["welcome_arms"]), holdout=holdout,
-                              bandit=values["bandit"] or None)
+            body = CampaignIn(
+                name=values["name"],
+                packs=values["packs"],
+                lines=lines,
+                cps=cps,
+                variants=variants,
+                time_slots=parse_slot_lines(values["slots"]),
+                incentive=values["incentive"],
+                incentive_arms=parse_text_arm_lines("利益点", values["incentive_arms"]),
+                welcome_arms=parse_text_arm_lines("欢迎语", values["welcome_arms"]),
+                holdout=holdout,
+                bandit=values["bandit"] or None,
+            )
         except ValidationError as exc:
-            raise UserError("；".join(f"{'.'.join(str(p) for p in e['loc'])}：{e['msg']}" for e in exc.errors())) from None
+            raise UserError(
+                "；".join(f"{'.'.join(str(p) for p in e['loc'])}：{e['msg']}" for e in exc.errors())
+            ) from None
         if not body.name.strip():
             raise UserError("请填写任务名称")
         if not body.packs:
@@ -520,7 +679,9 @@ async def campaigns_create_form(request: Request, principal: Principal = Depends
 
 
 @pages.get("/ops/campaigns/{campaign_id}")
-def campaign_page(request: Request, campaign_id: int = record_id("外呼任务编号"), principal: Principal = Depends(ops_only)):
+def campaign_page(
+    request: Request, campaign_id: int = record_id("外呼任务编号"), principal: Principal = Depends(ops_only)
+):
     with session_scope(request.app.state.engine) as session:
         campaign = _get_campaign(session, campaign_id)
         out = _campaign_out(session, campaign)
@@ -530,7 +691,12 @@ def campaign_page(request: Request, campaign_id: int = record_id("外呼任务�
 
 
 @pages.post("/ops/campaigns/{campaign_id}/{action}")
-def campaign_action_form(request: Request, action: str, campaign_id: int = record_id("外呼任务编号"), principal: Principal = Depends(ops_only)):
+def campaign_action_form(
+    request: Request,
+    action: str,
+    campaign_id: int = record_id("外呼任务编号"),
+    principal: Principal = Depends(ops_only),
+):
     try:
         out = _transition(request, campaign_id, action)
     except HTTPException as exc:
@@ -540,4 +706,3 @@ def campaign_action_form(request: Request, action: str, campaign_id: int = recor
         return RedirectResponse(f"/ops/campaigns/{campaign_id}", status_code=303)
     flash(request, f"外呼任务“{out.name}”已{ACTION_LABELS[action]}，当前状态：{out.status_label}")
     return RedirectResponse(f"/ops/campaigns/{campaign_id}", status_code=303)
-

@@ -18,6 +18,7 @@
   project in the database (`script_publications`), with the fingerprint and the model file
   trained from exactly that content. The newest publication is what diffs compare to.
 """
+
 from __future__ import annotations
 
 import difflib
@@ -35,6 +36,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -49,8 +51,14 @@ from bot.script.training import current_model
 
 # What a writer may open: the Rasa project's YAML and the tokenizer dictionary.
 EDITABLE_GLOBS = ("config.yml", "domain/**/*.yml", "data/**/*.yml", "tests/**/*.yml", "jieba/**/*.txt")
-GROUPS = (("domain/", "话术与领域"), ("data/nlu/", "NLU 训练样例"), ("data/", "规则与故事"), ("tests/", "对话测试"),
-          ("jieba/", "分词词典"), ("", "配置"))
+GROUPS = (
+    ("domain/", "话术与领域"),
+    ("data/nlu/", "NLU 训练样例"),
+    ("data/", "规则与故事"),
+    ("tests/", "对话测试"),
+    ("jieba/", "分词词典"),
+    ("", "配置"),
+)
 MAX_FILE_BYTES = 2 * 1024 * 1024
 _RASA_LOCATION = re.compile(r"in (?P<file>/[^:\n]+):(?P<line>\d+):\s*\n\s*(?P<message>[^\n]+)")
 
@@ -67,24 +75,30 @@ _check_slots = threading.BoundedSemaphore(MAX_CONCURRENT_CHECKS)
 
 @dataclass(frozen=True)
 class ScriptFile:
-    path: str   # relative to the project root, e.g. "domain/responses.yml"
+    path: str  # relative to the project root, e.g. "domain/responses.yml"
     group: str
     size: int
 
 
 @dataclass(frozen=True)
 class ProblemView:
-    file: str          # relative to the project root ("" for the project as a whole)
+    file: str  # relative to the project root ("" for the project as a whole)
     line: int | None
     message: str
-    severity: str      # error | warning
+    severity: str  # error | warning
     new: bool = False  # introduced by the edit being checked
     first_line: int | None = None  # where the broken construct starts, when it is a range
     blocking: bool = False  # never saved, not even with allow_errors (aliases, a check out of CPU)
 
     def as_json(self) -> dict:
-        return {"file": self.file, "line": self.line, "first_line": self.first_line or self.line,
-                "message": self.message, "severity": self.severity, "new": self.new}
+        return {
+            "file": self.file,
+            "line": self.line,
+            "first_line": self.first_line or self.line,
+            "message": self.message,
+            "severity": self.severity,
+            "new": self.new,
+        }
 
 
 @dataclass
@@ -97,9 +111,12 @@ class CheckResult:
         return [p for p in self.problems if p.new and p.severity == "error"]
 
     def as_json(self) -> dict:
-        return {"path": self.path, "problems": [p.as_json() for p in self.problems],
-                "new_errors": len(self.new_errors),
-                "errors_in_file": sum(1 for p in self.problems if p.file == self.path and p.severity == "error")}
+        return {
+            "path": self.path,
+            "problems": [p.as_json() for p in self.problems],
+            "new_errors": len(self.new_errors),
+            "errors_in_file": sum(1 for p in self.problems if p.file == self.path and p.severity == "error"),
+        }
 
 
 class VersionConflict(Exception):
@@ -161,12 +178,13 @@ def normalise_text(text: str) -> str:
 
 # ---- checking an edit ---------------------------------------------------------------------------
 
+
 def _relative_to_root(project: DialogsProject, problem_file: str) -> str:
     """Lint names files relative to the project's parent ("dialogs/domain/x.yml")."""
     prefix = project.root.name + "/"
     if problem_file == project.root.name:
         return ""
-    return problem_file[len(prefix):] if problem_file.startswith(prefix) else problem_file
+    return problem_file[len(prefix) :] if problem_file.startswith(prefix) else problem_file
 
 
 def _rasa_problems(project: DialogsProject) -> list[Problem]:
@@ -179,8 +197,10 @@ def _rasa_problems(project: DialogsProject) -> list[Problem]:
             return rasa_validate(project)
         except YamlException as exc:
             # Rasa's schema check names "in /path/file.yml:LINE:" for each finding.
-            found = [Problem(project.relative(Path(m["file"])), int(m["line"]), f"Rasa: {m['message'].strip()}")
-                     for m in _RASA_LOCATION.finditer(str(exc))]
+            found = [
+                Problem(project.relative(Path(m["file"])), int(m["line"]), f"Rasa: {m['message'].strip()}")
+                for m in _RASA_LOCATION.finditer(str(exc))
+            ]
             return found or [Problem(project.relative(project.root), None, f"Rasa: {exc}")]
         except (RasaException, ValueError, KeyError) as exc:
             return [Problem(project.relative(project.root), None, f"Rasa: {exc}")]
@@ -227,8 +247,14 @@ def yaml_problem(rel: str, text: str) -> ProblemView | None:
         near = start is not None and line is not None and 0 < line - start <= _NEAR_LINES
         where = f"第 {start}–{line} 行" if near else f"第 {line} 行"
         what = (exc.problem or exc.context or "invalid YAML").strip()
-        return ProblemView(rel, line, f"YAML 格式错误（{where}）：{what}。请检查这里的缩进、引号和括号是否成对。",
-                           "error", new=True, first_line=start if near else line)
+        return ProblemView(
+            rel,
+            line,
+            f"YAML 格式错误（{where}）：{what}。请检查这里的缩进、引号和括号是否成对。",
+            "error",
+            new=True,
+            first_line=start if near else line,
+        )
     except YAMLError as exc:
         return ProblemView(rel, None, f"YAML 格式错误：{exc}", "error", new=True)
     return None
@@ -251,12 +277,23 @@ def yaml_structure_problem(rel: str, text: str, max_nodes: int = MAX_YAML_NODES)
             line = event.start_mark.line + 1 if event.start_mark else None
             if isinstance(event, AliasEvent) or event.anchor:
                 kind = "别名（*）" if isinstance(event, AliasEvent) else "锚点（&）"
-                return ProblemView(rel, line, f"第 {line} 行用了 YAML {kind}：话术文件不能使用锚点和别名"
-                                              "（&名字 / *名字），请把内容直接写出来。", "error", new=True,
-                                   blocking=True)
+                return ProblemView(
+                    rel,
+                    line,
+                    f"第 {line} 行用了 YAML {kind}：话术文件不能使用锚点和别名（&名字 / *名字），请把内容直接写出来。",
+                    "error",
+                    new=True,
+                    blocking=True,
+                )
             if nodes > max_nodes:
-                return ProblemView(rel, line, f"文件超过 {max_nodes} 个 YAML 节点，不像话术文件；请拆分或精简。",
-                                   "error", new=True, blocking=True)
+                return ProblemView(
+                    rel,
+                    line,
+                    f"文件超过 {max_nodes} 个 YAML 节点，不像话术文件；请拆分或精简。",
+                    "error",
+                    new=True,
+                    blocking=True,
+                )
     except YAMLError:
         return None  # yaml_problem reports where it does not parse
     return None
@@ -273,16 +310,20 @@ def check_edit(project: DialogsProject, rel: str, text: str) -> CheckResult:
     with _project_with(project, rel, text) as edited:
         after = check_project(edited)
     before_rasa = any(p.message.startswith("Rasa") and p.severity == "error" for p in after)
-    before = Counter((p.file, p.message) for p in check_project(project, with_rasa=before_rasa)
-                     if p.severity == "error")
+    before = Counter(
+        (p.file, p.message) for p in check_project(project, with_rasa=before_rasa) if p.severity == "error"
+    )
     views: list[ProblemView] = []
     for problem in after:
         key = (problem.file, problem.message)
         is_new = problem.severity == "error" and before[key] <= 0
         if problem.severity == "error" and not is_new:
             before[key] -= 1
-        views.append(ProblemView(_relative_to_root(project, problem.file), problem.line, problem.message,
-                                 problem.severity, is_new))
+        views.append(
+            ProblemView(
+                _relative_to_root(project, problem.file), problem.line, problem.message, problem.severity, is_new
+            )
+        )
     # This file's problems first, by line; then the rest of the project.
     views.sort(key=lambda p: (p.file != rel, p.severity != "error", p.file, p.line or 0))
     return CheckResult(rel, views)
@@ -290,12 +331,18 @@ def check_edit(project: DialogsProject, rel: str, text: str) -> CheckResult:
 
 # ---- checks in a child process with a CPU limit ---------------------------------------------------
 
+
 class CheckTooExpensive(Exception):
     """The child doing a check used up its CPU time (or died)."""
 
 
-_PRELOAD = ["bot.core.rasa_env", "bot.web.script_workspace", "bot.script.rasa_validation", "rasa.validator",
-            "rasa.shared.importers.importer"]
+_PRELOAD = [
+    "bot.core.rasa_env",
+    "bot.web.script_workspace",
+    "bot.script.rasa_validation",
+    "rasa.validator",
+    "rasa.shared.importers.importer",
+]
 _context_lock = threading.Lock()
 _context: Any = None
 
@@ -341,8 +388,9 @@ def run_cpu_limited(function: Callable[..., Any], args: tuple, cpu_seconds: int,
     wall_seconds = wall_seconds if wall_seconds is not None else 3 * cpu_seconds + 30
     receiver, sender = context.Pipe(duplex=False)
     with _check_slots:
-        process = context.Process(target=_child_main, args=(sender, cpu_seconds, function, args),
-                                  name="waihu-script-check", daemon=True)
+        process = context.Process(
+            target=_child_main, args=(sender, cpu_seconds, function, args), name="waihu-script-check", daemon=True
+        )
         process.start()
         sender.close()
         try:
@@ -367,12 +415,20 @@ def run_cpu_limited(function: Callable[..., Any], args: tuple, cpu_seconds: int,
 
 
 def _too_expensive(rel: str, why: str, cpu_seconds: int) -> ProblemView:
-    return ProblemView(rel, None, f"校验被中止：{why}（上限 {cpu_seconds} 秒）。文件可能含有过深的嵌套、过多的"
-                                  "重复内容或过慢的正则表达式；请精简后再试。", "error", new=True, blocking=True)
+    return ProblemView(
+        rel,
+        None,
+        f"校验被中止：{why}（上限 {cpu_seconds} 秒）。文件可能含有过深的嵌套、过多的"
+        "重复内容或过慢的正则表达式；请精简后再试。",
+        "error",
+        new=True,
+        blocking=True,
+    )
 
 
-def check_edit_isolated(project: DialogsProject, rel: str, text: str,
-                        cpu_seconds: int = DEFAULT_CHECK_CPU_SECONDS) -> CheckResult:
+def check_edit_isolated(
+    project: DialogsProject, rel: str, text: str, cpu_seconds: int = DEFAULT_CHECK_CPU_SECONDS
+) -> CheckResult:
     """`check_edit` for the server: the cheap structural checks here, the rest in a child
     process with a CPU limit. An edit whose check runs out of CPU is refused (a new error)."""
     resolve(project, rel)
@@ -392,8 +448,13 @@ def check_project_isolated(project: DialogsProject, cpu_seconds: int = DEFAULT_C
     try:
         return run_cpu_limited(check_project, (project,), cpu_seconds)
     except CheckTooExpensive as exc:
-        return [Problem(project.relative(project.root), None,
-                        f"校验被中止：{exc}（上限 {cpu_seconds} 秒）；请检查最近修改的文件是否过大或含有重复引用")]
+        return [
+            Problem(
+                project.relative(project.root),
+                None,
+                f"校验被中止：{exc}（上限 {cpu_seconds} 秒）；请检查最近修改的文件是否过大或含有重复引用",
+            )
+        ]
 
 
 # ---- saving -------------------------------------------------------------------------------------
@@ -423,8 +484,16 @@ class SaveResult:
     check: CheckResult
 
 
-def save_file(project: DialogsProject, rel: str, text: str, base_version: str, *, lock_dir: Path,
-              allow_errors: bool = False, cpu_seconds: int | None = DEFAULT_CHECK_CPU_SECONDS) -> SaveResult:
+def save_file(
+    project: DialogsProject,
+    rel: str,
+    text: str,
+    base_version: str,
+    *,
+    lock_dir: Path,
+    allow_errors: bool = False,
+    cpu_seconds: int | None = DEFAULT_CHECK_CPU_SECONDS,
+) -> SaveResult:
     """Saves `text` if it introduces no errors. The check runs in a CPU-limited child
     (`cpu_seconds`; None: in this process, for the command line)."""
     path = resolve(project, rel)
@@ -436,8 +505,11 @@ def save_file(project: DialogsProject, rel: str, text: str, base_version: str, *
         current = path.read_bytes()
         if version_of(current) != base_version:
             raise VersionConflict(rel, current.decode("utf-8", errors="replace"), version_of(current))
-        result = (check_edit(project, rel, text) if cpu_seconds is None
-                  else check_edit_isolated(project, rel, text, cpu_seconds))
+        result = (
+            check_edit(project, rel, text)
+            if cpu_seconds is None
+            else check_edit_isolated(project, rel, text, cpu_seconds)
+        )
         if any(p.blocking for p in result.problems) or (result.new_errors and not allow_errors):
             raise InvalidEdit(result)
         temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
@@ -448,12 +520,15 @@ def save_file(project: DialogsProject, rel: str, text: str, base_version: str, *
 
 # ---- publications -------------------------------------------------------------------------------
 
+
 def snapshot_files(project: DialogsProject) -> dict[str, str]:
     return {f.path: (project.root / f.path).read_text(encoding="utf-8") for f in editable_files(project)}
 
 
 def latest_publication(session: Session) -> ScriptPublication | None:
-    return session.execute(select(ScriptPublication).order_by(ScriptPublication.id.desc()).limit(1)).scalar_one_or_none()
+    return session.execute(
+        select(ScriptPublication).order_by(ScriptPublication.id.desc()).limit(1)
+    ).scalar_one_or_none()
 
 
 def list_publications(session: Session, limit: int = 50) -> list[ScriptPublication]:
@@ -462,13 +537,15 @@ def list_publications(session: Session, limit: int = 50) -> list[ScriptPublicati
 
 def published_variants(session: Session) -> dict[str, object]:
     """Variant → when it was last published."""
-    rows = session.execute(select(ScriptPublication.variant, func.max(ScriptPublication.published_at))
-                           .group_by(ScriptPublication.variant)).all()
+    rows = session.execute(
+        select(ScriptPublication.variant, func.max(ScriptPublication.published_at)).group_by(ScriptPublication.variant)
+    ).all()
     return {variant: at for variant, at in rows}
 
 
-def publish_variant(session: Session, project: DialogsProject, models_dir: Path, variant: str, note: str,
-                    published_by: str) -> ScriptPublication:
+def publish_variant(
+    session: Session, project: DialogsProject, models_dir: Path, variant: str, note: str, published_by: str
+) -> ScriptPublication:
     from bot.script.script_lines import load_script_domain
 
     try:
@@ -477,16 +554,23 @@ def publish_variant(session: Session, project: DialogsProject, models_dir: Path,
         raise UserError(f"话术检查被中止：{exc}；请检查最近修改的文件") from None
     errors = [p for p in problems if p.severity == "error"]
     if errors:
-        raise UserError(f"话术还有 {len(errors)} 个错误，不能发布；请先在“话术编辑”页修正",
-                        details=[str(p) for p in errors[:10]])
+        raise UserError(
+            f"话术还有 {len(errors)} 个错误，不能发布；请先在“话术编辑”页修正", details=[str(p) for p in errors[:10]]
+        )
     variants = load_script_domain(project).variants()
     if variant not in variants:
         raise UserError(f"话术中没有版本“{variant}”；现有版本：{'、'.join(variants)}")
     model = current_model(project, models_dir)
     if model is None:
         raise UserError("当前话术还没有训练好的模型：请先在“训练与试聊”页训练，再发布")
-    publication = ScriptPublication(variant=variant, fingerprint=project.fingerprint(), model_file=model.name,
-                                    files=snapshot_files(project), note=note.strip()[:2000], published_by=published_by)
+    publication = ScriptPublication(
+        variant=variant,
+        fingerprint=project.fingerprint(),
+        model_file=model.name,
+        files=snapshot_files(project),
+        note=note.strip()[:2000],
+        published_by=published_by,
+    )
     session.add(publication)
     session.flush()
     return publication
@@ -502,7 +586,7 @@ class DiffLine:
 class FileDiff:
     path: str
     publication_id: int | None
-    published_at: object | None
+    published_at: datetime | None
     published_by: str | None
     lines: list[DiffLine]
 
@@ -511,10 +595,14 @@ class FileDiff:
         return any(line.kind in ("add", "del") for line in self.lines)
 
     def as_json(self) -> dict:
-        return {"path": self.path, "publication_id": self.publication_id,
-                "published_at": self.published_at.isoformat() if self.published_at else None,
-                "published_by": self.published_by, "changed": self.changed,
-                "lines": [{"kind": line.kind, "text": line.text} for line in self.lines]}
+        return {
+            "path": self.path,
+            "publication_id": self.publication_id,
+            "published_at": self.published_at.isoformat() if self.published_at else None,
+            "published_by": self.published_by,
+            "changed": self.changed,
+            "lines": [{"kind": line.kind, "text": line.text} for line in self.lines],
+        }
 
 
 def diff_against_published(session: Session, project: DialogsProject, rel: str) -> FileDiff:
@@ -524,8 +612,14 @@ def diff_against_published(session: Session, project: DialogsProject, rel: str) 
         return FileDiff(rel, None, None, None, [])
     published = (publication.files or {}).get(rel, "")
     lines: list[DiffLine] = []
-    diff = difflib.unified_diff(published.splitlines(), current.splitlines(), fromfile=f"已发布 #{publication.id}",
-                                tofile="当前", lineterm="", n=3)
+    diff = difflib.unified_diff(
+        published.splitlines(),
+        current.splitlines(),
+        fromfile=f"已发布 #{publication.id}",
+        tofile="当前",
+        lineterm="",
+        n=3,
+    )
     for line in list(diff)[2:]:  # the two header lines are shown by the page itself
         kind = {"+": "add", "-": "del", "@": "hunk"}.get(line[:1], "ctx")
         lines.append(DiffLine(kind, line))

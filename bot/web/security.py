@@ -28,6 +28,7 @@ from urllib.parse import quote, urlsplit
 from fastapi import Depends, HTTPException, Request
 from fastapi.responses import JSONResponse, RedirectResponse
 from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import UploadFile
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from bot.core.db.engine import session_scope
@@ -239,7 +240,7 @@ async def verify_csrf(request: Request) -> None:
     if origin and origin != "null" and urlsplit(origin).netloc != request.headers.get("host", ""):
         raise Forbidden("请求来源与本站不符，已拒绝（CSRF 防护）")
     expected = request.session.get("csrf")
-    sent = request.headers.get(CSRF_HEADER)
+    sent: UploadFile | str | None = request.headers.get(CSRF_HEADER)
     if sent is None and _is_form(request):
         sent = (await request.form()).get(CSRF_FIELD)
     if not expected or not isinstance(sent, str) or not hmac.compare_digest(sent, expected):
