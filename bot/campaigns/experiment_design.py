@@ -16,22 +16,36 @@ their own campaign columns (the dialer reads them); the rest is the JSON documen
 Seeds default to `campaign-<id>-<factor>` (the script and slot seeds predate this module
 and keep their spelling), so anyone can recompute a lead's arms with GrowthBook's hash.
 """
+
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, TypedDict
 
 from bot.core.errors import UserError
 
 FACTORS = ("script", "time_slot", "incentive", "welcome")
 HOLDOUT = "holdout"
 FACTOR_LABELS = {"script": "话术版本", "time_slot": "拨打时段", "incentive": "利益点", "welcome": "欢迎语"}
-_DEFAULT_SEED_SUFFIX = {"script": "script", "time_slot": "slot", "incentive": "incentive", "welcome": "welcome",
-                        HOLDOUT: "holdout"}
+_DEFAULT_SEED_SUFFIX = {
+    "script": "script",
+    "time_slot": "slot",
+    "incentive": "incentive",
+    "welcome": "welcome",
+    HOLDOUT: "holdout",
+}
+
+
+class BanditDefaults(TypedDict):
+    floor: float
+    min_leads: int
+    metric: str
+
+
 # Thompson sampling defaults: every arm keeps at least `floor` of the traffic, weights move
 # once a day, and only once every arm has `min_leads` dialled leads.
-BANDIT_DEFAULTS = {"floor": 0.1, "min_leads": 100, "metric": "ab_rate"}
+BANDIT_DEFAULTS: BanditDefaults = {"floor": 0.1, "min_leads": 100, "metric": "ab_rate"}
 BANDIT_FACTORS = FACTORS
 
 
@@ -77,9 +91,14 @@ def parse_text_arm(option: str, value: str) -> dict:
     return {"name": name.strip(), "text": text.strip(), "weight": weight}
 
 
-def build_experiments(*, incentives: list[dict] | None = None, welcomes: list[dict] | None = None,
-                      holdout: float = 0.0, bandit_factor: str | None = None,
-                      bandit_floor: float | None = None) -> dict:
+def build_experiments(
+    *,
+    incentives: list[dict] | None = None,
+    welcomes: list[dict] | None = None,
+    holdout: float = 0.0,
+    bandit_factor: str | None = None,
+    bandit_floor: float | None = None,
+) -> dict:
     """The `campaigns.experiments` document, checked; UserError names the option at fault."""
     document: dict[str, Any] = {}
     for key, option, arms in (("incentives", "--incentive-arm", incentives), ("welcomes", "--welcome-arm", welcomes)):
@@ -113,8 +132,10 @@ def check_bandit_arms(document: Mapping[str, Any], arms_by_factor: Mapping[str, 
     if len(arms) < 2:
         raise UserError(f"--bandit {bandit['factor']}: that factor has {len(arms)} arm(s); give at least two")
     if bandit["floor"] * len(arms) >= 1:
-        raise UserError(f"--bandit-floor {bandit['floor']:g}: with {len(arms)} arms the floors would take all the "
-                        f"traffic; use less than {1 / len(arms):.2f}")
+        raise UserError(
+            f"--bandit-floor {bandit['floor']:g}: with {len(arms)} arms the floors would take all the "
+            f"traffic; use less than {1 / len(arms):.2f}"
+        )
 
 
 def current_bandit_weights(experiments: Mapping[str, Any] | None) -> tuple[str, dict[str, float]] | None:
@@ -141,7 +162,10 @@ def parse_slot(value: str) -> dict:
         raise UserError(f"--slot {value!r}: expected NAME=HH:MM-HH:MM[,HH:MM-HH:MM][*WEIGHT], e.g. 傍晚=18:00-20:00")
     windows, _, weight = rest.partition("*")
     try:
-        return {"name": name.strip(), "windows": [w.strip() for w in windows.split(",") if w.strip()],
-                "weight": float(weight) if weight else 1.0}
+        return {
+            "name": name.strip(),
+            "windows": [w.strip() for w in windows.split(",") if w.strip()],
+            "weight": float(weight) if weight else 1.0,
+        }
     except ValueError:
         raise UserError(f"--slot {value!r}: the weight after '*' must be a number") from None

@@ -1,11 +1,13 @@
 """Campaigns: create, start/pause/resume/stop, arms per lead, the policy a lead is called under."""
+
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import lru_cache
+from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -62,8 +64,10 @@ class CampaignArms:
 
     def for_lead(self, lead_id: int) -> dict[str, str]:
         unit = str(lead_id)
-        arms = {"script": assign(self.seed("script"), unit, self.variants),
-                "time_slot": assign(self.seed("time_slot"), unit, self.slots) if self.slots else ANY_TIME}
+        arms = {
+            "script": assign(self.seed("script"), unit, self.variants),
+            "time_slot": assign(self.seed("time_slot"), unit, self.slots) if self.slots else ANY_TIME,
+        }
         if self.incentives:
             arms["incentive"] = assign(self.seed("incentive"), unit, self.incentives)
         if self.welcomes:
@@ -78,8 +82,12 @@ class CampaignArms:
 
 def campaign_arms(campaign: Campaign) -> CampaignArms:
     experiments = campaign.experiments or {}
-    arms = {"script": campaign.script_variants or DEFAULT_VARIANTS, "time_slot": campaign.time_slots or (),
-            "incentive": experiments.get("incentives") or (), "welcome": experiments.get("welcomes") or ()}
+    arms: dict[str, Sequence[Mapping[str, Any]]] = {
+        "script": campaign.script_variants or DEFAULT_VARIANTS,
+        "time_slot": campaign.time_slots or (),
+        "incentive": experiments.get("incentives") or (),
+        "welcome": experiments.get("welcomes") or (),
+    }
     moved = current_bandit_weights(experiments)
     if moved:
         factor, weights = moved
@@ -89,8 +97,16 @@ def campaign_arms(campaign: Campaign) -> CampaignArms:
         return tuple(Arm(a["name"], float(a.get("weight", 1))) for a in arms[factor])
 
     seeds = {factor: seed_for(campaign.id, experiments, factor) for factor in (*FACTORS, HOLDOUT)}
-    return CampaignArms(campaign.id, weighted("script"), weighted("time_slot"), weighted("incentive"),
-                        weighted("welcome"), float(experiments.get("holdout") or 0.0), seeds, sticky=bool(moved))
+    return CampaignArms(
+        campaign.id,
+        weighted("script"),
+        weighted("time_slot"),
+        weighted("incentive"),
+        weighted("welcome"),
+        float(experiments.get("holdout") or 0.0),
+        seeds,
+        sticky=bool(moved),
+    )
 
 
 def incentive_text_for(campaign: Campaign, arms: Mapping[str, str]) -> str | None:
@@ -118,7 +134,9 @@ def policy_for_slot(campaign: Campaign, slot_name: str | None) -> CompliancePoli
 
 
 @lru_cache(maxsize=256)
-def _policy(campaign_name: str, profile: str, overrides: tuple, slot_windows: tuple[str, ...] | None) -> CompliancePolicy:
+def _policy(
+    campaign_name: str, profile: str, overrides: tuple, slot_windows: tuple[str, ...] | None
+) -> CompliancePolicy:
     """The profile, tightened by the campaign, then by the lead's time slot (cached: the
     planner asks for it once per lead)."""
     document = _thaw(overrides)
@@ -143,11 +161,21 @@ def _thaw(value):
     return value
 
 
-def create_campaign(session: Session, *, name: str, packs: list[str], lines: int = 10, cps: float = 2.0,
-                    variants: list[dict] | None = None, time_slots: list[dict] | None = None,
-                    compliance_profile: str = "CN_INSURANCE_DEFAULT", compliance_overrides: dict | None = None,
-                    incentive: str | None = None, experiments: dict | None = None,
-                    created_by: str = "") -> Campaign:
+def create_campaign(
+    session: Session,
+    *,
+    name: str,
+    packs: list[str],
+    lines: int = 10,
+    cps: float = 2.0,
+    variants: list[dict] | None = None,
+    time_slots: list[dict] | None = None,
+    compliance_profile: str = "CN_INSURANCE_DEFAULT",
+    compliance_overrides: dict | None = None,
+    incentive: str | None = None,
+    experiments: dict | None = None,
+    created_by: str = "",
+) -> Campaign:
     """A draft campaign. `experiments`: the design beyond script and slot arms, as
     bot.campaigns.experiment_design.build_experiments makes it."""
     if session.execute(select(Campaign.id).where(Campaign.name == name)).first():
@@ -156,20 +184,38 @@ def create_campaign(session: Session, *, name: str, packs: list[str], lines: int
         raise UserError("--lines must be at least 1 and --cps above 0.")
     experiments = experiments or {}
     if incentive and experiments.get("incentives"):
-        raise UserError("give either --incentive (one text for every lead) or --incentive-arm (texts to test), "
-                        "not both.")
-    check_bandit_arms(experiments, {"script": variants or list(DEFAULT_VARIANTS), "time_slot": time_slots or [],
-                                    "incentive": experiments.get("incentives") or [],
-                                    "welcome": experiments.get("welcomes") or []})
+        raise UserError(
+            "give either --incentive (one text for every lead) or --incentive-arm (texts to test), not both."
+        )
+    check_bandit_arms(
+        experiments,
+        {
+            "script": variants or list(DEFAULT_VARIANTS),
+            "time_slot": time_slots or [],
+            "incentive": experiments.get("incentives") or [],
+            "welcome": experiments.get("welcomes") or [],
+        },
+    )
     found = {p.name: p for p in session.execute(select(LeadPack).where(LeadPack.name.in_(packs))).scalars()}
     missing = [p for p in packs if p not in found]
     if missing or not packs:
-        raise UserError(f"lead pack(s) not found: {', '.join(missing) or '(none given)'}; "
-                        "see `waihu leads packs` for the uploaded ones.")
-    campaign = Campaign(name=name, lines=lines, cps=cps, script_variants=variants or list(DEFAULT_VARIANTS),
-                        time_slots=time_slots or [], compliance_profile=compliance_profile,
-                        compliance_overrides=compliance_overrides or {}, incentive=incentive,
-                        experiments=experiments, created_by=created_by, status="draft")
+        raise UserError(
+            f"lead pack(s) not found: {', '.join(missing) or '(none given)'}; "
+            "see `waihu leads packs` for the uploaded ones."
+        )
+    campaign = Campaign(
+        name=name,
+        lines=lines,
+        cps=cps,
+        script_variants=variants or list(DEFAULT_VARIANTS),
+        time_slots=time_slots or [],
+        compliance_profile=compliance_profile,
+        compliance_overrides=compliance_overrides or {},
+        incentive=incentive,
+        experiments=experiments,
+        created_by=created_by,
+        status="draft",
+    )
     session.add(campaign)
     session.flush()
     for pack in found.values():
@@ -191,8 +237,9 @@ def change_status(session: Session, name: str, action: str, now: datetime | None
     campaign = get_campaign(session, name)
     allowed_from, target = TRANSITIONS[action]
     if campaign.status not in allowed_from:
-        raise UserError(f"campaign '{name}' is {campaign.status}; it cannot {action} "
-                        f"(only from {', '.join(sorted(allowed_from))}).")
+        raise UserError(
+            f"campaign '{name}' is {campaign.status}; it cannot {action} (only from {', '.join(sorted(allowed_from))})."
+        )
     campaign.status = target
     now = now or utc_now()
     if action == "start":
@@ -214,10 +261,14 @@ class CampaignProgress:
 def campaign_progress(session: Session, campaign: Campaign) -> CampaignProgress:
     packs = select(CampaignPack.pack_id).where(CampaignPack.campaign_id == campaign.id)
     leads = session.execute(select(func.count()).select_from(Lead).where(Lead.pack_id.in_(packs))).scalar_one()
-    rows = session.execute(select(CallAttempt.status, CallAttempt.outcome, CallAttempt.grade, func.count())
-                           .where(CallAttempt.campaign_id == campaign.id)
-                           .group_by(CallAttempt.status, CallAttempt.outcome, CallAttempt.grade)).all()
-    by_status, by_outcome, by_grade = Counter(), Counter(), Counter()
+    rows = session.execute(
+        select(CallAttempt.status, CallAttempt.outcome, CallAttempt.grade, func.count())
+        .where(CallAttempt.campaign_id == campaign.id)
+        .group_by(CallAttempt.status, CallAttempt.outcome, CallAttempt.grade)
+    ).all()
+    by_status: Counter[str] = Counter()
+    by_outcome: Counter[str] = Counter()
+    by_grade: Counter[str] = Counter()
     for status, outcome, grade, count in rows:
         by_status[status] += count
         if outcome:

@@ -6,12 +6,13 @@ optional), "arms": [{"name": str, "n": int, "conversions": int, "weight": float}
 first arm is the control. Each arm's n units are independent and each converted or not
 (a proportion).
 """
+
 from __future__ import annotations
 
 import json
 import math
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
 from bot.core.errors import UserError
 from bot.experiments.corrections import CORRECTIONS, adjust
@@ -36,11 +37,12 @@ def load_input(path: Path) -> dict:
 
 def parse_input(document: Any, where: str = "input") -> dict:
     """The checked input; a UserError names the field at fault and what it must be."""
+
     def bad(field: str, message: str) -> UserError:
         return UserError(f"{where}: {field}: {message}")
 
     if not isinstance(document, dict):
-        raise bad("(top level)", "must be a JSON object with \"arms\"")
+        raise bad("(top level)", 'must be a JSON object with "arms"')
     unknown = set(document) - {"alpha", "method", "correction", "tuning", "arms"}
     if unknown:
         raise bad(sorted(unknown)[0], "unknown field; expected alpha, method, correction, tuning, arms")
@@ -85,15 +87,14 @@ def parse_input(document: Any, where: str = "input") -> dict:
         if not _number(weight) or weight <= 0:
             raise bad(f"{field}.weight", f"must be a number > 0; got {weight!r}")
         parsed.append({"name": name, "n": int(n), "conversions": int(conversions), "weight": float(weight)})
-    return {"alpha": float(alpha), "method": method, "correction": correction, "tuning": float(tuning),
-            "arms": parsed}
+    return {"alpha": float(alpha), "method": method, "correction": correction, "tuning": float(tuning), "arms": parsed}
 
 
-def _number(value: Any) -> bool:
+def _number(value: Any) -> TypeGuard[float]:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def _integer(value: Any) -> bool:
+def _integer(value: Any) -> TypeGuard[float]:
     return _number(value) and float(value).is_integer()
 
 
@@ -106,23 +107,41 @@ def ab_stats(spec: dict) -> dict:
     for arm in arms[1:]:
         treatment = Proportion(arm["n"], arm["conversions"])
         bayes = bayesian_test(control, treatment, alpha=alpha)
-        row = {**arm, "control": False, "rate": treatment.mean, "chance_to_win": bayes.chance_to_win,
-               "risk": bayes.risk_treatment, "risk_control": bayes.risk_control}
+        row = {
+            **arm,
+            "control": False,
+            "rate": treatment.mean,
+            "chance_to_win": bayes.chance_to_win,
+            "risk": bayes.risk_treatment,
+            "risk_control": bayes.risk_control,
+        }
         if method == "bayesian":
             row.update(lift_rel=bayes.lift, ci_rel=list(bayes.ci), p_value=None, error=bayes.error)
         else:
-            test = (sequential_test(control, treatment, alpha=alpha, tuning=spec["tuning"]) if method == "sequential"
-                    else frequentist_test(control, treatment, alpha=alpha))
+            test = (
+                sequential_test(control, treatment, alpha=alpha, tuning=spec["tuning"])
+                if method == "sequential"
+                else frequentist_test(control, treatment, alpha=alpha)
+            )
             row.update(lift_rel=test.lift, ci_rel=list(test.ci), p_value=test.p_value, error=test.error)
         rows.append(row)
     treatments = rows[1:]
     if method != "bayesian":
-        for row, adjusted in zip(treatments, adjust([r["p_value"] for r in treatments], spec["correction"]), strict=True):
+        for row, adjusted in zip(
+            treatments, adjust([r["p_value"] for r in treatments], spec["correction"]), strict=True
+        ):
             row["p_adjusted"] = adjusted
     else:
         for row in treatments:
             row["p_adjusted"] = None
     srm = srm_p_value([a["n"] for a in arms], [a["weight"] for a in arms])
-    return {"method": method, "alpha": alpha, "correction": spec["correction"],
-            "tuning": spec["tuning"] if method == "sequential" else None,
-            "srm_p_value": srm, "srm_alert": srm_alert(srm), "srm_alert_below": SRM_ALERT_P, "arms": rows}
+    return {
+        "method": method,
+        "alpha": alpha,
+        "correction": spec["correction"],
+        "tuning": spec["tuning"] if method == "sequential" else None,
+        "srm_p_value": srm,
+        "srm_alert": srm_alert(srm),
+        "srm_alert_below": SRM_ALERT_P,
+        "arms": rows,
+    }

@@ -14,6 +14,7 @@ likewise for products), so the cells of the days up to d add up to exactly the s
 they stood at the end of day d (what the report showed then), and all cells together to
 the sums today. A lead counts as a unit from the day of its first dial.
 """
+
 from __future__ import annotations
 
 import re
@@ -24,6 +25,7 @@ from datetime import date, datetime, timedelta
 
 from sqlalchemy import Float, Integer, Table, case, cast, func, select, text
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.expression import ColumnElement
 
 from bot.campaigns.experiment_design import FACTORS
 from bot.campaigns.models import CallAttempt
@@ -44,9 +46,29 @@ _FLOAT_ONE = cast(1, Float)
 _FLOAT_ZERO = cast(0, Float)
 
 # Per-lead values and the sums kept of them: value, value², value × denominator.
-SUMS = ("leads", "dials", "dials_sq", "connected", "connected_sq", "connected_dials", "a", "a_sq", "a_connected",
-        "ab", "ab_sq", "ab_connected", "opt_out", "opt_out_sq", "opt_out_connected", "talk", "talk_sq",
-        "talk_connected", "added", "handed_off", "handoff_failed")
+SUMS = (
+    "leads",
+    "dials",
+    "dials_sq",
+    "connected",
+    "connected_sq",
+    "connected_dials",
+    "a",
+    "a_sq",
+    "a_connected",
+    "ab",
+    "ab_sq",
+    "ab_connected",
+    "opt_out",
+    "opt_out_sq",
+    "opt_out_connected",
+    "talk",
+    "talk_sq",
+    "talk_connected",
+    "added",
+    "handed_off",
+    "handoff_failed",
+)
 # Plain counts of calls (no per-lead variance: reported as numbers, not compared as metrics).
 COUNTS = ("handed_off", "handoff_failed")
 
@@ -74,9 +96,16 @@ def wecom_invites_table() -> Table:
     return WeComInvite.__table__
 
 
-def lead_cells(session: Session, campaign_id: int, *, since: datetime | None = None, until: datetime | None = None,
-               audience_ids: Sequence[int] | None = None, factors: Sequence[str] = FACTORS,
-               parallel: bool = True) -> list[Cell]:
+def lead_cells(
+    session: Session,
+    campaign_id: int,
+    *,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    audience_ids: Sequence[int] | None = None,
+    factors: Sequence[str] = FACTORS,
+    parallel: bool = True,
+) -> list[Cell]:
     """The campaign's dialled leads (attempts dialled in [since, until)), summed per cell.
 
     On PostgreSQL a large campaign is summed as two halves of its leads at once, each on its
@@ -98,8 +127,9 @@ def lead_cells(session: Session, campaign_id: int, *, since: datetime | None = N
         snapshot = session.execute(text("SELECT pg_export_snapshot()")).scalar_one()
         engine = session.get_bind()
         with ThreadPoolExecutor(max_workers=2) as pool:
-            halves = [pool.submit(_rows_on_snapshot, engine, snapshot, query(part))
-                      for part in ((None, split), (split, None))]
+            halves = [
+                pool.submit(_rows_on_snapshot, engine, snapshot, query(part)) for part in ((None, split), (split, None))
+            ]
             rows = [row for half in halves for row in half.result()]
     merged: dict[tuple, dict[str, float]] = {}
     for row in rows:
@@ -108,8 +138,10 @@ def lead_cells(session: Session, campaign_id: int, *, since: datetime | None = N
         total = merged.setdefault(key, dict.fromkeys(SUMS, 0.0))
         for name in SUMS:
             total[name] += float(row[name] or 0)
-    return [Cell(dict(zip(factors, arm_names)), audience_id, (EPOCH + timedelta(days=day)).isoformat(), sums)
-            for (arm_names, audience_id, day), sums in merged.items()]
+    return [
+        Cell(dict(zip(factors, arm_names, strict=False)), audience_id, (EPOCH + timedelta(days=day)).isoformat(), sums)
+        for (arm_names, audience_id, day), sums in merged.items()
+    ]
 
 
 def _tune_postgresql(connection) -> None:
@@ -122,8 +154,9 @@ def _tune_postgresql(connection) -> None:
 def _split_point(session: Session, campaign_id: int) -> int | None:
     """The lead id halving the campaign's attempts (roughly), if it is worth splitting."""
     attempts = CallAttempt.__table__
-    low, high = session.execute(select(func.min(attempts.c.lead_id), func.max(attempts.c.lead_id))
-                                .where(attempts.c.campaign_id == campaign_id)).one()
+    low, high = session.execute(
+        select(func.min(attempts.c.lead_id), func.max(attempts.c.lead_id)).where(attempts.c.campaign_id == campaign_id)
+    ).one()
     if low is None or high - low < PARALLEL_MIN_LEAD_SPAN:
         return None
     return (low + high) // 2
@@ -140,16 +173,25 @@ def _rows_on_snapshot(engine, snapshot: str, query) -> list:
             return connection.execute(query).mappings().all()
 
 
-def _cells_query(campaign_id: int, since: datetime | None, until: datetime | None,
-                 audience_ids: Sequence[int] | None, dialect: str, lead_range: tuple[int | None, int | None]):
+def _cells_query(
+    campaign_id: int,
+    since: datetime | None,
+    until: datetime | None,
+    audience_ids: Sequence[int] | None,
+    dialect: str,
+    lead_range: tuple[int | None, int | None],
+):
     attempts = CallAttempt.__table__
     leads = Lead.__table__
 
-    def counted(condition) -> object:
+    def counted(condition) -> ColumnElement:
         return func.sum(case((condition, 1), else_=0))
 
-    conditions = [attempts.c.campaign_id == campaign_id, attempts.c.status.in_(DIALLED_STATUSES),
-                  attempts.c.dialed_at.isnot(None)]
+    conditions = [
+        attempts.c.campaign_id == campaign_id,
+        attempts.c.status.in_(DIALLED_STATUSES),
+        attempts.c.dialed_at.isnot(None),
+    ]
     low, high = lead_range  # [low, high)
     if low is not None:
         conditions.append(attempts.c.lead_id >= low)
@@ -159,64 +201,92 @@ def _cells_query(campaign_id: int, since: datetime | None, until: datetime | Non
         conditions.append(attempts.c.dialed_at >= since)
     if until is not None:
         conditions.append(attempts.c.dialed_at < until)
+
     # Each attempt's values, and the lead's running totals up to and including it: attempt
     # numbers are in dialling order, and the (campaign, lead, attempt number) index gives
     # the rows in that order, so the window needs no sort. Arms are the same on every
     # attempt of a lead (the dialer keeps them), so the lead is the window's partition.
     # Floats: PostgreSQL sums bigint products as numeric, several times slower.
-    def flag(condition) -> object:
+    def flag(condition) -> ColumnElement:
         return case((condition, _FLOAT_ONE), else_=_FLOAT_ZERO)
 
-    values = {"dials": _FLOAT_ONE, "connected": flag(attempts.c.outcome == ANSWERED),
-              "a": flag(attempts.c.grade == "A"), "ab": flag(attempts.c.grade.in_(("A", "B"))),
-              "opt_out": flag(attempts.c.history_outcome == OPT_OUT),
-              "talk": case((attempts.c.outcome == ANSWERED, func.coalesce(attempts.c.talk_time_s, _FLOAT_ZERO)),
-                           else_=_FLOAT_ZERO)}
-    counts = {"handed_off": flag(attempts.c.handoff == HANDED_OFF),
-              "handoff_failed": flag(attempts.c.handoff == HANDOFF_FAILED)}
+    values = {
+        "dials": _FLOAT_ONE,
+        "connected": flag(attempts.c.outcome == ANSWERED),
+        "a": flag(attempts.c.grade == "A"),
+        "ab": flag(attempts.c.grade.in_(("A", "B"))),
+        "opt_out": flag(attempts.c.history_outcome == OPT_OUT),
+        "talk": case(
+            (attempts.c.outcome == ANSWERED, func.coalesce(attempts.c.talk_time_s, _FLOAT_ZERO)), else_=_FLOAT_ZERO
+        ),
+    }
+    counts = {
+        "handed_off": flag(attempts.c.handoff == HANDED_OFF),
+        "handoff_failed": flag(attempts.c.handoff == HANDOFF_FAILED),
+    }
     lead_order = {"partition_by": attempts.c.lead_id, "order_by": attempts.c.attempt_no}
-    running = (select(attempts.c.lead_id.label("lead_id"), attempts.c.arms.label("arms"),
-                      _local_day(attempts.c.dialed_at, dialect).label("day"),
-                      *[value.label(name) for name, value in values.items()],
-                      *[value.label(name) for name, value in counts.items()],
-                      *[func.sum(value).over(**lead_order).label(f"total_{name}") for name, value in values.items()])
-               .where(*conditions)
-               .subquery("running"))
+    running = (
+        select(
+            attempts.c.lead_id.label("lead_id"),
+            attempts.c.arms.label("arms"),
+            _local_day(attempts.c.dialed_at, dialect).label("day"),
+            *[value.label(name) for name, value in values.items()],
+            *[value.label(name) for name, value in counts.items()],
+            *[func.sum(value).over(**lead_order).label(f"total_{name}") for name, value in values.items()],
+        )
+        .where(*conditions)
+        .subquery("running")
+    )
     r = running.c
 
-    def gained_square(value: str) -> object:  # X² − (X − x)² = x(2X − x)
+    def gained_square(value: str) -> ColumnElement:  # X² − (X − x)² = x(2X − x)
         return func.sum(r[value] * (2 * r[f"total_{value}"] - r[value]))
 
-    def gained_product(value: str, other: str) -> object:  # XY − (X − x)(Y − y) = Xy + x(Y − y)
+    def gained_product(value: str, other: str) -> ColumnElement:  # XY − (X − x)(Y − y) = Xy + x(Y − y)
         return func.sum(r[f"total_{value}"] * r[other] + r[value] * (r[f"total_{other}"] - r[other]))
 
     first_day = r.total_dials == 1  # the lead's first dial
     source = running.join(leads, leads.c.id == r.lead_id)
     invites = wecom_invites_table()
     if invites is not None:
-        added_by_lead = (select(invites.c.lead_id.label("lead_id"),
-                                func.max(case((invites.c.added_at.isnot(None), 1), else_=0)).label("added"))
-                         .where(invites.c.campaign_id == campaign_id)
-                         .group_by(invites.c.lead_id).subquery("added_by_lead"))
+        added_by_lead = (
+            select(
+                invites.c.lead_id.label("lead_id"),
+                func.max(case((invites.c.added_at.isnot(None), 1), else_=0)).label("added"),
+            )
+            .where(invites.c.campaign_id == campaign_id)
+            .group_by(invites.c.lead_id)
+            .subquery("added_by_lead")
+        )
         source = source.outerjoin(added_by_lead, added_by_lead.c.lead_id == r.lead_id)
         # added or not, as of now, counted once: on the lead's first day
         added = func.sum(case((first_day, func.coalesce(added_by_lead.c.added, 0)), else_=0))
     else:
         added = func.sum(0)
-    sums = [counted(first_day).label("leads"), func.sum(r.dials).label("dials"),
-            gained_square("dials").label("dials_sq"), func.sum(r.connected).label("connected"),
-            gained_square("connected").label("connected_sq"),
-            gained_product("connected", "dials").label("connected_dials")]
+    sums = [
+        counted(first_day).label("leads"),
+        func.sum(r.dials).label("dials"),
+        gained_square("dials").label("dials_sq"),
+        func.sum(r.connected).label("connected"),
+        gained_square("connected").label("connected_sq"),
+        gained_product("connected", "dials").label("connected_dials"),
+    ]
     for name in ("a", "ab", "opt_out", "talk"):
-        sums += [func.sum(r[name]).label(name), gained_square(name).label(f"{name}_sq"),
-                 gained_product(name, "connected").label(f"{name}_connected")]
+        sums += [
+            func.sum(r[name]).label(name),
+            gained_square(name).label(f"{name}_sq"),
+            gained_product(name, "connected").label(f"{name}_connected"),
+        ]
     sums.append(added.label("added"))
     sums += [func.sum(r[name]).label(name) for name in counts]
     # Grouped by the arms document itself, read apart in Python: a campaign has a handful of
     # distinct ones, so this is a small hash aggregate, where extracting each factor in
     # SQL meant a JSON lookup and a sort per row.
-    query = (select(r.arms, leads.c.audience_id, r.day, *sums).select_from(source)
-             .group_by(r.arms, leads.c.audience_id, r.day))
+    query = (
+        select(r.arms, leads.c.audience_id, r.day, *sums)
+        .select_from(source)
+        .group_by(r.arms, leads.c.audience_id, r.day)
+    )
     if audience_ids is not None:
         query = query.where(leads.c.audience_id.in_(list(audience_ids)))
     return query

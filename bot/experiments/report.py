@@ -31,13 +31,14 @@ fixed-horizon Welch test and `"bayesian"` decides on the chance to win.
 took the call), "handoff_failed": n (nobody was free: advisor callback booked)} — plain
 counts of calls, next to the metrics rather than among them.
 """
+
 from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
-from typing import Any
+from typing import Any, cast
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import func, select
@@ -48,7 +49,7 @@ from bot.campaigns.experiment_design import FACTOR_LABELS, FACTORS, HOLDOUT, fac
 from bot.campaigns.models import Campaign, ExperimentHoldout
 from bot.core.errors import UserError
 from bot.experiments import lead_metrics
-from bot.experiments.corrections import CORRECTIONS, adjust
+from bot.experiments.corrections import CORRECTIONS, Correction, adjust
 from bot.experiments.lead_metrics import COUNTS, Cell, add_sums, lead_cells
 from bot.experiments.metrics import METRICS, Metric, statistic_for
 from bot.experiments.power import sample_size_per_arm
@@ -74,8 +75,10 @@ MIN_SAMPLE_SIZE = 150
 TINY_LIFT = 0.01  # below this relative difference "how many more leads" stops being useful
 TARGET_POWER = 0.8
 UNRECORDED = "（未记录）"
-ERROR_LABELS = {"ZERO_NEGATIVE_VARIANCE": "数据不足（某组该指标全为同一个值，例如还没有接通的通话）",
-                "BASELINE_VARIATION_ZERO": "对照组该指标为 0，无法计算相对提升"}
+ERROR_LABELS = {
+    "ZERO_NEGATIVE_VARIANCE": "数据不足（某组该指标全为同一个值，例如还没有接通的通话）",
+    "BASELINE_VARIATION_ZERO": "对照组该指标为 0，无法计算相对提升",
+}
 
 
 @dataclass(frozen=True)
@@ -94,9 +97,18 @@ class ReportSettings:
             raise UserError(f"--correction {self.correction!r}: one of {', '.join(CORRECTIONS)}")
 
 
-def build_report(session: Session, campaign: Campaign, *, factor: str | None = None, audience: str | None = None,
-                 since: date | datetime | str | None = None, until: date | datetime | str | None = None,
-                 method: str = "sequential", alpha: float = 0.05, correction: str = "holm") -> dict:
+def build_report(
+    session: Session,
+    campaign: Campaign,
+    *,
+    factor: str | None = None,
+    audience: str | None = None,
+    since: date | datetime | str | None = None,
+    until: date | datetime | str | None = None,
+    method: str = "sequential",
+    alpha: float = 0.05,
+    correction: str = "holm",
+) -> dict:
     """The comparison report of one campaign as a plain dict (see the module docstring).
 
     factor: only this factor (script, time_slot, incentive, welcome); audience: only the
@@ -120,24 +132,56 @@ def build_report(session: Session, campaign: Campaign, *, factor: str | None = N
     report_factors = []
     for name in factors:
         configured = factor_arms(campaign, name)
-        report_factors.append(_factor_report(cells, name, configured, metrics, settings, audiences,
-                                             bandit if bandit and bandit.get("factor") == name else None,
-                                             seed_for(campaign.id, experiments, name)))
+        report_factors.append(
+            _factor_report(
+                cells,
+                name,
+                configured,
+                metrics,
+                settings,
+                audiences,
+                bandit if bandit and bandit.get("factor") == name else None,
+                seed_for(campaign.id, experiments, name),
+            )
+        )
     overview_sums = add_sums(cells)
-    report = {
-        "campaign": {"id": campaign.id, "name": campaign.name, "status": campaign.status,
-                     "started_at": _iso(campaign.started_at)},
+    report: dict[str, Any] = {
+        "campaign": {
+            "id": campaign.id,
+            "name": campaign.name,
+            "status": campaign.status,
+            "started_at": _iso(campaign.started_at),
+        },
         "generated_at": _iso(datetime.now(timezone.utc)),
         "filters": {"factor": factor, "audience": audience, "since": _iso(since), "until": _iso(until)},
-        "settings": {"method": method, "method_label": METHOD_LABELS[method], "alpha": alpha,
-                     "correction": correction, "correction_label": CORRECTION_LABELS[correction],
-                     "tuning": settings.tuning if method == "sequential" else None, "srm_alert_below": SRM_ALERT_P},
-        "metrics": [{"key": m.key, "label": m.label, "role": m.role, "higher_is_better": m.higher_is_better,
-                     "unit": m.unit, "explanation": m.explanation} for m in metrics],
+        "settings": {
+            "method": method,
+            "method_label": METHOD_LABELS[method],
+            "alpha": alpha,
+            "correction": correction,
+            "correction_label": CORRECTION_LABELS[correction],
+            "tuning": settings.tuning if method == "sequential" else None,
+            "srm_alert_below": SRM_ALERT_P,
+        },
+        "metrics": [
+            {
+                "key": m.key,
+                "label": m.label,
+                "role": m.role,
+                "higher_is_better": m.higher_is_better,
+                "unit": m.unit,
+                "explanation": m.explanation,
+            }
+            for m in metrics
+        ],
         "wecom_available": wecom,
         "holdout": _holdout(session, campaign),
-        "overview": {"leads": int(overview_sums["leads"]), "dials": int(overview_sums["dials"]),
-                     "handoffs": _handoffs(overview_sums), "metrics": _arm_metrics(overview_sums, metrics, alpha)},
+        "overview": {
+            "leads": int(overview_sums["leads"]),
+            "dials": int(overview_sums["dials"]),
+            "handoffs": _handoffs(overview_sums),
+            "metrics": _arm_metrics(overview_sums, metrics, alpha),
+        },
         "factors": report_factors,
     }
     report["summary"] = _summary(report)
@@ -155,8 +199,9 @@ def report_moment(value: date | datetime | str | None, option: str, *, end_of_da
         try:
             value = date.fromisoformat(value) if len(value) == 10 else datetime.fromisoformat(value)
         except ValueError:
-            raise UserError(f"--{option} {value!r}: a date (2026-11-24) or a time (2026-11-24T09:30, "
-                            "2026-11-24T09:30+08:00)") from None
+            raise UserError(
+                f"--{option} {value!r}: a date (2026-11-24) or a time (2026-11-24T09:30, 2026-11-24T09:30+08:00)"
+            ) from None
     if isinstance(value, datetime):
         return value if value.tzinfo is not None else value.replace(tzinfo=SHANGHAI)
     start = datetime(value.year, value.month, value.day, tzinfo=SHANGHAI)
@@ -170,8 +215,10 @@ def _factors_to_report(campaign: Campaign, factor: str | None) -> list[str]:
     if factor not in FACTORS:
         raise UserError(f"--factor {factor!r}: one of {', '.join(FACTORS)}")
     if factor not in tested:
-        raise UserError(f"campaign '{campaign.name}' does not test {factor} (it has fewer than two arms); "
-                        f"it tests: {', '.join(tested) or 'nothing'}")
+        raise UserError(
+            f"campaign '{campaign.name}' does not test {factor} (it has fewer than two arms); "
+            f"it tests: {', '.join(tested) or 'nothing'}"
+        )
     return [factor]
 
 
@@ -195,16 +242,25 @@ def _holdout(session: Session, campaign: Campaign) -> dict | None:
     share = float((campaign.experiments or {}).get(HOLDOUT) or 0.0)
     if not share:
         return None
-    held = session.execute(select(func.count()).select_from(ExperimentHoldout)
-                           .where(ExperimentHoldout.campaign_id == campaign.id)).scalar_one()
+    held = session.execute(
+        select(func.count()).select_from(ExperimentHoldout).where(ExperimentHoldout.campaign_id == campaign.id)
+    ).scalar_one()
     return {"share": share, "leads": int(held)}
 
 
 # ---------------------------------------------------------------- one factor
 
 
-def _factor_report(cells: list[Cell], factor: str, configured: list[dict], metrics: list[Metric],
-                   settings: ReportSettings, audiences: Mapping[int, str], bandit: dict | None, seed: str) -> dict:
+def _factor_report(
+    cells: list[Cell],
+    factor: str,
+    configured: list[dict],
+    metrics: list[Metric],
+    settings: ReportSettings,
+    audiences: Mapping[int, str],
+    bandit: dict | None,
+    seed: str,
+) -> dict:
     names = [arm["name"] for arm in configured]
     weights = {arm["name"]: float(arm.get("weight", 1)) for arm in configured}
     seen = {cell.arms.get(factor) or UNRECORDED for cell in cells}
@@ -216,19 +272,36 @@ def _factor_report(cells: list[Cell], factor: str, configured: list[dict], metri
     for audience_id in sorted({c.audience_id for c in cells}, key=lambda a: (a is None, a or 0)):
         subset = [c for c in cells if c.audience_id == audience_id]
         table = _table(subset, factor, names, weights, control, metrics, settings, bandit_moved)
-        by_audience.append({"audience_id": audience_id,
-                            "audience": audiences.get(audience_id, "（未分人群包）") if audience_id else "（未分人群包）",
-                            **table})
+        by_audience.append(
+            {
+                "audience_id": audience_id,
+                "audience": audiences.get(audience_id, "（未分人群包）") if audience_id else "（未分人群包）",
+                **table,
+            }
+        )
     # Each table group is one family for the correction: the overall comparison, and all
     # the audience-pack breakdowns together.
     _correct_and_decide([overall], metrics, settings)
     _correct_and_decide(by_audience, metrics, settings)
-    return {"factor": factor, "label": FACTOR_LABELS[factor], "seed": seed, "control": control,
-            "arms_configured": [{"name": a["name"], "weight": weights[a["name"]],
-                                 **({"text": a["text"]} if "text" in a else {}),
-                                 **({"windows": a["windows"]} if "windows" in a else {})} for a in configured],
-            "bandit": bandit, "overall": overall, "by_audience": by_audience,
-            "daily": _daily(cells, factor, names, control, metrics, settings)}
+    return {
+        "factor": factor,
+        "label": FACTOR_LABELS[factor],
+        "seed": seed,
+        "control": control,
+        "arms_configured": [
+            {
+                "name": a["name"],
+                "weight": weights[a["name"]],
+                **({"text": a["text"]} if "text" in a else {}),
+                **({"windows": a["windows"]} if "windows" in a else {}),
+            }
+            for a in configured
+        ],
+        "bandit": bandit,
+        "overall": overall,
+        "by_audience": by_audience,
+        "daily": _daily(cells, factor, names, control, metrics, settings),
+    }
 
 
 def _sums_by_arm(cells: Iterable[Cell], factor: str, names: Sequence[str]) -> dict[str, dict[str, float]]:
@@ -247,38 +320,63 @@ def _arm_metrics(sums: Mapping[str, float], metrics: Sequence[Metric], alpha: fl
     for metric in metrics:
         stat = statistic_for(metric, sums)
         lo, hi = rate_interval(stat, alpha)
-        out[metric.key] = {"value": stat.mean, "ci": [lo, hi], "numerator": sums[metric.numerator],
-                           "denominator": sums[metric.denominator] if metric.denominator else sums["leads"]}
+        out[metric.key] = {
+            "value": stat.mean,
+            "ci": [lo, hi],
+            "numerator": sums[metric.numerator],
+            "denominator": sums[metric.denominator] if metric.denominator else sums["leads"],
+        }
     return out
 
 
-def _table(cells: list[Cell], factor: str, names: Sequence[str], weights: Mapping[str, float], control: str,
-           metrics: Sequence[Metric], settings: ReportSettings, bandit_moved: bool) -> dict:
+def _table(
+    cells: list[Cell],
+    factor: str,
+    names: Sequence[str],
+    weights: Mapping[str, float],
+    control: str,
+    metrics: Sequence[Metric],
+    settings: ReportSettings,
+    bandit_moved: bool,
+) -> dict:
     sums = _sums_by_arm(cells, factor, names)
     arms = []
     for name in names:
-        row: dict[str, Any] = {"arm": name, "weight": weights.get(name, 0.0), "control": name == control,
-                               "leads": int(sums[name]["leads"]), "dials": int(sums[name]["dials"]),
-                               "handoffs": _handoffs(sums[name]),
-                               "metrics": _arm_metrics(sums[name], metrics, settings.alpha), "vs_control": {}}
+        row: dict[str, Any] = {
+            "arm": name,
+            "weight": weights.get(name, 0.0),
+            "control": name == control,
+            "leads": int(sums[name]["leads"]),
+            "dials": int(sums[name]["dials"]),
+            "handoffs": _handoffs(sums[name]),
+            "metrics": _arm_metrics(sums[name], metrics, settings.alpha),
+            "vs_control": {},
+        }
         if name != control:
             for metric in metrics:
-                row["vs_control"][metric.key] = _compare(statistic_for(metric, sums[control]),
-                                                         statistic_for(metric, sums[name]), metric, settings)
+                row["vs_control"][metric.key] = _compare(
+                    statistic_for(metric, sums[control]), statistic_for(metric, sums[name]), metric, settings
+                )
         arms.append(row)
-    return {"srm": _srm([a["leads"] for a in arms], [weights.get(n, 0.0) for n in names], bandit_moved),
-            "arms": arms}
+    return {"srm": _srm([a["leads"] for a in arms], [weights.get(n, 0.0) for n in names], bandit_moved), "arms": arms}
 
 
 def _srm(leads: list[int], weights: list[float], bandit_moved: bool) -> dict:
     if bandit_moved:
-        return {"p_value": None, "alert": False, "checked": False,
-                "message": "多臂老虎机模式：流量按效果每天调整，不按固定比例做样本比例（SRM）检查。"}
+        return {
+            "p_value": None,
+            "alert": False,
+            "checked": False,
+            "message": "多臂老虎机模式：流量按效果每天调整，不按固定比例做样本比例（SRM）检查。",
+        }
     p_value = srm_p_value(leads, weights)
     alert = srm_alert(p_value)
-    message = (f"样本比例失衡（SRM）告警：各组已拨打线索数与设定比例不符（p = {p_value:.2g} < {SRM_ALERT_P}）。"
-               "分组或拨打环节可能出了问题（例如某组线索被拦截得更多、某时段拨不完），先排查原因，结论暂不可信。"
-               if alert else f"样本比例正常（SRM 检验 p = {p_value:.2g}）。")
+    message = (
+        f"样本比例失衡（SRM）告警：各组已拨打线索数与设定比例不符（p = {p_value:.2g} < {SRM_ALERT_P}）。"
+        "分组或拨打环节可能出了问题（例如某组线索被拦截得更多、某时段拨不完），先排查原因，结论暂不可信。"
+        if alert
+        else f"样本比例正常（SRM 检验 p = {p_value:.2g}）。"
+    )
     return {"p_value": p_value, "alert": alert, "checked": True, "message": message}
 
 
@@ -298,18 +396,32 @@ def _compare(control: UnitStatistic, treatment: UnitStatistic, metric: Metric, s
     else:
         test = _interval_test(control, treatment, settings)
         lift, ci, p_value, error = test.lift, test.ci, test.p_value, test.error
-    return {"lift": lift, "ci": list(ci), "p_value": p_value, "p_adjusted": p_value,
-            "chance_to_win": bayes.chance_to_win, "risk": bayes.risk_treatment, "risk_control": bayes.risk_control,
-            "error": error, "_control": control, "_treatment": treatment}
+    return {
+        "lift": lift,
+        "ci": list(ci),
+        "p_value": p_value,
+        "p_adjusted": p_value,
+        "chance_to_win": bayes.chance_to_win,
+        "risk": bayes.risk_treatment,
+        "risk_control": bayes.risk_control,
+        "error": error,
+        "_control": control,
+        "_treatment": treatment,
+    }
 
 
 def _correct_and_decide(tables: list[dict], metrics: Sequence[Metric], settings: ReportSettings) -> None:
     by_key = {m.key: m for m in metrics}
-    family = [comparison for table in tables for arm in table["arms"]
-              for key, comparison in arm["vs_control"].items()
-              if by_key[key].in_correction and comparison["error"] is None and comparison["p_value"] is not None]
+    family = [
+        comparison
+        for table in tables
+        for arm in table["arms"]
+        for key, comparison in arm["vs_control"].items()
+        if by_key[key].in_correction and comparison["error"] is None and comparison["p_value"] is not None
+    ]
     if family:
-        for comparison, adjusted in zip(family, adjust([c["p_value"] for c in family], settings.correction)):
+        correction = cast(Correction, settings.correction)  # one of CORRECTIONS (ReportSettings.check)
+        for comparison, adjusted in zip(family, adjust([c["p_value"] for c in family], correction), strict=False):
             comparison["p_adjusted"] = adjusted
     for table in tables:
         for arm in table["arms"]:
@@ -317,24 +429,34 @@ def _correct_and_decide(tables: list[dict], metrics: Sequence[Metric], settings:
                 _decide(comparison, by_key[key], arm["arm"], settings, max(len(family), 1), table["srm"]["alert"])
 
 
-def _decide(comparison: dict, metric: Metric, arm: str, settings: ReportSettings, family_size: int,
-            srm_alerted: bool) -> None:
+def _decide(
+    comparison: dict, metric: Metric, arm: str, settings: ReportSettings, family_size: int, srm_alerted: bool
+) -> None:
     control, treatment = comparison.pop("_control"), comparison.pop("_treatment")
     comparison["leads_needed_per_arm"] = None
     if comparison["error"]:
-        comparison.update(decision="inconclusive", decision_label=DECISION_LABELS["inconclusive"],
-                          hint=f"尚无定论：{ERROR_LABELS.get(comparison['error'], '数据不足')}。")
+        comparison.update(
+            decision="inconclusive",
+            decision_label=DECISION_LABELS["inconclusive"],
+            hint=f"尚无定论：{ERROR_LABELS.get(comparison['error'], '数据不足')}。",
+        )
         return
     control_total, treatment_total = _metric_total(control), _metric_total(treatment)
     if not control_total or not treatment_total or max(control_total, treatment_total) < MIN_SAMPLE_SIZE:
-        comparison.update(decision="inconclusive", decision_label=DECISION_LABELS["inconclusive"],
-                          hint=(f"尚无定论：数据还太少（{metric.label}的计数：对照组 {control_total:,.0f}，本组 "
-                                f"{treatment_total:,.0f}；至少一组要到 {MIN_SAMPLE_SIZE} 且两组都不为 0 才下结论）。"))
+        comparison.update(
+            decision="inconclusive",
+            decision_label=DECISION_LABELS["inconclusive"],
+            hint=(
+                f"尚无定论：数据还太少（{metric.label}的计数：对照组 {control_total:,.0f}，本组 "
+                f"{treatment_total:,.0f}；至少一组要到 {MIN_SAMPLE_SIZE} 且两组都不为 0 才下结论）。"
+            ),
+        )
         return
     lift = comparison["lift"]
     if settings.method == "bayesian":
-        chance_up = (comparison["chance_to_win"] if metric.higher_is_better is not False
-                     else 1 - comparison["chance_to_win"])
+        chance_up = (
+            comparison["chance_to_win"] if metric.higher_is_better is not False else 1 - comparison["chance_to_win"]
+        )
         significant = chance_up >= BAYES_DECISIVE or chance_up <= 1 - BAYES_DECISIVE
     else:
         significant = comparison["p_adjusted"] < settings.alpha
@@ -347,18 +469,27 @@ def _decide(comparison: dict, metric: Metric, arm: str, settings: ReportSettings
     comparison["decision"], comparison["decision_label"] = decision, DECISION_LABELS[decision]
     lo, hi = comparison["ci"]
     direction = "高" if lift > 0 else "低"
-    evidence = (f"胜出概率 {comparison['chance_to_win']:.0%}" if settings.method == "bayesian"
-                else f"校正后 p = {comparison['p_adjusted']:.3f}")
+    evidence = (
+        f"胜出概率 {comparison['chance_to_win']:.0%}"
+        if settings.method == "bayesian"
+        else f"校正后 p = {comparison['p_adjusted']:.3f}"
+    )
     caution = "（注意：本组 SRM 告警，结论暂不可信）" if srm_alerted else ""
     if decision == "win":
-        comparison["hint"] = (f"胜出：{arm}的{metric.label}比对照组{direction} {abs(lift):.1%}"
-                              f"（区间 {lo:+.1%} ~ {hi:+.1%}，{evidence}），可以考虑采用。{caution}")
+        comparison["hint"] = (
+            f"胜出：{arm}的{metric.label}比对照组{direction} {abs(lift):.1%}"
+            f"（区间 {lo:+.1%} ~ {hi:+.1%}，{evidence}），可以考虑采用。{caution}"
+        )
     elif decision == "lose":
         prefix = "护栏告警" if metric.role == "guardrail" else "落后"
-        comparison["hint"] = (f"{prefix}：{arm}的{metric.label}比对照组{direction} {abs(lift):.1%}"
-                              f"（区间 {lo:+.1%} ~ {hi:+.1%}，{evidence}），不建议采用。{caution}")
+        comparison["hint"] = (
+            f"{prefix}：{arm}的{metric.label}比对照组{direction} {abs(lift):.1%}"
+            f"（区间 {lo:+.1%} ~ {hi:+.1%}，{evidence}），不建议采用。{caution}"
+        )
     elif decision == "different":
-        comparison["hint"] = f"有差异：{arm}的{metric.label}比对照组{direction} {abs(lift):.1%}（{evidence}）。{caution}"
+        comparison["hint"] = (
+            f"有差异：{arm}的{metric.label}比对照组{direction} {abs(lift):.1%}（{evidence}）。{caution}"
+        )
     else:
         comparison["hint"] = _still_needed(comparison, control, treatment, settings, family_size)
 
@@ -372,39 +503,53 @@ def _metric_total(stat: UnitStatistic) -> float:
     return stat.total
 
 
-def _still_needed(comparison: dict, control: UnitStatistic, treatment: UnitStatistic, settings: ReportSettings,
-                  family_size: int) -> str:
+def _still_needed(
+    comparison: dict, control: UnitStatistic, treatment: UnitStatistic, settings: ReportSettings, family_size: int
+) -> str:
     lift = abs(comparison["lift"])
     if lift < TINY_LIFT:
         return "尚无定论：两组几乎没有差别（相对差异不到 1%），继续拨打也难分高下。"
     # Holm spends alpha over the family; plan with the strictest level it may need.
     alpha = settings.alpha / family_size if settings.correction == "holm" else settings.alpha
     tuning = settings.tuning if settings.method == "sequential" else None
-    needed = sample_size_per_arm(control.mean, control.variance, lift, alpha=alpha, target_power=TARGET_POWER,
-                                 tuning=tuning)
+    needed = sample_size_per_arm(
+        control.mean, control.variance, lift, alpha=alpha, target_power=TARGET_POWER, tuning=tuning
+    )
     if needed is None:
         return "尚无定论：差异太小，需要的线索数多到不现实。"
     comparison["leads_needed_per_arm"] = needed
     more = needed - min(control.n, treatment.n)
     if more <= 0:
-        return (f"尚无定论：样本已足够发现 {lift:.1%} 的差异，但结果仍不显著，目前的差异很可能只是偶然。")
-    return (f"尚无定论：按目前 {comparison['lift']:+.1%} 的差异，每组约需 {needed:,} 条已拨打线索"
-            f"（还差约 {more:,} 条）才有八成把握下结论。")
+        return f"尚无定论：样本已足够发现 {lift:.1%} 的差异，但结果仍不显著，目前的差异很可能只是偶然。"
+    return (
+        f"尚无定论：按目前 {comparison['lift']:+.1%} 的差异，每组约需 {needed:,} 条已拨打线索"
+        f"（还差约 {more:,} 条）才有八成把握下结论。"
+    )
 
 
 # ---------------------------------------------------------------- over time
 
 
-def _daily(cells: list[Cell], factor: str, names: Sequence[str], control: str, metrics: Sequence[Metric],
-           settings: ReportSettings) -> list[dict]:
+def _daily(
+    cells: list[Cell],
+    factor: str,
+    names: Sequence[str],
+    control: str,
+    metrics: Sequence[Metric],
+    settings: ReportSettings,
+) -> list[dict]:
     """Cumulative to the end of each local day: the leads dialled by then and what they had
     done by then (what the report showed that evening)."""
     days = sorted({c.day for c in cells})
     out = []
     for day in days:
         sums = _sums_by_arm([c for c in cells if c.day <= day], factor, names)
-        point: dict[str, Any] = {"day": day, "leads": {n: int(sums[n]["leads"]) for n in names}, "metrics": {},
-                                 "lift": {}}
+        point: dict[str, Any] = {
+            "day": day,
+            "leads": {n: int(sums[n]["leads"]) for n in names},
+            "metrics": {},
+            "lift": {},
+        }
         for metric in metrics:
             stats = {n: statistic_for(metric, sums[n]) for n in names}
             point["metrics"][metric.key] = {n: stats[n].mean for n in names}
@@ -425,16 +570,22 @@ def _summary(report: dict) -> list[str]:
     lines = []
     labels = {m["key"]: m["label"] for m in report["metrics"]}
     overview = report["overview"]
-    lines.append(f"共 {overview['leads']:,} 条线索已拨打（{overview['dials']:,} 次拨打）。"
-                 f"检验方法：{report['settings']['method_label']}；{report['settings']['correction_label']}。")
+    lines.append(
+        f"共 {overview['leads']:,} 条线索已拨打（{overview['dials']:,} 次拨打）。"
+        f"检验方法：{report['settings']['method_label']}；{report['settings']['correction_label']}。"
+    )
     if report["holdout"]:
-        lines.append(f"留出对照（不拨打）比例 {report['holdout']['share']:.0%}，已留出 {report['holdout']['leads']:,} 条线索。")
+        lines.append(
+            f"留出对照（不拨打）比例 {report['holdout']['share']:.0%}，已留出 {report['holdout']['leads']:,} 条线索。"
+        )
     if not report["wecom_available"]:
         lines.append("企微添加率暂不可用：企业微信模块尚未接入。")
     handoffs = overview["handoffs"]
     if any(handoffs.values()):
-        lines.append(f"客户要求转人工 {sum(handoffs.values()):,} 次：已转人工 {handoffs['handed_off']:,} 次，"
-                     f"转人工失败（已预约顾问回电）{handoffs['handoff_failed']:,} 次。")
+        lines.append(
+            f"客户要求转人工 {sum(handoffs.values()):,} 次：已转人工 {handoffs['handed_off']:,} 次，"
+            f"转人工失败（已预约顾问回电）{handoffs['handoff_failed']:,} 次。"
+        )
     for factor in report["factors"]:
         overall = factor["overall"]
         if overall["srm"]["alert"]:
@@ -443,16 +594,20 @@ def _summary(report: dict) -> list[str]:
         for arm in overall["arms"]:
             for key, comparison in arm["vs_control"].items():
                 if comparison["decision"] in ("win", "lose", "different"):
-                    findings.append(f"{arm['arm']}在{labels[key]}上{comparison['decision_label']}"
-                                    f"（{comparison['lift']:+.1%}）")
+                    findings.append(
+                        f"{arm['arm']}在{labels[key]}上{comparison['decision_label']}（{comparison['lift']:+.1%}）"
+                    )
         if findings:
             lines.append(f"【{factor['label']}】对照组为{factor['control']}：" + "；".join(findings) + "。")
         else:
             lines.append(f"【{factor['label']}】对照组为{factor['control']}：各组之间尚无显著差异。")
         for breakdown in factor["by_audience"]:
-            notable = [f"{arm['arm']}{labels[key]}{comparison['decision_label']}（{comparison['lift']:+.1%}）"
-                       for arm in breakdown["arms"] for key, comparison in arm["vs_control"].items()
-                       if comparison["decision"] in ("win", "lose")]
+            notable = [
+                f"{arm['arm']}{labels[key]}{comparison['decision_label']}（{comparison['lift']:+.1%}）"
+                for arm in breakdown["arms"]
+                for key, comparison in arm["vs_control"].items()
+                if comparison["decision"] in ("win", "lose")
+            ]
             if notable and len(factor["by_audience"]) > 1:
                 lines.append(f"　· 人群包「{breakdown['audience']}」：" + "；".join(notable) + "。")
     return lines
