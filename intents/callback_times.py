@@ -11,6 +11,7 @@ is impossible or already past (下午十点, 今天上午 said at 4 pm), the res
 *unknown* — a wrong callback time is worse than none: the dialer then falls back to the
 busy cool-down. Clipping to the calling hours is not done here (see followups).
 """
+
 from __future__ import annotations
 
 import re
@@ -24,25 +25,76 @@ SHANGHAI = ZoneInfo("Asia/Shanghai")
 POINT_WINDOW = timedelta(minutes=30)
 AROUND = timedelta(minutes=15)
 
-_DIGITS = {"零": 0, "〇": 0, "一": 1, "二": 2, "两": 2, "俩": 2, "三": 3, "四": 4, "五": 5,
-           "六": 6, "七": 7, "八": 8, "九": 9}
+_DIGITS = {
+    "零": 0,
+    "〇": 0,
+    "一": 1,
+    "二": 2,
+    "两": 2,
+    "俩": 2,
+    "三": 3,
+    "四": 4,
+    "五": 5,
+    "六": 6,
+    "七": 7,
+    "八": 8,
+    "九": 9,
+}
 _NUM = r"[零〇一二两三四五六七八九十\d]{1,3}"
 
 # Parts of the day: (first hour, end hour) — what people mean by "下午" on the phone.
 PARTS: dict[str, tuple[int, int]] = {
-    "凌晨": (0, 6), "早上": (7, 10), "早晨": (7, 10), "一早": (7, 10), "大早上": (7, 10),
-    "上午": (9, 12), "中午": (12, 14), "午饭后": (13, 14), "下午": (14, 18), "傍晚": (17, 19),
-    "晚上": (18, 22), "晚间": (18, 22), "夜里": (21, 24), "白天": (9, 18),
+    "凌晨": (0, 6),
+    "早上": (7, 10),
+    "早晨": (7, 10),
+    "一早": (7, 10),
+    "大早上": (7, 10),
+    "上午": (9, 12),
+    "中午": (12, 14),
+    "午饭后": (13, 14),
+    "下午": (14, 18),
+    "傍晚": (17, 19),
+    "晚上": (18, 22),
+    "晚间": (18, 22),
+    "夜里": (21, 24),
+    "白天": (9, 18),
 }
 # Which hours a clock time may take inside a part of the day (for AM/PM and sanity).
 _PART_HOURS: dict[str, tuple[int, int]] = {
-    "凌晨": (0, 6), "早上": (5, 10), "早晨": (5, 10), "一早": (5, 10), "大早上": (5, 10),
-    "上午": (6, 12), "中午": (11, 14), "午饭后": (12, 15), "下午": (12, 19), "傍晚": (16, 20),
-    "晚上": (17, 24), "晚间": (17, 24), "夜里": (20, 24), "白天": (7, 19),
+    "凌晨": (0, 6),
+    "早上": (5, 10),
+    "早晨": (5, 10),
+    "一早": (5, 10),
+    "大早上": (5, 10),
+    "上午": (6, 12),
+    "中午": (11, 14),
+    "午饭后": (12, 15),
+    "下午": (12, 19),
+    "傍晚": (16, 20),
+    "晚上": (17, 24),
+    "晚间": (17, 24),
+    "夜里": (20, 24),
+    "白天": (7, 19),
 }
 _PM_PARTS = {"下午", "傍晚", "晚上", "晚间", "夜里", "午饭后"}
-_WEEKDAYS = {"一": 0, "二": 1, "三": 2, "四": 3, "五": 4, "六": 5, "日": 6, "天": 6, "末": 5,
-             "1": 0, "2": 1, "3": 2, "4": 3, "5": 4, "6": 5, "7": 6}
+_WEEKDAYS = {
+    "一": 0,
+    "二": 1,
+    "三": 2,
+    "四": 3,
+    "五": 4,
+    "六": 5,
+    "日": 6,
+    "天": 6,
+    "末": 5,
+    "1": 0,
+    "2": 1,
+    "3": 2,
+    "4": 3,
+    "5": 4,
+    "6": 5,
+    "7": 6,
+}
 
 # Words that name no day at all: the time stays unknown whatever else is said.
 _VAGUE_DAY = r"改天|回头|下次|下回|过段时间|过一段时间|过阵子|过些天|过些日子|过几天|几天后|以后再说|有空的时候|有时间的时候|到时候|下个月|月底|月初|年后|过年后"
@@ -50,22 +102,24 @@ _VAGUE_DAY = r"改天|回头|下次|下回|过段时间|过一段时间|过阵�
 _VAGUE_SOON = r"晚点|晚些|晚一点|晚一些|待会儿?|等会儿?|等一会儿?|一会儿|过会儿?|稍后|迟点"
 
 _PIECES = re.compile(
-    "|".join([
-        r"(?P<couple_days>过(?P<couple_n>一两|两三|两|三|一)天(?:以后|之后|后)?)",
-        rf"(?P<relative>(?:过|再过)?(?P<rel_n>{_NUM}|半)(?:个)?(?P<rel_half>半)?(?P<rel_unit>小时|钟头|分钟|天)(?P<rel_after>以后|之后|后|过后)?)",
-        rf"(?P<vague_day>{_VAGUE_DAY})",
-        r"(?P<same_time>这个时候|这个点|这个时间|同一时间|同样时间)",
-        r"(?P<day_word>大后天|今天|今儿|今日|明天|明儿|明日|后天)",
-        r"(?P<day_part_word>今早|今晚|明早|明晚|明天一早)",
-        r"(?P<weekday>(?P<week_prefix>下下个?|下个?|这个?|本|这一)?(?:周|星期|礼拜)(?P<weekday_name>[一二三四五六日天末1-7]))",
-        rf"(?P<date>(?:(?P<month>{_NUM})月)?(?P<mday>{_NUM})(?:号|日))",
-        r"(?P<clock_pair>(?P<pair_a>[一二两三四五六七八九])(?P<pair_b>[二三四五六七八九十])点)",
-        rf"(?P<clock>(?P<hour>{_NUM})(?:点钟|点|:|：)(?P<minute>半|一刻|三刻|{_NUM}(?:分)?)?)",
-        "(?P<part>" + "|".join(sorted(PARTS, key=len, reverse=True)) + ")",
-        r"(?P<range_to>到|至|~|-)",
-        r"(?P<modifier>以后|之后|过后|以前|之前|左右|前后|后|前)",
-        rf"(?P<vague_soon>{_VAGUE_SOON})",
-    ])
+    "|".join(
+        [
+            r"(?P<couple_days>过(?P<couple_n>一两|两三|两|三|一)天(?:以后|之后|后)?)",
+            rf"(?P<relative>(?:过|再过)?(?P<rel_n>{_NUM}|半)(?:个)?(?P<rel_half>半)?(?P<rel_unit>小时|钟头|分钟|天)(?P<rel_after>以后|之后|后|过后)?)",
+            rf"(?P<vague_day>{_VAGUE_DAY})",
+            r"(?P<same_time>这个时候|这个点|这个时间|同一时间|同样时间)",
+            r"(?P<day_word>大后天|今天|今儿|今日|明天|明儿|明日|后天)",
+            r"(?P<day_part_word>今早|今晚|明早|明晚|明天一早)",
+            r"(?P<weekday>(?P<week_prefix>下下个?|下个?|这个?|本|这一)?(?:周|星期|礼拜)(?P<weekday_name>[一二三四五六日天末1-7]))",
+            rf"(?P<date>(?:(?P<month>{_NUM})月)?(?P<mday>{_NUM})(?:号|日))",
+            r"(?P<clock_pair>(?P<pair_a>[一二两三四五六七八九])(?P<pair_b>[二三四五六七八九十])点)",
+            rf"(?P<clock>(?P<hour>{_NUM})(?:点钟|点|:|：)(?P<minute>半|一刻|三刻|{_NUM}(?:分)?)?)",
+            "(?P<part>" + "|".join(sorted(PARTS, key=len, reverse=True)) + ")",
+            r"(?P<range_to>到|至|~|-)",
+            r"(?P<modifier>以后|之后|过后|以前|之前|左右|前后|后|前)",
+            rf"(?P<vague_soon>{_VAGUE_SOON})",
+        ]
+    )
 )
 # What may separate two pieces of the same expression: 明天吧，下午三点 / 下午的三点.
 _JOINER = re.compile(r"^[\s，,、的吧啊呢就大概差不多估计那再在或者大约]{0,4}$")
@@ -115,7 +169,7 @@ def _expressions(text: str) -> list[list[re.Match[str]]]:
     for match in _PIECES.finditer(text):
         if match.lastgroup == "relative" and not _is_delay(match):
             continue  # 这两天 / 两个小时: a duration, not a time from now
-        if groups and _JOINER.match(text[groups[-1][-1].end():match.start()]):
+        if groups and _JOINER.match(text[groups[-1][-1].end() : match.start()]):
             groups[-1].append(match)
         else:
             groups.append([match])
@@ -219,7 +273,9 @@ def _parse(group: list[re.Match[str]], now: datetime) -> _Parsed:
             else:
                 _set_days(parsed, *days)
         elif kind == "couple_days":
-            first, count = {"一两": (1, 2), "两三": (2, 2), "两": (2, 1), "三": (3, 1), "一": (1, 1)}[match.group("couple_n")]
+            first, count = {"一两": (1, 2), "两三": (2, 2), "两": (2, 1), "三": (3, 1), "一": (1, 1)}[
+                match.group("couple_n")
+            ]
             _set_days(parsed, today + timedelta(days=first), count)
         elif kind == "date":
             day = _date(match, today)
@@ -259,7 +315,11 @@ def _follows_range(group: list[re.Match[str]], match: re.Match[str]) -> bool:
 
 
 def _window(parsed: _Parsed, now: datetime) -> tuple[datetime, datetime] | None:
-    days = [parsed.days[0] + timedelta(days=i) for i in range(parsed.days[1])] if parsed.days else [now.date(), now.date() + timedelta(days=1)]
+    days = (
+        [parsed.days[0] + timedelta(days=i) for i in range(parsed.days[1])]
+        if parsed.days
+        else [now.date(), now.date() + timedelta(days=1)]
+    )
     if parsed.days is None and parsed.vague_soon:
         days = [now.date()]  # 晚点…八点以后: later today, not tomorrow
     candidates: list[tuple[datetime, datetime]] = []
@@ -274,7 +334,7 @@ def _window(parsed: _Parsed, now: datetime) -> tuple[datetime, datetime] | None:
         return (start, end) if end > now else None
     # 三点 / 八点以后 said at 15:10 / 10:20 is not "now": take the next reading (tomorrow
     # 15:00 / tonight 20:00). Ranges and "before" times may have begun already.
-    point = bool(parsed.clocks) and len(parsed.clocks) == 1 and parsed.modifier not in _MODIFIER_BEFORE
+    point = parsed.clocks is not None and len(parsed.clocks) == 1 and parsed.modifier not in _MODIFIER_BEFORE
     for start, end in candidates:
         if point and start + (AROUND if parsed.modifier in _MODIFIER_AROUND else timedelta(0)) <= now:
             continue
@@ -346,6 +406,7 @@ def _clock(match: re.Match[str]) -> tuple[int, int] | None:
     if hour is None or not 0 <= hour <= 24:
         return None
     minute_word = match.group("minute") or ""
+    minute: int | None
     if minute_word in ("", "整"):
         minute = 0
     elif minute_word == "半":

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import typer
 from rich.table import Table
@@ -30,7 +30,7 @@ def offers(
     from bot.wecom.offers import load_offers
 
     loaded = load_offers(file)
-    summary = {
+    summary: dict[str, Any] = {
         "file": loaded.path,
         "invite_grades": list(loaded.invite_grades),
         "delivery": loaded.delivery,

@@ -254,7 +254,7 @@ def _sniff_delimiter(path: Path, encoding: str) -> str:
     with path.open("r", encoding=encoding, newline="") as handle:
         first_line = handle.readline()
     counts = {sep: first_line.count(sep) for sep in ("\t", ",", ";", "|")}
-    best = max(counts, key=counts.get)
+    best = max(counts, key=counts.__getitem__)
     return best if counts[best] else ","
 
 
@@ -568,7 +568,8 @@ def _zip_directory_size(handle) -> tuple[int | None, int]:
     """(entries, bytes) of the ZIP's central directory as its end record announces them (ZIP64 too), read
     before zipfile builds the directory: zipfile reads the whole announced size, whatever the count says,
     and a directory of millions of entries costs gigabytes of memory by itself."""
-    from zipfile import _ECD_ENTRIES_TOTAL, _ECD_SIZE, _EndRecData  # the end-record reader zipfile itself uses
+    # The end-record reader zipfile itself uses (private: typeshed does not declare it).
+    from zipfile import _ECD_ENTRIES_TOTAL, _ECD_SIZE, _EndRecData  # type: ignore[attr-defined]
 
     try:
         end = _EndRecData(handle)
@@ -609,7 +610,7 @@ class _CheckedStream:
 
     def read(self, size: int = -1) -> bytes:
         if size is None or size < 0:
-            chunks = []
+            chunks: list[bytes] = []
             while True:
                 chunk = self.read(1 << 16)
                 if not chunk:

@@ -22,6 +22,7 @@ the open descriptor), replays it and deletes it. A file whose lock can be taken 
 to a dead process (the kernel drops flocks with their process) and is replayed by
 whoever takes the lock first.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -56,6 +57,7 @@ _REPLAYING = ".replaying"
 
 
 # ---------------------------------------------------------------- call results as JSON
+
 
 def result_to_json(result: CallResult) -> dict[str, Any]:
     """The raw facts of a call (what the carrier and the callee did); the outcome is not
@@ -106,28 +108,47 @@ def _revive(value: Any) -> Any:
 def dnc_of(result: CallResult) -> list[dict[str, Any]]:
     """The do-not-call entries a call's follow-ups ask for (applied first on replay)."""
     entries = []
-    for followup in (result.outcome.followups if result.outcome else ()):
+    for followup in result.outcome.followups if result.outcome else ():
         if followup.action == DO_NOT_CALL:
             entries.append({"scope": "opt_out", "reason": followup.reason, "expires_at": None})
         elif followup.action == SOFT_DECLINE:
-            entries.append({"scope": "soft_decline", "reason": followup.reason,
-                            "expires_at": followup.until.isoformat() if followup.until else None})
+            entries.append(
+                {
+                    "scope": "soft_decline",
+                    "reason": followup.reason,
+                    "expires_at": followup.until.isoformat() if followup.until else None,
+                }
+            )
     return entries
 
 
 def call_entry(attempt_id: int, phone_hash: str, result: CallResult, at: datetime) -> dict[str, Any]:
-    return {"v": VERSION, "kind": CALL, "attempt_id": attempt_id, "phone_hash": phone_hash, "at": at.isoformat(),
-            "dnc": dnc_of(result), "result": result_to_json(result)}
+    return {
+        "v": VERSION,
+        "kind": CALL,
+        "attempt_id": attempt_id,
+        "phone_hash": phone_hash,
+        "at": at.isoformat(),
+        "dnc": dnc_of(result),
+        "result": result_to_json(result),
+    }
 
 
 def attempt_entry(kind: str, attempt_id: int, phone_hash: str, reason: str, at: datetime) -> dict[str, Any]:
     if kind not in KINDS:
         raise ValueError(f"unknown journal entry kind {kind!r}")
-    return {"v": VERSION, "kind": kind, "attempt_id": attempt_id, "phone_hash": phone_hash, "reason": reason,
-            "at": at.isoformat()}
+    return {
+        "v": VERSION,
+        "kind": kind,
+        "attempt_id": attempt_id,
+        "phone_hash": phone_hash,
+        "reason": reason,
+        "at": at.isoformat(),
+    }
 
 
 # ---------------------------------------------------------------- the files
+
 
 class CallJournal:
     """Append-only, fsync'd JSON lines in `directory`, one file per process."""
@@ -280,7 +301,7 @@ class CallJournal:
 def _read(path: Path) -> list[dict[str, Any]]:
     """Every complete entry; a torn last line (the process died mid-write, before its
     fsync returned, so nobody relied on it) is skipped."""
-    entries = []
+    entries: list[dict[str, Any]] = []
     try:
         raw = path.read_bytes()
     except FileNotFoundError:

@@ -13,6 +13,7 @@ Nobody free within the wait: the robot says `utter_handoff_failed` and ends the 
 outcome is handoff_failed and an advisor callback is booked (also when the callee hung up
 before anyone answered), unless the callee opted out.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -24,7 +25,7 @@ from bot.conversation.agent import BotLine, DialogueAgent
 from bot.conversation.session import HANDOFF, BotReply, CallSession, LeadContext
 from bot.core.settings import get_settings
 from intents.assess import CallOutcome, NluResult, assess_call
-from intents.finished_call import ANSWERED, FinishedCall, Turn
+from intents.finished_call import ANSWERED, FinishedCall, Speaker, Turn
 from intents.followups import (
     CALLBACK,
     DO_NOT_CALL,
@@ -92,7 +93,7 @@ class CallResult:
     answered: bool = False
     carrier_status: str | None = None  # from the carrier's hang-up, for calls never answered
     cause: str = ""
-    hangup_by: str | None = None
+    hangup_by: Speaker | None = None
     dialed_at: datetime | None = None
     answered_at: datetime | None = None
     ended_at: datetime | None = None
@@ -111,10 +112,20 @@ class CallResult:
         return (self.ended_at - self.answered_at).total_seconds()
 
 
-async def run_call(carrier: Carrier, router: EventRouter, agent: DialogueAgent, *, call_id: str, phone: str,
-                   lead: LeadContext, clock: Clock, audio_for: AudioFor = lambda line: None,
-                   event_timeout_s: float | None = 120.0, dial_options: dict | None = None,
-                   handoff: HandoffPolicy | None = None) -> CallResult:
+async def run_call(
+    carrier: Carrier,
+    router: EventRouter,
+    agent: DialogueAgent,
+    *,
+    call_id: str,
+    phone: str,
+    lead: LeadContext,
+    clock: Clock,
+    audio_for: AudioFor = lambda line: None,
+    event_timeout_s: float | None = 120.0,
+    dial_options: dict | None = None,
+    handoff: HandoffPolicy | None = None,
+) -> CallResult:
     result = CallResult(call_id)
     events = router.open(call_id)
     session: CallSession | None = None
@@ -125,8 +136,12 @@ async def run_call(carrier: Carrier, router: EventRouter, agent: DialogueAgent, 
         result.carrier_call_id = await carrier.dial(call_id, phone, **(dial_options or {}))
         while True:
             try:
-                event = await asyncio.wait_for(events.get(), event_timeout_s if handoff_lines is None
-                                               else min(handoff.line_wait_s, event_timeout_s or handoff.line_wait_s))
+                event = await asyncio.wait_for(
+                    events.get(),
+                    event_timeout_s
+                    if handoff_lines is None
+                    else min(handoff.line_wait_s, event_timeout_s or handoff.line_wait_s),
+                )
             except asyncio.TimeoutError:
                 if handoff_lines is not None and session is not None:
                     handoff_lines = None  # the carrier did not say the line finished: transfer anyway
@@ -179,8 +194,9 @@ async def run_call(carrier: Carrier, router: EventRouter, agent: DialogueAgent, 
     return result
 
 
-async def _hand_off(carrier: Carrier, call_id: str, session: CallSession, policy: HandoffPolicy,
-                    result: CallResult, audio_for: AudioFor) -> bool:
+async def _hand_off(
+    carrier: Carrier, call_id: str, session: CallSession, policy: HandoffPolicy, result: CallResult, audio_for: AudioFor
+) -> bool:
     """Transfer the call to a human; True when the robot's part of the call is over."""
     transfer = await carrier.transfer(call_id, policy.target, policy.wait_s)
     result.handoff_agent = transfer.agent
@@ -208,9 +224,15 @@ def finished_call(result: CallResult) -> FinishedCall:
     recording = [Turn("callee", text, 0.0, intent="nlu_fallback", confidence=0.0) for text in result.recording]
     reached_someone = result.answered or bool(result.recording)
     status = ANSWERED if reached_someone else (result.carrier_status or "unreachable")
-    return FinishedCall(call_id=result.call_id, turns=(*recording, *result.turns), status=status,
-                        hangup_by=result.hangup_by, duration_s=result.talk_time_s, started_at=start,
-                        agreed_wecom=any(t.response == CONFIRM_WECOM for t in result.turns))
+    return FinishedCall(
+        call_id=result.call_id,
+        turns=(*recording, *result.turns),
+        status=status,
+        hangup_by=result.hangup_by,
+        duration_s=result.talk_time_s,
+        started_at=start,
+        agreed_wecom=any(t.response == CONFIRM_WECOM for t in result.turns),
+    )
 
 
 def assess(result: CallResult) -> CallOutcome:
@@ -219,8 +241,10 @@ def assess(result: CallResult) -> CallOutcome:
     outcome = assess_call(finished_call(result), nlu=lambda text, at: NluResult("nlu_fallback", 0.0))
     if outcome.status == ANSWERED and not result.answered and result.carrier_status:
         # A recording nobody recognised and no person: keep the carrier's own status.
-        return assess_call(FinishedCall(result.call_id, status=result.carrier_status),
-                           nlu=lambda text, at: NluResult("nlu_fallback", 0.0))
+        return assess_call(
+            FinishedCall(result.call_id, status=result.carrier_status),
+            nlu=lambda text, at: NluResult("nlu_fallback", 0.0),
+        )
     return _with_advisor_callback(outcome, result)
 
 

@@ -6,7 +6,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -74,7 +74,7 @@ def state_from_entries(entries: Iterable[DncEntry]) -> DncState:
     return DncState(opt_out=opt_out, soft_until=soft_until)
 
 
-def active_hashes(session: Session, phone_hashes: list[str], now: datetime) -> dict[str, DncEntry]:
+def active_hashes(session: Session, phone_hashes: Sequence[str], now: datetime) -> dict[str, DncEntry]:
     """For an upload chunk: which of these hashes are on the list now (opt-out wins over soft)."""
     found: dict[str, DncEntry] = {}
     if not phone_hashes:

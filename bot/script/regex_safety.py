@@ -88,7 +88,9 @@ def writer_regexes(data_dir: Path) -> list[WriterRegex]:
             if not hasattr(block, "get"):
                 continue
             kind = "regex" if "regex" in block else "lookup" if "lookup" in block else None
-            examples = block.get("examples") if kind else None
+            if kind is None:
+                continue
+            examples = block.get("examples")
             if not isinstance(examples, str):
                 continue
             name = str(block.get(kind))

@@ -18,11 +18,13 @@ tags) by bot.wecom.events.EventProcessor.
 The web console includes `router` at /wecom/callback; `callback_routes()` gives plain
 Starlette routes for any other app; `create_callback_app()` / `waihu wecom serve` runs it alone.
 """
+
 from __future__ import annotations
 
 import logging
 import time
 from collections.abc import Callable
+from typing import cast
 
 from fastapi import APIRouter
 from sqlalchemy.engine import Engine
@@ -81,8 +83,14 @@ async def read_capped_body(request: Request, limit: int = MAX_BODY_BYTES) -> byt
 
 
 class CallbackEndpoint:
-    def __init__(self, processor: EventProcessor, crypto: CallbackCrypto, *, max_skew_s: float = 300.0,
-                 wall_clock: Callable[[], float] | None = None) -> None:
+    def __init__(
+        self,
+        processor: EventProcessor,
+        crypto: CallbackCrypto,
+        *,
+        max_skew_s: float = 300.0,
+        wall_clock: Callable[[], float] | None = None,
+    ) -> None:
         self.processor, self.crypto = processor, crypto
         # one clock for the time window and the welcome's 20 s: the processor's (real time,
         # or the demo's simulated time)
@@ -101,28 +109,42 @@ class CallbackEndpoint:
         except CallbackRejected as exc:
             self.rejected[exc.reason] = self.rejected.get(exc.reason, 0) + 1
             client = request.client.host if request.client else "?"
-            log.warning("wecom callback rejected (%s) from %s: %s; timestamp=%s nonce=%s", exc.reason, client,
-                        loggable(exc.detail, 200), loggable(request.query_params.get("timestamp", "-")),
-                        loggable(request.query_params.get("nonce", "-")))
+            log.warning(
+                "wecom callback rejected (%s) from %s: %s; timestamp=%s nonce=%s",
+                exc.reason,
+                client,
+                loggable(exc.detail, 200),
+                loggable(request.query_params.get("timestamp", "-")),
+                loggable(request.query_params.get("nonce", "-")),
+            )
             answer = {400: "bad request", 413: "request body too large"}.get(exc.status_code, "forbidden")
             headers = {"Connection": "close"} if exc.status_code == 413 else None
-            return PlainTextResponse(f"{answer}: {exc.reason}" if exc.status_code != 403 else answer,
-                                     status_code=exc.status_code, headers=headers)
+            return PlainTextResponse(
+                f"{answer}: {exc.reason}" if exc.status_code != 403 else answer,
+                status_code=exc.status_code,
+                headers=headers,
+            )
 
     def _checked_params(self, request: Request) -> tuple[str, str, str]:
         params = request.query_params
-        signature, timestamp, nonce = (params.get("msg_signature", ""), params.get("timestamp", ""),
-                                       params.get("nonce", ""))
+        signature, timestamp, nonce = (
+            params.get("msg_signature", ""),
+            params.get("timestamp", ""),
+            params.get("nonce", ""),
+        )
         if not (signature and timestamp and nonce):
-            raise CallbackRejected("missing_parameters", "msg_signature, timestamp and nonce are required",
-                                   status_code=400)
+            raise CallbackRejected(
+                "missing_parameters", "msg_signature, timestamp and nonce are required", status_code=400
+            )
         # isdigit() alone says yes to "²" (int() then raises): ASCII digits, bounded length.
         if not (timestamp.isascii() and timestamp.isdigit() and len(timestamp) <= MAX_TIMESTAMP_DIGITS):
-            raise CallbackRejected("bad_timestamp", f"timestamp must be 1–{MAX_TIMESTAMP_DIGITS} ASCII digits",
-                                   status_code=400)
+            raise CallbackRejected(
+                "bad_timestamp", f"timestamp must be 1–{MAX_TIMESTAMP_DIGITS} ASCII digits", status_code=400
+            )
         if len(nonce) > MAX_NONCE_CHARS or not nonce.isprintable():
-            raise CallbackRejected("bad_nonce", f"nonce must be at most {MAX_NONCE_CHARS} printable characters",
-                                   status_code=400)
+            raise CallbackRejected(
+                "bad_nonce", f"nonce must be at most {MAX_NONCE_CHARS} printable characters", status_code=400
+            )
         if len(signature) > 64:
             raise CallbackRejected("bad_signature", "msg_signature longer than 64 characters", status_code=400)
         skew = abs(self.wall_clock() - int(timestamp))
@@ -150,15 +172,23 @@ class CallbackEndpoint:
         if event is None:
             log.info("wecom callback: not a change_external_contact event; ignored")
             return PlainTextResponse("success")
-        stored = await run_in_threadpool(store_callback, self.processor.engine, event, nonce=nonce,
-                                         timestamp=int(timestamp), now=utc_now(), max_skew_s=self.max_skew_s)
+        stored = await run_in_threadpool(
+            store_callback,
+            self.processor.engine,
+            event,
+            nonce=nonce,
+            timestamp=int(timestamp),
+            now=utc_now(),
+            max_skew_s=self.max_skew_s,
+        )
         if stored.kind == "replay":
             raise CallbackRejected("replayed_nonce", f"nonce {loggable(nonce)} was already used")
         self.handled_ms.append((time.perf_counter() - started) * 1000)
         if stored.kind == "duplicate":
             log.info("wecom callback: event %s delivered again; already have it", stored.event_id)
             return PlainTextResponse("success")
-        return PlainTextResponse("success", background=BackgroundTask(self._process, stored.event_id))
+        event_id = cast(int, stored.event_id)  # a "new" event is stored with its id
+        return PlainTextResponse("success", background=BackgroundTask(self._process, event_id))
 
     async def _process(self, event_id: int) -> None:
         try:
@@ -206,8 +236,12 @@ def create_callback_app(endpoint: CallbackEndpoint, path: str = CALLBACK_PATH) -
 
 def uvicorn_limits() -> dict:
     """Server options for the callback alone: WeCom sends a few requests a second, each small."""
-    return {"limit_concurrency": 200, "timeout_keep_alive": 5, "h11_max_incomplete_event_size": 16 * 1024,
-            "backlog": 256}
+    return {
+        "limit_concurrency": 200,
+        "timeout_keep_alive": 5,
+        "h11_max_incomplete_event_size": 16 * 1024,
+        "backlog": 256,
+    }
 
 
 class CappedBodies:
@@ -224,8 +258,11 @@ class CappedBodies:
         declared = dict(scope["headers"]).get(b"content-length")
         if declared is not None and (not declared.isdigit() or len(declared) > 18 or int(declared) > self.limit):
             status = 413 if declared.isdigit() else 400
-            response = PlainTextResponse("request body too large" if status == 413 else "bad Content-Length",
-                                         status_code=status, headers={"Connection": "close"})
+            response = PlainTextResponse(
+                "request body too large" if status == 413 else "bad Content-Length",
+                status_code=status,
+                headers={"Connection": "close"},
+            )
             await response(scope, receive, send)
             return
         received = 0
@@ -242,8 +279,14 @@ class CappedBodies:
         await self.app(scope, capped_receive, send)
 
 
-def endpoint_for(engine: Engine, settings: WeComSettings, *, state_key: bytes | None = None,
-                 client: WeComClient | None = None, **processor_options) -> CallbackEndpoint:
+def endpoint_for(
+    engine: Engine,
+    settings: WeComSettings,
+    *,
+    state_key: bytes | None = None,
+    client: WeComClient | None = None,
+    **processor_options,
+) -> CallbackEndpoint:
     settings.require_callback()
     if state_key is None:
         from bot.wecom.state import state_key_from_settings

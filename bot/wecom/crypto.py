@@ -143,9 +143,10 @@ def encrypted_field(body: bytes | str) -> str:
     except ET.ParseError as exc:
         raise CallbackRejected("bad_xml", str(exc)) from None
     node = root.find("Encrypt")
-    if node is None or not (node.text or "").strip():
+    text = (node.text or "").strip() if node is not None else ""
+    if not text:
         raise CallbackRejected("bad_xml", "no <Encrypt> element")
-    return node.text.strip()
+    return text
 
 
 def cdata(text: str) -> str:

@@ -4,6 +4,7 @@ Counted per lead (a lead is graded A/B once however often it was called, and has
 one invitation per campaign), in total and per audience pack, per grade, and per arm of
 each experiment factor (script variant, call-time slot, incentive, welcome script).
 """
+
 from __future__ import annotations
 
 import statistics
@@ -20,8 +21,15 @@ from bot.leads.models import Lead
 from bot.wecom.models import WeComInvite
 
 STAGES = ("graded_ab", "invited", "sent", "added", "welcomed")
-STAGE_LABELS = {"graded_ab": "A/B 线索", "invited": "已生成邀请", "sent": "已发送链接", "added": "已加好友",
-                "welcomed": "已发欢迎语", "failed": "邀请失败", "deleted": "已删除好友"}
+STAGE_LABELS = {
+    "graded_ab": "A/B 线索",
+    "invited": "已生成邀请",
+    "sent": "已发送链接",
+    "added": "已加好友",
+    "welcomed": "已发欢迎语",
+    "failed": "邀请失败",
+    "deleted": "已删除好友",
+}
 FACTORS = ("script", "time_slot", "incentive", "welcome")
 NO_ARM = "（无）"
 NO_AUDIENCE = "（未分组）"
@@ -34,9 +42,12 @@ def wecom_funnel(session: Session, campaign_id: int) -> dict:
         .join(Lead, Lead.id == CallAttempt.lead_id)
         .outerjoin(AudiencePack, AudiencePack.id == Lead.audience_id)
         .where(CallAttempt.campaign_id == campaign_id, CallAttempt.grade.in_(("A", "B")))
-        .order_by(CallAttempt.id)).all()
-    invites = {row.lead_id: row for row in session.execute(
-        select(WeComInvite).where(WeComInvite.campaign_id == campaign_id)).scalars()}
+        .order_by(CallAttempt.id)
+    ).all()
+    invites = {
+        row.lead_id: row
+        for row in session.execute(select(WeComInvite).where(WeComInvite.campaign_id == campaign_id)).scalars()
+    }
     leads: dict[int, dict[str, Any]] = {}
     for lead_id, grade, arms, audience in graded:
         if lead_id not in leads:  # the first A/B call of the lead
@@ -54,8 +65,7 @@ def wecom_funnel(session: Session, campaign_id: int) -> dict:
             groups[key(row)].append(row)
         return [{"name": name, **_counts(members)} for name, members in sorted(groups.items())]
 
-    latencies = [(i.welcomed_at - i.added_at).total_seconds() for i in invites.values()
-                 if i.welcomed_at and i.added_at]
+    latencies = [(i.welcomed_at - i.added_at).total_seconds() for i in invites.values() if i.welcomed_at and i.added_at]
     return {
         "campaign_id": campaign_id,
         "campaign": campaign.name if campaign else None,
@@ -64,30 +74,44 @@ def wecom_funnel(session: Session, campaign_id: int) -> dict:
         "total": _counts(rows),
         "by_audience": grouped(lambda r: r["audience"] or NO_AUDIENCE),
         "by_grade": grouped(lambda r: r["grade"]),
-        "by_arm": {factor: grouped(lambda r, f=factor: str(r["arms"].get(f) or NO_ARM)) for factor in FACTORS
-                   if any(r["arms"].get(factor) for r in rows)},
-        "welcome_after_add_s": ({"median": statistics.median(latencies), "max": max(latencies), "n": len(latencies)}
-                                if latencies else None),
+        "by_arm": {
+            factor: grouped(lambda r, f=factor: str(r["arms"].get(f) or NO_ARM))
+            for factor in FACTORS
+            if any(r["arms"].get(factor) for r in rows)
+        },
+        "welcome_after_add_s": (
+            {"median": statistics.median(latencies), "max": max(latencies), "n": len(latencies)} if latencies else None
+        ),
     }
 
 
 def _stages(entry: dict) -> dict:
     invite = entry.get("invite")
-    return {"grade": entry["grade"], "arms": entry["arms"], "audience": entry["audience"],
-            "graded_ab": entry["grade"] in ("A", "B"), "invited": invite is not None,
-            "sent": bool(invite and invite.sent_at), "added": bool(invite and invite.added_at),
-            "welcomed": bool(invite and invite.welcomed_at), "failed": bool(invite and invite.status == "failed"),
-            "deleted": bool(invite and invite.deleted_at)}
+    return {
+        "grade": entry["grade"],
+        "arms": entry["arms"],
+        "audience": entry["audience"],
+        "graded_ab": entry["grade"] in ("A", "B"),
+        "invited": invite is not None,
+        "sent": bool(invite and invite.sent_at),
+        "added": bool(invite and invite.added_at),
+        "welcomed": bool(invite and invite.welcomed_at),
+        "failed": bool(invite and invite.status == "failed"),
+        "deleted": bool(invite and invite.deleted_at),
+    }
 
 
 def _counts(rows: Iterable[dict]) -> dict:
     rows = list(rows)
-    counts = {stage: sum(1 for r in rows if r[stage]) for stage in (*STAGES, "failed", "deleted")}
+    counts: dict[str, Any] = {stage: sum(1 for r in rows if r[stage]) for stage in (*STAGES, "failed", "deleted")}
     base = counts["graded_ab"]
     counts["rates"] = {
-        "invited": _rate(counts["invited"], base), "sent": _rate(counts["sent"], counts["invited"]),
-        "added": _rate(counts["added"], counts["sent"]), "welcomed": _rate(counts["welcomed"], counts["added"]),
-        "added_of_graded_ab": _rate(counts["added"], base)}
+        "invited": _rate(counts["invited"], base),
+        "sent": _rate(counts["sent"], counts["invited"]),
+        "added": _rate(counts["added"], counts["sent"]),
+        "welcomed": _rate(counts["welcomed"], counts["added"]),
+        "added_of_graded_ab": _rate(counts["added"], base),
+    }
     return counts
 
 

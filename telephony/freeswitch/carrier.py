@@ -41,7 +41,7 @@ TAKE_BACK = "park inline"
 def speech_from_event(event: EslEvent, text_header: str) -> tuple[str, float | None]:
     """ASR text from DETECTED_SPEECH (NLSML or plain body) or a vendor CUSTOM event."""
     if event.name == "CUSTOM":
-        confidence = event.get("ASR-Confidence")
+        confidence: str | None = event.get("ASR-Confidence")
         return event.get(text_header).strip(), float(confidence) if confidence else None
     body = event.body.strip()
     if body.startswith("<"):

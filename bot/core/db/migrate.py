@@ -23,7 +23,7 @@ def alembic_config(engine: Engine) -> Config:
     return config
 
 
-def head_revision() -> str:
+def head_revision() -> str | None:
     script = ScriptDirectory(str(MIGRATIONS_DIR))
     return script.get_current_head()
 

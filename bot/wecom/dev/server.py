@@ -22,6 +22,7 @@ the tests and in the demo. It is a real HTTP server on 127.0.0.1 (uvicorn in a t
 One more endpoint that is not WeCom: POST /sms/send, an SMS gateway sink for the HTTP SMS
 provider (bot.wecom.sms.HttpSms), recording what it was asked to send.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -103,8 +104,11 @@ class UvicornThread:
         self._socket.bind((host, port))
         self.host, self.port = host, self._socket.getsockname()[1]
         # ws="none": Rasa pins a websockets too old for uvicorn's; nothing here uses them.
-        self.server = uvicorn.Server(uvicorn.Config(app, host=host, port=self.port, log_level="warning",
-                                                    lifespan="off", ws="none", access_log=False))
+        self.server = uvicorn.Server(
+            uvicorn.Config(
+                app, host=host, port=self.port, log_level="warning", lifespan="off", ws="none", access_log=False
+            )
+        )
         self._thread = threading.Thread(target=self._run, name=f"uvicorn-{self.port}", daemon=True)
 
     @property
@@ -134,8 +138,9 @@ class WeComTestServer:
     corp_id: str = "wwwaihutest000001"
     secret: str = field(default_factory=lambda: secrets.token_urlsafe(24))
     token: str = field(default_factory=lambda: secrets.token_urlsafe(16))
-    encoding_aes_key: str = field(default_factory=lambda: secrets.token_urlsafe(40)[:43].replace("-", "a")
-                                  .replace("_", "b"))
+    encoding_aes_key: str = field(
+        default_factory=lambda: secrets.token_urlsafe(40)[:43].replace("-", "a").replace("_", "b")
+    )
     agent_id: str = "1000002"
     callback_url: str | None = None
     token_ttl_s: int = TOKEN_TTL_S
@@ -157,15 +162,17 @@ class WeComTestServer:
         self.requests: list[tuple[str, int]] = []  # (path, errcode or HTTP status) as answered
         self._failures: dict[str, deque] = defaultdict(deque)
         self._thread: UvicornThread | None = None
-        self.app = Starlette(routes=[
-            Route("/cgi-bin/gettoken", self._gettoken, methods=["GET"]),
-            Route(f"{_EC}/add_contact_way", self._add_contact_way, methods=["POST"]),
-            Route(f"{_EC}/send_welcome_msg", self._send_welcome_msg, methods=["POST"]),
-            Route(f"{_EC}/get_corp_tag_list", self._get_corp_tag_list, methods=["POST"]),
-            Route(f"{_EC}/add_corp_tag", self._add_corp_tag, methods=["POST"]),
-            Route(f"{_EC}/mark_tag", self._mark_tag, methods=["POST"]),
-            Route("/sms/send", self._sms_send, methods=["POST"]),
-        ])
+        self.app = Starlette(
+            routes=[
+                Route("/cgi-bin/gettoken", self._gettoken, methods=["GET"]),
+                Route(f"{_EC}/add_contact_way", self._add_contact_way, methods=["POST"]),
+                Route(f"{_EC}/send_welcome_msg", self._send_welcome_msg, methods=["POST"]),
+                Route(f"{_EC}/get_corp_tag_list", self._get_corp_tag_list, methods=["POST"]),
+                Route(f"{_EC}/add_corp_tag", self._add_corp_tag, methods=["POST"]),
+                Route(f"{_EC}/mark_tag", self._mark_tag, methods=["POST"]),
+                Route("/sms/send", self._sms_send, methods=["POST"]),
+            ]
+        )
 
     # ---- running -------------------------------------------------------------------------------
 
@@ -192,8 +199,14 @@ class WeComTestServer:
 
     def settings(self, **changes: Any) -> WeComSettings:
         """Settings for our client and callback to talk to this server."""
-        values = dict(corp_id=self.corp_id, secret=self.secret, token=self.token,
-                      encoding_aes_key=self.encoding_aes_key, api_base=self.base_url, agent_id=self.agent_id)
+        values: dict[str, Any] = dict(
+            corp_id=self.corp_id,
+            secret=self.secret,
+            token=self.token,
+            encoding_aes_key=self.encoding_aes_key,
+            api_base=self.base_url,
+            agent_id=self.agent_id,
+        )
         values.update(changes)
         return WeComSettings(**values)
 
@@ -229,13 +242,27 @@ class WeComTestServer:
 
     # ---- callbacks -----------------------------------------------------------------------------
 
-    def add_event_xml(self, *, state: str | None, userid: str, external_userid: str, welcome_code: str | None,
-                      create_time: int, change_type: str = "add_external_contact") -> str:
+    def add_event_xml(
+        self,
+        *,
+        state: str | None,
+        userid: str,
+        external_userid: str,
+        welcome_code: str | None,
+        create_time: int,
+        change_type: str = "add_external_contact",
+    ) -> str:
         """The event as WeCom documents it (客户联系 事件格式: 添加企业客户事件)."""
-        parts = [f"<ToUserName>{cdata(self.corp_id)}</ToUserName>", f"<FromUserName>{cdata('sys')}</FromUserName>",
-                 f"<CreateTime>{create_time}</CreateTime>", f"<MsgType>{cdata('event')}</MsgType>",
-                 f"<Event>{cdata('change_external_contact')}</Event>", f"<ChangeType>{cdata(change_type)}</ChangeType>",
-                 f"<UserID>{cdata(userid)}</UserID>", f"<ExternalUserID>{cdata(external_userid)}</ExternalUserID>"]
+        parts = [
+            f"<ToUserName>{cdata(self.corp_id)}</ToUserName>",
+            f"<FromUserName>{cdata('sys')}</FromUserName>",
+            f"<CreateTime>{create_time}</CreateTime>",
+            f"<MsgType>{cdata('event')}</MsgType>",
+            f"<Event>{cdata('change_external_contact')}</Event>",
+            f"<ChangeType>{cdata(change_type)}</ChangeType>",
+            f"<UserID>{cdata(userid)}</UserID>",
+            f"<ExternalUserID>{cdata(external_userid)}</ExternalUserID>",
+        ]
         if state is not None:
             parts.append(f"<State>{cdata(state)}</State>")
         if welcome_code is not None:
@@ -244,8 +271,16 @@ class WeComTestServer:
             parts = [p for p in parts if not p.startswith(("<State>", "<WelcomeCode>"))]
         return "<xml>" + "".join(parts) + "</xml>"
 
-    async def simulate_add(self, state: str | None, *, external_userid: str | None = None, userid: str | None = None,
-                           age_s: float = 0.0, welcome_code: bool = True, half: bool = False) -> SentCallback:
+    async def simulate_add(
+        self,
+        state: str | None,
+        *,
+        external_userid: str | None = None,
+        userid: str | None = None,
+        age_s: float = 0.0,
+        welcome_code: bool = True,
+        half: bool = False,
+    ) -> SentCallback:
         """A customer adds the member through the contact way with `state`: WeCom's event
         arrives at our callback. `age_s` backdates the event (a welcome code that old);
         `half` sends add_half_external_contact (免验证添加) instead."""
@@ -258,23 +293,42 @@ class WeComTestServer:
             if code:
                 self.welcome_codes[code] = IssuedWelcomeCode(code, customer, member, float(create_time))
             self.customers.add((member, customer))
-        message = self.add_event_xml(state=state, userid=member, external_userid=customer, welcome_code=code,
-                                     create_time=create_time,
-                                     change_type="add_half_external_contact" if half else "add_external_contact")
+        message = self.add_event_xml(
+            state=state,
+            userid=member,
+            external_userid=customer,
+            welcome_code=code,
+            create_time=create_time,
+            change_type="add_half_external_contact" if half else "add_external_contact",
+        )
         return await self.post_callback(message, external_userid=customer, welcome_code=code)
 
-    async def simulate_delete(self, external_userid: str, userid: str, *, state: str | None = None,
-                              by_customer: bool = False) -> SentCallback:
+    async def simulate_delete(
+        self, external_userid: str, userid: str, *, state: str | None = None, by_customer: bool = False
+    ) -> SentCallback:
         """The member deletes the customer (del_external_contact), or the customer deletes
         the member (del_follow_user)."""
         change = "del_follow_user" if by_customer else "del_external_contact"
-        message = self.add_event_xml(state=state, userid=userid, external_userid=external_userid, welcome_code=None,
-                                     create_time=int(self.clock()), change_type=change)
+        message = self.add_event_xml(
+            state=state,
+            userid=userid,
+            external_userid=external_userid,
+            welcome_code=None,
+            create_time=int(self.clock()),
+            change_type=change,
+        )
         return await self.post_callback(message, external_userid=external_userid, welcome_code=None)
 
-    async def post_callback(self, message: str, *, external_userid: str = "", welcome_code: str | None = None,
-                            timestamp: int | None = None, nonce: str | None = None,
-                            signature: str | None = None) -> SentCallback:
+    async def post_callback(
+        self,
+        message: str,
+        *,
+        external_userid: str = "",
+        welcome_code: str | None = None,
+        timestamp: int | None = None,
+        nonce: str | None = None,
+        signature: str | None = None,
+    ) -> SentCallback:
         if not self.callback_url:
             raise RuntimeError("set callback_url (our callback endpoint) before simulating events")
         timestamp_text = str(timestamp if timestamp is not None else int(self.clock()))
@@ -285,32 +339,43 @@ class WeComTestServer:
 
     async def repost(self, sent: SentCallback) -> SentCallback:
         """The very same request again: what an attacker who captured it would send."""
-        return await self._post(sent.url, dict(sent.params), sent.body, sent.message, sent.external_userid,
-                                sent.welcome_code)
+        return await self._post(
+            sent.url, dict(sent.params), sent.body, sent.message, sent.external_userid, sent.welcome_code
+        )
 
     async def redeliver(self, sent: SentCallback) -> SentCallback:
         """The same event in a fresh envelope (new timestamp, nonce, IV): WeCom retrying."""
-        return await self.post_callback(sent.message, external_userid=sent.external_userid,
-                                        welcome_code=sent.welcome_code)
+        return await self.post_callback(
+            sent.message, external_userid=sent.external_userid, welcome_code=sent.welcome_code
+        )
 
-    async def _post(self, url: str, params: dict, body: str, message: str, external_userid: str,
-                    welcome_code: str | None) -> SentCallback:
+    async def _post(
+        self, url: str, params: dict, body: str, message: str, external_userid: str, welcome_code: str | None
+    ) -> SentCallback:
         sent_at = self.clock()
         async with httpx.AsyncClient(timeout=10) as http:
-            response = await http.post(url, params=params, content=body.encode("utf-8"),
-                                       headers={"Content-Type": "text/xml"})
-        sent = SentCallback(url, params, body, message, external_userid, welcome_code, sent_at,
-                            response.status_code, response.text)
+            response = await http.post(
+                url, params=params, content=body.encode("utf-8"), headers={"Content-Type": "text/xml"}
+            )
+        sent = SentCallback(
+            url, params, body, message, external_userid, welcome_code, sent_at, response.status_code, response.text
+        )
         with self._lock:
             self.callbacks.append(sent)
         return sent
 
     async def verify_url(self, echo: str = "1288432023552776189") -> httpx.Response:
         """WeCom's URL check when the callback is configured: GET with an encrypted echostr."""
+        if not self.callback_url:
+            raise RuntimeError("set callback_url (our callback endpoint) before checking it")
         timestamp, nonce = str(int(self.clock())), str(secrets.randbelow(10**10))
         encrypted = self.crypto.encrypt(echo)
-        params = {"msg_signature": self.crypto.sign(timestamp, nonce, encrypted), "timestamp": timestamp,
-                  "nonce": nonce, "echostr": encrypted}
+        params = {
+            "msg_signature": self.crypto.sign(timestamp, nonce, encrypted),
+            "timestamp": timestamp,
+            "nonce": nonce,
+            "echostr": encrypted,
+        }
         async with httpx.AsyncClient(timeout=10) as http:
             return await http.get(self.callback_url, params=params)
 
@@ -319,7 +384,9 @@ class WeComTestServer:
     def _answer(self, path: str, response: JSONResponse) -> JSONResponse:
         import json
 
-        code = json.loads(response.body).get("errcode", 0) if response.status_code == 200 else response.status_code
+        code = (
+            json.loads(bytes(response.body)).get("errcode", 0) if response.status_code == 200 else response.status_code
+        )
         with self._lock:
             self.requests.append((path, code))
         return response
@@ -413,8 +480,11 @@ class WeComTestServer:
                 # not documented; a stale code is an invalid parameter here.)
                 return self._answer(path, _err(40035, "welcome_code expired (more than 20 s after the event)"))
             issued.used = True
-            self.welcomes.append(SentWelcome(issued.code, issued.external_userid, issued.userid, text, attachments,
-                                             issued.issued_at, received_at))
+            self.welcomes.append(
+                SentWelcome(
+                    issued.code, issued.external_userid, issued.userid, text, attachments, issued.issued_at, received_at
+                )
+            )
         return self._answer(path, _ok())
 
     async def _get_corp_tag_list(self, request: Request) -> JSONResponse:
@@ -428,12 +498,22 @@ class WeComTestServer:
             for group_id, group in self.tag_groups.items():
                 if body.get("group_id") and group_id not in body["group_id"]:
                     continue
-                tags = [{"id": tid, "name": name, "create_time": 0, "order": 0, "deleted": False}
-                        for tid, name in group["tags"].items()
-                        if body.get("group_id") or not body.get("tag_id") or tid in body["tag_id"]]
+                tags = [
+                    {"id": tid, "name": name, "create_time": 0, "order": 0, "deleted": False}
+                    for tid, name in group["tags"].items()
+                    if body.get("group_id") or not body.get("tag_id") or tid in body["tag_id"]
+                ]
                 if tags or not body.get("tag_id"):
-                    groups.append({"group_id": group_id, "group_name": group["group_name"], "create_time": 0,
-                                   "order": 0, "deleted": False, "tag": tags})
+                    groups.append(
+                        {
+                            "group_id": group_id,
+                            "group_name": group["group_name"],
+                            "create_time": 0,
+                            "order": 0,
+                            "deleted": False,
+                            "tag": tags,
+                        }
+                    )
         return self._answer(path, _ok(tag_group=groups))
 
     async def _add_corp_tag(self, request: Request) -> JSONResponse:
@@ -467,8 +547,18 @@ class WeComTestServer:
                 tag_id = "et" + secrets.token_hex(12)
                 group["tags"][tag_id] = n
                 created.append({"id": tag_id, "name": n, "create_time": int(self.clock()), "order": 0})
-        return self._answer(path, _ok(tag_group={"group_id": group_id, "group_name": group["group_name"],
-                                                 "create_time": int(self.clock()), "order": 0, "tag": created}))
+        return self._answer(
+            path,
+            _ok(
+                tag_group={
+                    "group_id": group_id,
+                    "group_name": group["group_name"],
+                    "create_time": int(self.clock()),
+                    "order": 0,
+                    "tag": created,
+                }
+            ),
+        )
 
     async def _mark_tag(self, request: Request) -> JSONResponse:
         path = f"{_EC}/mark_tag"
