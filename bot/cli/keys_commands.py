@@ -174,7 +174,7 @@ def rotate(
             err_console.print(f"  {table}: {done:,} rows")
 
     summary = rotate_keyed_data(engine, old, new, on_progress=progress)
-    _install(target, key_file, from_env)
+    _install(target, key_file, from_env, retired_as=_retired(key_file, old.key_check))
     console.print(
         f"rotated: key {short(summary.old_fingerprint)} → {short(summary.new_fingerprint)}; "
         + ", ".join(f"{table} {rows:,}" for table, rows in summary.rows.items())
@@ -186,7 +186,7 @@ def rotate(
         )
     else:
         console.print(
-            f"the new key is in {key_file}; the previous one was moved to {_retired(key_file)}: keep it "
+            f"the new key is in {key_file}; the previous one was moved to {_retired(key_file, old.key_check)}: keep it "
             "only as long as you keep database backups made before now, then delete it"
         )
     console.print(
@@ -196,16 +196,24 @@ def rotate(
     )
 
 
-def _retired(key_file: Path) -> Path:
-    return key_file.with_name(key_file.name + ".old")
+def _retired(key_file: Path, fingerprint: str) -> Path:
+    """Where a replaced key file goes: named by its fingerprint, so a later rotation never overwrites it."""
+    from bot.core.keys import short
+
+    return key_file.with_name(f"{key_file.name}.{short(fingerprint)}.old")
 
 
-def _install(target: Path, key_file: Path, from_env: bool) -> None:
+def _install(target: Path, key_file: Path, from_env: bool, retired_as: Path | None = None) -> None:
     """Put the new key where the settings read it (a key from WAIHU_SECRET_KEY is the operator's to change)."""
+    from bot.core.pii import PhoneKeyring
+
     if from_env or target == key_file:
         return
     if key_file.exists():
-        os.replace(key_file, _retired(key_file))
+        if retired_as is None:
+            retired_as = _retired(key_file, PhoneKeyring.from_secret(key_file.read_bytes().strip()).key_check)
+        os.replace(key_file, retired_as)
+        os.chmod(retired_as, 0o600)
     os.replace(target, key_file)
 
 

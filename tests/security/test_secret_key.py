@@ -244,7 +244,8 @@ def test_waihu_keys_rotate_end_to_end(cli, db, keyring, tmp_path, monkeypatch):
     new_secret = key_file.read_text().strip()
     assert new_secret.startswith("waihu-k2.") and TEST_SECRET not in new_secret
     assert os.stat(key_file).st_mode & 0o077 == 0
-    assert key_file.with_name("secret.key.old").read_text().strip() == TEST_SECRET
+    retired = key_file.with_name(f"secret.key.{keyring.key_check[:12]}.old")
+    assert retired.read_text().strip() == TEST_SECRET and os.stat(retired).st_mode & 0o077 == 0
     assert "do not call" in cli("dnc", "check", LISTED).stdout
     status = json.loads(cli("keys", "status", "--json").stdout)
     assert status["matches"] and status["rotations"] == 1 and status["rows"]["leads"] == 1
