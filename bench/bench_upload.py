@@ -73,6 +73,7 @@ def run_one(backend: str, file: Path, dnc_file: Path) -> dict:
     from bot.core.db.bulk import bulk_insert
     from bot.core.db.engine import create_database_engine
     from bot.core.db.migrate import upgrade
+    from bot.core.keys import adopt_key
     from bot.dnc.models import DoNotCall
     from bot.leads.service import UploadRequest, upload_lead_pack
     from bot.core.pii import PhoneKeyring
@@ -91,6 +92,9 @@ def run_one(backend: str, file: Path, dnc_file: Path) -> dict:
     try:
         upgrade(engine)
         keyring = PhoneKeyring.from_secret(SECRET.encode())
+        # The DNC rows below are only hashes, which cannot prove which key wrote them:
+        # record this key's fingerprint first, as `waihu keys adopt` does.
+        adopt_key(engine, keyring)
         now = utc_now()
         dnc_rows = [(keyring.hash_phone(p), "opt_out", "bench", "bench", now, None)
                     for p in dnc_file.read_text().split()]
