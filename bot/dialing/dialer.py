@@ -50,6 +50,7 @@ from bot.dialing.call_prompts import CallPrompts
 from bot.dialing.call_runner import CallResult, EventRouter, assess, run_call
 from bot.dialing.call_store import record_call
 from bot.dialing.callbacks import settle_callbacks
+from bot.dialing.liveness import WorkerLiveness
 from bot.dialing.planner import PlanResult, history_of, plan_campaign
 from bot.dnc.models import SCOPE_OPT_OUT
 from bot.dnc.service import add_entry, dnc_state
@@ -171,6 +172,8 @@ class Dialer:
     write_attempts: int = 3
     # How a failed result write waits before the next try (real seconds; tests pass a no-op).
     backoff: Callable[[float], None] = time.sleep
+    # Which workers are alive (Redis heartbeats): a dead worker's calls are closed at once.
+    liveness: WorkerLiveness | None = None
     _reconcile_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def plan(self) -> list[PlanResult]:
@@ -184,8 +187,12 @@ class Dialer:
 
     async def dial(self, attempt_id: int) -> str:
         """Run one planned attempt to the end, all on the calling thread (the embedded demo
-        and tests). Returns what happened, for the task log."""
-        prepared = self.prepare(attempt_id)
+        and tests). Returns what happened, for the task log, as the Celery task does."""
+        try:
+            prepared = self.prepare(attempt_id)
+        except Exception as exc:  # noqa: BLE001  (the claim did not take: the attempt stays scheduled)
+            log.warning("dial %s not started (%s); the attempt stays scheduled", attempt_id, type(exc).__name__)
+            return f"not started: {type(exc).__name__}"
         if isinstance(prepared, str):
             return prepared
         try:
@@ -540,11 +547,16 @@ class Dialer:
                     report.skipped = True
                     metrics.RECONCILER_ACTIONS.labels("skipped_locked").inc()
                     return report
+                lost = (CallAttempt.status == "dialing") & (CallAttempt.dialed_at < now - stuck_after())
+                dead = self._dead_workers(session)
+                if dead:
+                    lost = lost | ((CallAttempt.status == "dialing") & CallAttempt.worker.in_(dead))
                 report.lost = session.execute(
-                    update(CallAttempt).where(CallAttempt.status == "dialing",
-                                              CallAttempt.dialed_at < now - stuck_after())
+                    update(CallAttempt).where(lost)
                     .values(status="failed", outcome="worker_lost", history_outcome="worker_lost", ended_at=now)
                 ).rowcount or 0
+                if dead and report.lost:
+                    log.warning("reconciler: workers %s stopped beating; their calls are closed", ", ".join(dead))
                 for settled in settle_callbacks(session, now):
                     if settled.outcome.startswith("missed"):
                         report.callbacks_missed += 1
@@ -561,6 +573,14 @@ class Dialer:
         if report.lost:
             log.warning("reconciler: %d attempts lost their worker mid-call (marked worker_lost)", report.lost)
         return report
+
+    def _dead_workers(self, session) -> list[str]:
+        """Workers holding `dialing` attempts whose heartbeat has expired (none without liveness)."""
+        if self.liveness is None:
+            return []
+        holders = session.execute(select(CallAttempt.worker).where(CallAttempt.status == "dialing")
+                                  .distinct()).scalars().all()
+        return sorted(self.liveness.dead(holders))
 
     def unclaimed(self) -> list[int]:
         """Planned attempts whose dial task never arrived, to be sent again (each marked, so

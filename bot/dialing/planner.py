@@ -344,17 +344,21 @@ def _untried_leads(session: Session, campaign_id: int, pack_ids: list[int], afte
     return page, (page[-1].scan_key if page else None), len(page)
 
 
+# Built once: aliases rebuilt per tick cost more than the query on a small campaign.
+_BOOKING = CallAttempt.__table__.alias("booking")
+_NEWER = CallAttempt.__table__.alias("newer")
+_LATER_ATTEMPT = (select(_NEWER.c.id).where(_NEWER.c.campaign_id == _BOOKING.c.campaign_id,
+                                            _NEWER.c.lead_id == _BOOKING.c.lead_id,
+                                            _NEWER.c.attempt_no > _BOOKING.c.attempt_no).exists())
+
+
 def _callbacks_due(session: Session, campaign: Campaign, pack_ids: list[int], now: datetime) -> list[Candidate]:
     """Leads whose last attempt in this campaign booked a callback that is due now and not
     yet past the longest grace of the campaign's policies, oldest booking first (the
     eligibility check then applies each lead's own grace and band). Few rows, on the
     partial index of pending callbacks."""
     grace = max(policy.callback_grace_seconds for policy in _policies_by_slot(campaign).values())
-    booking = CallAttempt.__table__.alias("booking")
-    newer = CallAttempt.__table__.alias("newer")
-    later = (select(newer.c.id).where(newer.c.campaign_id == booking.c.campaign_id,
-                                      newer.c.lead_id == booking.c.lead_id,
-                                      newer.c.attempt_no > booking.c.attempt_no).exists())
+    booking, later = _BOOKING, _LATER_ATTEMPT
     rows = session.execute(
         select(booking.c.lead_id, Lead.phone_hash, booking.c.attempt_no, booking.c.callback_at)
         .join(Lead, Lead.id == booking.c.lead_id)

@@ -32,6 +32,7 @@ from bot.dialing.call_prompts import CallPrompts
 from bot.dialing import metrics
 from bot.dialing.call_journal import CallJournal
 from bot.dialing.dialer import CallFailed, DialCancelled, Dialer
+from bot.dialing.liveness import WorkerLiveness
 from bot.script.project import DialogsProject
 from bot.script.script_lines import load_script_domain
 from bot.wecom.tasks import deliver_wecom_invites
@@ -69,8 +70,14 @@ class DialWorkerRuntime:
         redis_client = _redis_client()
         prefix = f"waihu:{settings.queue}"
         self.journal = CallJournal(settings.journal_dir, redis_client=redis_client, redis_key=f"{prefix}:pending_dnc")
+        # A heartbeat from before the first claim on, every replay pass; it expires after three.
+        self.liveness = (WorkerLiveness(redis_client, prefix, ttl_s=3 * settings.journal_replay_every_s)
+                         if redis_client else None)
+        worker = f"{socket.gethostname()}:{os.getpid()}"
+        if self.liveness:
+            self.liveness.beat(worker)
         self.dialer = Dialer(open_database(), agent, carrier, keyring_from_settings(), now=self.clock.now,
-                             worker=f"{socket.gethostname()}:{os.getpid()}", prompts=_call_prompts(carrier),
+                             worker=worker, prompts=_call_prompts(carrier), liveness=self.liveness,
                              limits=DialLimits(redis_client, prefix=prefix) if redis_client else DialLimits(),
                              journal=self.journal, clock=self.clock, max_call_s=settings.max_call_s,
                              event_timeout_s=settings.call_event_timeout_s,
@@ -81,6 +88,15 @@ class DialWorkerRuntime:
                                          [metrics.QueueCollector(depth, self.journal.backlog)])
         self._replay_every = settings.journal_replay_every_s
         threading.Thread(target=self._replay_forever, name="waihu-journal", daemon=True).start()
+        if self.liveness:
+            threading.Thread(target=self._beat_forever, name="waihu-heartbeat", daemon=True).start()
+
+    def _beat_forever(self) -> None:
+        """Alive: a beat every third of the heartbeat's time-to-live (its own thread, so a
+        slow journal replay never makes a live worker look dead)."""
+        while True:
+            self.liveness.beat(self.dialer.worker)
+            time.sleep(self.liveness.ttl_s / 3)
 
     def _replay_forever(self) -> None:
         """Replay the journal (own and dead processes' files) whenever the database answers."""
@@ -179,7 +195,10 @@ def plan_dials() -> dict:
     try:
         for plan in plans:
             for index, attempt_id in enumerate(plan.created):
-                dial.apply_async(args=[attempt_id], countdown=_countdown(index + plan.backlog, plan.cps))
+                # Booked callbacks (first in `created`) take the next CPS turns; the others
+                # queue behind the dials already waiting.
+                place = index if index < plan.callbacks else index + plan.backlog
+                dial.apply_async(args=[attempt_id], countdown=_countdown(place, plan.cps))
                 queued += 1
     except Exception as exc:  # noqa: BLE001  (broker down: the attempts are planned; the reconciler re-sends them)
         planned = sum(len(plan.created) for plan in plans)

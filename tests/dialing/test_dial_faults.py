@@ -432,3 +432,42 @@ def test_concurrent_reconcilers_never_send_an_attempt_twice(db, keyring) -> None
         thread.join()
     everything = [a for found in sent for a in found]
     assert sorted(everything) == sorted(planned)  # each exactly once
+
+
+class FakeRedis:
+    """What WorkerLiveness uses of Redis, in memory; `uptime` as Redis reports it."""
+
+    def __init__(self, uptime: float = 3600) -> None:
+        self.keys: dict[str, int] = {}
+        self.uptime = uptime
+
+    def set(self, key, value, px=None):
+        self.keys[key] = value
+
+    def mget(self, keys):
+        return [self.keys.get(k) for k in keys]
+
+    def info(self, section):
+        return {"uptime_in_seconds": self.uptime}
+
+
+def test_a_dead_workers_calls_are_closed_at_once_not_after_twenty_minutes(db, keyring) -> None:
+    from bot.dialing.liveness import WorkerLiveness
+
+    with session_scope(db) as session:
+        campaign(session, keyring, 2, lines=2, cps=1)
+        planned = plan_campaign(session, session.execute(select(Campaign)).scalar_one(), at(10, 0)).created
+    clock = SimClock(start=at(10, 0))
+    redis_ = FakeRedis()
+    alive, dead = dialer_for(db, keyring, clock), dialer_for(db, keyring, clock)
+    alive.worker, dead.worker = "host:1", "host:2"
+    for dialer, attempt_id in ((alive, planned[0]), (dead, planned[1])):
+        dialer.liveness = WorkerLiveness(redis_, "waihu:q", ttl_s=15)
+        dialer.liveness.beat(dialer.worker)
+        dialer.prepare(attempt_id)
+    del redis_.keys["waihu:q:alive:host:2"]  # its heartbeat expired: killed
+    clock.advance(60)
+    assert alive.reconcile().lost == 1
+    assert [a.status for a in attempts(db)] == ["dialing", "failed"]
+    # Redis just restarted empty: missing heartbeats prove nothing yet.
+    assert WorkerLiveness(FakeRedis(uptime=5), "waihu:q", ttl_s=15).dead(["host:1"]) == set()
