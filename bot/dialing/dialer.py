@@ -27,7 +27,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Awaitable, Callable, Generator
+from typing import Any, Awaitable, Callable, Generator, cast
 
 from sqlalchemy import select, text, update
 from sqlalchemy.engine import Engine
@@ -107,6 +107,27 @@ class DialCancelled(Exception):
 
 class CallFailed(Exception):
     """The call went to the carrier and then failed in the dialer (the phone may have rung)."""
+
+
+class CheckedCarrier:
+    """The carrier, with a check run at the very moment of `dial` — synchronously, before
+    the request goes out, with no await in between. Everything else is the carrier's."""
+
+    def __init__(self, carrier: Carrier, check: Callable[[], str | None], now: Callable[[], datetime]) -> None:
+        self._carrier = carrier
+        self._check = check
+        self._now = now
+        self.dialled_at: datetime | None = None
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._carrier, name)
+
+    async def dial(self, *args, **kwargs) -> str:
+        reason = self._check()
+        if reason:
+            raise DialCancelled(reason)
+        self.dialled_at = self._now()
+        return await self._carrier.dial(*args, **kwargs)
 
 
 @dataclass(frozen=True)
@@ -307,21 +328,37 @@ class Dialer:
     async def converse(self, call: "PreparedCall") -> CallResult:
         """The call itself, on the event loop: the last T-0 check, dial, talk, grade. No
         database work here. Raises DialCancelled if the check fails (nothing was dialled),
-        CallFailed if the call failed after the dial."""
+        CallFailed if the call failed after the dial.
+
+        The last check runs inside `carrier.dial` (CheckedCarrier), in the same step of the
+        loop as the dial request: a busy loop may start a call task a while after it was
+        created, and the rules hold at the dial, not at the task's creation."""
         reason = self.recheck(call)
         if reason:
             raise DialCancelled(reason)
-        metrics.DIALS.labels(str(call.campaign_id)).inc()
-        metrics.CALLS_IN_FLIGHT.inc()
+        dialled = False
+
+        def at_dial() -> str | None:
+            nonlocal dialled
+            reason = self.recheck(call)
+            if reason is None:
+                dialled = True
+                metrics.DIALS.labels(str(call.campaign_id)).inc()
+                metrics.CALLS_IN_FLIGHT.inc()
+            return reason
+
         try:
-            return await self._watched_call(call)
+            return await self._watched_call(call, CheckedCarrier(self.carrier, at_dial, self.now))
+        except DialCancelled:
+            raise
         except Exception as exc:
             log.exception("call for attempt %s (%s) failed after the dial", call.attempt_id, mask_phone(call.phone))
             raise CallFailed(f"{type(exc).__name__}: {exc}") from exc
         finally:
-            metrics.CALLS_IN_FLIGHT.dec()
+            if dialled:
+                metrics.CALLS_IN_FLIGHT.dec()
 
-    async def _watched_call(self, call: PreparedCall) -> CallResult:
+    async def _watched_call(self, call: PreparedCall, carrier: CheckedCarrier) -> CallResult:
         """run_call under a watchdog on the dialer's clock: a carrier that never answers the
         dial request, or a call past the longest call, is hung up and stored as such."""
         self.router = self.router or EventRouter(self.carrier)
@@ -332,9 +369,10 @@ class Dialer:
             event_timeout = 120.0 if self.sleep is None else None
         else:
             event_timeout = self.event_timeout_s / speed if 0 < speed < float("inf") else None
-        agent = metrics.TimedAgent(self.agent) if self.agent is not None else None
+        # TimedAgent forwards everything to the agent it wraps, timing parse → respond.
+        agent = cast(DialogueAgent, metrics.TimedAgent(self.agent)) if self.agent is not None else None
         running = asyncio.ensure_future(run_call(
-            self.carrier, self.router, agent, call_id=call_id, phone=call.phone, lead=call.lead, clock=self.now,
+            carrier, self.router, agent, call_id=call_id, phone=call.phone, lead=call.lead, clock=self.now,
             audio_for=self.prompts.for_call(call.lead) if self.prompts else (lambda line: None),
             event_timeout_s=event_timeout, dial_options={"audience_pack": call.audience} if call.audience else None))
         sleep = self.clock.sleep if self.clock is not None else (self.sleep or asyncio.sleep)
@@ -344,7 +382,7 @@ class Dialer:
         finally:
             watchdog.cancel()
         if running.done():
-            return running.result()
+            return running.result()  # DialCancelled from the check at the dial, too
         running.cancel()
         await asyncio.gather(running, return_exceptions=True)
         log.warning("attempt %s: no end from the carrier after %.0f s; hanging up", call.attempt_id, self.max_call_s)
@@ -353,7 +391,7 @@ class Dialer:
         except Exception as exc:  # noqa: BLE001  (the carrier is what hangs: the result is stored anyway)
             log.warning("attempt %s: hang-up after the watchdog failed: %s", call.attempt_id, exc)
         result = CallResult(call_id, carrier_status="unreachable", cause=DIALER_TIMEOUT, hangup_by="bot",
-                            dialed_at=started, ended_at=self.now())
+                            dialed_at=carrier.dialled_at or started, ended_at=self.now())
         result.outcome = assess(result)
         return result
 

@@ -94,9 +94,12 @@ class DialWorkerRuntime:
     def _beat_forever(self) -> None:
         """Alive: a beat every third of the heartbeat's time-to-live (its own thread, so a
         slow journal replay never makes a live worker look dead)."""
+        liveness = self.liveness
+        if liveness is None:
+            return
         while True:
-            self.liveness.beat(self.dialer.worker)
-            time.sleep(self.liveness.ttl_s / 3)
+            liveness.beat(self.dialer.worker)
+            time.sleep(liveness.ttl_s / 3)
 
     def _replay_forever(self) -> None:
         """Replay the journal (own and dead processes' files) whenever the database answers."""
