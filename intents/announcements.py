@@ -12,6 +12,7 @@ character in phrases of four or more characters. A key phrase alone is not enoug
 when people say it too (我手机快关机了): it also needs the recording's frame
 (您拨打的 / 请稍后再拨 / the English half) unless the phrase is marked standalone.
 """
+
 from __future__ import annotations
 
 import re
@@ -44,46 +45,124 @@ class Signal:
 # Order matters: the first kind with a match wins (空号 before 无法接通, because vacant
 # recordings often end with 请查证后再拨 and unreachable ones never say 空号).
 SIGNALS: tuple[Signal, ...] = (
-    Signal(VACANT_NUMBER, ("号码不存在", "不存在的号码", "请查证后再拨", "查证后再拨", "isnotinservice",
-                           "doesnotexist"), standalone=True),
+    Signal(
+        VACANT_NUMBER,
+        ("号码不存在", "不存在的号码", "请查证后再拨", "查证后再拨", "isnotinservice", "doesnotexist"),
+        standalone=True,
+    ),
     Signal(VACANT_NUMBER, ("是空号", "空号", "号码有误")),
     Signal(SUSPENDED, ("已停机", "已经停机", "欠费停机", "停机", "暂停服务", "hasbeensuspended", "suspended")),
-    Signal(CALL_RESTRICTED, ("限制呼入", "呼入限制", "已被限制", "被限制呼叫", "禁止呼入", "拒绝接听您的来电",
-                             "设置了免打扰", "免打扰模式", "不接受来电", "restricted"), standalone=False),
+    Signal(
+        CALL_RESTRICTED,
+        (
+            "限制呼入",
+            "呼入限制",
+            "已被限制",
+            "被限制呼叫",
+            "禁止呼入",
+            "拒绝接听您的来电",
+            "设置了免打扰",
+            "免打扰模式",
+            "不接受来电",
+            "restricted",
+        ),
+        standalone=False,
+    ),
     Signal(POWERED_OFF, ("已关机", "已经关机", "关机", "poweredoff", "poweroff", "switchedoff")),
     Signal(LINE_BUSY, ("正在通话中", "通话中", "正忙", "用户忙", "占线", "isbusy", "linebusy")),
     # A voicemail greeting often begins with 暂时无人接听, so it is tried first.
-    Signal(VOICEMAIL, ("语音信箱", "请在提示音后留言", "提示音后留言", "嘀声后留言", "voicemail",
-                       "leaveamessage", "afterthetone"), standalone=True),
+    Signal(
+        VOICEMAIL,
+        ("语音信箱", "请在提示音后留言", "提示音后留言", "嘀声后留言", "voicemail", "leaveamessage", "afterthetone"),
+        standalone=True,
+    ),
     Signal(VOICEMAIL, ("请留言", "语音留言", "智能助理", "语音助理", "机主的助理", "留言")),
     Signal(NO_ANSWER, ("无人接听", "暂时无人接听", "没有人接听", "无应答", "notanswering", "noanswer", "noonean")),
     Signal(UNREACHABLE, ("暂时无法接通", "不在服务区", "outofservicearea"), standalone=True),
-    Signal(UNREACHABLE, ("无法接通", "来电提醒", "短信通知", "短信的方式通知", "短信方式通知",
-                         "cannotbeconnected", "notbeconnected", "notreachable")),
+    Signal(
+        UNREACHABLE,
+        (
+            "无法接通",
+            "来电提醒",
+            "短信通知",
+            "短信的方式通知",
+            "短信方式通知",
+            "cannotbeconnected",
+            "notbeconnected",
+            "notreachable",
+        ),
+    ),
     Signal(FORWARDED, ("呼叫转移", "呼叫转接", "正在为您转接", "正在转接", "转移到", "forwarded")),
 )
 # The recording's frame: how operator messages are worded around the key phrase.
 FRAMES: tuple[str, ...] = (
-    "您拨打的", "你拨打的", "您所拨打的", "您呼叫的", "您拨叫的", "拨打的电话", "拨打的号码", "拨打的用户",
-    "请稍后再拨", "请稍后再拨打", "请稍后再试", "请不要挂机", "请勿挂机", "sorry", "thenumberyoudialed",
-    "thesubscriber", "pleaseredial", "pleasecall", "机主",
+    "您拨打的",
+    "你拨打的",
+    "您所拨打的",
+    "您呼叫的",
+    "您拨叫的",
+    "拨打的电话",
+    "拨打的号码",
+    "拨打的用户",
+    "请稍后再拨",
+    "请稍后再拨打",
+    "请稍后再试",
+    "请不要挂机",
+    "请勿挂机",
+    "sorry",
+    "thenumberyoudialed",
+    "thesubscriber",
+    "pleaseredial",
+    "pleasecall",
+    "机主",
 )
 # Homophones and near-homophones ASR writes for the words above (garbled → meant).
 # Text and key phrases are folded alike, so a mapping may also touch other words.
 ASR_HOMOPHONES: dict[str, str] = {
-    "观": "关", "官": "关", "管": "关", "鸡": "机", "级": "机", "积": "机", "几": "机",
-    "孔": "空", "控": "空", "耗": "号", "好": "号", "毫": "号",
-    "挺": "停", "听": "停", "婷": "停", "亭": "停",
-    "痛": "通", "同": "通", "桶": "通", "童": "通",
-    "接丁": "接听", "接厅": "接听", "接停": "接听", "借听": "接听",
-    "拔": "拨", "波": "拨", "播": "拨", "玻": "拨",
-    "宁": "您", "林": "您",
-    "无发": "无法", "无罚": "无法", "吴法": "无法",
-    "接同": "接通", "节通": "接通", "街通": "接通",
-    "服物": "服务", "伏务": "服务",
-    "信相": "信箱", "信香": "信箱",
-    "呼较": "呼叫", "护叫": "呼叫",
-    "转以": "转移", "转一": "转移",
+    "观": "关",
+    "官": "关",
+    "管": "关",
+    "鸡": "机",
+    "级": "机",
+    "积": "机",
+    "几": "机",
+    "孔": "空",
+    "控": "空",
+    "耗": "号",
+    "好": "号",
+    "毫": "号",
+    "挺": "停",
+    "听": "停",
+    "婷": "停",
+    "亭": "停",
+    "痛": "通",
+    "同": "通",
+    "桶": "通",
+    "童": "通",
+    "接丁": "接听",
+    "接厅": "接听",
+    "接停": "接听",
+    "借听": "接听",
+    "拔": "拨",
+    "波": "拨",
+    "播": "拨",
+    "玻": "拨",
+    "宁": "您",
+    "林": "您",
+    "无发": "无法",
+    "无罚": "无法",
+    "吴法": "无法",
+    "接同": "接通",
+    "节通": "接通",
+    "街通": "接通",
+    "服物": "服务",
+    "伏务": "服务",
+    "信相": "信箱",
+    "信香": "信箱",
+    "呼较": "呼叫",
+    "护叫": "呼叫",
+    "转以": "转移",
+    "转一": "转移",
 }
 _NOISE = re.compile(r"[\s，。！？、,.!?：:；;'\"“”‘’…\-]+")
 # How many leading callee turns may carry the recording (ASR often splits it in two).
@@ -160,7 +239,7 @@ def _contains(folded: str, phrase: str, tolerant: bool = True) -> bool:
         return False
     n = len(phrase)
     for start in range(0, len(folded) - n + 1):
-        window = folded[start:start + n]
+        window = folded[start : start + n]
         if sum(1 for a, b in zip(window, phrase) if a != b) <= 1:
             return True
     return False

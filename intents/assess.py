@@ -5,6 +5,7 @@ so a recording is never graded as a person; only then are callee replies parsed 
 the call graded. The NLU is passed in as a function, so this module stays free of the
 Rasa application (and tests can pass hand-labelled intents).
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
@@ -46,11 +47,15 @@ class CallOutcome:
         return self.grade.grade if self.grade else self.status
 
     def as_json(self) -> dict:
-        data: dict = {"call_id": self.call_id, "status": self.status, "label": self.label,
-                      "grade": self.grade.grade if self.grade else None,
-                      "reason": self.grade.reason if self.grade else _status_reason(self),
-                      "rule": self.grade.rule if self.grade else None,
-                      "followups": [f.as_json() for f in self.followups]}
+        data: dict = {
+            "call_id": self.call_id,
+            "status": self.status,
+            "label": self.label,
+            "grade": self.grade.grade if self.grade else None,
+            "reason": self.grade.reason if self.grade else _status_reason(self),
+            "rule": self.grade.rule if self.grade else None,
+            "followups": [f.as_json() for f in self.followups],
+        }
         if self.grade:
             data["rounds"] = list(self.grade.rounds)
         if self.announcement:
@@ -75,8 +80,9 @@ def call_start(call: FinishedCall, default: datetime | None = None) -> datetime:
     return call.started_at or default or datetime.now(timezone.utc)
 
 
-def annotate(call: FinishedCall, nlu: Nlu, script: ScriptLines = NO_SCRIPT,
-             default_start: datetime | None = None) -> FinishedCall:
+def annotate(
+    call: FinishedCall, nlu: Nlu, script: ScriptLines = NO_SCRIPT, default_start: datetime | None = None
+) -> FinishedCall:
     """Fill the script step of bot lines and the NLU result of callee replies that lack them."""
     start = call_start(call, default_start)
     turns: list[Turn] = []
@@ -90,15 +96,26 @@ def annotate(call: FinishedCall, nlu: Nlu, script: ScriptLines = NO_SCRIPT,
     return call.with_turns(tuple(turns))
 
 
-def assess_call(call: FinishedCall, nlu: Nlu, script: ScriptLines = NO_SCRIPT,
-                rules: GradingRules | None = None, policy: FollowUpPolicy = FollowUpPolicy(),
-                default_start: datetime | None = None) -> CallOutcome:
+def assess_call(
+    call: FinishedCall,
+    nlu: Nlu,
+    script: ScriptLines = NO_SCRIPT,
+    rules: GradingRules | None = None,
+    policy: FollowUpPolicy = FollowUpPolicy(),
+    default_start: datetime | None = None,
+) -> CallOutcome:
     rules = rules or default_rules()
     screened, announcement = screen_carrier(call)
     end = call_start(call, default_start) + timedelta(seconds=call.duration_s or 0)
     if screened.status != ANSWERED:
-        return CallOutcome(call.call_id, screened.status, None,
-                           decide_followups(screened, None, end, rules.min_confidence, policy), announcement, screened)
+        return CallOutcome(
+            call.call_id,
+            screened.status,
+            None,
+            decide_followups(screened, None, end, rules.min_confidence, policy),
+            announcement,
+            screened,
+        )
     annotated = annotate(screened, nlu, script, default_start)
     grade = grade_call(annotated, rules)
     followups = decide_followups(annotated, grade, end, rules.min_confidence, policy)
@@ -116,8 +133,14 @@ def _drop_leading_callee_turns(turns: tuple[Turn, ...], count: int) -> tuple[Tur
 
 
 _STATUS_NAMES = {
-    "vacant_number": "空号", "suspended": "停机", "powered_off": "关机", "unreachable": "无法接通",
-    "line_busy": "正在通话中", "no_answer": "无人接听", "voicemail": "语音信箱", "call_restricted": "呼叫受限",
+    "vacant_number": "空号",
+    "suspended": "停机",
+    "powered_off": "关机",
+    "unreachable": "无法接通",
+    "line_busy": "正在通话中",
+    "no_answer": "无人接听",
+    "voicemail": "语音信箱",
+    "call_restricted": "呼叫受限",
 }
 
 

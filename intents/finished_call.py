@@ -5,6 +5,7 @@ Both paths fill it: the live runtime (bot.conversation CallSession records its `
 where the script response of every bot line is known) and call logs (JSONL transcripts,
 where bot lines have only their text and `intents.script_steps` infers the step).
 """
+
 from __future__ import annotations
 
 from collections.abc import Mapping

@@ -2,6 +2,7 @@
 confusion matrix. Labels are grades (A/B/C/D) for connected calls and call statuses
 for unconnected ones, so carrier detection is scored in the same table.
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -33,9 +34,15 @@ class GradeEvalReport:
         return {
             "n": self.n,
             "accuracy": round(self.accuracy, 4),
-            "per_grade": {label: {"precision": round(s.precision, 4), "recall": round(s.recall, 4),
-                                  "support": s.support, "predicted": s.predicted}
-                          for label, s in self.per_grade.items()},
+            "per_grade": {
+                label: {
+                    "precision": round(s.precision, 4),
+                    "recall": round(s.recall, 4),
+                    "support": s.support,
+                    "predicted": s.predicted,
+                }
+                for label, s in self.per_grade.items()
+            },
             "confusion": self.confusion,
             "errors": [{"call_id": c, "gold": g, "predicted": p} for c, g, p in self.errors],
         }
@@ -50,11 +57,12 @@ def evaluate_grades(call_ids: Sequence[str], golds: Sequence[str], predicted: Se
     if not golds:
         return GradeEvalReport(0, 0.0, {}, {}, errors)
     labels = ordered_labels(set(golds) | set(predicted))
-    precision, recall, _, support = precision_recall_fscore_support(golds, predicted, labels=labels,
-                                                                    zero_division=0)
+    precision, recall, _, support = precision_recall_fscore_support(golds, predicted, labels=labels, zero_division=0)
     matrix = confusion_matrix(golds, predicted, labels=labels)  # rows: gold, columns: predicted
-    per_grade = {label: LabelScore(precision=float(p), recall=float(r), support=int(s), predicted=int(k))
-                 for label, p, r, s, k in zip(labels, precision, recall, support, matrix.sum(axis=0))}
+    per_grade = {
+        label: LabelScore(precision=float(p), recall=float(r), support=int(s), predicted=int(k))
+        for label, p, r, s, k in zip(labels, precision, recall, support, matrix.sum(axis=0))
+    }
     confusion = {gold: {pred: int(matrix[i, j]) for j, pred in enumerate(labels)} for i, gold in enumerate(labels)}
     return GradeEvalReport(len(golds), float(accuracy_score(golds, predicted)), per_grade, confusion, errors)
 

@@ -7,6 +7,7 @@ of the call and the rules, so the same call always gets the same grade.
 Reply numbering: "第3轮" is the callee's third reply with speech — the round a manager
 counts when reading the transcript.
 """
+
 from __future__ import annotations
 
 from collections.abc import Mapping
@@ -42,8 +43,13 @@ class Grade:
     turn_indices: tuple[int, ...]  # the same replies as 1-based transcript positions
 
     def as_json(self) -> dict:
-        return {"grade": self.grade, "rule": self.rule, "reason": self.reason,
-                "rounds": list(self.rounds), "turns": list(self.turn_indices)}
+        return {
+            "grade": self.grade,
+            "rule": self.rule,
+            "reason": self.reason,
+            "rounds": list(self.rounds),
+            "turns": list(self.turn_indices),
+        }
 
 
 @dataclass(frozen=True)
@@ -146,8 +152,9 @@ def _counts(counter: Counter, reply: Reply) -> bool:
         return False
     if reply.intent and reply.intent in counter.intents:
         return True
-    if reply.intent and any(step == reply.answering and reply.intent in intents
-                            for step, intents in counter.when_answering):
+    if reply.intent and any(
+        step == reply.answering and reply.intent in intents for step, intents in counter.when_answering
+    ):
         return True
     return any(phrase in reply.text for phrase in counter.text)
 
@@ -213,7 +220,10 @@ def _condition_holds(condition: Condition, facts: CallFacts) -> tuple[int, ...] 
 
 
 def _grade(grade: str, rule: str, reason: str, rounds: tuple[int, ...], facts: CallFacts) -> Grade:
-    values = {name: _format_number(facts.measure(name)[0]) for name in (*facts.counted, "callee_turns", "understood_turns", "not_understood_turns", "talk_time_s")}
+    values = {
+        name: _format_number(facts.measure(name)[0])
+        for name in (*facts.counted, "callee_turns", "understood_turns", "not_understood_turns", "talk_time_s")
+    }
     text = reason.format_map(values)
     prefix = f"第{'、'.join(map(str, rounds))}轮" if rounds else ""
     by_round = {r.round: r.index for r in facts.replies}

@@ -9,6 +9,7 @@
 A bad line is reported with its number and skipped; the other lines are still read,
 so one broken record never stops a day's grading.
 """
+
 from __future__ import annotations
 
 import json
@@ -93,9 +94,15 @@ def parse_call_line(line: str, number: int = 1) -> LoggedCall:
     gold = record.get("gold_grade")
     if gold is not None and gold not in GOLD_LABELS:
         raise ValueError(f"call {call_id}: unknown gold_grade {gold!r}; use A/B/C/D or a call status")
-    call = FinishedCall(call_id=call_id, turns=turns, status=status, hangup_by=hangup_by,
-                        duration_s=duration, started_at=_started_at(record.get("started_at"), call_id),
-                        agreed_wecom=agreed)
+    call = FinishedCall(
+        call_id=call_id,
+        turns=turns,
+        status=status,
+        hangup_by=hangup_by,
+        duration_s=duration,
+        started_at=_started_at(record.get("started_at"), call_id),
+        agreed_wecom=agreed,
+    )
     return LoggedCall(number, call, gold)
 
 
@@ -130,4 +137,6 @@ def _started_at(value: Any, call_id: str) -> datetime | None:
     try:
         return datetime.fromisoformat(str(value))
     except ValueError:
-        raise ValueError(f"call {call_id}: `started_at` must be an ISO 8601 time like 2026-03-11T10:20:00+08:00") from None
+        raise ValueError(
+            f"call {call_id}: `started_at` must be an ISO 8601 time like 2026-03-11T10:20:00+08:00"
+        ) from None

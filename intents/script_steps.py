@@ -7,6 +7,7 @@ against every template. Several script lines may be spoken as one bot turn (the
 pitch followed by the WeCom question), so the *last* matching template in the text
 is the step the callee answers.
 """
+
 from __future__ import annotations
 
 import re

@@ -1,4 +1,5 @@
 """Audience packs: create, find, list; and the lookup uploads use to attach leads to them."""
+
 from __future__ import annotations
 
 from sqlalchemy import select
@@ -9,12 +10,13 @@ from bot.core.errors import UserError
 
 
 def guess_scene(name: str) -> str | None:
-    """"车主-华东-2024Q3" is a 车主 pack: ops name packs after their scene."""
+    """ "车主-华东-2024Q3" is a 车主 pack: ops name packs after their scene."""
     return next((scene for scene in KNOWN_SCENES if scene in name), None)
 
 
-def create_audience(session: Session, name: str, *, scene: str | None = None, tier: str | None = None,
-                    attributes: dict | None = None) -> AudiencePack:
+def create_audience(
+    session: Session, name: str, *, scene: str | None = None, tier: str | None = None, attributes: dict | None = None
+) -> AudiencePack:
     name = name.strip()
     if not name:
         raise UserError("an audience pack needs a name")
@@ -38,9 +40,13 @@ def get_audience(session: Session, name: str) -> AudiencePack:
     pack = find_audience(session, name)
     if pack is None:
         known = session.execute(select(AudiencePack.name).order_by(AudiencePack.name).limit(20)).scalars().all()
-        raise UserError(f"no audience pack named {name!r}",
-                        details=[f"known: {', '.join(known)}" if known else "none exist yet",
-                                 f"create it: waihu audiences create {name} --scene 车主 --tier 绩优"])
+        raise UserError(
+            f"no audience pack named {name!r}",
+            details=[
+                f"known: {', '.join(known)}" if known else "none exist yet",
+                f"create it: waihu audiences create {name} --scene 车主 --tier 绩优",
+            ],
+        )
     return pack
 
 

@@ -4,6 +4,7 @@ GrowthBook's hashing v2: bucket = fnv1a32(str(fnv1a32(seed + id))) % 10000 / 100
 FNV-1a 32-bit over UTF-8. A lead keeps its arm across retries and processes, and any
 analyst can recompute it from (seed, lead id).
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence

@@ -1,4 +1,5 @@
 """Campaigns, their call attempts and the turns of each call."""
+
 from __future__ import annotations
 
 from sqlalchemy import BigInteger, Column, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint, text
@@ -58,9 +59,12 @@ class CallAttempt(Base):
         # per-number history across campaigns, for the compliance caps
         Index("ix_call_attempts_phone_hash_scheduled_at", "phone_hash", "scheduled_at"),
         Index("ix_call_attempts_lead_id", "lead_id"),
-        Index("ix_call_attempts_callback_pending", "callback_at",
-              postgresql_where=text("callback_at IS NOT NULL AND callback_outcome IS NULL"),
-              sqlite_where=text("callback_at IS NOT NULL AND callback_outcome IS NULL")),
+        Index(
+            "ix_call_attempts_callback_pending",
+            "callback_at",
+            postgresql_where=text("callback_at IS NOT NULL AND callback_outcome IS NULL"),
+            sqlite_where=text("callback_at IS NOT NULL AND callback_outcome IS NULL"),
+        ),
     )
 
     id = Column(_Id, primary_key=True)

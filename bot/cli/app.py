@@ -1,4 +1,5 @@
 """`waihu` command line: one entry point, sub-commands per job."""
+
 from __future__ import annotations
 
 import sys
@@ -21,13 +22,27 @@ script_commands.register(app)
 leads_commands.register(app)
 grade_commands.register(app)
 campaign_commands.register(app)
-from bot.cli import prompt_commands; prompt_commands.register(app)  # noqa: E402,E702 (one line: several people add commands here)
-from bot.cli import ab_commands; ab_commands.register(app)  # noqa: E402,E702
-from bot.cli import report_commands; report_commands.register(app)  # noqa: E402,E702
-from bot.cli import user_commands; user_commands.register(app)  # noqa: E402,E702
-from bot.cli import wecom_commands; wecom_commands.register(app)  # noqa: E402,E702
-from bot.cli import serve_commands; serve_commands.register(app)  # noqa: E402,E702
-from bot.cli import keys_commands; keys_commands.register(app)  # noqa: E402,E702
+from bot.cli import prompt_commands
+
+prompt_commands.register(app)  # noqa: E402,E702 (one line: several people add commands here)
+from bot.cli import ab_commands
+
+ab_commands.register(app)  # noqa: E402,E702
+from bot.cli import report_commands
+
+report_commands.register(app)  # noqa: E402,E702
+from bot.cli import user_commands
+
+user_commands.register(app)  # noqa: E402,E702
+from bot.cli import wecom_commands
+
+wecom_commands.register(app)  # noqa: E402,E702
+from bot.cli import serve_commands
+
+serve_commands.register(app)  # noqa: E402,E702
+from bot.cli import keys_commands
+
+keys_commands.register(app)  # noqa: E402,E702
 
 
 def main() -> None:

@@ -1,4 +1,5 @@
 """`waihu audiences …`: audience packs by scene (车主/宝妈/…) and tier (普通/中等/绩优/高绩优)."""
+
 from __future__ import annotations
 
 from typing import Optional
@@ -46,8 +47,13 @@ def list_(as_json: bool = typer.Option(False, "--json")) -> None:
     for column in ("name", "scene", "tier", "leads", "attributes"):
         table.add_column(column, justify="right" if column == "leads" else "left")
     for row in rows:
-        table.add_row(row.name, row.scene or "-", row.tier or "-", str(row.leads),
-                      ", ".join(f"{k}={v}" for k, v in row.attributes.items()))
+        table.add_row(
+            row.name,
+            row.scene or "-",
+            row.tier or "-",
+            str(row.leads),
+            ", ".join(f"{k}={v}" for k, v in row.attributes.items()),
+        )
     console.print(table)
 
 
@@ -62,17 +68,28 @@ def show(name: str = typer.Argument(...), as_json: bool = typer.Option(False, "-
 
     with session_scope(open_database()) as session:
         pack = get_audience(session, name)
-        per_pack = session.execute(select(LeadPack.name, func.count(Lead.id)).join(Lead, Lead.pack_id == LeadPack.id)
-                                   .where(Lead.audience_id == pack.id).group_by(LeadPack.name)
-                                   .order_by(LeadPack.name)).all()
-        data = {"name": pack.name, "scene": pack.scene, "tier": pack.tier, "attributes": pack.attributes or {},
-                "created_at": pack.created_at.isoformat(), "leads": sum(n for _, n in per_pack),
-                "lead_packs": {name: n for name, n in per_pack}}
+        per_pack = session.execute(
+            select(LeadPack.name, func.count(Lead.id))
+            .join(Lead, Lead.pack_id == LeadPack.id)
+            .where(Lead.audience_id == pack.id)
+            .group_by(LeadPack.name)
+            .order_by(LeadPack.name)
+        ).all()
+        data = {
+            "name": pack.name,
+            "scene": pack.scene,
+            "tier": pack.tier,
+            "attributes": pack.attributes or {},
+            "created_at": pack.created_at.isoformat(),
+            "leads": sum(n for _, n in per_pack),
+            "lead_packs": {name: n for name, n in per_pack},
+        }
     if as_json:
         print_json(data)
         return
-    console.print(f"[bold]{data['name']}[/]  scene {data['scene'] or '-'} · tier {data['tier'] or '-'} · "
-                  f"{data['leads']} leads")
+    console.print(
+        f"[bold]{data['name']}[/]  scene {data['scene'] or '-'} · tier {data['tier'] or '-'} · {data['leads']} leads"
+    )
     for key, value in data["attributes"].items():
         console.print(f"  {key}: {value}")
     for pack_name, count in data["lead_packs"].items():

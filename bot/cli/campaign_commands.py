@@ -1,4 +1,5 @@
 """Commands for ops: `waihu campaign create/start/pause/resume/stop/status/list`."""
+
 from __future__ import annotations
 
 import time
@@ -12,8 +13,7 @@ from bot.campaigns.experiment_design import parse_slot, parse_variant
 from bot.cli.console import console, print_json
 from bot.core.errors import UserError
 
-campaign_app = typer.Typer(help="Campaigns: which packs to dial, how, and their live progress.",
-                           no_args_is_help=True)
+campaign_app = typer.Typer(help="Campaigns: which packs to dial, how, and their live progress.", no_args_is_help=True)
 
 
 def register(app: typer.Typer) -> None:
@@ -35,15 +35,22 @@ def create(
     variants: list[str] = typer.Option([], "--variant", help="Script variant NAME[:WEIGHT] (repeat to A/B test)"),
     slots: list[str] = typer.Option([], "--slot", help="Time slot NAME=HH:MM-HH:MM[*WEIGHT] (repeat to A/B test)"),
     incentive: Optional[str] = typer.Option(None, "--incentive", help="What the robot offers (利益点)"),
-    incentive_arms: list[str] = typer.Option([], "--incentive-arm",
-                                             help="Incentive arm NAME=TEXT[*WEIGHT] (repeat to A/B test what the robot offers)"),
-    welcome_arms: list[str] = typer.Option([], "--welcome-arm",
-                                           help="WeCom welcome-script arm NAME=TEXT[*WEIGHT] (repeat to A/B test)"),
+    incentive_arms: list[str] = typer.Option(
+        [], "--incentive-arm", help="Incentive arm NAME=TEXT[*WEIGHT] (repeat to A/B test what the robot offers)"
+    ),
+    welcome_arms: list[str] = typer.Option(
+        [], "--welcome-arm", help="WeCom welcome-script arm NAME=TEXT[*WEIGHT] (repeat to A/B test)"
+    ),
     holdout: float = typer.Option(0.0, "--holdout", help="Share of leads never dialled, to compare against, e.g. 0.05"),
-    bandit: Optional[str] = typer.Option(None, "--bandit", help="Move traffic to this factor's better arms daily "
-                                         "(Thompson sampling): script, time_slot, incentive or welcome"),
-    bandit_floor: Optional[float] = typer.Option(None, "--bandit-floor",
-                                                 help="Least share of new leads every bandit arm keeps (default 0.1)"),
+    bandit: Optional[str] = typer.Option(
+        None,
+        "--bandit",
+        help="Move traffic to this factor's better arms daily "
+        "(Thompson sampling): script, time_slot, incentive or welcome",
+    ),
+    bandit_floor: Optional[float] = typer.Option(
+        None, "--bandit-floor", help="Least share of new leads every bandit arm keeps (default 0.1)"
+    ),
     profile: str = typer.Option("CN_INSURANCE_DEFAULT", "--profile", help="Compliance profile"),
 ) -> None:
     """Create a campaign (draft). Start it with `waihu campaign start NAME`."""
@@ -57,23 +64,39 @@ def create(
     unknown = [v["name"] for v in map(parse_variant, variants) if v["name"] not in known]
     if unknown:
         raise UserError(f"unknown script variant(s) {', '.join(unknown)}; the script has: {', '.join(known)}.")
-    experiments = build_experiments(incentives=[parse_text_arm("--incentive-arm", a) for a in incentive_arms],
-                                    welcomes=[parse_text_arm("--welcome-arm", a) for a in welcome_arms],
-                                    holdout=holdout, bandit_factor=bandit, bandit_floor=bandit_floor)
+    experiments = build_experiments(
+        incentives=[parse_text_arm("--incentive-arm", a) for a in incentive_arms],
+        welcomes=[parse_text_arm("--welcome-arm", a) for a in welcome_arms],
+        holdout=holdout,
+        bandit_factor=bandit,
+        bandit_floor=bandit_floor,
+    )
     with _session() as session:
-        campaign = create_campaign(session, name=name, packs=packs, lines=lines, cps=cps,
-                                   variants=[parse_variant(v) for v in variants] or None,
-                                   time_slots=[parse_slot(s) for s in slots] or None,
-                                   compliance_profile=profile, incentive=incentive, experiments=experiments)
-        console.print(f"created campaign [bold]{campaign.name}[/] (draft): {len(packs)} pack(s), "
-                      f"{lines} lines, {cps:g} calls/s, variants "
-                      f"{', '.join(v['name'] for v in campaign.script_variants)}"
-                      + (f", slots {', '.join(s['name'] for s in campaign.time_slots)}" if campaign.time_slots else "")
-                      + "".join(f", {label} {', '.join(a['name'] for a in experiments[key])}"
-                                for key, label in (("incentives", "incentives"), ("welcomes", "welcome scripts"))
-                                if experiments.get(key))
-                      + (f", holdout {experiments['holdout'] * 100:g}%" if experiments.get("holdout") else "")
-                      + (f", bandit on {experiments['bandit']['factor']}" if experiments.get("bandit") else ""))
+        campaign = create_campaign(
+            session,
+            name=name,
+            packs=packs,
+            lines=lines,
+            cps=cps,
+            variants=[parse_variant(v) for v in variants] or None,
+            time_slots=[parse_slot(s) for s in slots] or None,
+            compliance_profile=profile,
+            incentive=incentive,
+            experiments=experiments,
+        )
+        console.print(
+            f"created campaign [bold]{campaign.name}[/] (draft): {len(packs)} pack(s), "
+            f"{lines} lines, {cps:g} calls/s, variants "
+            f"{', '.join(v['name'] for v in campaign.script_variants)}"
+            + (f", slots {', '.join(s['name'] for s in campaign.time_slots)}" if campaign.time_slots else "")
+            + "".join(
+                f", {label} {', '.join(a['name'] for a in experiments[key])}"
+                for key, label in (("incentives", "incentives"), ("welcomes", "welcome scripts"))
+                if experiments.get(key)
+            )
+            + (f", holdout {experiments['holdout'] * 100:g}%" if experiments.get("holdout") else "")
+            + (f", bandit on {experiments['bandit']['factor']}" if experiments.get("bandit") else "")
+        )
 
 
 def _transition(name: str, action: str) -> None:
@@ -118,9 +141,14 @@ def list_campaigns() -> None:
         table.add_column(col)
     with _session() as session:
         for c in session.execute(select(Campaign).order_by(Campaign.id)).scalars():
-            table.add_row(c.name, c.status, str(c.lines), f"{c.cps:g}",
-                          ", ".join(v["name"] for v in c.script_variants),
-                          ", ".join(s["name"] for s in c.time_slots) or "—")
+            table.add_row(
+                c.name,
+                c.status,
+                str(c.lines),
+                f"{c.cps:g}",
+                ", ".join(v["name"] for v in c.script_variants),
+                ", ".join(s["name"] for s in c.time_slots) or "—",
+            )
     console.print(table)
 
 
@@ -137,10 +165,17 @@ def status(
         with _session() as session:
             campaign = get_campaign(session, name)
             progress = campaign_progress(session, campaign)
-            return {"campaign": campaign.name, "status": campaign.status, "lines": campaign.lines,
-                    "leads": progress.leads, "attempts": progress.attempts,
-                    "in_flight": progress.by_status.get("scheduled", 0) + progress.by_status.get("dialing", 0),
-                    "by_status": progress.by_status, "outcomes": progress.by_outcome, "grades": progress.by_grade}
+            return {
+                "campaign": campaign.name,
+                "status": campaign.status,
+                "lines": campaign.lines,
+                "leads": progress.leads,
+                "attempts": progress.attempts,
+                "in_flight": progress.by_status.get("scheduled", 0) + progress.by_status.get("dialing", 0),
+                "by_status": progress.by_status,
+                "outcomes": progress.by_outcome,
+                "grades": progress.by_grade,
+            }
 
     if as_json:
         print_json(snapshot())
@@ -165,8 +200,12 @@ def _status_table(data: dict) -> Table:
     table.add_column("")
     table.add_column("count", justify="right")
     table.add_column("share", justify="right")
-    rows = [("leads", data["leads"], None), ("attempts", data["attempts"], None), ("dialled", dialled, None),
-            ("connected", connected, dialled)]
+    rows = [
+        ("leads", data["leads"], None),
+        ("attempts", data["attempts"], None),
+        ("dialled", dialled, None),
+        ("connected", connected, dialled),
+    ]
     rows += [(f"grade {g}", grades.get(g, 0), connected) for g in "ABCD"]
     rows += [(status, n, dialled) for status, n in sorted(outcomes.items()) if status != "answered"]
     for label, value, base in rows:

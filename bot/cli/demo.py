@@ -7,6 +7,7 @@ grading → follow-ups → call log). It generates three audience packs of leads
 them through the normal upload path, runs a campaign with two script variants and two
 call-time slots, and prints the funnel per arm.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -32,8 +33,10 @@ SHANGHAI = ZoneInfo("Asia/Shanghai")
 AUDIENCES = (("车主-华东", "车主", "中等"), ("宝妈-华南", "宝妈", "普通"), ("养老-华北", "养老", "绩优"))
 LEADS_PER_AUDIENCE = 700
 DAYS = 7
-SLOTS = [{"name": "上午", "windows": ["09:30-12:00"], "weight": 1},
-         {"name": "傍晚", "windows": ["18:00-20:00"], "weight": 1}]
+SLOTS = [
+    {"name": "上午", "windows": ["09:30-12:00"], "weight": 1},
+    {"name": "傍晚", "windows": ["18:00-20:00"], "weight": 1},
+]
 VARIANTS = [{"name": "standard", "weight": 1}, {"name": "benefit_first", "weight": 1}]
 CAMPAIGN_NAME = "演示-加企微"
 SURNAMES = "王李张刘陈杨黄赵吴周徐孙马朱胡郭何高林罗"
@@ -57,18 +60,24 @@ def run_demo(leads_per_audience: int = LEADS_PER_AUDIENCE, days: int = DAYS, see
     campaign_id = _create_campaign(engine)
     first_monday = _next_monday_0900()
     if settings.broker_url:
-        console.print(f"[dim]broker {settings.broker_url}: separate celery worker and beat processes, "
-                      f"simulated clock ×{CELERY_CLOCK_SPEED:g}[/]")
+        console.print(
+            f"[dim]broker {settings.broker_url}: separate celery worker and beat processes, "
+            f"simulated clock ×{CELERY_CLOCK_SPEED:g}[/]"
+        )
         counts = _dial_with_celery(engine, database, first_monday, days, seed)
     else:
         counts = asyncio.run(_dial_for_days(engine, agent, campaign_id, first_monday, days, seed))
     funnel = _print_funnel(engine, campaign_id)
     funnel["wecom"] = _add_friends(engine, campaign_id, seed)
     _print_sample_call(engine, campaign_id)
-    console.print(f"[dim]{counts['calls']} calls over {days} simulated days in {time.perf_counter() - started:.0f} s "
-                  f"(database {database})[/]")
-    console.print(f"[dim]the managers' A/B comparison of this week: WAIHU_DATABASE_URL='{database}' "
-                  f".venv/bin/waihu report {CAMPAIGN_NAME} [--html report.html][/]")
+    console.print(
+        f"[dim]{counts['calls']} calls over {days} simulated days in {time.perf_counter() - started:.0f} s "
+        f"(database {database})[/]"
+    )
+    console.print(
+        f"[dim]the managers' A/B comparison of this week: WAIHU_DATABASE_URL='{database}' "
+        f".venv/bin/waihu report {CAMPAIGN_NAME} [--html report.html][/]"
+    )
     return funnel
 
 
@@ -97,8 +106,11 @@ def _dialogue_agent(settings):
 
     with err_console.status("training the dialogue model if dialogs/ changed…"):
         result = train(DialogsProject(settings.dialogs_dir), settings.models_dir)
-    console.print(f"[dim]model {result.model_path.name} "
-                  + (f"trained in {result.seconds:.0f} s" if result.trained else "up to date") + "[/]")
+    console.print(
+        f"[dim]model {result.model_path.name} "
+        + (f"trained in {result.seconds:.0f} s" if result.trained else "up to date")
+        + "[/]"
+    )
     with err_console.status("loading the dialogue model…"):
         agent = load_shared_agent(result.model_path)
         asyncio.run(agent.warm_up())
@@ -130,12 +142,21 @@ def _upload_leads(engine, folder: Path, per_audience: int, seed: int) -> None:
             writer.writerow(["手机号", "姓名", "性别", "同意时间", "渠道"])
             for _ in range(per_audience):
                 phone = _fresh_phone(rng, used)
-                writer.writerow([phone, rng.choice(SURNAMES) + rng.choice(GIVEN_NAMES), rng.choice("男女"),
-                                 "2026-10-15 20:31", "保险测评落地页"])
-        summary = upload_lead_pack(engine, keyring_from_settings(),
-                                   UploadRequest(path=path, pack_name=name, audience=name, uploaded_by="demo"))
-        console.print(f"uploaded [bold]{name}[/]: {summary.accepted} leads accepted, "
-                      f"{sum(summary.rejected.values())} rejected")
+                writer.writerow(
+                    [
+                        phone,
+                        rng.choice(SURNAMES) + rng.choice(GIVEN_NAMES),
+                        rng.choice("男女"),
+                        "2026-10-15 20:31",
+                        "保险测评落地页",
+                    ]
+                )
+        summary = upload_lead_pack(
+            engine, keyring_from_settings(), UploadRequest(path=path, pack_name=name, audience=name, uploaded_by="demo")
+        )
+        console.print(
+            f"uploaded [bold]{name}[/]: {summary.accepted} leads accepted, {sum(summary.rejected.values())} rejected"
+        )
 
 
 def _fresh_phone(rng: random.Random, used: set[str]) -> str:
@@ -151,9 +172,17 @@ def _create_campaign(engine) -> int:
     from bot.core.db.engine import session_scope
 
     with session_scope(engine) as session:
-        campaign = create_campaign(session, name=CAMPAIGN_NAME, packs=[a[0] for a in AUDIENCES], lines=80, cps=20,
-                                   variants=VARIANTS, time_slots=SLOTS, incentive="一份免费的短期意外险",
-                                   created_by="demo")
+        campaign = create_campaign(
+            session,
+            name=CAMPAIGN_NAME,
+            packs=[a[0] for a in AUDIENCES],
+            lines=80,
+            cps=20,
+            variants=VARIANTS,
+            time_slots=SLOTS,
+            incentive="一份免费的短期意外险",
+            created_by="demo",
+        )
         change_status(session, campaign.name, "start")
         return campaign.id
 
@@ -174,16 +203,22 @@ async def _dial_for_days(engine, agent, campaign_id: int, start: datetime, days:
 
     clock = SimClock(start=start)
     settings = get_settings()
-    advisors = AdvisorPool(AdvisorPoolConfig.with_mean_busy(settings.sim_advisors, settings.sim_advisor_busy_s),
-                           seed=seed)
+    advisors = AdvisorPool(
+        AdvisorPoolConfig.with_mean_busy(settings.sim_advisors, settings.sim_advisor_busy_s), seed=seed
+    )
     carrier = SimulatorCarrier(clock=clock, seed=seed, advisors=advisors)
-    dialer = Dialer(engine, agent, carrier, keyring_from_settings(), now=clock.now, worker="demo",
-                    sleep=clock.sleep)
+    dialer = Dialer(engine, agent, carrier, keyring_from_settings(), now=clock.now, worker="demo", sleep=clock.sleep)
     end = start + timedelta(days=days)
     counts: Counter = Counter()
     calls: set[asyncio.Task] = set()
-    with Progress(TextColumn("[bold]simulated[/] {task.fields[when]}"), BarColumn(), TextColumn("{task.fields[calls]} calls"),
-                  TimeElapsedColumn(), console=err_console, transient=True) as progress:
+    with Progress(
+        TextColumn("[bold]simulated[/] {task.fields[when]}"),
+        BarColumn(),
+        TextColumn("{task.fields[calls]} calls"),
+        TimeElapsedColumn(),
+        console=err_console,
+        transient=True,
+    ) as progress:
         task = progress.add_task("week", total=(end - start).total_seconds(), when="", calls=0)
         while clock.now() < end:
             for plan in dialer.plan():
@@ -193,8 +228,12 @@ async def _dial_for_days(engine, agent, campaign_id: int, start: datetime, days:
                     call.add_done_callback(calls.discard)
                     counts["calls"] += 1
             local = clock.now().astimezone(SHANGHAI)
-            progress.update(task, completed=(clock.now() - start).total_seconds(),
-                            when=local.strftime("%a %m-%d %H:%M"), calls=counts["calls"])
+            progress.update(
+                task,
+                completed=(clock.now() - start).total_seconds(),
+                when=local.strftime("%a %m-%d %H:%M"),
+                calls=counts["calls"],
+            )
             await clock.sleep(_until_next_tick(local, created_now=bool(calls)))
         if calls:
             await asyncio.gather(*calls)
@@ -211,35 +250,73 @@ def _dial_with_celery(engine, database_url: str, start: datetime, days: int, see
     from bot.core.db.engine import session_scope
 
     anchor = time.time()
-    env = {**os.environ, "WAIHU_DATABASE_URL": database_url, "WAIHU_CLOCK_START": start.isoformat(),
-           "WAIHU_CLOCK_SPEED": str(CELERY_CLOCK_SPEED), "WAIHU_CLOCK_ANCHOR": str(anchor),
-           "WAIHU_QUEUE": f"waihu-demo-{os.getpid()}", "WAIHU_SIM_SEED": str(seed)}
+    env = {
+        **os.environ,
+        "WAIHU_DATABASE_URL": database_url,
+        "WAIHU_CLOCK_START": start.isoformat(),
+        "WAIHU_CLOCK_SPEED": str(CELERY_CLOCK_SPEED),
+        "WAIHU_CLOCK_ANCHOR": str(anchor),
+        "WAIHU_QUEUE": f"waihu-demo-{os.getpid()}",
+        "WAIHU_SIM_SEED": str(seed),
+    }
     celery = [sys.executable, "-m", "celery", "-A", "bot.dialing.tasks"]
     logs = Path(get_settings().data_dir) / "demo"
     processes = [
-        subprocess.Popen(celery + ["worker", "--pool", "threads", "--concurrency", "32", "-Q", env["WAIHU_QUEUE"],
-                                   "--loglevel", "WARNING", "--without-mingle", "--without-gossip"],
-                         cwd=PROJECT_ROOT, env=env, stdout=(logs / "worker.log").open("w"), stderr=subprocess.STDOUT),
-        subprocess.Popen(celery + ["beat", "--loglevel", "WARNING", "--schedule", str(logs / "beat-schedule")],
-                         cwd=PROJECT_ROOT, env=env, stdout=(logs / "beat.log").open("w"), stderr=subprocess.STDOUT),
+        subprocess.Popen(
+            celery
+            + [
+                "worker",
+                "--pool",
+                "threads",
+                "--concurrency",
+                "32",
+                "-Q",
+                env["WAIHU_QUEUE"],
+                "--loglevel",
+                "WARNING",
+                "--without-mingle",
+                "--without-gossip",
+            ],
+            cwd=PROJECT_ROOT,
+            env=env,
+            stdout=(logs / "worker.log").open("w"),
+            stderr=subprocess.STDOUT,
+        ),
+        subprocess.Popen(
+            celery + ["beat", "--loglevel", "WARNING", "--schedule", str(logs / "beat-schedule")],
+            cwd=PROJECT_ROOT,
+            env=env,
+            stdout=(logs / "beat.log").open("w"),
+            stderr=subprocess.STDOUT,
+        ),
     ]
     end_real = anchor + days * 86400 / CELERY_CLOCK_SPEED
     counts: Counter = Counter()
     paused = False
     try:
-        with Progress(TextColumn("[bold]simulated[/] {task.fields[when]}"), BarColumn(),
-                      TextColumn("{task.fields[calls]} calls"), TimeElapsedColumn(), console=err_console,
-                      transient=True) as progress:
+        with Progress(
+            TextColumn("[bold]simulated[/] {task.fields[when]}"),
+            BarColumn(),
+            TextColumn("{task.fields[calls]} calls"),
+            TimeElapsedColumn(),
+            console=err_console,
+            transient=True,
+        ) as progress:
             task = progress.add_task("week", total=end_real - anchor, when="", calls=0)
             while True:
                 time.sleep(1)
                 with session_scope(engine) as session:
-                    by_status = dict(session.execute(select(CallAttempt.status, func.count())
-                                                     .group_by(CallAttempt.status)).all())
+                    by_status = dict(
+                        session.execute(select(CallAttempt.status, func.count()).group_by(CallAttempt.status)).all()
+                    )
                 counts["calls"] = sum(by_status.values())
                 simulated = start + timedelta(seconds=(time.time() - anchor) * CELERY_CLOCK_SPEED)
-                progress.update(task, completed=min(time.time(), end_real) - anchor, calls=counts["calls"],
-                                when=simulated.astimezone(SHANGHAI).strftime("%a %m-%d %H:%M"))
+                progress.update(
+                    task,
+                    completed=min(time.time(), end_real) - anchor,
+                    calls=counts["calls"],
+                    when=simulated.astimezone(SHANGHAI).strftime("%a %m-%d %H:%M"),
+                )
                 in_flight = by_status.get("scheduled", 0) + by_status.get("dialing", 0)
                 if any(p.poll() is not None for p in processes):
                     raise RuntimeError(f"a celery process stopped; see {logs}/worker.log and beat.log")
@@ -285,11 +362,17 @@ def _add_friends(engine, campaign_id: int, seed: int) -> dict:
         data = wecom_funnel(session, campaign_id)
     console.print(funnel_table(data))
     total = data["total"]
-    consistent = (total["invited"] <= total["graded_ab"] and total["sent"] <= total["invited"]
-                  and total["added"] <= total["sent"] and total["welcomed"] <= total["added"])
-    console.print(("[green]the add-friend funnel adds up[/]" if consistent else "[red]the add-friend funnel does not add up[/]")
-                  + f": {total['graded_ab']} A/B leads → {total['invited']} invited → {total['sent']} sent → "
-                    f"{total['added']} added → {total['welcomed']} welcomed")
+    consistent = (
+        total["invited"] <= total["graded_ab"]
+        and total["sent"] <= total["invited"]
+        and total["added"] <= total["sent"]
+        and total["welcomed"] <= total["added"]
+    )
+    console.print(
+        ("[green]the add-friend funnel adds up[/]" if consistent else "[red]the add-friend funnel does not add up[/]")
+        + f": {total['graded_ab']} A/B leads → {total['invited']} invited → {total['sent']} sent → "
+        f"{total['added']} added → {total['welcomed']} welcomed"
+    )
     return {"total": {k: v for k, v in total.items() if k != "rates"}, "consistent": consistent}
 
 
@@ -302,8 +385,11 @@ def _until_next_tick(local: datetime, created_now: bool) -> float:
     inside = any(start <= minutes < closings[start] for start in openings)
     if not inside:
         later = [start for start in openings if start > minutes]
-        target = local.replace(hour=0, minute=0, second=0, microsecond=0) + timedelta(minutes=later[0]) if later \
+        target = (
+            local.replace(hour=0, minute=0, second=0, microsecond=0) + timedelta(minutes=later[0])
+            if later
             else local.replace(hour=9, minute=30, second=0, microsecond=0) + timedelta(days=1)
+        )
         return max(60.0, (target - local).total_seconds())
     return 60.0 if created_now else 600.0
 
@@ -315,8 +401,11 @@ def _print_funnel(engine, campaign_id: int) -> dict:
     from bot.core.db.engine import session_scope
 
     with session_scope(engine) as session:
-        rows = session.execute(select(CallAttempt.arms, CallAttempt.lead_id, CallAttempt.status, CallAttempt.outcome,
-                                      CallAttempt.grade).where(CallAttempt.campaign_id == campaign_id)).all()
+        rows = session.execute(
+            select(
+                CallAttempt.arms, CallAttempt.lead_id, CallAttempt.status, CallAttempt.outcome, CallAttempt.grade
+            ).where(CallAttempt.campaign_id == campaign_id)
+        ).all()
     arms: dict[tuple[str, str], Counter] = {}
     leads: dict[tuple[str, str], set] = {}
     for arm, lead_id, status, outcome, grade in rows:
@@ -340,22 +429,43 @@ def _print_funnel(engine, campaign_id: int) -> dict:
         c = arms[key]
         total.update(c)
         total["leads"] += len(leads[key])
-        table.add_row(key[0], key[1], str(len(leads[key])), str(c["dialled"]), _share(c["connected"], c["dialled"]),
-                      *[str(c[g]) for g in "ABCD"], _share(c["A"] + c["B"], c["connected"]))
-    table.add_row("[bold]all[/]", "", str(total["leads"]), str(total["dialled"]),
-                  _share(total["connected"], total["dialled"]), *[str(total[g]) for g in "ABCD"],
-                  _share(total["A"] + total["B"], total["connected"]))
+        table.add_row(
+            key[0],
+            key[1],
+            str(len(leads[key])),
+            str(c["dialled"]),
+            _share(c["connected"], c["dialled"]),
+            *[str(c[g]) for g in "ABCD"],
+            _share(c["A"] + c["B"], c["connected"]),
+        )
+    table.add_row(
+        "[bold]all[/]",
+        "",
+        str(total["leads"]),
+        str(total["dialled"]),
+        _share(total["connected"], total["dialled"]),
+        *[str(total[g]) for g in "ABCD"],
+        _share(total["A"] + total["B"], total["connected"]),
+    )
     console.print(table)
     console.print("not connected: " + ", ".join(f"{s} {total[f'outcome:{s}']}" for s in statuses))
     graded = sum(total[g] for g in "ABCD")
     unconnected = sum(total[f"outcome:{s}"] for s in statuses)
     consistent = total["connected"] == graded and total["dialled"] == total["connected"] + unconnected
-    console.print(("[green]the funnel adds up[/]" if consistent else "[red]the funnel does not add up[/]")
-                  + f": {total['dialled']} dialled = {total['connected']} connected ({graded} graded A–D) "
-                  f"+ {unconnected} not connected; {total['status:cancelled']} cancelled at T-0")
-    return {"dialled": total["dialled"], "connected": total["connected"], "graded": graded,
-            "unconnected": unconnected, "grades": {g: total[g] for g in "ABCD"}, "consistent": consistent,
-            "arms": {f"{k[0]}|{k[1]}": dict(v) for k, v in arms.items()}}
+    console.print(
+        ("[green]the funnel adds up[/]" if consistent else "[red]the funnel does not add up[/]")
+        + f": {total['dialled']} dialled = {total['connected']} connected ({graded} graded A–D) "
+        f"+ {unconnected} not connected; {total['status:cancelled']} cancelled at T-0"
+    )
+    return {
+        "dialled": total["dialled"],
+        "connected": total["connected"],
+        "graded": graded,
+        "unconnected": unconnected,
+        "grades": {g: total[g] for g in "ABCD"},
+        "consistent": consistent,
+        "arms": {f"{k[0]}|{k[1]}": dict(v) for k, v in arms.items()},
+    }
 
 
 def _share(part: int, whole: int) -> str:
@@ -370,15 +480,25 @@ def _print_sample_call(engine, campaign_id: int) -> None:
     from bot.leads.models import Lead
 
     with session_scope(engine) as session:
-        attempt = session.execute(select(CallAttempt).where(CallAttempt.campaign_id == campaign_id,
-                                                            CallAttempt.grade == "A").limit(1)).scalar_one_or_none()
+        attempt = session.execute(
+            select(CallAttempt).where(CallAttempt.campaign_id == campaign_id, CallAttempt.grade == "A").limit(1)
+        ).scalar_one_or_none()
         if attempt is None:
             return
         lead = session.get(Lead, attempt.lead_id)
-        turns = session.execute(select(TurnRow).where(TurnRow.attempt_id == attempt.id)
-                                .order_by(TurnRow.seq)).scalars().all()
-        lines = [f"[bold green]机器人[/] {t.text}" if t.speaker == "bot" else
-                 f"[bold]客户[/]   {t.text}  [cyan]{t.intent}[/] [dim]{(t.confidence or 0):.2f}[/]" for t in turns]
-        title = (f"a grade-A call: {lead.phone_masked}, script {attempt.arms.get('script')}, "
-                 f"slot {attempt.arms.get('time_slot')} — {attempt.grade_reason}")
+        turns = (
+            session.execute(select(TurnRow).where(TurnRow.attempt_id == attempt.id).order_by(TurnRow.seq))
+            .scalars()
+            .all()
+        )
+        lines = [
+            f"[bold green]机器人[/] {t.text}"
+            if t.speaker == "bot"
+            else f"[bold]客户[/]   {t.text}  [cyan]{t.intent}[/] [dim]{(t.confidence or 0):.2f}[/]"
+            for t in turns
+        ]
+        title = (
+            f"a grade-A call: {lead.phone_masked}, script {attempt.arms.get('script')}, "
+            f"slot {attempt.arms.get('time_slot')} — {attempt.grade_reason}"
+        )
     console.print(Panel("\n".join(lines), title=title, expand=False))

@@ -1,4 +1,5 @@
 """`waihu dnc …`: the do-not-call list (numbers are hashed; output is masked)."""
+
 from __future__ import annotations
 
 from datetime import timedelta
@@ -35,8 +36,15 @@ def add(
         raise UserError("--days applies to --scope soft_decline only, and must be at least 1")
     now = utc_now()
     with session_scope(open_database()) as session:
-        entry = add_entry(session, keyring().hash_phone(number), scope=scope, reason=reason, source=source,
-                          expires_at=now + timedelta(days=days) if days else None, now=now)
+        entry = add_entry(
+            session,
+            keyring().hash_phone(number),
+            scope=scope,
+            reason=reason,
+            source=source,
+            expires_at=now + timedelta(days=days) if days else None,
+            now=now,
+        )
         until = "permanently" if entry.expires_at is None else f"until {entry.expires_at:%Y-%m-%d}"
     console.print(f"{mask_phone(number)}: on the do-not-call list ({scope}) {until}")
 
@@ -58,8 +66,10 @@ def remove(
     number = parse_phone_or_fail(phone).number
     with session_scope(open_database()) as session:
         removed = remove_entries(session, keyring().hash_phone(number), scope)
-    console.print(f"{mask_phone(number)}: removed {removed} do-not-call entr{'y' if removed == 1 else 'ies'}"
-                  + ("" if removed else " (it was not on the list)"))
+    console.print(
+        f"{mask_phone(number)}: removed {removed} do-not-call entr{'y' if removed == 1 else 'ies'}"
+        + ("" if removed else " (it was not on the list)")
+    )
 
 
 @dnc_app.command(name="import")
@@ -76,15 +86,24 @@ def import_(
     from bot.dnc.service import import_file
 
     with session_scope(open_database()) as session:
-        summary = import_file(session, keyring(), file, scope=scope, reason=reason,
-                              source=source or f"import:{file.name}", column=column)
+        summary = import_file(
+            session, keyring(), file, scope=scope, reason=reason, source=source or f"import:{file.name}", column=column
+        )
     if as_json:
-        print_json({"rows": summary.rows, "added": summary.added, "already_listed": summary.already_listed,
-                    "invalid": summary.invalid})
+        print_json(
+            {
+                "rows": summary.rows,
+                "added": summary.added,
+                "already_listed": summary.already_listed,
+                "invalid": summary.invalid,
+            }
+        )
         return
-    console.print(f"{file}: {summary.rows} rows, {summary.added} numbers on the list ({scope}; "
-                  f"{summary.already_listed} were already), "
-                  f"{len(summary.invalid)} invalid")
+    console.print(
+        f"{file}: {summary.rows} rows, {summary.added} numbers on the list ({scope}; "
+        f"{summary.already_listed} were already), "
+        f"{len(summary.invalid)} invalid"
+    )
     for line in summary.invalid[:50]:
         console.print(f"  [red]invalid[/] {line}")
     if len(summary.invalid) > 50:
@@ -102,9 +121,21 @@ def check(phone: str = typer.Argument(...), as_json: bool = typer.Option(False, 
     with session_scope(open_database()) as session:
         entries = active_entries(session, keyring().hash_phone(number))
     if as_json:
-        print_json({"phone": mask_phone(number), "do_not_call": bool(entries),
-                    "entries": [{"scope": e.scope, "reason": e.reason, "source": e.source,
-                                 "expires_at": e.expires_at.isoformat() if e.expires_at else None} for e in entries]})
+        print_json(
+            {
+                "phone": mask_phone(number),
+                "do_not_call": bool(entries),
+                "entries": [
+                    {
+                        "scope": e.scope,
+                        "reason": e.reason,
+                        "source": e.source,
+                        "expires_at": e.expires_at.isoformat() if e.expires_at else None,
+                    }
+                    for e in entries
+                ],
+            }
+        )
         return
     if not entries:
         console.print(f"{mask_phone(number)}: not on the do-not-call list")

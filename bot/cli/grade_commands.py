@@ -4,6 +4,7 @@ Both spellings are one command, because a click group cannot take a file argumen
 and a sub-command at the same position: `grade eval FILE` evaluates against gold
 labels, `grade FILE` grades. (A file literally named `eval` can be given as ./eval.)
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -28,10 +29,14 @@ def register(app: typer.Typer) -> None:
 
 
 def grade(
-    target: str = typer.Argument(..., metavar="[eval] FILE", help="A JSONL call log, or `eval` followed by a labelled one."),
+    target: str = typer.Argument(
+        ..., metavar="[eval] FILE", help="A JSONL call log, or `eval` followed by a labelled one."
+    ),
     file: Optional[Path] = typer.Argument(None, metavar="", hidden=True),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
-    rules_path: Optional[Path] = typer.Option(None, "--rules", help="A grading rules file instead of intents/grading_rules.yml."),
+    rules_path: Optional[Path] = typer.Option(
+        None, "--rules", help="A grading rules file instead of intents/grading_rules.yml."
+    ),
     model: Optional[Path] = typer.Option(None, "--model", help="A model file instead of the current one."),
     now: Optional[str] = typer.Option(None, "--now", help="Call start (ISO 8601) for calls without started_at."),
 ) -> None:
@@ -50,38 +55,50 @@ def grade(
     _grade(Path(target), as_json, rules_path, model, _parse_now(now))
 
 
-def _grade(path: Path, as_json: bool, rules_path: Optional[Path], model: Optional[Path], now: Optional[datetime]) -> None:
+def _grade(
+    path: Path, as_json: bool, rules_path: Optional[Path], model: Optional[Path], now: Optional[datetime]
+) -> None:
     logged, line_errors = _read(path)
     rules = _rules(rules_path)
     outcomes = _assess([entry.call for entry in logged], rules, model, now)
     if as_json:
-        print_json({
-            "calls": [o.as_json() for o in outcomes],
-            "counts": dict(Counter(o.label for o in outcomes)),
-            "errors": [{"line": e.line, "message": e.message} for e in line_errors],
-        })
+        print_json(
+            {
+                "calls": [o.as_json() for o in outcomes],
+                "counts": dict(Counter(o.label for o in outcomes)),
+                "errors": [{"line": e.line, "message": e.message} for e in line_errors],
+            }
+        )
     else:
         table = Table(title=f"{path.name}: {len(outcomes)} call(s) graded")
         for column in ("call", "grade", "reason", "follow-ups"):
             table.add_column(column)
         for outcome in outcomes:
-            table.add_row(outcome.call_id, outcome.label,
-                          outcome.grade.reason if outcome.grade else outcome.as_json()["reason"],
-                          ", ".join(f.action for f in outcome.followups) or "—")
+            table.add_row(
+                outcome.call_id,
+                outcome.label,
+                outcome.grade.reason if outcome.grade else outcome.as_json()["reason"],
+                ", ".join(f.action for f in outcome.followups) or "—",
+            )
         console.print(table)
         counts = Counter(o.label for o in outcomes)
         console.print("  ".join(f"{label}: {n}" for label, n in sorted(counts.items())))
     _report_line_errors(line_errors)
 
 
-def _evaluate(path: Path, as_json: bool, rules_path: Optional[Path], model: Optional[Path], now: Optional[datetime]) -> None:
+def _evaluate(
+    path: Path, as_json: bool, rules_path: Optional[Path], model: Optional[Path], now: Optional[datetime]
+) -> None:
     from intents.grade_eval import evaluate_grades, ordered_labels
     from intents.jsonl_calls import LineError
 
     logged, line_errors = _read(path)
     labelled = [entry for entry in logged if entry.gold is not None]
-    line_errors += [LineError(e.line, f"call {e.call.call_id}: no `gold_grade` to evaluate against")
-                    for e in logged if e.gold is None]
+    line_errors += [
+        LineError(e.line, f"call {e.call.call_id}: no `gold_grade` to evaluate against")
+        for e in logged
+        if e.gold is None
+    ]
     line_errors.sort(key=lambda e: e.line)
     if not labelled:
         for error in line_errors:
@@ -92,9 +109,13 @@ def _evaluate(path: Path, as_json: bool, rules_path: Optional[Path], model: Opti
     report = evaluate_grades([o.call_id for o in outcomes], [e.gold for e in labelled], [o.label for o in outcomes])
     reasons = {o.call_id: o.grade.reason if o.grade else o.status for o in outcomes}
     if as_json:
-        print_json({**report.as_json(),
-                    "errors": [{**e, "reason": reasons[e["call_id"]]} for e in report.as_json()["errors"]],
-                    "line_errors": [{"line": e.line, "message": e.message} for e in line_errors]})
+        print_json(
+            {
+                **report.as_json(),
+                "errors": [{**e, "reason": reasons[e["call_id"]]} for e in report.as_json()["errors"]],
+                "line_errors": [{"line": e.line, "message": e.message} for e in line_errors],
+            }
+        )
     else:
         labels = ordered_labels(set(report.confusion))
         console.print(f"[bold]accuracy {report.accuracy:.3f}[/] on {report.n} call(s)")

@@ -3,6 +3,7 @@
 `register(app)` also adds the neighbouring data commands (audiences, dnc, db, policy), so
 the top-level app needs one line for all of them.
 """
+
 from __future__ import annotations
 
 import sys
@@ -17,12 +18,20 @@ from bot.cli.console import console, err_console, print_json
 leads_app = typer.Typer(help="Lead packs (人群包 files): upload, rejects, erasure.", no_args_is_help=True)
 
 _REASON_LABELS = {
-    "phone_missing": "no phone", "phone_invalid": "invalid phone", "phone_multiple": "several numbers in one cell",
-    "phone_foreign": "non-mainland number", "phone_service_number": "service/hotline number",
-    "phone_leading_zero_lost": "leading 0 lost (Excel)", "phone_scientific_notation": "1.38E+10 (Excel)",
-    "extra_cells": "extra cells in row", "consent_missing": "no consent record", "consent_invalid": "bad consent time",
-    "duplicate_in_file": "duplicate in this file", "duplicate_existing": "already a lead",
-    "dnc_opt_out": "do-not-call (opt-out)", "dnc_soft_decline": "do-not-call (declined recently)",
+    "phone_missing": "no phone",
+    "phone_invalid": "invalid phone",
+    "phone_multiple": "several numbers in one cell",
+    "phone_foreign": "non-mainland number",
+    "phone_service_number": "service/hotline number",
+    "phone_leading_zero_lost": "leading 0 lost (Excel)",
+    "phone_scientific_notation": "1.38E+10 (Excel)",
+    "extra_cells": "extra cells in row",
+    "consent_missing": "no consent record",
+    "consent_invalid": "bad consent time",
+    "duplicate_in_file": "duplicate in this file",
+    "duplicate_existing": "already a lead",
+    "dnc_opt_out": "do-not-call (opt-out)",
+    "dnc_soft_decline": "do-not-call (declined recently)",
 }
 
 
@@ -66,9 +75,15 @@ def upload(
     from bot.core.tabular_file import parse_column_overrides
     from bot.leads.service import UploadRequest, upload_lead_pack
 
-    request = UploadRequest(path=file, pack_name=pack, audience=audience,
-                            column_overrides=parse_column_overrides(column_map), first_party=first_party,
-                            consent_basis=consent_basis, sheet=sheet)
+    request = UploadRequest(
+        path=file,
+        pack_name=pack,
+        audience=audience,
+        column_overrides=parse_column_overrides(column_map),
+        first_party=first_party,
+        consent_basis=consent_basis,
+        sheet=sheet,
+    )
     engine, ring = open_database(), keyring()
     progress = _Progress(enabled=not as_json)
     try:
@@ -94,8 +109,9 @@ class _Progress:
         from tqdm import tqdm
 
         total, unit = (1000, "‰") if facts.kind == "xlsx" else (facts.size, "B")
-        self.bar = tqdm(total=total, unit=unit, unit_scale=facts.kind != "xlsx", desc=facts.path.name,
-                        file=sys.stderr, leave=False)
+        self.bar = tqdm(
+            total=total, unit=unit, unit_scale=facts.kind != "xlsx", desc=facts.path.name, file=sys.stderr, leave=False
+        )
 
     def update(self, position: int) -> None:
         if self.bar is not None:
@@ -118,17 +134,22 @@ def _print_summary(summary) -> None:
         table.add_row(f"[red]rejected[/]: {_REASON_LABELS.get(reason, reason)} ({reason})", str(count))
     table.add_row("[bold]total rows[/]", str(summary.rows))
     console.print(table)
-    extras = [f"duplicates {summary.duplicates}", f"DNC {summary.dnc}", f"landlines (accepted, flagged) "
-              f"{summary.landlines}"]
+    extras = [
+        f"duplicates {summary.duplicates}",
+        f"DNC {summary.dnc}",
+        f"landlines (accepted, flagged) {summary.landlines}",
+    ]
     if summary.blank_rows:
         extras.append(f"blank rows skipped {summary.blank_rows}")
     console.print(" · ".join(extras))
     if summary.columns:
         console.print("columns: " + ", ".join(f"{k} ← {v}" for k, v in summary.columns.items()))
     if summary.audiences_created:
-        console.print(f"created audience packs: {', '.join(summary.audiences_created)} "
-                      "(set scene/tier with `waihu audiences create`/`show`)")
-    for note in summary.notes[1 if summary.already_uploaded else 0:]:
+        console.print(
+            f"created audience packs: {', '.join(summary.audiences_created)} "
+            "(set scene/tier with `waihu audiences create`/`show`)"
+        )
+    for note in summary.notes[1 if summary.already_uploaded else 0 :]:
         console.print(f"[yellow]note:[/] {note}")
     if summary.rejected and not summary.already_uploaded:
         console.print(f"rejected rows: waihu leads rejects {summary.pack!r} --csv --out rejects.csv")
@@ -144,20 +165,36 @@ def packs(as_json: bool = typer.Option(False, "--json")) -> None:
 
     with session_scope(open_database()) as session:
         rows = session.execute(select(LeadPack).order_by(LeadPack.uploaded_at)).scalars().all()
-        data = [{"pack": p.name, "file": p.file_name, "format": p.file_format, "uploaded_by": p.uploaded_by,
-                 "uploaded_at": p.uploaded_at.isoformat(), "rows": p.rows, "accepted": p.accepted,
-                 "rejected": p.rejected, "duplicates": p.duplicates, "dnc": p.dnc_hits} for p in rows]
+        data = [
+            {
+                "pack": p.name,
+                "file": p.file_name,
+                "format": p.file_format,
+                "uploaded_by": p.uploaded_by,
+                "uploaded_at": p.uploaded_at.isoformat(),
+                "rows": p.rows,
+                "accepted": p.accepted,
+                "rejected": p.rejected,
+                "duplicates": p.duplicates,
+                "dnc": p.dnc_hits,
+            }
+            for p in rows
+        ]
     if as_json:
         print_json({"packs": data})
         return
     table = Table(show_header=True, header_style="bold")
     for column in ("pack", "file", "uploaded_at", "rows", "accepted", "rejected", "duplicates", "dnc"):
-        table.add_column(column, justify="right" if column in ("rows", "accepted", "rejected", "duplicates", "dnc")
-                         else "left")
+        table.add_column(
+            column, justify="right" if column in ("rows", "accepted", "rejected", "duplicates", "dnc") else "left"
+        )
     for item in data:
-        table.add_row(item["pack"], item["file"], item["uploaded_at"][:16], *(str(item[k]) for k in
-                                                                             ("rows", "accepted", "rejected",
-                                                                              "duplicates", "dnc")))
+        table.add_row(
+            item["pack"],
+            item["file"],
+            item["uploaded_at"][:16],
+            *(str(item[k]) for k in ("rows", "accepted", "rejected", "duplicates", "dnc")),
+        )
     console.print(table if data else "no lead packs yet: waihu leads upload FILE --pack NAME")
 
 
@@ -183,8 +220,11 @@ def rejects(
             else:
                 write_rejects_csv(session, lead_pack, sys.stdout)
             return
-        table = Table(title=f"rejected rows of {pack!r} ({lead_pack.rejected} of {lead_pack.rows})",
-                      show_header=True, header_style="bold")
+        table = Table(
+            title=f"rejected rows of {pack!r} ({lead_pack.rejected} of {lead_pack.rows})",
+            show_header=True,
+            header_style="bold",
+        )
         for column in ("row", "reason", "message"):
             table.add_column(column)
         for index, reject in enumerate(iter_rejects(session, lead_pack)):
@@ -214,14 +254,20 @@ def forget(
     with session_scope(open_database()) as session:
         result = forget_phone(session, keyring(), phone)
     if as_json:
-        print_json({"phone": result.masked_phone, "leads_erased": result.leads, "rejects_erased": result.rejects,
-                    "calls_erased": result.calls,
-                    "dnc_hash_kept": result.dnc_kept})
+        print_json(
+            {
+                "phone": result.masked_phone,
+                "leads_erased": result.leads,
+                "rejects_erased": result.rejects,
+                "calls_erased": result.calls,
+                "dnc_hash_kept": result.dnc_kept,
+            }
+        )
         return
-    console.print(f"{result.masked_phone}: erased {result.leads} lead(s), {result.rejects} rejected row(s) "
-                  f"and {result.calls} call(s) with their transcripts"
-                  + ("; the do-not-call entry (hash only) is kept so they are never called" if result.dnc_kept
-                     else ""))
+    console.print(
+        f"{result.masked_phone}: erased {result.leads} lead(s), {result.rejects} rejected row(s) "
+        f"and {result.calls} call(s) with their transcripts"
+        + ("; the do-not-call entry (hash only) is kept so they are never called" if result.dnc_kept else "")
+    )
     if not result.leads and not result.rejects:
         console.print("nothing stored for this number (already erased, or never uploaded)")
-

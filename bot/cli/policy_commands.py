@@ -1,4 +1,5 @@
 """`waihu policy …`: the compliance profile in force, and admin approval of a looser one."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -12,8 +13,10 @@ policy_app = typer.Typer(help="Compliance profiles: show, sign.", no_args_is_hel
 
 
 @policy_app.command()
-def show(profile: Optional[str] = typer.Argument(None, help="Profile name or YAML file (default: settings)"),
-         as_json: bool = typer.Option(False, "--json")) -> None:
+def show(
+    profile: Optional[str] = typer.Argument(None, help="Profile name or YAML file (default: settings)"),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
     """The profile's windows, caps and cool-downs (validated against the hard limits)."""
     from bot.core.pii import policy_signing_key_from_settings
     from bot.core.settings import get_settings
@@ -32,11 +35,18 @@ def show(profile: Optional[str] = typer.Argument(None, help="Profile name or YAM
 
 
 @policy_app.command()
-def sign(file: Path = typer.Argument(..., help="A profile YAML that loosens the default"),
-         by: str = typer.Option(..., "--by", help="The approving admin's user name"),
-         password: str = typer.Option(..., "--password", prompt="admin password", hide_input=True,
-                                      envvar="WAIHU_ADMIN_PASSWORD",
-                                      help="The admin's password (asked for when not given)")) -> None:
+def sign(
+    file: Path = typer.Argument(..., help="A profile YAML that loosens the default"),
+    by: str = typer.Option(..., "--by", help="The approving admin's user name"),
+    password: str = typer.Option(
+        ...,
+        "--password",
+        prompt="admin password",
+        hide_input=True,
+        envvar="WAIHU_ADMIN_PASSWORD",
+        help="The admin's password (asked for when not given)",
+    ),
+) -> None:
     """Approve a looser profile as an admin (it still cannot cross the legal hard limits)."""
     import yaml
 
@@ -52,7 +62,9 @@ def sign(file: Path = typer.Argument(..., help="A profile YAML that loosens the 
         user = authenticate(session, by, password)
         role = user.role if user else None
     if user is None:
-        raise UserError(f"wrong user name or password for {by!r}; create admins with `waihu users add NAME --role admin`")
+        raise UserError(
+            f"wrong user name or password for {by!r}; create admins with `waihu users add NAME --role admin`"
+        )
     if role != "admin":
         raise UserError(f"{by!r} is not an admin user ({role}); only an admin may approve a looser compliance profile")
     document = read_document(file)

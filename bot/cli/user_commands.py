@@ -1,4 +1,5 @@
 """`waihu users …`: console users (add, passwd, role, list) and their API tokens."""
+
 from __future__ import annotations
 
 import sys
@@ -10,8 +11,7 @@ from rich.table import Table
 from bot.cli.console import console, err_console, print_json
 from bot.core.errors import UserError
 
-users_app = typer.Typer(help="Web console users (roles ops/writer/manager/admin) and API tokens.",
-                        no_args_is_help=True)
+users_app = typer.Typer(help="Web console users (roles ops/writer/manager/admin) and API tokens.", no_args_is_help=True)
 
 
 def register(app: typer.Typer) -> None:
@@ -70,13 +70,16 @@ def passwd(
     password = _read_password(name, password_stdin)
     with _session() as session:
         set_password(session, name, password)
-    console.print(f"password of [bold]{name}[/] changed; their open sessions are logged out and their API tokens "
-                  "revoked")
+    console.print(
+        f"password of [bold]{name}[/] changed; their open sessions are logged out and their API tokens revoked"
+    )
 
 
 @users_app.command()
-def role(name: str = typer.Argument(...), new_role: str = typer.Argument(..., metavar="ROLE",
-                                                                         help="ops | writer | manager | admin")) -> None:
+def role(
+    name: str = typer.Argument(...),
+    new_role: str = typer.Argument(..., metavar="ROLE", help="ops | writer | manager | admin"),
+) -> None:
     """Change a user's role (their open console sessions end; API tokens act with the new role)."""
     from bot.users.service import set_role
 
@@ -110,9 +113,13 @@ def list_(as_json: bool = typer.Option(False, "--json")) -> None:
 def token(
     name: str = typer.Argument(..., help="The user the token acts as (same role)"),
     label: str = typer.Option(..., "--label", help="What uses it, e.g. nightly-upload"),
-    scopes: list[str] = typer.Option([], "--scope", help="What it may do (repeat): leads:write (upload lead packs, "
-                                                         "audiences), campaigns:write (create/start/pause campaigns), "
-                                                         "reports:read (calls, reports, WeCom funnel)"),
+    scopes: list[str] = typer.Option(
+        [],
+        "--scope",
+        help="What it may do (repeat): leads:write (upload lead packs, "
+        "audiences), campaigns:write (create/start/pause campaigns), "
+        "reports:read (calls, reports, WeCom funnel)",
+    ),
 ) -> None:
     """Create an API token for the JSON API (/api/v1) with the scopes it needs (printed once;
     store it in your automation's secret store)."""
@@ -135,10 +142,16 @@ def tokens(name: Optional[str] = typer.Argument(None, help="Only this user's tok
     for column in ("id", "user", "label", "scopes", "prefix", "created", "last used", "state"):
         table.add_column(column)
     for row in rows:
-        table.add_row(str(row.id), row.user, row.label, " ".join(row.scopes) or "-", row.prefix + "…",
-                      f"{row.created_at:%Y-%m-%d %H:%M}",
-                      f"{row.last_used_at:%Y-%m-%d %H:%M}" if row.last_used_at else "-",
-                      "revoked" if row.revoked else "active")
+        table.add_row(
+            str(row.id),
+            row.user,
+            row.label,
+            " ".join(row.scopes) or "-",
+            row.prefix + "…",
+            f"{row.created_at:%Y-%m-%d %H:%M}",
+            f"{row.last_used_at:%Y-%m-%d %H:%M}" if row.last_used_at else "-",
+            "revoked" if row.revoked else "active",
+        )
     console.print(table if rows else "no API tokens")
 
 

@@ -7,6 +7,7 @@ when an advisor took the call, handoff_failed() when nobody was free (the robot 
 ends the call). Every turn is recorded (`intents.finished_call.Turn`) with its time
 since the call was answered.
 """
+
 from __future__ import annotations
 
 import uuid
@@ -104,8 +105,7 @@ class CallSession:
         variants = self.agent.script_variants
         if variants and self.lead.script_variant not in variants:
             raise UserError(
-                f"unknown script variant '{self.lead.script_variant}'; "
-                f"the script defines: {', '.join(variants)}"
+                f"unknown script variant '{self.lead.script_variant}'; the script defines: {', '.join(variants)}"
             )
         self.started_at = self.clock()
         lines = await self.agent.start_conversation(self.call_id, self.lead.slots())
@@ -175,8 +175,7 @@ class CallSession:
             entities=parse.entities if parse else (),
         )
 
-    def _record(self, speaker: Speaker, text: str, *, response: str | None = None,
-                parse: Parse | None = None) -> None:
+    def _record(self, speaker: Speaker, text: str, *, response: str | None = None, parse: Parse | None = None) -> None:
         now = self.clock()
         started = self.started_at or now
         self.turns.append(

@@ -3,6 +3,7 @@
 Follow-ups take effect in the same transaction as the call record, so an opt-out is on
 the do-not-call list before the dialer can pick the number again.
 """
+
 from __future__ import annotations
 
 from sqlalchemy.orm import Session
@@ -23,8 +24,9 @@ def record_call(session: Session, attempt: CallAttempt, result: CallResult) -> N
     attempt.status = "completed"
     attempt.outcome = outcome.status if outcome else (result.carrier_status or "unreachable")
     attempt.grade = outcome.grade.grade if outcome and outcome.grade else None
-    attempt.grade_reason = (outcome.grade.reason if outcome and outcome.grade
-                            else (outcome.as_json()["reason"] if outcome else None))
+    attempt.grade_reason = (
+        outcome.grade.reason if outcome and outcome.grade else (outcome.as_json()["reason"] if outcome else None)
+    )
     attempt.followups = [f.as_json() for f in outcome.followups] if outcome else []
     attempt.hangup_by = result.hangup_by
     attempt.handoff = result.handoff
@@ -34,10 +36,20 @@ def record_call(session: Session, attempt: CallAttempt, result: CallResult) -> N
     attempt.carrier_call_id = result.carrier_call_id
     attempt.history_outcome = attempt.outcome
     for turn in result.turns:
-        session.add(TurnRow(attempt_id=attempt.id, seq=turn.seq, speaker=turn.speaker, text=turn.text,
-                            response=turn.response, intent=turn.intent, confidence=turn.confidence,
-                            entities=[dict(e) for e in turn.entities], offset_ms=turn.offset_ms))
-    for followup in (outcome.followups if outcome else ()):
+        session.add(
+            TurnRow(
+                attempt_id=attempt.id,
+                seq=turn.seq,
+                speaker=turn.speaker,
+                text=turn.text,
+                response=turn.response,
+                intent=turn.intent,
+                confidence=turn.confidence,
+                entities=[dict(e) for e in turn.entities],
+                offset_ms=turn.offset_ms,
+            )
+        )
+    for followup in outcome.followups if outcome else ():
         _apply(session, attempt, followup, result)
 
 
@@ -45,12 +57,27 @@ def _apply(session: Session, attempt: CallAttempt, followup, result: CallResult)
     now = result.ended_at
     if followup.action == DO_NOT_CALL:
         attempt.history_outcome = "opt_out"
-        add_entry(session, attempt.phone_hash, scope=SCOPE_OPT_OUT, reason=followup.reason,
-                  source="call", source_call_id=attempt.id, now=now)
+        add_entry(
+            session,
+            attempt.phone_hash,
+            scope=SCOPE_OPT_OUT,
+            reason=followup.reason,
+            source="call",
+            source_call_id=attempt.id,
+            now=now,
+        )
     elif followup.action == SOFT_DECLINE:
         attempt.history_outcome = "soft_decline"
-        add_entry(session, attempt.phone_hash, scope=SCOPE_SOFT_DECLINE, reason=followup.reason,
-                  source="call", source_call_id=attempt.id, expires_at=followup.until, now=now)
+        add_entry(
+            session,
+            attempt.phone_hash,
+            scope=SCOPE_SOFT_DECLINE,
+            reason=followup.reason,
+            source="call",
+            source_call_id=attempt.id,
+            expires_at=followup.until,
+            now=now,
+        )
     elif followup.action == COOL_DOWN:
         attempt.history_outcome = "busy"
     elif followup.action == CALLBACK:

@@ -18,6 +18,7 @@ After the call nothing is lost: the result is written with retries and, if the d
 stays down, appended to the local journal (bot.dialing.call_journal), replayed when the
 database is back — do-not-call entries first.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -25,9 +26,10 @@ import logging
 import socket
 import threading
 import time
+from collections.abc import Awaitable, Callable, Generator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Awaitable, Callable, Generator, cast
+from typing import Any, cast
 
 from sqlalchemy import select, text, update
 from sqlalchemy.engine import Engine
@@ -44,8 +46,16 @@ from bot.core.errors import UserError
 from bot.core.pii import PhoneKeyring, mask_phone
 from bot.core.settings import get_settings
 from bot.dialing import metrics
-from bot.dialing.call_journal import CALL, CANCEL, FAILED, GIVE_BACK, CallJournal, attempt_entry, call_entry
-from bot.dialing.call_journal import result_from_json
+from bot.dialing.call_journal import (
+    CALL,
+    CANCEL,
+    FAILED,
+    GIVE_BACK,
+    CallJournal,
+    attempt_entry,
+    call_entry,
+    result_from_json,
+)
 from bot.dialing.call_prompts import CallPrompts
 from bot.dialing.call_runner import CallResult, EventRouter, assess, run_call
 from bot.dialing.call_store import record_call
@@ -162,8 +172,13 @@ class ReconcileReport:
     skipped: bool = False  # another reconciler held the lock
 
     def as_json(self) -> dict:
-        return {"lost": self.lost, "resent": len(self.resent), "callbacks_dialled": self.callbacks_dialled,
-                "callbacks_missed": self.callbacks_missed, "skipped": self.skipped}
+        return {
+            "lost": self.lost,
+            "resent": len(self.resent),
+            "callbacks_dialled": self.callbacks_dialled,
+            "callbacks_missed": self.callbacks_missed,
+            "skipped": self.skipped,
+        }
 
 
 @dataclass
@@ -240,7 +255,7 @@ class Dialer:
         finally:
             self.release_line(prepared)
 
-    def prepare(self, attempt_id: int) -> "PreparedCall | str":
+    def prepare(self, attempt_id: int) -> PreparedCall | str:
         """Claim the attempt and check it again at T-0: blocking database work, so a Celery
         task runs it on its own thread, never on the event loop that carries the calls
         (three commits there stalled every other call on that loop). A string says why
@@ -257,15 +272,29 @@ class Dialer:
             running = snapshot.pop("running")
             audience = (pack.scene or pack.name) if pack else None
             incentive, advisor = _offer_for(campaign, pack, lead.id, attempt.arms)
-            context = LeadContext(surname=(lead.name or "")[:1] or None, gender=lead.gender,
-                                  audience_pack=audience, script_variant=attempt.arms.get("script", "standard"),
-                                  incentive=incentive, advisor=advisor)
-            prepared = PreparedCall(attempt.id, self.keyring.decrypt_phone(lead.phone_ciphertext), context, audience,
-                                    campaign_id=campaign.id, cps=campaign.cps, lines=campaign.lines,
-                                    phone_hash=attempt.phone_hash, **snapshot)
+            context = LeadContext(
+                surname=(lead.name or "")[:1] or None,
+                gender=lead.gender,
+                audience_pack=audience,
+                script_variant=attempt.arms.get("script", "standard"),
+                incentive=incentive,
+                advisor=advisor,
+            )
+            prepared = PreparedCall(
+                attempt.id,
+                self.keyring.decrypt_phone(lead.phone_ciphertext),
+                context,
+                audience,
+                campaign_id=campaign.id,
+                cps=campaign.cps,
+                lines=campaign.lines,
+                phone_hash=attempt.phone_hash,
+                **snapshot,
+            )
         except Exception as exc:  # noqa: BLE001  (claimed, not dialled: never burn it)
-            bare = PreparedCall(attempt.id, "", LeadContext(), None, campaign_id=campaign.id,
-                                phone_hash=attempt.phone_hash)
+            bare = PreparedCall(
+                attempt.id, "", LeadContext(), None, campaign_id=campaign.id, phone_hash=attempt.phone_hash
+            )
             return self.give_back(bare, exc)
         reason = self.recheck(prepared) if running else CAMPAIGN_NOT_RUNNING
         if reason:
@@ -322,10 +351,14 @@ class Dialer:
             self.limits.release_line(str(call.campaign_id), call.holder)
         except Exception as exc:  # noqa: BLE001
             metrics.LINE_RELEASE_FAILED.inc()
-            log.warning("attempt %s: line lease not released (%s: %s); it expires by itself",
-                        call.attempt_id, type(exc).__name__, exc)
+            log.warning(
+                "attempt %s: line lease not released (%s: %s); it expires by itself",
+                call.attempt_id,
+                type(exc).__name__,
+                exc,
+            )
 
-    async def converse(self, call: "PreparedCall") -> CallResult:
+    async def converse(self, call: PreparedCall) -> CallResult:
         """The call itself, on the event loop: the last T-0 check, dial, talk, grade. No
         database work here. Raises DialCancelled if the check fails (nothing was dialled),
         CallFailed if the call failed after the dial.
@@ -371,10 +404,20 @@ class Dialer:
             event_timeout = self.event_timeout_s / speed if 0 < speed < float("inf") else None
         # TimedAgent forwards everything to the agent it wraps, timing parse → respond.
         agent = cast(DialogueAgent, metrics.TimedAgent(self.agent)) if self.agent is not None else None
-        running = asyncio.ensure_future(run_call(
-            carrier, self.router, agent, call_id=call_id, phone=call.phone, lead=call.lead, clock=self.now,
-            audio_for=self.prompts.for_call(call.lead) if self.prompts else (lambda line: None),
-            event_timeout_s=event_timeout, dial_options={"audience_pack": call.audience} if call.audience else None))
+        running = asyncio.ensure_future(
+            run_call(
+                carrier,
+                self.router,
+                agent,
+                call_id=call_id,
+                phone=call.phone,
+                lead=call.lead,
+                clock=self.now,
+                audio_for=self.prompts.for_call(call.lead) if self.prompts else (lambda line: None),
+                event_timeout_s=event_timeout,
+                dial_options={"audience_pack": call.audience} if call.audience else None,
+            )
+        )
         sleep = self.clock.sleep if self.clock is not None else (self.sleep or asyncio.sleep)
         watchdog = asyncio.ensure_future(sleep(self.max_call_s))
         try:
@@ -390,22 +433,31 @@ class Dialer:
             await asyncio.wait_for(self.carrier.hangup(call_id), 10)
         except Exception as exc:  # noqa: BLE001  (the carrier is what hangs: the result is stored anyway)
             log.warning("attempt %s: hang-up after the watchdog failed: %s", call.attempt_id, exc)
-        result = CallResult(call_id, carrier_status="unreachable", cause=DIALER_TIMEOUT, hangup_by="bot",
-                            dialed_at=carrier.dialled_at or started, ended_at=self.now())
+        result = CallResult(
+            call_id,
+            carrier_status="unreachable",
+            cause=DIALER_TIMEOUT,
+            hangup_by="bot",
+            dialed_at=carrier.dialled_at or started,
+            ended_at=self.now(),
+        )
         result.outcome = assess(result)
         return result
 
     # ------------------------------------------------------------------ after the call
 
-    def finish(self, call: "PreparedCall", result: CallResult) -> str:
+    def finish(self, call: PreparedCall, result: CallResult) -> str:
         """The call log, the grade and the follow-ups in one transaction (blocking: off the
         loop), retried; if the database stays down, journaled (fsync'd) — never dropped."""
         label = result.outcome.label if result.outcome else "ended"
         try:
             self._retrying(lambda: self._store_result(call.attempt_id, result), f"result of attempt {call.attempt_id}")
         except Exception as exc:  # noqa: BLE001
-            return self._journal_or_raise(call_entry(call.attempt_id, call.phone_hash, result, self.now()), exc,
-                                          f"{label} (journaled: {type(exc).__name__})")
+            return self._journal_or_raise(
+                call_entry(call.attempt_id, call.phone_hash, result, self.now()),
+                exc,
+                f"{label} (journaled: {type(exc).__name__})",
+            )
         return label
 
     def _store_result(self, attempt_id: int, result: CallResult) -> bool:
@@ -423,22 +475,32 @@ class Dialer:
     def fail(self, call: PreparedCall, exc: BaseException | None = None, outcome: str = "error") -> str:
         """A call that failed after the dial: `failed` (it counts: the phone may have rung)."""
         try:
-            self._retrying(lambda: self._mark(call.attempt_id, ("dialing",), "failed", outcome, outcome),
-                           f"failure of attempt {call.attempt_id}")
+            self._retrying(
+                lambda: self._mark(call.attempt_id, ("dialing",), "failed", outcome, outcome),
+                f"failure of attempt {call.attempt_id}",
+            )
         except Exception as write_error:  # noqa: BLE001
-            return self._journal_or_raise(attempt_entry(FAILED, call.attempt_id, call.phone_hash, outcome, self.now()),
-                                          write_error, f"failed: {outcome} (journaled)")
+            return self._journal_or_raise(
+                attempt_entry(FAILED, call.attempt_id, call.phone_hash, outcome, self.now()),
+                write_error,
+                f"failed: {outcome} (journaled)",
+            )
         return f"failed: {outcome}" + (f" ({type(exc).__name__})" if exc else "")
 
     def cancel(self, call: PreparedCall, reason: str) -> str:
         """Cancelled at T-0 with its reason: never dialled, never counted against the caps."""
         metrics.T0_CANCELLED.labels(reason).inc()
         try:
-            self._retrying(lambda: self._mark(call.attempt_id, ("dialing",), "cancelled", reason, "cancelled"),
-                           f"cancellation of attempt {call.attempt_id}")
+            self._retrying(
+                lambda: self._mark(call.attempt_id, ("dialing",), "cancelled", reason, "cancelled"),
+                f"cancellation of attempt {call.attempt_id}",
+            )
         except Exception as exc:  # noqa: BLE001
-            return self._journal_or_raise(attempt_entry(CANCEL, call.attempt_id, call.phone_hash, reason, self.now()),
-                                          exc, f"cancelled at T-0: {reason} (journaled)")
+            return self._journal_or_raise(
+                attempt_entry(CANCEL, call.attempt_id, call.phone_hash, reason, self.now()),
+                exc,
+                f"cancelled at T-0: {reason} (journaled)",
+            )
         return f"cancelled at T-0: {reason}"
 
     def give_back(self, call: PreparedCall, exc: BaseException) -> str:
@@ -446,31 +508,50 @@ class Dialer:
         goes back to `scheduled`, unburnt; the reconciler sends it again."""
         cause = _cause(exc)
         metrics.GIVEN_BACK.labels(cause).inc()
-        log.warning("attempt %s given back before the dial (%s: %s); it will be sent again", call.attempt_id,
-                    type(exc).__name__, exc)
+        log.warning(
+            "attempt %s given back before the dial (%s: %s); it will be sent again",
+            call.attempt_id,
+            type(exc).__name__,
+            exc,
+        )
         try:
             self._retrying(lambda: self._unclaim(call.attempt_id), f"give-back of attempt {call.attempt_id}")
         except Exception as write_error:  # noqa: BLE001
-            return self._journal_or_raise(attempt_entry(GIVE_BACK, call.attempt_id, call.phone_hash, cause,
-                                                        self.now()), write_error, f"given back: {cause} (journaled)")
+            return self._journal_or_raise(
+                attempt_entry(GIVE_BACK, call.attempt_id, call.phone_hash, cause, self.now()),
+                write_error,
+                f"given back: {cause} (journaled)",
+            )
         return f"given back: {cause}"
 
-    def _mark(self, attempt_id: int, from_statuses: tuple[str, ...], status: str, outcome: str,
-              history_outcome: str) -> bool:
+    def _mark(
+        self, attempt_id: int, from_statuses: tuple[str, ...], status: str, outcome: str, history_outcome: str
+    ) -> bool:
         values = {"status": status, "outcome": outcome, "history_outcome": history_outcome, "ended_at": self.now()}
         if status == "cancelled":
             values["dialed_at"] = None  # the claim's stamp: it was never dialled
         with session_scope(self.engine) as session:
-            return bool(session.execute(
-                update(CallAttempt).where(CallAttempt.id == attempt_id, CallAttempt.status.in_(from_statuses))
-                .values(**values)).rowcount)
+            return bool(
+                session.execute(
+                    update(CallAttempt)
+                    .where(CallAttempt.id == attempt_id, CallAttempt.status.in_(from_statuses))
+                    .values(**values)
+                ).rowcount
+            )
 
     def _unclaim(self, attempt_id: int) -> bool:
         with session_scope(self.engine) as session:
-            return bool(session.execute(
-                update(CallAttempt).where(CallAttempt.id == attempt_id, CallAttempt.status == "dialing",
-                                          CallAttempt.carrier_call_id.is_(None))
-                .values(status="scheduled", worker=None, dialed_at=None, requeued_at=None)).rowcount)
+            return bool(
+                session.execute(
+                    update(CallAttempt)
+                    .where(
+                        CallAttempt.id == attempt_id,
+                        CallAttempt.status == "dialing",
+                        CallAttempt.carrier_call_id.is_(None),
+                    )
+                    .values(status="scheduled", worker=None, dialed_at=None, requeued_at=None)
+                ).rowcount
+            )
 
     def _retrying(self, write: Callable[[], Any], what: str) -> Any:
         """Try a database write `write_attempts` times, waiting between tries on transient
@@ -489,14 +570,19 @@ class Dialer:
 
     def _journal_or_raise(self, entry: dict, error: BaseException, said: str) -> str:
         if self.journal is None:
-            log.error("attempt %s: %s not written and no journal to keep it: %s", entry["attempt_id"], entry["kind"],
-                      error)
+            log.error(
+                "attempt %s: %s not written and no journal to keep it: %s", entry["attempt_id"], entry["kind"], error
+            )
             raise error
         self.journal.append(entry)
         metrics.RESULTS_JOURNALED.labels(entry["kind"]).inc()
-        log.warning("attempt %s: database unavailable (%s: %s); %s kept in the journal for replay",
-                    entry["attempt_id"], type(error).__name__, str(error).splitlines()[0] if str(error) else "",
-                    entry["kind"])
+        log.warning(
+            "attempt %s: database unavailable (%s: %s); %s kept in the journal for replay",
+            entry["attempt_id"],
+            type(error).__name__,
+            str(error).splitlines()[0] if str(error) else "",
+            entry["kind"],
+        )
         return said
 
     # ------------------------------------------------------------------ the journal
@@ -517,8 +603,12 @@ class Dialer:
                         metrics.JOURNAL_REPLAYED.labels(entry["kind"]).inc()
             except Exception as exc:  # noqa: BLE001  (the database went again: next pass)
                 self.journal.keep(path, fd)
-                log.warning("journal %s: replay stopped (%s: %s); will try again", path.name, type(exc).__name__,
-                            str(exc).splitlines()[0] if str(exc) else "")
+                log.warning(
+                    "journal %s: replay stopped (%s: %s); will try again",
+                    path.name,
+                    type(exc).__name__,
+                    str(exc).splitlines()[0] if str(exc) else "",
+                )
                 continue
             self.journal.done(path, fd, entries)
             if entries:
@@ -534,8 +624,16 @@ class Dialer:
                     expires = datetime.fromisoformat(dnc["expires_at"]) if dnc.get("expires_at") else None
                     if dnc["scope"] != SCOPE_OPT_OUT and expires is not None and expires <= now:
                         continue
-                    add_entry(session, entry["phone_hash"], scope=dnc["scope"], reason=dnc["reason"], source="call",
-                              source_call_id=entry["attempt_id"], expires_at=expires, now=now)
+                    add_entry(
+                        session,
+                        entry["phone_hash"],
+                        scope=dnc["scope"],
+                        reason=dnc["reason"],
+                        source="call",
+                        source_call_id=entry["attempt_id"],
+                        expires_at=expires,
+                        now=now,
+                    )
 
     def _replay_one(self, entry: dict) -> bool:
         kind, attempt_id = entry["kind"], entry["attempt_id"]
@@ -580,8 +678,12 @@ class Dialer:
         try:
             now = self.now()
             with session_scope(self.engine) as session:
-                if session.get_bind().dialect.name == "postgresql" and not session.execute(
-                        text("SELECT pg_try_advisory_xact_lock(:key)"), {"key": RECONCILE_LOCK_KEY}).scalar():
+                if (
+                    session.get_bind().dialect.name == "postgresql"
+                    and not session.execute(
+                        text("SELECT pg_try_advisory_xact_lock(:key)"), {"key": RECONCILE_LOCK_KEY}
+                    ).scalar()
+                ):
                     report.skipped = True
                     metrics.RECONCILER_ACTIONS.labels("skipped_locked").inc()
                     return report
@@ -589,10 +691,14 @@ class Dialer:
                 dead = self._dead_workers(session)
                 if dead:
                     lost = lost | ((CallAttempt.status == "dialing") & CallAttempt.worker.in_(dead))
-                report.lost = session.execute(
-                    update(CallAttempt).where(lost)
-                    .values(status="failed", outcome="worker_lost", history_outcome="worker_lost", ended_at=now)
-                ).rowcount or 0
+                report.lost = (
+                    session.execute(
+                        update(CallAttempt)
+                        .where(lost)
+                        .values(status="failed", outcome="worker_lost", history_outcome="worker_lost", ended_at=now)
+                    ).rowcount
+                    or 0
+                )
                 if dead and report.lost:
                     log.warning("reconciler: workers %s stopped beating; their calls are closed", ", ".join(dead))
                 for settled in settle_callbacks(session, now):
@@ -604,8 +710,11 @@ class Dialer:
                 report.resent = self._mark_unclaimed(session, now)
         finally:
             self._reconcile_lock.release()
-        for action, count in (("worker_lost", report.lost), ("resent", len(report.resent)),
-                              ("callback_missed", report.callbacks_missed)):
+        for action, count in (
+            ("worker_lost", report.lost),
+            ("resent", len(report.resent)),
+            ("callback_missed", report.callbacks_missed),
+        ):
             if count:
                 metrics.RECONCILER_ACTIONS.labels(action).inc(count)
         if report.lost:
@@ -616,8 +725,11 @@ class Dialer:
         """Workers holding `dialing` attempts whose heartbeat has expired (none without liveness)."""
         if self.liveness is None:
             return []
-        holders = session.execute(select(CallAttempt.worker).where(CallAttempt.status == "dialing")
-                                  .distinct()).scalars().all()
+        holders = (
+            session.execute(select(CallAttempt.worker).where(CallAttempt.status == "dialing").distinct())
+            .scalars()
+            .all()
+        )
         return sorted(self.liveness.dead(holders))
 
     def unclaimed(self) -> list[int]:
@@ -628,10 +740,18 @@ class Dialer:
 
     def _mark_unclaimed(self, session, now: datetime) -> list[int]:
         cutoff = now - requeue_after()
-        ids = list(session.execute(
-            select(CallAttempt.id).where(CallAttempt.status == "scheduled", CallAttempt.scheduled_at < cutoff,
-                                         (CallAttempt.requeued_at.is_(None)) | (CallAttempt.requeued_at < cutoff))
-            .order_by(CallAttempt.id).with_for_update(skip_locked=True)).scalars())
+        ids = list(
+            session.execute(
+                select(CallAttempt.id)
+                .where(
+                    CallAttempt.status == "scheduled",
+                    CallAttempt.scheduled_at < cutoff,
+                    (CallAttempt.requeued_at.is_(None)) | (CallAttempt.requeued_at < cutoff),
+                )
+                .order_by(CallAttempt.id)
+                .with_for_update(skip_locked=True)
+            ).scalars()
+        )
         if ids:
             session.execute(update(CallAttempt).where(CallAttempt.id.in_(ids)).values(requeued_at=now))
         return ids
@@ -640,9 +760,11 @@ class Dialer:
 
     def _claim(self, attempt_id: int):
         with session_scope(self.engine) as session:
-            won = session.execute(update(CallAttempt)
-                                  .where(CallAttempt.id == attempt_id, CallAttempt.status == "scheduled")
-                                  .values(status="dialing", worker=self.worker, dialed_at=self.now())).rowcount
+            won = session.execute(
+                update(CallAttempt)
+                .where(CallAttempt.id == attempt_id, CallAttempt.status == "scheduled")
+                .values(status="dialing", worker=self.worker, dialed_at=self.now())
+            ).rowcount
             if not won:
                 return None
             attempt = session.get(CallAttempt, attempt_id)
@@ -661,8 +783,12 @@ class Dialer:
                 return {"running": False, "policy": None, "history": (), "dnc": NOT_ON_DNC}
             policy = policy_for_slot(campaign, attempt.arms.get("time_slot"))
             history = tuple(history_of(session, attempt.phone_hash, now, excluding=attempt.id))
-            return {"running": True, "policy": policy, "history": history,
-                    "dnc": dnc_state(session, attempt.phone_hash, now)}
+            return {
+                "running": True,
+                "policy": policy,
+                "history": history,
+                "dnc": dnc_state(session, attempt.phone_hash, now),
+            }
 
 
 def _cause(exc: BaseException) -> str:
@@ -681,8 +807,9 @@ def _is_operational(exc: DBAPIError) -> bool:
     return isinstance(exc, (OperationalError, InterfaceError))
 
 
-def _offer_for(campaign: Campaign, pack: AudiencePack | None, lead_id: int,
-               arms: dict) -> tuple[str | None, str | None]:
+def _offer_for(
+    campaign: Campaign, pack: AudiencePack | None, lead_id: int, arms: dict
+) -> tuple[str | None, str | None]:
     """What the robot promises and whose WeCom it names: the same incentive and advisor the
     welcome message will repeat (bot.wecom.offers). A broken offers file must not stop the
     dialling: the campaign's own incentive is said, the error logged (its invites fail
@@ -692,5 +819,4 @@ def _offer_for(campaign: Campaign, pack: AudiencePack | None, lead_id: int,
     except UserError as exc:
         log.error("WeCom offers unavailable, saying the campaign's incentive: %s", exc)
         return incentive_text_for(campaign, arms), None
-    return (incentive_for(offers, pack, lead_id, arms, campaign=campaign).text,
-            offers.advisor_for(pack).name)
+    return (incentive_for(offers, pack, lead_id, arms, campaign=campaign).text, offers.advisor_for(pack).name)

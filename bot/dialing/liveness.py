@@ -7,10 +7,12 @@ Redis restarted empty loses every key: for as long as Redis has been up less tha
 time-to-live, nobody is declared dead. When Redis is down, nobody is either (the
 reconciler falls back on WAIHU_STUCK_AFTER_S).
 """
+
 from __future__ import annotations
 
 import logging
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 log = logging.getLogger(__name__)
 

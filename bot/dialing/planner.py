@@ -30,14 +30,16 @@ meets one it is written to experiment_holdouts, so later ticks leave it out of t
 budget and retries would starve). With a bandit, the campaign's weights move daily
 (bot.experiments.bandit); a tried lead then keeps the arms of its first attempt.
 """
+
 from __future__ import annotations
 
 import json
 from collections import Counter, defaultdict
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import partial
-from typing import Iterator, NamedTuple, Sequence
+from typing import NamedTuple
 
 from sqlalchemy import String, and_, any_, bindparam, case, func, or_, select, text, update
 from sqlalchemy.dialects.postgresql import ARRAY
@@ -46,13 +48,12 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
-from bot.campaigns.models import IN_FLIGHT, CallAttempt, Campaign, CampaignPack
+from bot.campaigns.experiment_design import HOLDOUT
+from bot.campaigns.models import IN_FLIGHT, CallAttempt, Campaign, CampaignPack, ExperimentHoldout
 from bot.campaigns.service import CampaignArms, campaign_arms, policy_for_slot
 from bot.core.db.base import UtcDateTime
 from bot.dnc.service import DncEntry, active_hashes, state_from_entries
 from bot.experiments.bandit import refresh_bandit_weights
-from bot.campaigns.experiment_design import HOLDOUT
-from bot.campaigns.models import ExperimentHoldout
 from bot.leads.models import Lead
 from telephony.celery_app import PLAN_EVERY_S
 from telephony.compliance.eligibility import OK_CALLBACK, Attempt, DncState, check_eligibility
@@ -123,11 +124,15 @@ class ScanState:
     now: datetime | None = None  # the tick's time (callbacks due)
 
     @classmethod
-    def of(cls, campaign: Campaign) -> "ScanState":
+    def of(cls, campaign: Campaign) -> ScanState:
         stored = campaign.planner_cursor or {}
         tried = stored.get(TRIED)
-        return cls({UNTRIED: (int(stored[UNTRIED]),) if stored.get(UNTRIED) is not None else None,
-                    TRIED: (datetime.fromisoformat(tried[0]), int(tried[1])) if tried else None})
+        return cls(
+            {
+                UNTRIED: (int(stored[UNTRIED]),) if stored.get(UNTRIED) is not None else None,
+                TRIED: (datetime.fromisoformat(tried[0]), int(tried[1])) if tried else None,
+            }
+        )
 
     def saved(self) -> dict:
         """The cursor for the next tick: after what was looked at last; back to the start of
@@ -171,12 +176,19 @@ def plan_campaign(session: Session, campaign: Campaign, now: datetime, limit: in
     return result
 
 
-def _fill(session: Session, campaign: Campaign, now: datetime, wanted: int, scan: ScanState,
-          result: PlanResult) -> None:
+def _fill(
+    session: Session, campaign: Campaign, now: datetime, wanted: int, scan: ScanState, result: PlanResult
+) -> None:
     arms = campaign_arms(campaign)
     policies = _policies_by_slot(campaign)
-    for page in _candidate_pages(session, campaign, scan, page_size=wanted * SCAN_FACTOR,
-                                 max_leads=wanted * MAX_SCAN_FACTOR, skip_held_out=arms.holdout > 0):
+    for page in _candidate_pages(
+        session,
+        campaign,
+        scan,
+        page_size=wanted * SCAN_FACTOR,
+        max_leads=wanted * MAX_SCAN_FACTOR,
+        skip_held_out=arms.holdout > 0,
+    ):
         # History and do-not-call are read a slice at a time, so a tick that fills its
         # lines early reads no more than it looks at.
         for candidates in _chunks(page, LOOKUP_SLICE):
@@ -185,8 +197,12 @@ def _fill(session: Session, campaign: Campaign, now: datetime, wanted: int, scan
             dnc = _dnc_entries(session, hashes, now)
             first_arms = _first_arms(session, campaign.id, candidates) if arms.sticky else {}
             held_out: list[int] = []
-            verdicts = (_plan_one(c, arms, policies, histories, dnc, now, result.skipped, first_arms, held_out,
-                                  scan.examined, result) for c in candidates)
+            verdicts = (
+                _plan_one(
+                    c, arms, policies, histories, dnc, now, result.skipped, first_arms, held_out, scan.examined, result
+                )
+                for c in candidates
+            )
             # Lazily, so leads past the last one needed are neither checked nor counted as
             # skipped; a conflict (another planner got there first) makes room for the next.
             eligible = (planned for planned in verdicts if planned is not None)
@@ -214,9 +230,13 @@ def _lock_campaign(session: Session, campaign_id: int) -> None:
 
 
 def _in_flight_by_status(session: Session, campaign_id: int) -> dict[str, int]:
-    return dict(session.execute(select(CallAttempt.status, func.count()).where(
-        CallAttempt.campaign_id == campaign_id, CallAttempt.status.in_(IN_FLIGHT))
-        .group_by(CallAttempt.status)).all())
+    return dict(
+        session.execute(
+            select(CallAttempt.status, func.count())
+            .where(CallAttempt.campaign_id == campaign_id, CallAttempt.status.in_(IN_FLIGHT))
+            .group_by(CallAttempt.status)
+        ).all()
+    )
 
 
 def _policies_by_slot(campaign: Campaign) -> dict[str | None, CompliancePolicy]:
@@ -225,12 +245,19 @@ def _policies_by_slot(campaign: Campaign) -> dict[str | None, CompliancePolicy]:
     return {slot: policy_for_slot(campaign, slot) for slot in slots}
 
 
-def _plan_one(candidate: Candidate, arms: CampaignArms, policies: dict[str | None, CompliancePolicy],
-              histories: dict[str, list[Attempt]], dnc: dict[str, DncEntry], now: datetime,
-              skipped: Counter, first_arms: dict[int, dict] | None = None,
-              held_out: list[int] | None = None,
-              examined: dict[str, tuple] | None = None,
-              queue: PlanResult | None = None) -> PlannedAttempt | None:
+def _plan_one(
+    candidate: Candidate,
+    arms: CampaignArms,
+    policies: dict[str | None, CompliancePolicy],
+    histories: dict[str, list[Attempt]],
+    dnc: dict[str, DncEntry],
+    now: datetime,
+    skipped: Counter,
+    first_arms: dict[int, dict] | None = None,
+    held_out: list[int] | None = None,
+    examined: dict[str, tuple] | None = None,
+    queue: PlanResult | None = None,
+) -> PlannedAttempt | None:
     if examined is not None:
         examined[candidate.source] = candidate.scan_key
     lead_arms = (first_arms or {}).get(candidate.lead_id) or arms.for_lead(candidate.lead_id)
@@ -257,8 +284,13 @@ def _plan_one(candidate: Candidate, arms: CampaignArms, policies: dict[str | Non
                 skipped["closes_before_dial"] += 1
                 return None
         queue.offered += 1
-    return PlannedAttempt(candidate.lead_id, candidate.last_attempt_no + 1, candidate.phone_hash, lead_arms,
-                          callback=verdict.reason == OK_CALLBACK)
+    return PlannedAttempt(
+        candidate.lead_id,
+        candidate.last_attempt_no + 1,
+        candidate.phone_hash,
+        lead_arms,
+        callback=verdict.reason == OK_CALLBACK,
+    )
 
 
 def _take(items: Iterator[PlannedAttempt], n: int) -> list[PlannedAttempt]:
@@ -270,16 +302,18 @@ def _take(items: Iterator[PlannedAttempt], n: int) -> list[PlannedAttempt]:
     return taken
 
 
-def _candidate_pages(session: Session, campaign: Campaign, scan: ScanState, page_size: int,
-                     max_leads: int, skip_held_out: bool = False) -> Iterator[list[Candidate]]:
+def _candidate_pages(
+    session: Session, campaign: Campaign, scan: ScanState, page_size: int, max_leads: int, skip_held_out: bool = False
+) -> Iterator[list[Candidate]]:
     """Never-tried leads first (by id), then tried ones (least recently first for part of the
     budget, then on from the last tick's position), a page at a time, until `max_leads` have
     been looked at. The untried and tried scans go on from where the last tick stopped and
     wrap round to their start, so leads waiting for another slot's window cannot fill every
     tick's budget and hide the rest. Each source returns (page, cursor, rows looked at); no
     cursor means it reached the end."""
-    pack_ids = list(session.execute(select(CampaignPack.pack_id)
-                                    .where(CampaignPack.campaign_id == campaign.id)).scalars())
+    pack_ids = list(
+        session.execute(select(CampaignPack.pack_id).where(CampaignPack.campaign_id == campaign.id)).scalars()
+    )
     if not pack_ids:
         return
     untried = partial(_untried_leads, session, campaign.id, pack_ids, skip_held_out=skip_held_out)
@@ -295,8 +329,9 @@ def _candidate_pages(session: Session, campaign: Campaign, scan: ScanState, page
         yield from _scan(TRIED, tried, scan.start[TRIED], scan, page_size, max_leads)
 
 
-def _scan(name: str, source, start: tuple | None, scan: ScanState, page_size: int,
-          budget: int) -> Iterator[list[Candidate]]:
+def _scan(
+    name: str, source, start: tuple | None, scan: ScanState, page_size: int, budget: int
+) -> Iterator[list[Candidate]]:
     """One source from `start` (a scan key; None: the top) to the end, then round from the
     top back to `start`, while the leads looked at in this tick stay within `budget`. The
     source returns (page, the key of its last row or None at the end, rows looked at)."""
@@ -324,20 +359,34 @@ def _scan(name: str, source, start: tuple | None, scan: ScanState, page_size: in
             yield page
 
 
-def _untried_leads(session: Session, campaign_id: int, pack_ids: list[int], after: tuple | None,
-                   size: int, source: str = UNTRIED, *,
-                   skip_held_out: bool = False) -> tuple[list[Candidate], tuple | None, int]:
+def _untried_leads(
+    session: Session,
+    campaign_id: int,
+    pack_ids: list[int],
+    after: tuple | None,
+    size: int,
+    source: str = UNTRIED,
+    *,
+    skip_held_out: bool = False,
+) -> tuple[list[Candidate], tuple | None, int]:
     """Callable leads with no attempt in this campaign yet, by id (keyset paging on the key,
     `after` = (lead id,)); without the leads already found held out, when the campaign has
     a holdout."""
-    tried = (select(CallAttempt.id)
-             .where(CallAttempt.campaign_id == campaign_id, CallAttempt.lead_id == Lead.id).exists())
-    query = (select(Lead.id, Lead.phone_hash)
-             .where(Lead.pack_id.in_(pack_ids), Lead.status.in_(CALLABLE_LEAD_STATUSES), ~tried)
-             .order_by(Lead.id).limit(size))
+    tried = (
+        select(CallAttempt.id).where(CallAttempt.campaign_id == campaign_id, CallAttempt.lead_id == Lead.id).exists()
+    )
+    query = (
+        select(Lead.id, Lead.phone_hash)
+        .where(Lead.pack_id.in_(pack_ids), Lead.status.in_(CALLABLE_LEAD_STATUSES), ~tried)
+        .order_by(Lead.id)
+        .limit(size)
+    )
     if skip_held_out:
-        query = query.where(~select(ExperimentHoldout.lead_id).where(
-            ExperimentHoldout.campaign_id == campaign_id, ExperimentHoldout.lead_id == Lead.id).exists())
+        query = query.where(
+            ~select(ExperimentHoldout.lead_id)
+            .where(ExperimentHoldout.campaign_id == campaign_id, ExperimentHoldout.lead_id == Lead.id)
+            .exists()
+        )
     if after is not None:
         query = query.where(Lead.id > after[0])
     page = [Candidate(lead_id, phone_hash, 0, (lead_id,), source) for lead_id, phone_hash in session.execute(query)]
@@ -347,9 +396,15 @@ def _untried_leads(session: Session, campaign_id: int, pack_ids: list[int], afte
 # Built once: aliases rebuilt per tick cost more than the query on a small campaign.
 _BOOKING = CallAttempt.__table__.alias("booking")
 _NEWER = CallAttempt.__table__.alias("newer")
-_LATER_ATTEMPT = (select(_NEWER.c.id).where(_NEWER.c.campaign_id == _BOOKING.c.campaign_id,
-                                            _NEWER.c.lead_id == _BOOKING.c.lead_id,
-                                            _NEWER.c.attempt_no > _BOOKING.c.attempt_no).exists())
+_LATER_ATTEMPT = (
+    select(_NEWER.c.id)
+    .where(
+        _NEWER.c.campaign_id == _BOOKING.c.campaign_id,
+        _NEWER.c.lead_id == _BOOKING.c.lead_id,
+        _NEWER.c.attempt_no > _BOOKING.c.attempt_no,
+    )
+    .exists()
+)
 
 
 def _callbacks_due(session: Session, campaign: Campaign, pack_ids: list[int], now: datetime) -> list[Candidate]:
@@ -362,42 +417,66 @@ def _callbacks_due(session: Session, campaign: Campaign, pack_ids: list[int], no
     rows = session.execute(
         select(booking.c.lead_id, Lead.phone_hash, booking.c.attempt_no, booking.c.callback_at)
         .join(Lead, Lead.id == booking.c.lead_id)
-        .where(booking.c.campaign_id == campaign.id, booking.c.callback_at.isnot(None),
-               booking.c.callback_outcome.is_(None),
-               booking.c.callback_at <= now, booking.c.callback_at >= now - timedelta(seconds=grace),
-               booking.c.status == "completed", ~later,
-               Lead.pack_id.in_(pack_ids), Lead.status.in_(CALLABLE_LEAD_STATUSES))
-        .order_by(booking.c.callback_at, booking.c.lead_id)).all()
-    return [Candidate(lead_id, phone_hash, int(attempt_no), (callback_at, lead_id), CALLBACKS)
-            for lead_id, phone_hash, attempt_no, callback_at in rows]
+        .where(
+            booking.c.campaign_id == campaign.id,
+            booking.c.callback_at.isnot(None),
+            booking.c.callback_outcome.is_(None),
+            booking.c.callback_at <= now,
+            booking.c.callback_at >= now - timedelta(seconds=grace),
+            booking.c.status == "completed",
+            ~later,
+            Lead.pack_id.in_(pack_ids),
+            Lead.status.in_(CALLABLE_LEAD_STATUSES),
+        )
+        .order_by(booking.c.callback_at, booking.c.lead_id)
+    ).all()
+    return [
+        Candidate(lead_id, phone_hash, int(attempt_no), (callback_at, lead_id), CALLBACKS)
+        for lead_id, phone_hash, attempt_no, callback_at in rows
+    ]
 
 
-def _tried_leads(session: Session, campaign_id: int, pack_ids: list[int], after: tuple | None,
-                 size: int, source: str = TRIED) -> tuple[list[Candidate], tuple | None, int]:
+def _tried_leads(
+    session: Session, campaign_id: int, pack_ids: list[int], after: tuple | None, size: int, source: str = TRIED
+) -> tuple[list[Candidate], tuple | None, int]:
     """Callable leads tried in this campaign with nothing in flight, least recently tried first.
 
     The page is cut from the campaign's per-lead aggregate before leads are joined: sorting
     the joined rows spilled to disk (660 ms for 300,000 attempts, 4 MB work_mem), the
     narrow aggregate sorts in memory. So a page may come back shorter than `size` while
     more follow; the cursor is the aggregate's, and only an empty aggregate ends the list."""
-    last = (select(CallAttempt.lead_id.label("lead_id"),
-                   func.max(CallAttempt.attempt_no).label("last_no"),
-                   func.max(CallAttempt.scheduled_at).label("last_at"))
-            .where(CallAttempt.campaign_id == campaign_id)
-            .group_by(CallAttempt.lead_id)
-            .having(func.sum(case((CallAttempt.status.in_(IN_FLIGHT), 1), else_=0)) == 0)
-            .subquery())
+    last = (
+        select(
+            CallAttempt.lead_id.label("lead_id"),
+            func.max(CallAttempt.attempt_no).label("last_no"),
+            func.max(CallAttempt.scheduled_at).label("last_at"),
+        )
+        .where(CallAttempt.campaign_id == campaign_id)
+        .group_by(CallAttempt.lead_id)
+        .having(func.sum(case((CallAttempt.status.in_(IN_FLIGHT), 1), else_=0)) == 0)
+        .subquery()
+    )
     window = select(last.c.lead_id, last.c.last_no, last.c.last_at)
     if after is not None:
         last_at, lead_id = after
         window = window.where(or_(last.c.last_at > last_at, and_(last.c.last_at == last_at, last.c.lead_id > lead_id)))
     window = window.order_by(last.c.last_at, last.c.lead_id).limit(size).subquery()
-    rows = session.execute(select(window.c.lead_id, window.c.last_at, Lead.phone_hash, window.c.last_no,
-                                  Lead.pack_id.in_(pack_ids) & Lead.status.in_(CALLABLE_LEAD_STATUSES))
-                           .join(Lead, Lead.id == window.c.lead_id)
-                           .order_by(window.c.last_at, window.c.lead_id)).all()
-    page = [Candidate(lead_id, phone_hash, int(last_no), (last_at, lead_id), source)
-            for lead_id, last_at, phone_hash, last_no, callable_ in rows if callable_]
+    rows = session.execute(
+        select(
+            window.c.lead_id,
+            window.c.last_at,
+            Lead.phone_hash,
+            window.c.last_no,
+            Lead.pack_id.in_(pack_ids) & Lead.status.in_(CALLABLE_LEAD_STATUSES),
+        )
+        .join(Lead, Lead.id == window.c.lead_id)
+        .order_by(window.c.last_at, window.c.lead_id)
+    ).all()
+    page = [
+        Candidate(lead_id, phone_hash, int(last_no), (last_at, lead_id), source)
+        for lead_id, last_at, phone_hash, last_no, callable_ in rows
+        if callable_
+    ]
     return page, ((rows[-1][1], rows[-1][0]) if rows else None), len(rows)
 
 
@@ -407,9 +486,13 @@ def _first_arms(session: Session, campaign_id: int, candidates: Sequence[Candida
     tried = [c.lead_id for c in candidates if c.last_attempt_no > 0]
     found: dict[int, dict] = {}
     for chunk in _chunks(tried, SQLITE_CHUNK):
-        found.update(session.execute(select(CallAttempt.lead_id, CallAttempt.arms).where(
-            CallAttempt.campaign_id == campaign_id, CallAttempt.attempt_no == 1,
-            CallAttempt.lead_id.in_(chunk))).all())
+        found.update(
+            session.execute(
+                select(CallAttempt.lead_id, CallAttempt.arms).where(
+                    CallAttempt.campaign_id == campaign_id, CallAttempt.attempt_no == 1, CallAttempt.lead_id.in_(chunk)
+                )
+            ).all()
+        )
     return found
 
 
@@ -418,8 +501,11 @@ def _remember_held_out(session: Session, campaign_id: int, lead_ids: list[int], 
         return
     insert = (postgresql_insert if _dialect(session) == "postgresql" else sqlite_insert)(ExperimentHoldout)
     for chunk in _chunks(lead_ids, SQLITE_CHUNK):
-        session.execute(insert.values([{"campaign_id": campaign_id, "lead_id": lead_id, "created_at": now}
-                                       for lead_id in chunk]).on_conflict_do_nothing())
+        session.execute(
+            insert.values(
+                [{"campaign_id": campaign_id, "lead_id": lead_id, "created_at": now} for lead_id in chunk]
+            ).on_conflict_do_nothing()
+        )
 
 
 def history_of(session: Session, phone_hash: str, now: datetime, excluding: int | None = None) -> list[Attempt]:
@@ -428,22 +514,35 @@ def history_of(session: Session, phone_hash: str, now: datetime, excluding: int 
     return rows.get(phone_hash, [])
 
 
-def _histories(session: Session, phone_hashes: list[str], now: datetime,
-               excluding: int | None = None) -> dict[str, list[Attempt]]:
+def _histories(
+    session: Session, phone_hashes: list[str], now: datetime, excluding: int | None = None
+) -> dict[str, list[Attempt]]:
     """Each number's attempts across all campaigns in the window that matters, oldest first."""
     since = now - timedelta(days=HISTORY_DAYS)
     rows = []
     for hash_filter in _hash_filters(session, CallAttempt.phone_hash, phone_hashes):
         # Unordered: sorting a page's attempts in SQL spilled to disk; per number in Python is cheap.
-        rows += session.execute(select(CallAttempt.phone_hash, CallAttempt.scheduled_at, CallAttempt.dialed_at,
-                                       CallAttempt.history_outcome, CallAttempt.campaign_id, CallAttempt.callback_at)
-                                .where(hash_filter, CallAttempt.scheduled_at >= since,
-                                       CallAttempt.status != "cancelled", CallAttempt.id != (excluding or -1))).all()
+        rows += session.execute(
+            select(
+                CallAttempt.phone_hash,
+                CallAttempt.scheduled_at,
+                CallAttempt.dialed_at,
+                CallAttempt.history_outcome,
+                CallAttempt.campaign_id,
+                CallAttempt.callback_at,
+            ).where(
+                hash_filter,
+                CallAttempt.scheduled_at >= since,
+                CallAttempt.status != "cancelled",
+                CallAttempt.id != (excluding or -1),
+            )
+        ).all()
     rows.sort(key=lambda row: row[1])
     history: dict[str, list[Attempt]] = defaultdict(list)
     for phone_hash, scheduled_at, dialed_at, outcome, campaign_id, callback_at in rows:
-        history[phone_hash].append(Attempt(at=dialed_at or scheduled_at, outcome=outcome,
-                                           campaign=str(campaign_id), callback_at=callback_at))
+        history[phone_hash].append(
+            Attempt(at=dialed_at or scheduled_at, outcome=outcome, campaign=str(campaign_id), callback_at=callback_at)
+        )
     return history
 
 
@@ -469,7 +568,7 @@ def _dialect(session: Session) -> str:
 
 def _chunks(values: Sequence, size: int) -> Iterator[Sequence]:
     for start in range(0, len(values), size):
-        yield values[start:start + size]
+        yield values[start : start + size]
 
 
 def _insert_attempts(session: Session, campaign_id: int, planned: list[PlannedAttempt], now: datetime) -> list[int]:
@@ -486,13 +585,15 @@ def _insert_attempts(session: Session, campaign_id: int, planned: list[PlannedAt
     return [created[a.lead_id] for a in planned if a.lead_id in created]
 
 
-_ATTEMPT_COLUMNS = ("campaign_id, lead_id, attempt_no, phone_hash, arms, status, history_outcome, followups, "
-                    "scheduled_at")
+_ATTEMPT_COLUMNS = (
+    "campaign_id, lead_id, attempt_no, phone_hash, arms, status, history_outcome, followups, scheduled_at"
+)
 _ON_CONFLICT = "ON CONFLICT (campaign_id, lead_id, attempt_no) DO NOTHING RETURNING lead_id, id"
 
 
-def _insert_attempts_postgresql(session: Session, campaign_id: int, planned: Sequence[PlannedAttempt],
-                                now: datetime) -> dict[int, int]:
+def _insert_attempts_postgresql(
+    session: Session, campaign_id: int, planned: Sequence[PlannedAttempt], now: datetime
+) -> dict[int, int]:
     """One statement for the whole batch: four array parameters unnested into rows."""
     statement = text(
         f"INSERT INTO call_attempts ({_ATTEMPT_COLUMNS}) "
@@ -500,16 +601,27 @@ def _insert_attempts_postgresql(session: Session, campaign_id: int, planned: Seq
         "'scheduled', 'scheduled', CAST('[]' AS jsonb), :now "
         "FROM unnest(CAST(:lead_ids AS bigint[]), CAST(:attempt_nos AS integer[]), CAST(:phone_hashes AS text[]), "
         "CAST(:arms AS text[])) AS t(lead_id, attempt_no, phone_hash, arms) "
-        f"{_ON_CONFLICT}").bindparams(bindparam("now", type_=UtcDateTime))
+        f"{_ON_CONFLICT}"
+    ).bindparams(bindparam("now", type_=UtcDateTime))
     arms_json = _ArmsJson()
-    return dict(session.execute(statement, {
-        "campaign_id": campaign_id, "now": now, "lead_ids": [a.lead_id for a in planned],
-        "attempt_nos": [a.attempt_no for a in planned], "phone_hashes": [a.phone_hash for a in planned],
-        "arms": [arms_json(a.arms) for a in planned]}).all())
+    return dict(
+        session.execute(
+            statement,
+            {
+                "campaign_id": campaign_id,
+                "now": now,
+                "lead_ids": [a.lead_id for a in planned],
+                "attempt_nos": [a.attempt_no for a in planned],
+                "phone_hashes": [a.phone_hash for a in planned],
+                "arms": [arms_json(a.arms) for a in planned],
+            },
+        ).all()
+    )
 
 
-def _insert_attempts_sqlite(session: Session, campaign_id: int, planned: Sequence[PlannedAttempt],
-                            now: datetime) -> dict[int, int]:
+def _insert_attempts_sqlite(
+    session: Session, campaign_id: int, planned: Sequence[PlannedAttempt], now: datetime
+) -> dict[int, int]:
     """A multi-row VALUES (SQLite ≥ 3.35 has RETURNING), values bound as SQLAlchemy would."""
     dialect = session.get_bind().dialect
     stored_now = UtcDateTime().dialect_impl(dialect).bind_processor(dialect)(now)
@@ -517,11 +629,20 @@ def _insert_attempts_sqlite(session: Session, campaign_id: int, planned: Sequenc
     values = ", ".join("(?, ?, ?, ?, ?, 'scheduled', 'scheduled', '[]', ?)" for _ in planned)
     params: list = []
     for attempt in planned:
-        params += [campaign_id, attempt.lead_id, attempt.attempt_no, attempt.phone_hash, arms_json(attempt.arms),
-                   stored_now]
+        params += [
+            campaign_id,
+            attempt.lead_id,
+            attempt.attempt_no,
+            attempt.phone_hash,
+            arms_json(attempt.arms),
+            stored_now,
+        ]
     connection = session.connection()
-    return dict(connection.exec_driver_sql(
-        f"INSERT INTO call_attempts ({_ATTEMPT_COLUMNS}) VALUES {values} {_ON_CONFLICT}", tuple(params)).all())
+    return dict(
+        connection.exec_driver_sql(
+            f"INSERT INTO call_attempts ({_ATTEMPT_COLUMNS}) VALUES {values} {_ON_CONFLICT}", tuple(params)
+        ).all()
+    )
 
 
 class _ArmsJson:

@@ -12,6 +12,7 @@ started (database down before the claim: it stays scheduled), given back (an err
 the dial: scheduled again), cancelled at T-0 (with the rule that failed), failed after the
 dial, or the call's grade/status — "journaled" when the database could not take it yet.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -28,9 +29,9 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from bot.core.clock import clock_from_settings, clock_speed
 from bot.core.settings import get_settings
-from bot.dialing.call_prompts import CallPrompts
 from bot.dialing import metrics
 from bot.dialing.call_journal import CallJournal
+from bot.dialing.call_prompts import CallPrompts
 from bot.dialing.dialer import CallFailed, DialCancelled, Dialer
 from bot.dialing.liveness import WorkerLiveness
 from bot.script.project import DialogsProject
@@ -71,21 +72,31 @@ class DialWorkerRuntime:
         prefix = f"waihu:{settings.queue}"
         self.journal = CallJournal(settings.journal_dir, redis_client=redis_client, redis_key=f"{prefix}:pending_dnc")
         # A heartbeat from before the first claim on, every replay pass; it expires after three.
-        self.liveness = (WorkerLiveness(redis_client, prefix, ttl_s=3 * settings.journal_replay_every_s)
-                         if redis_client else None)
+        self.liveness = (
+            WorkerLiveness(redis_client, prefix, ttl_s=3 * settings.journal_replay_every_s) if redis_client else None
+        )
         worker = f"{socket.gethostname()}:{os.getpid()}"
         if self.liveness:
             self.liveness.beat(worker)
-        self.dialer = Dialer(open_database(), agent, carrier, keyring_from_settings(), now=self.clock.now,
-                             worker=worker, prompts=_call_prompts(carrier), liveness=self.liveness,
-                             limits=DialLimits(redis_client, prefix=prefix) if redis_client else DialLimits(),
-                             journal=self.journal, clock=self.clock, max_call_s=settings.max_call_s,
-                             event_timeout_s=settings.call_event_timeout_s,
-                             write_attempts=settings.result_write_attempts)
+        self.dialer = Dialer(
+            open_database(),
+            agent,
+            carrier,
+            keyring_from_settings(),
+            now=self.clock.now,
+            worker=worker,
+            prompts=_call_prompts(carrier),
+            liveness=self.liveness,
+            limits=DialLimits(redis_client, prefix=prefix) if redis_client else DialLimits(),
+            journal=self.journal,
+            clock=self.clock,
+            max_call_s=settings.max_call_s,
+            event_timeout_s=settings.call_event_timeout_s,
+            write_attempts=settings.result_write_attempts,
+        )
         if settings.metrics_port:
-            depth = (metrics.redis_queue_depth(redis_client, settings.queue) if redis_client else (lambda: None))
-            metrics.serve_worker_metrics(settings.metrics_port,
-                                         [metrics.QueueCollector(depth, self.journal.backlog)])
+            depth = metrics.redis_queue_depth(redis_client, settings.queue) if redis_client else (lambda: None)
+            metrics.serve_worker_metrics(settings.metrics_port, [metrics.QueueCollector(depth, self.journal.backlog)])
         self._replay_every = settings.journal_replay_every_s
         threading.Thread(target=self._replay_forever, name="waihu-journal", daemon=True).start()
         if self.liveness:
@@ -130,11 +141,17 @@ async def _make_carrier(clock: Clock) -> Carrier:
         carrier = FreeSwitchCarrier(connection, gateway=settings.esl_gateway, caller_id=settings.caller_id)
         await carrier.start()
         return carrier
-    advisors = AdvisorPool(AdvisorPoolConfig.with_mean_busy(settings.sim_advisors, settings.sim_advisor_busy_s),
-                           seed=settings.sim_seed)
-    return SimulatorCarrier(clock=clock, seed=settings.sim_seed, log_path=settings.sim_carrier_log,
-                            hang_dial_share=settings.sim_hang_dial_share, hang_call_share=settings.sim_hang_call_share,
-                            advisors=advisors)
+    advisors = AdvisorPool(
+        AdvisorPoolConfig.with_mean_busy(settings.sim_advisors, settings.sim_advisor_busy_s), seed=settings.sim_seed
+    )
+    return SimulatorCarrier(
+        clock=clock,
+        seed=settings.sim_seed,
+        log_path=settings.sim_carrier_log,
+        hang_dial_share=settings.sim_hang_dial_share,
+        hang_call_share=settings.sim_hang_call_share,
+        advisors=advisors,
+    )
 
 
 def _redis_client() -> redis.Redis | None:
@@ -152,8 +169,10 @@ def _call_prompts(carrier: Carrier) -> CallPrompts | None:
     if isinstance(carrier, SimulatorCarrier):
         return None
     settings = get_settings()
-    return CallPrompts(PromptRenderer(EspeakNgProvider(), settings.prompts_dir),
-                       load_script_domain(DialogsProject(settings.dialogs_dir)))
+    return CallPrompts(
+        PromptRenderer(EspeakNgProvider(), settings.prompts_dir),
+        load_script_domain(DialogsProject(settings.dialogs_dir)),
+    )
 
 
 _runtime: DialWorkerRuntime | None = None
@@ -173,6 +192,7 @@ def _load_runtime_at_start(**_kwargs) -> None:
     """Load the dialogue model and carrier (and replay the journal, serve /metrics) as soon
     as the worker is up, not on its first task: a restarted worker replays what a dead
     one left, and the first calls do not wait for the model."""
+
     def load() -> None:
         try:
             runtime()
@@ -205,8 +225,12 @@ def plan_dials() -> dict:
                 queued += 1
     except Exception as exc:  # noqa: BLE001  (broker down: the attempts are planned; the reconciler re-sends them)
         planned = sum(len(plan.created) for plan in plans)
-        log.warning("hopper: %d of %d planned dials not queued, broker unavailable (%s); the reconciler re-sends "
-                    "them", planned - queued, planned, _first_line(exc))
+        log.warning(
+            "hopper: %d of %d planned dials not queued, broker unavailable (%s); the reconciler re-sends them",
+            planned - queued,
+            planned,
+            _first_line(exc),
+        )
     return {"queued": queued, "campaigns": len(plans), "callbacks": sum(plan.callbacks for plan in plans)}
 
 
@@ -232,8 +256,12 @@ def dial(self, attempt_id: int) -> str:
     try:
         prepared = dialer.prepare(attempt_id)
     except Exception as exc:  # noqa: BLE001  (before the claim took: nothing to undo)
-        log.warning("dial %s not started (%s: %s); the attempt stays scheduled and is sent again",
-                    attempt_id, type(exc).__name__, str(exc).splitlines()[0] if str(exc) else "")
+        log.warning(
+            "dial %s not started (%s: %s); the attempt stays scheduled and is sent again",
+            attempt_id,
+            type(exc).__name__,
+            str(exc).splitlines()[0] if str(exc) else "",
+        )
         return f"not started: {type(exc).__name__}"
     if isinstance(prepared, str):
         return prepared
@@ -280,9 +308,12 @@ def reconcile_attempts() -> dict:
         return {"skipped": "database"}
     if report.resent:
         with session_scope(dialer.engine) as session:
-            rows = session.execute(select(CallAttempt.id, Campaign.id, Campaign.cps)
-                                   .join(Campaign, Campaign.id == CallAttempt.campaign_id)
-                                   .where(CallAttempt.id.in_(report.resent)).order_by(CallAttempt.id)).all()
+            rows = session.execute(
+                select(CallAttempt.id, Campaign.id, Campaign.cps)
+                .join(Campaign, Campaign.id == CallAttempt.campaign_id)
+                .where(CallAttempt.id.in_(report.resent))
+                .order_by(CallAttempt.id)
+            ).all()
         places: dict[int, int] = {}
         sent: list[int] = []
         try:
@@ -304,8 +335,12 @@ def _configure_from_settings() -> None:
     """Broker, queue and the beat schedule from the settings; the tasks by reference."""
     settings = get_settings()
     speed = clock_speed(settings)
-    configure(app, broker_url=settings.broker_url, queue=settings.queue,
-              visibility_timeout=visibility_timeout_s(settings.max_call_s, speed))
+    configure(
+        app,
+        broker_url=settings.broker_url,
+        queue=settings.queue,
+        visibility_timeout=visibility_timeout_s(settings.max_call_s, speed),
+    )
     every = plan_every_s(speed)
     app.conf.beat_schedule = {
         "plan-dials": {"task": plan_dials.name, "schedule": every},

@@ -9,6 +9,7 @@ once every arm has `min_leads` dialled leads, and at most once per local day; ea
 reweighting is kept in campaigns.experiments["bandit"]["periods"]. The dial planner reads
 the latest weights for leads it has not tried yet; tried leads keep their first arms.
 """
+
 from __future__ import annotations
 
 import math
@@ -79,9 +80,14 @@ def refresh_bandit_weights(session: Session, campaign: Campaign, now: datetime) 
         return False
     probabilities = best_arm_probabilities(stats, seed=fnv1a32(f"campaign-{campaign.id}-bandit-{today.isoformat()}"))
     weights = with_floor(probabilities, bandit["floor"])
-    periods.append({"from": now.isoformat(), "weights": dict(zip(names, weights)),
-                    "best_arm_probabilities": dict(zip(names, probabilities)),
-                    "leads": {name: s.n for name, s in zip(names, stats)}})
+    periods.append(
+        {
+            "from": now.isoformat(),
+            "weights": dict(zip(names, weights)),
+            "best_arm_probabilities": dict(zip(names, probabilities)),
+            "leads": {name: s.n for name, s in zip(names, stats)},
+        }
+    )
     # A new document, so the JSON column is seen as changed.
     campaign.experiments = {**experiments, "bandit": {**bandit, "periods": periods}}
     return True

@@ -6,6 +6,7 @@ rate; more power when many metrics are compared). Both as GrowthBook's
 adjustPValuesHolmBonferroni / adjustPValuesBenjaminiHochberg compute them: adjusted
 p-values, monotone, capped at 1, returned in the input order.
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence

@@ -4,6 +4,7 @@ Per-call rates are ratio metrics per lead (Σ numerator / Σ denominator over th
 leads, delta-method variance), never proportions of calls: one lead dialled five times is
 one unit, not five independent trials.
 """
+
 from __future__ import annotations
 
 from collections.abc import Mapping
@@ -36,10 +37,29 @@ METRICS: tuple[Metric, ...] = (
     Metric("connect_rate", "接通率", "connected", "dials", "goal", True, "percent", "接通次数 ÷ 拨打次数"),
     Metric("a_rate", "A 类率", "a", "connected", "goal", True, "percent", "评为 A（有明确意向）的通话 ÷ 接通次数"),
     Metric("ab_rate", "A+B 类率", "ab", "connected", "goal", True, "percent", "评为 A 或 B（有意向）的通话 ÷ 接通次数"),
-    Metric("wecom_add_rate", "企微添加率", "added", None, "goal", True, "percent", "添加了企业微信的线索 ÷ 已拨打的线索"),
-    Metric("opt_out_rate", "拒访率（护栏）", "opt_out", "connected", "guardrail", False, "percent",
-           "明确要求别再打（进入免打扰）的通话 ÷ 接通次数；越低越好"),
-    Metric("talk_time", "平均通话时长", "talk", "connected", "secondary", None, "seconds", "接通通话的总时长 ÷ 接通次数（秒）"),
+    Metric(
+        "wecom_add_rate", "企微添加率", "added", None, "goal", True, "percent", "添加了企业微信的线索 ÷ 已拨打的线索"
+    ),
+    Metric(
+        "opt_out_rate",
+        "拒访率（护栏）",
+        "opt_out",
+        "connected",
+        "guardrail",
+        False,
+        "percent",
+        "明确要求别再打（进入免打扰）的通话 ÷ 接通次数；越低越好",
+    ),
+    Metric(
+        "talk_time",
+        "平均通话时长",
+        "talk",
+        "connected",
+        "secondary",
+        None,
+        "seconds",
+        "接通通话的总时长 ÷ 接通次数（秒）",
+    ),
 )
 METRICS_BY_KEY = {metric.key: metric for metric in METRICS}
 
@@ -49,5 +69,9 @@ def statistic_for(metric: Metric, sums: Mapping[str, float]) -> UnitStatistic:
     if metric.denominator is None:
         return Proportion(leads, sums[metric.numerator])
     num, den = metric.numerator, metric.denominator
-    return Ratio(leads, SampleMean(leads, sums[num], sums[f"{num}_sq"]), SampleMean(leads, sums[den], sums[f"{den}_sq"]),
-                 sums[f"{num}_{den}"])
+    return Ratio(
+        leads,
+        SampleMean(leads, sums[num], sums[f"{num}_sq"]),
+        SampleMean(leads, sums[den], sums[f"{den}_sq"]),
+        sums[f"{num}_{den}"],
+    )

@@ -5,6 +5,7 @@ checkSrm: arms with weight 0 are left out, fewer than two arms or no units gives
 An SRM means the split itself went wrong (a bug in assignment, an arm blocked more often
 by the dialer…), so no lift read from that experiment can be trusted until it is found.
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence

@@ -61,8 +61,10 @@ class LeadReject(Base):
     """A row not taken, with why. The raw row is kept encrypted (it holds the number)."""
 
     __tablename__ = "lead_rejects"
-    __table_args__ = (Index("ix_lead_rejects_pack_id_row_number", "pack_id", "row_number"),
-                      Index("ix_lead_rejects_phone_hash", "phone_hash"))
+    __table_args__ = (
+        Index("ix_lead_rejects_pack_id_row_number", "pack_id", "row_number"),
+        Index("ix_lead_rejects_phone_hash", "phone_hash"),
+    )
 
     id = Column(_Id, primary_key=True)
     pack_id = Column(_Id, ForeignKey("lead_packs.id", ondelete="CASCADE"), nullable=False)
@@ -71,5 +73,5 @@ class LeadReject(Base):
     message = Column(Text, nullable=False)
     # Set when the phone normalised, so `leads forget` can erase this row too.
     phone_hash = Column(PhoneHash)
-    raw_masked = Column(Text, nullable=False)       # the row as JSON list, digit runs masked
-    raw_ciphertext = Column(LargeBinary)            # the row exactly as uploaded, encrypted
+    raw_masked = Column(Text, nullable=False)  # the row as JSON list, digit runs masked
+    raw_ciphertext = Column(LargeBinary)  # the row exactly as uploaded, encrypted

@@ -2,6 +2,7 @@
 
 These are pages (session cookie + CSRF token): an API token cannot reach them, so a leaked
 token can neither mint more tokens nor change the password."""
+
 from __future__ import annotations
 
 from fastapi import APIRouter, Depends, Form, Path, Request
@@ -32,12 +33,19 @@ def account(request: Request, principal: Principal = Depends(require_login)):
 
 
 @pages.post("/account/password")
-def change_password(request: Request, current: str = Form(""), new: str = Form(""), again: str = Form(""),
-                    principal: Principal = Depends(require_login)):
+def change_password(
+    request: Request,
+    current: str = Form(""),
+    new: str = Form(""),
+    again: str = Form(""),
+    principal: Principal = Depends(require_login),
+):
     if new != again:
         return _account_page(request, principal, 400, password_error="两次输入的新密码不一致，密码未修改")
     if len(current) > MAX_PASSWORD_CHARS or len(new) > MAX_PASSWORD_CHARS:
-        return _account_page(request, principal, 400, password_error=f"密码最多 {MAX_PASSWORD_CHARS} 个字符，密码未修改")
+        return _account_page(
+            request, principal, 400, password_error=f"密码最多 {MAX_PASSWORD_CHARS} 个字符，密码未修改"
+        )
     with session_scope(request.app.state.engine) as session:
         if authenticate(session, principal.name, current) is None:
             return _account_page(request, principal, 400, password_error="当前密码不正确，密码未修改")
@@ -54,10 +62,13 @@ def change_password(request: Request, current: str = Form(""), new: str = Form("
 
 
 @pages.post("/account/tokens")
-def new_token(request: Request, label: str = Form(""), scopes: list[str] = Form([]),
-              principal: Principal = Depends(require_login)):
+def new_token(
+    request: Request, label: str = Form(""), scopes: list[str] = Form([]), principal: Principal = Depends(require_login)
+):
     if not label.strip() or len(label.strip()) > 100:
-        return _account_page(request, principal, 400, token_error="请填写令牌用途（例如 nightly-upload），不超过 100 字")
+        return _account_page(
+            request, principal, 400, token_error="请填写令牌用途（例如 nightly-upload），不超过 100 字"
+        )
     if not scopes:
         return _account_page(request, principal, 400, token_error="请至少选择一项令牌权限")
     try:
@@ -70,7 +81,9 @@ def new_token(request: Request, label: str = Form(""), scopes: list[str] = Form(
 
 
 @pages.post("/account/tokens/{token_id}/revoke")
-def revoke(request: Request, token_id: int = Path(..., ge=1, le=MAX_DB_ID), principal: Principal = Depends(require_login)):
+def revoke(
+    request: Request, token_id: int = Path(..., ge=1, le=MAX_DB_ID), principal: Principal = Depends(require_login)
+):
     with session_scope(request.app.state.engine) as session:
         revoke_token(session, token_id, owner=principal.name)
     flash(request, f"令牌 #{token_id} 已吊销")

@@ -1,4 +1,5 @@
 """Settings of the web console: the WAIHU_WEB_* part of `bot.core.settings`, with derived values."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, replace

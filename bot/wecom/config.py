@@ -12,6 +12,7 @@
 | WAIHU_SMS_PROVIDER | outbox (default: the wecom_sms_outbox table + log) or http |
 | WAIHU_SMS_URL / WAIHU_SMS_TOKEN | the HTTP SMS gateway (POST JSON {phone, text, reference}) and its bearer token |
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -38,19 +39,33 @@ class WeComSettings:
         return bool(self.corp_id and self.secret)
 
     def require_api(self) -> WeComSettings:
-        missing = [name for name, value in (("WAIHU_WECOM_CORP_ID", self.corp_id), ("WAIHU_WECOM_SECRET", self.secret))
-                   if not value]
+        missing = [
+            name
+            for name, value in (("WAIHU_WECOM_CORP_ID", self.corp_id), ("WAIHU_WECOM_SECRET", self.secret))
+            if not value
+        ]
         if missing:
-            raise UserError(f"WeCom is not configured: set {', '.join(missing)} (the CorpID and the 客户联系 app "
-                            "secret from the WeCom admin console)")
+            raise UserError(
+                f"WeCom is not configured: set {', '.join(missing)} (the CorpID and the 客户联系 app "
+                "secret from the WeCom admin console)"
+            )
         return self
 
     def require_callback(self) -> WeComSettings:
-        missing = [name for name, value in (("WAIHU_WECOM_CORP_ID", self.corp_id), ("WAIHU_WECOM_TOKEN", self.token),
-                                            ("WAIHU_WECOM_AES_KEY", self.encoding_aes_key)) if not value]
+        missing = [
+            name
+            for name, value in (
+                ("WAIHU_WECOM_CORP_ID", self.corp_id),
+                ("WAIHU_WECOM_TOKEN", self.token),
+                ("WAIHU_WECOM_AES_KEY", self.encoding_aes_key),
+            )
+            if not value
+        ]
         if missing:
-            raise UserError(f"the WeCom callback is not configured: set {', '.join(missing)} (the 接收事件服务器 "
-                            "Token and EncodingAESKey from the WeCom admin console)")
+            raise UserError(
+                f"the WeCom callback is not configured: set {', '.join(missing)} (the 接收事件服务器 "
+                "Token and EncodingAESKey from the WeCom admin console)"
+            )
         from bot.wecom.crypto import decode_aes_key
 
         try:
@@ -62,6 +77,12 @@ class WeComSettings:
 
 def wecom_settings(settings: Settings | None = None) -> WeComSettings:
     settings = settings or get_settings()
-    return WeComSettings(corp_id=settings.wecom_corp_id, secret=settings.wecom_secret, token=settings.wecom_token,
-                         encoding_aes_key=settings.wecom_aes_key, api_base=settings.wecom_api_base,
-                         agent_id=settings.wecom_agent_id, callback_max_skew_s=settings.wecom_callback_max_skew_s)
+    return WeComSettings(
+        corp_id=settings.wecom_corp_id,
+        secret=settings.wecom_secret,
+        token=settings.wecom_token,
+        encoding_aes_key=settings.wecom_aes_key,
+        api_base=settings.wecom_api_base,
+        agent_id=settings.wecom_agent_id,
+        callback_max_skew_s=settings.wecom_callback_max_skew_s,
+    )

@@ -11,6 +11,7 @@ An add whose invite cannot be found yet (its transaction has not committed) wait
 seconds for it, then stays `unmatched` — and the next delivery pass
 (`process_pending`) matches it once the invite is there. Nothing is dropped.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -39,8 +40,14 @@ ADD_EVENTS = frozenset({"add_external_contact", "add_half_external_contact"})
 DELETE_EVENTS = frozenset({"del_external_contact", "del_follow_user"})
 WELCOME_TTL_S = 20.0  # WeCom: send_welcome_msg only within 20 s of the event, once
 # Tags, one group per dimension, so advisors can filter their customers by each.
-TAG_GROUPS = {"grade": "外呼意向等级", "audience": "外呼人群包", "script": "外呼话术", "time_slot": "外呼时段",
-              "incentive": "外呼利益点", "welcome": "外呼欢迎语"}
+TAG_GROUPS = {
+    "grade": "外呼意向等级",
+    "audience": "外呼人群包",
+    "script": "外呼话术",
+    "time_slot": "外呼时段",
+    "incentive": "外呼利益点",
+    "welcome": "外呼欢迎语",
+}
 GRADE_TAG = {"A": "A级-明确意向", "B": "B级-可能意向"}
 _PRUNE_EVERY_S = 60.0
 
@@ -74,9 +81,15 @@ def parse_event(message: str) -> ContactEvent | None:
         return None
     stamp = text("CreateTime") or text("TimeStamp")
     created = datetime.fromtimestamp(int(stamp), timezone.utc) if stamp and stamp.isdigit() else None
-    return ContactEvent(text("ChangeType") or "", text("UserID") or "", text("ExternalUserID") or "",
-                        text("State"), text("WelcomeCode"), created,
-                        hashlib.sha256(message.encode("utf-8")).hexdigest())
+    return ContactEvent(
+        text("ChangeType") or "",
+        text("UserID") or "",
+        text("ExternalUserID") or "",
+        text("State"),
+        text("WelcomeCode"),
+        created,
+        hashlib.sha256(message.encode("utf-8")).hexdigest(),
+    )
 
 
 @dataclass(frozen=True)
@@ -88,8 +101,9 @@ class Stored:
 _last_prune = 0.0
 
 
-def store_callback(engine: Engine, event: ContactEvent, *, nonce: str, timestamp: int, now: datetime,
-                   max_skew_s: float) -> Stored:
+def store_callback(
+    engine: Engine, event: ContactEvent, *, nonce: str, timestamp: int, now: datetime, max_skew_s: float
+) -> Stored:
     """Record the nonce and the event together (one transaction)."""
     global _last_prune
     for _ in range(2):  # a concurrent twin may win the insert race: look again
@@ -98,20 +112,31 @@ def store_callback(engine: Engine, event: ContactEvent, *, nonce: str, timestamp
                 if session.get(WeComCallbackNonce, nonce) is not None:
                     return Stored("replay", None)
                 session.add(WeComCallbackNonce(nonce=nonce, timestamp=timestamp, seen_at=now))
-                known = session.execute(select(WeComEvent.id).where(
-                    WeComEvent.message_sha256 == event.message_sha256)).scalar_one_or_none()
+                known = session.execute(
+                    select(WeComEvent.id).where(WeComEvent.message_sha256 == event.message_sha256)
+                ).scalar_one_or_none()
                 if known is not None:
                     return Stored("duplicate", known)
-                row = WeComEvent(message_sha256=event.message_sha256, change_type=event.change_type[:40],
-                                 state=(event.state or "")[:64] or None, user_id=event.user_id[:64],
-                                 external_userid=event.external_userid[:64], welcome_code=event.welcome_code,
-                                 event_time=event.create_time, received_at=now, status="received")
+                row = WeComEvent(
+                    message_sha256=event.message_sha256,
+                    change_type=event.change_type[:40],
+                    state=(event.state or "")[:64] or None,
+                    user_id=event.user_id[:64],
+                    external_userid=event.external_userid[:64],
+                    welcome_code=event.welcome_code,
+                    event_time=event.create_time,
+                    received_at=now,
+                    status="received",
+                )
                 session.add(row)
                 session.flush()
                 if time.monotonic() - _last_prune > _PRUNE_EVERY_S:
                     _last_prune = time.monotonic()
-                    session.execute(delete(WeComCallbackNonce).where(
-                        WeComCallbackNonce.seen_at < now - timedelta(seconds=2 * max_skew_s)))
+                    session.execute(
+                        delete(WeComCallbackNonce).where(
+                            WeComCallbackNonce.seen_at < now - timedelta(seconds=2 * max_skew_s)
+                        )
+                    )
                 return Stored("new", row.id)
         except IntegrityError:
             continue
@@ -159,8 +184,9 @@ class EventProcessor:
         decoded = decode_state(self.state_key, event.state)
         if decoded is None:
             # other channels of the corp (its own QR codes, other tools) send adds too
-            return await run_in_threadpool(self._finish, event.id, "ignored",
-                                           f"state {event.state!r} is not one of ours")
+            return await run_in_threadpool(
+                self._finish, event.id, "ignored", f"state {event.state!r} is not one of ours"
+            )
         deadline = started + (self.match_wait_s if event.status == "received" else 0.0)
         invite = await run_in_threadpool(self._invite_by_state, event.state)
         while invite is None and time.monotonic() < deadline:
@@ -171,8 +197,9 @@ class EventProcessor:
             log.warning("wecom add of %r: %s", mask_id(event.external_userid), note)
             return await run_in_threadpool(self._finish, event.id, "unmatched", note)
         if invite.attempt_id != decoded.attempt_id or arms_fingerprint(invite.arms or {}) != decoded.arms_fingerprint:
-            return await run_in_threadpool(self._finish, event.id, "ignored",
-                                           "state does not match its invitation's call or arms")
+            return await run_in_threadpool(
+                self._finish, event.id, "ignored", "state does not match its invitation's call or arms"
+            )
         recorded = await run_in_threadpool(self._record_add, invite.id, event)
         notes = [recorded]
         if event.welcome_code:
@@ -181,16 +208,23 @@ class EventProcessor:
             notes.append("no WelcomeCode (a welcome is set in the admin console, or they already chatted)")
         notes.append(await self._tag(invite, event))
         note = "; ".join(notes)
-        log.info("wecom add of %r for invite %s: %s (%.0f ms)", mask_id(event.external_userid), invite.id, note,
-                 (time.monotonic() - started) * 1000)
+        log.info(
+            "wecom add of %r for invite %s: %s (%.0f ms)",
+            mask_id(event.external_userid),
+            invite.id,
+            note,
+            (time.monotonic() - started) * 1000,
+        )
         await run_in_threadpool(self._finish, event.id, "processed", note, invite.id)
         return note
 
     async def _welcome(self, invite: WeComInvite, event: WeComEvent) -> str:
         age_s = (self.clock() - event.event_time).total_seconds() if event.event_time else 0.0
         if age_s > self.welcome_ttl_s:
-            reason = (f"welcome not sent: the WelcomeCode is {age_s:.0f} s old (WeCom accepts it for "
-                      f"{self.welcome_ttl_s:.0f} s)")
+            reason = (
+                f"welcome not sent: the WelcomeCode is {age_s:.0f} s old (WeCom accepts it for "
+                f"{self.welcome_ttl_s:.0f} s)"
+            )
             log.warning("wecom invite %s (%r): %s", invite.id, mask_id(event.external_userid), reason)
             await run_in_threadpool(self._note_error, invite.id, reason)
             return reason
@@ -199,10 +233,13 @@ class EventProcessor:
             return "welcome already sent"
         deadline = time.monotonic() + (self.welcome_ttl_s - age_s)
         try:
-            await self.client.send_welcome_msg(event.welcome_code, invite.welcome_text or "",
-                                               invite.welcome_attachments or [], deadline=deadline,
-                                               log_as={"invite": str(invite.id),
-                                                       "external_userid": mask_id(event.external_userid)})
+            await self.client.send_welcome_msg(
+                event.welcome_code,
+                invite.welcome_text or "",
+                invite.welcome_attachments or [],
+                deadline=deadline,
+                log_as={"invite": str(invite.id), "external_userid": mask_id(event.external_userid)},
+            )
         except WeComError as exc:
             await run_in_threadpool(self._welcome_failed, invite.id, str(exc))
             if exc.errcode == WELCOME_ALREADY_SENT:
@@ -210,8 +247,11 @@ class EventProcessor:
             return f"welcome failed: {exc}"
         sent_at = self.clock()
         await run_in_threadpool(self._welcomed, invite.id, event.id, sent_at)
-        return f"welcomed {(sent_at - event.event_time).total_seconds():.1f} s after the add" if event.event_time \
+        return (
+            f"welcomed {(sent_at - event.event_time).total_seconds():.1f} s after the add"
+            if event.event_time
             else "welcomed"
+        )
 
     async def _tag(self, invite: WeComInvite, event: WeComEvent) -> str:
         arms = invite.arms or {}
@@ -239,16 +279,27 @@ class EventProcessor:
 
     def _deleted(self, event: WeComEvent) -> str:
         with session_scope(self.engine) as session:
-            invite = session.execute(select(WeComInvite).where(
-                WeComInvite.external_userid == event.external_userid,
-                or_(WeComInvite.advisor_userid == event.user_id, WeComInvite.advisor_userid.is_(None)))
-                .order_by(WeComInvite.id.desc())).scalars().first()
+            invite = (
+                session.execute(
+                    select(WeComInvite)
+                    .where(
+                        WeComInvite.external_userid == event.external_userid,
+                        or_(WeComInvite.advisor_userid == event.user_id, WeComInvite.advisor_userid.is_(None)),
+                    )
+                    .order_by(WeComInvite.id.desc())
+                )
+                .scalars()
+                .first()
+            )
             if invite is None:
                 return self._finish_in(session, event.id, "ignored", "not a customer we invited")
             invite.deleted_at = event.event_time or self.clock()
             invite.status = "deleted"
-            who = "the customer removed the advisor" if event.change_type == "del_follow_user" else \
-                "the advisor removed the customer"
+            who = (
+                "the customer removed the advisor"
+                if event.change_type == "del_follow_user"
+                else "the advisor removed the customer"
+            )
             return self._finish_in(session, event.id, "processed", f"deleted: {who}", invite.id)
 
     # ---- database steps (blocking; run in the thread pool) ---------------------------------------
@@ -277,26 +328,34 @@ class EventProcessor:
 
     def _claim_welcome(self, invite_id: int) -> bool:
         with session_scope(self.engine) as session:
-            return bool(session.execute(update(WeComInvite)
-                                        .where(WeComInvite.id == invite_id, WeComInvite.status == "added",
-                                               WeComInvite.welcomed_at.is_(None))
-                                        .values(status="welcoming")).rowcount)
+            return bool(
+                session.execute(
+                    update(WeComInvite)
+                    .where(
+                        WeComInvite.id == invite_id, WeComInvite.status == "added", WeComInvite.welcomed_at.is_(None)
+                    )
+                    .values(status="welcoming")
+                ).rowcount
+            )
 
     def _welcomed(self, invite_id: int, event_id: int, sent_at: datetime) -> None:
         with session_scope(self.engine) as session:
-            session.execute(update(WeComInvite).where(WeComInvite.id == invite_id)
-                            .values(status="welcomed", welcomed_at=sent_at))
+            session.execute(
+                update(WeComInvite).where(WeComInvite.id == invite_id).values(status="welcomed", welcomed_at=sent_at)
+            )
             session.execute(update(WeComEvent).where(WeComEvent.id == event_id).values(welcome_sent_at=sent_at))
 
     def _welcome_failed(self, invite_id: int, message: str) -> None:
         with session_scope(self.engine) as session:
-            session.execute(update(WeComInvite).where(WeComInvite.id == invite_id, WeComInvite.status == "welcoming")
-                            .values(status="added", last_error=f"welcome: {message}"[:2000]))
+            session.execute(
+                update(WeComInvite)
+                .where(WeComInvite.id == invite_id, WeComInvite.status == "welcoming")
+                .values(status="added", last_error=f"welcome: {message}"[:2000])
+            )
 
     def _note_error(self, invite_id: int, message: str) -> None:
         with session_scope(self.engine) as session:
-            session.execute(update(WeComInvite).where(WeComInvite.id == invite_id)
-                            .values(last_error=message[:2000]))
+            session.execute(update(WeComInvite).where(WeComInvite.id == invite_id).values(last_error=message[:2000]))
 
     def _tagged(self, invite_id: int, names: list[str]) -> None:
         with session_scope(self.engine) as session:
@@ -317,10 +376,25 @@ class EventProcessor:
     def _pending_ids(self, limit: int) -> list[int]:
         stuck_before = self.clock() - timedelta(seconds=60)
         with session_scope(self.engine) as session:
-            unmatched = session.execute(
-                select(WeComEvent.id).join(WeComInvite, WeComInvite.state == WeComEvent.state)
-                .where(WeComEvent.status == "unmatched").order_by(WeComEvent.id).limit(limit)).scalars().all()
-            stuck = session.execute(
-                select(WeComEvent.id).where(WeComEvent.status == "received", WeComEvent.received_at < stuck_before)
-                .order_by(WeComEvent.id).limit(limit)).scalars().all()
+            unmatched = (
+                session.execute(
+                    select(WeComEvent.id)
+                    .join(WeComInvite, WeComInvite.state == WeComEvent.state)
+                    .where(WeComEvent.status == "unmatched")
+                    .order_by(WeComEvent.id)
+                    .limit(limit)
+                )
+                .scalars()
+                .all()
+            )
+            stuck = (
+                session.execute(
+                    select(WeComEvent.id)
+                    .where(WeComEvent.status == "received", WeComEvent.received_at < stuck_before)
+                    .order_by(WeComEvent.id)
+                    .limit(limit)
+                )
+                .scalars()
+                .all()
+            )
             return list(dict.fromkeys([*unmatched, *stuck]))

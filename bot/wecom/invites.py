@@ -10,6 +10,7 @@ the call log fail: a broken offers file gives a `failed` invite that says why.
 link by SMS or puts it on the advisors' task list, retries what WeCom or the SMS gateway
 could not take, and matches callbacks that arrived before their invite could be found.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -55,20 +56,32 @@ def callee_title(name: str | None, gender: str | None) -> str:
     return f"{surname}{honorific}" if honorific else f"{surname}先生/女士"
 
 
-def create_invite(session: Session, attempt: CallAttempt, *, now: datetime | None = None,
-                  offers: Offers | None = None, key: bytes | None = None) -> WeComInvite | None:
+def create_invite(
+    session: Session,
+    attempt: CallAttempt,
+    *,
+    now: datetime | None = None,
+    offers: Offers | None = None,
+    key: bytes | None = None,
+) -> WeComInvite | None:
     """The invitation for a graded A/B call, in the caller's transaction (None: not invited,
     and the log says why)."""
     now = now or utc_now()
     grade = attempt.grade
-    existing = session.execute(select(WeComInvite.id, WeComInvite.attempt_id, WeComInvite.status,
-                                      WeComInvite.campaign_id)
-                               .where(WeComInvite.lead_id == attempt.lead_id)).all()
+    existing = session.execute(
+        select(WeComInvite.id, WeComInvite.attempt_id, WeComInvite.status, WeComInvite.campaign_id).where(
+            WeComInvite.lead_id == attempt.lead_id
+        )
+    ).all()
     if any(row.attempt_id == attempt.id for row in existing):
         return None
     if any(row.campaign_id == attempt.campaign_id for row in existing):
-        log.info("attempt %s: lead %s already has an invitation in campaign %s; no second one", attempt.id,
-                 attempt.lead_id, attempt.campaign_id)
+        log.info(
+            "attempt %s: lead %s already has an invitation in campaign %s; no second one",
+            attempt.id,
+            attempt.lead_id,
+            attempt.campaign_id,
+        )
         return None
     if any(row.status in ("added", "welcomed", "welcoming") for row in existing):
         log.info("attempt %s: lead %s is already a WeCom friend; no invitation", attempt.id, attempt.lead_id)
@@ -77,17 +90,31 @@ def create_invite(session: Session, attempt: CallAttempt, *, now: datetime | Non
     try:
         offers = offers or load_offers()
         if grade not in offers.invite_grades:
-            log.info("attempt %s: grade %s is not invited (invite_grades %s)", attempt.id, grade,
-                     ",".join(offers.invite_grades))
+            log.info(
+                "attempt %s: grade %s is not invited (invite_grades %s)",
+                attempt.id,
+                grade,
+                ",".join(offers.invite_grades),
+            )
             return None
         invite = _build_invite(session, attempt, offers, key, now)
     except Exception as exc:  # noqa: BLE001  (the call log must be written whatever the offers say)
         message = str(exc) if isinstance(exc, UserError) else f"{type(exc).__name__}: {exc}"
         log.error("attempt %s: WeCom invitation not prepared: %s", attempt.id, message)
-        invite = WeComInvite(attempt_id=attempt.id, lead_id=attempt.lead_id, campaign_id=attempt.campaign_id,
-                             grade=grade or "?", arms=dict(attempt.arms or {}), welcome_attachments=[], tags=[],
-                             state=encode_state(key, attempt.id, attempt.arms or {}), status="failed",
-                             channel="sms", created_at=now, last_error=f"邀请未生成：{message}"[:2000])
+        invite = WeComInvite(
+            attempt_id=attempt.id,
+            lead_id=attempt.lead_id,
+            campaign_id=attempt.campaign_id,
+            grade=grade or "?",
+            arms=dict(attempt.arms or {}),
+            welcome_attachments=[],
+            tags=[],
+            state=encode_state(key, attempt.id, attempt.arms or {}),
+            status="failed",
+            channel="sms",
+            created_at=now,
+            last_error=f"邀请未生成：{message}"[:2000],
+        )
     session.add(invite)
     return invite
 
@@ -100,20 +127,36 @@ def _build_invite(session: Session, attempt: CallAttempt, offers: Offers, key: b
     incentive = incentive_for(offers, audience, attempt.lead_id, arms, campaign=campaign)
     welcome = welcome_for(offers, audience, attempt.grade, attempt.lead_id, arms, campaign=campaign)
     invite_arms = {**arms, "incentive": incentive.name, "welcome": welcome.name}
-    slots = welcome_slots(offers, audience, incentive, callee_title(lead.name if lead else None,
-                                                                    lead.gender if lead else None))
+    slots = welcome_slots(
+        offers, audience, incentive, callee_title(lead.name if lead else None, lead.gender if lead else None)
+    )
     text, attachments = welcome.render(slots)
     advisor = offers.advisor_for(audience)
-    return WeComInvite(attempt_id=attempt.id, lead_id=attempt.lead_id, campaign_id=attempt.campaign_id,
-                       grade=attempt.grade, audience=audience.name if audience else None, arms=invite_arms,
-                       incentive=incentive.text, incentive_key=incentive.key, welcome_key=welcome.key,
-                       welcome_text=text, welcome_attachments=attachments, advisor_userid=advisor.userid,
-                       advisor_name=advisor.name, channel=offers.delivery,
-                       state=encode_state(key, attempt.id, invite_arms), status="pending", tries=0,
-                       created_at=now, tags=[])
+    return WeComInvite(
+        attempt_id=attempt.id,
+        lead_id=attempt.lead_id,
+        campaign_id=attempt.campaign_id,
+        grade=attempt.grade,
+        audience=audience.name if audience else None,
+        arms=invite_arms,
+        incentive=incentive.text,
+        incentive_key=incentive.key,
+        welcome_key=welcome.key,
+        welcome_text=text,
+        welcome_attachments=attachments,
+        advisor_userid=advisor.userid,
+        advisor_name=advisor.name,
+        channel=offers.delivery,
+        state=encode_state(key, attempt.id, invite_arms),
+        status="pending",
+        tries=0,
+        created_at=now,
+        tags=[],
+    )
 
 
 # ---- delivery -----------------------------------------------------------------------------------
+
 
 @dataclass
 class DeliveryReport:
@@ -126,10 +169,18 @@ class DeliveryReport:
         return dict(self.__dict__)
 
 
-async def deliver_pending_invites(engine: Engine, client: WeComClient, sms: SmsProvider | None, *,
-                                  keyring: PhoneKeyring | None = None, offers: Offers | None = None,
-                                  processor: Any = None, now: datetime | None = None, limit: int = 200,
-                                  concurrency: int = 4) -> DeliveryReport:
+async def deliver_pending_invites(
+    engine: Engine,
+    client: WeComClient,
+    sms: SmsProvider | None,
+    *,
+    keyring: PhoneKeyring | None = None,
+    offers: Offers | None = None,
+    processor: Any = None,
+    now: datetime | None = None,
+    limit: int = 200,
+    concurrency: int = 4,
+) -> DeliveryReport:
     """One delivery pass (idempotent: run it every minute, or twice at once)."""
     now = now or utc_now()
     offers = offers or load_offers()
@@ -158,17 +209,28 @@ def _claim_due(engine: Engine, now: datetime, limit: int) -> list[int]:
     """Invites due for delivery, claimed with a lease (a compare-and-set per row), so two
     passes at once never deliver the same invite."""
     with session_scope(engine) as session:
-        candidates = session.execute(
-            select(WeComInvite.id).where(
-                or_(WeComInvite.status == "pending", WeComInvite.status == "delivering"),
-                or_(WeComInvite.next_try_at.is_(None), WeComInvite.next_try_at <= now))
-            .order_by(WeComInvite.id).limit(limit)).scalars().all()
+        candidates = (
+            session.execute(
+                select(WeComInvite.id)
+                .where(
+                    or_(WeComInvite.status == "pending", WeComInvite.status == "delivering"),
+                    or_(WeComInvite.next_try_at.is_(None), WeComInvite.next_try_at <= now),
+                )
+                .order_by(WeComInvite.id)
+                .limit(limit)
+            )
+            .scalars()
+            .all()
+        )
         claimed = []
         for invite_id in candidates:
             won = session.execute(
                 update(WeComInvite)
-                .where(WeComInvite.id == invite_id, WeComInvite.status.in_(("pending", "delivering")),
-                       or_(WeComInvite.next_try_at.is_(None), WeComInvite.next_try_at <= now))
+                .where(
+                    WeComInvite.id == invite_id,
+                    WeComInvite.status.in_(("pending", "delivering")),
+                    or_(WeComInvite.next_try_at.is_(None), WeComInvite.next_try_at <= now),
+                )
                 .values(status="delivering", tries=WeComInvite.tries + 1, next_try_at=now + DELIVERY_LEASE)
             ).rowcount
             if won:
@@ -176,13 +238,21 @@ def _claim_due(engine: Engine, now: datetime, limit: int) -> list[int]:
         return claimed
 
 
-async def _deliver_one(engine: Engine, client: WeComClient, sms: SmsProvider | None, keyring: PhoneKeyring,
-                       offers: Offers, invite_id: int, now: datetime) -> str:
+async def _deliver_one(
+    engine: Engine,
+    client: WeComClient,
+    sms: SmsProvider | None,
+    keyring: PhoneKeyring,
+    offers: Offers,
+    invite_id: int,
+    now: datetime,
+) -> str:
     invite, lead = await run_in_threadpool(_load, engine, invite_id)
     try:
         if not invite.contact_way_id:
-            way = await client.add_contact_way(user=invite.advisor_userid, state=invite.state,
-                                               remark=f"外呼{invite.campaign_id}-{invite.grade}")
+            way = await client.add_contact_way(
+                user=invite.advisor_userid, state=invite.state, remark=f"外呼{invite.campaign_id}-{invite.grade}"
+            )
             # Saved before the link goes anywhere: a callback can then always find its invite.
             await run_in_threadpool(_save_contact_way, engine, invite_id, way.config_id, way.qr_code)
             invite.contact_way_id, invite.link = way.config_id, way.qr_code
@@ -190,11 +260,20 @@ async def _deliver_one(engine: Engine, client: WeComClient, sms: SmsProvider | N
             if sms is None:
                 raise SmsError("no SMS provider configured for delivery: sms", retryable=False)
             phone = keyring.decrypt_phone(lead.phone_ciphertext)
-            slots = {"callee_title": callee_title(lead.name, lead.gender), "incentive": invite.incentive or "",
-                     "advisor": invite.advisor_name or "", "institution": offers.institution or ""}
+            slots = {
+                "callee_title": callee_title(lead.name, lead.gender),
+                "incentive": invite.incentive or "",
+                "advisor": invite.advisor_name or "",
+                "institution": offers.institution or "",
+            }
             receipt = await sms.send(phone, render_sms(offers, slots, invite.link or ""), invite_id=invite_id)
-            log.info("invite %s: link sent by SMS to %s (%s %s)", invite_id, mask_phone(phone), receipt.provider,
-                     receipt.message_id)
+            log.info(
+                "invite %s: link sent by SMS to %s (%s %s)",
+                invite_id,
+                mask_phone(phone),
+                receipt.provider,
+                receipt.message_id,
+            )
         else:
             log.info("invite %s: link on the advisor task list (%s)", invite_id, invite.advisor_userid)
     except (WeComError, SmsError) as exc:
@@ -211,17 +290,24 @@ def _load(engine: Engine, invite_id: int) -> tuple[WeComInvite, Lead]:
 
 def _save_contact_way(engine: Engine, invite_id: int, config_id: str, qr_code: str) -> None:
     with session_scope(engine) as session:
-        session.execute(update(WeComInvite).where(WeComInvite.id == invite_id)
-                        .values(contact_way_id=config_id, link=qr_code))
+        session.execute(
+            update(WeComInvite).where(WeComInvite.id == invite_id).values(contact_way_id=config_id, link=qr_code)
+        )
 
 
 def _mark_sent(engine: Engine, invite_id: int, now: datetime) -> None:
     with session_scope(engine) as session:
-        session.execute(update(WeComInvite).where(WeComInvite.id == invite_id)
-                        .values(sent_at=now, next_try_at=None, last_error=None))
+        session.execute(
+            update(WeComInvite)
+            .where(WeComInvite.id == invite_id)
+            .values(sent_at=now, next_try_at=None, last_error=None)
+        )
         # A customer quick enough to add before this commit is already "added": keep that.
-        session.execute(update(WeComInvite).where(WeComInvite.id == invite_id, WeComInvite.status == "delivering")
-                        .values(status="sent"))
+        session.execute(
+            update(WeComInvite)
+            .where(WeComInvite.id == invite_id, WeComInvite.status == "delivering")
+            .values(status="sent")
+        )
 
 
 def _delivery_failed(engine: Engine, invite_id: int, message: str, retryable: bool, now: datetime) -> str:
@@ -238,19 +324,37 @@ def _delivery_failed(engine: Engine, invite_id: int, message: str, retryable: bo
 
 # ---- advisor tasks ------------------------------------------------------------------------------
 
+
 def advisor_tasks(session: Session, *, campaign_id: int | None = None, include_done: bool = False) -> list[dict]:
     """Invitations an advisor can act on by hand: the link to send, who to, what was promised.
     Phones are masked; open ones first (sent, not yet added)."""
-    query = (select(WeComInvite, Lead.phone_masked, Lead.name, Lead.gender, Campaign.name.label("campaign"))
-             .join(Lead, Lead.id == WeComInvite.lead_id).join(Campaign, Campaign.id == WeComInvite.campaign_id))
+    query = (
+        select(WeComInvite, Lead.phone_masked, Lead.name, Lead.gender, Campaign.name.label("campaign"))
+        .join(Lead, Lead.id == WeComInvite.lead_id)
+        .join(Campaign, Campaign.id == WeComInvite.campaign_id)
+    )
     if campaign_id is not None:
         query = query.where(WeComInvite.campaign_id == campaign_id)
     if not include_done:
         query = query.where(WeComInvite.status.in_(OPEN_STATUSES + ("failed",)))
     rows = session.execute(query.order_by(WeComInvite.created_at, WeComInvite.id)).all()
-    return [{"invite_id": invite.id, "campaign": campaign, "lead_id": invite.lead_id, "phone": phone,
-             "callee": callee_title(name, gender) if name else "", "grade": invite.grade, "audience": invite.audience,
-             "incentive": invite.incentive, "channel": invite.channel, "advisor": invite.advisor_userid,
-             "link": invite.link, "status": invite.status, "created_at": invite.created_at.isoformat(),
-             "sent_at": invite.sent_at.isoformat() if invite.sent_at else None, "last_error": invite.last_error}
-            for invite, phone, name, gender, campaign in rows]
+    return [
+        {
+            "invite_id": invite.id,
+            "campaign": campaign,
+            "lead_id": invite.lead_id,
+            "phone": phone,
+            "callee": callee_title(name, gender) if name else "",
+            "grade": invite.grade,
+            "audience": invite.audience,
+            "incentive": invite.incentive,
+            "channel": invite.channel,
+            "advisor": invite.advisor_userid,
+            "link": invite.link,
+            "status": invite.status,
+            "created_at": invite.created_at.isoformat(),
+            "sent_at": invite.sent_at.isoformat() if invite.sent_at else None,
+            "last_error": invite.last_error,
+        }
+        for invite, phone, name, gender, campaign in rows
+    ]

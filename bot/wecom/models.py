@@ -6,6 +6,7 @@ link made and sent by SMS, or handed to an advisor) → added (the customer adde
 advisor; `State` of the callback matched) → welcoming (claimed for the one welcome) →
 welcomed (the welcome message went out within WeCom's 20 s). `failed` when delivery gave up; `deleted` when the friendship ended.
 """
+
 from __future__ import annotations
 
 from sqlalchemy import BigInteger, Column, ForeignKey, Index, Integer, LargeBinary, String, Text

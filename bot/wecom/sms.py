@@ -5,6 +5,7 @@ the installation runs, and logs it (phone masked); `HttpSms` posts it to an HTTP
 Both take the invite id as a reference, so a gateway can drop a text sent twice (a
 delivery pass that died between sending and recording).
 """
+
 from __future__ import annotations
 
 import logging
@@ -57,8 +58,14 @@ class OutboxSms:
 
     def _write(self, phone: str, text: str, invite_id: int) -> SmsReceipt:
         with session_scope(self.engine) as session:
-            row = SmsOutbox(invite_id=invite_id, phone_ciphertext=self.keyring.encrypt_phone(phone),
-                            phone_masked=mask_phone(phone), text=text, status="queued", created_at=utc_now())
+            row = SmsOutbox(
+                invite_id=invite_id,
+                phone_ciphertext=self.keyring.encrypt_phone(phone),
+                phone_masked=mask_phone(phone),
+                text=text,
+                status="queued",
+                created_at=utc_now(),
+            )
             session.add(row)
             session.flush()
             message_id = f"outbox-{row.id}"
@@ -80,8 +87,9 @@ class HttpSms:
         headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
         try:
             async with httpx.AsyncClient(timeout=self.timeout_s) as http:
-                response = await http.post(self.url, json={"phone": phone, "text": text,
-                                                           "reference": f"invite-{invite_id}"}, headers=headers)
+                response = await http.post(
+                    self.url, json={"phone": phone, "text": text, "reference": f"invite-{invite_id}"}, headers=headers
+                )
         except httpx.TransportError as exc:
             raise SmsError(f"SMS gateway unreachable: {type(exc).__name__}", retryable=True) from None
         if response.status_code >= 500 or response.status_code == 429:

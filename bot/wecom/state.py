@@ -14,6 +14,7 @@ nothing else of ours. The encoding (lower-case letters and digits only, ≤ 25 c
   (e.g. to claim someone else's welcome gift), and other channels' states (the corp's own
   QR codes, other tools) are recognised as not ours.
 """
+
 from __future__ import annotations
 
 import base64

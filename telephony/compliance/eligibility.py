@@ -14,6 +14,7 @@ Order of the rules (the reason code names the one that binds):
 Caps and cool-downs only ever relax as time passes (no new attempts are assumed), so the
 earliest time is the first window opening after the latest blocking time.
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -45,8 +46,8 @@ NO_WINDOW = "no_window"
 class Attempt:
     """One earlier dial of this number, from any campaign."""
 
-    at: datetime                        # when it was dialled (aware)
-    outcome: str                        # answered | no_answer | busy | soft_decline | opt_out | line_busy | …
+    at: datetime  # when it was dialled (aware)
+    outcome: str  # answered | no_answer | busy | soft_decline | opt_out | line_busy | …
     campaign: str | None = None
     callback_at: datetime | None = None  # the time the callee named ("call me tomorrow at 3")
 
@@ -72,9 +73,15 @@ def _zone(name: str) -> ZoneInfo:
     return ZoneInfo(name)
 
 
-def check_eligibility(policy: CompliancePolicy, *, now: datetime, attempts: Sequence[Attempt] = (),
-                      dnc: DncState = NOT_ON_DNC, timezone_name: str | None = None,
-                      holidays: AbstractSet[date] = frozenset()) -> Eligibility:
+def check_eligibility(
+    policy: CompliancePolicy,
+    *,
+    now: datetime,
+    attempts: Sequence[Attempt] = (),
+    dnc: DncState = NOT_ON_DNC,
+    timezone_name: str | None = None,
+    holidays: AbstractSet[date] = frozenset(),
+) -> Eligibility:
     """The answer for one number at `now`.
 
     attempts: the number's history across all campaigns (any order); holidays: local dates.
@@ -130,8 +137,16 @@ def check_eligibility(policy: CompliancePolicy, *, now: datetime, attempts: Sequ
     return Eligibility(False, reason, _utc(opening))
 
 
-def _with_callback(policy: CompliancePolicy, zone: ZoneInfo, holidays: AbstractSet[date], times: list[float],
-                   now_ts: float, blocked_until: float, reason: str, callback_at: datetime) -> Eligibility | None:
+def _with_callback(
+    policy: CompliancePolicy,
+    zone: ZoneInfo,
+    holidays: AbstractSet[date],
+    times: list[float],
+    now_ts: float,
+    blocked_until: float,
+    reason: str,
+    callback_at: datetime,
+) -> Eligibility | None:
     """The answer while a callback is pending or due; None once it lapsed (normal rules apply)."""
     named = callback_at.timestamp()
     lapses = named + policy.callback_grace_seconds
@@ -155,8 +170,9 @@ def _with_callback(policy: CompliancePolicy, zone: ZoneInfo, holidays: AbstractS
     return None
 
 
-def _normal_after(policy: CompliancePolicy, zone: ZoneInfo, holidays: AbstractSet[date], times: list[float],
-                  start: float) -> Eligibility:
+def _normal_after(
+    policy: CompliancePolicy, zone: ZoneInfo, holidays: AbstractSet[date], times: list[float], start: float
+) -> Eligibility:
     cap_until, _ = _caps_until(policy.caps, times, start, None)
     opening = _next_opening(max(start, cap_until), zone, policy.windows, policy.holiday_windows, holidays)
     if opening is None:
@@ -164,8 +180,9 @@ def _normal_after(policy: CompliancePolicy, zone: ZoneInfo, holidays: AbstractSe
     return Eligibility(False, CALLBACK_PENDING, _utc(opening))
 
 
-def _caps_until(caps: tuple[tuple[str, int, int], ...], times: list[float], at: float,
-                override_24h: int | None) -> tuple[float, str]:
+def _caps_until(
+    caps: tuple[tuple[str, int, int], ...], times: list[float], at: float, override_24h: int | None
+) -> tuple[float, str]:
     """When every rolling cap has room again, checked from `at` (attempts after `at` count too)."""
     until, reason = at, OK
     for name, window, limit in caps:
@@ -182,8 +199,13 @@ def _caps_until(caps: tuple[tuple[str, int, int], ...], times: list[float], at: 
     return until, reason
 
 
-def _next_opening(ts: float, zone: ZoneInfo, windows: tuple[tuple[int, int], ...],
-                  holiday_windows: tuple[tuple[int, int], ...], holidays: AbstractSet[date]) -> float | None:
+def _next_opening(
+    ts: float,
+    zone: ZoneInfo,
+    windows: tuple[tuple[int, int], ...],
+    holiday_windows: tuple[tuple[int, int], ...],
+    holidays: AbstractSet[date],
+) -> float | None:
     """The first instant ≥ ts inside a window of the callee's local day (holidays use their own windows)."""
     if ts == float("inf"):
         return None

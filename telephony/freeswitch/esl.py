@@ -10,6 +10,7 @@ Written here rather than taken from a library: the maintained Python ESL clients
 either synchronous SWIG bindings that need FreeSWITCH's C library or unmaintained;
 the protocol is small and this keeps calls on the same event loop as the dialogue.
 """
+
 from __future__ import annotations
 
 import asyncio

@@ -3,6 +3,7 @@
 Only WAV is read and written, and pydub handles WAV in pure Python, so no ffmpeg is
 needed (keep it that way: the call machines do not have it).
 """
+
 from __future__ import annotations
 
 import math
@@ -75,7 +76,7 @@ def trim_edge_silence(audio: AudioSegment, threshold_dbfs: float = EDGE_SILENCE_
     trail = detect_leading_silence(audio.reverse(), silence_threshold=threshold_dbfs, chunk_size=5)
     if lead + trail >= len(audio):
         return audio[:0]
-    return audio[lead:len(audio) - trail]
+    return audio[lead : len(audio) - trail]
 
 
 def active_level_dbfs(audio: AudioSegment) -> float:
@@ -87,8 +88,10 @@ def active_level_dbfs(audio: AudioSegment) -> float:
     if samples.size == 0:
         return -math.inf
     frame = max(1, audio.frame_rate * LEVEL_FRAME_MS // 1000)
-    whole_frames = samples[: samples.size // frame * frame].reshape(-1, frame) if samples.size >= frame else samples[None, :]
-    power = (whole_frames ** 2).mean(axis=1)
+    whole_frames = (
+        samples[: samples.size // frame * frame].reshape(-1, frame) if samples.size >= frame else samples[None, :]
+    )
+    power = (whole_frames**2).mean(axis=1)
     if power.max() <= 0:
         return -math.inf
     gate = power.max() * 10 ** (-ACTIVE_FRAME_GATE_DB / 10)
@@ -110,7 +113,9 @@ def normalise_loudness(
 
 
 def silence(milliseconds: int) -> AudioSegment:
-    return AudioSegment.silent(duration=milliseconds, frame_rate=TELEPHONE_FRAME_RATE).set_sample_width(TELEPHONE_SAMPLE_WIDTH)
+    return AudioSegment.silent(duration=milliseconds, frame_rate=TELEPHONE_FRAME_RATE).set_sample_width(
+        TELEPHONE_SAMPLE_WIDTH
+    )
 
 
 def read_wav(path: Path) -> AudioSegment:
@@ -149,7 +154,18 @@ def write_wav_atomically(audio: AudioSegment, path: Path) -> None:
 
 
 __all__ = [
-    "AudioSegment", "CouldntDecodeError", "TARGET_ACTIVE_DBFS", "PEAK_CEILING_DBFS", "TELEPHONE_FRAME_RATE",
-    "to_telephone_audio", "low_pass", "trim_edge_silence", "active_level_dbfs", "normalise_loudness",
-    "silence", "read_wav", "wav_duration_s", "write_wav_atomically",
+    "AudioSegment",
+    "CouldntDecodeError",
+    "TARGET_ACTIVE_DBFS",
+    "PEAK_CEILING_DBFS",
+    "TELEPHONE_FRAME_RATE",
+    "to_telephone_audio",
+    "low_pass",
+    "trim_edge_silence",
+    "active_level_dbfs",
+    "normalise_loudness",
+    "silence",
+    "read_wav",
+    "wav_duration_s",
+    "write_wav_atomically",
 ]

@@ -11,6 +11,7 @@ Cache layout under cache_dir: segments/<sha256>.wav and lines/<sha256>.wav, all 
 mono 16-bit PCM. Files are written to a temporary name and renamed, so concurrent
 renderers (several dial workers, a CLI pre-render) never see or leave a torn file.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -95,7 +96,7 @@ def split_template(template: str, slots: Mapping[str, object]) -> list[TemplateP
     position = 0
     for match in _SLOT.finditer(template):
         if match.start() > position:
-            pieces.append(TemplatePiece(template[position:match.start()]))
+            pieces.append(TemplatePiece(template[position : match.start()]))
         name = match.group(1)
         if name not in slots or slots[name] is None:
             raise PromptTemplateError(f"the line needs a value for slot '{name}': {template!r}")
@@ -166,8 +167,11 @@ def _join(pieces: list[TemplatePiece], audios: list[Optional[AudioSegment]]) -> 
             punctuation_between = punctuation_between or any(ch in CLAUSE_PUNCTUATION for ch in piece.text)
             continue
         if previous_spoken is not None:
-            clause_break = (punctuation_between or previous_spoken.text.rstrip()[-1:] in CLAUSE_PUNCTUATION
-                            or piece.text.lstrip()[:1] in CLAUSE_PUNCTUATION)
+            clause_break = (
+                punctuation_between
+                or previous_spoken.text.rstrip()[-1:] in CLAUSE_PUNCTUATION
+                or piece.text.lstrip()[:1] in CLAUSE_PUNCTUATION
+            )
             line += silence(CLAUSE_PAUSE_MS if clause_break else JOINT_PAUSE_MS)
         line += audio
         previous_spoken, punctuation_between = piece, False

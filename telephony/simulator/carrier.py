@@ -28,6 +28,7 @@ what the dialer stored; `hang_dial_share` of the dials never return from `dial()
 `hang_call_share` of the answered calls go silent for good (no speech, no hang-up) —
 the carrier that hangs. Which calls hang is drawn per call id, like everything else.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -139,11 +140,20 @@ class _LiveCall:
 
 
 class SimulatorCarrier:
-    def __init__(self, config: SimulatorConfig | None = None, *, clock: Clock | None = None, seed: int | str = 0,
-                 audience_of: AudienceResolver | None = None, local_tz: tzinfo = SHANGHAI,
-                 max_records: int = 100_000, log_path: str | Path | None = None,
-                 hang_dial_share: float = 0.0, hang_call_share: float = 0.0,
-                 advisors: AdvisorPool | None = None) -> None:
+    def __init__(
+        self,
+        config: SimulatorConfig | None = None,
+        *,
+        clock: Clock | None = None,
+        seed: int | str = 0,
+        audience_of: AudienceResolver | None = None,
+        local_tz: tzinfo = SHANGHAI,
+        max_records: int = 100_000,
+        log_path: str | Path | None = None,
+        hang_dial_share: float = 0.0,
+        hang_call_share: float = 0.0,
+        advisors: AdvisorPool | None = None,
+    ) -> None:
         self.config = config or load_simulator_config()
         self.clock: Clock = clock or RealClock()
         self.seed = seed
@@ -206,8 +216,11 @@ class SimulatorCarrier:
         if live.task is not None and live.task is not asyncio.current_task():
             live.task.cancel()
         answered = live.record.answered
-        self._end(live, "robot", CallEvent(call_id, "hangup", cause=cause,
-                                           status=status_for_hangup(cause, answered), answered=answered))
+        self._end(
+            live,
+            "robot",
+            CallEvent(call_id, "hangup", cause=cause, status=status_for_hangup(cause, answered), answered=answered),
+        )
 
     async def transfer(self, call_id: str, target: str, wait_s: float = 20.0) -> TransferResult:
         """Hand the call to the simulated advisors (every target reaches the one pool): once
@@ -253,7 +266,10 @@ class SimulatorCarrier:
                 return
             if not await self._ring(live, timeout_s):
                 return
-            if self.hang_call_share and call_rng(self.seed, live.record.call_id, "hang_call").random() < self.hang_call_share:
+            if (
+                self.hang_call_share
+                and call_rng(self.seed, live.record.call_id, "hang_call").random() < self.hang_call_share
+            ):
                 await self.clock.sleep(HANG_S)  # answered, then nothing more: no speech, no hang-up
             await self._converse(live)
         except asyncio.CancelledError:
@@ -261,9 +277,17 @@ class SimulatorCarrier:
         except Exception:  # a simulator bug must not leave the dialer waiting forever
             log.exception("simulated call %s failed", live.record.call_id)
             if live.record.call_id in self._live:
-                self._end(live, "carrier", CallEvent(live.record.call_id, "hangup", cause="NORMAL_TEMPORARY_FAILURE",
-                                                     status="unreachable" if not live.record.answered else None,
-                                                     answered=live.record.answered))
+                self._end(
+                    live,
+                    "carrier",
+                    CallEvent(
+                        live.record.call_id,
+                        "hangup",
+                        cause="NORMAL_TEMPORARY_FAILURE",
+                        status="unreachable" if not live.record.answered else None,
+                        answered=live.record.answered,
+                    ),
+                )
 
     async def _announcement(self, live: _LiveCall) -> bool:
         """Play the number's operator recording if it has one; True if the call ended."""
@@ -279,8 +303,11 @@ class SimulatorCarrier:
         record.announcement = status
         self._emit(CallEvent(record.call_id, "speech", text=text, confidence=0.9, answered=False))
         await self.clock.sleep(len(text) / timing.speech_chars_per_s)
-        self._end(live, "carrier", CallEvent(record.call_id, "hangup", cause=ANNOUNCEMENT_CAUSES[status],
-                                             status=status, answered=False))
+        self._end(
+            live,
+            "carrier",
+            CallEvent(record.call_id, "hangup", cause=ANNOUNCEMENT_CAUSES[status], status=status, answered=False),
+        )
         return True
 
     async def _ring(self, live: _LiveCall, timeout_s: float) -> bool:
@@ -293,8 +320,11 @@ class SimulatorCarrier:
         ring_s = rng.uniform(*profile.ring_s)
         if not answers or ring_s >= timeout_s:
             await self.clock.sleep(timeout_s)
-            self._end(live, "carrier", CallEvent(record.call_id, "hangup", cause="NO_ANSWER",
-                                                 status="no_answer", answered=False))
+            self._end(
+                live,
+                "carrier",
+                CallEvent(record.call_id, "hangup", cause="NO_ANSWER", status="no_answer", answered=False),
+            )
             return False
         await self.clock.sleep(ring_s)
         persona = profile.persona_mix.pick(call_rng(self.seed, record.call_id, "persona"))
@@ -356,23 +386,34 @@ class SimulatorCarrier:
         speaking_s = len(text) / timing.callee_chars_per_s
         await self.clock.sleep(rng.uniform(*persona.reply_delay_s) + speaking_s + timing.endpointing_s)
         record.replies.append(heard)
-        self._emit(CallEvent(record.call_id, "speech", text=heard,
-                             confidence=round(rng.uniform(*CONFIDENCE_RANGE), 3), answered=True))
+        self._emit(
+            CallEvent(
+                record.call_id, "speech", text=heard, confidence=round(rng.uniform(*CONFIDENCE_RANGE), 3), answered=True
+            )
+        )
         return True
 
     # ------------------------------------------------------------------ helpers
 
     def _callee_hangs_up(self, live: _LiveCall) -> None:
-        self._end(live, "callee", CallEvent(live.record.call_id, "hangup", cause=NORMAL_CLEARING,
-                                            status=None, answered=True))
+        self._end(
+            live, "callee", CallEvent(live.record.call_id, "hangup", cause=NORMAL_CLEARING, status=None, answered=True)
+        )
 
     def _end(self, live: _LiveCall, ended_by: EndedBy, event: CallEvent) -> None:
         record = live.record
         self._live.pop(record.call_id, None)
         record.status, record.ended_by = event.status, ended_by
         if self.log is not None:
-            self.log.write("end", record.call_id, self.clock.now(), status=event.status, answered=event.answered,
-                           ended_by=ended_by, cause=event.cause)
+            self.log.write(
+                "end",
+                record.call_id,
+                self.clock.now(),
+                status=event.status,
+                answered=event.answered,
+                ended_by=ended_by,
+                cause=event.cause,
+            )
         self.outcomes["answered" if event.answered else (event.status or "unreachable")] += 1
         self.ended_by[ended_by] += 1
         self._emit(event)

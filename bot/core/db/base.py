@@ -3,6 +3,7 @@
 Named constraints make Alembic migrations reproducible and let SQLite's batch mode
 drop or alter them by name.
 """
+
 from __future__ import annotations
 
 from datetime import datetime, timezone

@@ -4,6 +4,7 @@ The ORM costs ~50 µs a row; a lead pack of a million rows must load in well und
 minute, so the upload path hands plain tuples to the driver on the caller's connection
 (same transaction as everything else in the upload).
 """
+
 from __future__ import annotations
 
 import io
@@ -77,7 +78,7 @@ def _executemany_raw(conn: Connection, table: Table, columns: Sequence[str], row
     cursor = conn.connection.cursor()
     try:
         for start in range(0, len(rows), per_statement):
-            batch = rows[start:start + per_statement]
+            batch = rows[start : start + per_statement]
             cursor.execute(head + ", ".join([one] * len(batch)), list(chain.from_iterable(batch)))
     finally:
         cursor.close()
@@ -92,8 +93,11 @@ def _copy_text_into(conn: Connection, table: Table, columns: Sequence[str], text
     cursor = conn.connection.cursor()
     try:
         # 1 MiB reads: fewer trips through Python while libpq streams (it releases the GIL as it sends).
-        cursor.copy_expert(f"COPY {prep.format_table(table)} ({', '.join(prep.quote(c) for c in columns)}) "
-                           "FROM STDIN", io.StringIO(text), size=1 << 20)
+        cursor.copy_expert(
+            f"COPY {prep.format_table(table)} ({', '.join(prep.quote(c) for c in columns)}) FROM STDIN",
+            io.StringIO(text),
+            size=1 << 20,
+        )
     finally:
         cursor.close()
 

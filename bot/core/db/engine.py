@@ -4,6 +4,7 @@
 brings the schema to the newest migration on first use, so a fresh clone needs no
 separate setup step (`waihu db upgrade` does the same explicitly).
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterator
@@ -38,8 +39,10 @@ def create_database_engine(url: str) -> Engine:
     try:
         parsed = make_url(url)
     except ArgumentError:
-        raise UserError(f"WAIHU_DATABASE_URL is not a database URL: {url!r}",
-                        details=["examples: sqlite:///path/to/waihu.db, postgresql://user@host:5432/dbname"]) from None
+        raise UserError(
+            f"WAIHU_DATABASE_URL is not a database URL: {url!r}",
+            details=["examples: sqlite:///path/to/waihu.db, postgresql://user@host:5432/dbname"],
+        ) from None
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:" and not parsed.database.startswith("file:"):
             # 0600 in a 0700 folder before SQLite opens it (it would create 0644); its -wal and -shm
@@ -51,8 +54,9 @@ def create_database_engine(url: str) -> Engine:
     settings = get_settings()
     # A dial worker runs claims and call logs on many task threads at once; the default
     # pool (5 + 10 overflow) made them queue for a connection.
-    return create_engine(parsed, future=True, pool_pre_ping=True,
-                         pool_size=settings.db_pool_size, max_overflow=settings.db_max_overflow)
+    return create_engine(
+        parsed, future=True, pool_pre_ping=True, pool_size=settings.db_pool_size, max_overflow=settings.db_max_overflow
+    )
 
 
 def get_engine(url: str | None = None) -> Engine:
@@ -72,9 +76,11 @@ def open_database(url: str | None = None) -> Engine:
         try:
             upgrade(engine)
         except OperationalError as exc:
-            raise UserError(f"cannot open the database {engine.url.render_as_string(hide_password=True)}: "
-                            f"{str(exc.orig).strip().splitlines()[0]}",
-                            details=["check WAIHU_DATABASE_URL and that the server is running"]) from None
+            raise UserError(
+                f"cannot open the database {engine.url.render_as_string(hide_password=True)}: "
+                f"{str(exc.orig).strip().splitlines()[0]}",
+                details=["check WAIHU_DATABASE_URL and that the server is running"],
+            ) from None
         _migrated.add(key)
     return engine
 

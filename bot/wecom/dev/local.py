@@ -6,6 +6,7 @@ endpoint, each a real HTTP server on 127.0.0.1, for the demo and the tests.
         await wecom.simulate_adds(share=0.5, seed="demo")  # customers scan; WeCom calls back
         funnel = wecom_funnel(session, campaign_id)
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -45,9 +46,16 @@ class LocalWeCom:
     retry: RetryPolicy = FAST_RETRY
 
     @classmethod
-    def start(cls, engine: Engine, *, keyring: PhoneKeyring | None = None, state_key: bytes | None = None,
-              clock: Callable[[], datetime] = utc_now, retry: RetryPolicy = FAST_RETRY,
-              **processor_options: Any) -> LocalWeCom:
+    def start(
+        cls,
+        engine: Engine,
+        *,
+        keyring: PhoneKeyring | None = None,
+        state_key: bytes | None = None,
+        clock: Callable[[], datetime] = utc_now,
+        retry: RetryPolicy = FAST_RETRY,
+        **processor_options: Any,
+    ) -> LocalWeCom:
         """Both servers up, on one clock (`clock`: real time, or the demo's simulated time) for
         WeCom's CreateTime, the 20 s welcome window and the callback's time check."""
         if keyring is None:
@@ -60,8 +68,14 @@ class LocalWeCom:
             state_key = state_key_from_settings()
         server = WeComTestServer(clock=lambda: clock().timestamp()).start()
         settings = server.settings()
-        endpoint = endpoint_for(engine, settings, state_key=state_key,
-                                client=WeComClient(settings, retry=retry), clock=clock, **processor_options)
+        endpoint = endpoint_for(
+            engine,
+            settings,
+            state_key=state_key,
+            client=WeComClient(settings, retry=retry),
+            clock=clock,
+            **processor_options,
+        )
         callback = UvicornThread(create_callback_app(endpoint)).start()
         server.callback_url = f"{callback.url}/wecom/callback"
         return cls(engine, server, callback, endpoint, state_key, keyring, retry)
@@ -80,17 +94,23 @@ class LocalWeCom:
         """A client for the caller's event loop (close it, or use `async with`)."""
         return WeComClient(self.server.settings(), retry=changes.pop("retry", self.retry), **changes)
 
-    async def deliver(self, *, sms: SmsProvider | None = None, offers: Offers | None = None,
-                      now: datetime | None = None) -> DeliveryReport:
+    async def deliver(
+        self, *, sms: SmsProvider | None = None, offers: Offers | None = None, now: datetime | None = None
+    ) -> DeliveryReport:
         """Delivery passes (200 invitations each, as beat runs them) until one finds nothing due."""
         total = DeliveryReport()
         async with self.client() as client:
             processor = EventProcessor(self.engine, client, self.state_key, clock=self.endpoint.processor.clock)
             while True:
-                report = await deliver_pending_invites(self.engine, client,
-                                                       sms or OutboxSms(self.engine, self.keyring),
-                                                       keyring=self.keyring, offers=offers, processor=processor,
-                                                       now=now)
+                report = await deliver_pending_invites(
+                    self.engine,
+                    client,
+                    sms or OutboxSms(self.engine, self.keyring),
+                    keyring=self.keyring,
+                    offers=offers,
+                    processor=processor,
+                    now=now,
+                )
                 for key, value in report.as_json().items():
                     setattr(total, key, getattr(total, key) + value)
                 if not (report.delivered or report.retry_later or report.failed):
@@ -103,12 +123,12 @@ class LocalWeCom:
                 query = query.where(WeComInvite.campaign_id == campaign_id)
             return list(session.execute(query.order_by(WeComInvite.id)).all())
 
-    async def simulate_adds(self, share: float, *, seed: str = "local-wecom", campaign_id: int | None = None,
-                            timeout_s: float = 60.0) -> list[SentCallback]:
+    async def simulate_adds(
+        self, share: float, *, seed: str = "local-wecom", campaign_id: int | None = None, timeout_s: float = 60.0
+    ) -> list[SentCallback]:
         """A reproducible share of the delivered invitations is taken up: each chosen
         customer adds the advisor; returns when every event was processed."""
-        chosen = [state for invite_id, state in self.sent_invites(campaign_id)
-                  if bucket(seed, str(invite_id)) < share]
+        chosen = [state for invite_id, state in self.sent_invites(campaign_id) if bucket(seed, str(invite_id)) < share]
         sent = [await self.server.simulate_add(state) for state in chosen]
         await self.wait_processed(timeout_s)
         return sent
@@ -117,8 +137,9 @@ class LocalWeCom:
         deadline = time.monotonic() + timeout_s
         while True:
             with session_scope(self.engine) as session:
-                waiting = session.execute(select(func.count()).select_from(WeComEvent)
-                                          .where(WeComEvent.status == "received")).scalar_one()
+                waiting = session.execute(
+                    select(func.count()).select_from(WeComEvent).where(WeComEvent.status == "received")
+                ).scalar_one()
             if not waiting:
                 return
             if time.monotonic() > deadline:
