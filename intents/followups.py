@@ -32,6 +32,7 @@ HANDOFF_OUTCOMES = (HANDED_OFF, HANDOFF_FAILED)
 ADVISOR_CALLBACK_REASON = "转人工失败，已预约顾问回电"
 
 REFUSAL_INTENTS = frozenset({"refuse", "already_insured"})
+HESITATE_INTENT = "hesitate"
 BUSY_INTENTS = frozenset({"busy", "callback_request"})
 # A time given in answer to "什么时间方便？" is a callback time whatever its intent.
 CALLBACK_QUESTION = "utter_ask_callback_time"
@@ -89,6 +90,9 @@ def decide_followups(call: FinishedCall, grade: Grade | None, now: datetime,
         followups.append(FollowUp(WECOM_INVITE, f"{grade.grade}级，发送企业微信邀请", grade.rounds[0] if grade.rounds else None))
     if grade.grade == "C":
         refusal = _first(replies, REFUSAL_INTENTS)
+        if refusal is None and _first(replies, {HESITATE_INTENT}) is not None:
+            # A hesitation (考虑一下) is never a soft decline, whatever grade a rules file gives it.
+            return tuple(followups)
         round_ = refusal.round if refusal else None
         followups.append(FollowUp(SOFT_DECLINE, f"明确拒绝，{policy.soft_decline_days}天内不再营销来电", round_,
                                   until=now + timedelta(days=policy.soft_decline_days)))

@@ -133,10 +133,11 @@ def _show_reply(reply) -> None:
 
 
 def test_conversations(
-    nlu: bool = typer.Option(True, "--nlu/--no-nlu", help="Also report NLU on the held-out file."),
+    nlu: bool = typer.Option(True, "--nlu/--no-nlu", help="Also report NLU on the held-out and realistic files."),
     model: Optional[Path] = typer.Option(None, "--model"),
 ) -> None:
-    """Run the conversation tests in dialogs/tests/ and the held-out NLU report."""
+    """Run the conversation tests in dialogs/tests/ and the NLU reports on both test sets
+    (held-out: same hand as the training data; realistic: phone-ASR replies by another writer)."""
     from bot.script.conversation_tests import run_conversation_tests
 
     project = _project()
@@ -156,8 +157,10 @@ def test_conversations(
         console.print(result.failure)
     failed = sum(not r.passed for r in results)
     console.print(f"{len(results) - failed} passed, {failed} failed")
-    if nlu and project.heldout_nlu_file.exists():
-        _print_nlu_report(_evaluate_nlu(agent, project.heldout_nlu_file), project.heldout_nlu_file)
+    if nlu:
+        for path in (project.heldout_nlu_file, project.realistic_nlu_file):
+            if path.exists():
+                _print_nlu_report(_evaluate_nlu(agent, path), path)
     if failed:
         raise UserError(f"{failed} conversation test(s) failed.")
 
@@ -171,8 +174,13 @@ def _evaluate_nlu(agent, path: Path):
         raise UserError(str(exc)) from exc
 
     loop = asyncio.new_event_loop()
+
+    def predict(text: str) -> tuple[str, str]:
+        parse = loop.run_until_complete(agent.parse(text))
+        return parse.understood, parse.intent
+
     try:
-        return evaluate(examples, lambda text: loop.run_until_complete(agent.parse(text)).intent)
+        return evaluate(examples, predict)
     finally:
         loop.close()
 
@@ -184,6 +192,16 @@ def _print_nlu_report(report, path: Path) -> None:
     for name, s in sorted(report.per_intent.items(), key=lambda kv: kv[1].f1):
         table.add_row(name, f"{s.precision:.2f}", f"{s.recall:.2f}", f"{s.f1:.2f}", str(s.support))
     console.print(table)
+    if report.faq_as_parents:
+        console.print("[dim]this file has no faq/* labels (written before the FAQ topics): a predicted topic is "
+                      "scored as ask_price (is_it_free, auto_charge) or ask_detail (the others)[/]")
+    harmful = report.harmful
+    colour = "red" if harmful.count else "green"
+    console.print(f"[{colour}]harmful errors: {harmful.count} ({harmful.rate:.2%})[/]"
+                  f" — refusal read as agreement, question or hesitation read as refusal, opt-out not honoured;"
+                  f" {report.confirmations} agreement(s) the robot would confirm first")
+    for error in harmful.examples[:5]:
+        console.print(f"  [red]{error.text!r}[/]: {error.gold} → {error.acted} ({error.kind})")
     if report.confusions:
         console.print("most confused (gold → predicted): " + ", ".join(
             f"{g}→{p} ×{c}" for g, p, c in report.confusions[:5]))
@@ -196,7 +214,7 @@ def nlu_eval(
     model: Optional[Path] = typer.Option(None, "--model"),
     show_errors: bool = typer.Option(False, "--errors", help="List every misclassified example."),
 ) -> None:
-    """Per-intent precision/recall/F1, macro-F1 and the most-confused pairs."""
+    """Per-intent precision/recall/F1, macro-F1, harmful errors and the most-confused pairs."""
     from intents.evaluation import EvaluationInputError, load_labelled_examples
 
     try:

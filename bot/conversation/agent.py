@@ -18,7 +18,7 @@ from rasa.core.channels.channel import CollectingOutputChannel  # noqa: E402
 from bot.conversation.stores import lock_store_from_url, tracker_store_from_url
 from bot.core.errors import UserError
 from intents.entities import extract_entities
-from intents.taxonomy import CALL_START_INTENT
+from intents.taxonomy import CALL_START_INTENT, RETRIEVAL_INTENT, UNCERTAIN_AGREEMENT_INTENT
 
 log = logging.getLogger(__name__)
 
@@ -27,7 +27,8 @@ VARIANT_SLOT = "script_variant"
 
 @dataclass(frozen=True)
 class Parse:
-    """What the NLU made of one callee utterance."""
+    """What the NLU made of one callee utterance. `intent` is what the robot acts on, with
+    an FAQ question named by its topic (faq/claims)."""
 
     text: str
     intent: str
@@ -35,6 +36,23 @@ class Parse:
     entities: tuple[dict[str, Any], ...] = ()
     ranking: tuple[tuple[str, float], ...] = ()
     raw: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+    @property
+    def understood(self) -> str:
+        """The classifier's reading: for an agreement the robot will confirm first
+        (uncertain_agreement), the agreement intent it looked like."""
+        if self.intent == UNCERTAIN_AGREEMENT_INTENT:
+            return str((self.raw.get("reply_check") or {}).get("intent") or self.intent)
+        return self.intent
+
+
+def intent_label(data: dict[str, Any]) -> str:
+    """The parsed intent's name; for the FAQ, the topic the ResponseSelector chose (faq/claims)."""
+    name = (data.get("intent") or {}).get("name") or ""
+    if name == RETRIEVAL_INTENT:
+        selected = ((data.get("response_selector") or {}).get(name) or {}).get("response") or {}
+        return selected.get("intent_response_key") or name
+    return name
 
 
 @dataclass(frozen=True)
@@ -105,7 +123,7 @@ class DialogueAgent:
         intent = data.get("intent") or {}
         return Parse(
             text=text,
-            intent=intent.get("name") or "",
+            intent=intent_label(data),
             confidence=float(intent.get("confidence") or 0.0),
             entities=tuple(data.get("entities") or ()) + tuple(extract_entities(text, now)),
             ranking=tuple(

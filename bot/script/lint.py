@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 from bot.script.project import DialogsProject
 from bot.script.regex_safety import check_project_regexes
-from intents.taxonomy import CALL_START_INTENT, CALLEE_INTENTS, FALLBACK_INTENT
+from intents.taxonomy import CALL_START_INTENT, CALLEE_INTENTS, FALLBACK_INTENT, SYSTEM_INTENTS
 from intents.yaml_source import YamlError, YamlSyntaxError, line_of, load_yaml
 
 Severity = Literal["error", "warning"]
@@ -28,7 +28,9 @@ TYPICAL_SLOT_CHARS = 6
 MIN_EXAMPLES_PER_INTENT = 40
 
 # Responses the call runtime says by itself (not through rules or stories).
-RUNTIME_RESPONSES = frozenset({"utter_reprompt_silence", "utter_close_silence", "utter_default"})
+RUNTIME_RESPONSES = frozenset({"utter_reprompt_silence", "utter_close_silence", "utter_default", "utter_handoff_failed"})
+# faq/claims: a retrieval intent (`faq` in the domain) and its topic; answered by utter_faq/claims.
+RETRIEVAL_SEPARATOR = "/"
 RASA_DEFAULT_ACTIONS = frozenset({
     "action_listen", "action_restart", "action_session_start", "action_default_fallback",
     "action_deactivate_loop", "action_revert_fallback_events", "action_default_ask_affirmation",
@@ -191,17 +193,26 @@ class _Linter:
     def check_intents(self, dom: _Domain) -> None:
         domain_file = self.project.domain_dir
         for intent in CALLEE_INTENTS:
-            if intent not in dom.intents:
-                self.error(domain_file, None, f"callee intent '{intent}' is missing from the domain's intents "
+            base, _, topic = intent.partition(RETRIEVAL_SEPARATOR)
+            if base not in dom.intents:
+                self.error(domain_file, None, f"callee intent '{base}' is missing from the domain's intents "
                            "(the taxonomy in intents/taxonomy.py); add it.")
+            elif topic and f"utter_{intent}" not in dom.responses:
+                self.error(domain_file, None, f"FAQ topic '{intent}' has no answer; add the response "
+                           f"'utter_{intent}' in dialogs/domain.")
+        retrieval = {i.partition(RETRIEVAL_SEPARATOR)[0] for i in CALLEE_INTENTS if RETRIEVAL_SEPARATOR in i}
         for name, located in dom.intents.items():
-            if name not in CALLEE_INTENTS and name != CALL_START_INTENT:
+            if name not in CALLEE_INTENTS and name not in retrieval and name not in SYSTEM_INTENTS \
+                    and name != CALL_START_INTENT:
                 self.warn(located.file, located.line, f"intent '{name}' is not in the callee taxonomy "
                           "(intents/taxonomy.py); grading will not know it.")
 
     def check_flows(self, dom: _Domain) -> None:
         known_intents = set(dom.intents) | {FALLBACK_INTENT}
-        known_actions = set(dom.responses) | set(dom.actions) | RASA_DEFAULT_ACTIONS
+        # A retrieval intent's answers (utter_faq/claims …) are said by its action, utter_faq.
+        retrieval_actions = {name.partition(RETRIEVAL_SEPARATOR)[0] for name in dom.responses
+                             if RETRIEVAL_SEPARATOR in name}
+        known_actions = set(dom.responses) | set(dom.actions) | RASA_DEFAULT_ACTIONS | retrieval_actions
         handled: set[str] = set()
         used_responses: set[str] = set()
         flow_docs = list(self._docs_under(self.project.data_dir)) + list(self._docs_under(self.project.tests_dir))
@@ -236,6 +247,8 @@ class _Linter:
         if FALLBACK_INTENT not in handled:
             self.warn(self.project.data_dir, None, "no rule handles nlu_fallback (unclear replies).")
         for name, located in dom.responses.items():
+            if name.partition(RETRIEVAL_SEPARATOR)[0] in used_responses:
+                continue
             if name not in used_responses and name not in RUNTIME_RESPONSES:
                 self.warn(located.file, located.line, f"response '{name}' is never used by a rule or story.")
 
@@ -248,7 +261,7 @@ class _Linter:
                 if not hasattr(block, "get") or "intent" not in block:
                     continue
                 intent = str(block["intent"])
-                if intent not in dom.intents:
+                if intent.partition(RETRIEVAL_SEPARATOR)[0] not in dom.intents:
                     self.error(path, line_of(block, "intent") or block_line, f"NLU examples for unknown intent "
                                f"'{intent}'; add it to the domain or fix the name.")
                 examples_line = line_of(block, "examples") or block_line
@@ -263,9 +276,9 @@ class _Linter:
                         self.warn(path, line, f"example '{example}' repeats an earlier one for '{intent}'.")
                     else:
                         seen[example] = (intent, path, line)
-        for intent in dom.intents:
-            if intent == CALL_START_INTENT:
-                continue
+        labels = [i for i in dom.intents if i != CALL_START_INTENT and i not in SYSTEM_INTENTS]
+        labels = [topic for i in labels for topic in ([t for t in counts if t.startswith(i + RETRIEVAL_SEPARATOR)] or [i])]
+        for intent in labels:
             n = counts.get(intent, 0)
             if n < MIN_EXAMPLES_PER_INTENT:
                 self.warn(self.project.data_dir / "nlu", None, f"intent '{intent}' has {n} NLU examples; "

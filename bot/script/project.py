@@ -10,6 +10,10 @@ from bot.core.errors import UserError
 
 # Bump when the way we build a model changes, so old cached models are not reused.
 BUILD_RECIPE_VERSION = "1"
+# Where the code of waihu's own pipeline components lives (named by module path in config.yml).
+CODE_ROOT = Path(__file__).resolve().parents[2]
+# Code our components build the model with, besides their own module.
+COMPONENT_HELPERS = (CODE_ROOT / "intents" / "phone_speech.py",)
 
 
 @dataclass(frozen=True)
@@ -38,7 +42,24 @@ class DialogsProject:
 
     @property
     def heldout_nlu_file(self) -> Path:
+        """Replies written in the same hand as the training data, never trained on."""
         return self.tests_dir / "nlu_heldout.yml"
+
+    @property
+    def realistic_nlu_file(self) -> Path:
+        """Phone-ASR replies written by someone who never saw the training data; never trained
+        or tuned on (only evaluated)."""
+        return self.tests_dir / "nlu_realistic.yml"
+
+    @property
+    def dev_nlu_file(self) -> Path:
+        """Replies for tuning thresholds and augmentation (never trained on)."""
+        return self.tests_dir / "nlu_dev.yml"
+
+    @property
+    def nlu_test_files(self) -> list[Path]:
+        """The labelled files that must never share a line with the training data."""
+        return [self.heldout_nlu_file, self.realistic_nlu_file, self.dev_nlu_file]
 
     def check_layout(self) -> None:
         missing = [p for p in (self.config_file, self.domain_dir, self.data_dir) if not p.exists()]
@@ -55,11 +76,26 @@ class DialogsProject:
         return [p for p in files if p.is_file()]
 
     def model_inputs(self) -> list[Path]:
-        """Every file a trained model depends on (tests are not among them)."""
+        """Every file a trained model depends on (tests are not among them), including the
+        source of our own pipeline components (a code change must retrain)."""
         files = [self.config_file]
         for folder in (self.domain_dir, self.data_dir, self.root / "jieba"):
             files += [p for p in sorted(folder.rglob("*")) if p.is_file()]
-        return files
+        return files + self.component_sources()
+
+    def component_sources(self) -> list[Path]:
+        """Source files of the components config.yml names by module path (bot.conversation.x.Y)."""
+        import yaml
+
+        config = yaml.safe_load(self.config_file.read_text(encoding="utf-8")) or {}
+        sources: list[Path] = []
+        for component in config.get("pipeline") or []:
+            name = str(component.get("name") or "") if isinstance(component, dict) else ""
+            if "." in name:
+                source = CODE_ROOT / (name.rsplit(".", 1)[0].replace(".", "/") + ".py")
+                if source.is_file() and source not in sources:
+                    sources.append(source)
+        return sources + [p for p in COMPONENT_HELPERS if sources and p.is_file()]
 
     def fingerprint(self) -> str:
         """A hash of everything the model is trained from, including the jieba dictionary
@@ -67,7 +103,8 @@ class DialogsProject:
         rasa_version = importlib.metadata.version("rasa")
         digest = hashlib.sha256(f"{BUILD_RECIPE_VERSION}|rasa {rasa_version}".encode())
         for path in self.model_inputs():
-            digest.update(str(path.relative_to(self.root)).encode() + b"\0")
+            name = path.relative_to(self.root) if self.root in path.parents else path.relative_to(CODE_ROOT)
+            digest.update(str(name).encode() + b"\0")
             digest.update(path.read_bytes() + b"\0")
         return digest.hexdigest()
 
