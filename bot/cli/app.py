@@ -7,7 +7,19 @@ import sys
 import typer
 
 import bot.core.rasa_env  # noqa: F401  (sets quiet, offline defaults before Rasa loads)
-from bot.cli import campaign_commands, grade_commands, leads_commands, script_commands
+from bot.cli import (
+    ab_commands,
+    campaign_commands,
+    grade_commands,
+    keys_commands,
+    leads_commands,
+    prompt_commands,
+    report_commands,
+    script_commands,
+    serve_commands,
+    user_commands,
+    wecom_commands,
+)
 from bot.cli.console import fail
 from bot.core.errors import UserError
 
@@ -18,31 +30,21 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-script_commands.register(app)
-leads_commands.register(app)
-grade_commands.register(app)
-campaign_commands.register(app)
-from bot.cli import prompt_commands
-
-prompt_commands.register(app)  # noqa: E402,E702 (one line: several people add commands here)
-from bot.cli import ab_commands
-
-ab_commands.register(app)  # noqa: E402,E702
-from bot.cli import report_commands
-
-report_commands.register(app)  # noqa: E402,E702
-from bot.cli import user_commands
-
-user_commands.register(app)  # noqa: E402,E702
-from bot.cli import wecom_commands
-
-wecom_commands.register(app)  # noqa: E402,E702
-from bot.cli import serve_commands
-
-serve_commands.register(app)  # noqa: E402,E702
-from bot.cli import keys_commands
-
-keys_commands.register(app)  # noqa: E402,E702
+# One line per command group: each module adds its commands with `register(app)`.
+for commands in (
+    script_commands,
+    leads_commands,
+    grade_commands,
+    campaign_commands,
+    prompt_commands,
+    ab_commands,
+    report_commands,
+    user_commands,
+    wecom_commands,
+    serve_commands,
+    keys_commands,
+):
+    commands.register(app)
 
 
 def main() -> None:

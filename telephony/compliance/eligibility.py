@@ -18,10 +18,10 @@ earliest time is the first window opening after the latest blocking time.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from functools import lru_cache
-from typing import AbstractSet
 from zoneinfo import ZoneInfo
 
 from telephony.compliance.policy import HARD_BAND, CompliancePolicy
