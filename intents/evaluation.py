@@ -17,6 +17,7 @@ Harmful errors (DESIGN.md) cost far more than the others and are counted apart:
   an opt-out (stop_calling, or hostile which also ends calling);
 - a stop-calling reply acted on as anything but an opt-out (the lead would be dialled again).
 """
+
 from __future__ import annotations
 
 from collections import Counter
@@ -70,8 +71,11 @@ class HarmReport:
 
     def as_json(self, limit: int | None = None) -> dict:
         shown = self.examples if limit is None else self.examples[:limit]
-        return {"count": self.count, "rate": round(self.rate, 4),
-                "examples": [{"text": e.text, "gold": e.gold, "predicted": e.acted, "kind": e.kind} for e in shown]}
+        return {
+            "count": self.count,
+            "rate": round(self.rate, 4),
+            "examples": [{"text": e.text, "gold": e.gold, "predicted": e.acted, "kind": e.kind} for e in shown],
+        }
 
 
 def harm_kind(gold: str, acted: str) -> str | None:
@@ -91,8 +95,9 @@ def is_interest(intent: str) -> bool:
 
 
 def harmful_errors(texts: list[str], golds: list[str], acted: list[str]) -> HarmReport:
-    found = [HarmfulError(t, g, a, kind) for t, g, a in zip(texts, golds, acted)
-             if (kind := harm_kind(g, a)) is not None]
+    found = [
+        HarmfulError(t, g, a, kind) for t, g, a in zip(texts, golds, acted) if (kind := harm_kind(g, a)) is not None
+    ]
     return HarmReport(len(found), len(found) / len(golds) if golds else 0.0, found)
 
 
@@ -119,8 +124,12 @@ class EvalReport:
             "faq_as_parents": self.faq_as_parents,
             "accuracy": round(self.accuracy, 4),
             "per_intent": {
-                name: {"precision": round(s.precision, 4), "recall": round(s.recall, 4),
-                       "f1": round(s.f1, 4), "support": s.support}
+                name: {
+                    "precision": round(s.precision, 4),
+                    "recall": round(s.recall, 4),
+                    "f1": round(s.f1, 4),
+                    "support": s.support,
+                }
                 for name, s in self.per_intent.items()
             },
             "confusions": [{"gold": g, "predicted": p, "count": c} for g, p, c in self.confusions],
@@ -140,8 +149,11 @@ def load_labelled_examples(path: Path) -> list[tuple[str, str]]:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise EvaluationInputError(f"{path}: not a valid Rasa NLU YAML file: {first}") from exc
     # Retrieval intents keep their topic: faq/claims, not faq.
-    examples = [(m.get("text"), m.get("intent_response_key") or m.get("intent"))
-                for m in data.intent_examples if m.get("intent")]
+    examples = [
+        (m.get("text"), m.get("intent_response_key") or m.get("intent"))
+        for m in data.intent_examples
+        if m.get("intent")
+    ]
     if not examples:
         raise EvaluationInputError(
             f"{path}: no labelled examples found; expect `nlu:` with `- intent: NAME` and `examples: |`."
@@ -149,8 +161,9 @@ def load_labelled_examples(path: Path) -> list[tuple[str, str]]:
     return examples
 
 
-def evaluate(examples: Iterable[tuple[str, str]], predict: Callable[[str], Prediction],
-             top_confusions: int = 10) -> EvalReport:
+def evaluate(
+    examples: Iterable[tuple[str, str]], predict: Callable[[str], Prediction], top_confusions: int = 10
+) -> EvalReport:
     golds: list[str] = []
     preds: list[str] = []
     acted: list[str] = []
@@ -165,8 +178,9 @@ def evaluate(examples: Iterable[tuple[str, str]], predict: Callable[[str], Predi
     return score(texts, golds, preds, top_confusions, acted)
 
 
-def score(texts: list[str], golds: list[str], preds: list[str], top_confusions: int = 10,
-          acted: list[str] | None = None) -> EvalReport:
+def score(
+    texts: list[str], golds: list[str], preds: list[str], top_confusions: int = 10, acted: list[str] | None = None
+) -> EvalReport:
     """`preds`: what the NLU read; `acted`: what the robot acts on (default: the same)."""
     acted = preds if acted is None else acted
     faq_as_parents = bool(golds) and not any(is_faq(g) for g in golds)
@@ -175,9 +189,7 @@ def score(texts: list[str], golds: list[str], preds: list[str], top_confusions: 
     from sklearn.metrics import precision_recall_fscore_support
 
     labels = sorted(set(golds))
-    precision, recall, f1, support = precision_recall_fscore_support(
-        golds, preds, labels=labels, zero_division=0
-    )
+    precision, recall, f1, support = precision_recall_fscore_support(golds, preds, labels=labels, zero_division=0)
     per_intent = {
         label: IntentScore(float(p), float(r), float(f), int(s))
         for label, p, r, f, s in zip(labels, precision, recall, f1, support)
@@ -189,8 +201,17 @@ def score(texts: list[str], golds: list[str], preds: list[str], top_confusions: 
     confusions = [(g, p, c) for (g, p), c in pairs.most_common(top_confusions)]
     errors = [(t, g, p) for t, g, p in zip(texts, golds, preds) if g != p]
     confirmations = sum(1 for p, a in zip(preds, acted) if p != a)
-    return EvalReport(n, accuracy, macro_f1, per_intent, confusions, errors,
-                      harmful_errors(texts, golds, acted), confirmations, faq_as_parents)
+    return EvalReport(
+        n,
+        accuracy,
+        macro_f1,
+        per_intent,
+        confusions,
+        errors,
+        harmful_errors(texts, golds, acted),
+        confirmations,
+        faq_as_parents,
+    )
 
 
 def is_faq(intent: str) -> bool:

@@ -4,6 +4,7 @@ Decided from the grade (or the call status of an unconnected call) and the calle
 understood intents, for the dialer, the DNC list and WeCom to act on. The periods
 are DESIGN.md's compliance defaults (a stricter policy may be passed in).
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterable
@@ -72,8 +73,13 @@ class FollowUp:
         return data
 
 
-def decide_followups(call: FinishedCall, grade: Grade | None, now: datetime,
-                     min_confidence: float = 0.4, policy: FollowUpPolicy = FollowUpPolicy()) -> tuple[FollowUp, ...]:
+def decide_followups(
+    call: FinishedCall,
+    grade: Grade | None,
+    now: datetime,
+    min_confidence: float = 0.4,
+    policy: FollowUpPolicy = FollowUpPolicy(),
+) -> tuple[FollowUp, ...]:
     """Follow-ups for one finished call; `now` is when the call ended (cool-downs start then)."""
     if call.status != ANSWERED or grade is None:
         return (_unconnected(call.status),)
@@ -87,15 +93,23 @@ def decide_followups(call: FinishedCall, grade: Grade | None, now: datetime,
         return (FollowUp(RETIRE_LEAD, f"第{wrong_person.round}轮表示不是本人", wrong_person.round),)
     followups: list[FollowUp] = []
     if grade.grade in ("A", "B"):
-        followups.append(FollowUp(WECOM_INVITE, f"{grade.grade}级，发送企业微信邀请", grade.rounds[0] if grade.rounds else None))
+        followups.append(
+            FollowUp(WECOM_INVITE, f"{grade.grade}级，发送企业微信邀请", grade.rounds[0] if grade.rounds else None)
+        )
     if grade.grade == "C":
         refusal = _first(replies, REFUSAL_INTENTS)
         if refusal is None and _first(replies, {HESITATE_INTENT}) is not None:
             # A hesitation (考虑一下) is never a soft decline, whatever grade a rules file gives it.
             return tuple(followups)
         round_ = refusal.round if refusal else None
-        followups.append(FollowUp(SOFT_DECLINE, f"明确拒绝，{policy.soft_decline_days}天内不再营销来电", round_,
-                                  until=now + timedelta(days=policy.soft_decline_days)))
+        followups.append(
+            FollowUp(
+                SOFT_DECLINE,
+                f"明确拒绝，{policy.soft_decline_days}天内不再营销来电",
+                round_,
+                until=now + timedelta(days=policy.soft_decline_days),
+            )
+        )
         return tuple(followups)
     callback = _callback(replies, call, policy)
     if callback is not None:
@@ -103,13 +117,20 @@ def decide_followups(call: FinishedCall, grade: Grade | None, now: datetime,
     elif grade.grade == "D":
         busy = _first(replies, BUSY_INTENTS)
         if busy is not None:
-            followups.append(FollowUp(COOL_DOWN, f"第{busy.round}轮表示在忙且未约时间，冷却{policy.busy_cool_down_days}天",
-                                      busy.round, until=now + timedelta(days=policy.busy_cool_down_days)))
+            followups.append(
+                FollowUp(
+                    COOL_DOWN,
+                    f"第{busy.round}轮表示在忙且未约时间，冷却{policy.busy_cool_down_days}天",
+                    busy.round,
+                    until=now + timedelta(days=policy.busy_cool_down_days),
+                )
+            )
     return tuple(followups)
 
 
-def advisor_callback(ended_at: datetime, policy: FollowUpPolicy = FollowUpPolicy(),
-                     round_: int | None = None) -> FollowUp:
+def advisor_callback(
+    ended_at: datetime, policy: FollowUpPolicy = FollowUpPolicy(), round_: int | None = None
+) -> FollowUp:
     """The callback booked when the callee asked for a human and nobody was free."""
     start = ended_at + policy.advisor_callback_after
     start, end, moved = clip_to_calling_hours(start, start + policy.advisor_callback_slot, policy)
@@ -117,7 +138,9 @@ def advisor_callback(ended_at: datetime, policy: FollowUpPolicy = FollowUpPolicy
     return FollowUp(CALLBACK, f"{ADVISOR_CALLBACK_REASON}{note}", round_, window_start=start, window_end=end)
 
 
-def clip_to_calling_hours(start: datetime, end: datetime, policy: FollowUpPolicy = FollowUpPolicy()) -> tuple[datetime, datetime, bool]:
+def clip_to_calling_hours(
+    start: datetime, end: datetime, policy: FollowUpPolicy = FollowUpPolicy()
+) -> tuple[datetime, datetime, bool]:
     """(start, end, moved): the part of the window inside the callback hours of its first
     day; when none of it is, the next opening after `start` (moved=True)."""
     start, end = to_shanghai(start), to_shanghai(end)
@@ -148,11 +171,13 @@ def _callback(replies: Iterable[Reply], call: FinishedCall, policy: FollowUpPoli
     if chosen is None:
         return None
     reply, entity = chosen
-    start, end, moved = clip_to_calling_hours(datetime.fromisoformat(entity["start_at"]),
-                                              datetime.fromisoformat(entity["end_at"]), policy)
+    start, end, moved = clip_to_calling_hours(
+        datetime.fromisoformat(entity["start_at"]), datetime.fromisoformat(entity["end_at"]), policy
+    )
     note = "（所说时间不在可外呼时段，改为最近的可外呼时间）" if moved else ""
-    return FollowUp(CALLBACK, f"第{reply.round}轮约定回访：{entity['value']}{note}", reply.round,
-                    window_start=start, window_end=end)
+    return FollowUp(
+        CALLBACK, f"第{reply.round}轮约定回访：{entity['value']}{note}", reply.round, window_start=start, window_end=end
+    )
 
 
 def _unconnected(status: str) -> FollowUp:

@@ -9,6 +9,7 @@ word, so "我不加微信" stays a refusal.
 
 Pure text functions, deterministic for a given random generator.
 """
+
 from __future__ import annotations
 
 import random
@@ -18,12 +19,30 @@ from functools import lru_cache
 
 # Said before the content of a reply; they never carry the intent themselves.
 GREETINGS: tuple[str, ...] = (
-    "喂", "喂 你好", "你好", "您好", "喂喂", "你好你好", "哎 你好", "喂 您好", "喂 喂 你好", "哎", "诶 你好",
+    "喂",
+    "喂 你好",
+    "你好",
+    "您好",
+    "喂喂",
+    "你好你好",
+    "哎 你好",
+    "喂 您好",
+    "喂 喂 你好",
+    "哎",
+    "诶 你好",
 )
 FILLERS: tuple[str, ...] = ("嗯", "啊", "呃", "那个", "就是", "嗯嗯", "哦", "额", "这个", "嗯 那个", "哎呀", "唉")
 # Echoes of what the robot just said, before the callee's own answer.
 ECHOES: tuple[str, ...] = (
-    "企业微信啊", "加微信是吧", "意外险啊", "保险啊", "免费的啊", "福利是吧", "顾问啊", "哦 送保险啊", "你说的那个福利",
+    "企业微信啊",
+    "加微信是吧",
+    "意外险啊",
+    "保险啊",
+    "免费的啊",
+    "福利是吧",
+    "顾问啊",
+    "哦 送保险啊",
+    "你说的那个福利",
 )
 PARTICLES: tuple[str, ...] = ("啊", "吧", "哈", "呢", "哦", "嘛", "呀", "撒", "噻")
 
@@ -106,6 +125,7 @@ def homophones(char: str) -> tuple[str, ...]:
 
 # ---- single changes, each (text, rng) → text or None when it does not apply --------------
 
+
 def add_greeting(text: str, rng: random.Random) -> str | None:
     return f"{rng.choice(GREETINGS)}{rng.choice([' ', '，', ' ', ''])}{text}"
 
@@ -139,7 +159,7 @@ def drop_char(text: str, rng: random.Random) -> str | None:
     if len(hans) < 5:
         return None
     i = rng.choice(hans)
-    return text[:i] + text[i + 1:]
+    return text[:i] + text[i + 1 :]
 
 
 def homophone(text: str, rng: random.Random) -> str | None:
@@ -155,7 +175,7 @@ def homophone(text: str, rng: random.Random) -> str | None:
     options = homophones(text[i])
     if not options:
         return None
-    return text[:i] + rng.choice(options) + text[i + 1:]
+    return text[:i] + rng.choice(options) + text[i + 1 :]
 
 
 def dialect(text: str, rng: random.Random) -> str | None:
@@ -179,14 +199,26 @@ def respace(text: str, rng: random.Random) -> str | None:
 
 CHANGES = (add_greeting, add_filler, add_echo, add_particle, repeat_head, drop_char, homophone, dialect, respace)
 # How often each change is picked (greetings, fillers and homophones are the most common on real calls).
-WEIGHTS = dict(zip(CHANGES, (3, 3, 1, 1, 1, 1, 3, 2, 1)))
+WEIGHTS: dict[Callable[[str, random.Random], str | None], int] = dict(zip(CHANGES, (3, 3, 1, 1, 1, 1, 3, 2, 1)))
 
 
 # Replies that are not answers to the robot's pitch: echoing the pitch before them is unnatural.
-NO_ECHO_INTENTS = frozenset({
-    "greet", "not_heard", "goodbye", "wrong_person", "busy", "callback_request", "stop_calling", "hostile",
-    "ask_identity", "ask_number_source", "ask_is_robot", "request_human",
-})
+NO_ECHO_INTENTS = frozenset(
+    {
+        "greet",
+        "not_heard",
+        "goodbye",
+        "wrong_person",
+        "busy",
+        "callback_request",
+        "stop_calling",
+        "hostile",
+        "ask_identity",
+        "ask_number_source",
+        "ask_is_robot",
+        "request_human",
+    }
+)
 DEFAULT_SEED = "waihu-1"
 
 
@@ -197,8 +229,13 @@ def variants_of(text: str, intent: str, n: int, seed: str = DEFAULT_SEED) -> lis
     return augment(text, rng, n, changes=changes)
 
 
-def augment(text: str, rng: random.Random, n: int, max_changes: int = 2,
-            changes: Sequence[Callable[[str, random.Random], str | None]] = CHANGES) -> list[str]:
+def augment(
+    text: str,
+    rng: random.Random,
+    n: int,
+    max_changes: int = 2,
+    changes: Sequence[Callable[[str, random.Random], str | None]] = CHANGES,
+) -> list[str]:
     """Up to `n` distinct channel-like variants of `text` (the text itself excluded)."""
     variants: list[str] = []
     seen = {text}

@@ -1,4 +1,5 @@
 """The taxonomy (DESIGN.md): callee intents and call statuses. Other tools and evaluation sets use these names."""
+
 from __future__ import annotations
 
 CALLEE_INTENTS: tuple[str, ...] = (
@@ -63,5 +64,12 @@ NO_ANSWER = "no_answer"
 VOICEMAIL = "voicemail"
 CALL_RESTRICTED = "call_restricted"
 CALL_STATUSES: tuple[str, ...] = (
-    VACANT_NUMBER, SUSPENDED, POWERED_OFF, UNREACHABLE, LINE_BUSY, NO_ANSWER, VOICEMAIL, CALL_RESTRICTED,
+    VACANT_NUMBER,
+    SUSPENDED,
+    POWERED_OFF,
+    UNREACHABLE,
+    LINE_BUSY,
+    NO_ANSWER,
+    VOICEMAIL,
+    CALL_RESTRICTED,
 )

@@ -1,4 +1,5 @@
 """Commands for script writers: validate, train, shell, test, nlu eval; and the demo."""
+
 from __future__ import annotations
 
 import asyncio
@@ -72,7 +73,9 @@ def validate(
     n_errors = _print_problems(problems)
     n_warnings = len(problems) - n_errors
     if n_errors:
-        raise UserError(f"{n_errors} error(s), {n_warnings} warning(s) in {project.relative(project.root)}; fix the errors above.")
+        raise UserError(
+            f"{n_errors} error(s), {n_warnings} warning(s) in {project.relative(project.root)}; fix the errors above."
+        )
     console.print(f"[green]dialogs are valid[/] ({n_warnings} warning(s))")
 
 
@@ -186,25 +189,32 @@ def _evaluate_nlu(agent, path: Path):
 
 
 def _print_nlu_report(report, path: Path) -> None:
-    table = Table(title=f"NLU on {path.name}: macro-F1 {report.macro_f1:.3f}, accuracy {report.accuracy:.3f}, n={report.n}")
+    table = Table(
+        title=f"NLU on {path.name}: macro-F1 {report.macro_f1:.3f}, accuracy {report.accuracy:.3f}, n={report.n}"
+    )
     for col in ("intent", "precision", "recall", "F1", "support"):
         table.add_column(col, justify="left" if col == "intent" else "right")
     for name, s in sorted(report.per_intent.items(), key=lambda kv: kv[1].f1):
         table.add_row(name, f"{s.precision:.2f}", f"{s.recall:.2f}", f"{s.f1:.2f}", str(s.support))
     console.print(table)
     if report.faq_as_parents:
-        console.print("[dim]this file has no faq/* labels (written before the FAQ topics): a predicted topic is "
-                      "scored as ask_price (is_it_free, auto_charge) or ask_detail (the others)[/]")
+        console.print(
+            "[dim]this file has no faq/* labels (written before the FAQ topics): a predicted topic is "
+            "scored as ask_price (is_it_free, auto_charge) or ask_detail (the others)[/]"
+        )
     harmful = report.harmful
     colour = "red" if harmful.count else "green"
-    console.print(f"[{colour}]harmful errors: {harmful.count} ({harmful.rate:.2%})[/]"
-                  f" — refusal read as agreement, question or hesitation read as refusal, opt-out not honoured;"
-                  f" {report.confirmations} agreement(s) the robot would confirm first")
+    console.print(
+        f"[{colour}]harmful errors: {harmful.count} ({harmful.rate:.2%})[/]"
+        f" — refusal read as agreement, question or hesitation read as refusal, opt-out not honoured;"
+        f" {report.confirmations} agreement(s) the robot would confirm first"
+    )
     for error in harmful.examples[:5]:
         console.print(f"  [red]{error.text!r}[/]: {error.gold} → {error.acted} ({error.kind})")
     if report.confusions:
-        console.print("most confused (gold → predicted): " + ", ".join(
-            f"{g}→{p} ×{c}" for g, p, c in report.confusions[:5]))
+        console.print(
+            "most confused (gold → predicted): " + ", ".join(f"{g}→{p} ×{c}" for g, p, c in report.confusions[:5])
+        )
 
 
 @nlu_app.command("eval")

@@ -3,6 +3,7 @@
 Loading takes ~20 s (TensorFlow) and the first parse traces the graph, so a process
 loads once (`load_shared_agent`) and warms up before taking calls.
 """
+
 from __future__ import annotations
 
 import logging
@@ -11,12 +12,11 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from bot.core.rasa_env import quiet_rasa  # first: sets quiet, offline defaults for Rasa
-
 from rasa.core.channels.channel import CollectingOutputChannel  # noqa: E402
 
 from bot.conversation.stores import lock_store_from_url, tracker_store_from_url
 from bot.core.errors import UserError
+from bot.core.rasa_env import quiet_rasa  # first: sets quiet, offline defaults for Rasa
 from intents.entities import extract_entities
 from intents.taxonomy import CALL_START_INTENT, RETRIEVAL_INTENT, UNCERTAIN_AGREEMENT_INTENT
 
@@ -126,9 +126,7 @@ class DialogueAgent:
             intent=intent_label(data),
             confidence=float(intent.get("confidence") or 0.0),
             entities=tuple(data.get("entities") or ()) + tuple(extract_entities(text, now)),
-            ranking=tuple(
-                (r["name"], float(r["confidence"])) for r in data.get("intent_ranking") or ()
-            ),
+            ranking=tuple((r["name"], float(r["confidence"])) for r in data.get("intent_ranking") or ()),
             raw=data,
         )
 

@@ -17,6 +17,7 @@ with the topics' summed probability; the ResponseSelector picks the answer.
   robot says the advisor answers it on WeCom, and the call goes on.
 What it changed is in the parse output under `reply_check`.
 """
+
 from __future__ import annotations
 
 import logging
@@ -83,8 +84,9 @@ def code_fingerprint() -> str:
 def _text_features(config: dict[str, Any]):
     from sklearn.feature_extraction.text import TfidfVectorizer
 
-    return TfidfVectorizer(analyzer="char", ngram_range=(1, int(config["max_ngram"])), sublinear_tf=True,
-                           lowercase=True)
+    return TfidfVectorizer(
+        analyzer="char", ngram_range=(1, int(config["max_ngram"])), sublinear_tf=True, lowercase=True
+    )
 
 
 @DefaultV1Recipe.register(DefaultV1Recipe.ComponentType.INTENT_CLASSIFIER, is_trainable=True)
@@ -99,8 +101,14 @@ class CharNgramIntentClassifier(GraphComponent, IntentClassifier):
     def get_default_config() -> dict[str, Any]:
         return {"max_ngram": 3, "C": 20.0, "augment_variants": 2, "augment_seed": "waihu-1"}
 
-    def __init__(self, config: dict[str, Any], model_storage: ModelStorage, resource: Resource,
-                 vectorizer: Any = None, classifier: Any = None) -> None:
+    def __init__(
+        self,
+        config: dict[str, Any],
+        model_storage: ModelStorage,
+        resource: Resource,
+        vectorizer: Any = None,
+        classifier: Any = None,
+    ) -> None:
         self.config = {**self.get_default_config(), **config}
         self._model_storage = model_storage
         self._resource = resource
@@ -108,8 +116,13 @@ class CharNgramIntentClassifier(GraphComponent, IntentClassifier):
         self.classifier = classifier
 
     @classmethod
-    def create(cls, config: dict[str, Any], model_storage: ModelStorage, resource: Resource,
-               execution_context: ExecutionContext) -> CharNgramIntentClassifier:
+    def create(
+        cls,
+        config: dict[str, Any],
+        model_storage: ModelStorage,
+        resource: Resource,
+        execution_context: ExecutionContext,
+    ) -> CharNgramIntentClassifier:
         return cls(config, model_storage, resource)
 
     @classmethod
@@ -122,8 +135,11 @@ class CharNgramIntentClassifier(GraphComponent, IntentClassifier):
         examples = [m for m in training_data.intent_examples if m.get(INTENT) and m.get(TEXT)]
         if not examples:
             return self._resource
-        texts, labels = training_set([(m.get(TEXT), m.get(INTENT_RESPONSE_KEY) or m.get(INTENT)) for m in examples],
-                                     int(self.config["augment_variants"]), str(self.config["augment_seed"]))
+        texts, labels = training_set(
+            [(m.get(TEXT), m.get(INTENT_RESPONSE_KEY) or m.get(INTENT)) for m in examples],
+            int(self.config["augment_variants"]),
+            str(self.config["augment_seed"]),
+        )
         self.vectorizer = _text_features(self.config)
         features = self.vectorizer.fit_transform(texts)
         self.classifier = LogisticRegression(C=float(self.config["C"]), solver="liblinear")
@@ -142,7 +158,7 @@ class CharNgramIntentClassifier(GraphComponent, IntentClassifier):
             for label, p in zip(labels, row):
                 intent = label.split(RETRIEVAL_SEPARATOR, 1)[0]
                 scores[intent] = scores.get(intent, 0.0) + float(p)
-            ranking = sorted(({"name": k, "confidence": v} for k, v in scores.items()), key=lambda r: -r["confidence"])
+            ranking = [{"name": k, "confidence": v} for k, v in sorted(scores.items(), key=lambda kv: -kv[1])]
             message.set(INTENT, ranking[0], add_to_output=True)
             message.set(INTENT_RANKING, ranking[:RANKING_LENGTH], add_to_output=True)
         return messages
@@ -162,8 +178,14 @@ class CharNgramIntentClassifier(GraphComponent, IntentClassifier):
             )
 
     @classmethod
-    def load(cls, config: dict[str, Any], model_storage: ModelStorage, resource: Resource,
-             execution_context: ExecutionContext, **kwargs: Any) -> CharNgramIntentClassifier:
+    def load(
+        cls,
+        config: dict[str, Any],
+        model_storage: ModelStorage,
+        resource: Resource,
+        execution_context: ExecutionContext,
+        **kwargs: Any,
+    ) -> CharNgramIntentClassifier:
         from sklearn.linear_model import LogisticRegression
 
         try:
@@ -216,8 +238,13 @@ class ReplyCheck(GraphComponent, IntentClassifier):
         self.config = {**self.get_default_config(), **config}
 
     @classmethod
-    def create(cls, config: dict[str, Any], model_storage: ModelStorage, resource: Resource,
-               execution_context: ExecutionContext) -> ReplyCheck:
+    def create(
+        cls,
+        config: dict[str, Any],
+        model_storage: ModelStorage,
+        resource: Resource,
+        execution_context: ExecutionContext,
+    ) -> ReplyCheck:
         return cls(config)
 
     @classmethod
@@ -227,24 +254,38 @@ class ReplyCheck(GraphComponent, IntentClassifier):
     def process(self, messages: list[Message]) -> list[Message]:
         for message in messages:
             intent = message.get(INTENT) or {}
-            verdict = check_reply(message.get(TEXT) or "", intent.get("name"), float(intent.get("confidence") or 0.0),
-                                  _faq_confidence(message), self.config["agreement_threshold"],
-                                  self.config["faq_threshold"])
+            verdict = check_reply(
+                message.get(TEXT) or "",
+                intent.get("name"),
+                float(intent.get("confidence") or 0.0),
+                _faq_confidence(message),
+                self.config["agreement_threshold"],
+                self.config["faq_threshold"],
+            )
             if verdict is None:
                 continue
             new_intent, reason = verdict
             confidence = float(intent.get("confidence") or 0.0)
             message.set(INTENT, {"name": new_intent, "confidence": confidence}, add_to_output=True)
-            message.set(REPLY_CHECK, {"intent": intent.get("name"), "confidence": confidence, "reason": reason},
-                        add_to_output=True)
+            message.set(
+                REPLY_CHECK,
+                {"intent": intent.get("name"), "confidence": confidence, "reason": reason},
+                add_to_output=True,
+            )
         return messages
 
     def process_training_data(self, training_data: TrainingData) -> TrainingData:
         return training_data
 
 
-def check_reply(text: str, intent: Optional[str], confidence: float, faq_confidence: Optional[float],
-                agreement_threshold: float, faq_threshold: float) -> tuple[str, str] | None:
+def check_reply(
+    text: str,
+    intent: Optional[str],
+    confidence: float,
+    faq_confidence: Optional[float],
+    agreement_threshold: float,
+    faq_threshold: float,
+) -> tuple[str, str] | None:
     """(new intent, reason) when the classifier's reading must not be acted on as it is."""
     if intent in AGREEMENT_INTENTS:
         if REFUSES_WECOM.search(text) and not NEGATED_NEGATION.search(text):

@@ -1,4 +1,5 @@
 """The script writers' Rasa project in dialogs/: its files and its content fingerprint."""
+
 from __future__ import annotations
 
 import hashlib
