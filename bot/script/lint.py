@@ -5,6 +5,7 @@ opening carries the compliance elements, closing lines carry the AI label, the r
 never denies being a robot, every callee intent is handled, TTS lines are neither empty
 nor too long, and each script variant has all of its lines.
 """
+
 from __future__ import annotations
 
 import re
@@ -28,15 +29,27 @@ TYPICAL_SLOT_CHARS = 6
 MIN_EXAMPLES_PER_INTENT = 40
 
 # Responses the call runtime says by itself (not through rules or stories).
-RUNTIME_RESPONSES = frozenset({"utter_reprompt_silence", "utter_close_silence", "utter_default", "utter_handoff_failed"})
+RUNTIME_RESPONSES = frozenset(
+    {"utter_reprompt_silence", "utter_close_silence", "utter_default", "utter_handoff_failed"}
+)
 # faq/claims: a retrieval intent (`faq` in the domain) and its topic; answered by utter_faq/claims.
 RETRIEVAL_SEPARATOR = "/"
-RASA_DEFAULT_ACTIONS = frozenset({
-    "action_listen", "action_restart", "action_session_start", "action_default_fallback",
-    "action_deactivate_loop", "action_revert_fallback_events", "action_default_ask_affirmation",
-    "action_default_ask_rephrase", "action_two_stage_fallback", "action_unlikely_intent",
-    "action_back", "action_extract_slots",
-})
+RASA_DEFAULT_ACTIONS = frozenset(
+    {
+        "action_listen",
+        "action_restart",
+        "action_session_start",
+        "action_default_fallback",
+        "action_deactivate_loop",
+        "action_revert_fallback_events",
+        "action_default_ask_affirmation",
+        "action_default_ask_rephrase",
+        "action_two_stage_fallback",
+        "action_unlikely_intent",
+        "action_back",
+        "action_extract_slots",
+    }
+)
 
 AI_WORD = re.compile(r"人工智能|AI|ai")
 SYNTHESIS_WORD = re.compile(r"合成|生成")
@@ -45,7 +58,11 @@ OPENING_ELEMENTS: tuple[tuple[str, re.Pattern[str], str], ...] = (
     ("the institution", re.compile(r"\{institution\}|平台|公司"), "name the institution ({institution})"),
     ("the purpose (insurance)", re.compile(r"保险|保障"), "say the call is about insurance"),
     ("the recording notice", re.compile(r"录音"), "say the call is recorded (录音)"),
-    ("how to opt out", re.compile(r"不要再打|别再打|退订|拒绝|不需要"), "tell the callee how to opt out (e.g. 说“不要再打”)"),
+    (
+        "how to opt out",
+        re.compile(r"不要再打|别再打|退订|拒绝|不需要"),
+        "tell the callee how to opt out (e.g. 说“不要再打”)",
+    ),
 )
 DENIES_ROBOT = re.compile(r"我(不是|并不是|可不是)(机器人|AI|人工智能|录音)|我是真人")
 SLOT_PLACEHOLDER = re.compile(r"\{(\w+)\}")
@@ -100,7 +117,9 @@ class _Linter:
             try:
                 self.docs[path] = load_yaml(path) or {}
             except YamlSyntaxError as exc:
-                self.error(path, exc.finding.line, f"malformed YAML: {exc.problem}. Fix the indentation or quoting there.")
+                self.error(
+                    path, exc.finding.line, f"malformed YAML: {exc.problem}. Fix the indentation or quoting there."
+                )
                 ok = False
             except YamlError as exc:
                 for finding in exc.findings:
@@ -118,8 +137,12 @@ class _Linter:
                 for key, value, line in _map_items(doc.get(section)):
                     if key in target and section == "responses":
                         other = target[key]
-                        self.error(path, line, f"response '{key}' is defined twice (also "
-                                   f"{self.project.relative(other.file)}:{other.line}); keep one.")
+                        self.error(
+                            path,
+                            line,
+                            f"response '{key}' is defined twice (also "
+                            f"{self.project.relative(other.file)}:{other.line}); keep one.",
+                        )
                     target[key] = _Located(value, path, line)
             for item, line in _seq_items(doc.get("actions")):
                 dom.actions[str(item)] = _Located(item, path, line)
@@ -140,35 +163,57 @@ class _Linter:
                 text = variation.get("text") if hasattr(variation, "get") else None
                 line = line_of(variation, "text") or line
                 if not isinstance(text, str) or not text.strip():
-                    self.error(located.file, line, f"response '{name}' has an empty line; the callee would hear silence.")
+                    self.error(
+                        located.file, line, f"response '{name}' has an empty line; the callee would hear silence."
+                    )
                     continue
                 for slot in SLOT_PLACEHOLDER.findall(text):
                     if slot not in dom.slots:
-                        self.error(located.file, line, f"response '{name}' uses {{{slot}}}, which is not a slot; "
-                                   "define it under `slots:` in dialogs/domain or fix the name.")
+                        self.error(
+                            located.file,
+                            line,
+                            f"response '{name}' uses {{{slot}}}, which is not a slot; "
+                            "define it under `slots:` in dialogs/domain or fix the name.",
+                        )
                 seconds = _spoken_seconds(text)
                 if seconds > MAX_TTS_SECONDS:
-                    self.error(located.file, line, f"response '{name}' is too long to say (≈{seconds:.0f} s, limit "
-                               f"{MAX_TTS_SECONDS:.0f} s); split it into two responses.")
+                    self.error(
+                        located.file,
+                        line,
+                        f"response '{name}' is too long to say (≈{seconds:.0f} s, limit "
+                        f"{MAX_TTS_SECONDS:.0f} s); split it into two responses.",
+                    )
                 if DENIES_ROBOT.search(text):
-                    self.error(located.file, line, f"response '{name}' denies being a robot; the robot must "
-                               "always say it is an AI when asked.")
+                    self.error(
+                        located.file,
+                        line,
+                        f"response '{name}' denies being a robot; the robot must always say it is an AI when asked.",
+                    )
                 if name.startswith("utter_close_") and not _has_ai_label(text):
-                    self.error(located.file, line, f"closing line '{name}' lacks the AI label: say "
-                               "人工智能/AI and 合成/生成 (e.g. 本次通话由AI合成语音完成).")
+                    self.error(
+                        located.file,
+                        line,
+                        f"closing line '{name}' lacks the AI label: say "
+                        "人工智能/AI and 合成/生成 (e.g. 本次通话由AI合成语音完成).",
+                    )
 
     def check_opening(self, dom: _Domain) -> None:
         opening = dom.responses.get("utter_opening")
         if opening is None:
-            self.error(self.project.domain_dir, None, "no 'utter_opening' response: the call needs a compliant opening line.")
+            self.error(
+                self.project.domain_dir, None, "no 'utter_opening' response: the call needs a compliant opening line."
+            )
             return
         for variation, line in _seq_items(opening.value):
             text = (variation.get("text") if hasattr(variation, "get") else "") or ""
             line = line_of(variation, "text") or line
             variant = _variant_of(variation) or "default"
             if not _has_ai_label(text):
-                self.error(opening.file, line, f"opening ({variant}) lacks the AI label: it must say 人工智能/AI "
-                           "and 合成/生成 (GB 45438-2025).")
+                self.error(
+                    opening.file,
+                    line,
+                    f"opening ({variant}) lacks the AI label: it must say 人工智能/AI and 合成/生成 (GB 45438-2025).",
+                )
             for element, pattern, fix in OPENING_ELEMENTS:
                 if not pattern.search(text):
                     self.error(opening.file, line, f"opening ({variant}) lacks {element}: {fix}.")
@@ -183,35 +228,58 @@ class _Linter:
             covered = {_variant_of(v) for v in variations} - {None}
             if not covered:
                 continue
-            for unknown in sorted(covered - set(values)):
-                self.error(located.file, located.line, f"response '{name}' has a line for variant '{unknown}', "
-                           f"which is not among script_variant values ({', '.join(values)}).")
+            for unknown in sorted(str(v) for v in covered - set(values)):
+                self.error(
+                    located.file,
+                    located.line,
+                    f"response '{name}' has a line for variant '{unknown}', "
+                    f"which is not among script_variant values ({', '.join(values)}).",
+                )
             for missing in [v for v in values if v not in covered]:
-                self.error(located.file, located.line, f"response '{name}' has no line for script variant "
-                           f"'{missing}'; add a variation with a script_variant condition.")
+                self.error(
+                    located.file,
+                    located.line,
+                    f"response '{name}' has no line for script variant "
+                    f"'{missing}'; add a variation with a script_variant condition.",
+                )
 
     def check_intents(self, dom: _Domain) -> None:
         domain_file = self.project.domain_dir
         for intent in CALLEE_INTENTS:
             base, _, topic = intent.partition(RETRIEVAL_SEPARATOR)
             if base not in dom.intents:
-                self.error(domain_file, None, f"callee intent '{base}' is missing from the domain's intents "
-                           "(the taxonomy in intents/taxonomy.py); add it.")
+                self.error(
+                    domain_file,
+                    None,
+                    f"callee intent '{base}' is missing from the domain's intents "
+                    "(the taxonomy in intents/taxonomy.py); add it.",
+                )
             elif topic and f"utter_{intent}" not in dom.responses:
-                self.error(domain_file, None, f"FAQ topic '{intent}' has no answer; add the response "
-                           f"'utter_{intent}' in dialogs/domain.")
+                self.error(
+                    domain_file,
+                    None,
+                    f"FAQ topic '{intent}' has no answer; add the response 'utter_{intent}' in dialogs/domain.",
+                )
         retrieval = {i.partition(RETRIEVAL_SEPARATOR)[0] for i in CALLEE_INTENTS if RETRIEVAL_SEPARATOR in i}
         for name, located in dom.intents.items():
-            if name not in CALLEE_INTENTS and name not in retrieval and name not in SYSTEM_INTENTS \
-                    and name != CALL_START_INTENT:
-                self.warn(located.file, located.line, f"intent '{name}' is not in the callee taxonomy "
-                          "(intents/taxonomy.py); grading will not know it.")
+            if (
+                name not in CALLEE_INTENTS
+                and name not in retrieval
+                and name not in SYSTEM_INTENTS
+                and name != CALL_START_INTENT
+            ):
+                self.warn(
+                    located.file,
+                    located.line,
+                    f"intent '{name}' is not in the callee taxonomy (intents/taxonomy.py); grading will not know it.",
+                )
 
     def check_flows(self, dom: _Domain) -> None:
         known_intents = set(dom.intents) | {FALLBACK_INTENT}
         # A retrieval intent's answers (utter_faq/claims …) are said by its action, utter_faq.
-        retrieval_actions = {name.partition(RETRIEVAL_SEPARATOR)[0] for name in dom.responses
-                             if RETRIEVAL_SEPARATOR in name}
+        retrieval_actions = {
+            name.partition(RETRIEVAL_SEPARATOR)[0] for name in dom.responses if RETRIEVAL_SEPARATOR in name
+        }
         known_actions = set(dom.responses) | set(dom.actions) | RASA_DEFAULT_ACTIONS | retrieval_actions
         handled: set[str] = set()
         used_responses: set[str] = set()
@@ -226,15 +294,23 @@ class _Linter:
                         if intent is not None:
                             line = line_of(step, "intent") or line
                             if intent not in known_intents:
-                                self.error(path, line, f"unknown intent '{intent}'; it is not in the domain's "
-                                           "intents. Fix the name or add the intent to dialogs/domain.")
+                                self.error(
+                                    path,
+                                    line,
+                                    f"unknown intent '{intent}'; it is not in the domain's "
+                                    "intents. Fix the name or add the intent to dialogs/domain.",
+                                )
                             elif self.project.tests_dir not in path.parents:
                                 handled.add(intent)
                         if action is not None:
                             line = line_of(step, "action") or line
                             if action not in known_actions:
-                                self.error(path, line, f"unknown action '{action}'; define a response with "
-                                           "that name in dialogs/domain or fix the name.")
+                                self.error(
+                                    path,
+                                    line,
+                                    f"unknown action '{action}'; define a response with "
+                                    "that name in dialogs/domain or fix the name.",
+                                )
                             used_responses.add(action)
                         for slot_event, slot_line in _seq_items(step.get("slot_was_set")):
                             slot = next(iter(slot_event)) if hasattr(slot_event, "keys") else str(slot_event)
@@ -242,8 +318,12 @@ class _Linter:
                                 self.error(path, slot_line or line, f"unknown slot '{slot}' in slot_was_set.")
         for intent, located in dom.intents.items():
             if intent not in handled and intent != FALLBACK_INTENT:
-                self.error(located.file, located.line, f"intent '{intent}' is never handled: no rule or story "
-                           "uses it. Add a rule in dialogs/data/rules.yml.")
+                self.error(
+                    located.file,
+                    located.line,
+                    f"intent '{intent}' is never handled: no rule or story "
+                    "uses it. Add a rule in dialogs/data/rules.yml.",
+                )
         if FALLBACK_INTENT not in handled:
             self.warn(self.project.data_dir, None, "no rule handles nlu_fallback (unclear replies).")
         for name, located in dom.responses.items():
@@ -262,27 +342,39 @@ class _Linter:
                     continue
                 intent = str(block["intent"])
                 if intent.partition(RETRIEVAL_SEPARATOR)[0] not in dom.intents:
-                    self.error(path, line_of(block, "intent") or block_line, f"NLU examples for unknown intent "
-                               f"'{intent}'; add it to the domain or fix the name.")
+                    self.error(
+                        path,
+                        line_of(block, "intent") or block_line,
+                        f"NLU examples for unknown intent '{intent}'; add it to the domain or fix the name.",
+                    )
                 examples_line = line_of(block, "examples") or block_line
                 for offset, example in _examples(block.get("examples")):
                     line = examples_line + 1 + offset if examples_line else None
                     counts[intent] = counts.get(intent, 0) + 1
                     previous = seen.get(example)
                     if previous and previous[0] != intent:
-                        self.error(path, line, f"example '{example}' is labelled '{intent}' here and "
-                                   f"'{previous[0]}' at {self.project.relative(previous[1])}:{previous[2]}; keep one label.")
+                        self.error(
+                            path,
+                            line,
+                            f"example '{example}' is labelled '{intent}' here and "
+                            f"'{previous[0]}' at {self.project.relative(previous[1])}:{previous[2]}; keep one label.",
+                        )
                     elif previous:
                         self.warn(path, line, f"example '{example}' repeats an earlier one for '{intent}'.")
                     else:
                         seen[example] = (intent, path, line)
         labels = [i for i in dom.intents if i != CALL_START_INTENT and i not in SYSTEM_INTENTS]
-        labels = [topic for i in labels for topic in ([t for t in counts if t.startswith(i + RETRIEVAL_SEPARATOR)] or [i])]
+        labels = [
+            topic for i in labels for topic in ([t for t in counts if t.startswith(i + RETRIEVAL_SEPARATOR)] or [i])
+        ]
         for intent in labels:
             n = counts.get(intent, 0)
             if n < MIN_EXAMPLES_PER_INTENT:
-                self.warn(self.project.data_dir / "nlu", None, f"intent '{intent}' has {n} NLU examples; "
-                          f"write at least {MIN_EXAMPLES_PER_INTENT} varied ones.")
+                self.warn(
+                    self.project.data_dir / "nlu",
+                    None,
+                    f"intent '{intent}' has {n} NLU examples; write at least {MIN_EXAMPLES_PER_INTENT} varied ones.",
+                )
 
     def check_config(self) -> None:
         doc = self.docs.get(self.project.config_file) or {}
@@ -293,13 +385,18 @@ class _Linter:
                 continue
             name = component.get("name")
             if name in ("RegexFeaturizer", "RegexEntityExtractor") and component.get("use_word_boundaries", True):
-                self.error(self.project.config_file, line, f"{name} needs `use_word_boundaries: false` for Chinese text.")
+                self.error(
+                    self.project.config_file, line, f"{name} needs `use_word_boundaries: false` for Chinese text."
+                )
             if name == "JiebaTokenizer" and component.get("dictionary_path"):
                 folder = self.project.root / str(component["dictionary_path"])
                 if not folder.is_dir():
-                    self.error(self.project.config_file, line_of(component, "dictionary_path") or line,
-                               f"JiebaTokenizer dictionary_path '{component['dictionary_path']}' must be a folder "
-                               "(relative to dialogs/) holding jieba dictionary files.")
+                    self.error(
+                        self.project.config_file,
+                        line_of(component, "dictionary_path") or line,
+                        f"JiebaTokenizer dictionary_path '{component['dictionary_path']}' must be a folder "
+                        "(relative to dialogs/) holding jieba dictionary files.",
+                    )
 
 
 def lint_project(project: DialogsProject) -> list[Problem]:
@@ -315,7 +412,9 @@ def lint_project(project: DialogsProject) -> list[Problem]:
         linter.check_intents(dom)
         linter.check_flows(dom)
         linter.check_nlu(dom)
-        linter.problems += [Problem(project.relative(p.file), p.line, p.message) for p in check_project_regexes(project)]
+        linter.problems += [
+            Problem(project.relative(p.file), p.line, p.message) for p in check_project_regexes(project)
+        ]
     return sorted(linter.problems, key=lambda p: (p.severity != "error", p.file, p.line or 0))
 
 
@@ -340,8 +439,7 @@ def _examples(block: Any) -> list[tuple[int, str]]:
     """(line offset inside the block, example text) for each `- example` line."""
     if not isinstance(block, str):
         return []
-    return [(i, line.strip()[2:].strip()) for i, line in enumerate(block.splitlines())
-            if line.strip().startswith("- ")]
+    return [(i, line.strip()[2:].strip()) for i, line in enumerate(block.splitlines()) if line.strip().startswith("- ")]
 
 
 def _variant_of(variation: Any) -> str | None:
