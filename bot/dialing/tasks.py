@@ -24,7 +24,7 @@ import time
 from concurrent.futures import Future
 
 import redis
-from celery.signals import worker_ready
+from celery.signals import worker_init
 from sqlalchemy.exc import SQLAlchemyError
 
 from bot.core.clock import clock_from_settings, clock_speed
@@ -187,19 +187,15 @@ def runtime() -> DialWorkerRuntime:
         return _runtime
 
 
-@worker_ready.connect
+@worker_init.connect
 def _load_runtime_at_start(**_kwargs) -> None:
-    """Load the dialogue model and carrier (and replay the journal, serve /metrics) as soon
-    as the worker is up, not on its first task: a restarted worker replays what a dead
-    one left, and the first calls do not wait for the model."""
-
-    def load() -> None:
-        try:
-            runtime()
-        except Exception:  # noqa: BLE001  (the first task reports it again, with its attempt)
-            log.exception("dial runtime failed to load")
-
-    threading.Thread(target=load, name="waihu-runtime-load", daemon=True).start()
+    """Load the dialogue model and carrier (and replay the journal, serve /metrics) before
+    the worker takes any task: a restarted worker replays what a dead one left, and takes
+    no dial it would hold unserved while its model loads (a minute on a busy machine)."""
+    try:
+        runtime()
+    except Exception:  # noqa: BLE001  (the first task reports it again, with its attempt)
+        log.exception("dial runtime failed to load")
 
 
 @app.task(name="waihu.plan_dials")

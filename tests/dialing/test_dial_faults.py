@@ -471,3 +471,22 @@ def test_a_dead_workers_calls_are_closed_at_once_not_after_twenty_minutes(db, ke
     assert [a.status for a in attempts(db)] == ["dialing", "failed"]
     # Redis just restarted empty: missing heartbeats prove nothing yet.
     assert WorkerLiveness(FakeRedis(uptime=5), "waihu:q", ttl_s=15).dead(["host:1"]) == set()
+
+
+def test_the_last_check_runs_in_the_same_step_as_the_dial() -> None:
+    """A busy call loop may start a call task a while after it was created: the rules are
+    checked inside carrier.dial, with nothing awaited between the check and the request."""
+    from bot.dialing.dialer import CheckedCarrier, DialCancelled
+
+    clock = SimClock(start=at(11, 59, 59))
+    carrier = RingingCarrier(clock)
+    verdicts = iter([None, "outside_window"])
+    checked = CheckedCarrier(carrier, lambda: next(verdicts), clock.now)
+
+    async def two_dials():
+        await checked.dial("attempt-1", "13800000000")
+        with pytest.raises(DialCancelled):
+            await checked.dial("attempt-2", "13800000001")
+
+    run(two_dials())
+    assert [call_id for call_id, _ in carrier.dialled] == ["attempt-1"] and checked.dialled_at == at(11, 59, 59)

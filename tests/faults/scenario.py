@@ -53,7 +53,6 @@ RUN_ENDS = datetime.fromisoformat(f"{DAY}T12:10:00{SHANGHAI_OFFSET}")
 SPEED = 60.0
 MAIN_LEADS, SLOW_LEADS, SHARED = 1400, 300, 100
 OPTED_OUT, CAPPED, CALLBACKS = 20, 30, 40
-FAULTS = ("kill_worker", "postgres_restart", "slow_database", "redis_restart")
 DB_DOWN_REAL_S = 15.0
 SLOW_DELAY_S = 0.4
 SLOW_FOR = timedelta(minutes=10)
@@ -61,6 +60,22 @@ SLOW_FOR = timedelta(minutes=10)
 
 def phone_of(i: int) -> str:
     return f"1{'3456789'[i % 7]}{(i * 7919 + 4242) % 10**9:09d}"
+
+
+@dataclass(frozen=True)
+class Plan:
+    """When the run happens and which faults strike when (a share of the time from the
+    workers being ready to the window's close). The fault suite runs the default (a late
+    morning); bench/bench_fault_soak.py a longer afternoon with every fault repeated."""
+
+    clock_start: datetime = CLOCK_START
+    window_closes: datetime = WINDOW_CLOSES
+    run_ends: datetime = RUN_ENDS
+    faults: tuple[tuple[str, float], ...] = (("kill_worker", 0.15), ("postgres_restart", 0.35),
+                                             ("slow_database", 0.55), ("redis_restart", 0.9))
+    main_leads: int = MAIN_LEADS
+    slow_leads: int = SLOW_LEADS
+    callbacks_at: datetime = datetime.fromisoformat(f"{DAY}T10:40:00{SHANGHAI_OFFSET}")
 
 
 @dataclass
@@ -86,7 +101,7 @@ class Run:
     report: dict = field(default_factory=dict)
 
 
-def seed(engine, keyring: PhoneKeyring, now: datetime) -> list[int]:
+def seed(engine, keyring: PhoneKeyring, now: datetime, plan: Plan = Plan()) -> list[int]:
     """Leads, DNC, capped numbers, yesterday's callback bookings; returns the booking ids."""
     rng = random.Random(14)
     with engine.begin() as conn:
@@ -105,10 +120,10 @@ def seed(engine, keyring: PhoneKeyring, now: datetime) -> list[int]:
                     "consent_source": "landing page", "consent_at": now - timedelta(days=20), "custom_fields": {},
                     "status": "new", "created_at": now - timedelta(days=10)}
 
-        main = [lead_row("pack-main", i, i + 2) for i in range(MAIN_LEADS)]
-        slow = [lead_row("pack-slow", MAIN_LEADS + i, i + 2) for i in range(SLOW_LEADS)]
+        main = [lead_row("pack-main", i, i + 2) for i in range(plan.main_leads)]
+        slow = [lead_row("pack-slow", plan.main_leads + i, i + 2) for i in range(plan.slow_leads)]
         # Both campaigns dial the shared pack: caps and calls across campaigns.
-        shared = [lead_row("pack-shared", MAIN_LEADS + SLOW_LEADS + i, i + 2) for i in range(SHARED)]
+        shared = [lead_row("pack-shared", plan.main_leads + plan.slow_leads + i, i + 2) for i in range(SHARED)]
         conn.execute(insert(Lead.__table__), main + slow + shared)
         lead_ids = conn.execute(select(Lead.id, Lead.phone_hash, Lead.pack_id).order_by(Lead.id)).all()
         main_leads = [(lid, h) for lid, h, p in lead_ids if p == pack_ids["pack-main"]]
@@ -148,13 +163,12 @@ def seed(engine, keyring: PhoneKeyring, now: datetime) -> list[int]:
             history.append({**base, "campaign_id": campaign_ids["main"], "lead_id": lead_id, "attempt_no": 1,
                             "phone_hash": h, "outcome": "answered", "history_outcome": "busy",
                             "scheduled_at": at, "dialed_at": at, "ended_at": at + timedelta(minutes=1),
-                            "callback_at": datetime.fromisoformat(f"{DAY}T10:40:00{SHANGHAI_OFFSET}")
-                            + timedelta(minutes=k)})
+                            "callback_at": plan.callbacks_at + timedelta(minutes=k)})
         conn.execute(insert(CallAttempt.__table__), history)
         return list(conn.execute(select(CallAttempt.id).where(CallAttempt.callback_at.isnot(None))).scalars())
 
 
-def run_faulty_morning(workdir: Path, model_path: Path, postgres: PrivatePostgres) -> Run:
+def run_faulty_morning(workdir: Path, model_path: Path, postgres: PrivatePostgres, plan: Plan = Plan()) -> Run:
     started_real = time.time()
     policy = load_profile()
     redis_server = PrivateRedis(workdir)
@@ -167,10 +181,9 @@ def run_faulty_morning(workdir: Path, model_path: Path, postgres: PrivatePostgre
             conn.execute(text(SLOW_DATABASE_SQL))
         redis_server.start()
         keyring = PhoneKeyring.from_secret(TEST_SECRET.encode())
-        seed_now = CLOCK_START
-        booked = seed(engine, keyring, seed_now)
+        booked = seed(engine, keyring, plan.clock_start, plan)
 
-        clock = SimTime(CLOCK_START, SPEED, anchor=time.time() + LOAD_ALLOWANCE_S)
+        clock = SimTime(plan.clock_start, SPEED, anchor=time.time() + LOAD_ALLOWANCE_S)
         carrier_log = workdir / "carrier.jsonl"
         env = {**os.environ, **clock.env(), "WAIHU_BROKER_URL": redis_server.url, "WAIHU_QUEUE": "faults",
                "WAIHU_DATABASE_URL": url, "WAIHU_SECRET_KEY": TEST_SECRET, "WAIHU_DATA_DIR": str(workdir / "data"),
@@ -186,11 +199,9 @@ def run_faulty_morning(workdir: Path, model_path: Path, postgres: PrivatePostgre
         ready = clock.now()
         sampler = Sampler(engine, redis_server, clock)
         sampler.start()
-        span = (WINDOW_CLOSES - ready).total_seconds()
+        span = (plan.window_closes - ready).total_seconds()
         if span < 45 * 60:
             raise RuntimeError(f"workers took too long to start: ready at {ready:%H:%M} simulated")
-        at = {name: ready + timedelta(seconds=span * share)
-              for name, share in zip(FAULTS, (0.15, 0.35, 0.55, 0.9))}
         phases = [Phase("baseline", ready)]
 
         killed: set[int] = set()
@@ -206,52 +217,55 @@ def run_faulty_morning(workdir: Path, model_path: Path, postgres: PrivatePostgre
             phases.append(phase)
             return phase
 
-        # kill -9 the worker with the most calls on the line, restart it at once
-        clock.sleep_until(at["kill_worker"])
-        phase = next_phase("kill_worker")
-        with engine.connect() as conn:
-            busy = dict(conn.execute(text("SELECT worker, count(*) FROM call_attempts WHERE status = 'dialing' "
-                                          "GROUP BY worker")).all())
-        victim = max(("w1", "w2"), key=lambda n: busy.get(_worker_key(processes.worker_pid(n)), 0))
-        phase.note["calls_in_flight_on_victim"] = busy.get(_worker_key(processes.worker_pid(victim)), 0)
-        killed.add(processes.worker_pid(victim))
-        processes.kill_worker(victim)
-        killed_at = clock.now()
-        processes.start_worker(victim)
-
-        def victim_calls_open() -> int:
+        def kill_worker(phase: Phase) -> None:
+            """kill -9 the worker with the most calls on the line, restart it at once."""
             with engine.connect() as conn:
-                return conn.execute(text("SELECT count(*) FROM call_attempts WHERE status = 'dialing' AND worker = :w"),
-                                    {"w": _worker_key(next(iter(killed)))}).scalar_one()
+                busy = dict(conn.execute(text("SELECT worker, count(*) FROM call_attempts WHERE status = 'dialing' "
+                                              "GROUP BY worker")).all())
+            victim = max(("w1", "w2"), key=lambda n: busy.get(_worker_key(processes.worker_pid(n)), 0))
+            pid = processes.worker_pid(victim)
+            phase.note["calls_in_flight_on_victim"] = busy.get(_worker_key(pid), 0)
+            killed.add(pid)
+            processes.kill_worker(victim)
+            killed_at = clock.now()
+            processes.start_worker(victim)
 
-        try:  # the dead worker's calls are closed once its heartbeat expires (not after 20 minutes)
-            wait_until(lambda: victim_calls_open() == 0, 19 * 60 / SPEED, 0.5, "killed worker's calls closed")
-            phase.note["calls_closed_after_s"] = round((clock.now() - killed_at).total_seconds())
-        except TimeoutError:
-            phase.note["calls_closed_after_s"] = None
+            def victim_calls_open() -> int:
+                with engine.connect() as conn:
+                    return conn.execute(text("SELECT count(*) FROM call_attempts WHERE status = 'dialing' "
+                                             "AND worker = :w"), {"w": _worker_key(pid)}).scalar_one()
 
-        clock.sleep_until(at["postgres_restart"])
-        phase = next_phase("postgres_restart")
-        postgres.stop("immediate")
-        time.sleep(DB_DOWN_REAL_S)
-        postgres.start()
-        phase.note["down_real_s"] = DB_DOWN_REAL_S
+            try:  # the dead worker's calls are closed once its heartbeat expires (not after 20 minutes)
+                wait_until(lambda: victim_calls_open() == 0, 19 * 60 / SPEED, 0.5, "killed worker's calls closed")
+                phase.note["calls_closed_after_s"] = round((clock.now() - killed_at).total_seconds())
+            except TimeoutError:
+                phase.note["calls_closed_after_s"] = None
 
-        clock.sleep_until(at["slow_database"])
-        phase = next_phase("slow_database")
-        set_slow(engine, SLOW_DELAY_S)
-        clock.sleep_until(at["slow_database"] + SLOW_FOR)
-        set_slow(engine, 0)
+        def postgres_restart(phase: Phase) -> None:
+            postgres.stop("immediate")
+            time.sleep(DB_DOWN_REAL_S)
+            postgres.start()
+            phase.note["down_real_s"] = DB_DOWN_REAL_S
 
-        clock.sleep_until(at["redis_restart"])
-        phase = next_phase("redis_restart")
-        redis_server.kill()
-        time.sleep(3)
-        redis_server.start()
+        def slow_database(phase: Phase) -> None:
+            set_slow(engine, SLOW_DELAY_S)
+            clock.sleep_until(clock.now() + SLOW_FOR)
+            set_slow(engine, 0)
 
-        clock.sleep_until(WINDOW_CLOSES)
-        phase = next_phase("window_close")
-        clock.sleep_until(RUN_ENDS)
+        def redis_restart(phase: Phase) -> None:
+            redis_server.kill()
+            time.sleep(3)
+            redis_server.start()
+
+        inject = {"kill_worker": kill_worker, "postgres_restart": postgres_restart, "slow_database": slow_database,
+                  "redis_restart": redis_restart}
+        for name, share in plan.faults:
+            clock.sleep_until(ready + timedelta(seconds=span * share))
+            inject[name](next_phase(name))
+
+        clock.sleep_until(plan.window_closes)
+        next_phase("window_close")
+        clock.sleep_until(plan.run_ends)
         worker_metrics = processes.metrics("w1") or processes.metrics("w2") or ""
         phases[-1].ended = clock.now()
         phases[-1].verdict = judge()
@@ -264,6 +278,7 @@ def run_faulty_morning(workdir: Path, model_path: Path, postgres: PrivatePostgre
         sampler.stop()
         final = judge(final=True)
         final.figures["samples"] = sampler.samples
+        final.figures["carrier_hangs"] = _hangs(checks.carrier_calls(carrier_log), checks.attempts(engine), "14")
         final.figures["queue_wait_s"] = _queue_waits(engine)
         _attribute_losses(phases, checks.carrier_calls(carrier_log), final)
         run = Run(phases, final, worker_metrics, booked, _journal_entries(journal_dir), time.time() - started_real,
@@ -325,6 +340,27 @@ def _queue_waits(engine) -> dict:
             "ON c.id = a.campaign_id WHERE a.status IN ('completed', 'failed') AND a.dialed_at > a.scheduled_at "
             "GROUP BY c.name")).all()
     return {name: {"p50": round(p50 or 0, 1), "max": round(top or 0, 1)} for name, p50, top in rows}
+
+
+def _hangs(calls: dict[int, checks.CarrierCall], rows: dict, seed: str) -> dict:
+    """The calls the simulated carrier hung on (drawn as the carrier draws them), and how
+    they were stored."""
+    from telephony.simulator.personas import call_rng
+
+    found = {"dials_hung": 0, "calls_gone_silent": 0, "stored": 0}
+    for attempt_id, call in calls.items():
+        call_id = f"attempt-{attempt_id}"
+        if call_rng(seed, call_id, "hang_dial").random() < 0.01:
+            kind = "dials_hung"
+        elif call.answered and call_rng(seed, call_id, "hang_call").random() < 0.01:
+            kind = "calls_gone_silent"
+        else:
+            continue
+        found[kind] += 1
+        attempt = rows.get(attempt_id)
+        found["stored"] += bool(attempt is not None and (attempt.status == "completed" or (
+            attempt.status == "failed" and attempt.outcome == "worker_lost")))
+    return found
 
 
 def _worker_key(pid: int) -> str:
