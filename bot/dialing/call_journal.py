@@ -194,12 +194,13 @@ class CallJournal:
 
     # -------------------------------------------------------------- the T-0 check
 
-    def blocks(self, phone_hash: str) -> bool:
+    def blocks(self, phone_hash: str, shared: bool = True) -> bool:
         """Is an opt-out or soft decline for this number waiting in a journal (this
-        machine's, or any worker's through the shared set)?"""
+        machine's, or — `shared` — any worker's through the Redis set: a round trip, so
+        not on the call loop)?"""
         if phone_hash in self._own_dnc or phone_hash in self._seen_dnc:
             return True
-        if self.redis is None:
+        if self.redis is None or not shared:
             return False
         try:
             return bool(self.redis.sismember(self.redis_key, phone_hash))

@@ -301,10 +301,12 @@ class Dialer:
             return self.cancel(prepared, reason)
         return prepared
 
-    def recheck(self, call: PreparedCall, at: datetime | None = None) -> str | None:
+    def recheck(self, call: PreparedCall, at: datetime | None = None, on_loop: bool = False) -> str | None:
         """The T-0 rule check on the claim's snapshot at `at` (default now): pure and cheap,
-        run after every wait and right before the dial. None: dial; else the reason."""
-        if self.journal is not None and self.journal.blocks(call.phone_hash):
+        run after every wait and right before the dial. None: dial; else the reason.
+        `on_loop`: on the call loop, where nothing may block — the pending opt-outs of this
+        machine's journals only (the task thread asked Redis for the others' a moment ago)."""
+        if self.journal is not None and self.journal.blocks(call.phone_hash, shared=not on_loop):
             return DNC_PENDING
         if call.policy is None:
             return None
@@ -366,14 +368,14 @@ class Dialer:
         The last check runs inside `carrier.dial` (CheckedCarrier), in the same step of the
         loop as the dial request: a busy loop may start a call task a while after it was
         created, and the rules hold at the dial, not at the task's creation."""
-        reason = self.recheck(call)
+        reason = self.recheck(call, on_loop=True)
         if reason:
             raise DialCancelled(reason)
         dialled = False
 
         def at_dial() -> str | None:
             nonlocal dialled
-            reason = self.recheck(call)
+            reason = self.recheck(call, on_loop=True)
             if reason is None:
                 dialled = True
                 metrics.DIALS.labels(str(call.campaign_id)).inc()

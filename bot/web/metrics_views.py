@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client.exposition import choose_encoder
 from prometheus_client.registry import REGISTRY, Collector
 
 from bot.core.clock import clock_from_settings
@@ -40,5 +40,7 @@ def _registry(request: Request):
 
 @router.get("/metrics", include_in_schema=False)
 def metrics(request: Request) -> Response:
-    body = generate_latest(_registry(request)) + generate_latest(REGISTRY)
-    return Response(body, media_type=CONTENT_TYPE_LATEST)
+    # The exposition format the scraper asks for (Accept), as prometheus-client's own server does.
+    encode, content_type = choose_encoder(request.headers.get("accept", ""))
+    body = encode(_registry(request)) + encode(REGISTRY)
+    return Response(body, media_type=content_type)
