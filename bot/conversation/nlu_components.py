@@ -99,7 +99,9 @@ class CharNgramIntentClassifier(GraphComponent, IntentClassifier):
 
     @staticmethod
     def get_default_config() -> dict[str, Any]:
-        return {"max_ngram": 3, "C": 20.0, "augment_variants": 2, "augment_seed": "waihu-1"}
+        # exclude_texts_from: labelled test files (absolute paths, resolved by waihu train);
+        # a variant that equals one of their lines is never trained on.
+        return {"max_ngram": 3, "C": 20.0, "augment_variants": 2, "augment_seed": "waihu-1", "exclude_texts_from": []}
 
     def __init__(
         self,
@@ -139,6 +141,7 @@ class CharNgramIntentClassifier(GraphComponent, IntentClassifier):
             [(m.get(TEXT), m.get(INTENT_RESPONSE_KEY) or m.get(INTENT)) for m in examples],
             int(self.config["augment_variants"]),
             str(self.config["augment_seed"]),
+            excluded_texts(self.config["exclude_texts_from"]),
         )
         self.vectorizer = _text_features(self.config)
         features = self.vectorizer.fit_transform(texts)
@@ -207,12 +210,15 @@ class CharNgramIntentClassifier(GraphComponent, IntentClassifier):
         return component
 
 
-def training_set(examples: list[tuple[str, str]], variants: int, seed: str) -> tuple[list[str], list[str]]:
+def training_set(
+    examples: list[tuple[str, str]], variants: int, seed: str, excluded: frozenset[str] = frozenset()
+) -> tuple[list[str], list[str]]:
     """The hand-written (text, label) examples plus their phone-channel variants; a variant
-    that equals a hand-written example is left out (it keeps its own label)."""
+    that equals a hand-written example (it keeps its own label) or an excluded text (a line
+    of a test file) is left out."""
     from intents.phone_speech import variants_of
 
-    written = {text for text, _ in examples}
+    written = {text for text, _ in examples} | excluded
     texts, labels = [t for t, _ in examples], [label for _, label in examples]
     for text, label in examples:
         for variant in variants_of(text, label, variants, seed) if variants else ():
@@ -220,6 +226,26 @@ def training_set(examples: list[tuple[str, str]], variants: int, seed: str) -> t
                 texts.append(variant)
                 labels.append(label)
     return texts, labels
+
+
+def excluded_texts(paths: list[str]) -> frozenset[str]:
+    """Every example line of the given Rasa NLU files (missing files are skipped)."""
+    from pathlib import Path
+
+    import yaml
+
+    texts: set[str] = set()
+    for path in map(Path, paths or ()):
+        if not path.is_file():
+            continue
+        for block in (yaml.safe_load(path.read_text(encoding="utf-8")) or {}).get("nlu") or []:
+            if isinstance(block, dict) and "intent" in block:
+                texts |= {
+                    line.strip()[2:].strip()
+                    for line in str(block.get("examples") or "").splitlines()
+                    if line.strip().startswith("- ")
+                }
+    return frozenset(texts)
 
 
 @DefaultV1Recipe.register(DefaultV1Recipe.ComponentType.INTENT_CLASSIFIER, is_trainable=False)

@@ -85,18 +85,23 @@ class DialogsProject:
         return files + self.component_sources()
 
     def component_sources(self) -> list[Path]:
-        """Source files of the components config.yml names by module path (bot.conversation.x.Y)."""
+        """Source files of the components config.yml names by module path (bot.conversation.x.Y),
+        and the test files a component is told never to train on (exclude_texts_from)."""
         import yaml
 
         config = yaml.safe_load(self.config_file.read_text(encoding="utf-8")) or {}
         sources: list[Path] = []
+        excluded: list[Path] = []
         for component in config.get("pipeline") or []:
             name = str(component.get("name") or "") if isinstance(component, dict) else ""
+            if isinstance(component, dict):
+                excluded += [self.root / str(p) for p in component.get("exclude_texts_from") or []]
             if "." in name:
                 source = CODE_ROOT / (name.rsplit(".", 1)[0].replace(".", "/") + ".py")
                 if source.is_file() and source not in sources:
                     sources.append(source)
-        return sources + [p for p in COMPONENT_HELPERS if sources and p.is_file()]
+        helpers = [p for p in COMPONENT_HELPERS if sources and p.is_file()]
+        return sources + helpers + [p for p in excluded if p.is_file()]
 
     def fingerprint(self) -> str:
         """A hash of everything the model is trained from, including the jieba dictionary

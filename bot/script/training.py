@@ -20,6 +20,8 @@ from bot.core.rasa_env import quiet_rasa
 from bot.script.project import DialogsProject
 
 MODEL_PREFIX = "waihu-"
+# A component option naming labelled test files whose lines must never be trained on.
+EXCLUDE_TEXTS_KEY = "exclude_texts_from"
 KEEP_OLD_MODELS = 5
 
 
@@ -100,6 +102,9 @@ def _build_config(project: DialogsProject, build_dir: Path) -> Path:
                     f"'{component['dictionary_path']}' must be a folder of jieba dictionary files."
                 )
             component["dictionary_path"] = str(_content_addressed_copy(source, build_dir / "jieba"))
+        if component.get(EXCLUDE_TEXTS_KEY):
+            # Test files named relative to dialogs/; the component reads them from anywhere.
+            component[EXCLUDE_TEXTS_KEY] = [str((project.root / p).resolve()) for p in component[EXCLUDE_TEXTS_KEY]]
     build_dir.mkdir(parents=True, exist_ok=True)
     out = build_dir / "config.yml"
     out.write_text(yaml.safe_dump(config, allow_unicode=True, sort_keys=False), encoding="utf-8")
