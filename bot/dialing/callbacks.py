@@ -26,8 +26,10 @@ log = logging.getLogger(__name__)
 
 DIALLED = "dialled"
 MISSED = "missed"
-# Statuses of an attempt that reached (or may have reached) the carrier.
-DIALLED_STATUSES = ("dialing", "completed", "failed")
+# Statuses of an attempt that reached the carrier (a `dialing` one may still be waiting for
+# its turn, and be cancelled at T-0: the booking stays pending until it is decided).
+DIALLED_STATUSES = ("completed", "failed")
+IN_FLIGHT = ("scheduled", "dialing")
 # How many bookings one reconcile pass settles at most (the rest wait a minute).
 SETTLE_BATCH = 500
 
@@ -81,8 +83,8 @@ def settle_callbacks(session: Session, now: datetime) -> list[Settled]:
             for a in later
         ):
             outcome = DIALLED
-        elif now <= lapses:
-            continue  # still inside its grace: pending
+        elif now <= lapses or any(a.status in IN_FLIGHT for a in later):
+            continue  # still inside its grace, or a later attempt not yet decided: pending
         else:
             reason = _why_missed(session, booking, campaign, later, lapses)
             outcome = f"{MISSED}:{reason}"
