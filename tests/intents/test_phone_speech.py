@@ -1,5 +1,4 @@
 """Phone-channel variants of training examples (intents.phone_speech)."""
-
 from __future__ import annotations
 
 import random
