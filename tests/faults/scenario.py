@@ -54,6 +54,7 @@ SPEED = 60.0
 MAIN_LEADS, SLOW_LEADS, SHARED = 1400, 300, 100
 OPTED_OUT, CAPPED, CALLBACKS = 20, 30, 40
 DB_DOWN_REAL_S = 15.0
+MAX_CALL_S = 900.0  # WAIHU_MAX_CALL_S (the default): the watchdog of a dial the carrier never answers
 SLOW_DELAY_S = 0.4
 SLOW_FOR = timedelta(minutes=10)
 
@@ -190,7 +191,7 @@ def run_faulty_morning(workdir: Path, model_path: Path, postgres: PrivatePostgre
                "WAIHU_MODELS_DIR": str(model_path.parent), "WAIHU_SIM_SEED": "14",
                "WAIHU_SIM_CARRIER_LOG": str(carrier_log), "WAIHU_SIM_HANG_DIAL_SHARE": "0.01",
                "WAIHU_SIM_HANG_CALL_SHARE": "0.01", "WAIHU_DB_POOL_SIZE": "5", "WAIHU_DB_MAX_OVERFLOW": "45",
-               "WAIHU_JOURNAL_REPLAY_EVERY_S": "2"}
+               "WAIHU_JOURNAL_REPLAY_EVERY_S": "2", "WAIHU_MAX_CALL_S": str(MAX_CALL_S)}
         processes = CeleryProcesses(env, "faults", workdir)
         for name in ("w1", "w2"):
             processes.start_worker(name)
@@ -266,6 +267,16 @@ def run_faulty_morning(workdir: Path, model_path: Path, postgres: PrivatePostgre
         clock.sleep_until(plan.window_closes)
         next_phase("window_close")
         clock.sleep_until(plan.run_ends)
+
+        def in_flight() -> int:
+            with engine.connect() as conn:
+                return conn.execute(text("SELECT count(*) FROM call_attempts WHERE status IN "
+                                         "('scheduled', 'dialing')")).scalar_one()
+
+        try:  # a dial the carrier hung on just before the close is hung up by the watchdog (longest call)
+            wait_until(lambda: in_flight() == 0, (MAX_CALL_S + 120) / SPEED, 0.5, "every attempt settled")
+        except TimeoutError:
+            pass  # the judge says which
         worker_metrics = processes.metrics("w1") or processes.metrics("w2") or ""
         phases[-1].ended = clock.now()
         phases[-1].verdict = judge()
