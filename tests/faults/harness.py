@@ -249,6 +249,16 @@ class CeleryProcesses:
         os.killpg(process.pid, signal.SIGKILL)
         process.wait(timeout=30)
 
+    def freeze_workers(self) -> None:
+        """SIGSTOP every worker (a VM stall, swap storm): dial messages they already hold
+        fall due while they cannot run."""
+        for process in self.workers.values():
+            os.killpg(process.pid, signal.SIGSTOP)
+
+    def thaw_workers(self) -> None:
+        for process in self.workers.values():
+            os.killpg(process.pid, signal.SIGCONT)
+
     def worker_pid(self, name: str) -> int:
         return self.workers[name].pid
 

@@ -11,7 +11,9 @@ the most calls in flight (restarted at once), PostgreSQL stopped with `-m immedi
 15 real seconds (15 simulated minutes), a slow database (every write to call_attempts
 waits 0.4 s) for 10 simulated minutes, and shortly before the window closes Redis killed
 and restarted empty (the queued dials are lost and re-sent: the backlog that used to spill
-past 12:00). The
+past 12:00); last, a third campaign started at 11:55 and both workers frozen (SIGSTOP) from
+11:58:30 to 12:01, so the dials they hold fall due while they cannot run and meet the T-0
+check after the close. The
 window closes at 12:00; the run goes on to 12:10 so every attempt settles. After each
 fault (and its recovery) and at the end, `checks.judge` runs over the carrier's log and
 the database.
@@ -57,6 +59,9 @@ DB_DOWN_REAL_S = 15.0
 MAX_CALL_S = 900.0  # WAIHU_MAX_CALL_S (the default): the watchdog of a dial the carrier never answers
 SLOW_DELAY_S = 0.4
 SLOW_FOR = timedelta(minutes=10)
+LATE_LEADS = 200
+LATE_START_BEFORE_CLOSE = timedelta(minutes=5)
+STALL_BEFORE_CLOSE, STALL_AFTER_CLOSE = timedelta(seconds=90), timedelta(seconds=60)
 
 
 def phone_of(i: int) -> str:
@@ -107,7 +112,7 @@ def seed(engine, keyring: PhoneKeyring, now: datetime, plan: Plan = Plan()) -> l
     rng = random.Random(14)
     with engine.begin() as conn:
         pack_ids = {}
-        for name in ("pack-main", "pack-slow", "pack-shared"):
+        for name in ("pack-main", "pack-slow", "pack-shared", "pack-late"):
             pack_ids[name] = conn.execute(insert(LeadPack.__table__).values(
                 name=name, file_name=f"{name}.csv", file_sha256=uuid.uuid4().hex.ljust(64, "0"),
                 file_format="csv utf-8", first_party=0, column_map={}, uploaded_by="faults", rows=0, accepted=0,
@@ -125,16 +130,20 @@ def seed(engine, keyring: PhoneKeyring, now: datetime, plan: Plan = Plan()) -> l
         slow = [lead_row("pack-slow", plan.main_leads + i, i + 2) for i in range(plan.slow_leads)]
         # Both campaigns dial the shared pack: caps and calls across campaigns.
         shared = [lead_row("pack-shared", plan.main_leads + plan.slow_leads + i, i + 2) for i in range(SHARED)]
-        conn.execute(insert(Lead.__table__), main + slow + shared)
+        # Fresh leads for the campaign an operator starts just before the close.
+        first_late = plan.main_leads + plan.slow_leads + SHARED
+        late = [lead_row("pack-late", first_late + i, i + 2) for i in range(LATE_LEADS)]
+        conn.execute(insert(Lead.__table__), main + slow + shared + late)
         lead_ids = conn.execute(select(Lead.id, Lead.phone_hash, Lead.pack_id).order_by(Lead.id)).all()
         main_leads = [(lid, h) for lid, h, p in lead_ids if p == pack_ids["pack-main"]]
 
         campaign_ids = {}
         for name, packs, lines, cps in (("main", ["pack-main", "pack-shared"], 40, 1.0),
                                         ("slow", ["pack-slow", "pack-shared"], 50, 0.1),
-                                        ("earlier", ["pack-main"], 10, 1.0)):
+                                        ("earlier", ["pack-main"], 10, 1.0), ("late", ["pack-late"], 40, 1.0)):
+            status = {"earlier": "completed", "late": "draft"}.get(name, "running")
             campaign_ids[name] = conn.execute(insert(Campaign.__table__).values(
-                name=name, status="running" if name != "earlier" else "completed", lines=lines, cps=cps,
+                name=name, status=status, lines=lines, cps=cps,
                 compliance_profile="CN_INSURANCE_DEFAULT", compliance_overrides={}, retry_policy={},
                 script_variants=[{"name": "standard", "weight": 1}], time_slots=[], created_by="faults",
                 created_at=now - timedelta(days=30), started_at=now - timedelta(days=30))
@@ -264,7 +273,20 @@ def run_faulty_morning(workdir: Path, model_path: Path, postgres: PrivatePostgre
             clock.sleep_until(ready + timedelta(seconds=span * share))
             inject[name](next_phase(name))
 
-        clock.sleep_until(plan.window_closes)
+        # An operator starts a fresh campaign a few minutes before the close (the others may
+        # have run out of leads that may be dialled today), then both workers stall across the
+        # close: the dials of the last ticks they already hold fall due while they are frozen
+        # and reach the T-0 check after 12:00, which must cancel them.
+        clock.sleep_until(plan.window_closes - LATE_START_BEFORE_CLOSE)
+        with engine.begin() as conn:
+            conn.execute(text("UPDATE campaigns SET status = 'running', started_at = :now WHERE name = 'late'"),
+                         {"now": clock.now()})
+        clock.sleep_until(plan.window_closes - STALL_BEFORE_CLOSE)
+        processes.freeze_workers()
+        try:
+            clock.sleep_until(plan.window_closes + STALL_AFTER_CLOSE)
+        finally:
+            processes.thaw_workers()
         next_phase("window_close")
         clock.sleep_until(plan.run_ends)
 
