@@ -21,6 +21,19 @@ CALLEE_INTENTS: tuple[str, ...] = (
     "wrong_person",
     "not_heard",
     "goodbye",
+    "hesitate",  # 考虑一下 / 再看看 / 问问家里人: interest, never a refusal
+    "request_human",  # 转人工 / 找真人: hand-off to an advisor
+    # Insurance FAQ (retrieval intent `faq`, answered by the ResponseSelector), by topic.
+    "faq/waiting_period",
+    "faq/coverage",
+    "faq/claims",
+    "faq/is_it_free",
+    "faq/auto_charge",
+    "faq/term",
+    "faq/advisor_role",
+    "faq/privacy",
+    "faq/age_limit",
+    "faq/company",
 )
 
 FALLBACK_INTENT = "nlu_fallback"

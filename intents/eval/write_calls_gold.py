@@ -53,6 +53,24 @@ STEPS = {
     "Ap": "utter_answer_price",
     "Ad": "utter_answer_detail",
     "Aa": "utter_answer_already_insured",
+    # hesitation, confirmation, hand-off
+    "Rh": "utter_reassure_hesitation",
+    "Wa": "utter_ask_wecom_again",
+    "Hc": "utter_close_hesitate",
+    "Cw": "utter_ask_confirm_wecom",
+    "H": "utter_handoff",
+    "Hf": "utter_handoff_failed",
+    # FAQ answers
+    "Qw": "utter_faq/waiting_period",
+    "Qc": "utter_faq/coverage",
+    "Ql": "utter_faq/claims",
+    "Qf": "utter_faq/is_it_free",
+    "Qa": "utter_faq/auto_charge",
+    "Qt": "utter_faq/term",
+    "Qr": "utter_faq/advisor_role",
+    "Qp": "utter_faq/privacy",
+    "Qg": "utter_faq/age_limit",
+    "Qo": "utter_faq/company",
 }
 SLOTS = {"institution": "安心保险服务平台", "advisor": "专属顾问", "incentive": "一份免费的短期意外险"}
 SURNAMES = ["王先生", "李女士", "张先生", "刘女士", "陈先生", "杨女士", "赵先生", "黄女士", "周先生", "吴女士"]
@@ -134,7 +152,9 @@ CALLS = [
     "C | @O | 嗯 | @G | 可以 | @P | 我有保险了，不需要 | @Aa | 真的不用 | @R",
     "C | @O | 你好 | @G | 我不需要这个 | @R",
     "C | @O | 保险啊？不要不要 | @R",
-    "C | @O | 喂 | @G | 嗯 | @P | 多少钱 | @Ap @W | 算了，不需要 | @R",
+    # Asked about the offer, then declined WeCom: B by DESIGN.md's grade table (was C before
+    # issue 15 made a product question count as interest).
+    "B | @O | 喂 | @G | 嗯 | @P | 多少钱 | @Ap @W | 算了，不需要 | @R",
     "C | @O | 你好 | @G | 你说 | @P @W | 不方便加，不用了 | @R",
     "C | @O | 嗯 | @G | 没兴趣 | @R",
     "C | @O | 我们家都买了保险了 | @Aa | 不需要了 | @R",
@@ -258,6 +278,46 @@ CALLS = [
     "B | @O | 喂 | @G | 可以 | @P | 嗯 | @W | 这个……我再看看吧 | @B",
     "A | @O | 喂 | @G | 嗯方便 | @P @W | 行啊，加吧 | @C @S",
     "C | @O | 你好 | @G | 嗯 | @P | 我买过了 | @Aa | 真的不用了 | @R",
+    # ---- hesitation: one low-commitment re-pitch, then a polite close (B, never a refusal) ------
+    "B | @O | 喂 | @G | 嗯你说 | @P @W | 我考虑一下 | @Rh @Wa | 还是再想想吧 | @Hc",
+    "A | @O | 你好 | @G | 可以 | @P @W | 我得问问我老公 | @Rh @Wa | 那行，你先加吧，资料我看看 | @C @S",
+    "B | @O | 嗯 | @G | 方便 | @P @W | 让我想想 | @Rh @Wa | 嗯，回头再说吧 | @Hc",
+    "B | @O | 喂 | @G | 说吧 | @P @W | 我先了解了解再说 | @Rh @Wa !",
+    "B | @O | 你好 | @G | 嗯 | @P @W | 我再看看，不着急 | @Rh @Wa | 我在开车 | @T !",
+    "B | @O2 | 喂 | @G | 你说 | @P2 @W | 考虑考虑吧 | @Rh @Wa | 不着急，我想好了找你们 | @Hc",
+    "B | @O | 嗯你好 | @G | 嗯 | @P @W | 东西是不错，我再想想 | @Rh @Wa | 嗯，我还是再看看吧 | @Hc",
+    "A | @O | 喂 | @G | 嗯 | @P @W | 这个嘛，我考虑下 | @Rh @Wa | 只发资料是吧，那可以 | @C @S",
+    "B | @O | 你好 | @G | 嗯 | @P @W | 我跟家里人商量一下再说 | @Rh @Wa | ~ | @E @Wa | ~ | @L",
+    # ---- FAQ: answered, then back to the question; a product question is interest ------------
+    "A | @O | 你好 | @G | 嗯你说 | @P @W | 有没有等待期啊 | @Qw @W | 那行，你加我吧 | @C @S",
+    "A | @O | 喂 | @G | 方便 | @P @W | 会不会自动扣费 | @Qa @W | 不扣钱就行，加吧 | @C @S",
+    "A | @O | 你好 | @G | 可以 | @P @W | 这个保啥的 | @Qc @W | 出了事怎么理赔 | @Ql @W !",
+    "B | @O | 喂 | @G | 嗯 | @P @W | 加了顾问干嘛用 | @Qr @W | 算了，还是不加了 | @R",
+    "B | @O | 你好 | @G | 你说 | @P @W | 我的信息安全吗 | @Qp @W | 我再想想 | @Rh @Wa | ~ | @E @Wa | ~ | @L",
+    "A | @O2 | 喂 | @G | 嗯 | @P2 @W | 多大年纪能领啊 | @Qg @W | 哪家保险公司承保的 | @Qo @W !",
+    "A | @O | 你好 | @G | 有没有等待期 | @Qw @G | 嗯你说 | @P @W | 好的，可以 | @C @S",
+    "B | @O | 喂 | @G | 嗯 | @P @W | 保多长时间 | @Qt @W !",
+    "B | @O | 你好 | @G | 嗯 | @P @W | 能不能换成重疾险 | @Ad @W !",
+    "A | @O2 | 喂 | @G | 说吧 | @P2 @W | 真的免费吗 | @Qf @W | 免费的话加吧 | @C @S",
+    "B | @O | 喂你好 | @G | 嗯 | @P @W | 什么时候生效 | @Qw @W | 不用了，谢谢 | @R",
+    # ---- hand-off to a human: B at least unless an opt-out --------------------------------------
+    "B | @O | 喂 | @G | 转人工 | @H",
+    "B | @O | 你好 | @G | 你是机器人吧 | @Ar @G | 那给我转人工 | @H @Hf",
+    "B | @O | 喂 | @G | 嗯 | @P @W | 我要跟真人说 | @H @Hf",
+    "B | @O | 你好 | @G | 可以 | @P @W | 找个真人跟我说吧 | @H",
+    "B | @O2 | 喂 | @G | 叫你们客服来跟我说 | @H @Hf",
+    "C>do_not_call | @O | 转什么人工，别再打了 | @X",
+    # ---- negated agreement: a refusal, never an invitation --------------------------------------
+    "C | @O | 喂 | @G | 嗯 | @P @W | 我不加微信 | @R",
+    "C | @O | 你好 | @G | 说吧 | @P @W | 别加我微信了，不需要 | @R",
+    "C | @O | 喂 | @G | 可以 | @P @W | 加微信就算了吧 | @R",
+    "C | @O | 嗯 | @G | 你说 | @P @W | 企业微信我就不加了 | @R",
+    "C | @O2 | 喂 | @G | 嗯 | @P2 @W | 顾问就不用加我了 | @R",
+    "C | @O | 喂 | @G | 嗯 | @P @W | 加了我也不会通过的 | @R",
+    "C | @O | 你好 | @G | 嗯 | @P @W | 加吧……算了，不加了 | @R",
+    "A | @O | 你好 | @G | 没说不要啊，你先说说 | @P @W | 行，加吧 | @C @S",
+    "A | @O | 你好 | @G | 嗯 | @P @W | 行吧，那就…… | @Cw | 对，加吧 | @C @S",
+    "C | @O | 喂 | @G | 嗯 | @P @W | 嗯好…… | @Cw | 不是，我不加 | @R",
 ]
 
 

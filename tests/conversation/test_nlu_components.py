@@ -1,6 +1,7 @@
 """The NLU's reply check (bot.conversation.nlu_components): agreement needs high confidence
 and no negation; an FAQ topic the selector is unsure of becomes an honest 'the advisor
 answers that' (ask_detail). Pure functions: no model needed."""
+
 from __future__ import annotations
 
 import pytest
@@ -12,17 +13,30 @@ def check(text: str, intent: str, confidence: float = 0.9, faq_confidence: float
     return check_reply(text, intent, confidence, faq_confidence, agreement_threshold=0.6, faq_threshold=0.5)
 
 
-@pytest.mark.parametrize("text", [
-    "我不加微信", "别加我微信", "加微信就算了", "加微信就算了吧", "企业微信我就不加了", "顾问就不用加我了",
-    "不用让顾问加我", "你别加我", "加了我也不会通过", "不想加", "微信算了",
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "我不加微信",
+        "别加我微信",
+        "加微信就算了",
+        "加微信就算了吧",
+        "企业微信我就不加了",
+        "顾问就不用加我了",
+        "不用让顾问加我",
+        "你别加我",
+        "加了我也不会通过",
+        "不想加",
+        "微信算了",
+    ],
+)
 def test_a_refusal_of_the_add_read_as_agreement_is_a_refusal(text: str) -> None:
     assert check(text, "agree_add_wecom") == ("refuse", "refuses_wecom")
     assert check(text, "affirm") == ("refuse", "refuses_wecom")
 
 
-@pytest.mark.parametrize("text", ["好的 你加吧", "可以加", "没问题 加吧", "不错 那就加吧", "行 你让顾问加我 我通过",
-                                  "加吧加吧", "要得 加嘛"])
+@pytest.mark.parametrize(
+    "text", ["好的 你加吧", "可以加", "没问题 加吧", "不错 那就加吧", "行 你让顾问加我 我通过", "加吧加吧", "要得 加嘛"]
+)
 def test_a_plain_agreement_is_left_alone(text: str) -> None:
     assert check(text, "agree_add_wecom") is None
 

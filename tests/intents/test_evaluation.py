@@ -1,4 +1,5 @@
 """NLU metrics on hand-computed cases (no model needed)."""
+
 from __future__ import annotations
 
 import pytest
@@ -22,8 +23,10 @@ def test_scores_match_hand_computation() -> None:
 
 def test_reads_rasa_nlu_yaml_with_entity_markup(tmp_path) -> None:
     path = tmp_path / "nlu.yml"
-    path.write_text('version: "3.1"\nnlu:\n- intent: callback_request\n  examples: |\n'
-                    "    - [明天下午](time)再打吧\n    - 晚点打\n", encoding="utf-8")
+    path.write_text(
+        'version: "3.1"\nnlu:\n- intent: callback_request\n  examples: |\n    - [明天下午](time)再打吧\n    - 晚点打\n',
+        encoding="utf-8",
+    )
     assert load_labelled_examples(path) == [("明天下午再打吧", "callback_request"), ("晚点打", "callback_request")]
 
 
@@ -48,27 +51,39 @@ def test_missing_file(tmp_path) -> None:
 
 # --- harmful errors -----------------------------------------------------------------------
 
-@pytest.mark.parametrize("gold, acted, kind", [
-    ("refuse", "agree_add_wecom", "refusal_as_agreement"),
-    ("hostile", "affirm", "refusal_as_agreement"),
-    ("stop_calling", "refuse", "opt_out_ignored"),
-    ("stop_calling", "nlu_fallback", "opt_out_ignored"),
-    ("stop_calling", "uncertain_agreement", "opt_out_ignored"),
-    ("faq/waiting_period", "deny", "interest_as_refusal"),
-    ("ask_price", "refuse", "interest_as_refusal"),
-    ("hesitate", "stop_calling", "interest_as_refusal"),
-    ("hesitate", "hostile", "interest_as_refusal"),
-])
+
+@pytest.mark.parametrize(
+    "gold, acted, kind",
+    [
+        ("refuse", "agree_add_wecom", "refusal_as_agreement"),
+        ("hostile", "affirm", "refusal_as_agreement"),
+        ("stop_calling", "refuse", "opt_out_ignored"),
+        ("stop_calling", "nlu_fallback", "opt_out_ignored"),
+        ("stop_calling", "uncertain_agreement", "opt_out_ignored"),
+        ("faq/waiting_period", "deny", "interest_as_refusal"),
+        ("ask_price", "refuse", "interest_as_refusal"),
+        ("hesitate", "stop_calling", "interest_as_refusal"),
+        ("hesitate", "hostile", "interest_as_refusal"),
+    ],
+)
 def test_harmful_errors_by_kind(gold: str, acted: str, kind: str) -> None:
     report = score(["t"], [gold], [acted])
     assert report.harmful.count == 1 and report.harmful.examples[0].kind == kind
     assert report.harmful.rate == 1.0
 
 
-@pytest.mark.parametrize("gold, acted", [
-    ("refuse", "deny"), ("refuse", "uncertain_agreement"), ("stop_calling", "hostile"),
-    ("faq/claims", "ask_detail"), ("hesitate", "nlu_fallback"), ("greet", "refuse"), ("affirm", "refuse"),
-])
+@pytest.mark.parametrize(
+    "gold, acted",
+    [
+        ("refuse", "deny"),
+        ("refuse", "uncertain_agreement"),
+        ("stop_calling", "hostile"),
+        ("faq/claims", "ask_detail"),
+        ("hesitate", "nlu_fallback"),
+        ("greet", "refuse"),
+        ("affirm", "refuse"),
+    ],
+)
 def test_other_errors_are_not_harmful(gold: str, acted: str) -> None:
     assert score(["t"], [gold], [acted]).harmful.count == 0
 
@@ -76,8 +91,10 @@ def test_other_errors_are_not_harmful(gold: str, acted: str) -> None:
 def test_f1_scores_the_reading_and_harm_scores_the_action() -> None:
     # The robot confirms an agreement it is not sure of: the reading (affirm) is scored for F1,
     # the action (a confirmation question) is not a harmful error.
-    report = evaluate([("嗯那就", "refuse"), ("好的", "affirm")],
-                      lambda text: ("affirm", "uncertain_agreement") if text == "嗯那就" else "affirm")
+    report = evaluate(
+        [("嗯那就", "refuse"), ("好的", "affirm")],
+        lambda text: ("affirm", "uncertain_agreement") if text == "嗯那就" else "affirm",
+    )
     assert report.harmful.count == 0 and report.confirmations == 1
     assert report.per_intent["refuse"].recall == 0.0
     as_json = report.as_json()

@@ -1,4 +1,5 @@
 """Phone-channel variants of training examples (intents.phone_speech)."""
+
 from __future__ import annotations
 
 import random

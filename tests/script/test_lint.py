@@ -1,4 +1,5 @@
 """The script writers' lint: each mistake gives one error with file and line."""
+
 from __future__ import annotations
 
 import re
@@ -57,8 +58,10 @@ def test_undefined_slot_in_a_response(dialogs_copy: DialogsProject) -> None:
     edit(responses, "我让{advisor}用企业微信", "我让{adviser}用企业微信")
     line = line_of(responses, "{adviser}")
     found = errors(dialogs_copy)
-    assert any(f"responses.yml:{line}: error: response 'utter_ask_wecom' uses {{adviser}}, which is not a slot" in e
-               for e in found), found
+    assert any(
+        f"responses.yml:{line}: error: response 'utter_ask_wecom' uses {{adviser}}, which is not a slot" in e
+        for e in found
+    ), found
 
 
 def test_opening_without_ai_label_or_opt_out_fails(dialogs_copy: DialogsProject) -> None:
@@ -116,3 +119,29 @@ def test_nlu_example_with_two_labels(dialogs_copy: DialogsProject) -> None:
     ask_robot = dialogs_copy.data_dir / "nlu" / "ask_is_robot.yml"
     ask_robot.write_text(ask_robot.read_text(encoding="utf-8") + "    - 你是机器人吗\n", encoding="utf-8")
     assert any("example '你是机器人吗' is labelled" in e for e in errors(dialogs_copy))
+
+
+# --- retrieval intents (FAQ) --------------------------------------------------------------
+
+
+def test_an_faq_topic_without_an_answer_is_an_error(dialogs_copy: DialogsProject) -> None:
+    faq = dialogs_copy.domain_dir / "faq.yml"
+    edit(faq, "  utter_faq/claims:", "  utter_faq/claim:")
+    assert any("FAQ topic 'faq/claims' has no answer" in e for e in errors(dialogs_copy))
+
+
+def test_faq_examples_and_test_steps_use_the_topic_name(dialogs_copy: DialogsProject) -> None:
+    # The shipped project labels examples faq/<topic> and rules use `faq` + `utter_faq`: no errors,
+    # and an unknown retrieval intent in a test story is still caught.
+    tests = dialogs_copy.tests_dir / "test_conversations.yml"
+    edit(tests, "        intent: faq/waiting_period", "        intent: fqa/waiting_period")
+    line = line_of(tests, "fqa/waiting_period")
+    assert any(
+        f"test_conversations.yml:{line}: error: unknown intent 'fqa/waiting_period'" in e for e in errors(dialogs_copy)
+    )
+
+
+def test_faq_answers_are_linted_like_every_line(dialogs_copy: DialogsProject) -> None:
+    faq = dialogs_copy.domain_dir / "faq.yml"
+    edit(faq, "不会自动扣费。领取不用", "我不是机器人，不会自动扣费。领取不用")
+    assert any("response 'utter_faq/auto_charge' denies being a robot" in e for e in errors(dialogs_copy))

@@ -1,5 +1,6 @@
 """Training is skipped when dialogs/ is unchanged and redone when anything the model
 is built from changes (including the jieba dictionary, which Rasa's cache ignores)."""
+
 from __future__ import annotations
 
 import shutil
@@ -26,7 +27,8 @@ def test_unchanged_dialogs_are_not_retrained(dialogs_project: DialogsProject, mo
         ("domain/responses.yml", lambda t: t.replace("再见。", "再会。", 1)),
         ("data/rules.yml", lambda t: t + "\n"),
         ("jieba/userdict.txt", lambda t: t + "保单托管 1000 n\n"),
-        ("config.yml", lambda t: t.replace("epochs: 80", "epochs: 81")),
+        ("config.yml", lambda t: t.replace("epochs: 30", "epochs: 31")),
+        ("tests/nlu_dev.yml", lambda t: t + "    - 一句新的开发集回复\n"),
     ],
 )
 def test_any_model_input_changes_the_fingerprint(dialogs_copy: DialogsProject, relative, change) -> None:
