@@ -7,6 +7,7 @@ from __future__ import annotations
 import pytest
 
 from bot.conversation.nlu_components import check_reply, has_negation
+from tests.conftest import run
 
 
 def check(text: str, intent: str, confidence: float = 0.9, faq_confidence: float | None = None):
@@ -66,3 +67,48 @@ def test_an_faq_topic_the_selector_is_unsure_of_is_answered_by_the_advisor() -> 
     assert check("能换成重疾险吗", "faq", faq_confidence=0.3) == ("ask_detail", "faq_topic_unsure")
     assert check("有没有等待期", "faq", faq_confidence=0.9) is None
     assert check("有没有等待期", "faq", faq_confidence=None) is None
+
+
+def _loaded_components(dialogue_agent, component_type: type) -> list:
+    """The instances of a component class in the loaded model's prediction graph."""
+    runner = dialogue_agent._agent.processor.graph_runner
+    nodes = runner._instantiated_nodes.values()
+    return [node._component for node in nodes if isinstance(getattr(node, "_component", None), component_type)]
+
+
+def test_the_response_selector_answers_only_replies_read_as_faq(dialogue_agent) -> None:
+    from bot.conversation.nlu_components import FaqResponseSelector
+
+    assert _loaded_components(dialogue_agent, FaqResponseSelector), "the FAQ selector is not in the pipeline"
+    question = run(dialogue_agent.parse("那个等待期是多久啊"))
+    assert question.intent == "faq/waiting_period", question
+    assert question.raw["response_selector"]["faq"]["response"]["responses"]
+    agreement = run(dialogue_agent.parse("好的你加我吧"))
+    assert agreement.intent == "agree_add_wecom"
+    assert "faq" not in (agreement.raw.get("response_selector") or {})
+
+
+def test_the_rule_policy_memoises_its_lookup_without_changing_the_call(dialogue_agent) -> None:
+    from bot.conversation.policies import CachedRulePolicy
+    from bot.conversation.session import CallSession, LeadContext
+
+    (policy,) = _loaded_components(dialogue_agent, CachedRulePolicy)
+    assert policy._possible_keys_cache is not None
+
+    async def call() -> list[str]:
+        session = CallSession(dialogue_agent, LeadContext(surname="王", gender="M"))
+        said = [line.response for line in (await session.start()).lines]
+        for text in ("你是哪个公司的", "有没有等待期", "我考虑一下吧", "好吧那你加我"):
+            if session.ended:
+                break
+            said += [line.response for line in (await session.hear(text)).lines]
+        return said
+
+    policy._possible_keys_cache.clear()
+    first = run(call())
+    remembered = len(policy._possible_keys_cache)
+    second = run(call())
+    assert remembered > 0
+    assert len(policy._possible_keys_cache) == remembered  # the same call: every lookup a hit
+    assert first == second
+    assert "utter_faq/waiting_period" in first and not first[-1].startswith("utter_faq")
