@@ -21,6 +21,9 @@ def _ignore_library_warnings() -> None:
         warnings.filterwarnings("ignore", category=category)
     warnings.filterwarnings("ignore", message=".*Slot auto-fill has been removed.*")
     warnings.filterwarnings("ignore", message=".*deprecated.*")
+    # Rasa's recipe validator looks for the ResponseSelector class itself, not a subclass:
+    # waihu's FaqResponseSelector (bot/conversation/nlu_components.py) is one.
+    warnings.filterwarnings("ignore", message=".*does not include a response selector component.*")
 
 
 _ignore_library_warnings()
