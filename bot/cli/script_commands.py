@@ -100,15 +100,36 @@ def shell(
     variant: str = typer.Option("standard", "--variant", help="Script variant to use."),
     surname: str = typer.Option("王", "--surname", help="Callee's surname for the script lines."),
     gender: str = typer.Option("M", "--gender", help="M or F (先生/女士)."),
+    audience: Optional[str] = typer.Option(
+        None,
+        "--audience",
+        help="Audience pack (its name, or an offers block: pack name or scene): the incentive and advisor "
+        "come from dialogs/wecom/offers.yml for it, as on a real call. Default: the offers' default.",
+    ),
+    incentive_arm: Optional[str] = typer.Option(
+        None, "--incentive-arm", help="The pack's incentive arm to say when it has several (default: the first)."
+    ),
     model: Optional[Path] = typer.Option(None, "--model", help="A model file instead of the current one."),
 ) -> None:
-    """Talk to the robot as the callee. An empty line is silence; Ctrl-D hangs up."""
-    from bot.conversation.session import CallSession, LeadContext
+    """Talk to the robot as the callee. An empty line is silence; Ctrl-D hangs up.
 
+    After each turn: the grade the call would get if it ended now, and the follow-ups the
+    dialer would act on; at the end, the final grade and what the WeCom invitation would carry."""
+    from bot.cli.call_preview import assess_so_far, grade_line, invite_preview, lead_context, shell_offer
+    from bot.conversation.session import CallSession
+
+    offer = shell_offer(audience, incentive_arm)
+    context = lead_context(offer, surname=surname, gender=gender, variant=variant)
     agent = _load_agent(model)
+    others = [arm for arm in offer.arms if arm != offer.incentive.name]
+    console.print(
+        f"[dim]audience {offer.label}: incentive {offer.incentive.name}「{offer.incentive.text}」"
+        + (f" (other arms: {', '.join(others)}; --incentive-arm to try one)" if others else "")
+        + f", advisor {offer.advisor.name} — from {offer.offers.path}[/]"
+    )
 
     async def run() -> None:
-        session = CallSession(agent, LeadContext(surname=surname, gender=gender, script_variant=variant))
+        session = CallSession(agent, context)
         _show_reply(await session.start())
         interactive = sys.stdin.isatty()
         while not session.ended:
@@ -121,7 +142,13 @@ def shell(
             if not interactive:
                 console.print(f"客户> {text}")
             _show_reply(await session.hear(text))
+            if not session.ended:
+                console.print(f"  [dim]grade so far[/] {grade_line(assess_so_far(session))}")
         console.print(f"[dim]call ended by {session.hangup_by}, {len(session.turns)} turns[/]")
+        outcome = assess_so_far(session)
+        console.print(f"[bold]final grade[/] {grade_line(outcome)}")
+        for line in invite_preview(offer, outcome, context.callee_title):
+            console.print(f"  {line}")
 
     asyncio.run(run())
 
