@@ -24,6 +24,14 @@ def _ignore_library_warnings() -> None:
     # Rasa's recipe validator looks for the ResponseSelector class itself, not a subclass:
     # waihu's FaqResponseSelector (bot/conversation/nlu_components.py) is one.
     warnings.filterwarnings("ignore", message=".*does not include a response selector component.*")
+    # Same for RulePolicy: CachedRulePolicy (bot/conversation/policies.py) is one, and
+    # handles the default intents (restart, back) as RulePolicy does.
+    warnings.filterwarnings("ignore", message="'RulePolicy' is not included in the model's policy configuration.*")
+    # Rasa adds the retrieval intent `faq` implicitly for domain/faq.yml's utter_faq/*
+    # answers, then counts core.yml's declaration of it as a duplicate. Only that one.
+    warnings.filterwarnings(
+        "ignore", message="The following duplicated intents have been found across multiple domain files: faq$"
+    )
 
 
 _ignore_library_warnings()
