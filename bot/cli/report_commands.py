@@ -41,6 +41,10 @@ CSV_COLUMNS = (
     "hint",
     "srm_p_value",
     "srm_alert",
+    "reason",
+    "check",
+    "leads_needed_per_arm",
+    "days_needed",
 )
 
 
@@ -137,6 +141,10 @@ def csv_rows(data: dict):
                         "hint": versus.get("hint"),
                         "srm_p_value": table["srm"]["p_value"],
                         "srm_alert": table["srm"]["alert"],
+                        "reason": versus.get("reason"),
+                        "check": versus.get("check"),
+                        "leads_needed_per_arm": versus.get("leads_needed_per_arm"),
+                        "days_needed": versus.get("days_needed"),
                     }
 
 
@@ -147,7 +155,19 @@ def write_csv(data: dict, out) -> None:
         writer.writerow(row)
 
 
-STYLES = {"win": "bold green", "lose": "bold red", "inconclusive": "dim", "different": "yellow"}
+STYLES = {
+    "win": "bold green",
+    "lose": "bold red",
+    "inconclusive": "dim",
+    "different": "yellow",
+    "check": "dim italic",
+    "check_alert": "bold yellow",
+}
+
+
+def metric_label(metric: dict, factor: dict) -> str:
+    """The metric's name, marked as a check (核对项) where the factor cannot move it."""
+    return metric["label"] + ("（核对项）" if metric["key"] in factor.get("checks", {}) else "")
 
 
 def print_tables(data: dict) -> None:
@@ -165,7 +185,7 @@ def print_tables(data: dict) -> None:
             for i, arm in enumerate(overall["arms"]):
                 value = arm["metrics"][metric["key"]]
                 cells = [
-                    metric["label"] if i == 0 else "",
+                    metric_label(metric, factor) if i == 0 else "",
                     arm["arm"] + ("（对照）" if arm["control"] else ""),
                     f"{arm['leads']:,}",
                     f"{metric_value(value['value'], metric['unit'])} "
@@ -193,18 +213,22 @@ def print_tables(data: dict) -> None:
                     for arm in overall["arms"]
                 )
             )
+        if factor.get("checks"):
+            why = "；".join(sorted(set(factor["checks"].values())))
+            console.print(f"[dim]核对项（{why}）：只核对分组是否正常，不作结论。[/]")
+        console.print("结论说明：")
         for arm in overall["arms"]:
             for metric in data["metrics"]:
                 comparison = arm["vs_control"].get(metric["key"])
-                if comparison and comparison["decision"] != "inconclusive":
-                    console.print(f"  · {comparison['hint']}")
+                if comparison:
+                    console.print(f"  · {arm['arm']} · {metric_label(metric, factor)}：{comparison['hint']}")
         if len(factor["by_audience"]) > 1:
             breakdown = Table(title=f"{factor['label']} · 按人群包")
             breakdown.add_column("人群包")
             breakdown.add_column("分组")
             breakdown.add_column("线索", justify="right")
             for metric in data["metrics"]:
-                breakdown.add_column(metric["label"], justify="right")
+                breakdown.add_column(metric_label(metric, factor), justify="right")
             for part in factor["by_audience"]:
                 for i, arm in enumerate(part["arms"]):
                     cells = [

@@ -75,3 +75,20 @@ def statistic_for(metric: Metric, sums: Mapping[str, float]) -> UnitStatistic:
         SampleMean(leads, sums[den], sums[f"{den}_sq"]),
         sums[f"{num}_{den}"],
     )
+
+
+# What each factor can move. The callee hears the script and the incentive only after picking
+# up, so neither can change the connect rate; the welcome is sent only after the WeCom add, so
+# it moves none of these. Such a metric is still shown for the factor, but as a check (核对项):
+# its arms should not differ, and a clear difference points at the split or the dialling (as a
+# sample-ratio mismatch does), never at the factor — it is not a verdict.
+CANNOT_MOVE: dict[str, dict[str, str]] = {
+    "script": {"connect_rate": "话术在客户接听之后才开始，影响不了接通率"},
+    "incentive": {"connect_rate": "利益点在接通之后才说出，影响不了接通率"},
+    "welcome": {metric.key: "欢迎语在客户加好友之后才发送，影响不了通话和加好友" for metric in METRICS},
+}
+
+
+def checks_for(factor: str) -> dict[str, str]:
+    """The metrics `factor` cannot move (metric key → why), shown for it as checks only."""
+    return dict(CANNOT_MOVE.get(factor, {}))

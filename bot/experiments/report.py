@@ -11,15 +11,26 @@ chance to win and a decision hint in Chinese, plus the sample-ratio check.
      "wecom_available": bool, "holdout": {share, leads} | None,
      "overview": {leads, dials, handoffs, metrics: {key: {value, ci, numerator, denominator}}},
      "factors": [{factor, label, seed, control, bandit, arms_configured,
+                  checks: {metric key: why this factor cannot move it},
                   "overall": TABLE, "by_audience": [{audience_id, audience, **TABLE}],
                   "daily": [{day, leads: {arm: n}, metrics: {key: {arm: value}},
                              lift: {key: {arm: {lift, ci}}}}]}],
      "summary": [Chinese sentences]}
-    TABLE = {"srm": {p_value, alert, checked, message}, "arms": [{arm, weight, control,
+    TABLE = {"srm": {p_value, alert, checked, message},
+             "pace": {days, through, leads_per_day: {arm: new leads a day}},
+             "arms": [{arm, weight, control,
              leads, dials, handoffs, metrics: {key: {value, ci, numerator, denominator}},
              vs_control: {key: {lift, ci, p_value, p_adjusted, chance_to_win, risk,
-                                risk_control, error, decision, decision_label, hint,
-                                leads_needed_per_arm}}}]}
+                                risk_control, error, check, decision, decision_label, reason,
+                                hint, leads_needed_per_arm, days_needed, worth_waiting}}}]}
+
+Every verdict carries its `reason` (one Chinese sentence: why 胜出 / 落后 / 尚无定论 / 核对项)
+and a `hint` (the verdict, the reason and what to do next). A metric the factor cannot move
+(bot.experiments.metrics.CANNOT_MOVE: a script cannot change who picks up) is a check
+(decision "check", or "check_alert" when its arms clearly differ), outside the corrected
+family and never a verdict. "How long still": the leads each arm still needs, turned into
+days at the pace of the last PACE_DAYS days with dials (new leads a day per arm); beyond
+HORIZON_DAYS the difference is too small to be worth the wait.
 
 The unit of analysis is the lead: a lead counts from its first dial in the window, and
 every rate is a ratio (or proportion) over leads (bot.experiments.metrics). The default
@@ -51,7 +62,7 @@ from bot.core.errors import UserError
 from bot.experiments import lead_metrics
 from bot.experiments.corrections import CORRECTIONS, Correction, adjust
 from bot.experiments.lead_metrics import COUNTS, Cell, add_sums, lead_cells
-from bot.experiments.metrics import METRICS, Metric, statistic_for
+from bot.experiments.metrics import METRICS, Metric, checks_for, statistic_for
 from bot.experiments.power import sample_size_per_arm
 from bot.experiments.sequential import DEFAULT_TUNING, sequential_test
 from bot.experiments.srm import SRM_ALERT_P, srm_alert, srm_p_value
@@ -65,7 +76,14 @@ METHOD_LABELS = {
     "bayesian": "贝叶斯（胜出概率 ≥ 95% 判为胜出）",
 }
 CORRECTION_LABELS = {"holm": "Holm 多重比较校正", "bh": "Benjamini–Hochberg 多重比较校正", "none": "不做多重比较校正"}
-DECISION_LABELS = {"win": "胜出", "lose": "落后", "inconclusive": "尚无定论", "different": "有差异"}
+DECISION_LABELS = {
+    "win": "胜出",
+    "lose": "落后",
+    "inconclusive": "尚无定论",
+    "different": "有差异",
+    "check": "核对项",
+    "check_alert": "核对项异常",
+}
 BAYES_DECISIVE = 0.95
 # GrowthBook's default minimum sample size (DEFAULT_MIN_SAMPLE_SIZE): no decision until the
 # larger arm's metric total (calls connected, A calls, opt-outs…) reaches it and neither arm
@@ -74,6 +92,13 @@ BAYES_DECISIVE = 0.95
 MIN_SAMPLE_SIZE = 150
 TINY_LIFT = 0.01  # below this relative difference "how many more leads" stops being useful
 TARGET_POWER = 0.8
+# The pace "how many more days" is read at: new leads a day per arm over the last days with dials.
+PACE_DAYS = 7
+# A wait longer than this is not worth it: the difference is too small to matter.
+HORIZON_DAYS = 90
+# A check (a metric the factor cannot move) is flagged only at SRM's strictness: at alpha 5%
+# one check in twenty would cry wolf on a correct split.
+CHECK_ALERT_P = SRM_ALERT_P
 UNRECORDED = "（未记录）"
 ERROR_LABELS = {
     "ZERO_NEGATIVE_VARIANCE": "数据不足（某组该指标全为同一个值，例如还没有接通的通话）",
@@ -129,6 +154,7 @@ def build_report(
     metrics = [m for m in METRICS if wecom or m.key != "wecom_add_rate"]
     experiments = campaign.experiments or {}
     bandit = experiments.get("bandit")
+    window = _pace_window(cells)
     report_factors = []
     for name in factors:
         configured = factor_arms(campaign, name)
@@ -142,6 +168,7 @@ def build_report(
                 audiences,
                 bandit if bandit and bandit.get("factor") == name else None,
                 seed_for(campaign.id, experiments, name),
+                window,
             )
         )
     overview_sums = add_sums(cells)
@@ -260,6 +287,7 @@ def _factor_report(
     audiences: Mapping[int, str],
     bandit: dict | None,
     seed: str,
+    window: PaceWindow,
 ) -> dict:
     names = [arm["name"] for arm in configured]
     weights = {arm["name"]: float(arm.get("weight", 1)) for arm in configured}
@@ -267,11 +295,12 @@ def _factor_report(
     names += sorted(seen - set(names))  # arms in the data the design no longer lists (weight 0)
     control = names[0]
     bandit_moved = bool(bandit and bandit.get("periods"))
-    overall = _table(cells, factor, names, weights, control, metrics, settings, bandit_moved)
+    checks = {key: why for key, why in checks_for(factor).items() if key in {m.key for m in metrics}}
+    overall = _table(cells, factor, names, weights, control, metrics, settings, bandit_moved, checks, window)
     by_audience = []
     for audience_id in sorted({c.audience_id for c in cells}, key=lambda a: (a is None, a or 0)):
         subset = [c for c in cells if c.audience_id == audience_id]
-        table = _table(subset, factor, names, weights, control, metrics, settings, bandit_moved)
+        table = _table(subset, factor, names, weights, control, metrics, settings, bandit_moved, checks, window)
         by_audience.append(
             {
                 "audience_id": audience_id,
@@ -298,6 +327,7 @@ def _factor_report(
             for a in configured
         ],
         "bandit": bandit,
+        "checks": checks,
         "overall": overall,
         "by_audience": by_audience,
         "daily": _daily(cells, factor, names, control, metrics, settings),
@@ -338,8 +368,11 @@ def _table(
     metrics: Sequence[Metric],
     settings: ReportSettings,
     bandit_moved: bool,
+    checks: Mapping[str, str],
+    window: PaceWindow,
 ) -> dict:
     sums = _sums_by_arm(cells, factor, names)
+    pace = _pace(cells, factor, names, window)
     arms = []
     for name in names:
         row: dict[str, Any] = {
@@ -354,11 +387,19 @@ def _table(
         }
         if name != control:
             for metric in metrics:
-                row["vs_control"][metric.key] = _compare(
+                comparison = _compare(
                     statistic_for(metric, sums[control]), statistic_for(metric, sums[name]), metric, settings
                 )
+                comparison["_check"] = checks.get(metric.key)
+                comparison["_pace"] = (pace[control], pace[name])
+                comparison["_window"] = window
+                row["vs_control"][metric.key] = comparison
         arms.append(row)
-    return {"srm": _srm([a["leads"] for a in arms], [weights.get(n, 0.0) for n in names], bandit_moved), "arms": arms}
+    return {
+        "srm": _srm([a["leads"] for a in arms], [weights.get(n, 0.0) for n in names], bandit_moved),
+        "pace": {"days": window.days, "through": window.through, "leads_per_day": pace},
+        "arms": arms,
+    }
 
 
 def _srm(leads: list[int], weights: list[float], bandit_moved: bool) -> dict:
@@ -417,7 +458,10 @@ def _correct_and_decide(tables: list[dict], metrics: Sequence[Metric], settings:
         for table in tables
         for arm in table["arms"]
         for key, comparison in arm["vs_control"].items()
-        if by_key[key].in_correction and comparison["error"] is None and comparison["p_value"] is not None
+        if by_key[key].in_correction
+        and comparison["_check"] is None
+        and comparison["error"] is None
+        and comparison["p_value"] is not None
     ]
     if family:
         correction = cast(Correction, settings.correction)  # one of CORRECTIONS (ReportSettings.check)
@@ -433,65 +477,128 @@ def _decide(
     comparison: dict, metric: Metric, arm: str, settings: ReportSettings, family_size: int, srm_alerted: bool
 ) -> None:
     control, treatment = comparison.pop("_control"), comparison.pop("_treatment")
-    comparison["leads_needed_per_arm"] = None
+    check, pace, window = comparison.pop("_check"), comparison.pop("_pace"), comparison.pop("_window")
+    comparison.update(check=check is not None, leads_needed_per_arm=None, days_needed=None, worth_waiting=None)
+    if check is not None:
+        _decide_check(comparison, metric, arm, settings, check, control, treatment)
+        return
     if comparison["error"]:
-        comparison.update(
-            decision="inconclusive",
-            decision_label=DECISION_LABELS["inconclusive"],
-            hint=f"尚无定论：{ERROR_LABELS.get(comparison['error'], '数据不足')}。",
-        )
+        reason = ERROR_LABELS.get(comparison["error"], "数据不足")
+        _verdict(comparison, "inconclusive", reason, f"尚无定论：{reason}。")
         return
     control_total, treatment_total = _metric_total(control), _metric_total(treatment)
     if not control_total or not treatment_total or max(control_total, treatment_total) < MIN_SAMPLE_SIZE:
-        comparison.update(
-            decision="inconclusive",
-            decision_label=DECISION_LABELS["inconclusive"],
-            hint=(
-                f"尚无定论：数据还太少（{metric.label}的计数：对照组 {control_total:,.0f}，本组 "
-                f"{treatment_total:,.0f}；至少一组要到 {MIN_SAMPLE_SIZE} 且两组都不为 0 才下结论）。"
-            ),
+        reason = (
+            f"数据还太少（{metric.label}的计数对照组 {control_total:,.0f}、本组 {treatment_total:,.0f}；"
+            f"至少一组到 {MIN_SAMPLE_SIZE} 且两组都不为 0 才下结论）"
         )
+        if _looks_significant(comparison, metric, settings):
+            reason += f"，{_evidence(comparison, settings)} 看似显著，但计数这么少时并不可靠"
+        wait = _wait_for_sample(comparison, control, treatment, pace, window, settings, family_size)
+        _verdict(comparison, "inconclusive", reason, f"尚无定论：{reason}。{wait}")
         return
     lift = comparison["lift"]
-    if settings.method == "bayesian":
-        chance_up = (
-            comparison["chance_to_win"] if metric.higher_is_better is not False else 1 - comparison["chance_to_win"]
-        )
-        significant = chance_up >= BAYES_DECISIVE or chance_up <= 1 - BAYES_DECISIVE
-    else:
-        significant = comparison["p_adjusted"] < settings.alpha
+    significant = _looks_significant(comparison, metric, settings)
     if not significant:
         decision = "inconclusive"
     elif metric.higher_is_better is None:
         decision = "different"
     else:
         decision = "win" if (lift > 0) == metric.higher_is_better else "lose"
-    comparison["decision"], comparison["decision_label"] = decision, DECISION_LABELS[decision]
     lo, hi = comparison["ci"]
     direction = "高" if lift > 0 else "低"
-    evidence = (
-        f"胜出概率 {comparison['chance_to_win']:.0%}"
-        if settings.method == "bayesian"
-        else f"校正后 p = {comparison['p_adjusted']:.3f}"
-    )
+    evidence = _evidence(comparison, settings)
     caution = "（注意：本组 SRM 告警，结论暂不可信）" if srm_alerted else ""
+    counts = f"计数已够（{metric.label}：对照组 {control_total:,.0f}、本组 {treatment_total:,.0f}）"
+    if settings.method == "bayesian":
+        threshold = (
+            f"胜出概率{'不低于' if lift > 0 else '不高于'} {BAYES_DECISIVE if lift > 0 else 1 - BAYES_DECISIVE:.0%}"
+        )
+    else:
+        threshold = f"低于 {settings.alpha}"
+    if decision == "inconclusive":
+        if settings.method == "bayesian":
+            reason = f"{evidence}，在 {1 - BAYES_DECISIVE:.0%} 到 {BAYES_DECISIVE:.0%} 之间：还分不出高下"
+        else:
+            reason = f"{evidence}，不低于 {settings.alpha}：差异可能只是偶然"
+        wait = _still_needed(comparison, control, treatment, settings, family_size, pace, window)
+        _verdict(comparison, decision, reason, f"尚无定论：{reason}。{wait}")
+        return
+    reason = f"{evidence}（{threshold}），{counts}"
     if decision == "win":
-        comparison["hint"] = (
+        hint = (
             f"胜出：{arm}的{metric.label}比对照组{direction} {abs(lift):.1%}"
             f"（区间 {lo:+.1%} ~ {hi:+.1%}，{evidence}），可以考虑采用。{caution}"
         )
     elif decision == "lose":
         prefix = "护栏告警" if metric.role == "guardrail" else "落后"
-        comparison["hint"] = (
+        hint = (
             f"{prefix}：{arm}的{metric.label}比对照组{direction} {abs(lift):.1%}"
             f"（区间 {lo:+.1%} ~ {hi:+.1%}，{evidence}），不建议采用。{caution}"
         )
-    elif decision == "different":
-        comparison["hint"] = (
-            f"有差异：{arm}的{metric.label}比对照组{direction} {abs(lift):.1%}（{evidence}）。{caution}"
-        )
     else:
-        comparison["hint"] = _still_needed(comparison, control, treatment, settings, family_size)
+        hint = f"有差异：{arm}的{metric.label}比对照组{direction} {abs(lift):.1%}（{evidence}）。{caution}"
+    _verdict(comparison, decision, reason + caution, hint)
+
+
+def _verdict(comparison: dict, decision: str, reason: str, hint: str) -> None:
+    comparison.update(decision=decision, decision_label=DECISION_LABELS[decision], reason=reason, hint=hint)
+
+
+def _looks_significant(comparison: dict, metric: Metric, settings: ReportSettings) -> bool:
+    if settings.method == "bayesian":
+        chance = comparison["chance_to_win"]
+        if chance is None:
+            return False
+        chance_up = chance if metric.higher_is_better is not False else 1 - chance
+        return chance_up >= BAYES_DECISIVE or chance_up <= 1 - BAYES_DECISIVE
+    return comparison["p_adjusted"] is not None and comparison["p_adjusted"] < settings.alpha
+
+
+def _evidence(comparison: dict, settings: ReportSettings) -> str:
+    if settings.method == "bayesian":
+        return f"胜出概率 {comparison['chance_to_win']:.0%}"
+    return f"校正后 p = {comparison['p_adjusted']:.3f}"
+
+
+def _decide_check(
+    comparison: dict,
+    metric: Metric,
+    arm: str,
+    settings: ReportSettings,
+    why: str,
+    control: UnitStatistic,
+    treatment: UnitStatistic,
+) -> None:
+    """A metric the factor cannot move: its arms should not differ. Not a verdict; a clear
+    difference (p below CHECK_ALERT_P with enough events) is flagged like an SRM."""
+    control_total, treatment_total = _metric_total(control), _metric_total(treatment)
+    enough = bool(control_total and treatment_total and max(control_total, treatment_total) >= MIN_SAMPLE_SIZE)
+    p_value = comparison["p_value"]
+    if settings.method == "bayesian" and comparison["chance_to_win"] is not None:
+        chance = comparison["chance_to_win"]
+        p_value = 2 * min(chance, 1 - chance)  # two-sided tail of the posterior, for the flag only
+    if comparison["error"] or not enough or p_value is None:
+        _verdict(
+            comparison,
+            "check",
+            f"{why}，只作核对、不下结论（数据还少，暂不核对）",
+            f"核对项：{why}，不作结论。",
+        )
+        return
+    if p_value < CHECK_ALERT_P:
+        reason = (
+            f"{why}，两组本应没有差异，{arm}却{'高' if comparison['lift'] > 0 else '低'} {abs(comparison['lift']):.1%}"
+            f"（p = {p_value:.2g} < {CHECK_ALERT_P}）：分组或拨打环节可能有问题（例如各组拨打的时间或名单不同），先排查"
+        )
+        _verdict(comparison, "check_alert", reason, f"核对项异常：{reason}。")
+        return
+    _verdict(
+        comparison,
+        "check",
+        f"{why}，只作核对、不下结论：两组没有明显差异（p = {p_value:.2g}），分组正常",
+        f"核对项：{why}，不作结论；两组没有明显差异，分组正常。",
+    )
 
 
 def _metric_total(stat: UnitStatistic) -> float:
@@ -503,28 +610,157 @@ def _metric_total(stat: UnitStatistic) -> float:
     return stat.total
 
 
-def _still_needed(
-    comparison: dict, control: UnitStatistic, treatment: UnitStatistic, settings: ReportSettings, family_size: int
-) -> str:
-    lift = abs(comparison["lift"])
+# ---------------------------------------------------------------- how long still
+
+
+@dataclass(frozen=True)
+class PaceWindow:
+    """The days the pace is read over: `days` days up to and including `through` (the last
+    local day with dials in the report's range)."""
+
+    days: int
+    through: str | None
+
+
+def _pace_window(cells: Sequence[Cell]) -> PaceWindow:
+    if not cells:
+        return PaceWindow(0, None)
+    first, last = date.fromisoformat(min(c.day for c in cells)), date.fromisoformat(max(c.day for c in cells))
+    return PaceWindow(min(PACE_DAYS, (last - first).days + 1), last.isoformat())
+
+
+def _pace(cells: Iterable[Cell], factor: str, names: Sequence[str], window: PaceWindow) -> dict[str, float]:
+    """New leads dialled a day per arm over the window (a lead counts on its first dial's day)."""
+    pace = dict.fromkeys(names, 0.0)
+    if not window.days or window.through is None:
+        return pace
+    since = (date.fromisoformat(window.through) - timedelta(days=window.days - 1)).isoformat()
+    for cell in cells:
+        if since <= cell.day <= window.through:
+            arm = cell.arms.get(factor) or UNRECORDED
+            if arm in pace:
+                pace[arm] += cell.sums["leads"] / window.days
+    return pace
+
+
+def _leads_needed(comparison: dict, control: UnitStatistic, settings: ReportSettings, family_size: int) -> int | None:
+    """Leads per arm for 80% power at the current lift (None: not estimable or absurd)."""
+    lift = abs(comparison["lift"] or 0.0)
     if lift < TINY_LIFT:
-        return "尚无定论：两组几乎没有差别（相对差异不到 1%），继续拨打也难分高下。"
+        return None
     # Holm spends alpha over the family; plan with the strictest level it may need.
     alpha = settings.alpha / family_size if settings.correction == "holm" else settings.alpha
     tuning = settings.tuning if settings.method == "sequential" else None
-    needed = sample_size_per_arm(
+    return sample_size_per_arm(
         control.mean, control.variance, lift, alpha=alpha, target_power=TARGET_POWER, tuning=tuning
     )
+
+
+def _wait(
+    comparison: dict,
+    shortfalls: Sequence[tuple[float, float]],
+    window: PaceWindow,
+    what: str,
+    goal: str = "有八成把握下结论",
+) -> str:
+    """How many more days at the recent pace, given (leads still needed, new leads a day) per arm."""
+    (_, control_pace), (_, treatment_pace) = shortfalls
+    days = 0.0
+    for more, per_day in shortfalls:
+        if more <= 0:
+            continue
+        if per_day <= 0:
+            comparison["worth_waiting"] = False
+            return (
+                f"{what}，但最近 {window.days} 天有一组没有新线索拨打：按现在的拨打量等不到结论，"
+                "要下结论得给两组补充新线索。"
+            )
+        days = max(days, more / per_day)
+    needed = math.ceil(days)
+    comparison["days_needed"] = needed
+    comparison["worth_waiting"] = needed <= HORIZON_DAYS
+    recent = (
+        f"按最近 {window.days} 天的拨打量（对照组每天约 {_per_day(control_pace)} 条、"
+        f"本组约 {_per_day(treatment_pace)} 条新线索）"
+    )
+    if needed > HORIZON_DAYS:
+        return f"差异太小，不值得继续等：{recent}，{what}，还要约 {needed:,} 天，超过 {HORIZON_DAYS} 天。"
+    return f"{recent}，约再拨 {max(needed, 1)} 天{goal}（{what}）。"
+
+
+def _per_day(value: float) -> str:
+    return f"{value:,.0f}" if value >= 10 else f"{value:.1f}"
+
+
+def _still_needed(
+    comparison: dict,
+    control: UnitStatistic,
+    treatment: UnitStatistic,
+    settings: ReportSettings,
+    family_size: int,
+    pace: tuple[float, float],
+    window: PaceWindow,
+) -> str:
+    lift = abs(comparison["lift"])
+    if lift < TINY_LIFT:
+        comparison["worth_waiting"] = False
+        return "两组几乎没有差别（相对差异不到 1%）：差异太小，不值得继续等。"
+    needed = _leads_needed(comparison, control, settings, family_size)
     if needed is None:
-        return "尚无定论：差异太小，需要的线索数多到不现实。"
+        comparison["worth_waiting"] = False
+        return f"差异太小，不值得继续等：要分出 {lift:.1%} 这么小的差异，需要的线索多到不现实。"
     comparison["leads_needed_per_arm"] = needed
     more = needed - min(control.n, treatment.n)
     if more <= 0:
-        return f"尚无定论：样本已足够发现 {lift:.1%} 的差异，但结果仍不显著，目前的差异很可能只是偶然。"
-    return (
-        f"尚无定论：按目前 {comparison['lift']:+.1%} 的差异，每组约需 {needed:,} 条已拨打线索"
-        f"（还差约 {more:,} 条）才有八成把握下结论。"
+        comparison["worth_waiting"] = False
+        return f"样本已足够发现 {lift:.1%} 的差异，但结果仍不显著，目前的差异很可能只是偶然。"
+    return _wait(
+        comparison,
+        [(needed - control.n, pace[0]), (needed - treatment.n, pace[1])],
+        window,
+        f"按目前 {comparison['lift']:+.1%} 的差异，每组约需 {needed:,} 条已拨打线索，还差约 {more:,} 条",
     )
+
+
+def _wait_for_sample(
+    comparison: dict,
+    control: UnitStatistic,
+    treatment: UnitStatistic,
+    pace: tuple[float, float],
+    window: PaceWindow,
+    settings: ReportSettings,
+    family_size: int,
+) -> str:
+    """Below the minimum count: the days until one arm reaches it (at each arm's events per
+    lead so far), and, if the current lift needs more leads than that, until the power does."""
+    totals = (_metric_total(control), _metric_total(treatment))
+    stats = (control, treatment)
+    per_lead = [totals[i] / stats[i].n if stats[i].n else 0.0 for i in range(2)]
+    if not any(per_lead):
+        comparison["worth_waiting"] = None
+        return "两组都还没有这项计数，暂时估计不出要多久。"
+    pooled = sum(totals) / max(1, control.n + treatment.n)
+    shortfalls = []
+    for i in range(2):
+        rate = per_lead[i] or pooled
+        # leads until this arm has at least one event and the leading arm MIN_SAMPLE_SIZE
+        target = MIN_SAMPLE_SIZE if totals[i] == max(totals) else 1
+        shortfalls.append((max(0.0, (target - totals[i]) / rate), pace[i]))
+    lift = abs(comparison["lift"] or 0.0)
+    estimable = comparison["lift"] is not None and bool(control.mean) and control.variance > 0
+    needed = _leads_needed(comparison, control, settings, family_size) if estimable else None
+    if estimable and lift >= TINY_LIFT and needed is None:
+        comparison["worth_waiting"] = False
+        return f"差异太小，不值得继续等：要分出目前 {lift:.1%} 这么小的差异，需要的线索多到不现实。"
+    if needed is not None and needed > min(control.n, treatment.n):
+        comparison["leads_needed_per_arm"] = needed
+        shortfalls = [(max(shortfalls[i][0], needed - stats[i].n), pace[i]) for i in range(2)]
+        what = f"计数要到 {MIN_SAMPLE_SIZE}，且按目前 {comparison['lift']:+.1%} 的差异每组约需 {needed:,} 条已拨打线索"
+        return _wait(comparison, shortfalls, window, what)
+    text = _wait(comparison, shortfalls, window, f"计数要到 {MIN_SAMPLE_SIZE}", goal="计数可够")
+    if lift < TINY_LIFT:
+        text += "目前两组几乎没有差别（不到 1%），够数后若仍如此，就不值得再等。"
+    return text
 
 
 # ---------------------------------------------------------------- over time
@@ -597,6 +833,10 @@ def _summary(report: dict) -> list[str]:
                     findings.append(
                         f"{arm['arm']}在{labels[key]}上{comparison['decision_label']}（{comparison['lift']:+.1%}）"
                     )
+        for arm in overall["arms"]:
+            for key, comparison in arm["vs_control"].items():
+                if comparison["decision"] == "check_alert":
+                    lines.append(f"【{factor['label']}】{labels[key]}（核对项）异常：{comparison['reason']}。")
         if findings:
             lines.append(f"【{factor['label']}】对照组为{factor['control']}：" + "；".join(findings) + "。")
         else:

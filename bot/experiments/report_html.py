@@ -19,7 +19,14 @@ from bot.experiments.metrics import METRICS
 TEMPLATES_DIR = Path(__file__).resolve().parent / "templates"
 CHART_JS = Path(__file__).resolve().parents[1] / "web" / "static" / "vendor" / "chart.umd.min.js"
 SHANGHAI = ZoneInfo("Asia/Shanghai")
-DECISION_CLASSES = {"win": "win", "lose": "lose", "inconclusive": "wait", "different": "diff"}
+DECISION_CLASSES = {
+    "win": "win",
+    "lose": "lose",
+    "inconclusive": "wait",
+    "different": "diff",
+    "check": "check",
+    "check_alert": "diff",
+}
 
 
 def _percent(value: float | None, digits: int = 1) -> str:

@@ -135,9 +135,11 @@ def test_audience_breakdown_finds_the_built_in_differences(db, keyring) -> None:
     assert decisions["宝妈-华东"]["p_adjusted"] >= decisions["宝妈-华东"]["p_value"]  # Holm never lowers p
     script = next(f for f in report["factors"] if f["factor"] == "script")
     assert all(arm_of(script["overall"], "benefit_first")["vs_control"][m]["decision"] == "inconclusive"
-               for m in ("connect_rate", "a_rate", "ab_rate"))  # no difference built into the script arms
-    waiting = arm_of(script["overall"], "benefit_first")["vs_control"]["connect_rate"]
+               for m in ("a_rate", "ab_rate"))  # no difference built into the script arms
+    waiting = arm_of(script["overall"], "benefit_first")["vs_control"]["a_rate"]
     assert waiting["hint"].startswith("尚无定论") and waiting["decision_label"] == "尚无定论"
+    # a script cannot move the connect rate: a check, not a verdict
+    assert arm_of(script["overall"], "benefit_first")["vs_control"]["connect_rate"]["decision"] == "check"
     assert not slot["overall"]["srm"]["alert"] and not script["overall"]["srm"]["alert"]
     assert any("人群包「宝妈-华东」" in line for line in report["summary"])
     assert [d["day"] for d in slot["daily"]] == ["2026-11-24", "2026-11-25", "2026-11-26"]
@@ -195,8 +197,9 @@ def test_holdout_and_empty_campaign(db, keyring) -> None:
     with session_scope(db) as session:
         report = build_report(session, session.get(Campaign, campaign_id))
     assert report["overview"]["leads"] == 0 and report["holdout"] == {"share": 0.2, "leads": 0}
-    connect = arm_of(report["factors"][0]["overall"], "benefit_first")["vs_control"]["connect_rate"]
-    assert connect["decision"] == "inconclusive" and connect["error"] and connect["hint"].startswith("尚无定论：数据不足")
+    a_rate = arm_of(report["factors"][0]["overall"], "benefit_first")["vs_control"]["a_rate"]
+    assert a_rate["decision"] == "inconclusive" and a_rate["error"] and a_rate["hint"].startswith("尚无定论：数据不足")
+    assert a_rate["reason"].startswith("数据不足")
 
 
 def test_wecom_add_rate_from_the_invites_table(db, keyring, monkeypatch) -> None:
