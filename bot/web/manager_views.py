@@ -6,8 +6,10 @@ from __future__ import annotations
 
 from datetime import date, datetime, time, timedelta
 from typing import Optional
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from fastapi.responses import StreamingResponse
 from pydantic import BaseModel
 from sqlalchemy import func, select
 
@@ -19,8 +21,9 @@ from bot.core.pii import mask_digit_runs
 from bot.experiments.report import build_report
 from bot.leads.models import Lead
 from bot.web import labels
-from bot.web.params import MAX_OFFSET, offset_query, optional_id, parse_optional_id, record_id
-from bot.web.rendering import DISPLAY_TZ, render
+from bot.web.exports import ExportFormat, call_sheet, download, funnel_sheet, report_sheets
+from bot.web.params import MAX_DB_ID, MAX_OFFSET, offset_query, optional_id, parse_optional_id, record_id
+from bot.web.rendering import DISPLAY_TZ, beijing_time, render
 from bot.web.security import MANAGER, Principal, require_role
 from bot.wecom.funnel import wecom_funnel
 
@@ -142,6 +145,16 @@ def _call_row(attempt: CallAttempt, campaign: str, phone_masked: str, audience: 
     }
 
 
+def _check_call_filters(grade: str | None) -> None:
+    if grade and grade not in "ABCD":
+        raise UserError(f"等级只能是 A、B、C、D（收到“{grade}”）")
+
+
+def export_query(filters: dict) -> str:
+    """The filters as the query string of an export link (empty ones left out)."""
+    return urlencode({key: value for key, value in filters.items() if value not in (None, "")})
+
+
 def list_calls(
     session,
     *,
@@ -153,8 +166,7 @@ def list_calls(
     offset: int = 0,
     limit: int = PAGE_SIZE,
 ) -> CallPage:
-    if grade and grade not in "ABCD":
-        raise UserError(f"等级只能是 A、B、C、D（收到“{grade}”）")
+    _check_call_filters(grade)
     if not 0 <= offset <= MAX_OFFSET:
         raise UserError(f"offset 需在 0 到 {MAX_OFFSET} 之间（收到 {offset}）")
     query = _call_query(campaign_id, grade, outcome, since, until)
@@ -229,6 +241,32 @@ def call_api(
         return call_detail(session, attempt_id)
 
 
+@api.get("/reports/calls.{fmt}", summary="导出通话记录（CSV 或 Excel；号码已打码）", response_class=StreamingResponse)
+def calls_export(
+    request: Request,
+    fmt: ExportFormat,
+    campaign_id: Optional[int] = optional_id("外呼任务编号"),
+    grade: Optional[str] = None,
+    outcome: Optional[str] = None,
+    since: Optional[date] = None,
+    until: Optional[date] = None,
+    principal: Principal = Depends(managers_only),
+) -> StreamingResponse:
+    _check_call_filters(grade or None)
+    with session_scope(request.app.state.engine) as session:
+        campaign = session.get(Campaign, campaign_id) if campaign_id else None
+        query = _call_query(campaign_id, grade or None, outcome or None, since, until).order_by(
+            CallAttempt.scheduled_at.desc(), CallAttempt.id.desc()
+        )
+        rows = (_call_row(*row) for row in session.execute(query.execution_options(yield_per=2000)))
+        sheet = call_sheet(rows, _call_status_label, beijing_time)
+        return download([sheet], fmt, f"{campaign.name if campaign else '全部任务'}-通话记录")
+
+
+def _call_status_label(call: dict) -> str:
+    return call["outcome_label"] if call["outcome"] else labels.label(labels.ATTEMPT_STATUS, call["status"])
+
+
 @pages.get("/calls")
 def calls_page(
     request: Request,
@@ -261,7 +299,15 @@ def calls_page(
         "since": since_day.isoformat() if since_day else "",
         "until": until_day.isoformat() if until_day else "",
     }
-    return render(request, "manager/calls.html", page=page, campaigns=campaigns, outcomes=outcomes, filters=filters)
+    return render(
+        request,
+        "manager/calls.html",
+        page=page,
+        campaigns=campaigns,
+        outcomes=outcomes,
+        filters=filters,
+        export_query=export_query(filters),
+    )
 
 
 @pages.get("/calls/{attempt_id}")
@@ -302,6 +348,31 @@ def comparison_api(
         )
 
 
+@api.get(
+    "/reports/comparison.{fmt}",
+    summary="导出 A/B 对比报告（CSV：明细；Excel：明细 + 结论摘要）",
+    response_class=StreamingResponse,
+)
+def comparison_export(
+    request: Request,
+    fmt: ExportFormat,
+    campaign_id: int = Query(..., ge=1, le=MAX_DB_ID, description="外呼任务编号"),
+    factor: Optional[str] = None,
+    audience: Optional[str] = None,
+    since: Optional[date] = None,
+    until: Optional[date] = None,
+    principal: Principal = Depends(managers_only),
+) -> StreamingResponse:
+    with session_scope(request.app.state.engine) as session:
+        campaign = session.get(Campaign, campaign_id)
+        if campaign is None:
+            raise HTTPException(404, f"没有编号为 {campaign_id} 的外呼任务")
+        report = build_report(
+            session, campaign, factor=factor or None, audience=audience or None, since=since, until=until
+        )
+    return download(report_sheets(report), fmt, f"{campaign.name}-A-B对比")
+
+
 @pages.get("/reports")
 def reports_page(
     request: Request,
@@ -334,6 +405,7 @@ def reports_page(
         audiences=audiences,
         factors=labels.FACTOR,
         filters=shown,
+        export_query=export_query(shown),
     )
 
 
@@ -354,6 +426,25 @@ def funnel_api(
 ):
     with session_scope(request.app.state.engine) as session:
         return funnel(session, campaign_id)
+
+
+@api.get(
+    "/reports/wecom-funnel.{fmt}",
+    summary="导出企业微信漏斗（CSV 或 Excel；按线索计）",
+    response_class=StreamingResponse,
+)
+def funnel_export(
+    request: Request,
+    fmt: ExportFormat,
+    campaign_id: int = Query(..., ge=1, le=MAX_DB_ID, description="外呼任务编号"),
+    principal: Principal = Depends(managers_only),
+) -> StreamingResponse:
+    with session_scope(request.app.state.engine) as session:
+        campaign = session.get(Campaign, campaign_id)
+        if campaign is None:
+            raise HTTPException(404, f"没有编号为 {campaign_id} 的外呼任务")
+        data = wecom_funnel(session, campaign_id)
+    return download([funnel_sheet(data)], fmt, f"{campaign.name}-企微漏斗")
 
 
 @pages.get("/wecom")
