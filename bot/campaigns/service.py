@@ -12,16 +12,21 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from bot.audiences.models import KNOWN_SCENES, AudiencePack
 from bot.campaigns.assignment import Arm, assign, bucket
 from bot.campaigns.experiment_design import (
     FACTORS,
+    GLOBAL_SCOPE,
     HOLDOUT,
+    check_arm_lists,
     check_bandit_arms,
     current_bandit_weights,
     default_seed,
+    incentive_scopes,
     seed_for,
 )
 from bot.campaigns.models import CallAttempt, Campaign, CampaignPack
+from bot.campaigns.problems import ProblemList, problem
 from bot.core.db.base import utc_now
 from bot.core.errors import UserError
 from bot.leads.models import Lead, LeadPack
@@ -175,40 +180,70 @@ def create_campaign(
     incentive: str | None = None,
     experiments: dict | None = None,
     created_by: str = "",
+    problems: ProblemList | None = None,
 ) -> Campaign:
     """A draft campaign. `experiments`: the design beyond script and slot arms, as
-    bot.campaigns.experiment_design.build_experiments makes it."""
-    if session.execute(select(Campaign.id).where(Campaign.name == name)).first():
-        raise UserError(f"campaign '{name}' already exists; pick another name.")
-    if lines < 1 or cps <= 0:
-        raise UserError("--lines must be at least 1 and --cps above 0.")
+    bot.campaigns.experiment_design.build_experiments makes it. `problems`: those the
+    caller found parsing what was typed; every problem, theirs and these, is raised together
+    (CampaignProblems) before anything is written."""
+    problems = problems if problems is not None else ProblemList()
     experiments = experiments or {}
-    if incentive and experiments.get("incentives"):
-        raise UserError(
-            "give either --incentive (one text for every lead) or --incentive-arm (texts to test), not both."
+    variants = variants or list(DEFAULT_VARIANTS)
+    time_slots = time_slots or []
+    if not name.strip():
+        problems.add("NAME", "", "the campaign needs a name", "请填写任务名称")
+    elif session.execute(select(Campaign.id).where(Campaign.name == name)).first():
+        problems.add(
+            "NAME", name, "a campaign of that name already exists; pick another name", "已有同名任务；请换一个名称"
         )
-    check_bandit_arms(
+    if lines < 1:
+        problems.add("--lines", lines, "at least 1 (concurrent calls)", "至少为 1（同时进行的通话数）")
+    if not cps > 0:
+        problems.add("--cps", f"{cps:g}", "above 0 (new calls per second), e.g. 2", "须大于 0（每秒新呼叫数），例如 2")
+    if incentive and experiments.get("incentives"):
+        problems.add(
+            "--incentive",
+            incentive,
+            "give either --incentive (one text for packs without their own incentives) or --incentive-arm "
+            "(texts to test), not both",
+            "单一利益点与利益点 A/B 只能二选一",
+        )
+    problems.attempt(check_arm_lists, variants, time_slots)
+    problems.attempt(
+        check_bandit_arms,
         experiments,
         {
-            "script": variants or list(DEFAULT_VARIANTS),
-            "time_slot": time_slots or [],
+            "script": variants,
+            "time_slot": time_slots,
             "incentive": experiments.get("incentives") or [],
             "welcome": experiments.get("welcomes") or [],
         },
     )
+    _check_incentive_scopes(session, experiments, problems)
     found = {p.name: p for p in session.execute(select(LeadPack).where(LeadPack.name.in_(packs))).scalars()}
     missing = [p for p in packs if p not in found]
-    if missing or not packs:
-        raise UserError(
-            f"lead pack(s) not found: {', '.join(missing) or '(none given)'}; "
-            "see `waihu leads packs` for the uploaded ones."
+    if not packs:
+        problems.add("--pack", "", "give at least one lead pack; see `waihu leads packs`", "请至少选择一个线索名单")
+    for pack_name in missing:
+        problems.add(
+            "--pack",
+            pack_name,
+            "no lead pack of that name; see `waihu leads packs` for the uploaded ones",
+            "没有这个线索名单；请先上传，或选择已上传的名单",
         )
+    # Refuse a looser policy or a slot outside the windows now, not at the first dial.
+    overrides = _freeze(compliance_overrides or {})
+    base = problems.attempt(_base_policy, name, compliance_profile, overrides)
+    if base is not None:
+        for slot in time_slots:
+            problems.attempt(_check_slot, name, compliance_profile, overrides, base, slot)
+    problems.raise_any()
     campaign = Campaign(
         name=name,
         lines=lines,
         cps=cps,
-        script_variants=variants or list(DEFAULT_VARIANTS),
-        time_slots=time_slots or [],
+        script_variants=variants,
+        time_slots=time_slots,
         compliance_profile=compliance_profile,
         compliance_overrides=compliance_overrides or {},
         incentive=incentive,
@@ -220,10 +255,64 @@ def create_campaign(
     session.flush()
     for pack in found.values():
         session.add(CampaignPack(campaign_id=campaign.id, pack_id=pack.id))
-    # Refuse a looser policy or a slot outside the windows now, not at the first dial.
-    for slot in [None] + [s["name"] for s in campaign.time_slots]:
-        policy_for_slot(campaign, slot)
     return campaign
+
+
+def _base_policy(name: str, profile: str, overrides: tuple) -> CompliancePolicy:
+    try:
+        return _policy(name, profile, overrides, None)
+    except UserError as exc:
+        raise problem(
+            "--profile",
+            profile,
+            f"{exc} {' '.join(exc.details)}".strip(),
+            f"合规配置无法使用：{exc}",
+        ) from None
+
+
+def _check_slot(name: str, profile: str, overrides: tuple, base: CompliancePolicy, slot: Mapping[str, Any]) -> None:
+    typed = f"{slot['name']}={','.join(slot['windows'])}"
+    allowed = ", ".join(
+        f"{s // 3600:02d}:{s % 3600 // 60:02d}-{e // 3600:02d}:{e % 3600 // 60:02d}" for s, e in base.windows
+    )
+    try:
+        _policy(name, profile, overrides, tuple(slot["windows"]))
+    except UserError as exc:
+        looser = "not inside" in str(exc)
+        raise problem(
+            "--slot",
+            typed,
+            (
+                f"outside the calling windows {allowed} of {profile}; a campaign may only make them stricter: "
+                "pick hours inside them"
+                if looser
+                else f"{exc}"
+            ),
+            (
+                f"超出合规拨打窗口 {allowed}（{profile}）；时段只能收窄、不能放宽，请改在窗口内"
+                if looser
+                else f"时段无法使用：{exc}"
+            ),
+        ) from None
+
+
+def _check_incentive_scopes(session: Session, experiments: Mapping[str, Any], problems: ProblemList) -> None:
+    """Each pack an incentive arm is scoped to is an audience pack (name) or a scene."""
+    scopes = [s for s in incentive_scopes(experiments) if s != GLOBAL_SCOPE]
+    if not scopes:
+        return
+    known = set(KNOWN_SCENES)
+    for pack_name, scene in session.execute(select(AudiencePack.name, AudiencePack.scene)):
+        known.update(k for k in (pack_name, scene) if k)
+    for scope in scopes:
+        if scope not in known:
+            problems.add(
+                "--incentive-arm",
+                scope,
+                f"no audience pack or scene of that name (known: {', '.join(sorted(known))}); "
+                "see `waihu audiences list`, or use global: for every pack",
+                f"没有这个人群包或场景（已有：{'、'.join(sorted(known))}）；所有人群包请写 global:",
+            )
 
 
 def get_campaign(session: Session, name: str) -> Campaign:

@@ -9,9 +9,8 @@ import typer
 from rich.live import Live
 from rich.table import Table
 
-from bot.campaigns.experiment_design import parse_slot, parse_variant
+from bot.campaigns.experiment_design import arm_scope, parse_slot, parse_variant
 from bot.cli.console import console, print_json
-from bot.core.errors import UserError
 
 campaign_app = typer.Typer(help="Campaigns: which packs to dial, how, and their live progress.", no_args_is_help=True)
 
@@ -34,9 +33,18 @@ def create(
     cps: float = typer.Option(2.0, "--cps", help="New calls per second"),
     variants: list[str] = typer.Option([], "--variant", help="Script variant NAME[:WEIGHT] (repeat to A/B test)"),
     slots: list[str] = typer.Option([], "--slot", help="Time slot NAME=HH:MM-HH:MM[*WEIGHT] (repeat to A/B test)"),
-    incentive: Optional[str] = typer.Option(None, "--incentive", help="What the robot offers (利益点)"),
+    incentive: Optional[str] = typer.Option(
+        None,
+        "--incentive",
+        help="What the robot offers (利益点) to leads whose audience pack has no incentive of its own "
+        "in dialogs/wecom/offers.yml (the others are offered theirs)",
+    ),
     incentive_arms: list[str] = typer.Option(
-        [], "--incentive-arm", help="Incentive arm NAME=TEXT[*WEIGHT] (repeat to A/B test what the robot offers)"
+        [],
+        "--incentive-arm",
+        help="Incentive arm PACK:NAME=TEXT[*WEIGHT] for one audience pack (name or scene, e.g. 车主:驾乘险=…), "
+        "or global:NAME=TEXT[*WEIGHT] for every pack without arms of its own (replacing offers.yml's); "
+        "repeat to A/B test what the robot offers",
     ),
     welcome_arms: list[str] = typer.Option(
         [], "--welcome-arm", help="WeCom welcome-script arm NAME=TEXT[*WEIGHT] (repeat to A/B test)"
@@ -53,20 +61,40 @@ def create(
     ),
     profile: str = typer.Option("CN_INSURANCE_DEFAULT", "--profile", help="Compliance profile"),
 ) -> None:
-    """Create a campaign (draft). Start it with `waihu campaign start NAME`."""
+    """Create a campaign (draft). Start it with `waihu campaign start NAME`.
+
+    Every problem of the options is reported at once. Incentive arms are per audience pack:
+    `--incentive-arm 车主:驾乘险=一份免费的驾乘意外险` is offered to leads of the audience pack
+    (or scene) 车主 only; `--incentive-arm global:红包=一个十元红包` to every pack without arms
+    of its own, replacing the per-pack incentives of dialogs/wecom/offers.yml. Packs with no
+    arm keep their offers.yml incentives."""
     from bot.campaigns.experiment_design import build_experiments, parse_text_arm
+    from bot.campaigns.problems import ProblemList
     from bot.campaigns.service import create_campaign
     from bot.core.settings import get_settings
     from bot.script.project import DialogsProject
     from bot.script.script_lines import load_script_domain
 
+    problems = ProblemList()
+    parsed_variants = [v for v in (problems.attempt(parse_variant, v) for v in variants) if v]
+    parsed_slots = [s for s in (problems.attempt(parse_slot, s) for s in slots) if s]
     known = load_script_domain(DialogsProject(get_settings().dialogs_dir)).variants()
-    unknown = [v["name"] for v in map(parse_variant, variants) if v["name"] not in known]
-    if unknown:
-        raise UserError(f"unknown script variant(s) {', '.join(unknown)}; the script has: {', '.join(known)}.")
-    experiments = build_experiments(
-        incentives=[parse_text_arm("--incentive-arm", a) for a in incentive_arms],
-        welcomes=[parse_text_arm("--welcome-arm", a) for a in welcome_arms],
+    for variant in parsed_variants:
+        if variant["name"] not in known:
+            problems.add(
+                "--variant",
+                variant["name"],
+                f"unknown script variant; the script has: {', '.join(known)}",
+                f"话术中没有这个版本；现有：{'、'.join(known)}",
+            )
+    incentives = [
+        a for a in (problems.attempt(parse_text_arm, "--incentive-arm", a, scoped=True) for a in incentive_arms) if a
+    ]
+    welcomes = [a for a in (problems.attempt(parse_text_arm, "--welcome-arm", a) for a in welcome_arms) if a]
+    experiments = problems.attempt(
+        build_experiments,
+        incentives=incentives,
+        welcomes=welcomes,
         holdout=holdout,
         bandit_factor=bandit,
         bandit_floor=bandit_floor,
@@ -78,21 +106,28 @@ def create(
             packs=packs,
             lines=lines,
             cps=cps,
-            variants=[parse_variant(v) for v in variants] or None,
-            time_slots=[parse_slot(s) for s in slots] or None,
+            variants=parsed_variants or None,
+            time_slots=parsed_slots or None,
             compliance_profile=profile,
             incentive=incentive,
             experiments=experiments,
+            problems=problems,
         )
+        experiments = campaign.experiments
         console.print(
             f"created campaign [bold]{campaign.name}[/] (draft): {len(packs)} pack(s), "
             f"{lines} lines, {cps:g} calls/s, variants "
             f"{', '.join(v['name'] for v in campaign.script_variants)}"
             + (f", slots {', '.join(s['name'] for s in campaign.time_slots)}" if campaign.time_slots else "")
-            + "".join(
-                f", {label} {', '.join(a['name'] for a in experiments[key])}"
-                for key, label in (("incentives", "incentives"), ("welcomes", "welcome scripts"))
-                if experiments.get(key)
+            + (
+                ", incentives " + ", ".join(f"{arm_scope(a)}:{a['name']}" for a in experiments["incentives"])
+                if experiments.get("incentives")
+                else ""
+            )
+            + (
+                f", welcome scripts {', '.join(a['name'] for a in experiments['welcomes'])}"
+                if experiments.get("welcomes")
+                else ""
             )
             + (f", holdout {experiments['holdout'] * 100:g}%" if experiments.get("holdout") else "")
             + (f", bandit on {experiments['bandit']['factor']}" if experiments.get("bandit") else "")

@@ -8,6 +8,7 @@ import sys
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 
 # Piped into a file or CI log, rich would assume 80 columns and wrap every table cell;
 # 120 keeps the funnel tables on one line per row (a terminal uses its own width).
@@ -23,6 +24,7 @@ def print_json(obj: Any) -> None:
 
 
 def fail(message: str, details: list[str] | None = None) -> None:
-    err_console.print(f"[bold red]error:[/] {message}")
+    # What the user typed is shown as typed: no markup, no :emoji: codes (standard:abc).
+    err_console.print(f"[bold red]error:[/] {escape(message)}", emoji=False)
     for line in details or []:
-        err_console.print(f"  {line}")
+        err_console.print(f"  {line}", markup=False, emoji=False)

@@ -23,11 +23,14 @@ from bot.audiences.service import create_audience, parse_attributes
 from bot.campaigns.experiment_design import (
     BANDIT_FACTORS,
     FACTOR_LABELS,
+    GLOBAL_SCOPE,
     build_experiments,
     parse_slot,  # the CLI's format: 上午=09:30-12:00[*权重]
     parse_text_arm,
+    scope_hint,
 )
 from bot.campaigns.models import Campaign, CampaignPack
+from bot.campaigns.problems import CampaignProblems, ProblemList
 from bot.campaigns.service import TRANSITIONS, campaign_progress, change_status, create_campaign
 from bot.core.db.engine import session_scope
 from bot.core.errors import UserError
@@ -352,6 +355,8 @@ class TextArmIn(BaseModel):
     name: str
     text: str
     weight: float = 1.0
+    # Incentive arms: the audience pack (name or scene) the arm is for, or "global" (every pack).
+    audience: Optional[str] = Field(None, description="利益点：适用的人群包（名称或场景）或 global（所有人群包）")
 
 
 MAX_LINES = 10_000
@@ -480,14 +485,39 @@ def script_variants(request: Request) -> list[str]:
     return load_script_domain(DialogsProject(request.app.state.config.dialogs_dir)).variants()
 
 
-def _create(request: Request, body: CampaignIn, principal: Principal) -> CampaignOut:
+def _create(
+    request: Request, body: CampaignIn, principal: Principal, problems: ProblemList | None = None
+) -> CampaignOut:
+    """Create, or raise CampaignProblems with every problem (the caller's and the service's)."""
+    problems = problems if problems is not None else ProblemList()
     known = script_variants(request)
-    unknown = [v.name for v in body.variants if v.name not in known]
-    if unknown:
-        raise UserError(f"未知的话术版本：{', '.join(unknown)}；当前话术有：{', '.join(known)}")
-    experiments = build_experiments(
-        incentives=[a.dict() for a in body.incentive_arms],
-        welcomes=[a.dict() for a in body.welcome_arms],
+    for variant in body.variants:
+        if variant.name not in known:
+            problems.add(
+                "--variant",
+                variant.name,
+                f"unknown script variant; the script has: {', '.join(known)}",
+                f"话术中没有这个版本；现有：{'、'.join(known)}",
+            )
+    incentives = []
+    for arm in body.incentive_arms:
+        if not (arm.audience or "").strip():
+            problems.add(
+                "--incentive-arm",
+                f"{arm.name}={arm.text}",
+                f"say whose leads this arm is for (audience): {scope_hint(arm.name, arm.text)}",
+                f"请注明用于哪个人群包：{scope_hint(arm.name, arm.text, chinese=True)}",
+            )
+            continue
+        scope = (arm.audience or "").strip()
+        incentives.append(
+            {"name": arm.name, "text": arm.text, "weight": arm.weight}
+            | ({} if scope.lower() == GLOBAL_SCOPE else {"audience": scope})
+        )
+    experiments = problems.attempt(
+        build_experiments,
+        incentives=incentives,
+        welcomes=[{"name": a.name, "text": a.text, "weight": a.weight} for a in body.welcome_arms],
         holdout=body.holdout,
         bandit_factor=body.bandit or None,
         bandit_floor=body.bandit_floor,
@@ -505,8 +535,14 @@ def _create(request: Request, body: CampaignIn, principal: Principal) -> Campaig
             incentive=(body.incentive or "").strip() or None,
             experiments=experiments,
             created_by=principal.name,
+            problems=problems,
         )
         return _campaign_out(session, campaign)
+
+
+def _problems_in_chinese(exc: CampaignProblems) -> UserError:
+    problems = exc.in_chinese()
+    return UserError(f"外呼任务未创建：共 {len(problems)} 个问题，请全部修改后再提交", details=problems)
 
 
 @api.get("/campaigns", response_model=list[CampaignOut], summary="外呼任务列表")
@@ -517,7 +553,10 @@ def campaigns_list(request: Request, principal: Principal = Depends(ops_only)) -
 
 @api.post("/campaigns", response_model=CampaignOut, status_code=201, summary="创建外呼任务（草稿）")
 def campaigns_create(request: Request, body: CampaignIn, principal: Principal = Depends(ops_only)) -> CampaignOut:
-    return _create(request, body, principal)
+    try:
+        return _create(request, body, principal)
+    except CampaignProblems as exc:
+        raise _problems_in_chinese(exc) from None
 
 
 @api.get("/campaigns/{campaign_id}", response_model=CampaignOut, summary="外呼任务详情")
@@ -578,7 +617,13 @@ def campaigns_page(request: Request, principal: Principal = Depends(ops_only)):
     return _campaigns_page(request)
 
 
-def _campaigns_page(request: Request, status_code: int = 200, form: dict | None = None, error: str | None = None):
+def _campaigns_page(
+    request: Request,
+    status_code: int = 200,
+    form: dict | None = None,
+    error: str | None = None,
+    problems: list[str] | None = None,
+):
     with session_scope(request.app.state.engine) as session:
         campaigns = [
             _campaign_out(session, c) for c in session.execute(select(Campaign).order_by(Campaign.id.desc())).scalars()
@@ -601,18 +646,34 @@ def _campaigns_page(request: Request, status_code: int = 200, form: dict | None 
         published=published,
         form=form or {},
         error=error,
+        problems=problems or [],
         bandit_factors=[(f, FACTOR_LABELS[f]) for f in BANDIT_FACTORS],
     )
 
 
-def parse_slot_lines(text: str) -> list[SlotIn]:
+def parse_slot_lines(text: str, problems: ProblemList) -> list[SlotIn]:
+    """One slot per line, as the CLI's --slot; a line with a problem is noted and left out."""
+    parsed = (problems.attempt(parse_slot, line.strip()) for line in text.splitlines() if line.strip())
+    return [SlotIn(**slot) for slot in parsed if slot]
 
-    return [SlotIn(**parse_slot(line.strip())) for line in text.splitlines() if line.strip()]
+
+def parse_text_arm_lines(option: str, text: str, problems: ProblemList, *, scoped: bool = False) -> list[TextArmIn]:
+    """One arm per line, as the CLI's --incentive-arm (人群包:名称=文本[*权重], or global:…) and
+    --welcome-arm (名称=文本[*权重])."""
+    arms = []
+    for line in text.splitlines():
+        arm = problems.attempt(parse_text_arm, option, line.strip(), scoped=scoped) if line.strip() else None
+        if arm:
+            arms.append(TextArmIn(**{**arm, "audience": arm.get("audience") or (GLOBAL_SCOPE if scoped else None)}))
+    return arms
 
 
-def parse_text_arm_lines(option: str, text: str) -> list[TextArmIn]:
-    """One arm per line, as the CLI's --incentive-arm/--welcome-arm: 名称=文本[*权重]."""
-    return [TextArmIn(**parse_text_arm(option, line.strip())) for line in text.splitlines() if line.strip()]
+def _number(problems: ProblemList, option: str, raw: str, kind: type, zh: str, default: Any) -> Any:
+    try:
+        return kind(raw)
+    except ValueError:
+        problems.add(option, raw, f"not a {'whole ' if kind is int else ''}number", zh)
+        return default
 
 
 @pages.post("/ops/campaigns")
@@ -633,33 +694,41 @@ async def campaigns_create_form(request: Request, principal: Principal = Depends
         "holdout": form.get("holdout", "0"),
         "bandit": form.get("bandit", ""),
     }
+    # Every problem of the form at once, each naming its field and what to do.
+    problems = ProblemList()
     try:
-        try:
-            lines, cps = int(values["lines"]), float(values["cps"])
-        except ValueError:
-            raise UserError("线路数需要整数，每秒呼叫数需要数字") from None
-        weights: dict[str, Any] = {name: form.get(f"weight_{name}") or "1" for name in values["variants"]}
-        try:
-            variants = [VariantIn(name=name, weight=float(weight)) for name, weight in weights.items()]
-        except ValueError:
-            raise UserError("话术版本的权重需要数字") from None
-        try:
-            holdout = float(values["holdout"] or 0) / 100
-        except ValueError:
-            raise UserError("留出对照比例需要数字（百分比，例如 5）") from None
-        if not (1 <= lines <= MAX_LINES and 0 < cps <= MAX_CPS):
-            raise UserError(f"线路数需在 1 到 {MAX_LINES} 之间，每秒呼叫数需大于 0、不超过 {MAX_CPS:g}")
+        lines = _number(problems, "--lines", str(values["lines"]), int, "线路数需要整数", 1)
+        cps = _number(problems, "--cps", str(values["cps"]), float, "每秒呼叫数需要数字", 1.0)
+        if not 1 <= lines <= MAX_LINES:
+            problems.add("--lines", lines, f"between 1 and {MAX_LINES}", f"线路数需在 1 到 {MAX_LINES} 之间")
+        if not 0 < cps <= MAX_CPS:
+            problems.add(
+                "--cps", f"{cps:g}", f"above 0, at most {MAX_CPS:g}", f"每秒呼叫数需大于 0、不超过 {MAX_CPS:g}"
+            )
+        variants = []
+        for name in values["variants"]:
+            raw = str(form.get(f"weight_{name}") or "1")
+            weight = _number(problems, "--variant", f"{name}:{raw}", float, "话术版本的权重需要数字", 1.0)
+            if not weight > 0:
+                problems.add("--variant", f"{name}:{raw}", "a weight above 0", "话术版本的权重须大于 0")
+            variants.append(VariantIn(name=name, weight=weight if weight > 0 else 1.0))
+        holdout = (
+            _number(
+                problems, "--holdout", str(values["holdout"] or 0), float, "留出对照比例需要数字（百分比，例如 5）", 0.0
+            )
+            / 100
+        )
         try:
             body = CampaignIn(
                 name=values["name"],
                 packs=values["packs"],
-                lines=lines,
-                cps=cps,
+                lines=min(max(lines, 1), MAX_LINES),
+                cps=min(cps, MAX_CPS) if cps > 0 else 1.0,
                 variants=variants,
-                time_slots=parse_slot_lines(values["slots"]),
+                time_slots=parse_slot_lines(values["slots"], problems),
                 incentive=values["incentive"],
-                incentive_arms=parse_text_arm_lines("利益点", values["incentive_arms"]),
-                welcome_arms=parse_text_arm_lines("欢迎语", values["welcome_arms"]),
+                incentive_arms=parse_text_arm_lines("--incentive-arm", values["incentive_arms"], problems, scoped=True),
+                welcome_arms=parse_text_arm_lines("--welcome-arm", values["welcome_arms"], problems),
                 holdout=holdout,
                 bandit=values["bandit"] or None,
             )
@@ -667,11 +736,10 @@ async def campaigns_create_form(request: Request, principal: Principal = Depends
             raise UserError(
                 "；".join(f"{'.'.join(str(p) for p in e['loc'])}：{e['msg']}" for e in exc.errors())
             ) from None
-        if not body.name.strip():
-            raise UserError("请填写任务名称")
-        if not body.packs:
-            raise UserError("请至少选择一个线索名单")
-        created = _create(request, body, principal)
+        created = _create(request, body, principal, problems)
+    except CampaignProblems as exc:
+        error = _problems_in_chinese(exc)
+        return _campaigns_page(request, 400, values, str(error), problems=error.details)
     except UserError as exc:
         return _campaigns_page(request, 400, values, f"外呼任务未创建：{exc}")
     flash(request, f"已创建外呼任务“{created.name}”（草稿），确认无误后点击“启动”")

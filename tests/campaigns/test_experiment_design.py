@@ -153,7 +153,7 @@ def test_text_arm_option(value: str, expected: dict) -> None:
     (lambda: parse_text_arm("--incentive-arm", "红包=十元*0"), "must be a number above 0"),
     (lambda: build_experiments(holdout=10), "--holdout 10: a share of leads between 0 and 1"),
     (lambda: build_experiments(incentives=[{"name": "a", "text": "x", "weight": 1}] * 2), "given twice"),
-    (lambda: build_experiments(bandit_factor="colour"), "--bandit 'colour'"),
+    (lambda: build_experiments(bandit_factor="colour"), "--bandit colour: one of script"),
     (lambda: build_experiments(bandit_factor="script", bandit_floor=1.5), "--bandit-floor 1.5"),
 ])
 def test_bad_design_options_are_one_clear_error(call, message: str) -> None:
@@ -174,17 +174,17 @@ def test_campaign_create_with_incentive_arms_holdout_and_bandit(tmp_path: Path) 
     data = tmp_path / "data"
     assert waihu(data, "leads", "upload", str(csv), "--pack", "p1").returncode == 0
     created = waihu(data, "campaign", "create", "c1", "--pack", "p1", "--variant", "standard",
-                    "--variant", "benefit_first", "--incentive-arm", "意外险=一份免费的驾乘意外险",
-                    "--incentive-arm", "体检=一次免费的体检*2", "--welcome-arm", "简短=您好，我是您的专属顾问。",
+                    "--variant", "benefit_first", "--incentive-arm", "global:意外险=一份免费的驾乘意外险",
+                    "--incentive-arm", "global:体检=一次免费的体检*2", "--welcome-arm", "简短=您好，我是您的专属顾问。",
                     "--holdout", "0.05", "--bandit", "script")
     assert created.returncode == 0, created.stderr
-    assert "incentives 意外险, 体检" in created.stdout and "holdout 5%" in created.stdout
+    assert "incentives global:意外险, global:体检" in created.stdout and "holdout 5%" in created.stdout
     assert "bandit on script" in created.stdout
     for args, needle in [
-        (("--incentive", "红包", "--incentive-arm", "a=b"), "either --incentive"),
+        (("--incentive", "红包", "--incentive-arm", "global:a=b"), "either --incentive"),
         (("--holdout", "10"), "--holdout 10.0: a share of leads between 0 and 1"),
-        (("--incentive-arm", "红包"), "expected NAME=TEXT"),
-        (("--bandit", "incentive", "--incentive-arm", "a=b"), "--bandit incentive: that factor has 1 arm"),
+        (("--incentive-arm", "红包"), "expected PACK:NAME=TEXT"),
+        (("--bandit", "incentive", "--incentive-arm", "global:a=b"), "--bandit incentive: that factor has 1 arm"),
     ]:
         result = waihu(data, "campaign", "create", "c2", "--pack", "p1", *args)
         assert result.returncode == 1 and needle in result.stderr and "Traceback" not in result.stderr, result.stderr

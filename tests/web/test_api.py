@@ -150,7 +150,8 @@ def test_a_campaign_can_test_incentives_welcomes_and_hold_out_leads(console, cli
     ops.post("/api/v1/lead-packs", data={"pack": "利益点测试"}, files={"file": ("pack.csv", path.read_bytes(), "text/csv")})
     created = ops.post("/api/v1/campaigns", json={
         "name": "利益点A/B", "packs": ["利益点测试"],
-        "incentive_arms": [{"name": "意外险", "text": "一份免费的驾乘意外险"}, {"name": "体检", "text": "一次免费体检", "weight": 2}],
+        "incentive_arms": [{"name": "意外险", "text": "一份免费的驾乘意外险", "audience": "global"},
+                           {"name": "体检", "text": "一次免费体检", "weight": 2, "audience": "global"}],
         "welcome_arms": [{"name": "热情", "text": "您好，我是您的专属顾问"}, {"name": "简洁", "text": "您好"}],
         "holdout": 0.05, "bandit": "incentive"})
     assert created.status_code == 201, created.text
@@ -163,13 +164,13 @@ def test_a_campaign_can_test_incentives_welcomes_and_hold_out_leads(console, cli
 
     page = ops.http.post("/ops/campaigns", data={
         "csrf_token": ops.csrf, "name": "表单实验", "packs": "利益点测试", "lines": "3", "cps": "1",
-        "incentive_arms": "意外险=一份免费的驾乘意外险\n体检=一次免费体检*2", "holdout": "5"})
+        "incentive_arms": "global:意外险=一份免费的驾乘意外险\nglobal:体检=一次免费体检*2", "holdout": "5"})
     assert page.status_code == 303, page.text[:500]
     detail = ops.get(page.headers["location"]).text
     assert "利益点 A/B：意外险（一份免费的驾乘意外险）、体检（一次免费体检）" in detail and "留出对照 5%" in detail
     bad = ops.http.post("/ops/campaigns", data={"csrf_token": ops.csrf, "name": "坏实验", "packs": "利益点测试",
                                                 "lines": "3", "cps": "1", "incentive_arms": "没有等号"})
-    assert bad.status_code == 400 and "外呼任务未创建" in bad.text and "NAME=TEXT" in bad.text
+    assert bad.status_code == 400 and "外呼任务未创建" in bad.text and "人群包:名称=文本" in bad.text
 
 
 def test_wecom_funnel_page_is_wired_to_the_wecom_module(console, clients, db, keyring, tmp_path):
