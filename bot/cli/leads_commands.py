@@ -11,11 +11,14 @@ from pathlib import Path
 from typing import Optional
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from bot.cli.console import console, err_console, print_json
 
-leads_app = typer.Typer(help="Lead packs (人群包 files): upload, rejects, erasure.", no_args_is_help=True)
+leads_app = typer.Typer(
+    help="Lead packs (人群包 files): upload, replace, delete, rejects, erasure.", no_args_is_help=True
+)
 
 _REASON_LABELS = {
     "phone_missing": "no phone",
@@ -27,7 +30,8 @@ _REASON_LABELS = {
     "phone_scientific_notation": "1.38E+10 (Excel)",
     "extra_cells": "extra cells in row",
     "consent_missing": "no consent record",
-    "consent_invalid": "bad consent time",
+    "consent_invalid": "bad consent time/answer",
+    "consent_declined": "did not agree to be called",
     "duplicate_in_file": "duplicate in this file",
     "duplicate_existing": "already a lead",
     "dnc_opt_out": "do-not-call (opt-out)",
@@ -69,9 +73,19 @@ def upload(
     first_party: bool = typer.Option(False, "--first-party", help="Our own leads: consent basis stated for all"),
     consent_basis: Optional[str] = typer.Option(None, "--consent-basis", help="How first-party leads consented"),
     sheet: Optional[str] = typer.Option(None, "--sheet", help="XLSX worksheet (default: the first)"),
+    replace: bool = typer.Option(
+        False,
+        "--replace",
+        help="Replace the earlier pack of this file or --pack name (its leads and rejects), "
+        "allowed while none of its leads was dialled",
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object instead of the summary"),
 ) -> None:
-    """Upload a lead pack: validate, normalise, dedupe, DNC-scrub; every rejected row is kept."""
+    """Upload a lead pack: validate, normalise, dedupe, DNC-scrub; every rejected row is kept.
+
+    Consent columns recognised: 留资时间 (first-party: when they left their number on your form),
+    同意时间, 授权时间, 注册时间 (times), 授权同意, 是否授权 (是/否)."""
+    from bot.campaigns.pack_removal import replace_guard
     from bot.core.tabular_file import parse_column_overrides
     from bot.leads.service import UploadRequest, upload_lead_pack
 
@@ -83,11 +97,19 @@ def upload(
         first_party=first_party,
         consent_basis=consent_basis,
         sheet=sheet,
+        replace=replace,
     )
     engine, ring = open_database(), keyring()
     progress = _Progress(enabled=not as_json)
     try:
-        summary = upload_lead_pack(engine, ring, request, on_progress=progress.update, on_start=progress.start)
+        summary = upload_lead_pack(
+            engine,
+            ring,
+            request,
+            on_progress=progress.update,
+            on_start=progress.start,
+            replace_guard=replace_guard,
+        )
     finally:
         progress.close()
     if as_json:
@@ -151,8 +173,44 @@ def _print_summary(summary) -> None:
         )
     for note in summary.notes[1 if summary.already_uploaded else 0 :]:
         console.print(f"[yellow]note:[/] {note}")
+    for hint in summary.hints:
+        console.print(f"[bold red]to fix ({hint.reason}):[/] {escape(hint.text)}", highlight=False, emoji=False)
     if summary.rejected and not summary.already_uploaded:
         console.print(f"rejected rows: waihu leads rejects {summary.pack!r} --csv --out rejects.csv")
+
+
+@leads_app.command("delete-pack")
+def delete_pack(
+    pack: str = typer.Argument(..., help="Lead pack name"),
+    yes: bool = typer.Option(False, "--yes", help="Do not ask for confirmation"),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Delete a lead pack with its leads and rejected rows; refused once any lead of it was dialled."""
+    from bot.campaigns.pack_removal import check_removable, delete_lead_pack
+    from bot.core.db.engine import session_scope
+    from bot.leads.service import get_pack
+
+    engine = open_database()
+    if not yes and not as_json:
+        with session_scope(engine) as session:
+            lead_pack = get_pack(session, pack)
+            use = check_removable(session, lead_pack, "delete")
+            campaigns = f" and take it out of campaign {', '.join(use.campaigns)}" if use.campaigns else ""
+            question = (
+                f"delete lead pack {lead_pack.name!r}: its {lead_pack.accepted} leads and "
+                f"{lead_pack.rejected} rejected rows{campaigns}?"
+            )
+        typer.confirm(question, abort=True, err=True)
+    with session_scope(engine) as session:
+        deleted = delete_lead_pack(session, pack)
+    if as_json:
+        print_json(deleted.as_json())
+        return
+    console.print(
+        f"deleted lead pack {deleted.name!r}: {deleted.leads} leads and {deleted.rejects} rejected rows"
+        + (f"; taken out of campaign {', '.join(deleted.campaigns)}" if deleted.campaigns else ""),
+        highlight=False,
+    )
 
 
 @leads_app.command()

@@ -114,10 +114,29 @@ FIELD_ALIASES: dict[str, tuple[str, ...]] = {
     "gender": ("性别", "gender", "sex"),
     "audience": ("人群", "人群包", "客群", "人群名称", "audience", "audience_pack", "segment"),
     "consent_source": ("渠道", "来源", "数据来源", "授权渠道", "source", "channel", "consent_source"),
-    "consent_at": ("同意时间", "授权时间", "授权日期", "同意日期", "consent_at", "consent_time", "consented_at"),
+    # A time each person agreed to be called, or left their number (留资) on a form.
+    "consent_at": (
+        "同意时间",
+        "授权时间",
+        "留资时间",
+        "注册时间",
+        "授权日期",
+        "同意日期",
+        "留资日期",
+        "注册日期",
+        "consent_at",
+        "consent_time",
+        "consented_at",
+        "lead_time",
+    ),
+    # A yes/no consent flag per row (是/否, 已授权/未授权, 同意/不同意 …).
+    "consent_given": ("授权同意", "是否授权", "是否同意", "同意授权", "授权状态", "consent_given", "consented"),
     "consent_scope": ("授权范围", "同意范围", "授权内容", "consent_scope"),
 }
 FIELDS = tuple(FIELD_ALIASES)
+# A consent_at column with one of these headers is the time the person left their number on the
+# insurer's own form (留资): a first-party consent record with that time, no --first-party needed.
+FIRST_PARTY_TIME_HEADERS = ("留资时间", "留资日期")
 
 
 def header_key(text: object) -> str:

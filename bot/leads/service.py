@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import cast
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import Session
 
@@ -51,10 +51,21 @@ from bot.core.errors import UserError
 from bot.core.keys import require_key_matches
 from bot.core.phone import LANDLINE, Phone, PhoneProblem, normalise_phone
 from bot.core.pii import PhoneKeyring, mask_digit_runs, mask_phone
-from bot.core.tabular_file import ColumnMap, FileFacts, RowStream, inspect_file, map_columns, open_rows, shown
+from bot.core.tabular_file import (
+    FIRST_PARTY_TIME_HEADERS,
+    ColumnMap,
+    FileFacts,
+    RowStream,
+    header_key,
+    inspect_file,
+    map_columns,
+    open_rows,
+    shown,
+)
 from bot.dnc.models import SCOPE_OPT_OUT
 from bot.dnc.service import listed_hashes
 from bot.leads.models import Lead, LeadPack, LeadReject
+from bot.leads.upload_hints import FixHint, fix_hints
 
 CHUNK_ROWS = 5000
 CHUNKS_AHEAD = 2  # checked chunks waiting for the writer: bounds memory, keeps both threads busy
@@ -96,6 +107,69 @@ _GENDERS = {
 }
 
 
+# A yes/no consent column (授权同意, 是否授权): the answers exports write, folded by `_flag_key`.
+CONSENT_YES = ("是", "是的", "已授权", "授权", "同意", "已同意", "允许", "有", "y", "yes", "true", "1", "√", "✓", "✔")
+CONSENT_NO = (
+    "否",
+    "未授权",
+    "不授权",
+    "不同意",
+    "未同意",
+    "拒绝",
+    "不允许",
+    "没有",
+    "无",
+    "n",
+    "no",
+    "false",
+    "0",
+    "×",
+    "✗",
+    "✘",
+)
+LEAD_FORM_SOURCE = "first_party"
+
+
+def _flag_key(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    return str(value).strip().lower()
+
+
+_CONSENT_FLAGS = {**{_flag_key(v): True for v in CONSENT_YES}, **{_flag_key(v): False for v in CONSENT_NO}}
+
+
+def consent_flag(value: object) -> bool | None:
+    """是/已授权/同意/yes/1 → True, 否/未授权/不同意/no/0 → False, anything else None."""
+    return _CONSENT_FLAGS.get(_flag_key(value))
+
+
+def is_lead_form_time(columns: ColumnMap) -> bool:
+    """Whether the consent time column is a 留资时间: when the person left their number on our own form."""
+    index = columns.fields.get("consent_at")
+    if index is None:
+        return False
+    return header_key(columns.header[index]) in {header_key(name) for name in FIRST_PARTY_TIME_HEADERS}
+
+
+class PackNameTaken(UserError):
+    """Another file was uploaded under this pack name (and this upload does not --replace it)."""
+
+    def __init__(self, pack: str, message: str) -> None:
+        super().__init__(message)
+        self.pack = pack
+
+
+class ReplaceAmbiguous(UserError):
+    """--replace: the file was uploaded as one pack, and another pack has the name given."""
+
+    def __init__(self, file_pack: str, named_pack: str, message: str) -> None:
+        super().__init__(message)
+        self.file_pack, self.named_pack = file_pack, named_pack
+
+
 @dataclass(frozen=True)
 class UploadRequest:
     path: Path
@@ -106,6 +180,8 @@ class UploadRequest:
     consent_basis: str | None = None
     sheet: str | None = None
     uploaded_by: str = field(default_factory=lambda: _current_user())
+    # Replace the earlier pack of the same file or name (only while none of its leads was dialled).
+    replace: bool = False
 
 
 @dataclass
@@ -124,6 +200,9 @@ class UploadSummary:
     audiences_created: list[str] = field(default_factory=list)
     columns: dict[str, str] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    header: list[str] = field(default_factory=list)
+    replaced: str | None = None  # the earlier pack this upload replaced (--replace)
+    hints: list[FixHint] = field(default_factory=list)
 
     @property
     def rejected_total(self) -> int:
@@ -146,7 +225,13 @@ class UploadSummary:
             "audiences_created": self.audiences_created,
             "columns": self.columns,
             "notes": self.notes,
+            "replaced": self.replaced,
+            "hints": [hint.as_json() for hint in self.hints],
         }
+
+    def add_hints(self) -> None:
+        """What to do when most rows failed for one reason (the flag, the header names it accepts)."""
+        self.hints = fix_hints(self.rejected, self.rows, self.columns, self.header)
 
 
 def _current_user() -> str:
@@ -154,6 +239,12 @@ def _current_user() -> str:
         return getpass.getuser()
     except Exception:  # no login name in some containers
         return "unknown"
+
+
+# Given the earlier pack a --replace upload is about to delete (in the upload's transaction): raises
+# UserError if it may not be replaced (a lead of it was dialled), else returns what to do with the new
+# pack's id once it exists (e.g. put it into the campaigns the earlier one was in). bot.campaigns has it.
+ReplaceGuard = Callable[[Session, LeadPack], Callable[[Session, int], None]]
 
 
 def upload_lead_pack(
@@ -164,16 +255,21 @@ def upload_lead_pack(
     now: datetime | None = None,
     on_progress: Callable[[int], None] | None = None,
     on_start: Callable[[FileFacts], None] | None = None,
+    replace_guard: ReplaceGuard | None = None,
 ) -> UploadSummary:
+    """Upload one file as a lead pack. With `request.replace`, the earlier pack of the same file or
+    name is deleted (its leads and kept rejects) in the same transaction, once `replace_guard` allows it."""
     now = now or utc_now()
     _check_request(request)
+    if request.replace and replace_guard is None:
+        raise ValueError("a --replace upload needs the replace_guard (bot.campaigns.pack_removal)")
     switch_interval = sys.getswitchinterval()
     try:
         # Two threads share the upload (see the module docstring); the database thread waits on the
         # database with the GIL released and, by default, then up to 5 ms to get it back from the checking
         # thread — a few times per chunk, seconds per million rows. 0.5 ms keeps it close behind.
         sys.setswitchinterval(min(switch_interval, 0.0005))
-        return _upload(engine, keyring, request, now, on_progress, on_start)
+        return _upload(engine, keyring, request, now, on_progress, on_start, replace_guard)
     finally:
         sys.setswitchinterval(switch_interval)
 
@@ -185,31 +281,71 @@ def _upload(
     now: datetime,
     on_progress: Callable[[int], None] | None,
     on_start: Callable[[FileFacts], None] | None,
+    replace_guard: ReplaceGuard | None,
 ) -> UploadSummary:
     # Another key's hashes match nothing stored: every duplicate and do-not-call number would pass.
     require_key_matches(engine, keyring)
     facts = inspect_file(request.path)
     with engine.connect() as conn:
         previous = _pack_by_sha(conn, facts.sha256)
-        if previous is not None:
-            return _summary_of(previous, facts, already_uploaded=True)
-        if conn.execute(select(LeadPack.id).where(LeadPack.name == request.pack_name)).first():
-            raise UserError(
-                f"a lead pack named {request.pack_name!r} already exists (from another file); "
-                "choose another --pack name"
+        same_name = conn.execute(select(LeadPack.id).where(LeadPack.name == request.pack_name)).scalar()
+        if not request.replace:
+            if previous is not None:
+                return _summary_of(previous, facts, already_uploaded=True)
+            if same_name is not None:
+                raise PackNameTaken(
+                    request.pack_name,
+                    f"a lead pack named {request.pack_name!r} already exists (from another file); "
+                    "choose another --pack name, or add --replace to replace that pack with this file "
+                    "(allowed while none of its leads was dialled)",
+                )
+        elif previous is not None and same_name is not None and previous.id != same_name:
+            raise ReplaceAmbiguous(
+                previous.name,
+                request.pack_name,
+                f"--replace: this file was uploaded as pack {previous.name!r}, and another pack is named "
+                f"{request.pack_name!r}; replace one at a time: --pack {previous.name!r} replaces the upload "
+                f"of this file, or delete the other first (waihu leads delete-pack {request.pack_name!r})",
             )
+    to_replace = previous.id if previous is not None else same_name
     if on_start is not None:
         on_start(facts)
     header, rows, notes = open_rows(facts, sheet=request.sheet, on_progress=on_progress)
     columns = map_columns(request.path, header, request.column_overrides)
     summary = UploadSummary(
-        request.pack_name, str(request.path), facts.format_label, columns=columns.describe(), notes=notes
+        request.pack_name,
+        str(request.path),
+        facts.format_label,
+        columns=columns.describe(),
+        notes=notes,
+        header=[mask_digit_runs(h) for h in columns.header],
     )
+    lead_form = is_lead_form_time(columns)
+    if lead_form and not request.first_party:
+        summary.notes.append(
+            f"column {columns.describe()['consent_at']} is the time each person left their number on your own "
+            "form (留资): taken as a first-party consent record with that time"
+        )
+    if request.replace and to_replace is None:
+        summary.notes.append(f"--replace: no earlier pack of this file or named {request.pack_name!r}; uploaded as new")
     with engine.connect() as conn, _bulk_load_settings(conn), conn.begin():
         # Again inside the transaction, holding the fingerprint: a key rotation cannot commit under it.
         require_key_matches(conn, keyring, lock=True)
         _tune_transaction_for_bulk_load(conn)
         session = Session(bind=conn, future=True)
+        after_replace: Callable[[Session, int], None] | None = None
+        if request.replace and to_replace is not None:
+            old = session.execute(
+                select(LeadPack).where(LeadPack.id == to_replace).with_for_update()
+            ).scalar_one_or_none()
+            if old is not None:
+                after_replace = cast(ReplaceGuard, replace_guard)(session, old)
+                summary.replaced = old.name
+                leads_gone, rejects_gone = delete_pack_records(session, old)
+                summary.notes.append(
+                    f"replaced pack {old.name!r} (uploaded {old.uploaded_at:%Y-%m-%d %H:%M} UTC): "
+                    f"its {leads_gone} leads and {rejects_gone} rejected rows were deleted"
+                )
         audiences = AudienceResolver(session)
         default_audience = audiences.resolve(request.audience) if request.audience else None
         # Nothing the file says is stored with a phone-shaped number in clear: names, headers, notes
@@ -220,8 +356,14 @@ def _upload(
             file_sha256=facts.sha256,
             file_format=facts.format_label,
             audience_id=default_audience,
-            first_party=int(request.first_party),
-            consent_basis=None if request.consent_basis is None else mask_digit_runs(request.consent_basis),
+            first_party=int(request.first_party or lead_form),
+            consent_basis=(
+                mask_digit_runs(request.consent_basis)
+                if request.consent_basis is not None
+                else (
+                    f"{mask_digit_runs(columns.describe()['consent_at'])}: 留资时间 (own form)" if lead_form else None
+                )
+            ),
             column_map={
                 "fields": {k: mask_digit_runs(v) for k, v in columns.describe().items()},
                 "header": [mask_digit_runs(h) for h in columns.header],
@@ -245,8 +387,22 @@ def _upload(
         pack.rejected, pack.duplicates, pack.dnc_hits = summary.rejected_total, summary.duplicates, summary.dnc
         pack.rejected_by_reason = dict(summary.rejected)
         session.flush()
+        if after_replace is not None:
+            after_replace(session, pack.id)
+            session.flush()
         session.close()
+    summary.add_hints()
     return summary
+
+
+def delete_pack_records(session: Session, pack: LeadPack) -> tuple[int, int]:
+    """Delete a pack with its leads and kept rejects (rows that reference its leads cascade); the
+    caller has checked that none was dialled. Returns (leads, rejects) deleted."""
+    rejects = session.execute(delete(LeadReject).where(LeadReject.pack_id == pack.id)).rowcount or 0
+    leads = session.execute(delete(Lead).where(Lead.pack_id == pack.id)).rowcount or 0
+    session.execute(delete(LeadPack).where(LeadPack.id == pack.id).execution_options(synchronize_session=False))
+    session.expunge(pack)
+    return leads, rejects
 
 
 def _tune_transaction_for_bulk_load(conn: Connection) -> None:
@@ -309,7 +465,7 @@ def _pack_by_sha(conn: Connection, sha256: str) -> LeadPack | None:
 
 
 def _summary_of(pack: LeadPack, facts: FileFacts, *, already_uploaded: bool) -> UploadSummary:
-    return UploadSummary(
+    summary = UploadSummary(
         pack.name,
         str(facts.path),
         pack.file_format,
@@ -320,11 +476,16 @@ def _summary_of(pack: LeadPack, facts: FileFacts, *, already_uploaded: bool) -> 
         dnc=pack.dnc_hits,
         already_uploaded=already_uploaded,
         columns=dict((pack.column_map or {}).get("fields", {})),
+        header=list((pack.column_map or {}).get("header", [])),
         notes=[
             f"this file (sha256 {facts.sha256[:12]}…) was already uploaded as pack {pack.name!r} "
-            f"on {pack.uploaded_at:%Y-%m-%d %H:%M} UTC; nothing was changed"
+            f"on {pack.uploaded_at:%Y-%m-%d %H:%M} UTC; nothing was changed",
+            f"to upload it again (other --map/--first-party options): add --replace --pack {pack.name!r} "
+            f"(allowed while none of its leads was dialled), or delete it: waihu leads delete-pack {pack.name!r}",
         ],
     )
+    summary.add_hints()
+    return summary
 
 
 class AudienceResolver:
@@ -502,7 +663,15 @@ class RowChecker:
         self.name_index, self.gender_index, self.audience_index = get("name"), get("gender"), get("audience")
         self.consent_at_index, self.consent_source_index = get("consent_at"), get("consent_source")
         self.consent_scope_index = get("consent_scope")
-        self.first_party_source = "first_party"
+        self.consent_given_index = get("consent_given")
+        self.consent_given_label = (
+            None if self.consent_given_index is None else shown(columns.header[self.consent_given_index] or "consent")
+        )
+        self.consent_at_label = (
+            None if self.consent_at_index is None else shown(columns.header[self.consent_at_index] or "consent_at")
+        )
+        self.lead_form = is_lead_form_time(columns)  # a 留资时间 column: first-party consent with that time
+        self.first_party_source = LEAD_FORM_SOURCE
         self.first_party_scope = _text(request.consent_basis)
         self.encode: Callable[..., str | tuple] = {
             "postgresql": self._encode_copy_line,
@@ -683,6 +852,26 @@ class RowChecker:
         raw_at = _cell(cells, self.consent_at_index)
         source = _text(_cell(cells, self.consent_source_index))
         scope = _text(_cell(cells, self.consent_scope_index))
+        raw_flag = _cell(cells, self.consent_given_index)
+        given = None
+        if raw_flag is not None:
+            given = consent_flag(raw_flag)
+            if given is None:
+                self._reject(
+                    row,
+                    "consent_invalid",
+                    f"consent column {self.consent_given_label!r} says {shown(raw_flag)!r}, which is not a yes/no "
+                    "answer; write 是/已授权/同意 or 否/未授权/不同意",
+                )
+                return None
+            if not given:
+                self._reject(
+                    row,
+                    "consent_declined",
+                    f"consent column {self.consent_given_label!r} says {shown(raw_flag)!r}: this person did not agree "
+                    "to be called, so the row is not a lead (kept here as a reject)",
+                )
+                return None
         if raw_at is not None:
             consent_at = consent_moment(raw_at)
             if consent_at is None:
@@ -699,16 +888,28 @@ class RowChecker:
                     f"consent time {consent_at.astimezone(timezone.utc):%Y-%m-%d %H:%M} UTC is in the future",
                 )
                 return None
+            if self.lead_form:
+                return source or self.first_party_source, consent_at, scope or self.first_party_scope
             return source, consent_at, scope
+        if given:  # a yes in the consent column, without a time
+            return source or f"{self.consent_given_label}={shown(raw_flag)}", None, scope
         if self.request.first_party:
             return source or self.first_party_source, None, scope or self.first_party_scope
-        self._reject(
-            row,
-            "consent_missing",
-            "no consent time for this person; partner packs need a consent record "
-            "per row (同意时间/consent_at), or upload with --first-party "
-            "--consent-basis if the leads are your own",
-        )
+        if self.consent_at_label is not None or self.consent_given_label is not None:
+            where = " and ".join(
+                repr(label) for label in (self.consent_at_label, self.consent_given_label) if label is not None
+            )
+            message = (
+                f"no consent record for this person (column {where} is empty in this row); fill it in, or upload "
+                "with --first-party --consent-basis if the leads are your own"
+            )
+        else:
+            message = (
+                "no consent record for this person: the file has no consent column; partner packs need one per row "
+                "(a time: 留资时间/同意时间/授权时间/注册时间, or 是/否: 授权同意/是否授权; another name: "
+                "--map consent_at=<column>), or upload with --first-party --consent-basis if the leads are your own"
+            )
+        self._reject(row, "consent_missing", message)
         return None
 
     def _reject(self, row: CheckedRow, reason: str, message: str) -> CheckedRow:

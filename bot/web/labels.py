@@ -38,7 +38,8 @@ REJECT_REASON = {
     "phone_scientific_notation": "科学计数法（Excel 1.38E+10）",
     "extra_cells": "多出的单元格",
     "consent_missing": "缺少授权记录",
-    "consent_invalid": "授权时间无效",
+    "consent_invalid": "授权时间/授权答复无法识别",
+    "consent_declined": "未同意接听营销电话",
     "duplicate_in_file": "文件内重复",
     "duplicate_existing": "已是现有线索",
     "dnc_opt_out": "免打扰（用户拒绝来电）",
@@ -77,3 +78,64 @@ def label(table: dict[str, str], code: str | None, empty: str = "—") -> str:
     if code is None or code == "":
         return empty
     return table.get(code, code)
+
+
+def upload_hint(hint: dict) -> str:
+    """The upload summary's fix hint (bot.leads.upload_hints.FixHint.as_json) in Chinese: what to do,
+    naming the console field and the CLI option, and the header names the upload recognises."""
+    reason, rows, total = hint["reason"], hint["rows"], hint["total"]
+    share = f"{total} 行中有 {rows} 行"
+    column = hint.get("column") or "—"
+    headers = "、".join(hint.get("headers") or [])
+    again = "改好后勾选“替换已有名单”重新上传（命令行：--replace）。"
+    if reason == "consent_missing":
+        first_party = (
+            "如果是本机构自有渠道的线索，勾选“第一方线索”并填写授权依据（命令行：--first-party --consent-basis）"
+        )
+        if hint.get("column"):
+            return (
+                f"{share}缺少授权记录：授权列 {column} 在这些行是空的。请补全（时间或 是/否）；{first_party}。{again}"
+            )
+        columns = "、".join(hint.get("file_columns") or [])
+        return (
+            f"{share}缺少授权记录：文件中没有授权列（现有列：{columns}）。请加一列，列名可用 {headers}"
+            "（留资时间＝客户在本机构表单留下号码的时间，视为第一方授权）；列名不同时，在“列映射”填写 "
+            "consent_at=<列名>（时间）或 consent_given=<列名>（是/否）（命令行：--map consent_at=<列名>）；"
+            f"{first_party}。{again}"
+        )
+    if reason == "consent_declined":
+        return (
+            f"{share}的授权列（{column}）写明客户未同意接听：这些行已拒收，不会拨打。"
+            "如果这一列并不是授权答复，请在“列映射”填写 consent_given=<列名>（命令行：--map consent_given=<列名>）。"
+        )
+    if reason == "consent_invalid":
+        return (
+            f"{share}的授权时间或答复无法识别（{column}）：时间请写成 2024-05-01 10:30（或 2024/5/1、"
+            "2024年5月1日、Excel 日期），答复写 是/否；如果列选错了，在“列映射”填写 consent_at=<列名>"
+            f"（命令行：--map consent_at=<列名>）。{again}"
+        )
+    if reason in ("phone_missing", "phone_invalid", "phone_multiple", "phone_foreign", "phone_service_number"):
+        return (
+            f"{share}在手机号列（{column}）中没有可用的号码。如果号码在其他列，请在“列映射”填写 phone=<列名>"
+            f"（命令行：--map phone=<列名>；可识别的列名：{headers}）。{again}"
+        )
+    if reason in ("phone_scientific_notation", "phone_leading_zero_lost"):
+        return (
+            f"{share}的号码被 Excel 改坏了（{column}）：保存前把这一列设为“文本”格式，"
+            f"或从源系统直接导出“CSV UTF-8”。{again}"
+        )
+    if reason == "extra_cells":
+        return (
+            f"{share}的单元格比表头多：有值里含未加引号的逗号或制表符。请重新导出（值加引号，或导出为 XLSX）。{again}"
+        )
+    if reason == "duplicate_existing":
+        return (
+            f"{share}已是之前名单里的线索（同一号码只从一个名单拨打）。如果这个文件是要替换那次上传，"
+            "请用同一名单名称并勾选“替换已有名单”（命令行：--replace --pack <原名单>），"
+            "或先在下方列表中删除原名单（命令行：waihu leads delete-pack <名单>）；两者都只限原名单尚未拨打。"
+        )
+    if reason == "duplicate_in_file":
+        return f"{share}与本文件前面的行号码重复，只保留第一次出现的行，无需处理。"
+    if reason in ("dnc_opt_out", "dnc_soft_decline"):
+        return f"{share}在免打扰名单中，不会拨打，无需处理。"
+    return hint.get("text", "")

@@ -30,6 +30,7 @@ from bot.campaigns.experiment_design import (
     scope_hint,
 )
 from bot.campaigns.models import Campaign, CampaignPack
+from bot.campaigns.pack_removal import check_removable, delete_lead_pack, replace_guard
 from bot.campaigns.problems import CampaignProblems, ProblemList
 from bot.campaigns.service import TRANSITIONS, campaign_progress, change_status, create_campaign
 from bot.core.db.engine import session_scope
@@ -38,7 +39,7 @@ from bot.core.tabular_file import parse_column_overrides
 from bot.leads.by_audience import list_audiences
 from bot.leads.export import write_rejects_csv
 from bot.leads.models import LeadPack
-from bot.leads.service import UploadRequest, upload_lead_pack
+from bot.leads.service import PackNameTaken, ReplaceAmbiguous, UploadRequest, upload_lead_pack
 from bot.web import labels
 from bot.web.params import record_id
 from bot.web.rendering import flash, render
@@ -76,6 +77,8 @@ class UploadResult(BaseModel):
     audiences_created: list[str]
     columns: dict[str, str]
     notes: list[str]
+    replaced: Optional[str] = Field(None, description="本次替换掉的原名单（勾选“替换已有名单”时）")
+    hints: list[str] = Field([], description="多数行因同一原因被拒收时：怎样修正（列映射、第一方线索、可识别的列名）")
     rejects_url: Optional[str] = Field(None, description="下载拒收行 CSV（有拒收行时）")
 
 
@@ -184,6 +187,7 @@ def upload_pack(
     first_party: bool = Form(False),
     consent_basis: Optional[str] = Form(None),
     sheet: Optional[str] = Form(None),
+    replace: bool = Form(False, description="替换同一文件或同名的已有名单（仅限其线索尚未拨打）"),
     principal: Principal = Depends(ops_only),
 ) -> UploadResult:
     name = _safe_file_name(file.filename)
@@ -207,10 +211,23 @@ def upload_pack(
             consent_basis=(consent_basis or "").strip() or None,
             sheet=(sheet or "").strip() or None,
             uploaded_by=principal.name,
+            replace=replace,
         )
         services = request.app.state.services
         try:
-            summary = upload_lead_pack(request.app.state.engine, services.keyring, upload)
+            summary = upload_lead_pack(
+                request.app.state.engine, services.keyring, upload, replace_guard=_replace_guard_zh
+            )
+        except PackNameTaken as exc:
+            raise UserError(
+                f"已有名为“{exc.pack}”的名单（来自另一个文件）：请换一个名单名称；如果要用这个文件替换它，"
+                "请勾选“替换已有名单”（仅限原名单的线索尚未拨打）。"
+            ) from None
+        except ReplaceAmbiguous as exc:
+            raise UserError(
+                f"无法替换：这个文件之前以名单“{exc.file_pack}”上传过，而名单“{exc.named_pack}”是另一个名单。"
+                f"请一次只替换一个：名单名称填“{exc.file_pack}”以替换这个文件的上次上传，或先删除名单“{exc.named_pack}”。"
+            ) from None
         except UserError as exc:
             raise _without_temp_path(exc, folder) from None
     finally:
@@ -219,12 +236,100 @@ def upload_pack(
         pack_id = session.execute(select(LeadPack.id).where(LeadPack.name == summary.pack)).scalar_one()
     data = summary.as_json()
     data["file"] = name
+    data["hints"] = [labels.upload_hint(hint) for hint in data["hints"]]
     return UploadResult(
         pack_id=pack_id,
         **data,
         rejected_labels={code: labels.label(labels.REJECT_REASON, code) for code in data["rejected"]},
         rejects_url=f"/api/v1/lead-packs/{pack_id}/rejects.csv" if data["rejected_total"] else None,
     )
+
+
+def _removal_refused_zh(exc: UserError, pack: str, action: str) -> UserError:
+    """check_removable's refusal, said in Chinese for the console."""
+    text = str(exc)
+    if "dialled" in text:
+        why = "已有线索拨打过（通话、评级和企微邀请都挂在这些线索上）；请用新的名单名称上传修正后的文件，已有号码会按重复跳过"
+    elif "scheduled" in text:
+        why = "有线索已排队待拨；请先停止相关外呼任务，再重试"
+    else:
+        return exc
+    return UserError(f"不能{action}名单“{pack}”：{why}。", details=[text])
+
+
+def _replace_guard_zh(session, old: LeadPack):
+    try:
+        return replace_guard(session, old)
+    except UserError as exc:
+        raise _removal_refused_zh(exc, old.name, "替换") from None
+
+
+class PackDeleted(BaseModel):
+    pack: str
+    leads_deleted: int
+    rejects_deleted: int
+    removed_from_campaigns: list[str]
+
+
+def _delete_pack(request: Request, pack_id: int) -> PackDeleted:
+    with session_scope(request.app.state.engine) as session:
+        pack = session.get(LeadPack, pack_id)
+        if pack is None:
+            raise HTTPException(404, f"没有编号为 {pack_id} 的线索名单")
+        name = pack.name
+        try:
+            deleted = delete_lead_pack(session, name)
+        except UserError as exc:
+            raise _removal_refused_zh(exc, name, "删除") from None
+    return PackDeleted(**deleted.as_json())
+
+
+@api.delete(
+    "/lead-packs/{pack_id}",
+    response_model=PackDeleted,
+    summary="删除线索名单（连同其线索和拒收行；已有线索拨打过则拒绝）",
+)
+def delete_pack_api(
+    request: Request, pack_id: int = record_id("线索名单编号"), principal: Principal = Depends(ops_only)
+) -> PackDeleted:
+    return _delete_pack(request, pack_id)
+
+
+@pages.get("/ops/packs/{pack_id}/delete")
+def delete_pack_confirm(
+    request: Request, pack_id: int = record_id("线索名单编号"), principal: Principal = Depends(ops_only)
+):
+    with session_scope(request.app.state.engine) as session:
+        pack = session.get(LeadPack, pack_id)
+        if pack is None:
+            raise HTTPException(404, f"没有编号为 {pack_id} 的线索名单")
+        row = next(p for p in _pack_rows(session) if p.id == pack_id)
+        refusal = None
+        campaigns: tuple[str, ...] = ()
+        try:
+            campaigns = check_removable(session, pack, "delete").campaigns
+        except UserError as exc:
+            refusal = str(_removal_refused_zh(exc, pack.name, "删除"))
+    return render(request, "ops/pack_delete.html", pack=row, refusal=refusal, campaigns=campaigns)
+
+
+@pages.post("/ops/packs/{pack_id}/delete")
+def delete_pack_form(
+    request: Request, pack_id: int = record_id("线索名单编号"), principal: Principal = Depends(ops_only)
+):
+    try:
+        deleted = _delete_pack(request, pack_id)
+    except UserError as exc:
+        flash(request, str(exc), "error")
+        return RedirectResponse(f"/ops/packs/{pack_id}/delete", status_code=303)
+    campaigns = (
+        f"，并已从外呼任务 {'、'.join(deleted.removed_from_campaigns)} 中移除" if deleted.removed_from_campaigns else ""
+    )
+    flash(
+        request,
+        f"已删除名单“{deleted.pack}”：{deleted.leads_deleted} 条线索、{deleted.rejects_deleted} 条拒收行{campaigns}",
+    )
+    return RedirectResponse("/ops/packs", status_code=303)
 
 
 @api.get(

@@ -27,8 +27,8 @@ def cli(db, database_url, tmp_path, monkeypatch):
         monkeypatch.setenv(key, value)
     runner = CliRunner()
 
-    def invoke(*args: str):
-        return runner.invoke(app, list(args), catch_exceptions=True)
+    def invoke(*args: str, input: str | None = None):
+        return runner.invoke(app, list(args), catch_exceptions=True, input=input)
 
     invoke.env = env
     return invoke
@@ -148,3 +148,63 @@ def test_policy_sign_needs_an_admin_who_proves_it(cli, tmp_path, db):
     illegal.write_text(yaml.safe_dump(document, allow_unicode=True), encoding="utf-8")
     refused = cli("policy", "sign", str(illegal), "--by", "lin", "--password", "an admin password 1")
     assert refused.exit_code == 1 and "hard limit" in str(refused.exception)
+
+
+# ---- issue 16: an upload that says how to fix itself; --replace; delete-pack ----------------------
+
+def export_without_consent(tmp_path: Path, rows: int = 200) -> Path:
+    """A GBK export as ops get it: 姓名,手机号,城市,人群包 and no consent column."""
+    path = tmp_path / "export.csv"
+    with path.open("w", encoding="gbk", newline="") as handle:
+        csv.writer(handle).writerows([["姓名", "手机号", "城市", "人群包"]]
+                                     + [["王伟", str(13800000000 + i * 7919), "上海", "车主-华东"] for i in range(rows)])
+    return path
+
+
+def test_upload_summary_says_how_to_fix_a_file_without_consent(cli, tmp_path):
+    result = cli("leads", "upload", str(export_without_consent(tmp_path)), "--pack", "p1")
+    assert result.exit_code == 0, result.output
+    out = result.stdout
+    assert "to fix (consent_missing): 200 of 200 rows have no consent record" in out
+    for fix in ("--map consent_at=<column>", '--first-party --consent-basis "<how they agreed>"', "留资时间",
+                "同意时间", "授权时间", "注册时间", "授权同意", "是否授权", "--replace"):
+        assert fix in out, fix
+    data = json.loads(cli("leads", "upload", str(export_without_consent(tmp_path)), "--pack", "p1", "--json").stdout)
+    assert data["already_uploaded"] and data["hints"][0]["reason"] == "consent_missing"
+    assert "13800000000" not in out
+
+
+def test_replace_then_delete_pack(cli, tmp_path, db):
+    path = export_without_consent(tmp_path)
+    assert cli("leads", "upload", str(path), "--pack", "p1").exit_code == 0
+    again = cli("leads", "upload", str(path), "--pack", "p1", "--first-party", "--consent-basis", "官网留资表单")
+    assert "already uploaded" in again.stdout and "--replace --pack 'p1'" in again.stdout
+    replaced = json.loads(cli("leads", "upload", str(path), "--pack", "p1", "--first-party", "--consent-basis",
+                              "官网留资表单", "--replace", "--json").stdout)
+    assert (replaced["accepted"], replaced["replaced"], replaced["already_uploaded"]) == (200, "p1", False)
+
+    declined = cli("leads", "delete-pack", "p1", input="n\n")
+    assert declined.exit_code == 1 and "delete lead pack 'p1': its 200 leads and 0 rejected rows?" in declined.output
+    assert json.loads(cli("leads", "packs", "--json").stdout)["packs"][0]["accepted"] == 200
+
+    from sqlalchemy import select
+
+    from bot.campaigns.models import CallAttempt
+    from bot.campaigns.service import create_campaign
+    from bot.leads.models import Lead
+
+    with session_scope(db) as session:
+        campaign = create_campaign(session, name="c1", packs=["p1"], created_by="ops")
+        lead = session.execute(select(Lead).order_by(Lead.id)).scalars().first()
+        session.add(CallAttempt(campaign_id=campaign.id, lead_id=lead.id, attempt_no=1, phone_hash=lead.phone_hash,
+                                arms={}, status="completed", dialed_at=lead.created_at))
+    refused = cli("leads", "delete-pack", "p1", "--yes")
+    assert refused.exit_code == 1 and "1 of its leads were already dialled (campaign 'c1')" in str(refused.exception)
+    refused = cli("leads", "upload", str(path), "--pack", "p1", "--replace", "--first-party", "--consent-basis", "x")
+    assert refused.exit_code == 1 and "cannot replace lead pack 'p1'" in str(refused.exception)
+    with session_scope(db) as session:
+        session.query(CallAttempt).delete()
+    deleted = cli("leads", "delete-pack", "p1", input="y\n")
+    assert deleted.exit_code == 0 and "deleted lead pack 'p1': 200 leads and 0 rejected rows" in deleted.stdout
+    assert "taken out of campaign c1" in deleted.stdout
+    assert json.loads(cli("leads", "packs", "--json").stdout)["packs"] == []

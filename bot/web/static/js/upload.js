@@ -52,6 +52,11 @@
     const data = new FormData(form);
     data.set("file", file, file.name);
     if (!form.querySelector('[name="first_party"]').checked) data.delete("first_party");
+    if (!form.querySelector('[name="replace"]').checked) {
+      data.delete("replace");
+    } else if (!window.confirm(`将删除同一文件或名为“${data.get("pack")}”的已有名单（连同其线索和拒收行）后重新导入；已拨打过的名单不能替换。确定吗？`)) {
+      return;
+    }
     const xhr = new XMLHttpRequest();
     xhr.open("POST", "/api/v1/lead-packs");
     xhr.setRequestHeader("X-CSRF-Token", waihu.csrf());
@@ -91,10 +96,13 @@
   function render(summary) {
     document.getElementById("result-pack").textContent = `${summary.pack}（${summary.file}，${summary.format}）`;
     waihu.show(document.getElementById("result-already"), summary.already_uploaded);
+    const hints = document.getElementById("result-hints");
+    hints.replaceChildren(...(summary.hints || []).map((hint) => waihu.el("li", { text: `怎样修正：${hint}` })));
+    waihu.show(hints, Boolean(summary.hints && summary.hints.length));
     const stats = document.getElementById("result-stats");
     stats.replaceChildren(stat("总行数", summary.rows), stat("接收", summary.accepted),
                           stat("拒收", summary.rejected_total), stat("文件内/已有重复", summary.duplicates),
-                          stat("免打扰命中", summary.dnc), stat("座机（已接收）", summary.landlines),
+                          stat("免打扰命中", summary.dnc), stat("座机（已接收，无法加企业微信）", summary.landlines),
                           stat("空行（跳过）", summary.blank_rows));
     const body = document.querySelector("#result-rejects tbody");
     body.replaceChildren(...Object.entries(summary.rejected).map(([code, n]) => waihu.el("tr", {},
@@ -107,6 +115,7 @@
     document.getElementById("result-columns").textContent = columns ? `识别的列：${columns}` : "";
     const notes = document.getElementById("result-notes");
     notes.replaceChildren(...summary.notes.map((note) => waihu.el("li", { text: note })));
+    if (summary.replaced) notes.append(waihu.el("li", { text: `已替换原名单“${summary.replaced}”` }));
     if (summary.audiences_created.length) {
       notes.append(waihu.el("li", { text: `新建的人群包：${summary.audiences_created.join("、")}` }));
     }
