@@ -138,13 +138,24 @@ def funnel(
         console.print(f"欢迎语在加好友后 {latency['median']:.1f} 秒（中位数）送达，最慢 {latency['max']:.1f} 秒")
 
 
+# The call funnel (waihu campaign status, the demo) counts calls; this one counts leads.
+FUNNEL_UNIT_NOTE = "每条线索只算一次，不论打了几次电话；按通话计的 A/B 等级数（waihu campaign status）会更多"
+
+
 def funnel_table(data: dict) -> Table:
     """The add-friend funnel as a table: total, per audience pack, grade and arm (short
     headers and a dimension column, so it fits an 80-column terminal)."""
     from bot.wecom.funnel import STAGES
 
-    short = {"graded_ab": "A/B", "invited": "邀请", "sent": "发送", "added": "加好友", "welcomed": "欢迎语"}
-    table = Table("维度", "分组", *(short[s] for s in STAGES), "加粉率", title=f"{data['campaign']}：企业微信加粉漏斗")
+    short = {"graded_ab": "A/B线索", "invited": "邀请", "sent": "发送", "added": "加好友", "welcomed": "欢迎语"}
+    table = Table(
+        "维度",
+        "分组",
+        *(short.get(s, s) for s in STAGES),
+        "加粉率",
+        title=f"{data['campaign']}：企业微信加粉漏斗（单位：线索）",
+        caption=FUNNEL_UNIT_NOTE,
+    )
     for column in table.columns[2:]:
         column.justify = "right"
 

@@ -315,6 +315,17 @@ def test_manager_opens_the_comparison_and_sees_the_charts(page_for, console, db,
     assert "对照组为standard" in page.inner_text("#report-summary")
     assert page.locator(".hints li").count() >= 4
     shot(page, "manager-1-ab-comparison-charts")
+    # Issue 16: the script cannot move pickup (its connect rate is a check), every verdict says
+    # why, and the report downloads as Excel.
+    script_section = page.locator("section.factor[data-factor='script']")
+    assert script_section.locator("[data-check='connect_rate']").count() == 1
+    assert "核对项" in script_section.locator("[data-checks]").inner_text()
+    assert script_section.locator(".hints li[data-decision='check']").count() >= 1
+    with page.expect_download() as download_info:
+        page.click("#report-exports >> text=Excel（含结论摘要）")
+    assert download_info.value.suggested_filename.endswith("A-B对比.xlsx")
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    script_section.screenshot(path=str(SCREENSHOTS / "manager-1b-script-checks-and-reasons.png"))
     page.select_option("#chart-metric", "ab_rate")
     page.wait_for_selector("body[data-charts='4']")
     page.select_option('select[name="factor"]', "script")
@@ -329,6 +340,9 @@ def test_manager_opens_the_comparison_and_sees_the_charts(page_for, console, db,
     rows = page.locator("#calls-table tbody tr")
     assert rows.count() > 5 and all("****" in rows.nth(i).locator(".phone").inner_text() for i in range(rows.count()))
     no_unmasked_phone(page)
+    with page.expect_download() as download_info:
+        page.click("#calls-exports >> text=CSV")
+    assert download_info.value.suggested_filename.endswith("通话记录.csv")
     shot(page, "manager-3-call-list")
     page.locator("#calls-table a", has_text="对话").first.click()
     page.wait_for_selector("ol.transcript")

@@ -141,3 +141,12 @@ def test_console_report_says_why_and_marks_checks(console, clients, db, keyring,
         for arm in factor["overall"]["arms"]:
             for comparison in arm["vs_control"].values():
                 assert comparison["reason"] and comparison["reason"] in page  # each verdict's reason is shown
+
+
+def test_funnel_and_campaign_pages_name_their_units(console, clients, db, keyring, tmp_path):
+    """Item 11: the WeCom funnel counts leads, the campaign's grade counts are calls; each says so."""
+    campaign_id = seed_graded_calls(db, keyring, tmp_path, leads=40)
+    funnel_page = clients("manager").get(f"/wecom?campaign_id={campaign_id}").text
+    assert 'id="funnel-unit"' in funnel_page and "单位：线索" in funnel_page and "通话次数" in funnel_page
+    campaign_page = clients("ops").get(f"/ops/campaigns/{campaign_id}").text
+    assert "A 有明确意向（通话）" in campaign_page
