@@ -100,12 +100,11 @@ def _fresh_demo_database(demo_dir: Path) -> str:
 
 
 def _dialogue_agent(settings):
+    from bot.cli.training_progress import train_with_progress
     from bot.conversation.agent import load_shared_agent
     from bot.script.project import DialogsProject
-    from bot.script.training import train
 
-    with err_console.status("training the dialogue model if dialogs/ changed…"):
-        result = train(DialogsProject(settings.dialogs_dir), settings.models_dir)
+    result = train_with_progress(DialogsProject(settings.dialogs_dir), settings.models_dir)
     console.print(
         f"[dim]model {result.model_path.name} "
         + (f"trained in {result.seconds:.0f} s" if result.trained else "up to date")

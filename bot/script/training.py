@@ -3,10 +3,15 @@
 Models are content-addressed: `models/waihu-<fingerprint>.tar.gz`. An unchanged
 dialogs/ never retrains; a changed one retrains through Rasa's own component cache,
 so editing a script line does not retrain the NLU.
+
+Rasa's and TensorFlow's output (progress bars per epoch, warnings) goes to a log file
+next to the models, `models/logs/train-<fingerprint>.log`, not to the terminal: the
+caller shows one progress line and the result, and points at the log when it fails.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import time
@@ -30,6 +35,11 @@ class TrainResult:
     model_path: Path
     trained: bool
     seconds: float
+    log_path: Path | None = None
+
+
+def training_log_path(models_dir: Path, fingerprint: str) -> Path:
+    return models_dir / "logs" / f"train-{fingerprint[:16]}.log"
 
 
 def model_path_for(models_dir: Path, fingerprint: str) -> Path:
@@ -63,27 +73,46 @@ def train(project: DialogsProject, models_dir: Path, force: bool = False) -> Tra
     # Rasa keeps its component cache in the working directory unless told otherwise.
     os.environ.setdefault("RASA_CACHE_DIRECTORY", str(models_dir / ".rasa-cache"))
     config_file = _build_config(project, models_dir / ".build")
+    log_path = training_log_path(models_dir, project.fingerprint())
+    log_path.parent.mkdir(parents=True, exist_ok=True)
 
-    import rasa.api  # slow import (TensorFlow): only when we really train
+    with log_path.open("w", encoding="utf-8") as log, contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
+        import rasa.api  # slow import (TensorFlow): only when we really train
+        from rasa.shared.exceptions import RasaException
 
-    quiet_rasa()
-    try:
-        result = rasa.api.train(
-            domain=str(project.domain_dir),
-            config=str(config_file),
-            training_files=[str(project.data_dir)],
-            output=str(models_dir),
-            fixed_model_name=target.name.removesuffix(".tar.gz"),
-            force_training=force,
-        )
-    except SystemExit as exc:  # Rasa exits on invalid training data
+        quiet_rasa()
+        try:
+            result = rasa.api.train(
+                domain=str(project.domain_dir),
+                config=str(config_file),
+                training_files=[str(project.data_dir)],
+                output=str(models_dir),
+                fixed_model_name=target.name.removesuffix(".tar.gz"),
+                force_training=force,
+            )
+        except SystemExit:  # Rasa exits on invalid training data
+            result = None
+        except RasaException as exc:  # a file Rasa cannot read (schema, YAML): Rasa's message says where
+            raise UserError(f"Rasa could not read the training data: {exc}\nFull log: {log_path}.") from None
+    if result is None:
         raise UserError(
-            "Rasa refused the training data (see the message above). Run `waihu validate` to find the file and line."
-        ) from exc
+            f"Rasa refused the training data:\n{_log_tail(log_path)}\n"
+            f"Full log: {log_path}. Run `waihu validate` to find the file and line."
+        )
     if result.code != 0 or not target.exists():
-        raise UserError(f"training failed (Rasa exit code {result.code}); run `waihu validate`.")
+        raise UserError(
+            f"training failed (Rasa exit code {result.code}):\n{_log_tail(log_path)}\n"
+            f"Full log: {log_path}. Run `waihu validate`."
+        )
     _prune_old_models(models_dir, keep=target)
-    return TrainResult(target, trained=True, seconds=time.perf_counter() - started)
+    return TrainResult(target, trained=True, seconds=time.perf_counter() - started, log_path=log_path)
+
+
+def _log_tail(log_path: Path, lines: int = 12) -> str:
+    """The last lines of the training log that say something (progress bars dropped)."""
+    text = log_path.read_text(encoding="utf-8", errors="replace")
+    kept = [line for line in text.replace("\r", "\n").splitlines() if line.strip() and "it/s" not in line]
+    return "\n".join(kept[-lines:])
 
 
 def _build_config(project: DialogsProject, build_dir: Path) -> Path:
