@@ -558,7 +558,8 @@ def _looks_significant(comparison: dict, metric: Metric, settings: ReportSetting
 def _evidence(comparison: dict, settings: ReportSettings) -> str:
     if settings.method == "bayesian":
         return f"胜出概率 {comparison['chance_to_win']:.0%}"
-    return f"校正后 p = {comparison['p_adjusted']:.3f}"
+    p_value = comparison["p_adjusted"]
+    return "校正后 p < 0.001" if p_value < 0.001 else f"校正后 p = {p_value:.3f}"
 
 
 def _decide_check(
