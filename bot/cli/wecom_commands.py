@@ -133,6 +133,12 @@ def funnel(
         print_json(data)
         return
     console.print(funnel_table(data))
+    landlines = data["total"].get("landline", 0)
+    if landlines:
+        console.print(
+            f"landlines: {landlines} A/B lead(s) on a landline (座机) cannot be added on WeCom and were not invited "
+            "(not counted as invited)"
+        )
     latency = data["welcome_after_add_s"]
     if latency:
         console.print(f"欢迎语在加好友后 {latency['median']:.1f} 秒（中位数）送达，最慢 {latency['max']:.1f} 秒")

@@ -3,6 +3,8 @@
 Counted per lead (a lead is graded A/B once however often it was called, and has at most
 one invitation per campaign), in total and per audience pack, per grade, and per arm of
 each experiment factor (script variant, call-time slot, incentive, welcome script).
+A/B leads on a landline are never invited (their invitation is recorded as skipped): they
+are counted apart, as `landline` (座机，无法加企业微信), not as invited.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from sqlalchemy.orm import Session
 
 from bot.audiences.models import AudiencePack
 from bot.campaigns.models import CallAttempt, Campaign
+from bot.core.phone import LANDLINE
 from bot.leads.models import Lead
 from bot.wecom.models import WeComInvite
 
@@ -29,7 +32,10 @@ STAGE_LABELS = {
     "welcomed": "已发欢迎语",
     "failed": "邀请失败",
     "deleted": "已删除好友",
+    "landline": "座机，无法加企业微信",
 }
+# Counted beside the stages: A/B leads that are never invited because the number is a landline.
+EXTRA_COUNTS = ("failed", "deleted", "landline")
 FACTORS = ("script", "time_slot", "incentive", "welcome")
 NO_ARM = "（无）"
 NO_AUDIENCE = "（未分组）"
@@ -38,7 +44,7 @@ NO_AUDIENCE = "（未分组）"
 def wecom_funnel(session: Session, campaign_id: int) -> dict:
     campaign = session.get(Campaign, campaign_id)
     graded = session.execute(
-        select(CallAttempt.lead_id, CallAttempt.grade, CallAttempt.arms, AudiencePack.name)
+        select(CallAttempt.lead_id, CallAttempt.grade, CallAttempt.arms, AudiencePack.name, Lead.line_type)
         .join(Lead, Lead.id == CallAttempt.lead_id)
         .outerjoin(AudiencePack, AudiencePack.id == Lead.audience_id)
         .where(CallAttempt.campaign_id == campaign_id, CallAttempt.grade.in_(("A", "B")))
@@ -49,9 +55,9 @@ def wecom_funnel(session: Session, campaign_id: int) -> dict:
         for row in session.execute(select(WeComInvite).where(WeComInvite.campaign_id == campaign_id)).scalars()
     }
     leads: dict[int, dict[str, Any]] = {}
-    for lead_id, grade, arms, audience in graded:
+    for lead_id, grade, arms, audience, line_type in graded:
         if lead_id not in leads:  # the first A/B call of the lead
-            leads[lead_id] = {"grade": grade, "arms": dict(arms or {}), "audience": audience}
+            leads[lead_id] = {"grade": grade, "arms": dict(arms or {}), "audience": audience, "line_type": line_type}
     for lead_id, invite in invites.items():
         entry = leads.setdefault(lead_id, {"grade": invite.grade, "arms": {}, "audience": invite.audience})
         entry["arms"] = {**entry["arms"], **(invite.arms or {})}
@@ -87,23 +93,25 @@ def wecom_funnel(session: Session, campaign_id: int) -> dict:
 
 def _stages(entry: dict) -> dict:
     invite = entry.get("invite")
+    skipped = bool(invite and invite.status == "skipped")
     return {
         "grade": entry["grade"],
         "arms": entry["arms"],
         "audience": entry["audience"],
         "graded_ab": entry["grade"] in ("A", "B"),
-        "invited": invite is not None,
+        "invited": invite is not None and not skipped,
         "sent": bool(invite and invite.sent_at),
         "added": bool(invite and invite.added_at),
         "welcomed": bool(invite and invite.welcomed_at),
         "failed": bool(invite and invite.status == "failed"),
         "deleted": bool(invite and invite.deleted_at),
+        "landline": entry.get("line_type") == LANDLINE or skipped,  # skipped: only landlines are
     }
 
 
 def _counts(rows: Iterable[dict]) -> dict:
     rows = list(rows)
-    counts: dict[str, Any] = {stage: sum(1 for r in rows if r[stage]) for stage in (*STAGES, "failed", "deleted")}
+    counts: dict[str, Any] = {stage: sum(1 for r in rows if r[stage]) for stage in (*STAGES, *EXTRA_COUNTS)}
     base = counts["graded_ab"]
     counts["rates"] = {
         "invited": _rate(counts["invited"], base),

@@ -29,6 +29,7 @@ from bot.campaigns.models import CallAttempt, Campaign
 from bot.core.db.base import utc_now
 from bot.core.db.engine import session_scope
 from bot.core.errors import UserError
+from bot.core.phone import LANDLINE
 from bot.core.pii import PhoneKeyring, mask_phone
 from bot.leads.models import Lead
 from bot.wecom.client import WeComClient, WeComError
@@ -44,6 +45,10 @@ RETRY_AFTER = (timedelta(minutes=1), timedelta(minutes=5), timedelta(minutes=15)
 # A pass that claimed an invite and died: after this the invite is taken up again.
 DELIVERY_LEASE = timedelta(minutes=10)
 OPEN_STATUSES = ("pending", "delivering", "sent")
+# A landline cannot be added on WeCom (its add-friend search and 联系我 links need a mobile number, and
+# the SMS with the link cannot reach it): the invitation is recorded as skipped, with this reason.
+SKIPPED = "skipped"
+LANDLINE_REASON = "座机，无法加企业微信：未发送邀请 (landline: cannot be added on WeCom, not invited)"
 
 
 def callee_title(name: str | None, gender: str | None) -> str:
@@ -97,6 +102,14 @@ def create_invite(
                 ",".join(offers.invite_grades),
             )
             return None
+        lead = session.get(Lead, attempt.lead_id)
+        if lead is not None and lead.line_type == LANDLINE:
+            log.info(
+                "attempt %s: lead %s is a landline (%s); no WeCom invitation", attempt.id, lead.id, lead.phone_masked
+            )
+            invite = _skipped_invite(attempt, key, now, LANDLINE_REASON, audience=_audience_name(session, lead))
+            session.add(invite)
+            return invite
         invite = _build_invite(session, attempt, offers, key, now)
     except Exception as exc:  # noqa: BLE001  (the call log must be written whatever the offers say)
         message = str(exc) if isinstance(exc, UserError) else f"{type(exc).__name__}: {exc}"
@@ -117,6 +130,33 @@ def create_invite(
         )
     session.add(invite)
     return invite
+
+
+def _audience_name(session: Session, lead: Lead) -> str | None:
+    audience = session.get(AudiencePack, lead.audience_id) if lead.audience_id else None
+    return audience.name if audience else None
+
+
+def _skipped_invite(
+    attempt: CallAttempt, key: bytes, now: datetime, reason: str, *, audience: str | None
+) -> WeComInvite:
+    """The record that this A/B lead was not invited, and why (never delivered: status skipped)."""
+    return WeComInvite(
+        attempt_id=attempt.id,
+        lead_id=attempt.lead_id,
+        campaign_id=attempt.campaign_id,
+        grade=attempt.grade or "?",
+        audience=audience,
+        arms=dict(attempt.arms or {}),
+        welcome_attachments=[],
+        tags=[],
+        state=encode_state(key, attempt.id, attempt.arms or {}),
+        status=SKIPPED,
+        channel="sms",
+        tries=0,
+        created_at=now,
+        last_error=reason,
+    )
 
 
 def _build_invite(session: Session, attempt: CallAttempt, offers: Offers, key: bytes, now: datetime) -> WeComInvite:

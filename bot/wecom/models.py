@@ -5,6 +5,7 @@ An invitation's life: pending (created with the call log) → delivering → sen
 link made and sent by SMS, or handed to an advisor) → added (the customer added the
 advisor; `State` of the callback matched) → welcoming (claimed for the one welcome) →
 welcomed (the welcome message went out within WeCom's 20 s). `failed` when delivery gave up; `deleted` when the friendship ended.
+`skipped` when the lead cannot be invited at all (a landline): never delivered, the reason in `last_error`.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from bot.core.db.base import Base, JsonDocument, UtcDateTime, utc_now
 
 _Id = BigInteger().with_variant(Integer, "sqlite")
 
-INVITE_STATUSES = ("pending", "delivering", "sent", "added", "welcoming", "welcomed", "failed", "deleted")
+INVITE_STATUSES = ("pending", "delivering", "sent", "added", "welcoming", "welcomed", "failed", "deleted", "skipped")
 EVENT_STATUSES = ("received", "processed", "unmatched", "ignored", "failed")
 
 
