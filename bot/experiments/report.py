@@ -834,6 +834,10 @@ def _summary(report: dict) -> list[str]:
                     findings.append(
                         f"{arm['arm']}在{labels[key]}上{comparison['decision_label']}（{comparison['lift']:+.1%}）"
                     )
+        checks = factor.get("checks") or {}
+        if checks and set(checks) >= set(labels):
+            why = "；".join(sorted(set(checks.values())))
+            lines.append(f"【{factor['label']}】{why}：本报告的指标对它只作核对，不作结论。")
         for arm in overall["arms"]:
             for key, comparison in arm["vs_control"].items():
                 if comparison["decision"] == "check_alert":

@@ -13,6 +13,7 @@ import math
 import zlib
 from datetime import datetime, timedelta, timezone
 
+from bot.campaigns.experiment_design import build_experiments
 from bot.campaigns.models import Campaign
 from bot.campaigns.service import campaign_arms, create_campaign
 from bot.cli.console import console
@@ -27,12 +28,14 @@ from tests.experiments.test_report import SLOTS, VARIANTS, arm_of
 DAY1 = datetime(2026, 11, 24, 2, 0, tzinfo=timezone.utc)  # 10:00 in Shanghai
 
 
-def exact_campaign(session, keyring, *, name: str, leads: int, days: int, answered, grade) -> int:
+def exact_campaign(session, keyring, *, name: str, leads: int, days: int, answered, grade,
+                   experiments: dict | None = None) -> int:
     """`leads` leads dialled once each, spread evenly over `days` days; `answered(arms, i)` and
     `grade(arms, i)` decide lead i of its time-slot arm. Returns the campaign id."""
     people = add_audience_leads(session, keyring, pack=f"p-{name}", audience=f"a-{name}", scene="车主", count=leads,
                                 first_phone=zlib.crc32(name.encode()) % 1000 * 10_000)
-    campaign = create_campaign(session, name=name, packs=[f"p-{name}"], variants=VARIANTS, time_slots=SLOTS)
+    campaign = create_campaign(session, name=name, packs=[f"p-{name}"], variants=VARIANTS, time_slots=SLOTS,
+                               experiments=experiments)
     arms = campaign_arms(campaign)
     seen: dict[str, int] = {}
     rows = []
@@ -138,6 +141,23 @@ def test_script_and_incentive_connect_rates_are_checks_not_verdicts(db, keyring)
     assert "接通率（核对项）" in text and "核对项（话术在客户接听之后才开始，影响不了接通率）" in text
     html = render_report_html(report)
     assert "核对项" in html and "话术在客户接听之后才开始，影响不了接通率" in html
+
+
+def test_incentive_and_welcome_are_judged_only_on_what_they_can_move(db, keyring) -> None:
+    experiments = build_experiments(
+        incentives=[{"name": "意外险", "text": "一份免费的驾乘意外险"}, {"name": "体检", "text": "一次免费体检"}],
+        welcomes=[{"name": "热情", "text": "您好，我是您的专属顾问"}, {"name": "简洁", "text": "您好"}])
+    with session_scope(db) as session:
+        campaign_id = exact_campaign(session, keyring, name="offers", leads=600, days=3, experiments=experiments,
+                                     answered=lambda arms, i: i % 10 < 6, grade=lambda arms, i: "A" if i % 3 else "C")
+    report = report_of(db, campaign_id)
+    incentive = next(f for f in report["factors"] if f["factor"] == "incentive")
+    welcome = next(f for f in report["factors"] if f["factor"] == "welcome")
+    assert set(incentive["checks"]) == {"connect_rate"}
+    assert set(welcome["checks"]) == {m["key"] for m in report["metrics"]}  # sent after the add: moves none
+    decisions = {key: c["decision"] for key, c in welcome["overall"]["arms"][1]["vs_control"].items()}
+    assert set(decisions.values()) <= {"check", "check_alert"}
+    assert any(line.startswith("【欢迎语】欢迎语在客户加好友之后才发送") for line in report["summary"])
 
 
 def test_a_check_that_differs_is_flagged_not_declared_a_winner(db, keyring) -> None:
