@@ -10,7 +10,7 @@ from rich.live import Live
 from rich.table import Table
 
 from bot.campaigns.experiment_design import arm_scope, parse_slot, parse_variant
-from bot.cli.console import console, print_json
+from bot.cli.console import console, err_console, print_json
 
 campaign_app = typer.Typer(help="Campaigns: which packs to dial, how, and their live progress.", no_args_is_help=True)
 
@@ -140,6 +140,11 @@ def _transition(name: str, action: str) -> None:
     with _session() as session:
         campaign = change_status(session, name, action)
         console.print(f"campaign [bold]{campaign.name}[/] is now {campaign.status}")
+        running = campaign.status == "running"
+    if running:
+        from bot.cli.worker_health import warn_if_no_dial_worker
+
+        warn_if_no_dial_worker()
 
 
 @campaign_app.command()
@@ -195,8 +200,10 @@ def status(
 ) -> None:
     """Progress: dialled, connected, graded A/B/C/D, call statuses, lines in use."""
     from bot.campaigns.service import campaign_progress, get_campaign
+    from bot.cli.worker_health import dial_workers_seen, worker_warning
 
     def snapshot() -> dict:
+        workers = dial_workers_seen()
         with _session() as session:
             campaign = get_campaign(session, name)
             progress = campaign_progress(session, campaign)
@@ -210,13 +217,19 @@ def status(
                 "by_status": progress.by_status,
                 "outcomes": progress.by_outcome,
                 "grades": progress.by_grade,
+                # Dial workers seen in the last few minutes (None: unknown); the warning when none.
+                "dial_workers": None if workers is None else len(workers),
+                "worker_warning": worker_warning(workers),
             }
 
     if as_json:
         print_json(snapshot())
         return
     if watch <= 0:
-        console.print(_status_table(snapshot()))
+        data = snapshot()
+        console.print(_status_table(data))
+        if data["worker_warning"]:
+            err_console.print(f"[yellow]warning:[/] {data['worker_warning']}")
         return
     with Live(_status_table(snapshot()), console=console, refresh_per_second=4) as live:
         try:
@@ -245,4 +258,8 @@ def _status_table(data: dict) -> Table:
     rows += [(status, n, dialled) for status, n in sorted(outcomes.items()) if status != "answered"]
     for label, value, base in rows:
         table.add_row(label, str(value), f"{value / base:.1%}" if base else "")
+    if data.get("dial_workers"):
+        table.caption = f"dial workers online: {data['dial_workers']}"
+    elif data.get("worker_warning"):
+        table.caption = f"[yellow]{data['worker_warning']}[/]"
     return table

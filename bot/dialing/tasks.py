@@ -24,7 +24,7 @@ import time
 from concurrent.futures import Future
 
 import redis
-from celery.signals import worker_init
+from celery.signals import worker_init, worker_shutdown
 from sqlalchemy.exc import SQLAlchemyError
 
 from bot.core.clock import clock_from_settings, clock_speed
@@ -33,7 +33,7 @@ from bot.dialing import metrics
 from bot.dialing.call_journal import CallJournal
 from bot.dialing.call_prompts import CallPrompts
 from bot.dialing.dialer import CallFailed, DialCancelled, Dialer
-from bot.dialing.liveness import WorkerLiveness
+from bot.dialing.liveness import SEEN_EVERY_S, WorkerLiveness, dial_workers_from_settings
 from bot.script.project import DialogsProject
 from bot.script.script_lines import load_script_domain
 from bot.wecom.tasks import deliver_wecom_invites
@@ -101,6 +101,20 @@ class DialWorkerRuntime:
         threading.Thread(target=self._replay_forever, name="waihu-journal", daemon=True).start()
         if self.liveness:
             threading.Thread(target=self._beat_forever, name="waihu-heartbeat", daemon=True).start()
+        # For ops: "is a dial worker running?" (`waihu campaign status`, the console), on any broker.
+        self.workers = dial_workers_from_settings()
+        self._leaving = threading.Event()
+        threading.Thread(target=self._seen_forever, name="waihu-seen", daemon=True).start()
+
+    def _seen_forever(self) -> None:
+        while not self._leaving.is_set():
+            self.workers.beat(self.dialer.worker)
+            self._leaving.wait(SEEN_EVERY_S)
+
+    def leave(self) -> None:
+        """This worker is stopping: no longer counted as a dial worker."""
+        self._leaving.set()
+        self.workers.gone(self.dialer.worker)
 
     def _beat_forever(self) -> None:
         """Alive: a beat every third of the heartbeat's time-to-live (its own thread, so a
@@ -196,6 +210,13 @@ def _load_runtime_at_start(**_kwargs) -> None:
         runtime()
     except Exception:  # noqa: BLE001  (the first task reports it again, with its attempt)
         log.exception("dial runtime failed to load")
+
+
+@worker_shutdown.connect
+def _forget_worker_at_stop(**_kwargs) -> None:
+    """A worker that stops cleanly is no longer counted as dialling."""
+    if _runtime is not None:
+        _runtime.leave()
 
 
 @app.task(name="waihu.plan_dials")

@@ -15,6 +15,7 @@ from markupsafe import Markup
 from bot.core.pii import mask_digit_runs
 from bot.web import labels
 from bot.web.security import MANAGER, OPS, WRITER, Principal, csrf_token, optional_principal
+from bot.web.worker_health import dial_worker_health
 
 TEMPLATES_DIR = Path(__file__).resolve().parent / "templates"
 DISPLAY_TZ = ZoneInfo("Asia/Shanghai")  # the console shows Beijing time; the database keeps UTC
@@ -59,7 +60,7 @@ def to_json(value) -> Markup:
 
 templates = Jinja2Templates(directory=str(TEMPLATES_DIR))
 templates.env.filters.update(bj=beijing_time, masked=mask_digit_runs, tojson_safe=to_json)
-templates.env.globals.update(labels=labels, label=labels.label, percent=percent)
+templates.env.globals.update(labels=labels, label=labels.label, percent=percent, dial_worker_health=dial_worker_health)
 
 
 def navigation_for(principal: Principal | None) -> list[tuple[str, str, str]]:
