@@ -32,6 +32,14 @@ class PackUse:
     campaigns: tuple[str, ...]  # campaigns the pack is in
 
 
+class PackInUse(UserError):
+    """A pack some of whose leads were dialled (or have a call scheduled): not deleted or replaced."""
+
+    def __init__(self, message: str, *, pack: str, use: PackUse) -> None:
+        super().__init__(message)
+        self.pack, self.use = pack, use
+
+
 @dataclass(frozen=True)
 class DeletedPack:
     name: str
@@ -77,15 +85,19 @@ def check_removable(session: Session, pack: LeadPack, action: str) -> PackUse:
     use = pack_use(session, pack)
     where = f" (campaign {', '.join(repr(c) for c in use.campaigns)})" if use.campaigns else ""
     if use.dialled:
-        raise UserError(
+        raise PackInUse(
             f"cannot {action} lead pack {pack.name!r}: {use.dialled} of its leads were already dialled{where}; "
             "their calls, grades and WeCom invitations belong to those leads. Upload the corrected file as a "
-            "new pack (another --pack name); numbers already stored are skipped as duplicates"
+            "new pack (another --pack name); numbers already stored are skipped as duplicates",
+            pack=pack.name,
+            use=use,
         )
     if use.queued:
-        raise UserError(
+        raise PackInUse(
             f"cannot {action} lead pack {pack.name!r}: {use.queued} of its leads have a call scheduled{where}; "
-            "stop the campaign first (waihu campaign stop <campaign>) and try again"
+            "stop the campaign first (waihu campaign stop <campaign>) and try again",
+            pack=pack.name,
+            use=use,
         )
     return use
 

@@ -30,7 +30,7 @@ from bot.campaigns.experiment_design import (
     scope_hint,
 )
 from bot.campaigns.models import Campaign, CampaignPack
-from bot.campaigns.pack_removal import check_removable, delete_lead_pack, replace_guard
+from bot.campaigns.pack_removal import PackInUse, check_removable, delete_lead_pack, replace_guard
 from bot.campaigns.problems import CampaignProblems, ProblemList
 from bot.campaigns.service import TRANSITIONS, campaign_progress, change_status, create_campaign
 from bot.core.db.engine import session_scope
@@ -245,23 +245,25 @@ def upload_pack(
     )
 
 
-def _removal_refused_zh(exc: UserError, pack: str, action: str) -> UserError:
+def _removal_refused_zh(exc: PackInUse, action: str) -> UserError:
     """check_removable's refusal, said in Chinese for the console."""
-    text = str(exc)
-    if "dialled" in text:
-        why = "已有线索拨打过（通话、评级和企微邀请都挂在这些线索上）；请用新的名单名称上传修正后的文件，已有号码会按重复跳过"
-    elif "scheduled" in text:
-        why = "有线索已排队待拨；请先停止相关外呼任务，再重试"
+    use = exc.use
+    campaigns = f"（外呼任务：{'、'.join(use.campaigns)}）" if use.campaigns else ""
+    if use.dialled:
+        why = (
+            f"已有 {use.dialled} 条线索拨打过{campaigns}，通话、评级和企微邀请都挂在这些线索上；"
+            "请用新的名单名称上传修正后的文件，已有号码会按重复跳过"
+        )
     else:
-        return exc
-    return UserError(f"不能{action}名单“{pack}”：{why}。", details=[text])
+        why = f"有 {use.queued} 条线索已排队待拨{campaigns}；请先停止相关外呼任务，再重试"
+    return UserError(f"不能{action}名单“{exc.pack}”：{why}。")
 
 
 def _replace_guard_zh(session, old: LeadPack):
     try:
         return replace_guard(session, old)
-    except UserError as exc:
-        raise _removal_refused_zh(exc, old.name, "替换") from None
+    except PackInUse as exc:
+        raise _removal_refused_zh(exc, "替换") from None
 
 
 class PackDeleted(BaseModel):
@@ -279,8 +281,8 @@ def _delete_pack(request: Request, pack_id: int) -> PackDeleted:
         name = pack.name
         try:
             deleted = delete_lead_pack(session, name)
-        except UserError as exc:
-            raise _removal_refused_zh(exc, name, "删除") from None
+        except PackInUse as exc:
+            raise _removal_refused_zh(exc, "删除") from None
     return PackDeleted(**deleted.as_json())
 
 
@@ -308,8 +310,8 @@ def delete_pack_confirm(
         campaigns: tuple[str, ...] = ()
         try:
             campaigns = check_removable(session, pack, "delete").campaigns
-        except UserError as exc:
-            refusal = str(_removal_refused_zh(exc, pack.name, "删除"))
+        except PackInUse as exc:
+            refusal = str(_removal_refused_zh(exc, "删除"))
     return render(request, "ops/pack_delete.html", pack=row, refusal=refusal, campaigns=campaigns)
 
 

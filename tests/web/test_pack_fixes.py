@@ -80,7 +80,7 @@ def test_delete_a_pack_after_a_confirmation_page_refused_once_dialled(console, c
                               arms={}, status="completed", dialed_at=lead.created_at)
         session.add(attempt)
     refused_page = ops.get(f"/ops/packs/{pack_id}/delete")
-    assert "不能删除名单“2026-11-车主”：已有线索拨打过" in refused_page.text and "确认删除" not in refused_page.text
+    assert "不能删除名单“2026-11-车主”：已有 1 条线索拨打过（外呼任务：双十一）" in refused_page.text and "确认删除" not in refused_page.text
     refused = ops.http.delete(f"/api/v1/lead-packs/{pack_id}", headers=ops.headers())
     assert refused.status_code == 400 and refused.json()["detail"].startswith("不能删除名单“2026-11-车主”")
     replace_refused = post_pack(ops, path, first_party="true", consent_basis="官网", replace="true")
