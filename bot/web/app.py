@@ -70,7 +70,7 @@ def create_app(config: WebConfig | None = None, engine: Engine | None = None) ->
 
     from bot.web.runtime import ConsoleServices
 
-    app.state.services = ConsoleServices(config)
+    app.state.services = ConsoleServices(config, engine)
     app.state.login_guard = LoginGuard(config.login_limits)
 
     # Added last = outermost: the size limit runs before anything reads the body; inside the

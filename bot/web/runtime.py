@@ -24,8 +24,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, TypeVar
 
+from sqlalchemy.engine import Engine
+
 from bot.core.errors import UserError
-from bot.core.pii import PhoneKeyring, load_secret
+from bot.core.pii import PhoneKeyring, load_secret, require_key_with_advice
 from bot.script.project import DialogsProject
 from bot.script.training import MODEL_PREFIX, current_model
 from bot.web.config import WebConfig
@@ -278,11 +280,16 @@ class ChatRooms:
 
 
 class ConsoleServices:
-    def __init__(self, config: WebConfig) -> None:
+    def __init__(self, config: WebConfig, engine: Engine) -> None:
         settings = config.settings
         self.config = config
         self.project = DialogsProject(settings.dialogs_dir)
-        self.keyring = PhoneKeyring.from_secret(load_secret(settings.secret_key, settings.secret_key_file))
+        # Checked against the database's key fingerprint before the console serves anything:
+        # with another key, do-not-call and duplicate checks would silently find nothing.
+        self.keyring = PhoneKeyring.from_secret(
+            load_secret(settings.secret_key, settings.secret_key_file, database=engine)
+        )
+        require_key_with_advice(engine, self.keyring, settings.secret_key_file)
         # The child process sees the same settings as this server (tests pass theirs in).
         self.trainer = TrainingJob(
             self.project,

@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -321,3 +322,16 @@ def test_migration_creates_the_fingerprint_table(tmp_path):
         assert stored_fingerprint(engine) is None
     finally:
         engine.dispose()
+
+
+def test_the_web_console_refuses_to_start_with_another_key(db, keyring, database_url, dialogs_copy, tmp_path):
+    from bot.web.app import create_app
+    from tests.web.conftest import console_config
+
+    upload(db, keyring, lead_csv(tmp_path / "a.csv", LEAD), "p1")
+    config = console_config(database_url, dialogs_copy.root, tmp_path / "data")
+    other = replace(config, settings=config.settings.copy(update={"secret_key": OTHER_SECRET.decode()}))
+    with pytest.raises(KeyMismatch) as error:
+        create_app(other, engine=db)
+    assert "does not match this database" in str(error.value)
+    assert create_app(config, engine=db).state.services.keyring.hash_phone(LEAD) == keyring.hash_phone(LEAD)
