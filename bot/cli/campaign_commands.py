@@ -251,10 +251,11 @@ def _status_table(data: dict) -> Table:
     rows = [
         ("leads", data["leads"], None),
         ("attempts", data["attempts"], None),
-        ("dialled", dialled, None),
-        ("connected", connected, dialled),
+        ("dialled calls", dialled, None),
+        ("connected calls", connected, dialled),
     ]
-    rows += [(f"grade {g}", grades.get(g, 0), connected) for g in "ABCD"]
+    # Grades are per call (a lead called twice can be graded twice); the WeCom funnel counts leads.
+    rows += [(f"grade {g} calls", grades.get(g, 0), connected) for g in "ABCD"]
     rows += [(status, n, dialled) for status, n in sorted(outcomes.items()) if status != "answered"]
     for label, value, base in rows:
         table.add_row(label, str(value), f"{value / base:.1%}" if base else "")
