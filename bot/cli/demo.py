@@ -420,8 +420,11 @@ def _print_funnel(engine, campaign_id: int) -> dict:
             if grade:
                 counter[grade] += 1
     statuses = sorted({k.split(":", 1)[1] for c in arms.values() for k in c if k.startswith("outcome:")} - {"answered"})
-    table = Table(title="呼叫漏斗 call funnel per arm (script × time slot)")
-    for column in ["script", "slot", "leads", "dialled", "connected", "A", "B", "C", "D", "A+B"]:
+    # Leads are leads; every other column counts calls (a lead called twice counts twice), as
+    # the WeCom funnel below counts leads: say so in the headers.
+    table = Table(title="呼叫漏斗 call funnel per arm (script × time slot; grades count calls, not leads)")
+    columns = ["script", "slot", "leads", "dialled calls", "connected", "A calls", "B calls", "C calls", "D calls"]
+    for column in [*columns, "A+B / connected"]:
         table.add_column(column, justify="left" if column in ("script", "slot") else "right")
     total: Counter = Counter()
     for key in sorted(arms):
