@@ -18,10 +18,12 @@ from bot.campaigns.experiment_design import (
     FACTORS,
     GLOBAL_SCOPE,
     HOLDOUT,
+    arm_scope,
     check_arm_lists,
     check_bandit_arms,
     current_bandit_weights,
     default_seed,
+    incentive_arms_for,
     incentive_scopes,
     seed_for,
 )
@@ -51,30 +53,42 @@ class CampaignArms:
 
     Reproducible anywhere: each factor is GrowthBook's hash v2 of (its seed, lead id)
     over the arms' weights (bot.campaigns.assignment), seeds independent per factor so
-    one split never follows another."""
+    one split never follows another. Incentive arms are per audience pack: a lead of a pack
+    (name or scene) with arms of its own is split among those, any other lead among the
+    global arms (none: it is offered its pack's incentive from dialogs/wecom/offers.yml)."""
 
     campaign_id: int
     variants: tuple[Arm, ...]
     slots: tuple[Arm, ...]
-    incentives: tuple[Arm, ...] = ()
+    incentives: tuple[Arm, ...] = ()  # the global incentive arms
     welcomes: tuple[Arm, ...] = ()
     holdout: float = 0.0  # share of leads never dialled
     seeds: Mapping[str, str] = field(default_factory=dict)  # factor → seed, where not the default
     # A bandit has moved the weights since leads were first dialled: a tried lead keeps the
     # arms of its first attempt (the hash under today's weights may differ).
     sticky: bool = False
+    # audience pack name or scene → that pack's incentive arms
+    scoped_incentives: Mapping[str, tuple[Arm, ...]] = field(default_factory=dict)
 
     def seed(self, factor: str) -> str:
         return self.seeds.get(factor) or default_seed(self.campaign_id, factor)
 
-    def for_lead(self, lead_id: int) -> dict[str, str]:
+    def incentive_arms(self, audience_keys: Sequence[str] = ()) -> tuple[Arm, ...]:
+        """The incentive arms for a lead of this audience pack ((name, scene), in that order)."""
+        for key in audience_keys:
+            if key and key in self.scoped_incentives:
+                return self.scoped_incentives[key]
+        return self.incentives
+
+    def for_lead(self, lead_id: int, audience_keys: Sequence[str] = ()) -> dict[str, str]:
         unit = str(lead_id)
         arms = {
             "script": assign(self.seed("script"), unit, self.variants),
             "time_slot": assign(self.seed("time_slot"), unit, self.slots) if self.slots else ANY_TIME,
         }
-        if self.incentives:
-            arms["incentive"] = assign(self.seed("incentive"), unit, self.incentives)
+        incentives = self.incentive_arms(audience_keys)
+        if incentives:
+            arms["incentive"] = assign(self.seed("incentive"), unit, incentives)
         if self.welcomes:
             arms["welcome"] = assign(self.seed("welcome"), unit, self.welcomes)
         if self.in_holdout(lead_id):
@@ -98,26 +112,34 @@ def campaign_arms(campaign: Campaign) -> CampaignArms:
         factor, weights = moved
         arms[factor] = [{**arm, "weight": weights.get(arm["name"], arm.get("weight", 1))} for arm in arms[factor]]
 
-    def weighted(factor: str) -> tuple[Arm, ...]:
-        return tuple(Arm(a["name"], float(a.get("weight", 1))) for a in arms[factor])
+    def weighted(items: Sequence[Mapping[str, Any]]) -> tuple[Arm, ...]:
+        return tuple(Arm(a["name"], float(a.get("weight", 1))) for a in items)
 
+    scoped: dict[str, list[Mapping[str, Any]]] = {}
+    for arm in arms["incentive"]:
+        if arm_scope(arm) != GLOBAL_SCOPE:
+            scoped.setdefault(arm_scope(arm), []).append(arm)
     seeds = {factor: seed_for(campaign.id, experiments, factor) for factor in (*FACTORS, HOLDOUT)}
     return CampaignArms(
         campaign.id,
-        weighted("script"),
-        weighted("time_slot"),
-        weighted("incentive"),
-        weighted("welcome"),
+        weighted(arms["script"]),
+        weighted(arms["time_slot"]),
+        weighted([a for a in arms["incentive"] if arm_scope(a) == GLOBAL_SCOPE]),
+        weighted(arms["welcome"]),
         float(experiments.get("holdout") or 0.0),
         seeds,
         sticky=bool(moved),
+        scoped_incentives={scope: weighted(items) for scope, items in scoped.items()},
     )
 
 
-def incentive_text_for(campaign: Campaign, arms: Mapping[str, str]) -> str | None:
-    """What the robot offers this lead (利益点): its incentive arm's text when the campaign
-    tests incentives, else the campaign's one incentive."""
-    return _arm_text((campaign.experiments or {}).get("incentives"), arms.get("incentive")) or campaign.incentive
+def incentive_text_for(campaign: Campaign, arms: Mapping[str, str], audience_keys: Sequence[str] = ()) -> str | None:
+    """What the robot offers this lead (利益点) when the WeCom offers cannot be read: its
+    incentive arm's text (among the arms for its audience pack), else the campaign's one
+    incentive."""
+    return (
+        _arm_text(incentive_arms_for(campaign.experiments, audience_keys), arms.get("incentive")) or campaign.incentive
+    )
 
 
 def welcome_text_for(campaign: Campaign, arms: Mapping[str, str]) -> str | None:

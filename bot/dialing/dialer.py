@@ -820,5 +820,6 @@ def _offer_for(
         offers = load_offers()
     except UserError as exc:
         log.error("WeCom offers unavailable, saying the campaign's incentive: %s", exc)
-        return incentive_text_for(campaign, arms), None
+        keys = tuple(k for k in ((pack.name, pack.scene) if pack else ()) if k)
+        return incentive_text_for(campaign, arms, keys), None
     return (incentive_for(offers, pack, lead_id, arms, campaign=campaign).text, offers.advisor_for(pack).name)

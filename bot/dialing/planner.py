@@ -48,6 +48,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
+from bot.audiences.models import AudiencePack
 from bot.campaigns.experiment_design import HOLDOUT
 from bot.campaigns.models import IN_FLIGHT, CallAttempt, Campaign, CampaignPack, ExperimentHoldout
 from bot.campaigns.service import CampaignArms, campaign_arms, policy_for_slot
@@ -196,10 +197,22 @@ def _fill(
             histories = _histories(session, hashes, now)
             dnc = _dnc_entries(session, hashes, now)
             first_arms = _first_arms(session, campaign.id, candidates) if arms.sticky else {}
+            audiences = _audience_keys(session, candidates) if arms.scoped_incentives else {}
             held_out: list[int] = []
             verdicts = (
                 _plan_one(
-                    c, arms, policies, histories, dnc, now, result.skipped, first_arms, held_out, scan.examined, result
+                    c,
+                    arms,
+                    policies,
+                    histories,
+                    dnc,
+                    now,
+                    result.skipped,
+                    first_arms,
+                    held_out,
+                    scan.examined,
+                    result,
+                    audiences,
                 )
                 for c in candidates
             )
@@ -218,6 +231,17 @@ def _fill(
             _remember_held_out(session, campaign.id, held_out, now)
             if len(result.created) >= wanted:
                 return
+
+
+def _audience_keys(session: Session, candidates: Sequence[Candidate]) -> dict[int, tuple[str, ...]]:
+    """Lead id → its audience pack's (name, scene), for a campaign whose incentive arms are
+    per pack (read a slice at a time, only for such campaigns)."""
+    rows = session.execute(
+        select(Lead.id, AudiencePack.name, AudiencePack.scene)
+        .join(AudiencePack, AudiencePack.id == Lead.audience_id)
+        .where(Lead.id.in_([c.lead_id for c in candidates]))
+    )
+    return {lead_id: tuple(k for k in (name, scene) if k) for lead_id, name, scene in rows}
 
 
 def _lock_campaign(session: Session, campaign_id: int) -> None:
@@ -257,10 +281,13 @@ def _plan_one(
     held_out: list[int] | None = None,
     examined: dict[str, tuple] | None = None,
     queue: PlanResult | None = None,
+    audiences: dict[int, tuple[str, ...]] | None = None,
 ) -> PlannedAttempt | None:
     if examined is not None:
         examined[candidate.source] = candidate.scan_key
-    lead_arms = (first_arms or {}).get(candidate.lead_id) or arms.for_lead(candidate.lead_id)
+    lead_arms = (first_arms or {}).get(candidate.lead_id) or arms.for_lead(
+        candidate.lead_id, (audiences or {}).get(candidate.lead_id, ())
+    )
     if HOLDOUT in lead_arms:
         skipped["holdout"] += 1
         if held_out is not None:

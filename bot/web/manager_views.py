@@ -10,7 +10,7 @@ from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import StreamingResponse
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from sqlalchemy import func, select
 
 from bot.audiences.models import AudiencePack
@@ -25,6 +25,7 @@ from bot.web.exports import ExportFormat, call_sheet, download, funnel_sheet, re
 from bot.web.params import MAX_DB_ID, MAX_OFFSET, offset_query, optional_id, parse_optional_id, record_id
 from bot.web.rendering import DISPLAY_TZ, beijing_time, render
 from bot.web.security import MANAGER, Principal, require_role
+from bot.wecom.campaign_incentives import SOURCE_LABELS, call_incentive, campaign_incentives
 from bot.wecom.funnel import wecom_funnel
 
 pages = APIRouter(include_in_schema=False)
@@ -100,6 +101,10 @@ class CallDetail(CallRow):
     turns: list[TurnOut]
     hangup_by: Optional[str]
     followups: list
+    incentive: Optional[str] = Field(None, description="这通电话机器人提供的利益点（与企微邀请相同）")
+    incentive_arm: Optional[str] = None
+    incentive_source: Optional[str] = None
+    invite_incentive: Optional[str] = Field(None, description="企微加好友邀请里的利益点（有邀请时）")
 
 
 def _call_query(
@@ -187,8 +192,13 @@ def call_detail(session, attempt_id: int) -> CallDetail:
     turns = (
         session.execute(select(TurnRow).where(TurnRow.attempt_id == attempt_id).order_by(TurnRow.seq)).scalars().all()
     )
+    incentive, invite_incentive = call_incentive(session, attempt)
     return CallDetail(
         **_call_row(*row),
+        incentive=incentive.text if incentive else None,
+        incentive_arm=incentive.name if incentive else None,
+        incentive_source=SOURCE_LABELS.get(incentive.source) if incentive else None,
+        invite_incentive=invite_incentive,
         hangup_by=attempt.hangup_by,
         followups=[{**f, "reason": mask_digit_runs(str(f.get("reason", "")))} for f in attempt.followups or []],
         turns=[
@@ -390,6 +400,8 @@ def reports_page(
         audiences = list(session.execute(select(AudiencePack.name).order_by(AudiencePack.name)).scalars())
         filters = {"factor": factor, "audience": audience, "since": since_day, "until": until_day}
         data = comparison(session, chosen, filters)
+        campaign = session.get(Campaign, chosen) if chosen else None
+        incentives, incentives_error = campaign_incentives(session, campaign) if campaign else ([], None)
     shown = {
         "campaign_id": chosen,
         "factor": factor or "",
@@ -406,6 +418,8 @@ def reports_page(
         factors=labels.FACTOR,
         filters=shown,
         export_query=export_query(shown),
+        incentives=incentives,
+        incentives_error=incentives_error,
     )
 
 

@@ -44,6 +44,7 @@ from bot.web import labels
 from bot.web.params import record_id
 from bot.web.rendering import flash, render
 from bot.web.security import OPS, Principal, require_role
+from bot.wecom.campaign_incentives import campaign_incentives
 
 pages = APIRouter(include_in_schema=False)
 api = APIRouter(tags=["运营"])
@@ -861,8 +862,17 @@ def campaign_page(
         campaign = _get_campaign(session, campaign_id)
         out = _campaign_out(session, campaign)
         progress = progress_snapshot(session, campaign)
+        incentives, incentives_error = campaign_incentives(session, campaign)
     actions = [(a, ACTION_LABELS[a]) for a, (allowed, _) in TRANSITIONS.items() if out.status in allowed]
-    return render(request, "ops/campaign.html", campaign=out, progress=progress, actions=actions)
+    return render(
+        request,
+        "ops/campaign.html",
+        campaign=out,
+        progress=progress,
+        actions=actions,
+        incentives=incentives,
+        incentives_error=incentives_error,
+    )
 
 
 @pages.post("/ops/campaigns/{campaign_id}/{action}")

@@ -23,6 +23,7 @@ from typing import Any, ClassVar, Optional
 from pydantic import Field, root_validator, validator
 
 from bot.campaigns.assignment import Arm, assign
+from bot.campaigns.experiment_design import arm_scope, incentive_arms_for, seed_for
 from bot.core.errors import UserError
 from bot.core.settings import get_settings
 from intents.yaml_source import Number, Problems, Text, YamlModel, check, line_of, load_yaml, parse_yaml
@@ -135,24 +136,61 @@ def incentive_for(
 ) -> Incentive:
     """The incentive the robot promises this lead, and the welcome later repeats.
 
-    In order: the lead's incentive arm from the campaign's experiment (arms["incentive"]),
-    worded by this audience's offers if they name that arm, else by the campaign's arm text;
-    the audience pack's own incentives (one, or an A/B pick by lead); the campaign's single
-    incentive (`campaign create --incentive`) for packs without their own block; the
-    default block's incentives."""
+    In order: the campaign's incentive arms for this audience pack (`--incentive-arm
+    PACK:NAME=TEXT`, matched by pack name, then scene), else its global arms
+    (`global:NAME=TEXT`): the lead's arm (arms["incentive"], as the planner assigned it;
+    the same hash when there is none), said as the campaign wrote it. Without campaign arms
+    for the pack: the pack's own incentives here (the lead's arm if it names one, else one,
+    or an A/B pick by lead); the campaign's single incentive (`campaign create --incentive`)
+    for packs without their own block; the default block's incentives."""
     block = offers.audience(audience)
     arm = (arms or {}).get("incentive")
+    experiments = (getattr(campaign, "experiments", None) or {}) if campaign is not None else {}
+    campaign_arms = incentive_arms_for(experiments, _audience_keys(audience))
+    if campaign_arms:
+        chosen = next((a for a in campaign_arms if a["name"] == arm), None)
+        if chosen is None:
+            seed = seed_for(getattr(campaign, "id", 0), experiments, "incentive")
+            name = assign(seed, str(lead_id), [Arm(a["name"], float(a.get("weight", 1))) for a in campaign_arms])
+            chosen = next(a for a in campaign_arms if a["name"] == name)
+        return Incentive(chosen["name"], chosen["text"], arm_scope(chosen), "campaign_arm")
     if arm:
         option = next((o for o in block.incentives if o.name == arm), None)
         if option is not None:
             return Incentive(option.name, option.text, block.key, "offers")
-        text = _campaign_arm_text(campaign, "incentives", arm)
-        if text:
-            return Incentive(arm, text, block.key, "campaign_arm")
     if block.key == DEFAULT_AUDIENCE and campaign is not None and getattr(campaign, "incentive", None):
         return Incentive("campaign", campaign.incentive, block.key, "campaign")
     option = _pick(block.incentives, offers.seeds["incentive"], block.key, lead_id)
     return Incentive(option.name, option.text, block.key, "offers")
+
+
+@dataclass(frozen=True)
+class OfferedIncentive:
+    """One incentive a campaign offers the leads of one audience pack, for the pages."""
+
+    name: str
+    text: str
+    share: float  # of the pack's leads, by the arms' weights
+    source: str  # as Incentive.source
+    scope: str  # the campaign arm's pack or `global`; the offers block's key otherwise
+
+
+def offered_incentives(offers: Offers, audience: Any, campaign: Any) -> list[OfferedIncentive]:
+    """What the robot says to the leads of this audience pack in this campaign: the same
+    rules as incentive_for, listed with each arm's share."""
+    experiments = getattr(campaign, "experiments", None) or {}
+    campaign_arms = incentive_arms_for(experiments, _audience_keys(audience))
+    if campaign_arms:
+        total = sum(float(a.get("weight", 1)) for a in campaign_arms)
+        return [
+            OfferedIncentive(a["name"], a["text"], float(a.get("weight", 1)) / total, "campaign_arm", arm_scope(a))
+            for a in campaign_arms
+        ]
+    block = offers.audience(audience)
+    if block.key == DEFAULT_AUDIENCE and getattr(campaign, "incentive", None):
+        return [OfferedIncentive("campaign", campaign.incentive, 1.0, "campaign", block.key)]
+    total = sum(o.weight for o in block.incentives)
+    return [OfferedIncentive(o.name, o.text, o.weight / total, "offers", block.key) for o in block.incentives]
 
 
 def welcome_for(

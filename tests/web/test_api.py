@@ -167,7 +167,7 @@ def test_a_campaign_can_test_incentives_welcomes_and_hold_out_leads(console, cli
         "incentive_arms": "global:意外险=一份免费的驾乘意外险\nglobal:体检=一次免费体检*2", "holdout": "5"})
     assert page.status_code == 303, page.text[:500]
     detail = ops.get(page.headers["location"]).text
-    assert "利益点 A/B：意外险（一份免费的驾乘意外险）、体检（一次免费体检）" in detail and "留出对照 5%" in detail
+    assert "利益点 A/B：global:意外险（一份免费的驾乘意外险）、global:体检（一次免费体检）" in detail and "留出对照 5%" in detail
     bad = ops.http.post("/ops/campaigns", data={"csrf_token": ops.csrf, "name": "坏实验", "packs": "利益点测试",
                                                 "lines": "3", "cps": "1", "incentive_arms": "没有等号"})
     assert bad.status_code == 400 and "外呼任务未创建" in bad.text and "人群包:名称=文本" in bad.text

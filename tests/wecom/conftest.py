@@ -50,10 +50,12 @@ def wecom(migrated_engine, keyring) -> Iterator[LocalWeCom]:
 
 
 def seed_campaign(session, keyring: PhoneKeyring, packs: dict[str, tuple[str, int]], *, name: str = "加粉测试",
-                  incentive: str | None = None, experiments: dict | None = None) -> tuple[int, dict[str, list[int]]]:
-    """Audience packs (name → (scene, leads)), one lead pack each, a running campaign over them."""
+                  incentive: str | None = None, experiments: dict | None = None,
+                  first_serial: int = 0) -> tuple[int, dict[str, list[int]]]:
+    """Audience packs (name → (scene, leads)), one lead pack each, a running campaign over them
+    (phone numbers counted on from first_serial, to seed several campaigns)."""
     leads: dict[str, list[int]] = {}
-    serial = 0
+    serial = first_serial
     for pack_name, (scene, count) in packs.items():
         audience = AudiencePack(name=pack_name, scene=scene, tier="普通", attributes={})
         pack = LeadPack(name=f"pack-{pack_name}", file_name="x.csv", file_sha256=pack_name.encode().hex()[:64].ljust(64, "0"),
