@@ -12,12 +12,14 @@ the turns so far as if the call ended now.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from bot.conversation.session import CallSession, LeadContext
 from bot.core.errors import UserError
+from bot.core.settings import get_settings
 from bot.dialing.call_runner import CallResult, assess
+from bot.dialing.call_store import history_outcome
 from bot.wecom.offers import (
     DEFAULT_AUDIENCE,
     Advisor,
@@ -30,7 +32,17 @@ from bot.wecom.offers import (
 )
 from intents.assess import CallOutcome
 from intents.callback_times import to_shanghai
-from intents.followups import CALLBACK, COOL_DOWN, SOFT_DECLINE, WECOM_INVITE, FollowUp
+from intents.followups import (
+    CALLBACK,
+    COOL_DOWN,
+    DO_NOT_CALL,
+    RETIRE_LEAD,
+    SOFT_DECLINE,
+    WECOM_INVITE,
+    FollowUp,
+)
+from telephony.compliance.eligibility import Attempt, DncState, check_eligibility
+from telephony.compliance.policy import load_profile
 
 # The shell has no lead: the welcome arm is picked for this lead id, as for any lead.
 SHELL_LEAD_ID = 0
@@ -173,6 +185,31 @@ def invite_preview(offer: ShellOffer, outcome: CallOutcome, callee_title: str) -
         body = attachment.get(attachment["msgtype"], {})
         lines.append(f"  + {attachment['msgtype']}: {body.get('title', '')}")
     return lines
+
+
+def next_dial(outcome: CallOutcome, dialed_at: datetime) -> str:
+    """When the dialer could call this number again after this call: the attempt as the call
+    store records it (its history outcome, callback, do-not-call entries) through the
+    compliance check every dial passes (the installation's profile, WAIHU_COMPLIANCE_PROFILE)."""
+    profile = get_settings().compliance_profile
+    followups = outcome.followups
+    retired = next((f for f in followups if f.action == RETIRE_LEAD), None)
+    if retired is not None:
+        return f"never: the lead is retired ({retired.reason})"
+    attempt = Attempt(
+        at=dialed_at,
+        outcome=history_outcome(outcome.status, followups),
+        callback_at=next((f.window_start for f in followups if f.action == CALLBACK), None),
+    )
+    dnc = DncState(
+        opt_out=any(f.action == DO_NOT_CALL for f in followups),
+        soft_until=next((f.until for f in followups if f.action == SOFT_DECLINE), None),
+    )
+    now = max(dialed_at, datetime.now(timezone.utc)) + timedelta(seconds=1)
+    answer = check_eligibility(load_profile(profile), now=now, attempts=[attempt], dnc=dnc)
+    if answer.earliest is None:
+        return f"never ({answer.reason}, profile {profile})"
+    return f"{_local(answer.earliest)} at the earliest ({answer.reason}, profile {profile})"
 
 
 def _local(when: datetime, time_only: bool = False) -> str:

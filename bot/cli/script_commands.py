@@ -115,7 +115,7 @@ def shell(
 
     After each turn: the grade the call would get if it ended now, and the follow-ups the
     dialer would act on; at the end, the final grade and what the WeCom invitation would carry."""
-    from bot.cli.call_preview import assess_so_far, grade_line, invite_preview, lead_context, shell_offer
+    from bot.cli.call_preview import assess_so_far, grade_line, invite_preview, lead_context, next_dial, shell_offer
     from bot.conversation.session import CallSession
 
     offer = shell_offer(audience, incentive_arm)
@@ -149,6 +149,7 @@ def shell(
         console.print(f"[bold]final grade[/] {grade_line(outcome)}")
         for line in invite_preview(offer, outcome, context.callee_title):
             console.print(f"  {line}")
+        console.print(f"  next dial: {next_dial(outcome, session.started_at or session.clock())}")
 
     asyncio.run(run())
 

@@ -6,6 +6,8 @@ the do-not-call list before the dialer can pick the number again.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from sqlalchemy.orm import Session
 
 from bot.campaigns.models import CallAttempt, TurnRow
@@ -14,7 +16,7 @@ from bot.dnc.models import SCOPE_OPT_OUT, SCOPE_SOFT_DECLINE
 from bot.dnc.service import add_entry
 from bot.leads.models import Lead
 from intents.finished_call import ANSWERED
-from intents.followups import CALLBACK, COOL_DOWN, DO_NOT_CALL, RETIRE_LEAD, SOFT_DECLINE, WECOM_INVITE
+from intents.followups import CALLBACK, COOL_DOWN, DO_NOT_CALL, RETIRE_LEAD, SOFT_DECLINE, WECOM_INVITE, FollowUp
 
 RETIRED = "retired"
 
@@ -34,7 +36,7 @@ def record_call(session: Session, attempt: CallAttempt, result: CallResult) -> N
     attempt.answered_at = result.answered_at
     attempt.ended_at = result.ended_at
     attempt.carrier_call_id = result.carrier_call_id
-    attempt.history_outcome = attempt.outcome
+    attempt.history_outcome = history_outcome(attempt.outcome, outcome.followups if outcome else ())
     for turn in result.turns:
         session.add(
             TurnRow(
@@ -53,10 +55,25 @@ def record_call(session: Session, attempt: CallAttempt, result: CallResult) -> N
         _apply(session, attempt, followup, result)
 
 
+def history_outcome(status: str, followups: Iterable[FollowUp]) -> str:
+    """What the compliance rules read from an attempt (`CallAttempt.history_outcome`): its
+    call status, unless a follow-up says more (the last one that does)."""
+    result = status
+    for followup in followups:
+        if followup.action == DO_NOT_CALL:
+            result = "opt_out"
+        elif followup.action == SOFT_DECLINE:
+            result = "soft_decline"
+        elif followup.action in (COOL_DOWN, CALLBACK):
+            result = "busy"
+        elif followup.action == RETIRE_LEAD and status == ANSWERED:
+            result = "wrong_person"
+    return result
+
+
 def _apply(session: Session, attempt: CallAttempt, followup, result: CallResult) -> None:
     now = result.ended_at
     if followup.action == DO_NOT_CALL:
-        attempt.history_outcome = "opt_out"
         add_entry(
             session,
             attempt.phone_hash,
@@ -67,7 +84,6 @@ def _apply(session: Session, attempt: CallAttempt, followup, result: CallResult)
             now=now,
         )
     elif followup.action == SOFT_DECLINE:
-        attempt.history_outcome = "soft_decline"
         add_entry(
             session,
             attempt.phone_hash,
@@ -78,17 +94,12 @@ def _apply(session: Session, attempt: CallAttempt, followup, result: CallResult)
             expires_at=followup.until,
             now=now,
         )
-    elif followup.action == COOL_DOWN:
-        attempt.history_outcome = "busy"
     elif followup.action == CALLBACK:
-        attempt.history_outcome = "busy"
         attempt.callback_at = followup.window_start
     elif followup.action == RETIRE_LEAD:
         lead = session.get(Lead, attempt.lead_id)
         if lead is not None:
             lead.status = RETIRED
-        if attempt.outcome == ANSWERED:
-            attempt.history_outcome = "wrong_person"
     elif followup.action == WECOM_INVITE:
         # The invitation row (status pending) commits with the call: the delivery pass
         # (bot.wecom.invites) sends it; a broken offers file gives a failed row, never a lost call.

@@ -2,9 +2,13 @@
 and the offer (incentive, advisor) a real call to the chosen audience pack makes."""
 from __future__ import annotations
 
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
+from bot.cli.call_preview import next_dial
 from bot.wecom.offers import load_offers
+from intents.assess import CallOutcome
+from intents.followups import CALLBACK, COOL_DOWN, DO_NOT_CALL, SOFT_DECLINE, WECOM_INVITE, FollowUp
 from tests.cli.test_cli import assert_clean_failure, waihu
 
 
@@ -20,12 +24,39 @@ def test_shell_shows_the_grade_and_follow_ups_after_each_turn_and_at_the_end(mod
     # At the end: A, and what the invitation would carry (the offers' default block).
     assert "final grade A — A：第2轮同意添加企业微信" in out
     assert "WeCom invite: 专属顾问小安 (anxin_advisor01)" in out and "welcome (default/A/" in out
+    assert "next dial: " in out and "at the earliest (" in out
 
     opted_out = waihu("shell", stdin="别再给我打电话了\n", WAIHU_DATA_DIR=str(tmp_path))
     assert opted_out.returncode == 0, opted_out.stderr
     assert "final grade C" in opted_out.stdout
     assert "do_not_call（永久免打扰：第1轮要求不再来电，永久免打扰）" in opted_out.stdout
     assert "WeCom invite" not in opted_out.stdout
+    assert "next dial: never (dnc_opt_out, profile CN_INSURANCE_DEFAULT)" in opted_out.stdout
+
+
+def test_next_dial_follows_the_dialers_retry_rules() -> None:
+    """The shell's "next dial" is the compliance check every dial passes, on the attempt as
+    the call store records it."""
+    now = datetime.now(timezone.utc)
+
+    def after(*followups: FollowUp) -> str:
+        return next_dial(CallOutcome("shell", "answered", None, followups), now)
+
+    def earliest(text: str) -> datetime:  # shown to the minute: the end of that minute
+        shown = datetime.strptime(text[:16], "%Y-%m-%d %H:%M").replace(tzinfo=timezone(timedelta(hours=8)))
+        return shown + timedelta(minutes=1)
+
+    assert after(FollowUp(DO_NOT_CALL, "opt out")).startswith("never (dnc_opt_out")
+    busy = after(FollowUp(COOL_DOWN, "busy", until=now + timedelta(days=7)))
+    assert "(cooldown_busy" in busy and earliest(busy) >= now + timedelta(days=7)
+    declined = after(FollowUp(SOFT_DECLINE, "no", until=now + timedelta(days=180)))
+    assert earliest(declined) >= now + timedelta(days=180)
+    invited = after(FollowUp(WECOM_INVITE, "A"))  # no follow-up that blocks: the rolling caps decide
+    assert earliest(invited) >= now + timedelta(hours=24) and "cooldown" not in invited
+    window = now + timedelta(days=2)
+    window = window.replace(hour=6, minute=0, second=0, microsecond=0)  # 14:00 in Shanghai
+    booked = after(FollowUp(CALLBACK, "明天下午", window_start=window, window_end=window + timedelta(hours=1)))
+    assert booked.startswith(window.astimezone(timezone(timedelta(hours=8))).strftime("%Y-%m-%d %H:%M")), booked
 
 
 def test_shell_says_the_offer_of_the_chosen_audience_pack(model_path: Path, tmp_path: Path) -> None:
