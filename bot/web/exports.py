@@ -308,11 +308,19 @@ def funnel_sheet(funnel: dict) -> Sheet:
     labels = funnel["labels"]
     named = [labels.get(s, s) for s in stages]
     headers = ["维度", "分组", *(n if n.endswith("线索") else f"{n}（线索数）" for n in named)]
+    # A/B leads on a landline: never invited (they cannot be added on WeCom), counted apart.
+    headers.append(f"{labels.get('landline', '座机，无法加企业微信')}（线索数）")
     headers.append("加粉率（已加好友 ÷ A/B 线索）")
 
     def line(dimension: str, name: str, counts: dict) -> list[Any]:
         added = (counts.get("rates") or {}).get("added_of_graded_ab")
-        return [dimension, name, *(counts.get(s) for s in stages), None if added is None else Percent(added)]
+        return [
+            dimension,
+            name,
+            *(counts.get(s) for s in stages),
+            counts.get("landline", 0),
+            None if added is None else Percent(added),
+        ]
 
     rows = [line("合计", "", funnel["total"])]
     rows += [line("人群包", r["name"], r) for r in funnel["by_audience"]]

@@ -45,6 +45,11 @@ def test_a_landline_is_not_invited_and_the_funnel_says_so(db, database_url, keyr
     assert (total["graded_ab"], total["invited"], total["sent"], total["landline"]) == (3, 2, 2, 1)
     assert funnel["labels"]["landline"] == "座机，无法加企业微信"
     assert funnel["by_audience"][0]["landline"] == 1
+    from bot.web.exports import funnel_sheet
+
+    sheet = funnel_sheet(funnel)
+    column = list(sheet.headers).index("座机，无法加企业微信（线索数）")
+    assert list(sheet.rows)[0][column] == 1 and sheet.headers[-1].startswith("加粉率")
 
     for key, value in {"WAIHU_DATABASE_URL": database_url, "WAIHU_SECRET_KEY": TEST_SECRET,
                        "COLUMNS": os.environ.get("COLUMNS", "200")}.items():
