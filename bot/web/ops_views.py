@@ -776,11 +776,14 @@ def parse_text_arm_lines(option: str, text: str, problems: ProblemList, *, scope
     return arms
 
 
-def _number(problems: ProblemList, option: str, raw: str, kind: type, zh: str, default: Any) -> Any:
+def _number(
+    problems: ProblemList, option: str, raw: str, kind: type, zh: str, default: Any, shown: str | None = None
+) -> Any:
+    """kind(raw), or `default` with the problem noted (under `shown`, the value as typed)."""
     try:
         return kind(raw)
     except ValueError:
-        problems.add(option, raw, f"not a {'whole ' if kind is int else ''}number", zh)
+        problems.add(option, shown or raw, f"not a {'whole ' if kind is int else ''}number", zh)
         return default
 
 
@@ -816,7 +819,7 @@ async def campaigns_create_form(request: Request, principal: Principal = Depends
         variants = []
         for name in values["variants"]:
             raw = str(form.get(f"weight_{name}") or "1")
-            weight = _number(problems, "--variant", f"{name}:{raw}", float, "话术版本的权重需要数字", 1.0)
+            weight = _number(problems, "--variant", raw, float, "话术版本的权重需要数字", 1.0, f"{name}:{raw}")
             if not weight > 0:
                 problems.add("--variant", f"{name}:{raw}", "a weight above 0", "话术版本的权重须大于 0")
             variants.append(VariantIn(name=name, weight=weight if weight > 0 else 1.0))

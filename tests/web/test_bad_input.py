@@ -193,18 +193,20 @@ def test_campaign_form_reports_every_problem_at_once(console, clients):
     page = ops.http.post("/ops/campaigns", data={
         "csrf_token": ops.csrf, "name": "多处错误", "lines": "abc", "cps": "0", "holdout": "百分之五",
         "slots": "上午=09:30-12:00\n夜间=20:00-22:00\n清晨=07:00-09:00\n中午=12点-14点",
-        "incentive_arms": "红包=十元红包"})
+        "incentive_arms": "红包=十元红包", "variants": ["standard", "benefit_first"], "weight_standard": "abc",
+        "weight_benefit_first": "2"})
     assert page.status_code == 400 and 'value="多处错误"' in page.text
     text = html.unescape(page.text)
-    assert "外呼任务未创建：共 8 个问题" in text, text
+    assert "外呼任务未创建：共 9 个问题" in text, text
     for needle in ["最大并发线路“abc”：线路数需要整数", "每秒新呼叫数“0”：每秒呼叫数需大于 0",
                    "留出对照比例“百分之五”：留出对照比例需要数字",
                    "拨打时段“夜间=20:00-22:00”：超出合规拨打窗口 09:30-12:00, 14:00-20:00",
                    "拨打时段“清晨=07:00-09:00”：超出合规拨打窗口", "时段只能收窄、不能放宽，请改在窗口内",
                    "拨打时段“中午=12点-14点”：窗口“12点-14点”不是 开始-结束",
-                   "利益点 A/B“红包=十元红包”：请注明用于哪个人群包", "线索名单：请至少选择一个线索名单"]:
+                   "利益点 A/B“红包=十元红包”：请注明用于哪个人群包", "线索名单：请至少选择一个线索名单",
+                   "话术版本“standard:abc”：话术版本的权重需要数字"]:
         assert needle in text, needle
-    assert text.count("<li>") >= 8
+    assert text.count("<li>") >= 9 and "benefit_first:2" not in text
 
 
 def test_filters_with_bad_dates_are_explained(console, clients):
