@@ -26,6 +26,7 @@ from rich.live import Live
 from rich.text import Text
 
 from bot.cli.console import console, err_console
+from bot.core.errors import UserError
 from bot.core.settings import get_settings
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
@@ -73,16 +74,21 @@ def run(
     )
     previous = signal.signal(signal.SIGTERM, _interrupt)
     status = StatusLine(runtime.dialer.engine, runtime.clock)
+    interrupted = False
     try:
         with Live(status.render(), console=console, refresh_per_second=4, transient=False) as live:
             while worker_thread.is_alive():
                 time.sleep(refresh)
                 live.update(status.render())
     except KeyboardInterrupt:
-        pass
+        interrupted = True
     finally:
         signal.signal(signal.SIGTERM, previous)
     _stop(worker, worker_thread, beat, runtime, status)
+    if not interrupted:
+        raise UserError(
+            f"the dial worker stopped on its own (broker {broker}); see {log_path}, then run `waihu run` again."
+        )
 
 
 def _interrupt(_signum: int, _frame: Any) -> None:
