@@ -81,17 +81,17 @@ def validate(
 
 def train(force: bool = typer.Option(False, "--force", help="Retrain even if dialogs/ is unchanged.")) -> None:
     """Train the model from dialogs/ (skipped when nothing changed)."""
+    from bot.cli.training_progress import train_with_progress
     from bot.script.lint import lint_project
-    from bot.script.training import train as train_model
 
     project = _project()
     problems = [p for p in lint_project(project) if p.severity == "error"]
     if problems:
         _print_problems(problems)
         raise UserError(f"{len(problems)} error(s) in dialogs/; fix them before training (see `waihu validate`).")
-    result = train_model(project, get_settings().models_dir, force=force)
+    result = train_with_progress(project, get_settings().models_dir, force=force)
     if result.trained:
-        console.print(f"[green]trained[/] {result.model_path} in {result.seconds:.0f} s")
+        console.print(f"[green]trained[/] {result.model_path} in {result.seconds:.0f} s (full log: {result.log_path})")
     else:
         console.print(f"model up to date: {result.model_path} (dialogs/ unchanged, nothing retrained)")
 
