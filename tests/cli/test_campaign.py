@@ -79,3 +79,26 @@ def test_create_reports_every_problem_at_once(tmp_path: Path) -> None:
         assert needle in err, (needle, err)
     listed = waihu(data, "campaign", "list")
     assert "c1" not in listed.stdout
+
+
+def test_incentive_arms_name_their_audience_pack(tmp_path: Path) -> None:
+    """Issue 16 item 7: --incentive-arm PACK:NAME=TEXT (or global:NAME=TEXT); a bare NAME=TEXT
+    would replace every pack's own incentive, so it is refused with the two spellings."""
+    csv = tmp_path / "leads.csv"
+    rows = ["手机号,姓名,同意时间"] + [f"1390000{i:04d},李{i},2026-11-01 10:00" for i in range(5)]
+    csv.write_bytes(("\n".join(rows) + "\n").encode("gbk"))
+    data = tmp_path / "data"
+    assert waihu(data, "leads", "upload", str(csv), "--pack", "p1").returncode == 0
+
+    bare = waihu(data, "campaign", "create", "c0", "--pack", "p1", "--incentive-arm", "驾乘险=一份免费的驾乘意外险")
+    err = " ".join(bare.stderr.split())
+    assert bare.returncode == 1 and "say whose leads this arm is for" in err, err
+    assert "车主:驾乘险=一份免费的驾乘意外险" in err and "global:驾乘险=一份免费的驾乘意外险" in err
+    unknown = waihu(data, "campaign", "create", "c0", "--pack", "p1", "--incentive-arm", "火星:红包=一个红包")
+    assert unknown.returncode == 1 and "--incentive-arm 火星: no audience pack or scene of that name" in unknown.stderr
+
+    created = waihu(data, "campaign", "create", "c1", "--pack", "p1", "--incentive-arm", "车主:驾乘险=一份免费的驾乘意外险",
+                    "--incentive-arm", "车主:救援=一次免费道路救援*2", "--incentive-arm", "宝妈:儿童险=一份免费的儿童意外险",
+                    "--incentive-arm", "global:红包=一个十元红包")
+    assert created.returncode == 0, created.stderr
+    assert "incentives 车主:驾乘险, 车主:救援, 宝妈:儿童险, global:红包" in created.stdout
