@@ -58,7 +58,11 @@ def factor_arms(campaign: Any, factor: str) -> list[dict]:
     if factor == "time_slot":
         return list(campaign.time_slots or [])
     if factor == "incentive":
-        return list(experiments.get("incentives") or [])
+        # Per-pack arms may share a name (驾乘险 for 车主 and for 单身): one arm of the factor.
+        unique: dict[str, dict] = {}
+        for arm in experiments.get("incentives") or []:
+            unique.setdefault(arm["name"], arm)
+        return list(unique.values())
     if factor == "welcome":
         return list(experiments.get("welcomes") or [])
     raise ValueError(f"unknown factor {factor!r}")

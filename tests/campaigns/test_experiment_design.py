@@ -188,3 +188,26 @@ def test_campaign_create_with_incentive_arms_holdout_and_bandit(tmp_path: Path) 
     ]:
         result = waihu(data, "campaign", "create", "c2", "--pack", "p1", *args)
         assert result.returncode == 1 and needle in result.stderr and "Traceback" not in result.stderr, result.stderr
+
+
+def test_incentive_arms_are_assigned_within_the_leads_audience_pack() -> None:
+    """Issue 16 item 7: a lead is split among its own pack's arms (name, then scene), else the
+    global ones, else none (its pack's offers.yml incentive); one arm per name for the report."""
+    from bot.campaigns.experiment_design import factor_arms
+
+    arms = [parse_text_arm("--incentive-arm", a, scoped=True) for a in
+            ["车主:驾乘险=一份免费的驾乘意外险", "车主:救援=一次免费道路救援*3", "宝妈-华南:儿童险=一份免费的儿童意外险",
+             "单身:驾乘险=一份驾乘意外险"]]
+    assert arms[2] == {"name": "儿童险", "text": "一份免费的儿童意外险", "weight": 1.0, "audience": "宝妈-华南"}
+    split = campaign_arms(campaign(**build_experiments(incentives=arms)))
+    car = Counter(split.for_lead(i, ("车主-华东", "车主"))["incentive"] for i in range(8000))
+    assert set(car) == {"驾乘险", "救援"} and abs(car["救援"] / 8000 - 0.75) < 0.02
+    assert {split.for_lead(i, ("宝妈-华南", "宝妈"))["incentive"] for i in range(200)} == {"儿童险"}
+    assert all("incentive" not in split.for_lead(i, ("养老-华北", "养老")) for i in range(200))
+    assert [a["name"] for a in factor_arms(campaign(**build_experiments(incentives=arms)), "incentive")] == [
+        "驾乘险", "救援", "儿童险"]
+    with_global = campaign(**build_experiments(incentives=arms + [parse_text_arm("--incentive-arm", "global:红包=一个红包",
+                                                                                  scoped=True)]))
+    assert {campaign_arms(with_global).for_lead(i, ("养老-华北", "养老"))["incentive"] for i in range(50)} == {"红包"}
+    texts = {incentive_text_for(with_global, {"incentive": "驾乘险"}, keys) for keys in (("车主",), ("单身",))}
+    assert texts == {"一份免费的驾乘意外险", "一份驾乘意外险"}
