@@ -61,12 +61,18 @@ def campaign_incentives(session: Session, campaign: Campaign) -> tuple[list[Pack
         .order_by(AudiencePack.name)
     ).all()
     calls: dict[str | None, Counter] = {}
-    for audience, arms in session.execute(
-        select(AudiencePack.name, CallAttempt.arms)
-        .select_from(CallAttempt)
-        .join(Lead, Lead.id == CallAttempt.lead_id)
-        .outerjoin(AudiencePack, AudiencePack.id == Lead.audience_id)
-        .where(CallAttempt.campaign_id == campaign.id, CallAttempt.dialed_at.is_not(None))
+    # Calls per incentive arm: only a campaign with incentive arms stores one on its calls.
+    tested = bool((campaign.experiments or {}).get("incentives"))
+    for audience, arms in (
+        ()
+        if not tested
+        else session.execute(
+            select(AudiencePack.name, CallAttempt.arms)
+            .select_from(CallAttempt)
+            .join(Lead, Lead.id == CallAttempt.lead_id)
+            .outerjoin(AudiencePack, AudiencePack.id == Lead.audience_id)
+            .where(CallAttempt.campaign_id == campaign.id, CallAttempt.dialed_at.is_not(None))
+        )
     ):
         if (arms or {}).get("incentive"):
             calls.setdefault(audience, Counter())[arms["incentive"]] += 1
