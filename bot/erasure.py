@@ -1,5 +1,5 @@
 """PIPL erasure across domains: a person's leads, rejected rows, calls and transcripts,
-WeCom invitations go; only the do-not-call hash stays (it holds no number).
+grade corrections, WeCom invitations go; only the do-not-call hash stays (it holds no number).
 
 It sits above the domains it deletes from (leads, campaigns, dnc) so none of them has to
 know about the others' tables.
@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from bot.campaigns.models import CallAttempt
+from bot.campaigns.models import CallAttempt, GradeCorrection
 from bot.core.keys import require_key_matches
 from bot.core.pii import PhoneKeyring, mask_phone
 from bot.dnc.models import DoNotCall
@@ -37,6 +37,13 @@ def forget_phone(session: Session, keyring: PhoneKeyring, raw_phone: str) -> For
     require_key_matches(session, keyring)
     phone_hash = keyring.hash_phone(phone.number)
 
+    # Grade corrections (their reasons may quote the person) go explicitly, whether or not
+    # the database enforces the cascade from the calls.
+    session.execute(
+        delete(GradeCorrection)
+        .where(GradeCorrection.attempt_id.in_(select(CallAttempt.id).where(CallAttempt.phone_hash == phone_hash)))
+        .execution_options(synchronize_session=False)
+    )
     # Calls are deleted here rather than left to the leads' ON DELETE CASCADE so the person
     # can be told how many went; their turns and WeCom invites cascade from them.
     calls = (

@@ -6,7 +6,7 @@ scripts, so the database layer in `bot.core.db` stays below every domain.
 """
 
 from bot.audiences.models import AudiencePack
-from bot.campaigns.models import CallAttempt, Campaign, CampaignPack, ExperimentHoldout, TurnRow
+from bot.campaigns.models import CallAttempt, Campaign, CampaignPack, ExperimentHoldout, GradeCorrection, TurnRow
 from bot.core.db.base import Base
 from bot.core.keys import SecretKeyFingerprint
 from bot.dnc.models import DoNotCall
@@ -24,6 +24,7 @@ __all__ = [
     "CampaignPack",
     "DoNotCall",
     "ExperimentHoldout",
+    "GradeCorrection",
     "Lead",
     "LeadPack",
     "LeadReject",

@@ -119,6 +119,23 @@ class TurnRow(Base):
     offset_ms = Column(Integer, nullable=False)
 
 
+class GradeCorrection(Base):
+    """A person's correction of a call's grade (人工更正). The attempt keeps the robot's
+    grade; the latest correction (highest id) is the grade that counts in the report.
+    Every correction is kept, so the call page shows the history."""
+
+    __tablename__ = "grade_corrections"
+    __table_args__ = (Index("ix_grade_corrections_attempt_id", "attempt_id"),)
+
+    id = Column(_Id, primary_key=True)
+    attempt_id = Column(_Id, ForeignKey("call_attempts.id", ondelete="CASCADE"), nullable=False)
+    old_grade = Column(String(1))  # the grade in force before this correction (robot's or an earlier one)
+    new_grade = Column(String(1), nullable=False)
+    reason = Column(String(200), nullable=False)
+    corrected_by = Column(String(100), nullable=False)  # the user's login name
+    corrected_at = Column(UtcDateTime, nullable=False, default=utc_now)
+
+
 class ExperimentHoldout(Base):
     """A lead the hopper found in its campaign's holdout (never dialled). Whether a lead is
     held out is the hash of (holdout seed, lead id); this row only saves looking again."""

@@ -213,6 +213,11 @@ def print_tables(data: dict) -> None:
                     for arm in overall["arms"]
                 )
             )
+        if any(arm["corrected"] for arm in overall["arms"]):
+            console.print(
+                "人工更正等级（按更正后的等级统计）："
+                + "；".join(f"{arm['arm']} 人工更正 {arm['corrected']} 通" for arm in overall["arms"])
+            )
         if factor.get("checks"):
             why = "；".join(sorted(set(factor["checks"].values())))
             console.print(f"[dim]核对项（{why}）：只核对分组是否正常，不作结论。[/]")

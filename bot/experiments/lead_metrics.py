@@ -28,6 +28,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.sql.expression import ColumnElement
 
 from bot.campaigns.experiment_design import FACTORS
+from bot.campaigns.grading import latest_corrections
 from bot.campaigns.models import CallAttempt
 from bot.leads.models import Lead
 from bot.wecom.models import WeComInvite
@@ -68,9 +69,12 @@ SUMS = (
     "added",
     "handed_off",
     "handoff_failed",
+    "corrected",
 )
 # Plain counts of calls (no per-lead variance: reported as numbers, not compared as metrics).
 COUNTS = ("handed_off", "handoff_failed")
+# Calls whose grade a person corrected (人工更正): a plain count as well.
+CORRECTED = "corrected"
 
 
 @dataclass(frozen=True)
@@ -210,11 +214,14 @@ def _cells_query(
     def flag(condition) -> ColumnElement:
         return case((condition, _FLOAT_ONE), else_=_FLOAT_ZERO)
 
+    # The grade that counts: a person's latest correction, else the robot's.
+    corrections = latest_corrections()
+    grade = func.coalesce(corrections.c.grade, attempts.c.grade)
     values = {
         "dials": _FLOAT_ONE,
         "connected": flag(attempts.c.outcome == ANSWERED),
-        "a": flag(attempts.c.grade == "A"),
-        "ab": flag(attempts.c.grade.in_(("A", "B"))),
+        "a": flag(grade == "A"),
+        "ab": flag(grade.in_(("A", "B"))),
         "opt_out": flag(attempts.c.history_outcome == OPT_OUT),
         "talk": case(
             (attempts.c.outcome == ANSWERED, func.coalesce(attempts.c.talk_time_s, _FLOAT_ZERO)), else_=_FLOAT_ZERO
@@ -223,6 +230,7 @@ def _cells_query(
     counts = {
         "handed_off": flag(attempts.c.handoff == HANDED_OFF),
         "handoff_failed": flag(attempts.c.handoff == HANDOFF_FAILED),
+        CORRECTED: flag(corrections.c.attempt_id.isnot(None)),
     }
     lead_order = {"partition_by": attempts.c.lead_id, "order_by": attempts.c.attempt_no}
     running = (
@@ -234,6 +242,7 @@ def _cells_query(
             *[value.label(name) for name, value in counts.items()],
             *[func.sum(value).over(**lead_order).label(f"total_{name}") for name, value in values.items()],
         )
+        .select_from(attempts.outerjoin(corrections, corrections.c.attempt_id == attempts.c.id))
         .where(*conditions)
         .subquery("running")
     )

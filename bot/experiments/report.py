@@ -40,7 +40,9 @@ fixed-horizon Welch test and `"bayesian"` decides on the chance to win.
 
 `handoffs` counts the calls whose callee asked for a human: {"handed_off": n (an advisor
 took the call), "handoff_failed": n (nobody was free: advisor callback booked)} — plain
-counts of calls, next to the metrics rather than among them.
+counts of calls, next to the metrics rather than among them. `corrected` counts the calls
+whose grade a person corrected (人工更正): the A and A+B rates use the latest correction
+instead of the robot's grade.
 """
 
 from __future__ import annotations
@@ -61,7 +63,7 @@ from bot.campaigns.models import Campaign, ExperimentHoldout
 from bot.core.errors import UserError
 from bot.experiments import lead_metrics
 from bot.experiments.corrections import CORRECTIONS, Correction, adjust
-from bot.experiments.lead_metrics import COUNTS, Cell, add_sums, lead_cells
+from bot.experiments.lead_metrics import CORRECTED, COUNTS, Cell, add_sums, lead_cells
 from bot.experiments.metrics import METRICS, Metric, checks_for, statistic_for
 from bot.experiments.power import sample_size_per_arm
 from bot.experiments.sequential import DEFAULT_TUNING, sequential_test
@@ -207,6 +209,7 @@ def build_report(
             "leads": int(overview_sums["leads"]),
             "dials": int(overview_sums["dials"]),
             "handoffs": _handoffs(overview_sums),
+            "corrected": int(overview_sums[CORRECTED]),
             "metrics": _arm_metrics(overview_sums, metrics, alpha),
         },
         "factors": report_factors,
@@ -382,6 +385,7 @@ def _table(
             "leads": int(sums[name]["leads"]),
             "dials": int(sums[name]["dials"]),
             "handoffs": _handoffs(sums[name]),
+            "corrected": int(sums[name][CORRECTED]),
             "metrics": _arm_metrics(sums[name], metrics, settings.alpha),
             "vs_control": {},
         }
@@ -823,6 +827,8 @@ def _summary(report: dict) -> list[str]:
             f"客户要求转人工 {sum(handoffs.values()):,} 次：已转人工 {handoffs['handed_off']:,} 次，"
             f"转人工失败（已预约顾问回电）{handoffs['handoff_failed']:,} 次。"
         )
+    if overview["corrected"]:
+        lines.append(f"人工更正等级 {overview['corrected']:,} 通：按更正后的等级统计。")
     for factor in report["factors"]:
         overall = factor["overall"]
         if overall["srm"]["alert"]:

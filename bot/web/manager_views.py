@@ -8,12 +8,13 @@ from datetime import date, datetime, time, timedelta
 from typing import Optional
 from urllib.parse import urlencode
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Request
-from fastapi.responses import StreamingResponse
+from fastapi import APIRouter, Depends, Form, HTTPException, Query, Request
+from fastapi.responses import RedirectResponse, StreamingResponse
 from pydantic import BaseModel, Field
 from sqlalchemy import func, select
 
 from bot.audiences.models import AudiencePack
+from bot.campaigns.grading import MAX_REASON, correct_grade, corrections_of, latest_corrections
 from bot.campaigns.models import CallAttempt, Campaign, TurnRow
 from bot.core.db.engine import session_scope
 from bot.core.errors import UserError
@@ -23,14 +24,16 @@ from bot.leads.models import Lead
 from bot.web import labels
 from bot.web.exports import ExportFormat, call_sheet, download, funnel_sheet, report_sheets
 from bot.web.params import MAX_DB_ID, MAX_OFFSET, offset_query, optional_id, parse_optional_id, record_id
-from bot.web.rendering import DISPLAY_TZ, beijing_time, render
-from bot.web.security import MANAGER, Principal, require_role
+from bot.web.rendering import DISPLAY_TZ, beijing_time, flash, render
+from bot.web.security import MANAGER, OPS, Principal, require_role
 from bot.wecom.campaign_incentives import SOURCE_LABELS, call_incentive, campaign_incentives
 from bot.wecom.funnel import wecom_funnel
 
 pages = APIRouter(include_in_schema=False)
 api = APIRouter(tags=["经理"])
 managers_only = require_role(MANAGER)
+# A call's page and its grade correction (人工更正): managers and ops.
+graders = require_role(MANAGER, OPS)
 PAGE_SIZE = 50
 
 NO_EXPERIMENT_DATA = "暂无实验数据"
@@ -71,7 +74,8 @@ class CallRow(BaseModel):
     outcome_label: str
     handoff: Optional[str] = None  # handed_off / handoff_failed when the callee asked for a human
     handoff_label: Optional[str] = None
-    grade: Optional[str]
+    grade: Optional[str] = Field(None, description="等级（人工更正过的为最后一次更正的等级）")
+    grade_corrected: bool = Field(False, description="等级是否经人工更正")
     reason: Optional[str]
     talk_time_s: Optional[float]
     scheduled_at: str
@@ -97,7 +101,22 @@ class TurnOut(BaseModel):
     offset_ms: int
 
 
+class GradeCorrectionOut(BaseModel):
+    old_grade: Optional[str]
+    new_grade: str
+    reason: str
+    corrected_by: str
+    corrected_at: datetime
+
+
+class GradeCorrectionIn(BaseModel):
+    grade: Optional[str] = Field(None, description="更正后的等级：A、B、C 或 D")
+    reason: Optional[str] = Field(None, description=f"更正原因（必填，最多 {MAX_REASON} 字）")
+
+
 class CallDetail(CallRow):
+    robot_grade: Optional[str] = Field(None, description="机器人评的原始等级（grade 为人工更正后的等级）")
+    corrections: list[GradeCorrectionOut] = Field([], description="人工更正记录，从早到晚")
     turns: list[TurnOut]
     hangup_by: Optional[str]
     followups: list
@@ -110,16 +129,18 @@ class CallDetail(CallRow):
 def _call_query(
     campaign_id: int | None, grade: str | None, outcome: str | None, since: date | None, until: date | None
 ):
+    corrections = latest_corrections()  # a person's latest correction is the call's grade
     query = (
-        select(CallAttempt, Campaign.name, Lead.phone_masked, AudiencePack.name)
+        select(CallAttempt, Campaign.name, Lead.phone_masked, AudiencePack.name, corrections.c.grade)
         .join(Campaign, Campaign.id == CallAttempt.campaign_id)
         .join(Lead, Lead.id == CallAttempt.lead_id)
         .outerjoin(AudiencePack, AudiencePack.id == Lead.audience_id)
+        .outerjoin(corrections, corrections.c.attempt_id == CallAttempt.id)
     )
     if campaign_id:
         query = query.where(CallAttempt.campaign_id == campaign_id)
     if grade:
-        query = query.where(CallAttempt.grade == grade)
+        query = query.where(func.coalesce(corrections.c.grade, CallAttempt.grade) == grade)
     if outcome:
         query = query.where(CallAttempt.outcome == outcome)
     if since:
@@ -129,7 +150,9 @@ def _call_query(
     return query
 
 
-def _call_row(attempt: CallAttempt, campaign: str, phone_masked: str, audience: str | None) -> dict:
+def _call_row(
+    attempt: CallAttempt, campaign: str, phone_masked: str, audience: str | None, corrected: str | None = None
+) -> dict:
     return {
         "id": attempt.id,
         "campaign": campaign,
@@ -142,7 +165,8 @@ def _call_row(attempt: CallAttempt, campaign: str, phone_masked: str, audience: 
         "outcome_label": labels.label(labels.CALL_OUTCOME, attempt.outcome),
         "handoff": attempt.handoff,
         "handoff_label": labels.label(labels.HANDOFF, attempt.handoff) if attempt.handoff else None,
-        "grade": attempt.grade,
+        "grade": corrected or attempt.grade,
+        "grade_corrected": corrected is not None,
         "reason": mask_digit_runs(attempt.grade_reason or "") or None,
         "talk_time_s": attempt.talk_time_s,
         "scheduled_at": attempt.scheduled_at.isoformat(),
@@ -193,8 +217,20 @@ def call_detail(session, attempt_id: int) -> CallDetail:
         session.execute(select(TurnRow).where(TurnRow.attempt_id == attempt_id).order_by(TurnRow.seq)).scalars().all()
     )
     incentive, invite_incentive = call_incentive(session, attempt)
+    corrections = corrections_of(session, attempt_id)
     return CallDetail(
         **_call_row(*row),
+        robot_grade=attempt.grade,
+        corrections=[
+            GradeCorrectionOut(
+                old_grade=c.old_grade,
+                new_grade=c.new_grade,
+                reason=mask_digit_runs(c.reason),
+                corrected_by=c.corrected_by,
+                corrected_at=c.corrected_at,
+            )
+            for c in corrections
+        ],
         incentive=incentive.text if incentive else None,
         incentive_arm=incentive.name if incentive else None,
         incentive_source=SOURCE_LABELS.get(incentive.source) if incentive else None,
@@ -321,10 +357,54 @@ def calls_page(
 
 
 @pages.get("/calls/{attempt_id}")
-def call_page(request: Request, attempt_id: int = record_id("通话编号"), principal: Principal = Depends(managers_only)):
+def call_page(request: Request, attempt_id: int = record_id("通话编号"), principal: Principal = Depends(graders)):
     with session_scope(request.app.state.engine) as session:
         detail = call_detail(session, attempt_id)
-    return render(request, "manager/call.html", call=detail)
+    return render(request, "manager/call.html", call=detail, max_reason=MAX_REASON, calls_list=principal.may(MANAGER))
+
+
+def _correct(request: Request, attempt_id: int, grade: str | None, reason: str | None, principal: Principal):
+    with session_scope(request.app.state.engine) as session:
+        try:
+            return correct_grade(session, attempt_id, grade, reason, principal.name)
+        except LookupError:
+            raise HTTPException(404, f"没有编号为 {attempt_id} 的通话") from None
+
+
+@pages.post("/calls/{attempt_id}/grade")
+def correct_grade_form(
+    request: Request,
+    attempt_id: int = record_id("通话编号"),
+    grade: str = Form(""),
+    reason: str = Form(""),
+    principal: Principal = Depends(graders),
+):
+    try:
+        done = _correct(request, attempt_id, grade, reason, principal)
+    except UserError as exc:
+        flash(request, str(exc), "error")
+    else:
+        flash(request, f"已将等级由 {done.old_grade or '无'} 更正为 {done.new_grade}（原始等级已保留）")
+    return RedirectResponse(f"/calls/{attempt_id}#grade-corrections", status_code=303)
+
+
+@api.api_route(
+    "/calls/{attempt_id}/grade",
+    methods=["PUT", "POST"],
+    response_model=CallDetail,
+    summary="人工更正一通电话的等级（经理、运营；原始等级保留）",
+)
+def correct_grade_api(
+    request: Request,
+    body: GradeCorrectionIn,
+    attempt_id: int = record_id("通话编号"),
+    principal: Principal = Depends(graders),
+) -> CallDetail:
+    if principal.via == "token":
+        raise HTTPException(403, "更正等级请在浏览器中登录后操作（API 令牌只能读取通话记录）")
+    _correct(request, attempt_id, body.grade, body.reason, principal)
+    with session_scope(request.app.state.engine) as session:
+        return call_detail(session, attempt_id)
 
 
 # ---- A/B comparison -----------------------------------------------------------------------------
