@@ -19,6 +19,8 @@ and its answer is used only when the intent is `faq`; training is Rasa's own.
   `uncertain_agreement`: at the WeCom ask the robot confirms once instead of guessing.
 - An FAQ question whose topic the ResponseSelector is unsure of is `ask_detail`: the
   robot says the advisor answers it on WeCom, and the call goes on.
+- "Stop calling" with no word that says so (我手机是138…) is `nlu_fallback`: the robot
+  asks again instead of ending the lead for good on a guess.
 What it changed is in the parse output under `reply_check`.
 """
 
@@ -52,6 +54,14 @@ UNCERTAIN_AGREEMENT = "uncertain_agreement"
 REFUSE = "refuse"
 ASK_DETAIL = "ask_detail"
 FAQ = "faq"
+STOP_CALLING = "stop_calling"
+NLU_FALLBACK = "nlu_fallback"
+# Words without which a reply is not read as "stop calling me": negation, blocking,
+# complaints and their authorities.
+OPT_OUT_WORDS = re.compile(
+    r"不|别|甭|莫|没|勿|停|删|屏蔽|拉黑|黑名单|投诉|举报|骚扰|烦|滚|再打|取消|退订|免打扰|名单"
+    r"|告|消协|12315|110|报警|工信部|起诉"
+)
 
 # A refusal of the WeCom add, whatever else the reply says.
 REFUSES_WECOM = re.compile(
@@ -339,6 +349,10 @@ def check_reply(
             return UNCERTAIN_AGREEMENT, "low_confidence"
     if intent == FAQ and faq_confidence is not None and faq_confidence < faq_threshold:
         return ASK_DETAIL, "faq_topic_unsure"
+    if intent == STOP_CALLING and not OPT_OUT_WORDS.search(text):
+        # An opt-out ends the lead for good: without a word that says so (我手机是138…)
+        # the robot asks again rather than act on a guess; a real opt-out says it again.
+        return NLU_FALLBACK, "stop_calling_without_opt_out_words"
     return None
 
 

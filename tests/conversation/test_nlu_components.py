@@ -112,3 +112,13 @@ def test_the_rule_policy_memoises_its_lookup_without_changing_the_call(dialogue_
     assert len(policy._possible_keys_cache) == remembered  # the same call: every lookup a hit
     assert first == second
     assert "utter_faq/waiting_period" in first and not first[-1].startswith("utter_faq")
+
+
+@pytest.mark.parametrize("text", ["我手机是13812345678", "你打这个号138 1234 5678", "嗯我在听"])
+def test_stop_calling_without_an_opt_out_word_is_asked_again(text: str) -> None:
+    assert check(text, "stop_calling") == ("nlu_fallback", "stop_calling_without_opt_out_words")
+
+
+@pytest.mark.parametrize("text", ["以后别打了", "把我号码删了", "屏蔽我的号码", "再打我就投诉", "我要去消协告你们", "拉黑"])
+def test_a_real_opt_out_is_never_second_guessed(text: str) -> None:
+    assert check(text, "stop_calling") is None
