@@ -50,7 +50,11 @@ DEFAULT_PACK = "default"
 QUESTION_PREFIX = "utter_ask_"
 CLOSING_PREFIX = "utter_close_"
 # The script's questions (dialogs/domain): the callee answers these.
-QUESTION_STEPS: tuple[str, ...] = ("utter_ask_good_time", "utter_ask_wecom", "utter_ask_callback_time")
+QUESTION_STEPS: tuple[str, ...] = (
+    "utter_ask_good_time",
+    "utter_ask_wecom",
+    "utter_ask_callback_time",
+)
 # The script's other lines: a callee may hang up while hearing them, never answers them.
 LISTENING_STEPS: tuple[str, ...] = (
     "utter_opening",
@@ -65,6 +69,28 @@ LISTENING_STEPS: tuple[str, ...] = (
     "utter_answer_price",
     "utter_answer_detail",
     "utter_answer_already_insured",
+    # Questions the personas do not answer yet (they stay silent, the robot re-prompts):
+    # the re-ask after a hesitation and the confirmation of an uncertain agreement.
+    "utter_ask_wecom_again",
+    "utter_ask_confirm_wecom",
+    "utter_reassure_hesitation",
+    "utter_handoff",
+    "utter_handoff_failed",
+    *(
+        f"utter_faq/{topic}"
+        for topic in (
+            "waiting_period",
+            "coverage",
+            "claims",
+            "is_it_free",
+            "auto_charge",
+            "term",
+            "advisor_role",
+            "privacy",
+            "age_limit",
+            "company",
+        )
+    ),
 )
 KNOWN_STEPS: tuple[str, ...] = QUESTION_STEPS + LISTENING_STEPS
 
