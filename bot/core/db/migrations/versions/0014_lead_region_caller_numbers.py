@@ -1,0 +1,26 @@
+"""leads' province/city/time zone and the campaign caller-number pool (issue 16 item 4, issue 18 item 4)
+
+Placeholder in the chain so parallel work can each fill its own revision; its owner
+writes the upgrade and downgrade.
+
+Revision ID: 0014
+Revises: 0013
+Create Date: 2026-12-06
+"""
+import sqlalchemy as sa  # noqa: F401
+from alembic import op  # noqa: F401
+
+revision = '0014'
+down_revision = '0013'
+branch_labels = None
+depends_on = None
+
+_Id = sa.BigInteger().with_variant(sa.Integer(), 'sqlite')
+
+
+def upgrade() -> None:
+    pass
+
+
+def downgrade() -> None:
+    pass
