@@ -7,6 +7,7 @@ scripts, so the database layer in `bot.core.db` stays below every domain.
 
 from bot.audiences.models import AudiencePack
 from bot.campaigns.models import CallAttempt, Campaign, CampaignPack, ExperimentHoldout, GradeCorrection, TurnRow
+from bot.campaigns.review_models import ReviewLabel
 from bot.core.db.base import Base
 from bot.core.keys import SecretKeyFingerprint
 from bot.dnc.models import DoNotCall
@@ -28,6 +29,7 @@ __all__ = [
     "Lead",
     "LeadPack",
     "LeadReject",
+    "ReviewLabel",
     "ScriptPublication",
     "SecretKeyFingerprint",
     "SmsOutbox",
