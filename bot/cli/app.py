@@ -15,6 +15,7 @@ from bot.cli import (
     leads_commands,
     prompt_commands,
     report_commands,
+    review_commands,
     run_commands,
     script_commands,
     serve_commands,
@@ -34,6 +35,7 @@ app = typer.Typer(
 # One line per command group: each module adds its commands with `register(app)`.
 for commands in (
     script_commands,
+    review_commands,
     leads_commands,
     grade_commands,
     campaign_commands,

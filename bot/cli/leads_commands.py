@@ -118,6 +118,45 @@ def upload(
     _print_summary(summary)
 
 
+@leads_app.command("add")
+def add(
+    phone: str = typer.Option(..., "--phone", help="The number (stored encrypted; shown masked)"),
+    audience: str = typer.Option(..., "--audience", help="Audience pack (人群包); created if new"),
+    lead_left_at: str = typer.Option(
+        ..., "--lead-left-at", help="留资时间: when they left their number, e.g. '2026-12-06 10:30' (Beijing time)"
+    ),
+    name: Optional[str] = typer.Option(None, "--name"),
+    gender: Optional[str] = typer.Option(None, "--gender", help="男/女"),
+    external_id: Optional[str] = typer.Option(
+        None, "--external-id", help="Your id for this lead: adding it again returns the same lead (default: the number)"
+    ),
+    pack: Optional[str] = typer.Option(None, "--pack", help="Lead pack (default: API·<audience>)"),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object"),
+) -> None:
+    """Add one lead for speed to lead (like POST /api/v1/leads): checked like an uploaded row, into the
+    audience's API pack; a running campaign that includes the pack dials it within minutes in its window."""
+    from bot.leads.api_leads import ACCEPTED, DUPLICATE, LeadIn, add_leads
+
+    lead = LeadIn(phone=phone, lead_left_at=lead_left_at, name=name, gender=gender, external_id=external_id)
+    outcome = add_leads(open_database(), keyring(), [lead], audience=audience, pack=pack, added_by="cli")
+    result = outcome.results[0]
+    if as_json:
+        print_json({"pack": outcome.pack, **result.as_json()})
+    elif result.status == ACCEPTED:
+        console.print(f"added {result.phone_masked} as lead #{result.lead_id} to pack {escape(outcome.pack)!r}")
+    elif result.status == DUPLICATE:
+        console.print(
+            f"already added: external id {escape(result.external_id)!r} is lead #{result.lead_id} "
+            f"in pack {escape(outcome.pack)!r}; nothing changed"
+        )
+    else:
+        for error in result.errors:
+            label = _REASON_LABELS.get(error.reason, error.reason)
+            err_console.print(f"[red]not added[/red] ({label}): {error.field}: {escape(error.message)}")
+    if result.status not in (ACCEPTED, DUPLICATE):
+        raise typer.Exit(1)
+
+
 class _Progress:
     """A progress bar on stderr for files that take more than a moment (stdout stays clean)."""
 

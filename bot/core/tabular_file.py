@@ -124,6 +124,8 @@ FIELD_ALIASES: dict[str, tuple[str, ...]] = {
         "同意日期",
         "留资日期",
         "注册日期",
+        "提交时间",
+        "提交日期",
         "consent_at",
         "consent_time",
         "consented_at",
@@ -140,6 +142,17 @@ FIRST_PARTY_TIME_HEADERS = ("留资时间", "留资日期")
 
 
 def header_key(text: object) -> str:
+# …and with one of these, the time is also when the person left their number (Lead.lead_left_at):
+# what speed to lead is measured from and batch packs are dialled freshest-first by.
+LEAD_LEFT_TIME_HEADERS = (
+    *FIRST_PARTY_TIME_HEADERS,
+    "注册时间",
+    "注册日期",
+    "提交时间",
+    "提交日期",
+    "授权时间",
+    "授权日期",
+)
     """手机号 / ＭＯＢＩＬＥ / ' Phone Number* ' all fold to comparable keys."""
     key = unicodedata.normalize("NFKC", str(text or "")).strip().lower().lstrip("\ufeff")
     key = key.rstrip("*").replace("(必填)", "").replace("（必填）", "")

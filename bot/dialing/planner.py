@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter, defaultdict
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import partial
@@ -107,6 +107,16 @@ class Candidate(NamedTuple):  # a tuple: a page holds tens of thousands
 UNTRIED, TRIED, TRIED_FIRST, CALLBACKS = "untried", "tried", "tried_first", "callbacks"
 # Of a tick's budget for tried leads, the share spent from the least recently tried on:
 # leads come off their caps in that order, so newly callable retries are found at once.
+PRIORITY = "priority"
+# Speed to lead: each tick offers the priority lane's leads (API leads, Lead.priority) first,
+# newest 留资 first, up to this share of the tick's attempts; the rest is the batch's, so a
+# flood of API leads cannot starve the campaign's packs. Lines the batch leaves unused still
+# reach priority leads: they are never-tried leads, found by the ordinary scan too.
+PRIORITY_SHARE = 0.8
+# The lane looks only at priority leads this fresh: speed to lead is about the first hours, and
+# a fresh lead that cannot be dialled yet (a cool-down from another campaign) stops taking the
+# lane's places after that; older ones are dialled as batch leads.
+PRIORITY_HORIZON = timedelta(days=3)
 # The rest goes on from where the last tick's scan stopped, so leads waiting for another
 # slot's window (or a cool-down) at the front cannot take the whole budget every tick.
 TRIED_FIRST_SHARE = 0.5
@@ -182,14 +192,49 @@ def _fill(
 ) -> None:
     arms = campaign_arms(campaign)
     policies = _policies_by_slot(campaign)
-    for page in _candidate_pages(
+    # The priority lane first (speed to lead), within its share of the tick; then the batch.
+    lane_wanted = priority_lane_share(wanted)
+    lane = _priority_lane(session, campaign, now, lane_wanted * SCAN_FACTOR, scan, skip_held_out=arms.holdout > 0)
+    if lane:
+        _plan_pages(session, campaign, now, lane_wanted, [lane], arms, policies, scan, result)
+        # Those the lane looked at (newest first, down to the last one checked) are not looked at
+        # again by the batch's scans this tick; the rest may still fill lines the batch leaves.
+        last = scan.examined.get(PRIORITY)
+        scan.seen.update(c.lead_id for c in lane if last is not None and c.scan_key >= last)
+    pages = _candidate_pages(
         session,
         campaign,
         scan,
         page_size=wanted * SCAN_FACTOR,
         max_leads=wanted * MAX_SCAN_FACTOR,
         skip_held_out=arms.holdout > 0,
-    ):
+    )
+    _plan_pages(session, campaign, now, wanted, pages, arms, policies, scan, result)
+
+
+def priority_lane_share(wanted: int) -> int:
+    """Of a tick's `wanted` attempts, how many the priority lane may take: PRIORITY_SHARE of them,
+    never all of a tick that has two or more (the batch keeps at least one line a tick)."""
+    if wanted <= 1:
+        return wanted
+    return max(1, min(wanted - 1, int(wanted * PRIORITY_SHARE)))
+
+
+def _plan_pages(
+    session: Session,
+    campaign: Campaign,
+    now: datetime,
+    wanted: int,
+    pages: Iterable[list[Candidate]],
+    arms: CampaignArms,
+    policies: dict[str | None, CompliancePolicy],
+    scan: ScanState,
+    result: PlanResult,
+) -> None:
+    """Plan from `pages` until the tick's attempts (all lanes) reach `wanted`."""
+    if len(result.created) >= wanted:
+        return
+    for page in pages:
         # History and do-not-call are read a slice at a time, so a tick that fills its
         # lines early reads no more than it looks at.
         for candidates in _chunks(page, LOOKUP_SLICE):
@@ -354,6 +399,41 @@ def _candidate_pages(
     yield from _scan(TRIED_FIRST, tried, None, scan, page_size, first_budget)
     if TRIED_FIRST not in scan.round_done:  # else every tried lead has been looked at already
         yield from _scan(TRIED, tried, scan.start[TRIED], scan, page_size, max_leads)
+
+def _priority_lane(
+    session: Session, campaign: Campaign, now: datetime, size: int, scan: ScanState, *, skip_held_out: bool
+) -> list[Candidate]:
+    """The campaign's never-tried priority leads of the last PRIORITY_HORIZON, newest 留资 first (on
+    the partial index of priority leads: a few rows however large the packs)."""
+    if size <= 0:
+        return []
+    pack_ids = select(CampaignPack.pack_id).where(CampaignPack.campaign_id == campaign.id).scalar_subquery()
+    tried = (
+        select(CallAttempt.id).where(CallAttempt.campaign_id == campaign.id, CallAttempt.lead_id == Lead.id).exists()
+    )
+    query = (
+        select(Lead.id, Lead.phone_hash, Lead.lead_left_at)
+        .where(
+            Lead.pack_id.in_(pack_ids),
+            text("leads.priority = 1"),  # a literal, as the partial index's predicate says
+            Lead.lead_left_at >= now - PRIORITY_HORIZON,
+            Lead.status.in_(CALLABLE_LEAD_STATUSES),
+            ~tried,
+        )
+        .order_by(Lead.lead_left_at.desc(), Lead.id.desc())
+        .limit(size)
+    )
+    if skip_held_out:
+        query = query.where(
+            ~select(ExperimentHoldout.lead_id)
+            .where(ExperimentHoldout.campaign_id == campaign.id, ExperimentHoldout.lead_id == Lead.id)
+            .exists()
+        )
+    return [
+        Candidate(lead_id, phone_hash, 0, (left_at, lead_id), PRIORITY)
+        for lead_id, phone_hash, left_at in session.execute(query)
+    ]
+
 
 
 def _scan(

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Column, ForeignKey, Index, Integer, LargeBinary, String, Text
+from sqlalchemy import BigInteger, Column, ForeignKey, Index, Integer, LargeBinary, String, Text, text
 
 from bot.core.db.base import Base, JsonDocument, PhoneHash, UtcDateTime, utc_now
 
@@ -36,7 +36,18 @@ class Lead(Base):
     """A person we may call. The raw number exists only as ciphertext."""
 
     __tablename__ = "leads"
-    __table_args__ = (Index("ix_leads_pack_id", "pack_id"),)
+    __table_args__ = (
+        Index("ix_leads_pack_id", "pack_id"),
+        # Speed to lead (migration 0015): an API lead's id is the caller's, unique within its pack.
+        Index("ix_leads_pack_id_external_id", "pack_id", "external_id", unique=True),
+        Index(
+            "ix_leads_priority_lane",
+            "pack_id",
+            "lead_left_at",
+            postgresql_where=text("priority = 1"),
+            sqlite_where=text("priority = 1"),
+        ),
+    )
 
     id = Column(_Id, primary_key=True)
     pack_id = Column(_Id, ForeignKey("lead_packs.id", ondelete="CASCADE"), nullable=False)
@@ -62,6 +73,14 @@ class LeadReject(Base):
 
     __tablename__ = "lead_rejects"
     __table_args__ = (
+    # Speed to lead: the caller's id (API leads), when the person left their number (留资), and
+    # PRIORITY_LANE for leads the planner dials within minutes (bot/dialing/planner.py).
+    external_id = Column(String(100))
+    lead_left_at = Column(UtcDateTime)
+    priority = Column(Integer, nullable=False, default=0, server_default=text("0"))
+
+
+PRIORITY_LANE = 1
         Index("ix_lead_rejects_pack_id_row_number", "pack_id", "row_number"),
         Index("ix_lead_rejects_phone_hash", "phone_hash"),
     )

@@ -54,6 +54,7 @@ from bot.core.pii import PhoneKeyring, mask_digit_runs, mask_phone
 from bot.core.tabular_file import (
     FIRST_PARTY_TIME_HEADERS,
     ColumnMap,
+    LEAD_LEFT_TIME_HEADERS,
     FileFacts,
     RowStream,
     header_key,
@@ -91,6 +92,7 @@ LEAD_COLUMNS = (
     "status",
     "created_at",
 )
+    "lead_left_at",
 REJECT_COLUMNS = ("pack_id", "row_number", "reason", "message", "phone_hash", "raw_masked", "raw_ciphertext")
 
 _GENDERS = {
@@ -159,6 +161,14 @@ class PackNameTaken(UserError):
 
     def __init__(self, pack: str, message: str) -> None:
         super().__init__(message)
+def is_lead_left_time(columns: ColumnMap) -> bool:
+    """Whether the consent time column is also when the person left their number (留资/注册/提交/授权时间)."""
+    index = columns.fields.get("consent_at")
+    if index is None:
+        return False
+    return header_key(columns.header[index]) in {header_key(name) for name in LEAD_LEFT_TIME_HEADERS}
+
+
         self.pack = pack
 
 
@@ -694,6 +704,7 @@ class RowChecker:
             )
         raw_phone = cells[self.phone_index] if self.phone_index < width else None
         phone = normalise_phone(raw_phone)
+        self.lead_left = is_lead_left_time(columns)  # the consent time is also Lead.lead_left_at
         if phone.__class__ is not Phone:
             problem = cast(PhoneProblem, phone)  # the cheap class check above, which mypy cannot narrow on
             cell = shown(raw_phone) if raw_phone not in (None, "") else "empty"
@@ -785,7 +796,8 @@ class RowChecker:
             f"{COPY_NULL if consent_source is None else copy_text(consent_source)}\t"
             f"{COPY_NULL if consent_at is None else consent_at.isoformat()}\t"
             f"{COPY_NULL if consent_scope is None else copy_text(consent_scope)}\t"
-            f"{copy_text(custom_json)}\tnew\t{self.created_copy}"
+            f"{copy_text(custom_json)}\tnew\t{self.created_copy}\t"
+            f"{consent_at.isoformat() if self.lead_left and consent_at is not None else COPY_NULL}"
         )
 
     def _encode_sqlite(
@@ -852,6 +864,7 @@ class RowChecker:
         raw_at = _cell(cells, self.consent_at_index)
         source = _text(_cell(cells, self.consent_source_index))
         scope = _text(_cell(cells, self.consent_scope_index))
+            sqlite_datetime(consent_at) if self.lead_left and consent_at is not None else None,
         raw_flag = _cell(cells, self.consent_given_index)
         given = None
         if raw_flag is not None:
@@ -884,6 +897,7 @@ class RowChecker:
             if consent_at > self.latest_consent:
                 self._reject(
                     row,
+            consent_at if self.lead_left else None,
                     "consent_invalid",
                     f"consent time {consent_at.astimezone(timezone.utc):%Y-%m-%d %H:%M} UTC is in the future",
                 )

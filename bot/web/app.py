@@ -104,15 +104,19 @@ def create_app(config: WebConfig | None = None, engine: Engine | None = None) ->
 
     app.mount("/static", StaticFiles(directory=str(STATIC_DIR)), name="static")
 
-    from bot.web import account_views, auth_views, manager_views, metrics_views, ops_views, script_views
+    from bot.web import account_views, auth_views, lead_api_views, manager_views, metrics_views, ops_views, script_views
 
     for module in (auth_views, account_views, ops_views, script_views, manager_views):
         app.include_router(module.pages)
         app.include_router(module.api, prefix=API_PREFIX)
+    app.include_router(lead_api_views.api, prefix=API_PREFIX)  # POST /api/v1/leads (speed to lead)
 
     # WeCom's callback (issue 6): WeCom's servers call it, it checks their signature itself.
     app.include_router(wecom_callback.router, prefix="/wecom/callback", include_in_schema=False)
     app.include_router(metrics_views.router)  # /metrics for Prometheus (bot/web/metrics_views.py)
+    from bot.web import webhook_views  # 集成 / Webhook: CRM endpoints, deliveries, dead letters (issue 17)
+
+    app.include_router(webhook_views.pages)
 
     _install_error_handlers(app)
 
