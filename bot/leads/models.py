@@ -66,13 +66,6 @@ class Lead(Base):
     custom_fields = Column(JsonDocument, nullable=False, default=dict)
     status = Column(String(20), nullable=False, default="new")
     created_at = Column(UtcDateTime, nullable=False, default=utc_now)
-
-
-class LeadReject(Base):
-    """A row not taken, with why. The raw row is kept encrypted (it holds the number)."""
-
-    __tablename__ = "lead_rejects"
-    __table_args__ = (
     # Speed to lead: the caller's id (API leads), when the person left their number (留资), and
     # PRIORITY_LANE for leads the planner dials within minutes (bot/dialing/planner.py).
     external_id = Column(String(100))
@@ -81,6 +74,13 @@ class LeadReject(Base):
 
 
 PRIORITY_LANE = 1
+
+
+class LeadReject(Base):
+    """A row not taken, with why. The raw row is kept encrypted (it holds the number)."""
+
+    __tablename__ = "lead_rejects"
+    __table_args__ = (
         Index("ix_lead_rejects_pack_id_row_number", "pack_id", "row_number"),
         Index("ix_lead_rejects_phone_hash", "phone_hash"),
     )
