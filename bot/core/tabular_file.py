@@ -139,9 +139,6 @@ FIELDS = tuple(FIELD_ALIASES)
 # A consent_at column with one of these headers is the time the person left their number on the
 # insurer's own form (留资): a first-party consent record with that time, no --first-party needed.
 FIRST_PARTY_TIME_HEADERS = ("留资时间", "留资日期")
-
-
-def header_key(text: object) -> str:
 # …and with one of these, the time is also when the person left their number (Lead.lead_left_at):
 # what speed to lead is measured from and batch packs are dialled freshest-first by.
 LEAD_LEFT_TIME_HEADERS = (
@@ -153,6 +150,9 @@ LEAD_LEFT_TIME_HEADERS = (
     "授权时间",
     "授权日期",
 )
+
+
+def header_key(text: object) -> str:
     """手机号 / ＭＯＢＩＬＥ / ' Phone Number* ' all fold to comparable keys."""
     key = unicodedata.normalize("NFKC", str(text or "")).strip().lower().lstrip("\ufeff")
     key = key.rstrip("*").replace("(必填)", "").replace("（必填）", "")

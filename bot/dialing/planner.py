@@ -105,8 +105,6 @@ class Candidate(NamedTuple):  # a tuple: a page holds tens of thousands
 
 
 UNTRIED, TRIED, TRIED_FIRST, CALLBACKS = "untried", "tried", "tried_first", "callbacks"
-# Of a tick's budget for tried leads, the share spent from the least recently tried on:
-# leads come off their caps in that order, so newly callable retries are found at once.
 PRIORITY = "priority"
 # Speed to lead: each tick offers the priority lane's leads (API leads, Lead.priority) first,
 # newest 留资 first, up to this share of the tick's attempts; the rest is the batch's, so a
@@ -117,6 +115,8 @@ PRIORITY_SHARE = 0.8
 # a fresh lead that cannot be dialled yet (a cool-down from another campaign) stops taking the
 # lane's places after that; older ones are dialled as batch leads.
 PRIORITY_HORIZON = timedelta(days=3)
+# Of a tick's budget for tried leads, the share spent from the least recently tried on:
+# leads come off their caps in that order, so newly callable retries are found at once.
 # The rest goes on from where the last tick's scan stopped, so leads waiting for another
 # slot's window (or a cool-down) at the front cannot take the whole budget every tick.
 TRIED_FIRST_SHARE = 0.5
@@ -374,32 +374,6 @@ def _take(items: Iterator[PlannedAttempt], n: int) -> list[PlannedAttempt]:
     return taken
 
 
-def _candidate_pages(
-    session: Session, campaign: Campaign, scan: ScanState, page_size: int, max_leads: int, skip_held_out: bool = False
-) -> Iterator[list[Candidate]]:
-    """Never-tried leads first (by id), then tried ones (least recently first for part of the
-    budget, then on from the last tick's position), a page at a time, until `max_leads` have
-    been looked at. The untried and tried scans go on from where the last tick stopped and
-    wrap round to their start, so leads waiting for another slot's window cannot fill every
-    tick's budget and hide the rest. Each source returns (page, cursor, rows looked at); no
-    cursor means it reached the end."""
-    pack_ids = list(
-        session.execute(select(CampaignPack.pack_id).where(CampaignPack.campaign_id == campaign.id)).scalars()
-    )
-    if not pack_ids:
-        return
-    untried = partial(_untried_leads, session, campaign.id, pack_ids, skip_held_out=skip_held_out)
-    tried = partial(_tried_leads, session, campaign.id, pack_ids)
-    due = _callbacks_due(session, campaign, pack_ids, scan.now) if scan.now is not None else []
-    if due:
-        scan.seen.update(c.lead_id for c in due)
-        yield due
-    yield from _scan(UNTRIED, untried, scan.start[UNTRIED], scan, page_size, max_leads)
-    first_budget = scan.looked_at + int((max_leads - scan.looked_at) * TRIED_FIRST_SHARE)
-    yield from _scan(TRIED_FIRST, tried, None, scan, page_size, first_budget)
-    if TRIED_FIRST not in scan.round_done:  # else every tried lead has been looked at already
-        yield from _scan(TRIED, tried, scan.start[TRIED], scan, page_size, max_leads)
-
 def _priority_lane(
     session: Session, campaign: Campaign, now: datetime, size: int, scan: ScanState, *, skip_held_out: bool
 ) -> list[Candidate]:
@@ -434,6 +408,32 @@ def _priority_lane(
         for lead_id, phone_hash, left_at in session.execute(query)
     ]
 
+
+def _candidate_pages(
+    session: Session, campaign: Campaign, scan: ScanState, page_size: int, max_leads: int, skip_held_out: bool = False
+) -> Iterator[list[Candidate]]:
+    """Never-tried leads first (by id), then tried ones (least recently first for part of the
+    budget, then on from the last tick's position), a page at a time, until `max_leads` have
+    been looked at. The untried and tried scans go on from where the last tick stopped and
+    wrap round to their start, so leads waiting for another slot's window cannot fill every
+    tick's budget and hide the rest. Each source returns (page, cursor, rows looked at); no
+    cursor means it reached the end."""
+    pack_ids = list(
+        session.execute(select(CampaignPack.pack_id).where(CampaignPack.campaign_id == campaign.id)).scalars()
+    )
+    if not pack_ids:
+        return
+    untried = partial(_untried_leads, session, campaign.id, pack_ids, skip_held_out=skip_held_out)
+    tried = partial(_tried_leads, session, campaign.id, pack_ids)
+    due = _callbacks_due(session, campaign, pack_ids, scan.now) if scan.now is not None else []
+    if due:
+        scan.seen.update(c.lead_id for c in due)
+        yield due
+    yield from _scan(UNTRIED, untried, scan.start[UNTRIED], scan, page_size, max_leads)
+    first_budget = scan.looked_at + int((max_leads - scan.looked_at) * TRIED_FIRST_SHARE)
+    yield from _scan(TRIED_FIRST, tried, None, scan, page_size, first_budget)
+    if TRIED_FIRST not in scan.round_done:  # else every tried lead has been looked at already
+        yield from _scan(TRIED, tried, scan.start[TRIED], scan, page_size, max_leads)
 
 
 def _scan(

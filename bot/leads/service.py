@@ -53,8 +53,8 @@ from bot.core.phone import LANDLINE, Phone, PhoneProblem, normalise_phone
 from bot.core.pii import PhoneKeyring, mask_digit_runs, mask_phone
 from bot.core.tabular_file import (
     FIRST_PARTY_TIME_HEADERS,
-    ColumnMap,
     LEAD_LEFT_TIME_HEADERS,
+    ColumnMap,
     FileFacts,
     RowStream,
     header_key,
@@ -91,8 +91,8 @@ LEAD_COLUMNS = (
     "custom_fields",
     "status",
     "created_at",
-)
     "lead_left_at",
+)
 REJECT_COLUMNS = ("pack_id", "row_number", "reason", "message", "phone_hash", "raw_masked", "raw_ciphertext")
 
 _GENDERS = {
@@ -156,11 +156,6 @@ def is_lead_form_time(columns: ColumnMap) -> bool:
     return header_key(columns.header[index]) in {header_key(name) for name in FIRST_PARTY_TIME_HEADERS}
 
 
-class PackNameTaken(UserError):
-    """Another file was uploaded under this pack name (and this upload does not --replace it)."""
-
-    def __init__(self, pack: str, message: str) -> None:
-        super().__init__(message)
 def is_lead_left_time(columns: ColumnMap) -> bool:
     """Whether the consent time column is also when the person left their number (留资/注册/提交/授权时间)."""
     index = columns.fields.get("consent_at")
@@ -169,6 +164,11 @@ def is_lead_left_time(columns: ColumnMap) -> bool:
     return header_key(columns.header[index]) in {header_key(name) for name in LEAD_LEFT_TIME_HEADERS}
 
 
+class PackNameTaken(UserError):
+    """Another file was uploaded under this pack name (and this upload does not --replace it)."""
+
+    def __init__(self, pack: str, message: str) -> None:
+        super().__init__(message)
         self.pack = pack
 
 
@@ -681,6 +681,7 @@ class RowChecker:
             None if self.consent_at_index is None else shown(columns.header[self.consent_at_index] or "consent_at")
         )
         self.lead_form = is_lead_form_time(columns)  # a 留资时间 column: first-party consent with that time
+        self.lead_left = is_lead_left_time(columns)  # the consent time is also Lead.lead_left_at
         self.first_party_source = LEAD_FORM_SOURCE
         self.first_party_scope = _text(request.consent_basis)
         self.encode: Callable[..., str | tuple] = {
@@ -704,7 +705,6 @@ class RowChecker:
             )
         raw_phone = cells[self.phone_index] if self.phone_index < width else None
         phone = normalise_phone(raw_phone)
-        self.lead_left = is_lead_left_time(columns)  # the consent time is also Lead.lead_left_at
         if phone.__class__ is not Phone:
             problem = cast(PhoneProblem, phone)  # the cheap class check above, which mypy cannot narrow on
             cell = shown(raw_phone) if raw_phone not in (None, "") else "empty"
@@ -828,6 +828,7 @@ class RowChecker:
             custom_json,
             "new",
             self.created_sqlite,
+            sqlite_datetime(consent_at) if self.lead_left and consent_at is not None else None,
         )
 
     def _encode_values(
@@ -858,13 +859,13 @@ class RowChecker:
             json.loads(custom_json),
             "new",
             self.now,
+            consent_at if self.lead_left else None,
         )
 
     def _consent(self, row: CheckedRow, cells: list) -> tuple | None:
         raw_at = _cell(cells, self.consent_at_index)
         source = _text(_cell(cells, self.consent_source_index))
         scope = _text(_cell(cells, self.consent_scope_index))
-            sqlite_datetime(consent_at) if self.lead_left and consent_at is not None else None,
         raw_flag = _cell(cells, self.consent_given_index)
         given = None
         if raw_flag is not None:
@@ -897,7 +898,6 @@ class RowChecker:
             if consent_at > self.latest_consent:
                 self._reject(
                     row,
-            consent_at if self.lead_left else None,
                     "consent_invalid",
                     f"consent time {consent_at.astimezone(timezone.utc):%Y-%m-%d %H:%M} UTC is in the future",
                 )
