@@ -110,6 +110,10 @@ def create_app(config: WebConfig | None = None, engine: Engine | None = None) ->
         app.include_router(module.pages)
         app.include_router(module.api, prefix=API_PREFIX)
     app.include_router(lead_api_views.api, prefix=API_PREFIX)  # POST /api/v1/leads (speed to lead)
+    from bot.web import review_views  # 待标注: writers label unsure caller turns (issue 16 item 17)
+
+    app.include_router(review_views.pages)
+    app.include_router(review_views.api, prefix=API_PREFIX)
 
     # WeCom's callback (issue 6): WeCom's servers call it, it checks their signature itself.
     app.include_router(wecom_callback.router, prefix="/wecom/callback", include_in_schema=False)

@@ -66,6 +66,18 @@ INTENT = {
     "goodbye": "再见",
     "nlu_fallback": "未理解",
     "request_human": "要求转人工",
+    "hesitate": "犹豫/考虑一下",
+    "uncertain_agreement": "不确定的同意",
+    "faq/waiting_period": "问等待期",
+    "faq/coverage": "问保障范围",
+    "faq/claims": "问理赔",
+    "faq/is_it_free": "问是否免费",
+    "faq/auto_charge": "问自动扣费",
+    "faq/term": "问保障期限",
+    "faq/advisor_role": "问顾问做什么",
+    "faq/privacy": "问隐私",
+    "faq/age_limit": "问年龄限制",
+    "faq/company": "问是哪家公司",
 }
 # The callee asked for a human (call_attempts.handoff).
 HANDOFF = {"handed_off": "已转人工", "handoff_failed": "转人工失败，已预约顾问回电"}

@@ -28,6 +28,7 @@ NAVIGATION = (
     ("script", "话术编辑", "/script", (WRITER,)),
     ("lab", "训练与试聊", "/script/lab", (WRITER,)),
     ("publish", "发布", "/script/publish", (WRITER,)),
+    ("review", "待标注", "/script/review", (WRITER,)),
     ("reports", "A/B 对比", "/reports", (MANAGER,)),
     ("calls", "通话记录", "/calls", (MANAGER,)),
     ("wecom", "企微漏斗", "/wecom", (MANAGER,)),
