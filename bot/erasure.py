@@ -1,5 +1,5 @@
 """PIPL erasure across domains: a person's leads, rejected rows, calls and transcripts,
-grade corrections, WeCom invitations go; only the do-not-call hash stays (it holds no number).
+grade corrections, WeCom invitations, advisor add tasks and their reveal audit go; only the do-not-call hash stays (it holds no number).
 
 It sits above the domains it deletes from (leads, campaigns, dnc) so none of them has to
 know about the others' tables.
@@ -18,6 +18,8 @@ from bot.core.pii import PhoneKeyring, mask_phone
 from bot.dnc.models import DoNotCall
 from bot.dnc.service import parse_phone_or_fail
 from bot.leads.models import Lead, LeadReject
+from bot.webhooks.service import erase_lead_events
+from bot.wecom.advisor_tasks import erase_lead_tasks
 
 
 @dataclass(frozen=True)
@@ -44,6 +46,10 @@ def forget_phone(session: Session, keyring: PhoneKeyring, raw_phone: str) -> For
         .where(GradeCorrection.attempt_id.in_(select(CallAttempt.id).where(CallAttempt.phone_hash == phone_hash)))
         .execution_options(synchronize_session=False)
     )
+    # advisor_adds: the person's add tasks and every audited look at their number go too.
+    lead_ids = list(session.execute(select(Lead.id).where(Lead.phone_hash == phone_hash)).scalars())
+    erase_lead_tasks(session, lead_ids)
+    erase_lead_events(session, lead_ids)  # CRM webhook events about them, sent or waiting
     # Calls are deleted here rather than left to the leads' ON DELETE CASCADE so the person
     # can be told how many went; their turns and WeCom invites cascade from them.
     calls = (

@@ -14,9 +14,11 @@ from bot.dnc.models import DoNotCall
 from bot.leads.models import Lead, LeadPack, LeadReject
 from bot.script.models import ScriptPublication
 from bot.users.models import ApiToken, User
+from bot.wecom.advisor_models import AdvisorTask, RevealAudit
 from bot.wecom.models import SmsOutbox, WeComCallbackNonce, WeComEvent, WeComInvite
 
 __all__ = [
+    "AdvisorTask",
     "ApiToken",
     "AudiencePack",
     "Base",
@@ -30,6 +32,7 @@ __all__ = [
     "LeadPack",
     "LeadReject",
     "ReviewLabel",
+    "RevealAudit",
     "ScriptPublication",
     "SecretKeyFingerprint",
     "SmsOutbox",

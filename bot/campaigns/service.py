@@ -13,6 +13,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from bot.audiences.models import KNOWN_SCENES, AudiencePack
+from bot.campaigns.add_modes import ADD_MODES, DEFAULT_ADD_MODE, check_add_mode
 from bot.campaigns.assignment import Arm, assign, bucket
 from bot.campaigns.experiment_design import (
     FACTORS,
@@ -203,6 +204,7 @@ def create_campaign(
     experiments: dict | None = None,
     created_by: str = "",
     problems: ProblemList | None = None,
+    add_mode: str = DEFAULT_ADD_MODE,
 ) -> Campaign:
     """A draft campaign. `experiments`: the design beyond script and slot arms, as
     bot.campaigns.experiment_design.build_experiments makes it. `problems`: those the
@@ -229,6 +231,14 @@ def create_campaign(
             "give either --incentive (one text for packs without their own incentives) or --incentive-arm "
             "(texts to test), not both",
             "单一利益点与利益点 A/B 只能二选一",
+        )
+    if add_mode not in ADD_MODES:
+        problems.add(
+            "--add-mode",
+            add_mode,
+            "use link (SMS with the 联系我 link, the callee adds the advisor) or advisor_adds (the advisor adds "
+            "the callee by phone from an audited task)",
+            "添加方式只能是：短信链接（客户添加顾问）或 顾问主动添加",
         )
     problems.attempt(check_arm_lists, variants, time_slots)
     problems.attempt(
@@ -272,6 +282,7 @@ def create_campaign(
         experiments=experiments,
         created_by=created_by,
         status="draft",
+        add_mode=add_mode,
     )
     session.add(campaign)
     session.flush()
@@ -341,6 +352,13 @@ def get_campaign(session: Session, name: str) -> Campaign:
     campaign = session.execute(select(Campaign).where(Campaign.name == name)).scalar_one_or_none()
     if campaign is None:
         raise UserError(f"no campaign named '{name}'; see `waihu campaign list`.")
+    return campaign
+
+
+def set_add_mode(session: Session, name: str, add_mode: str) -> Campaign:
+    """Switch how A/B callees get onto WeCom; leads graded before keep the invitation they got."""
+    campaign = get_campaign(session, name)
+    campaign.add_mode = check_add_mode(add_mode)
     return campaign
 
 

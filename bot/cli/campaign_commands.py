@@ -1,4 +1,4 @@
-"""Commands for ops: `waihu campaign create/start/pause/resume/stop/status/list`."""
+"""Commands for ops: `waihu campaign create/update/start/pause/resume/stop/status/list`."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from rich.table import Table
 
 from bot.campaigns.experiment_design import arm_scope, parse_slot, parse_variant
 from bot.cli.console import console, err_console, print_json
+from bot.core.errors import UserError
 
 campaign_app = typer.Typer(help="Campaigns: which packs to dial, how, and their live progress.", no_args_is_help=True)
 
@@ -60,6 +61,11 @@ def create(
         None, "--bandit-floor", help="Least share of new leads every bandit arm keeps (default 0.1)"
     ),
     profile: str = typer.Option("CN_INSURANCE_DEFAULT", "--profile", help="Compliance profile"),
+    add_mode: str = typer.Option(
+        "link",
+        "--add-mode",
+        help="How A/B callees get onto WeCom: link (SMS with the 联系我 link) | advisor_adds (the advisor adds them)",
+    ),
 ) -> None:
     """Create a campaign (draft). Start it with `waihu campaign start NAME`.
 
@@ -112,6 +118,7 @@ def create(
             incentive=incentive,
             experiments=experiments,
             problems=problems,
+            add_mode=add_mode,
         )
         experiments = campaign.experiments
         console.print(
@@ -131,7 +138,27 @@ def create(
             )
             + (f", holdout {experiments['holdout'] * 100:g}%" if experiments.get("holdout") else "")
             + (f", bandit on {experiments['bandit']['factor']}" if experiments.get("bandit") else "")
+            + f", add mode {campaign.add_mode}"
         )
+
+
+@campaign_app.command()
+def update(
+    name: str,
+    add_mode: Optional[str] = typer.Option(
+        None, "--add-mode", help="link (SMS with the 联系我 link) | advisor_adds (the advisor adds the callee)"
+    ),
+) -> None:
+    """Change a campaign's settings (now: --add-mode). Leads graded before keep their invitation."""
+    from bot.campaigns.add_modes import check_add_mode
+    from bot.campaigns.service import set_add_mode
+
+    if add_mode is None:
+        raise UserError("nothing to change: give --add-mode link|advisor_adds")
+    mode = check_add_mode(add_mode)
+    with _session() as session:
+        campaign = set_add_mode(session, name, mode)
+        console.print(f"campaign [bold]{campaign.name}[/]: add mode {campaign.add_mode}")
 
 
 def _transition(name: str, action: str) -> None:
@@ -210,6 +237,7 @@ def status(
             return {
                 "campaign": campaign.name,
                 "status": campaign.status,
+                "add_mode": campaign.add_mode,
                 "lines": campaign.lines,
                 "leads": progress.leads,
                 "attempts": progress.attempts,
@@ -244,7 +272,10 @@ def _status_table(data: dict) -> Table:
     outcomes, grades = data["outcomes"], data["grades"]
     dialled = sum(outcomes.values())
     connected = outcomes.get("answered", 0)
-    table = Table(title=f"{data['campaign']} — {data['status']}, lines in use {data['in_flight']}/{data['lines']}")
+    table = Table(
+        title=f"{data['campaign']} — {data['status']}, lines in use {data['in_flight']}/{data['lines']}"
+        + (f", add mode {data['add_mode']}" if data.get("add_mode") else "")
+    )
     table.add_column("")
     table.add_column("count", justify="right")
     table.add_column("share", justify="right")

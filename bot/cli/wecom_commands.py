@@ -85,17 +85,49 @@ def tasks(
     include_done: bool = typer.Option(False, "--all", help="Also invitations already added or welcomed"),
     as_json: bool = typer.Option(False, "--json", help="One JSON object"),
 ) -> None:
-    """Invitations for advisors to follow up by hand: who (masked), what was promised, the link."""
+    """Invitations for advisors to follow up by hand: who (masked), what was promised, the link;
+    then the advisor_adds tasks (顾问主动添加: the advisor adds the callee; numbers masked here,
+    the clear number only on the assigned advisor's console page, audited)."""
     from bot.campaigns.service import get_campaign
     from bot.core.db.engine import open_database, session_scope
+    from bot.wecom.advisor_tasks import list_tasks
     from bot.wecom.invites import advisor_tasks
 
     with session_scope(open_database()) as session:
         campaign_id = get_campaign(session, campaign).id if campaign else None
         rows = advisor_tasks(session, campaign_id=campaign_id, include_done=include_done)
+        add_tasks = list_tasks(session, campaign_id=campaign_id, include_closed=include_done)
     if as_json:
-        print_json({"tasks": rows})
+        print_json({"tasks": rows, "advisor_adds": [t.as_json() for t in add_tasks]})
         return
+    if add_tasks:
+        adds = Table(
+            "任务",
+            "外呼任务",
+            "手机号",
+            "称呼",
+            "等级",
+            "人群包",
+            "顾问",
+            "状态",
+            "查看次数",
+            "截止",
+            title="顾问主动添加任务",
+        )
+        for task in add_tasks:
+            adds.add_row(
+                task.code,
+                task.campaign,
+                task.phone_masked,
+                task.callee,
+                task.grade,
+                task.audience or "",
+                task.advisor_name or task.advisor_userid,
+                task.status_label + ("（已超时）" if task.overdue else ""),
+                str(task.reveals),
+                f"{task.due_at:%Y-%m-%d %H:%M}",
+            )
+        console.print(adds)
     if not rows:
         console.print("no open invitations")
         return
@@ -151,15 +183,24 @@ FUNNEL_UNIT_NOTE = "每条线索只算一次，不论打了几次电话；按通
 def funnel_table(data: dict) -> Table:
     """The add-friend funnel as a table: total, per audience pack, grade and arm (short
     headers and a dimension column, so it fits an 80-column terminal)."""
-    from bot.wecom.funnel import STAGES
-
-    short = {"graded_ab": "A/B线索", "invited": "邀请", "sent": "发送", "added": "加好友", "welcomed": "欢迎语"}
+    stages = data["stages"]
+    short = {
+        "graded_ab": "A/B线索",
+        "invited": "邀请",
+        "sent": "发送",
+        "added": "加好友",
+        "welcomed": "欢迎语",
+        "task_created": "任务",
+        "revealed": "查看号码",
+        "done": "标记添加",
+    }
+    mode = f"，添加方式：{data['add_mode_label']}" if data.get("add_mode_label") else ""
     table = Table(
         "维度",
         "分组",
-        *(short.get(s, s) for s in STAGES),
+        *(short.get(s, s) for s in stages),
         "加粉率",
-        title=f"{data['campaign']}：企业微信加粉漏斗（单位：线索）",
+        title=f"{data['campaign']}：企业微信加粉漏斗（单位：线索{mode}）",
         caption=FUNNEL_UNIT_NOTE,
     )
     for column in table.columns[2:]:
@@ -167,7 +208,7 @@ def funnel_table(data: dict) -> Table:
 
     def add(dimension: str, name: str, counts: dict) -> None:
         rate = counts["rates"]["added_of_graded_ab"]
-        table.add_row(dimension, name, *(str(counts[s]) for s in STAGES), f"{rate:.1%}" if rate is not None else "-")
+        table.add_row(dimension, name, *(str(counts[s]) for s in stages), f"{rate:.1%}" if rate is not None else "-")
 
     add("合计", "", data["total"])
     for row in data["by_audience"]:

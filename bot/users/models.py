@@ -6,12 +6,13 @@ from bot.core.db.base import Base, UtcDateTime, utc_now
 
 _Id = BigInteger().with_variant(Integer, "sqlite")
 
-ROLES = ("ops", "writer", "manager", "admin")
+# advisor (顾问): sees and works their own WeCom add tasks (advisor_adds mode, migration 0018).
+ROLES = ("ops", "writer", "manager", "admin", "advisor")
 
 
 class User(Base):
     __tablename__ = "users"
-    __table_args__ = (CheckConstraint("role IN ('ops', 'writer', 'manager', 'admin')", name="role_known"),)
+    __table_args__ = (CheckConstraint("role IN ('ops', 'writer', 'manager', 'admin', 'advisor')", name="role_known"),)
 
     id = Column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
     name = Column(String(100), nullable=False, unique=True)
@@ -20,6 +21,8 @@ class User(Base):
     created_at = Column(UtcDateTime, nullable=False, default=utc_now)
     # Raised by logout, a new password and a new role: sessions of an older generation end.
     session_generation = Column(Integer, nullable=False, default=0, server_default=text("0"))
+    # An advisor's WeCom userid (成员 UserID): whose add tasks are theirs (migration 0018).
+    wecom_userid = Column(String(64), unique=True)
 
 
 class ApiToken(Base):

@@ -327,4 +327,6 @@ def funnel_sheet(funnel: dict) -> Sheet:
     rows += [line("通话等级", r["name"], r) for r in funnel["by_grade"]]
     for factor, arm_rows in funnel["by_arm"].items():
         rows += [line(FACTOR_NAMES.get(factor, factor), r["name"], r) for r in arm_rows]
+    if funnel.get("add_mode_label"):  # which stages these are: link or advisor_adds
+        rows.append(["添加方式", funnel["add_mode_label"], *([None] * (len(headers) - 2))])
     return Sheet("企微漏斗", headers, rows)

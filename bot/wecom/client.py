@@ -312,6 +312,17 @@ class WeComClient:
             what={"welcome_code": mask_id(welcome_code), **(log_as or {})},
         )
 
+    async def get_external_contact(self, external_userid: str) -> dict:
+        """The customer's details and the members who follow them (externalcontact/get):
+        `{"external_contact": {...}, "follow_user": [{"userid", "remark", "description", ...}]}`."""
+        data = await self._send(
+            "GET",
+            "/cgi-bin/externalcontact/get",
+            params={"external_userid": external_userid},
+            what={"external_userid": mask_id(external_userid)},
+        )
+        return {"external_contact": data.get("external_contact") or {}, "follow_user": data.get("follow_user") or []}
+
     async def mark_tag(
         self, userid: str, external_userid: str, add_tag: Sequence[str], remove_tag: Sequence[str] = ()
     ) -> None:

@@ -7,6 +7,9 @@ then acts on it: the `State` names the invite (bot.wecom.state); the invite beco
 `added`; the welcome goes out while the WelcomeCode is younger than 20 s (else it is
 skipped, and the log says so); the customer is tagged with grade, audience pack and arms.
 
+An add without State is an advisor's own add (advisor_adds mode): it is matched to the
+advisor's open task (bot.wecom.advisor_tasks explains how), which closes the task.
+
 An add whose invite cannot be found yet (its transaction has not committed) waits a few
 seconds for it, then stays `unmatched` — and the next delivery pass
 (`process_pending`) matches it once the invite is there. Nothing is dropped.
@@ -30,6 +33,7 @@ from starlette.concurrency import run_in_threadpool
 
 from bot.core.db.base import utc_now
 from bot.core.db.engine import session_scope
+from bot.wecom.advisor_tasks import close_task_added, count_open_tasks, match_advisor_add, task_code
 from bot.wecom.client import WELCOME_ALREADY_SENT, WeComClient, WeComError, mask_id
 from bot.wecom.models import WeComCallbackNonce, WeComEvent, WeComInvite
 from bot.wecom.state import arms_fingerprint, decode_state
@@ -182,6 +186,9 @@ class EventProcessor:
 
     async def _added(self, event: WeComEvent, started: float) -> str:
         decoded = decode_state(self.state_key, event.state)
+        if decoded is None and not event.state and event.user_id:
+            # No State: the advisor added the customer (advisor_adds mode); find their task.
+            return await self._advisor_added(event, started)
         if decoded is None:
             # other channels of the corp (its own QR codes, other tools) send adds too
             return await run_in_threadpool(
@@ -200,8 +207,12 @@ class EventProcessor:
             return await run_in_threadpool(
                 self._finish, event.id, "ignored", "state does not match its invitation's call or arms"
             )
+        return await self._added_to(invite, event, started)
+
+    async def _added_to(self, invite: WeComInvite, event: WeComEvent, started: float, how: str = "") -> str:
+        """The add matched `invite`: record it, welcome, tag (`how`: how an advisor's add was matched)."""
         recorded = await run_in_threadpool(self._record_add, invite.id, event)
-        notes = [recorded]
+        notes = [f"{recorded} — {how}" if how else recorded]
         if event.welcome_code:
             notes.append(await self._welcome(invite, event))
         else:
@@ -217,6 +228,40 @@ class EventProcessor:
         )
         await run_in_threadpool(self._finish, event.id, "processed", note, invite.id)
         return note
+
+    async def _advisor_added(self, event: WeComEvent, started: float) -> str:
+        """An add without State (bot.wecom.advisor_tasks says how it is matched): the advisor's
+        remark of the customer (externalcontact/get) may name the task (WH<id>); else the
+        advisor's only revealed open task."""
+        if not await run_in_threadpool(self._has_open_tasks, event.user_id):
+            return await run_in_threadpool(
+                self._finish, event.id, "ignored", "no State, and the member has no open add task: not one of ours"
+            )
+        remarks: list[str] = []
+        try:
+            contact = await self.client.get_external_contact(event.external_userid)
+            for follow in contact["follow_user"]:
+                if follow.get("userid") == event.user_id:
+                    remarks += [str(follow.get("remark") or ""), str(follow.get("description") or "")]
+        except WeComError as exc:  # the only-revealed-task rule still applies
+            log.warning("wecom add of %r: contact details not read: %s", mask_id(event.external_userid), exc)
+        invite, how = await run_in_threadpool(self._match_advisor_task, event, remarks)
+        if invite is None:
+            log.warning("wecom add of %r by %s: %s", mask_id(event.external_userid), event.user_id, how)
+            return await run_in_threadpool(self._finish, event.id, "unmatched", how)
+        return await self._added_to(invite, event, started, how)
+
+    def _has_open_tasks(self, advisor_userid: str) -> bool:
+        with session_scope(self.engine) as session:
+            return count_open_tasks(session, advisor_userid) > 0
+
+    def _match_advisor_task(self, event: WeComEvent, remarks: list[str]) -> tuple[WeComInvite | None, str]:
+        with session_scope(self.engine) as session:
+            task, how = match_advisor_add(session, event.user_id, remarks)
+            if task is None:
+                return None, how
+            close_task_added(session, task, event.external_userid, how, now=event.event_time or self.clock())
+            return session.get(WeComInvite, task.invite_id), f"advisor task {task_code(task.id)} by {how}"
 
     async def _welcome(self, invite: WeComInvite, event: WeComEvent) -> str:
         age_s = (self.clock() - event.event_time).total_seconds() if event.event_time else 0.0

@@ -6,6 +6,10 @@ incentive (the same `incentive_for` the dialer uses, so it is what the robot pro
 the welcome script for the audience pack × grade, and signs the `state`. It never makes
 the call log fail: a broken offers file gives a `failed` invite that says why.
 
+In an `advisor_adds` campaign an A/B mobile lead gets no SMS: its invite (channel
+`advisor_adds`, status `assigned`) comes with an advisor task (bot.wecom.advisor_tasks), and
+delivery passes leave it alone.
+
 `deliver_pending_invites` makes the contact way (联系我 QR code with the state), sends the
 link by SMS or puts it on the advisors' task list, retries what WeCom or the SMS gateway
 could not take, and matches callbacks that arrived before their invite could be found.
@@ -32,6 +36,7 @@ from bot.core.errors import UserError
 from bot.core.phone import LANDLINE
 from bot.core.pii import PhoneKeyring, mask_phone
 from bot.leads.models import Lead
+from bot.wecom.advisor_tasks import ADVISOR_ADDS_CHANNEL, ASSIGNED, create_task
 from bot.wecom.client import WeComClient, WeComError
 from bot.wecom.models import WeComInvite
 from bot.wecom.offers import Offers, incentive_for, load_offers, render_sms, welcome_for, welcome_slots
@@ -111,6 +116,11 @@ def create_invite(
             session.add(invite)
             return invite
         invite = _build_invite(session, attempt, offers, key, now)
+        if invite.channel == ADVISOR_ADDS_CHANNEL:
+            # advisor_adds: no SMS, no contact way; the assigned advisor adds the callee from a task.
+            session.add(invite)
+            create_task(session, invite, now=now)
+            return invite
     except Exception as exc:  # noqa: BLE001  (the call log must be written whatever the offers say)
         message = str(exc) if isinstance(exc, UserError) else f"{type(exc).__name__}: {exc}"
         log.error("attempt %s: WeCom invitation not prepared: %s", attempt.id, message)
@@ -172,6 +182,7 @@ def _build_invite(session: Session, attempt: CallAttempt, offers: Offers, key: b
     )
     text, attachments = welcome.render(slots)
     advisor = offers.advisor_for(audience)
+    advisor_adds = campaign is not None and campaign.add_mode == "advisor_adds"
     return WeComInvite(
         attempt_id=attempt.id,
         lead_id=attempt.lead_id,
@@ -186,9 +197,9 @@ def _build_invite(session: Session, attempt: CallAttempt, offers: Offers, key: b
         welcome_attachments=attachments,
         advisor_userid=advisor.userid,
         advisor_name=advisor.name,
-        channel=offers.delivery,
+        channel=ADVISOR_ADDS_CHANNEL if advisor_adds else offers.delivery,
         state=encode_state(key, attempt.id, invite_arms),
-        status="pending",
+        status=ASSIGNED if advisor_adds else "pending",
         tries=0,
         created_at=now,
         tags=[],

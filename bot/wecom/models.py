@@ -5,6 +5,7 @@ An invitation's life: pending (created with the call log) → delivering → sen
 link made and sent by SMS, or handed to an advisor) → added (the customer added the
 advisor; `State` of the callback matched) → welcoming (claimed for the one welcome) →
 welcomed (the welcome message went out within WeCom's 20 s). `failed` when delivery gave up; `deleted` when the friendship ended.
+`assigned` (advisor_adds mode): no link; an advisor task (bot.wecom.advisor_models) until the add.
 `skipped` when the lead cannot be invited at all (a landline): never delivered, the reason in `last_error`.
 """
 
@@ -16,7 +17,18 @@ from bot.core.db.base import Base, JsonDocument, UtcDateTime, utc_now
 
 _Id = BigInteger().with_variant(Integer, "sqlite")
 
-INVITE_STATUSES = ("pending", "delivering", "sent", "added", "welcoming", "welcomed", "failed", "deleted", "skipped")
+INVITE_STATUSES = (
+    "pending",
+    "assigned",
+    "delivering",
+    "sent",
+    "added",
+    "welcoming",
+    "welcomed",
+    "failed",
+    "deleted",
+    "skipped",
+)
 EVENT_STATUSES = ("received", "processed", "unmatched", "ignored", "failed")
 
 
@@ -43,7 +55,7 @@ class WeComInvite(Base):
     welcome_attachments = Column(JsonDocument, nullable=False, default=list)  # WeCom attachments JSON
     advisor_userid = Column(String(64))
     advisor_name = Column(String(100))
-    channel = Column(String(20), nullable=False, default="sms")  # sms | advisor
+    channel = Column(String(20), nullable=False, default="sms")  # sms | advisor | advisor_adds
     # ≤ 30 chars, identifies the call and arms, HMAC-signed (bot.wecom.state)
     state = Column(String(30), nullable=False, unique=True)
     contact_way_id = Column(String(64))  # add_contact_way config_id

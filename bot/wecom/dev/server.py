@@ -157,6 +157,8 @@ class WeComTestServer:
         self.tag_groups: dict[str, dict] = {}  # group_id → {"group_name", "tags": {tag_id: name}}
         self.customer_tags: dict[tuple[str, str], set[str]] = defaultdict(set)
         self.customers: set[tuple[str, str]] = set()  # (member userid, external_userid)
+        # (member userid, external_userid) → the member's remark and description of the customer
+        self.remarks: dict[tuple[str, str], dict[str, str]] = {}
         self.callbacks: list[SentCallback] = []
         self.sms: list[dict] = []
         self.requests: list[tuple[str, int]] = []  # (path, errcode or HTTP status) as answered
@@ -170,6 +172,7 @@ class WeComTestServer:
                 Route(f"{_EC}/get_corp_tag_list", self._get_corp_tag_list, methods=["POST"]),
                 Route(f"{_EC}/add_corp_tag", self._add_corp_tag, methods=["POST"]),
                 Route(f"{_EC}/mark_tag", self._mark_tag, methods=["POST"]),
+                Route(f"{_EC}/get", self._get_external_contact, methods=["GET"]),
                 Route("/sms/send", self._sms_send, methods=["POST"]),
             ]
         )
@@ -300,6 +303,31 @@ class WeComTestServer:
             welcome_code=code,
             create_time=create_time,
             change_type="add_half_external_contact" if half else "add_external_contact",
+        )
+        return await self.post_callback(message, external_userid=customer, welcome_code=code)
+
+    async def simulate_advisor_add(
+        self,
+        userid: str,
+        *,
+        remark: str = "",
+        description: str = "",
+        external_userid: str | None = None,
+        welcome_code: bool = True,
+    ) -> SentCallback:
+        """The member adds a customer by searching their phone number (advisor_adds mode): WeCom's
+        add_external_contact event carries no State; the member's remark (and description) of the
+        customer is what externalcontact/get then answers."""
+        with self._lock:
+            customer = external_userid or "wm" + secrets.token_hex(15)
+            create_time = int(self.clock())
+            code = secrets.token_urlsafe(24) if welcome_code else None
+            if code:
+                self.welcome_codes[code] = IssuedWelcomeCode(code, customer, userid, float(create_time))
+            self.customers.add((userid, customer))
+            self.remarks[(userid, customer)] = {"remark": remark, "description": description}
+        message = self.add_event_xml(
+            state=None, userid=userid, external_userid=customer, welcome_code=code, create_time=create_time
         )
         return await self.post_callback(message, external_userid=customer, welcome_code=code)
 
@@ -579,6 +607,27 @@ class WeComTestServer:
             self.customer_tags[key].update(add)
             self.customer_tags[key].difference_update(remove)
         return self._answer(path, _ok())
+
+    async def _get_external_contact(self, request: Request) -> JSONResponse:
+        path = f"{_EC}/get"
+        failure = self._gate(request, path)
+        if failure:
+            return self._answer(path, failure)
+        customer = request.query_params.get("external_userid", "")
+        with self._lock:
+            members = sorted(member for member, external in self.customers if external == customer)
+            follow = [
+                {
+                    "userid": member,
+                    "add_way": 2,
+                    **self.remarks.get((member, customer), {"remark": "", "description": ""}),
+                }
+                for member in members
+            ]
+        if not follow:
+            return self._answer(path, _err(84061, "not external contact"))
+        contact = {"external_userid": customer, "name": "客户", "type": 1}
+        return self._answer(path, _ok(external_contact=contact, follow_user=follow))
 
     async def _sms_send(self, request: Request) -> JSONResponse:
         path = "/sms/send"

@@ -1,0 +1,317 @@
+"""advisor_adds mode: the advisor's task list, the audited number reveal, 已添加, and the add
+callback closing the task.
+
+Who may see the clear number: only the advisor the task is assigned to (a user whose
+`wecom_userid` is the task's advisor), and every look writes a `reveal_audit` row in the
+same transaction as the number is read — no row, no number. Everyone else, admins included,
+gets `NotYourTask` (the console answers 403). Managers see every task and the audit, masked.
+
+How WeCom's callback finds the task: an add the advisor initiated (search by phone) carries
+the advisor's UserID and the customer's ExternalUserID but no `State`. We then ask WeCom for
+the contact (externalcontact/get) and look at that advisor's follow_user entry: a task code
+`WH<task id>` in the remark or description (the task page asks the advisor to put it there)
+names the task. Without a code, the advisor's only revealed, not yet added task is taken
+(they just looked the number up to add this person); with several such tasks and no code
+the event stays unmatched (noted), and the advisor's 已添加 still counts the task done.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import delete, func, select
+from sqlalchemy.orm import Session
+
+from bot.campaigns.models import Campaign
+from bot.core.db.base import utc_now
+from bot.core.errors import UserError
+from bot.core.pii import PhoneKeyring
+from bot.leads.models import Lead
+from bot.users.models import User
+from bot.wecom.advisor_models import AdvisorTask, RevealAudit
+from bot.wecom.models import WeComInvite
+
+# The invitation of an advisor_adds lead: channel and status while its task is open.
+ADVISOR_ADDS_CHANNEL = "advisor_adds"
+ASSIGNED = "assigned"
+# An advisor should add an A/B lead while the call is fresh in the callee's mind.
+TASK_DUE_AFTER = timedelta(hours=24)
+OPEN_TASK_STATUSES = ("open", "done")
+TASK_STATUS_LABELS = {"open": "待添加", "done": "已标记添加", "added": "已加好友", "cancelled": "已取消"}
+TASK_CODE = re.compile(r"\bWH(\d{1,18})\b", re.IGNORECASE)
+
+
+class NotYourTask(UserError):
+    """Someone other than the assigned advisor asked for a task's number or to close it."""
+
+
+def task_code(task_id: int) -> str:
+    """What the advisor puts in the contact's remark so the add callback finds the task."""
+    return f"WH{task_id}"
+
+
+def create_task(session: Session, invite: WeComInvite, *, now: datetime | None = None) -> AdvisorTask:
+    """The task for an advisor_adds invitation (in the call log's transaction)."""
+    now = now or utc_now()
+    if invite.id is None:
+        session.flush()
+    task = AdvisorTask(
+        invite_id=invite.id,
+        attempt_id=invite.attempt_id,
+        lead_id=invite.lead_id,
+        campaign_id=invite.campaign_id,
+        advisor_userid=invite.advisor_userid or "",
+        advisor_name=invite.advisor_name,
+        status="open",
+        created_at=now,
+        due_at=now + TASK_DUE_AFTER,
+        reveals=0,
+    )
+    session.add(task)
+    return task
+
+
+@dataclass(frozen=True)
+class TaskRow:
+    task_id: int
+    code: str
+    campaign: str
+    lead_id: int
+    phone_masked: str
+    callee: str
+    grade: str
+    audience: str | None
+    incentive: str | None
+    advisor_userid: str
+    advisor_name: str | None
+    status: str
+    status_label: str
+    created_at: datetime
+    due_at: datetime
+    overdue: bool
+    reveals: int
+    done_at: datetime | None
+    added_at: datetime | None
+
+    def as_json(self) -> dict:
+        data = dict(self.__dict__)
+        for key in ("created_at", "due_at", "done_at", "added_at"):
+            data[key] = data[key].isoformat() if data[key] else None
+        return data
+
+
+def list_tasks(
+    session: Session,
+    *,
+    advisor_userid: str | None = None,
+    campaign_id: int | None = None,
+    include_closed: bool = False,
+    now: datetime | None = None,
+) -> list[TaskRow]:
+    """Tasks, oldest first; numbers masked. `advisor_userid`: one advisor's tasks only."""
+    now = now or utc_now()
+    query = (
+        select(AdvisorTask, WeComInvite, Lead.phone_masked, Lead.name, Lead.gender, Campaign.name)
+        .join(WeComInvite, WeComInvite.id == AdvisorTask.invite_id)
+        .join(Lead, Lead.id == AdvisorTask.lead_id)
+        .join(Campaign, Campaign.id == AdvisorTask.campaign_id)
+    )
+    if advisor_userid is not None:
+        query = query.where(AdvisorTask.advisor_userid == advisor_userid)
+    if campaign_id is not None:
+        query = query.where(AdvisorTask.campaign_id == campaign_id)
+    if not include_closed:
+        query = query.where(AdvisorTask.status.in_(OPEN_TASK_STATUSES))
+    rows = session.execute(query.order_by(AdvisorTask.due_at, AdvisorTask.id)).all()
+    return [
+        TaskRow(
+            task_id=task.id,
+            code=task_code(task.id),
+            campaign=campaign,
+            lead_id=task.lead_id,
+            phone_masked=phone,
+            callee=_callee_title(name, gender),
+            grade=invite.grade,
+            audience=invite.audience,
+            incentive=invite.incentive,
+            advisor_userid=task.advisor_userid,
+            advisor_name=task.advisor_name,
+            status=task.status,
+            status_label=TASK_STATUS_LABELS.get(task.status, task.status),
+            created_at=task.created_at,
+            due_at=task.due_at,
+            overdue=task.status == "open" and task.due_at < now,
+            reveals=task.reveals or 0,
+            done_at=task.done_at,
+            added_at=task.added_at,
+        )
+        for task, invite, phone, name, gender, campaign in rows
+    ]
+
+
+def _callee_title(name: str | None, gender: str | None) -> str:
+    surname = (name or "")[:1]
+    if not surname:
+        return "您"
+    honorific = {"M": "先生", "F": "女士"}.get((gender or "").upper()[:1], "")
+    return f"{surname}{honorific}" if honorific else f"{surname}先生/女士"
+
+
+def _assigned_task(session: Session, task_id: int, user: User, *, lock: bool = False) -> AdvisorTask:
+    task = session.get(AdvisorTask, task_id, with_for_update=lock)
+    if task is None:
+        raise UserError(f"no advisor task #{task_id}")
+    if not user.wecom_userid or user.wecom_userid != task.advisor_userid:
+        raise NotYourTask(f"task #{task_id} is assigned to another advisor; only they can see the number or close it")
+    return task
+
+
+def reveal_number(
+    session: Session,
+    keyring: PhoneKeyring,
+    task_id: int,
+    user: User,
+    *,
+    ip: str | None = None,
+    user_agent: str | None = None,
+    now: datetime | None = None,
+) -> str:
+    """The clear number of the task's lead, for its assigned advisor only; audited first."""
+    now = now or utc_now()
+    task = _assigned_task(session, task_id, user, lock=True)
+    if task.status not in OPEN_TASK_STATUSES:
+        raise UserError(
+            f"task #{task_id} is {TASK_STATUS_LABELS.get(task.status, task.status)}; its number is no longer shown"
+        )
+    lead = session.get(Lead, task.lead_id)
+    if lead is None:
+        raise UserError(f"task #{task_id}: the lead was erased")
+    session.add(
+        RevealAudit(
+            task_id=task.id,
+            lead_id=task.lead_id,
+            user_id=user.id,
+            user_name=user.name,
+            revealed_at=now,
+            ip=(ip or "")[:64] or None,
+            user_agent=(user_agent or "")[:300] or None,
+        )
+    )
+    task.reveals = (task.reveals or 0) + 1
+    task.first_revealed_at = task.first_revealed_at or now
+    session.flush()  # the audit row is written before the number leaves this function
+    return keyring.decrypt_phone(lead.phone_ciphertext)
+
+
+def mark_done(session: Session, task_id: int, user: User, *, now: datetime | None = None) -> AdvisorTask:
+    """The advisor says they added the callee (已添加); the callback may already have said so."""
+    task = _assigned_task(session, task_id, user, lock=True)
+    if task.status == "cancelled":
+        raise UserError(f"task #{task_id} was cancelled")
+    if task.done_at is None:
+        task.done_at, task.done_by = now or utc_now(), user.id
+    if task.status == "open":
+        task.status = "done"
+    return task
+
+
+@dataclass(frozen=True)
+class AuditRow:
+    task_id: int
+    user_name: str
+    phone_masked: str
+    revealed_at: datetime
+    ip: str | None
+    user_agent: str | None
+
+
+def reveal_audit(session: Session, *, limit: int = 200) -> list[AuditRow]:
+    """The newest reveals, masked (for managers)."""
+    rows = session.execute(
+        select(RevealAudit, Lead.phone_masked)
+        .join(Lead, Lead.id == RevealAudit.lead_id)
+        .order_by(RevealAudit.revealed_at.desc(), RevealAudit.id.desc())
+        .limit(limit)
+    ).all()
+    return [AuditRow(r.task_id, r.user_name, phone, r.revealed_at, r.ip, r.user_agent) for r, phone in rows]
+
+
+def task_counts(session: Session, campaign_id: int) -> dict[int, dict]:
+    """Per lead of the campaign: its task's stage flags (for the funnel)."""
+    rows = session.execute(select(AdvisorTask).where(AdvisorTask.campaign_id == campaign_id)).scalars()
+    return {
+        task.lead_id: {
+            "task_created": True,
+            "revealed": task.first_revealed_at is not None,
+            "done": task.done_at is not None or task.status == "added",
+            "added": task.added_at is not None,
+        }
+        for task in rows
+    }
+
+
+# ---- the add callback --------------------------------------------------------------------------
+
+
+def open_tasks_of(session: Session, advisor_userid: str) -> list[AdvisorTask]:
+    return list(
+        session.execute(
+            select(AdvisorTask)
+            .where(AdvisorTask.advisor_userid == advisor_userid, AdvisorTask.status.in_(OPEN_TASK_STATUSES))
+            .order_by(AdvisorTask.id)
+        ).scalars()
+    )
+
+
+def match_advisor_add(session: Session, advisor_userid: str, remark_texts: list[str]) -> tuple[AdvisorTask | None, str]:
+    """The open task an add without `state` belongs to, and how it was found (see the module doc)."""
+    tasks = open_tasks_of(session, advisor_userid)
+    if not tasks:
+        return None, f"advisor {advisor_userid!r} has no open add task"
+    by_id = {task.id: task for task in tasks}
+    for text in remark_texts:
+        for found in TASK_CODE.finditer(text or ""):
+            task = by_id.get(int(found.group(1)))
+            if task is not None:
+                return task, f"task code {task_code(task.id)} in the contact's remark"
+    revealed = [task for task in tasks if task.first_revealed_at is not None and task.added_at is None]
+    if len(revealed) == 1:
+        return revealed[0], "the advisor's only revealed open task"
+    return None, (
+        f"advisor {advisor_userid!r} has {len(revealed)} revealed open tasks and the contact's remark names "
+        "none (WH<task id>); the advisor's 已添加 closes the task"
+    )
+
+
+def close_task_added(
+    session: Session, task: AdvisorTask, external_userid: str, how: str, *, now: datetime | None = None
+) -> None:
+    task.status = "added"
+    task.added_at = task.added_at or now or utc_now()
+    task.external_userid = external_userid[:64]
+    task.matched_by = how[:200]
+
+
+def count_open_tasks(session: Session, advisor_userid: str) -> int:
+    return session.execute(
+        select(func.count())
+        .select_from(AdvisorTask)
+        .where(AdvisorTask.advisor_userid == advisor_userid, AdvisorTask.status.in_(OPEN_TASK_STATUSES))
+    ).scalar_one()
+
+
+def erase_lead_tasks(session: Session, lead_ids: list[int]) -> int:
+    """PIPL erasure: the person's reveal audit rows and tasks; returns how many tasks went."""
+    if not lead_ids:
+        return 0
+    session.execute(
+        delete(RevealAudit).where(RevealAudit.lead_id.in_(lead_ids)).execution_options(synchronize_session=False)
+    )
+    return (
+        session.execute(
+            delete(AdvisorTask).where(AdvisorTask.lead_id.in_(lead_ids)).execution_options(synchronize_session=False)
+        ).rowcount
+        or 0
+    )
