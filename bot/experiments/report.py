@@ -67,6 +67,7 @@ from bot.experiments.lead_metrics import CORRECTED, COUNTS, Cell, add_sums, lead
 from bot.experiments.metrics import METRICS, Metric, checks_for, statistic_for
 from bot.experiments.power import sample_size_per_arm
 from bot.experiments.sequential import DEFAULT_TUNING, sequential_test
+from bot.experiments.speed_to_lead import speed_to_lead
 from bot.experiments.srm import SRM_ALERT_P, srm_alert, srm_p_value
 from bot.experiments.statistics import Proportion, Ratio, UnitStatistic, bayesian_test, frequentist_test, rate_interval
 
@@ -213,6 +214,8 @@ def build_report(
             "metrics": _arm_metrics(overview_sums, metrics, alpha),
         },
         "factors": report_factors,
+        # Speed to lead (issue 17): 留资 → first dial, per lane; one aggregate query.
+        "speed_to_lead": [row.as_json() for row in speed_to_lead(session, campaign.id)],
     }
     report["summary"] = _summary(report)
     return _json_safe(report)
@@ -829,6 +832,7 @@ def _summary(report: dict) -> list[str]:
         )
     if overview["corrected"]:
         lines.append(f"人工更正等级 {overview['corrected']:,} 通：按更正后的等级统计。")
+    lines.extend(speed_to_lead_lines(report.get("speed_to_lead") or []))
     for factor in report["factors"]:
         overall = factor["overall"]
         if overall["srm"]["alert"]:
@@ -862,6 +866,30 @@ def _summary(report: dict) -> list[str]:
             if notable and len(factor["by_audience"]) > 1:
                 lines.append(f"　· 人群包「{breakdown['audience']}」：" + "；".join(notable) + "。")
     return lines
+
+
+def speed_to_lead_lines(rows: list[dict]) -> list[str]:
+    """The report's 速联 lines: 留资 → first dial per lane, in minutes."""
+    lines = []
+    for row in rows:
+        lane = "接口线索（优先通道）" if row["lane"] == "priority" else "批量名单"
+        if not row["dialled"]:
+            lines.append(f"速联：{lane}有留资时间的 {row['leads']:,} 条，尚未拨打。")
+            continue
+        lines.append(
+            f"速联：{lane}有留资时间的 {row['leads']:,} 条，已拨 {row['dialled']:,} 条；从留资到首次拨打"
+            f"中位 {_minutes(row['p50_seconds'])}、P95 {_minutes(row['p95_seconds'])}，"
+            f"1 小时内拨打 {row['within_1h_share']:.0%}。"
+        )
+    return lines
+
+
+def _minutes(seconds: float | None) -> str:
+    if seconds is None:
+        return "—"
+    if seconds < 3600:
+        return f"{seconds / 60:.1f} 分钟"
+    return f"{seconds / 3600:.1f} 小时"
 
 
 def _iso(moment: datetime | None) -> str | None:

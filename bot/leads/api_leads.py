@@ -154,6 +154,18 @@ def add_leads(
     return AddLeadsResult(pack_name, lead_pack.id, results)
 
 
+def ensure_api_pack(engine: Engine, audience: str, pack: str | None = None, *, added_by: str = "api") -> str:
+    """Create the audience's API pack (or `pack`) before its first lead, so a campaign can name it."""
+    if not audience or not audience.strip():
+        raise UserError("audience: name the audience pack (人群包) the API leads belong to")
+    name = (pack or "").strip() or api_pack_name(audience)
+    with engine.connect() as conn, conn.begin():
+        session = Session(bind=conn, future=True)
+        _api_pack(session, conn, name, AudienceResolver(session).resolve(audience), added_by, utc_now())
+        session.close()
+    return name
+
+
 def _api_pack(
     session: Session, conn: Connection, name: str, audience_id: int, added_by: str, now: datetime
 ) -> LeadPack:
@@ -209,13 +221,14 @@ def _add(
                 REJECTED,
                 errors=[FieldError("external_id", "too_long", f"longer than {MAX_EXTERNAL_ID} characters")],
             )
-    known = dict(
-        session.execute(
-            select(Lead.external_id, Lead.id).where(
+    known = {
+        external_id: (lead_id, masked)
+        for external_id, lead_id, masked in session.execute(
+            select(Lead.external_id, Lead.id, Lead.phone_masked).where(
                 Lead.pack_id == lead_pack.id, Lead.external_id.in_(set(external_ids))
             )
-        ).all()
-    )
+        )
+    }
     custom = sorted({key for lead in leads for key in lead.fields})
     header = _HEADER + custom
     columns = ColumnMap(
@@ -235,7 +248,8 @@ def _add(
         if results[index] is not None:
             continue
         if external_id in known:
-            results[index] = LeadResult(index, external_id, DUPLICATE, lead_id=known[external_id])
+            lead_id, masked = known[external_id]
+            results[index] = LeadResult(index, external_id, DUPLICATE, masked, lead_id)
             continue
         if external_id in first_of:  # the same id twice in one request: the same lead
             results[index] = LeadResult(index, external_id, DUPLICATE)
