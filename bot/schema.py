@@ -15,6 +15,7 @@ from bot.leads.models import Lead, LeadPack, LeadReject
 from bot.script.models import ScriptPublication
 from bot.users.models import ApiToken, User
 from bot.wecom.advisor_models import AdvisorTask, RevealAudit
+from bot.webhooks.models import WebhookDelivery, WebhookEndpoint, WebhookEvent
 from bot.wecom.models import SmsOutbox, WeComCallbackNonce, WeComEvent, WeComInvite
 
 __all__ = [
@@ -38,6 +39,9 @@ __all__ = [
     "SmsOutbox",
     "TurnRow",
     "User",
+    "WebhookDelivery",
+    "WebhookEndpoint",
+    "WebhookEvent",
     "WeComCallbackNonce",
     "WeComEvent",
     "WeComInvite",

@@ -12,6 +12,7 @@ from datetime import datetime
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from bot.campaigns.call_events import emit_lead_graded
 from bot.campaigns.models import CallAttempt, GradeCorrection
 from bot.core.db.base import utc_now
 from bot.core.errors import UserError
@@ -66,6 +67,10 @@ def correct_grade(session: Session, attempt_id: int, new_grade: str | None, reas
     )
     session.add(row)
     session.flush()
+    # Webhooks: CRMs hear of the correction in its own transaction (`lead.graded`, corrected: true).
+    emit_lead_graded(
+        session, attempt, grade=grade, reason=text, graded_at=row.corrected_at, previous_grade=old, corrected_by=by
+    )
     return Correction(old, grade, text, by, row.corrected_at)
 
 

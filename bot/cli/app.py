@@ -20,6 +20,7 @@ from bot.cli import (
     script_commands,
     serve_commands,
     user_commands,
+    webhook_commands,
     wecom_commands,
 )
 from bot.cli.console import fail
@@ -45,6 +46,7 @@ for commands in (
     report_commands,
     user_commands,
     wecom_commands,
+    webhook_commands,
     serve_commands,
     keys_commands,
 ):

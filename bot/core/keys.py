@@ -65,6 +65,7 @@ KEYED_COLUMNS: tuple[KeyedColumn, ...] = (
     KeyedColumn("do_not_call", "phone_hash", HASH),
     KeyedColumn("call_attempts", "phone_hash", HASH),
     KeyedColumn("wecom_sms_outbox", "phone_ciphertext", CIPHERTEXT),
+    KeyedColumn("webhook_endpoints", "secret_ciphertext", CIPHERTEXT),  # a CRM's signing secret
 )
 KEYED_TABLES: tuple[str, ...] = tuple(dict.fromkeys(c.table for c in KEYED_COLUMNS))
 # Where a stored ciphertext can prove which key wrote it, best first: (table, ciphertext, hash of it or None).

@@ -10,6 +10,7 @@ from collections.abc import Iterable
 
 from sqlalchemy.orm import Session
 
+from bot.campaigns.call_events import emit_call_finished, emit_lead_graded
 from bot.campaigns.models import CallAttempt, TurnRow
 from bot.dialing.call_runner import CallResult
 from bot.dnc.models import SCOPE_OPT_OUT, SCOPE_SOFT_DECLINE
@@ -53,6 +54,11 @@ def record_call(session: Session, attempt: CallAttempt, result: CallResult) -> N
         )
     for followup in outcome.followups if outcome else ():
         _apply(session, attempt, followup, result)
+    # Webhooks (bot.webhooks): the events go into the outbox in this transaction, with the call.
+    session.flush()
+    emit_call_finished(session, attempt)
+    if attempt.grade is not None:
+        emit_lead_graded(session, attempt, grade=attempt.grade, reason=attempt.grade_reason, graded_at=attempt.ended_at)
 
 
 def history_outcome(status: str, followups: Iterable[FollowUp]) -> str:

@@ -37,6 +37,7 @@ from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from bot.audiences.models import AudiencePack
+from bot.campaigns.call_events import emit_call_finished
 from bot.campaigns.models import CallAttempt, Campaign
 from bot.campaigns.service import incentive_text_for, policy_for_slot
 from bot.conversation.agent import DialogueAgent
@@ -533,13 +534,18 @@ class Dialer:
         if status == "cancelled":
             values["dialed_at"] = None  # the claim's stamp: it was never dialled
         with session_scope(self.engine) as session:
-            return bool(
+            marked = bool(
                 session.execute(
                     update(CallAttempt)
                     .where(CallAttempt.id == attempt_id, CallAttempt.status.in_(from_statuses))
                     .values(**values)
                 ).rowcount
             )
+            if marked and status == "failed":  # it reached the carrier: a finished attempt for the CRMs too
+                attempt = session.get(CallAttempt, attempt_id, populate_existing=True)
+                if attempt is not None:
+                    emit_call_finished(session, attempt)
+            return marked
 
     def _unclaim(self, attempt_id: int) -> bool:
         with session_scope(self.engine) as session:

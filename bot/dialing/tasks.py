@@ -36,6 +36,8 @@ from bot.dialing.dialer import CallFailed, DialCancelled, Dialer
 from bot.dialing.liveness import SEEN_EVERY_S, WorkerLiveness, dial_workers_from_settings
 from bot.script.project import DialogsProject
 from bot.script.script_lines import load_script_domain
+from bot.webhooks.tasks import DELIVER_EVERY_S as WEBHOOKS_EVERY_S
+from bot.webhooks.tasks import deliver_webhooks
 from bot.wecom.tasks import deliver_wecom_invites
 from telephony.carrier import Carrier
 from telephony.celery_app import PLAN_EVERY_S, app, configure, plan_every_s, visibility_timeout_s
@@ -364,6 +366,8 @@ def _configure_from_settings() -> None:
         "reconcile-attempts": {"task": reconcile_attempts.name, "schedule": every},
         # WeCom invitations run on the same workers.
         "deliver-wecom-invites": {"task": deliver_wecom_invites.name, "schedule": every},
+        # CRM webhooks (bot.webhooks): every few real seconds, and kicked after each emitting commit.
+        "deliver-webhooks": {"task": deliver_webhooks.name, "schedule": WEBHOOKS_EVERY_S},
     }
 
 

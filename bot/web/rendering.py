@@ -32,6 +32,7 @@ NAVIGATION = (
     ("reports", "A/B 对比", "/reports", (MANAGER,)),
     ("calls", "通话记录", "/calls", (MANAGER,)),
     ("wecom", "企微漏斗", "/wecom", (MANAGER,)),
+    ("webhooks", "集成", "/integrations/webhooks", (MANAGER,)),
     ("account", "我的账号", "/account", (OPS, WRITER, MANAGER)),
 )
 

@@ -37,6 +37,7 @@ from bot.wecom.advisor_tasks import close_task_added, count_open_tasks, match_ad
 from bot.wecom.client import WELCOME_ALREADY_SENT, WeComClient, WeComError, mask_id
 from bot.wecom.models import WeComCallbackNonce, WeComEvent, WeComInvite
 from bot.wecom.state import arms_fingerprint, decode_state
+from bot.wecom.webhook_events import emit_wecom_added
 
 log = logging.getLogger(__name__)
 
@@ -369,6 +370,8 @@ class EventProcessor:
             invite.advisor_userid = event.user_id or invite.advisor_userid
             if again:
                 invite.welcomed_at = None
+            # Webhooks: `wecom.added` goes into the outbox with the add (bot.wecom.webhook_events).
+            emit_wecom_added(session, invite)
             return "re-added" if again else f"added ({event.change_type})"
 
     def _claim_welcome(self, invite_id: int) -> bool:

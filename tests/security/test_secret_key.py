@@ -38,6 +38,8 @@ from bot.dnc.service import add_entry, dnc_state
 from bot.leads.models import Lead, LeadReject
 from bot.leads.service import UploadRequest, upload_lead_pack
 from bot.schema import Base
+from bot.webhooks.models import WebhookEndpoint
+from bot.webhooks.service import add_endpoint
 from bot.wecom.models import SmsOutbox, WeComInvite
 from tests.db_fixtures import TEST_SECRET
 
@@ -173,6 +175,8 @@ def test_no_key_file_is_made_over_stored_numbers(tmp_path, monkeypatch, capsys):
 
 # ---- rotation -------------------------------------------------------------------------------------------
 
+WEBHOOK_SECRET = "whsec_a-crm-signing-secret"
+
 def seed_everything(db, ring, tmp_path) -> None:
     """A lead, a rejected row holding a number, an opt-out for a number that is no lead, a call, an SMS."""
     upload(db, ring, lead_csv(tmp_path / "a.csv", LEAD), "p1")
@@ -191,6 +195,7 @@ def seed_everything(db, ring, tmp_path) -> None:
         session.flush()
         session.add(SmsOutbox(invite_id=invite.id, phone_ciphertext=ring.encrypt_phone(LEAD),
                               phone_masked="138****5678", text="加微信"))
+        add_endpoint(session, ring, "https://crm.example.com/hooks", ["all"], secret=WEBHOOK_SECRET)
 
 
 def test_rotation_moves_every_number_and_hash_to_the_new_key(db, keyring, tmp_path):
@@ -198,7 +203,7 @@ def test_rotation_moves_every_number_and_hash_to_the_new_key(db, keyring, tmp_pa
     secret, new = keyring.rotated()
     summary = rotate_keyed_data(db, keyring, new, batch=1)  # one row per batch: the paging is exercised
     assert summary.rows == {"leads": 1, "lead_rejects": 1, "do_not_call": 1, "call_attempts": 1,
-                            "wecom_sms_outbox": 1}
+                            "wecom_sms_outbox": 1, "webhook_endpoints": 1}
     assert stored_fingerprint(db) == new.key_check != keyring.key_check
     again = PhoneKeyring.from_secret(secret)
     assert again.key_check == new.key_check
@@ -209,6 +214,7 @@ def test_rotation_moves_every_number_and_hash_to_the_new_key(db, keyring, tmp_pa
         assert reject.phone_hash == again.hash_phone(OTHER_LEAD) and OTHER_LEAD in new.decrypt_text(reject.raw_ciphertext)
         assert session.execute(select(CallAttempt.phone_hash)).scalar_one() == again.hash_phone(LEAD)
         assert new.decrypt_phone(session.execute(select(SmsOutbox.phone_ciphertext)).scalar_one()) == LEAD
+        assert new.decrypt_text(session.execute(select(WebhookEndpoint.secret_ciphertext)).scalar_one()) == WEBHOOK_SECRET
         # the do-not-call list, which keeps no number, still matches the number under the new key
         assert dnc_state(session, again.hash_phone(LISTED)).opt_out
         assert not dnc_state(session, keyring.hash_phone(LISTED)).opt_out
