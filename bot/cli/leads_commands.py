@@ -157,6 +157,19 @@ def add(
         raise typer.Exit(1)
 
 
+@leads_app.command("api-pack")
+def api_pack(
+    audience: str = typer.Option(..., "--audience", help="Audience pack (人群包); created if new"),
+    pack: Optional[str] = typer.Option(None, "--pack", help="Lead pack (default: API·<audience>)"),
+) -> None:
+    """Create the audience's API pack before its first lead, so a campaign can include it
+    (waihu campaign create … --pack API·<audience>); API leads sent later go into it."""
+    from bot.leads.api_leads import ensure_api_pack
+
+    name = ensure_api_pack(open_database(), audience, pack, added_by="cli")
+    console.print(f"API pack {escape(name)!r} is ready; include it in a campaign with --pack {escape(name)!r}")
+
+
 class _Progress:
     """A progress bar on stderr for files that take more than a moment (stdout stays clean)."""
 
