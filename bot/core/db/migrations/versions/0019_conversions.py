@@ -1,0 +1,26 @@
+"""conversions and premium matched to leads and arms (issue 17, item 4)
+
+Placeholder in the chain so parallel work can each fill its own revision; its owner
+writes the upgrade and downgrade.
+
+Revision ID: 0019
+Revises: 0018
+Create Date: 2026-12-06
+"""
+import sqlalchemy as sa  # noqa: F401
+from alembic import op  # noqa: F401
+
+revision = '0019'
+down_revision = '0018'
+branch_labels = None
+depends_on = None
+
+_Id = sa.BigInteger().with_variant(sa.Integer(), 'sqlite')
+
+
+def upgrade() -> None:
+    pass
+
+
+def downgrade() -> None:
+    pass

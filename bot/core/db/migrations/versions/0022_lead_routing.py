@@ -1,0 +1,26 @@
+"""routing rules: lead routes and the human queue (issue 17, item 2)
+
+Placeholder in the chain so parallel work can each fill its own revision; its owner
+writes the upgrade and downgrade.
+
+Revision ID: 0022
+Revises: 0021
+Create Date: 2026-12-06
+"""
+import sqlalchemy as sa  # noqa: F401
+from alembic import op  # noqa: F401
+
+revision = '0022'
+down_revision = '0021'
+branch_labels = None
+depends_on = None
+
+_Id = sa.BigInteger().with_variant(sa.Integer(), 'sqlite')
+
+
+def upgrade() -> None:
+    pass
+
+
+def downgrade() -> None:
+    pass
