@@ -1,5 +1,6 @@
 """`waihu review list` and `waihu review label` as a script writer runs them: masked output, the
 example written to the copy of dialogs/, clear errors without tracebacks."""
+
 from __future__ import annotations
 
 import json
@@ -19,15 +20,26 @@ WAIHU = [sys.executable, "-m", "bot.cli.app"]
 
 
 def _waihu(database_url: str, dialogs, tmp_path, *args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "COLUMNS": "200", "WAIHU_DATABASE_URL": database_url, "WAIHU_DIALOGS_DIR": str(dialogs.root),
-           "WAIHU_SECRET_KEY": TEST_SECRET, "WAIHU_DATA_DIR": str(tmp_path / "data"), "USER": "li.writer"}
+    env = {
+        **os.environ,
+        "COLUMNS": "200",
+        "WAIHU_DATABASE_URL": database_url,
+        "WAIHU_DIALOGS_DIR": str(dialogs.root),
+        "WAIHU_SECRET_KEY": TEST_SECRET,
+        "WAIHU_DATA_DIR": str(tmp_path / "data"),
+        "USER": "li.writer",
+    }
     return subprocess.run(WAIHU + list(args), capture_output=True, text=True, timeout=300, cwd=PROJECT_ROOT, env=env)
 
 
 def test_list_and_label_from_the_command_line(db, keyring, database_url, dialogs_copy, tmp_path) -> None:
     campaign_id, leads = seed(db, keyring)
     attempt_id, (number_turn, unsure) = log_call(
-        db, campaign_id, leads[0], [("你加我吧 号码13912345678", "nlu_fallback", 0.2), ("这个嘛 看看再说", "deny", 0.33)])
+        db,
+        campaign_id,
+        leads[0],
+        [("你加我吧 号码13912345678", "nlu_fallback", 0.2), ("这个嘛 看看再说", "deny", 0.33)],
+    )
 
     listed = _waihu(database_url, dialogs_copy, tmp_path, "review", "list")
     assert listed.returncode == 0, listed.stderr
@@ -53,8 +65,12 @@ def test_mistakes_are_one_clear_line(db, keyring, database_url, dialogs_copy, tm
     campaign_id, leads = seed(db, keyring)
     lines = (dialogs_copy.tests_dir / "nlu_heldout.yml").read_text(encoding="utf-8").splitlines()
     number = next(i for i, line in enumerate(lines, 1) if line.startswith("    - "))
-    _, (turn, other) = log_call(db, campaign_id, leads[0], [(lines[number - 1].strip()[2:], "nlu_fallback", 0.2),
-                                                             ("嗯那个", "nlu_fallback", 0.2)])
+    _, (turn, other) = log_call(
+        db,
+        campaign_id,
+        leads[0],
+        [(lines[number - 1].strip()[2:], "nlu_fallback", 0.2), ("嗯那个", "nlu_fallback", 0.2)],
+    )
     cases = [
         (("label", str(turn), "affirm"), f"dialogs/tests/nlu_heldout.yml:{number}", "test lines are never trained on"),
         (("label", str(other), "agree"), "unknown intent 'agree'", "faq/claims"),

@@ -2,6 +2,7 @@
 label them; the masked text becomes a Rasa NLU example in dialogs/data/nlu/from_calls.yml
 (deduplicated against every training file, never a test line), ready for the next training.
 Every test works on a private copy of dialogs/ and runs on SQLite and PostgreSQL."""
+
 from __future__ import annotations
 
 import re
@@ -16,8 +17,8 @@ from bot.campaigns.review_models import ReviewLabel
 from bot.core.db.engine import session_scope
 from bot.erasure import forget_phone
 from bot.leads.models import Lead
-from bot.script.nlu_examples import (TOOL_FILE, UnknownIntent, fallback_threshold, labellable_intents,
-                                     normalise_example)
+from bot.script.lint import lint_project
+from bot.script.nlu_examples import TOOL_FILE, UnknownIntent, fallback_threshold, labellable_intents, normalise_example
 from bot.script.project import DialogsProject
 from intents.evaluation import load_labelled_examples
 from tests.db_fixtures import database_url, db, keyring, migrated_engine  # noqa: F401
@@ -37,7 +38,9 @@ def _label(db, project: DialogsProject, turn_id: int, intent: str | None, by: st
 
 def _outcomes(db) -> dict[int, tuple[str | None, str, str]]:
     with session_scope(db) as session:
-        return {r.turn_id: (r.intent, r.outcome, r.example_text) for r in session.execute(select(ReviewLabel)).scalars()}
+        return {
+            r.turn_id: (r.intent, r.outcome, r.example_text) for r in session.execute(select(ReviewLabel)).scalars()
+        }
 
 
 def _test_line(project: DialogsProject, name: str = "nlu_dev.yml") -> tuple[int, str]:
@@ -51,11 +54,21 @@ def test_the_queue_holds_unsure_turns_and_corrected_calls_newest_first(db, keyri
     campaign_id, leads = seed(db, keyring)
     old_call, (old_fallback,) = log_call(db, campaign_id, leads[0], [("呃那个啥保险", "nlu_fallback", 0.4)], minutes=0)
     new_call, (sure, low, unsure_yes, silence) = log_call(
-        db, campaign_id, leads[1],
-        [("嗯你说", "affirm", 0.93), ("这个吧看情况", "deny", 0.31), ("好吧那就", "uncertain_agreement", 0.45),
-         ("  ", "nlu_fallback", 0.0)], minutes=30, script="benefit_first")
+        db,
+        campaign_id,
+        leads[1],
+        [
+            ("嗯你说", "affirm", 0.93),
+            ("这个吧看情况", "deny", 0.31),
+            ("好吧那就", "uncertain_agreement", 0.45),
+            ("  ", "nlu_fallback", 0.0),
+        ],
+        minutes=30,
+        script="benefit_first",
+    )
     corrected_call, (confident, also_confident) = log_call(
-        db, campaign_id, leads[2], [("不需要", "refuse", 0.97), ("你们是哪家公司", "ask_identity", 0.88)], minutes=10)
+        db, campaign_id, leads[2], [("不需要", "refuse", 0.97), ("你们是哪家公司", "ask_identity", 0.88)], minutes=10
+    )
     _, (unrelated,) = log_call(db, campaign_id, leads[3], [("可以加", "agree_add_wecom", 0.9)], minutes=20)
     with session_scope(db) as session:
         correct_grade(session, corrected_call, "B", "客户问了公司，其实有兴趣", "manager.user")
@@ -68,7 +81,11 @@ def test_the_queue_holds_unsure_turns_and_corrected_calls_newest_first(db, keyri
     low_item = page.items[0]
     assert (low_item.intent, low_item.confidence, low_item.reasons) == ("deny", 0.31, ("low_confidence",))
     assert low_item.robot_line == ASK_WECOM + "（1）" and low_item.robot_response == "utter_ask_wecom"
-    assert (low_item.campaign, low_item.script_variant, low_item.attempt_id) == ("待标注测试", "benefit_first", new_call)
+    assert (low_item.campaign, low_item.script_variant, low_item.attempt_id) == (
+        "待标注测试",
+        "benefit_first",
+        new_call,
+    )
     assert low_item.as_json()["call_url"] == f"/calls/{new_call}"
     assert page.items[1].reasons == ("unsure_agreement",)
     assert page.items[2].reasons == ("grade_corrected",)
@@ -93,15 +110,17 @@ def test_the_threshold_is_read_from_the_config(db, keyring, dialogs_copy) -> Non
     _, (turn,) = log_call(db, campaign_id, leads[0], [("嗯嗯行吧", "affirm", 0.45)])
     assert _queue(db, dialogs_copy).total == 0
     config = dialogs_copy.config_file
-    config.write_text(config.read_text(encoding="utf-8").replace("threshold: 0.4\n", "threshold: 0.5\n"),
-                      encoding="utf-8")
+    config.write_text(
+        config.read_text(encoding="utf-8").replace("threshold: 0.4\n", "threshold: 0.5\n"), encoding="utf-8"
+    )
     assert [i.turn_id for i in _queue(db, dialogs_copy).items] == [turn]
 
 
 def test_phone_shaped_text_is_masked_in_the_queue_and_in_the_example(db, keyring, dialogs_copy) -> None:
     campaign_id, leads = seed(db, keyring)
-    _, (turn,) = log_call(db, campaign_id, leads[0],
-                          [("你加我微信 号码是138 1234 5678 身份证110105194912310021", "nlu_fallback", 0.2)])
+    _, (turn,) = log_call(
+        db, campaign_id, leads[0], [("你加我微信 号码是138 1234 5678 身份证110105194912310021", "nlu_fallback", 0.2)]
+    )
     [item] = _queue(db, dialogs_copy).items
     assert "1234 5678" not in item.text and "138****5678" in item.text
     assert "19491231" not in item.text
@@ -117,42 +136,61 @@ def test_the_example_file_is_valid_rasa_nlu_sorted_and_stable(db, keyring, dialo
     from rasa.shared.nlu.training_data.loading import load_data
 
     campaign_id, leads = seed(db, keyring)
-    _, turns = log_call(db, campaign_id, leads[0], [("那我再琢磨琢磨吧", "nlu_fallback", 0.3),
-                                                     ("出了事儿赔得利索不", "nlu_fallback", 0.3),
-                                                     ("嗯我先想一想再说吧", "nlu_fallback", 0.3),
-                                                     ("[你说](啥)的东西", "nlu_fallback", 0.3)])
+    _, turns = log_call(
+        db,
+        campaign_id,
+        leads[0],
+        [
+            ("那我再琢磨琢磨吧", "nlu_fallback", 0.3),
+            ("出了事儿赔得利索不", "nlu_fallback", 0.3),
+            ("嗯我先想一想再说吧", "nlu_fallback", 0.3),
+            ("[你说](啥)的东西", "nlu_fallback", 0.3),
+        ],
+    )
     for turn, intent in zip(turns, ["hesitate", "faq/claims", "hesitate", "ask_detail"]):
         assert _label(db, dialogs_copy, turn, intent).outcome == "added"
     path = dialogs_copy.root / TOOL_FILE
     text = path.read_text(encoding="utf-8")
     data = load_data(str(path))  # Rasa's own reader
     examples = {(m.get("text"), m.get("intent_response_key") or m.get("intent")) for m in data.intent_examples}
-    assert examples == {("那我再琢磨琢磨吧", "hesitate"), ("嗯我先想一想再说吧", "hesitate"),
-                        ("出了事儿赔得利索不", "faq/claims"), ("【你说】(啥)的东西", "ask_detail")}
+    assert examples == {
+        ("那我再琢磨琢磨吧", "hesitate"),
+        ("嗯我先想一想再说吧", "hesitate"),
+        ("出了事儿赔得利索不", "faq/claims"),
+        ("【你说】(啥)的东西", "ask_detail"),
+    }
     doc = yaml.safe_load(text)
     assert doc["version"] == "3.1"
     assert [b["intent"] for b in doc["nlu"]] == ["ask_detail", "faq/claims", "hesitate"]
     assert text.index("嗯我先想一想再说吧") < text.index("那我再琢磨琢磨吧")  # sorted within the block
     assert not list(path.parent.glob(".*.tmp"))  # written atomically, nothing left behind
     # A script writer's own edit of the file is kept by the next write.
-    path.write_text(text.replace("    - 出了事儿赔得利索不\n", "    - 出了事儿赔得利索不\n    - 出险了找谁赔\n"),
-                    encoding="utf-8")
+    path.write_text(
+        text.replace("    - 出了事儿赔得利索不\n", "    - 出了事儿赔得利索不\n    - 出险了找谁赔\n"), encoding="utf-8"
+    )
     _, (another,) = log_call(db, campaign_id, leads[1], [("行吧我问问我老婆", "nlu_fallback", 0.2)])
     _label(db, dialogs_copy, another, "hesitate")
-    again = {(m.get("text"), m.get("intent_response_key") or m.get("intent")) for m in load_data(str(path)).intent_examples}
+    again = {
+        (m.get("text"), m.get("intent_response_key") or m.get("intent")) for m in load_data(str(path)).intent_examples
+    }
     assert again == examples | {("出险了找谁赔", "faq/claims"), ("行吧我问问我老婆", "hesitate")}
+    # `waihu validate`'s lint finds nothing new in the file (no unknown intent, no repeated example)
+    assert [p for p in lint_project(dialogs_copy) if "from_calls.yml" in p.file] == []
 
 
 def test_a_text_already_in_the_training_data_is_not_added_twice(db, keyring, dialogs_copy) -> None:
     campaign_id, leads = seed(db, keyring)
     # dialogs/data/nlu/affirm.yml has "嗯嗯好的"; spaces, punctuation and width do not make it new.
-    _, (turn, again) = log_call(db, campaign_id, leads[0], [("嗯嗯，好的！", "nlu_fallback", 0.3),
-                                                             ("新的说法呀", "nlu_fallback", 0.3)])
+    _, (turn, again) = log_call(
+        db, campaign_id, leads[0], [("嗯嗯，好的！", "nlu_fallback", 0.3), ("新的说法呀", "nlu_fallback", 0.3)]
+    )
     result = _label(db, dialogs_copy, turn, "affirm")
     assert result.outcome == "duplicate" and result.example.existing_intent == "affirm"
     assert str(result.example.place).startswith("dialogs/data/nlu/affirm.yml:")
     line = int(str(result.example.place).rsplit(":", 1)[1])
-    assert (dialogs_copy.data_dir / "nlu" / "affirm.yml").read_text(encoding="utf-8").splitlines()[line - 1].strip() == "- 嗯嗯好的"
+    assert (dialogs_copy.data_dir / "nlu" / "affirm.yml").read_text(encoding="utf-8").splitlines()[
+        line - 1
+    ].strip() == "- 嗯嗯好的"
     assert not (dialogs_copy.root / TOOL_FILE).exists()
     assert _outcomes(db)[turn] == ("affirm", "duplicate", "嗯嗯，好的！")
     # …nor twice from the queue itself
@@ -170,7 +208,9 @@ def test_a_test_line_is_refused_naming_the_file_and_line(db, keyring, dialogs_co
     result = _label(db, dialogs_copy, turn, "affirm")
     assert result.outcome == "in_test_set"
     assert str(result.example.place) == f"dialogs/tests/{test_file}:{number}"
-    assert f"dialogs/tests/{test_file}:{number}" in result.message and "test lines are never trained on" in result.message
+    assert (
+        f"dialogs/tests/{test_file}:{number}" in result.message and "test lines are never trained on" in result.message
+    )
     assert not (dialogs_copy.root / TOOL_FILE).exists()
     assert _outcomes(db)[turn][1] == "in_test_set"  # recorded: the turn leaves the queue
     assert _queue(db, dialogs_copy).total == 0
@@ -179,13 +219,21 @@ def test_a_test_line_is_refused_naming_the_file_and_line(db, keyring, dialogs_co
 def test_a_conversation_test_line_is_refused_too(db, keyring, dialogs_copy) -> None:
     lines = (dialogs_copy.tests_dir / "test_conversations.yml").read_text(encoding="utf-8").splitlines()
     nlu_tests = {normalise_example(text) for p in dialogs_copy.nlu_test_files for text, _ in load_labelled_examples(p)}
-    number = next(i for i, l in enumerate(lines, 1)
-                  if i > 1 and lines[i - 2].strip() == "- user: |" and not l.strip().startswith("/")
-                  and normalise_example(l) not in nlu_tests)
+    number = next(
+        i
+        for i, l in enumerate(lines, 1)
+        if i > 1
+        and lines[i - 2].strip() == "- user: |"
+        and not l.strip().startswith("/")
+        and normalise_example(l) not in nlu_tests
+    )
     campaign_id, leads = seed(db, keyring)
     _, (turn,) = log_call(db, campaign_id, leads[0], [(lines[number - 1].strip(), "nlu_fallback", 0.3)])
     result = _label(db, dialogs_copy, turn, "affirm")
-    assert (result.outcome, str(result.example.place)) == ("in_test_set", f"dialogs/tests/test_conversations.yml:{number}")
+    assert (result.outcome, str(result.example.place)) == (
+        "in_test_set",
+        f"dialogs/tests/test_conversations.yml:{number}",
+    )
 
 
 def test_only_the_domains_intents_and_nothing_is_recorded_for_a_bad_one(db, keyring, dialogs_copy) -> None:
@@ -203,8 +251,12 @@ def test_only_the_domains_intents_and_nothing_is_recorded_for_a_bad_one(db, keyr
 
 def test_added_since_counts_examples_after_the_last_training(db, keyring, dialogs_copy) -> None:
     campaign_id, leads = seed(db, keyring)
-    _, turns = log_call(db, campaign_id, leads[0], [("再说吧再说吧", "nlu_fallback", 0.3),
-                                                     ("嗯嗯，好的！", "nlu_fallback", 0.3), ("哈", "nlu_fallback", 0.3)])
+    _, turns = log_call(
+        db,
+        campaign_id,
+        leads[0],
+        [("再说吧再说吧", "nlu_fallback", 0.3), ("嗯嗯，好的！", "nlu_fallback", 0.3), ("哈", "nlu_fallback", 0.3)],
+    )
     _label(db, dialogs_copy, turns[0], "hesitate")
     _label(db, dialogs_copy, turns[1], "affirm")  # a duplicate: not added
     _label(db, dialogs_copy, turns[2], None)
@@ -232,9 +284,20 @@ def test_the_training_and_test_files_still_never_share_a_line(db, keyring, dialo
 
     campaign_id, leads = seed(db, keyring)
     number, line = _test_line(dialogs_copy)
-    _, turns = log_call(db, campaign_id, leads[0], [("我这会儿真没空听", "nlu_fallback", 0.3), (line, "nlu_fallback", 0.3),
-                                                     ("你们这个到底靠谱不", "nlu_fallback", 0.3)])
+    _, turns = log_call(
+        db,
+        campaign_id,
+        leads[0],
+        [
+            ("我这会儿真没空听", "nlu_fallback", 0.3),
+            (line, "nlu_fallback", 0.3),
+            ("你们这个到底靠谱不", "nlu_fallback", 0.3),
+        ],
+    )
     assert [_label(db, dialogs_copy, t, i).outcome for t, i in zip(turns, ["busy", "busy", "ask_detail"])] == [
-        "added", "in_test_set", "added"]
+        "added",
+        "in_test_set",
+        "added",
+    ]
     assert (dialogs_copy.root / TOOL_FILE).exists()
     test_no_training_line_is_a_test_line(dialogs_copy)

@@ -2,6 +2,7 @@
 unsure caller turn and skips another; the queue shrinks, the counter of examples waiting for
 the next training goes up, and the example is in the console's copy of dialogs/. Screenshots
 go to tests/artifacts/screenshots/."""
+
 from __future__ import annotations
 
 import pytest
@@ -10,7 +11,7 @@ from rasa.shared.nlu.training_data.loading import load_data
 from bot.campaigns.grading import correct_grade
 from bot.core.db.engine import session_scope
 from bot.script.nlu_examples import TOOL_FILE
-from tests.db_fixtures import db, database_url, keyring, migrated_engine  # noqa: F401
+from tests.db_fixtures import database_url, db, keyring, migrated_engine  # noqa: F401
 from tests.script.review_data import log_call, seed
 from tests.web.conftest import console  # noqa: F401
 from tests.web.test_e2e import browser, no_unmasked_phone, page_for, shot  # noqa: F401
@@ -21,10 +22,16 @@ pytestmark = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 
 def test_a_writer_labels_and_skips_unsure_turns(page_for, console, db, keyring, dialogs_copy):
     campaign_id, leads = seed(db, keyring)
-    log_call(db, campaign_id, leads[0], [("嗯 这个我得问问我爱人", "nlu_fallback", 0.31),
-                                         ("你加我 号码是13912345678", "uncertain_agreement", 0.52)], minutes=5)
-    corrected, _ = log_call(db, campaign_id, leads[1], [("不用了吧 我考虑考虑", "refuse", 0.82)], minutes=15,
-                            script="benefit_first")
+    log_call(
+        db,
+        campaign_id,
+        leads[0],
+        [("嗯 这个我得问问我爱人", "nlu_fallback", 0.31), ("你加我 号码是13912345678", "uncertain_agreement", 0.52)],
+        minutes=5,
+    )
+    corrected, _ = log_call(
+        db, campaign_id, leads[1], [("不用了吧 我考虑考虑", "refuse", 0.82)], minutes=15, script="benefit_first"
+    )
     log_call(db, campaign_id, leads[2], [("喂喂 信号不好", "nlu_fallback", 0.25)], minutes=25)
     with session_scope(db) as session:
         correct_grade(session, corrected, "B", "客户只是想考虑，不是拒绝", "manager.user")
