@@ -7,6 +7,7 @@ A pass with no endpoint configured finds nothing due and costs one query.
 from __future__ import annotations
 
 import logging
+import time
 
 from celery.signals import worker_init
 
@@ -38,7 +39,15 @@ def run_delivery_pass(limit: int = 50) -> dict:
     return report.as_json()
 
 
+KICK_EVERY_S = 1.0  # at most one kicked pass per second per process: a busy dialer commits many calls a second
+_last_kick = 0.0
+
+
 def _kick() -> None:
+    global _last_kick
+    if time.monotonic() - _last_kick < KICK_EVERY_S:
+        return  # the pass just sent (or the next scheduled one) takes this event too
+    _last_kick = time.monotonic()
     deliver_webhooks.apply_async(retry=False)
 
 

@@ -4,7 +4,6 @@ delivery pass, never by sleeping."""
 
 from __future__ import annotations
 
-import json
 import random
 import re
 import threading
@@ -324,3 +323,42 @@ def test_erasing_a_person_deletes_their_webhook_events(db, keyring, receiver):
         left = {e.payload["lead_id"] for e in session.execute(select(WebhookEvent)).scalars()}
         assert left == {kept}
         assert session.execute(select(func.count()).select_from(WebhookDelivery)).scalar() == 2
+
+
+def test_a_commit_that_emitted_kicks_a_delivery_pass_and_a_rollback_does_not(db, keyring, receiver):
+    from bot.webhooks import events as webhook_events
+
+    subscribe(db, keyring, receiver, events=["conversion.matched"])
+    kicks: list[int] = []
+
+    def kick() -> None:
+        kicks.append(1)
+
+    data = {
+        "lead_id": 1,
+        "lead_external_id": None,
+        "phone_masked": "139****0001",
+        "policy_number": "P1",
+        "product": "驾乘险",
+        "premium": 99.0,
+        "converted_at": START.isoformat(),
+        "source": "test",
+        "campaign_id": None,
+        "attempt_id": None,
+        "arms": {},
+    }
+    webhook_events.on_commit(kick)
+    try:
+        with pytest.raises(RuntimeError):
+            with session_scope(db) as session:
+                emit(session, "conversion.matched", data)
+                raise RuntimeError("rolled back")
+        assert kicks == []
+        with session_scope(db) as session:
+            session.execute(select(1))  # a commit that emitted nothing
+        assert kicks == []
+        with session_scope(db) as session:
+            emit(session, "conversion.matched", data)
+        assert kicks == [1]
+    finally:
+        webhook_events._after_commit.remove(kick)
