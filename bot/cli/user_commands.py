@@ -11,7 +11,9 @@ from rich.table import Table
 from bot.cli.console import console, err_console, print_json
 from bot.core.errors import UserError
 
-users_app = typer.Typer(help="Web console users (roles ops/writer/manager/admin) and API tokens.", no_args_is_help=True)
+users_app = typer.Typer(
+    help="Web console users (roles ops/writer/manager/admin/advisor) and API tokens.", no_args_is_help=True
+)
 
 
 def register(app: typer.Typer) -> None:
@@ -43,17 +45,22 @@ def _read_password(name: str, from_stdin: bool) -> str:
 @users_app.command()
 def add(
     name: str = typer.Argument(..., help="Login name, e.g. zhang.san"),
-    role: str = typer.Option(..., "--role", help="ops | writer | manager | admin"),
+    role: str = typer.Option(..., "--role", help="ops | writer | manager | admin | advisor"),
     password_stdin: bool = typer.Option(False, "--password-stdin", help="Read the password from stdin"),
+    wecom_userid: Optional[str] = typer.Option(
+        None, "--wecom-userid", help="An advisor's WeCom member account (成员 UserID): whose add tasks are theirs"
+    ),
 ) -> None:
     """Add a console user (the password is asked, or read from stdin)."""
-    from bot.users.service import add_user, check_name, check_role
+    from bot.users.service import add_user, check_name, check_role, set_wecom_userid
 
     check_name(name)  # both before asking for a password
     check_role(role)
     password = _read_password(name, password_stdin)
     with _session() as session:
         user = add_user(session, name, password, role)
+        if wecom_userid:
+            set_wecom_userid(session, user.name, wecom_userid)
         console.print(f"added user [bold]{user.name}[/] ({user.role})")
 
 
@@ -78,7 +85,7 @@ def passwd(
 @users_app.command()
 def role(
     name: str = typer.Argument(...),
-    new_role: str = typer.Argument(..., metavar="ROLE", help="ops | writer | manager | admin"),
+    new_role: str = typer.Argument(..., metavar="ROLE", help="ops | writer | manager | admin | advisor"),
 ) -> None:
     """Change a user's role (their open console sessions end; API tokens act with the new role)."""
     from bot.users.service import set_role
@@ -86,6 +93,20 @@ def role(
     with _session() as session:
         user = set_role(session, name, new_role)
         console.print(f"[bold]{user.name}[/] is now {user.role}")
+
+
+@users_app.command()
+def wecom(
+    name: str = typer.Argument(...),
+    wecom_userid: str = typer.Argument(..., metavar="WECOM_USERID", help="成员 UserID; '' to unbind"),
+) -> None:
+    """Bind a user (an advisor) to their WeCom member account: the add tasks assigned to that
+    member (dialogs/wecom/offers.yml: advisor.userid) are theirs on 我的添加任务."""
+    from bot.users.service import set_wecom_userid
+
+    with _session() as session:
+        user = set_wecom_userid(session, name, wecom_userid)
+        console.print(f"[bold]{user.name}[/] is WeCom member {user.wecom_userid or '(none)'}")
 
 
 @users_app.command(name="list")

@@ -34,7 +34,7 @@ MIN_PASSWORD_CHARS = 8
 MAX_PASSWORD_CHARS = 1024  # scrypt takes anything; bounds the work an attacker can ask for
 MAX_NAME_CHARS = 100
 
-ROLE_LABELS = {"ops": "运营", "writer": "话术师", "manager": "经理", "admin": "管理员"}
+ROLE_LABELS = {"ops": "运营", "writer": "话术师", "manager": "经理", "admin": "管理员", "advisor": "顾问"}
 
 
 def _scrypt(password: str, salt: bytes, n: int, r: int, p: int) -> bytes:
@@ -148,6 +148,23 @@ def set_role(session: Session, name: str, role: str) -> User:
     if new_role != user.role:
         user.role = new_role
         user.session_generation = (user.session_generation or 0) + 1
+    session.flush()
+    return user
+
+
+def set_wecom_userid(session: Session, name: str, wecom_userid: str | None) -> User:
+    """Binds an advisor to their WeCom member account (成员 UserID): whose add tasks are theirs."""
+    user = get_user(session, name)
+    value = (wecom_userid or "").strip() or None
+    if value is not None:
+        if len(value) > 64 or any(ch.isspace() for ch in value):
+            raise UserError(
+                f"WeCom userid {value!r}: at most 64 characters, no spaces (成员 UserID in the admin console)"
+            )
+        taken = session.execute(select(User).where(User.wecom_userid == value, User.id != user.id)).scalar_one_or_none()
+        if taken is not None:
+            raise UserError(f"WeCom userid {value!r} already belongs to user {taken.name!r}")
+    user.wecom_userid = value
     session.flush()
     return user
 

@@ -114,6 +114,9 @@ def create_app(config: WebConfig | None = None, engine: Engine | None = None) ->
 
     app.include_router(review_views.pages)
     app.include_router(review_views.api, prefix=API_PREFIX)
+    from bot.web import advisor_views  # 我的添加任务: advisor_adds tasks, audited reveal (issue 18 item 5)
+
+    app.include_router(advisor_views.pages)
 
     # WeCom's callback (issue 6): WeCom's servers call it, it checks their signature itself.
     app.include_router(wecom_callback.router, prefix="/wecom/callback", include_in_schema=False)

@@ -83,7 +83,7 @@ INTENT = {
 HANDOFF = {"handed_off": "已转人工", "handoff_failed": "转人工失败，已预约顾问回电"}
 FACTOR = {"script": "话术版本", "time_slot": "拨打时段", "incentive": "利益点", "welcome": "欢迎语"}
 SPEAKER = {"bot": "机器人", "callee": "客户"}
-ROLE = {"ops": "运营", "writer": "话术师", "manager": "经理", "admin": "管理员"}
+ROLE = {"ops": "运营", "writer": "话术师", "manager": "经理", "admin": "管理员", "advisor": "顾问"}
 
 
 def label(table: dict[str, str], code: str | None, empty: str = "—") -> str:

@@ -20,6 +20,7 @@ from sqlalchemy import select
 
 from bot.audiences.models import KNOWN_SCENES, TIERS
 from bot.audiences.service import create_audience, parse_attributes
+from bot.campaigns.add_modes import ADD_MODE_LABELS, ADD_MODES
 from bot.campaigns.experiment_design import (
     BANDIT_FACTORS,
     FACTOR_LABELS,
@@ -487,6 +488,7 @@ class CampaignIn(BaseModel):
     )
     bandit_floor: Optional[float] = None
     compliance_profile: str = "CN_INSURANCE_DEFAULT"
+    add_mode: str = Field("link", description="添加方式：link（短信链接，客户添加顾问）/ advisor_adds（顾问主动添加）")
 
 
 class CampaignOut(BaseModel):
@@ -504,6 +506,8 @@ class CampaignOut(BaseModel):
     welcome_arms: list[TextArmIn] = []
     holdout: float = 0.0
     bandit: Optional[str] = None
+    add_mode: str = "link"
+    add_mode_label: str = ""
     created_by: str
     created_at: str
     started_at: Optional[str]
@@ -552,6 +556,8 @@ def _campaign_out(session, campaign: Campaign) -> CampaignOut:
         welcome_arms=[TextArmIn(**a) for a in experiments.get("welcomes") or []],
         holdout=float(experiments.get("holdout") or 0.0),
         bandit=(experiments.get("bandit") or {}).get("factor"),
+        add_mode=campaign.add_mode or "link",
+        add_mode_label=ADD_MODE_LABELS.get(campaign.add_mode or "link", campaign.add_mode or ""),
         created_by=campaign.created_by,
         created_at=campaign.created_at.isoformat(),
         started_at=campaign.started_at.isoformat() if campaign.started_at else None,
@@ -644,6 +650,7 @@ def _create(
             experiments=experiments,
             created_by=principal.name,
             problems=problems,
+            add_mode=body.add_mode,
         )
         return _campaign_out(session, campaign)
 
@@ -756,6 +763,7 @@ def _campaigns_page(
         error=error,
         problems=problems or [],
         bandit_factors=[(f, FACTOR_LABELS[f]) for f in BANDIT_FACTORS],
+        add_modes=[(m, ADD_MODE_LABELS[m]) for m in ADD_MODES],
     )
 
 
@@ -804,6 +812,7 @@ async def campaigns_create_form(request: Request, principal: Principal = Depends
         "welcome_arms": form.get("welcome_arms", ""),
         "holdout": form.get("holdout", "0"),
         "bandit": form.get("bandit", ""),
+        "add_mode": form.get("add_mode", "link"),
     }
     # Every problem of the form at once, each naming its field and what to do.
     problems = ProblemList()
@@ -842,6 +851,7 @@ async def campaigns_create_form(request: Request, principal: Principal = Depends
                 welcome_arms=parse_text_arm_lines("--welcome-arm", values["welcome_arms"], problems),
                 holdout=holdout,
                 bandit=values["bandit"] or None,
+                add_mode=str(values["add_mode"] or "link"),
             )
         except ValidationError as exc:
             raise UserError(

@@ -14,7 +14,7 @@ from markupsafe import Markup
 
 from bot.core.pii import mask_digit_runs
 from bot.web import labels
-from bot.web.security import MANAGER, OPS, WRITER, Principal, csrf_token, optional_principal
+from bot.web.security import ADVISOR, MANAGER, OPS, WRITER, Principal, csrf_token, optional_principal
 from bot.web.worker_health import dial_worker_health
 
 TEMPLATES_DIR = Path(__file__).resolve().parent / "templates"
@@ -32,8 +32,9 @@ NAVIGATION = (
     ("reports", "A/B 对比", "/reports", (MANAGER,)),
     ("calls", "通话记录", "/calls", (MANAGER,)),
     ("wecom", "企微漏斗", "/wecom", (MANAGER,)),
+    ("advisor", "我的添加任务", "/advisor/tasks", (ADVISOR, MANAGER)),
     ("webhooks", "集成", "/integrations/webhooks", (MANAGER,)),
-    ("account", "我的账号", "/account", (OPS, WRITER, MANAGER)),
+    ("account", "我的账号", "/account", (OPS, WRITER, MANAGER, ADVISOR)),
 )
 
 

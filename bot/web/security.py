@@ -61,6 +61,8 @@ _NO_TOKEN = "no token"
 
 # Which role owns which area; admin may do everything.
 OPS, WRITER, MANAGER, ADMIN = "ops", "writer", "manager", "admin"
+# Advisors (顾问) work their own WeCom add tasks (advisor_adds mode) and nothing else.
+ADVISOR = "advisor"
 
 
 @dataclass(frozen=True)
@@ -209,7 +211,7 @@ def require_login(request: Request) -> Principal:
     return principal
 
 
-ROLE_NAMES = {OPS: "运营", WRITER: "话术师", MANAGER: "经理", ADMIN: "管理员"}
+ROLE_NAMES = {OPS: "运营", WRITER: "话术师", MANAGER: "经理", ADMIN: "管理员", ADVISOR: "顾问"}
 
 
 def require_role(*roles: str) -> Callable[..., Principal]:

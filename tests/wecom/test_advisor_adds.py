@@ -3,6 +3,7 @@ campaign gets an advisor task instead of an SMS; only the assigned advisor can s
 number and every look is audited; WeCom's add callback (no State, fired by the local WeCom
 test server over HTTP) closes the task; the funnel counts the mode's own stages; erasure
 takes the tasks and the audit. Runs on SQLite and PostgreSQL."""
+
 from __future__ import annotations
 
 import os
@@ -131,7 +132,12 @@ def test_the_add_callback_closes_the_task_by_remark_code_or_the_only_revealed_ta
     assert funnel["stages"] == ["graded_ab", "task_created", "revealed", "done", "added", "welcomed"]
     total = funnel["total"]
     assert (total["graded_ab"], total["task_created"], total["revealed"], total["done"], total["added"]) == (
-        3, 3, 2, 3, 2)
+        3,
+        3,
+        2,
+        3,
+        2,
+    )
     assert total["sent"] == 0 and total["rates"]["revealed"] == round(2 / 3, 4)
 
 
@@ -167,8 +173,11 @@ def test_forget_erases_the_persons_tasks_and_reveals(db, keyring, wecom):
 def test_cli_add_mode_status_and_tasks(db, database_url, keyring, monkeypatch):
     campaign_id, leads = _advisor_campaign(db, keyring, name="命令行测试", leads=1)
     log_graded_call(db, campaign_id, leads[0], "A")
-    for key, value in {"WAIHU_DATABASE_URL": database_url, "WAIHU_SECRET_KEY": TEST_SECRET,
-                       "COLUMNS": os.environ.get("COLUMNS", "200")}.items():
+    for key, value in {
+        "WAIHU_DATABASE_URL": database_url,
+        "WAIHU_SECRET_KEY": TEST_SECRET,
+        "COLUMNS": os.environ.get("COLUMNS", "200"),
+    }.items():
         monkeypatch.setenv(key, value)
     runner = CliRunner()
     bad = runner.invoke(app, ["campaign", "update", "命令行测试", "--add-mode", "carrier_pigeon"])
