@@ -17,6 +17,7 @@ from bot.core.keys import require_key_matches
 from bot.core.pii import PhoneKeyring, mask_phone
 from bot.dnc.models import DoNotCall
 from bot.dnc.service import parse_phone_or_fail
+from bot.experiments.conversions import erase_lead_conversions
 from bot.leads.models import Lead, LeadReject
 from bot.webhooks.service import erase_lead_events
 from bot.wecom.advisor_tasks import erase_lead_tasks
@@ -50,6 +51,7 @@ def forget_phone(session: Session, keyring: PhoneKeyring, raw_phone: str) -> For
     lead_ids = list(session.execute(select(Lead.id).where(Lead.phone_hash == phone_hash)).scalars())
     erase_lead_tasks(session, lead_ids)
     erase_lead_events(session, lead_ids)  # CRM webhook events about them, sent or waiting
+    erase_lead_conversions(session, lead_ids, phone_hash)  # their policies and rejected conversion rows
     # Calls are deleted here rather than left to the leads' ON DELETE CASCADE so the person
     # can be told how many went; their turns and WeCom invites cascade from them.
     calls = (

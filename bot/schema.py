@@ -11,11 +11,12 @@ from bot.campaigns.review_models import ReviewLabel
 from bot.core.db.base import Base
 from bot.core.keys import SecretKeyFingerprint
 from bot.dnc.models import DoNotCall
+from bot.experiments.conversion_models import Conversion, ConversionReject
 from bot.leads.models import Lead, LeadPack, LeadReject
 from bot.script.models import ScriptPublication
 from bot.users.models import ApiToken, User
-from bot.wecom.advisor_models import AdvisorTask, RevealAudit
 from bot.webhooks.models import WebhookDelivery, WebhookEndpoint, WebhookEvent
+from bot.wecom.advisor_models import AdvisorTask, RevealAudit
 from bot.wecom.models import SmsOutbox, WeComCallbackNonce, WeComEvent, WeComInvite
 
 __all__ = [
@@ -26,6 +27,8 @@ __all__ = [
     "CallAttempt",
     "Campaign",
     "CampaignPack",
+    "Conversion",
+    "ConversionReject",
     "DoNotCall",
     "ExperimentHoldout",
     "GradeCorrection",

@@ -10,6 +10,7 @@ import bot.core.rasa_env  # noqa: F401  (sets quiet, offline defaults before Ras
 from bot.cli import (
     ab_commands,
     campaign_commands,
+    conversion_commands,
     grade_commands,
     keys_commands,
     leads_commands,
@@ -44,6 +45,7 @@ for commands in (
     prompt_commands,
     ab_commands,
     report_commands,
+    conversion_commands,
     user_commands,
     wecom_commands,
     webhook_commands,

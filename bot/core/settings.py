@@ -124,6 +124,8 @@ class Settings(BaseSettings):
     wecom_aes_key: str = Field("", repr=False)
     wecom_agent_id: str = ""
     wecom_callback_max_skew_s: float = 300.0
+    # Conversions: a policy is credited to the lead's last connected call this many days before it at most.
+    conversion_window_days: int = Field(30, ge=1)
     # The offers file; default dialogs_dir/wecom/offers.yml.
     wecom_offers: Optional[Path] = None
     # outbox (default: the wecom_sms_outbox table + log) or http.

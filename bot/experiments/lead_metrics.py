@@ -30,6 +30,7 @@ from sqlalchemy.sql.expression import ColumnElement
 from bot.campaigns.experiment_design import FACTORS
 from bot.campaigns.grading import latest_corrections
 from bot.campaigns.models import CallAttempt
+from bot.experiments.conversion_models import Conversion
 from bot.leads.models import Lead
 from bot.wecom.models import WeComInvite
 from intents.followups import HANDED_OFF, HANDOFF_FAILED
@@ -70,6 +71,15 @@ SUMS = (
     "handed_off",
     "handoff_failed",
     "corrected",
+    # The full funnel (issue 17, item 4), each a count of leads: ever connected, ever graded A/B,
+    # invited to WeCom; converted (a policy attributed to this campaign) and its premium (yuan).
+    "connected_leads",
+    "ab_leads",
+    "invited",
+    "converted",
+    "premium",
+    "premium_sq",
+    "premium_dials",
 )
 # Plain counts of calls (no per-lead variance: reported as numbers, not compared as metrics).
 COUNTS = ("handed_off", "handoff_failed")
@@ -262,6 +272,10 @@ def _cells_query(
             select(
                 invites.c.lead_id.label("lead_id"),
                 func.max(case((invites.c.added_at.isnot(None), 1), else_=0)).label("added"),
+                # a landline's A/B lead gets a 'skipped' invitation: never invited
+                func.max(case((invites.c.status != "skipped", 1), else_=0) if "status" in invites.c else 1).label(
+                    "invited"
+                ),
             )
             .where(invites.c.campaign_id == campaign_id)
             .group_by(invites.c.lead_id)
@@ -270,8 +284,23 @@ def _cells_query(
         source = source.outerjoin(added_by_lead, added_by_lead.c.lead_id == r.lead_id)
         # added or not, as of now, counted once: on the lead's first day
         added = func.sum(case((first_day, func.coalesce(added_by_lead.c.added, 0)), else_=0))
+        invited = func.sum(case((first_day, func.coalesce(added_by_lead.c.invited, 0)), else_=0))
     else:
-        added = func.sum(0)
+        added = invited = func.sum(0)
+    # Policies credited to this campaign (last touch within the window: bot.experiments.conversions),
+    # per lead; like the add, counted once on the lead's first day, as of now.
+    conversions = Conversion.__table__
+    converted_by_lead = (
+        select(
+            conversions.c.lead_id.label("lead_id"),
+            func.sum(cast(conversions.c.premium, Float)).label("premium"),
+        )
+        .where(conversions.c.campaign_id == campaign_id, conversions.c.attempt_id.isnot(None))
+        .group_by(conversions.c.lead_id)
+        .subquery("converted_by_lead")
+    )
+    source = source.outerjoin(converted_by_lead, converted_by_lead.c.lead_id == r.lead_id)
+    premium = func.coalesce(converted_by_lead.c.premium, _FLOAT_ZERO)
     sums = [
         counted(first_day).label("leads"),
         func.sum(r.dials).label("dials"),
@@ -288,6 +317,17 @@ def _cells_query(
         ]
     sums.append(added.label("added"))
     sums += [func.sum(r[name]).label(name) for name in counts]
+    sums += [
+        # a lead's first connected call and first A/B call: its running total turns 1 there
+        func.sum(case(((r.connected == 1) & (r.total_connected == 1), 1), else_=0)).label("connected_leads"),
+        func.sum(case(((r.ab == 1) & (r.total_ab == 1), 1), else_=0)).label("ab_leads"),
+        invited.label("invited"),
+        func.sum(case((first_day & converted_by_lead.c.lead_id.isnot(None), 1), else_=0)).label("converted"),
+        func.sum(case((first_day, premium), else_=_FLOAT_ZERO)).label("premium"),
+        func.sum(case((first_day, premium * premium), else_=_FLOAT_ZERO)).label("premium_sq"),
+        # Σ premium × dials over leads: each of the lead's dials adds its premium once
+        func.sum(premium * r.dials).label("premium_dials"),
+    ]
     # Grouped by the arms document itself, read apart in Python: a campaign has a handful of
     # distinct ones, so this is a small hash aggregate, where extracting each factor in
     # SQL meant a JSON lookup and a sort per row.

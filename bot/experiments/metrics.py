@@ -24,7 +24,7 @@ class Metric:
     denominator: str | None  # None: a proportion of leads
     role: Role
     higher_is_better: bool | None  # None: neither direction is a win (talk time)
-    unit: Literal["percent", "seconds"]
+    unit: Literal["percent", "seconds", "yuan"]
     explanation: str
 
     @property
@@ -61,13 +61,44 @@ METRICS: tuple[Metric, ...] = (
         "接通通话的总时长 ÷ 接通次数（秒）",
     ),
 )
-METRICS_BY_KEY = {metric.key: metric for metric in METRICS}
+# Conversions (issue 17, item 4): shown when the campaign has policies attributed to it.
+# Converted leads ÷ dialled leads is a proportion of leads; premium per lead is the mean of a
+# per-lead value (a ratio over leads whose denominator is 1 per lead, so its delta-method
+# variance is the sample variance); premium per dial is a ratio of two per-lead sums
+# (premium ÷ dials) with delta-method variance, like the per-call rates.
+PER_LEAD = "leads"
+CONVERSION_METRICS: tuple[Metric, ...] = (
+    Metric("conversion_rate", "成交率", "converted", None, "goal", True, "percent", "成交的线索 ÷ 已拨打的线索"),
+    Metric(
+        "premium_per_lead",
+        "每线索保费",
+        "premium",
+        PER_LEAD,
+        "secondary",
+        True,
+        "yuan",
+        "归因到本任务的保费合计 ÷ 已拨打的线索（元）",
+    ),
+    Metric(
+        "premium_per_dial",
+        "每次拨打保费",
+        "premium",
+        "dials",
+        "secondary",
+        True,
+        "yuan",
+        "归因到本任务的保费合计 ÷ 拨打次数（元）",
+    ),
+)
+METRICS_BY_KEY = {metric.key: metric for metric in (*METRICS, *CONVERSION_METRICS)}
 
 
 def statistic_for(metric: Metric, sums: Mapping[str, float]) -> UnitStatistic:
     leads = int(sums["leads"])
     if metric.denominator is None:
         return Proportion(leads, sums[metric.numerator])
+    if metric.denominator == PER_LEAD:
+        return SampleMean(leads, sums[metric.numerator], sums[f"{metric.numerator}_sq"])
     num, den = metric.numerator, metric.denominator
     return Ratio(
         leads,

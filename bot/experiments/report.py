@@ -62,9 +62,10 @@ from bot.campaigns.experiment_design import FACTOR_LABELS, FACTORS, HOLDOUT, fac
 from bot.campaigns.models import Campaign, ExperimentHoldout
 from bot.core.errors import UserError
 from bot.experiments import lead_metrics
+from bot.experiments.conversion_report import conversion_lines, conversion_overview, funnel
 from bot.experiments.corrections import CORRECTIONS, Correction, adjust
 from bot.experiments.lead_metrics import CORRECTED, COUNTS, Cell, add_sums, lead_cells
-from bot.experiments.metrics import METRICS, Metric, checks_for, statistic_for
+from bot.experiments.metrics import CONVERSION_METRICS, METRICS, Metric, checks_for, statistic_for
 from bot.experiments.power import sample_size_per_arm
 from bot.experiments.sequential import DEFAULT_TUNING, sequential_test
 from bot.experiments.speed_to_lead import speed_to_lead
@@ -155,6 +156,10 @@ def build_report(
     audiences = _audience_names(session, {c.audience_id for c in cells if c.audience_id is not None})
     wecom = lead_metrics.wecom_invites_table() is not None
     metrics = [m for m in METRICS if wecom or m.key != "wecom_add_rate"]
+    # Conversions (issue 17, item 4): their metrics once the campaign has a matched policy.
+    conversions = conversion_overview(session, campaign.id)
+    if conversions["available"]:
+        metrics += CONVERSION_METRICS
     experiments = campaign.experiments or {}
     bandit = experiments.get("bandit")
     window = _pace_window(cells)
@@ -212,7 +217,9 @@ def build_report(
             "handoffs": _handoffs(overview_sums),
             "corrected": int(overview_sums[CORRECTED]),
             "metrics": _arm_metrics(overview_sums, metrics, alpha),
+            "funnel": funnel(overview_sums),
         },
+        "conversions": conversions,
         "factors": report_factors,
         # Speed to lead (issue 17): 留资 → first dial, per lane; one aggregate query.
         "speed_to_lead": [row.as_json() for row in speed_to_lead(session, campaign.id)],
@@ -390,6 +397,8 @@ def _table(
             "handoffs": _handoffs(sums[name]),
             "corrected": int(sums[name][CORRECTED]),
             "metrics": _arm_metrics(sums[name], metrics, settings.alpha),
+            # dialled → connected → A/B → invited → added → converted → premium, in leads
+            "funnel": funnel(sums[name]),
             "vs_control": {},
         }
         if name != control:
@@ -833,6 +842,7 @@ def _summary(report: dict) -> list[str]:
     if overview["corrected"]:
         lines.append(f"人工更正等级 {overview['corrected']:,} 通：按更正后的等级统计。")
     lines.extend(speed_to_lead_lines(report.get("speed_to_lead") or []))
+    lines.extend(conversion_lines(report.get("conversions"), overview.get("funnel")))
     for factor in report["factors"]:
         overall = factor["overall"]
         if overall["srm"]["alert"]:

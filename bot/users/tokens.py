@@ -31,6 +31,7 @@ SCOPES: dict[str, tuple[str, tuple[str, ...]]] = {
     "leads:write": ("上传线索名单、管理人群包（含读取名单与拒收行）", ("ops",)),
     "campaigns:write": ("创建、启动、暂停外呼任务（含读取任务与进度）", ("ops",)),
     "reports:read": ("读取通话记录、A/B 报告与企微漏斗", ("manager",)),
+    "conversions:write": ("回传成交（保单、保费），匹配到线索与实验分组", ("ops", "manager")),
 }
 
 

@@ -59,7 +59,7 @@ def create_app(config: WebConfig | None = None, engine: Engine | None = None) ->
         description="外呼控制台背后的 JSON 接口。自动化调用请在请求头中带上 `Authorization: Bearer <API 令牌>`"
         "（令牌用 `waihu users token NAME --label … --scope …` 或在“我的账号”页面创建，角色与其用户相同；"
         "令牌只能调用 /api/v1 接口，且只能调用其权限范围内的接口：`leads:write` 线索名单与人群包，"
-        "`campaigns:write` 外呼任务，`reports:read` 通话记录、报告与企微漏斗；修改密码会吊销该用户的全部令牌）。",
+        "`campaigns:write` 外呼任务，`reports:read` 通话记录、报告与企微漏斗，`conversions:write` 回传成交；修改密码会吊销该用户的全部令牌）。",
         openapi_url=f"{API_PREFIX}/openapi.json",
         docs_url=None,
         redoc_url=None,
@@ -110,6 +110,9 @@ def create_app(config: WebConfig | None = None, engine: Engine | None = None) ->
         app.include_router(module.pages)
         app.include_router(module.api, prefix=API_PREFIX)
     app.include_router(lead_api_views.api, prefix=API_PREFIX)  # POST /api/v1/leads (speed to lead)
+    from bot.web import conversion_api_views  # POST /api/v1/conversions (issue 17 item 4)
+
+    app.include_router(conversion_api_views.api, prefix=API_PREFIX)
     from bot.web import review_views  # 待标注: writers label unsure caller turns (issue 16 item 17)
 
     app.include_router(review_views.pages)

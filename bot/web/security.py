@@ -50,6 +50,7 @@ TOKEN_SCOPE_BY_PATH: tuple[tuple[str, str | None], ...] = (
     (f"{API_PREFIX}/me", None),  # who am I: any live token
     (f"{API_PREFIX}/lead-packs", "leads:write"),
     (f"{API_PREFIX}/leads", "leads:write"),  # speed to lead: POST /api/v1/leads
+    (f"{API_PREFIX}/conversions", "conversions:write"),  # POST /api/v1/conversions (policies, premium)
     (f"{API_PREFIX}/audiences", "leads:write"),
     (f"{API_PREFIX}/campaigns", "campaigns:write"),
     (f"{API_PREFIX}/calls", "reports:read"),
