@@ -50,7 +50,7 @@ def advisor_client(url: str, name: str) -> Browserless:
 
 
 def test_only_the_assigned_advisor_reveals_the_number_audited(console, clients, db, keyring):
-    _, (task_id, other_task) = seed_advisor_tasks(db, keyring)
+    campaign_id, (task_id, other_task) = seed_advisor_tasks(db, keyring)
     with session_scope(db) as session:
         task = session.get(AdvisorTask, task_id)
         clear = keyring.decrypt_phone(session.get(Lead, task.lead_id).phone_ciphertext)
@@ -95,6 +95,12 @@ def test_only_the_assigned_advisor_reveals_the_number_audited(console, clients, 
     assert manager_page.status_code == 200 and "号码查看记录" in manager_page.text
     assert "xiao.an" in manager_page.text and not MOBILE.findall(manager_page.text)
     assert re.search(r"\d{3}\*{4}\d{4}", manager_page.text)
+    funnel = clients("manager").get(f"/wecom?campaign_id={campaign_id}")
+    assert funnel.status_code == 200 and "添加方式：<strong>顾问主动添加</strong>" in funnel.text
+    for stage in ("已建添加任务", "顾问已查看号码", "顾问已标记添加"):
+        assert stage in funnel.text
+    export = clients("manager").get(f"/api/v1/reports/wecom-funnel.csv?campaign_id={campaign_id}")
+    assert export.status_code == 200 and "顾问已查看号码" in export.text and "顾问主动添加" in export.text
     assert clients("ops").get("/advisor/tasks").status_code == 403
     assert advisor_client(console.url, "lao.wang").get("/advisor/tasks").text.count("WH") <= 1  # none of theirs
 
