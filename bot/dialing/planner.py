@@ -37,11 +37,11 @@ import json
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from functools import partial
 from typing import NamedTuple
 
-from sqlalchemy import String, and_, any_, bindparam, case, func, or_, select, text, update
+from sqlalchemy import String, and_, any_, bindparam, case, func, or_, select, text, tuple_, update
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -55,7 +55,7 @@ from bot.campaigns.service import CampaignArms, campaign_arms, policy_for_slot
 from bot.core.db.base import UtcDateTime
 from bot.dnc.service import DncEntry, active_hashes, state_from_entries
 from bot.experiments.bandit import refresh_bandit_weights
-from bot.leads.models import Lead
+from bot.leads.models import PRIORITY_LANE, Lead
 from telephony.celery_app import PLAN_EVERY_S
 from telephony.compliance.eligibility import OK_CALLBACK, Attempt, DncState, check_eligibility
 from telephony.compliance.policy import CompliancePolicy
@@ -140,7 +140,7 @@ class ScanState:
         tried = stored.get(TRIED)
         return cls(
             {
-                UNTRIED: (int(stored[UNTRIED]),) if stored.get(UNTRIED) is not None else None,
+                UNTRIED: _untried_key(stored[UNTRIED]) if stored.get(UNTRIED) is not None else None,
                 TRIED: (datetime.fromisoformat(tried[0]), int(tried[1])) if tried else None,
             }
         )
@@ -152,7 +152,7 @@ class ScanState:
         for source in (UNTRIED, TRIED):
             key = None if source in self.round_done else self.examined.get(source, self.start[source])
             if key is not None:
-                cursor[source] = key[0] if source == UNTRIED else [key[0].isoformat(), key[1]]
+                cursor[source] = list(key) if source == UNTRIED else [key[0].isoformat(), key[1]]
         return cursor
 
 
@@ -210,6 +210,13 @@ def _fill(
         skip_held_out=arms.holdout > 0,
     )
     _plan_pages(session, campaign, now, wanted, pages, arms, policies, scan, result)
+    # The batch's scans leave the lane's leads out; lines they leave go to the lane beyond its share.
+    room = wanted - len(result.created)
+    if room > 0 and lane:
+        size = room * SCAN_FACTOR + len(lane)
+        rest = _priority_lane(session, campaign, now, size, scan, skip_held_out=arms.holdout > 0)
+        rest = [c for c in rest if c.lead_id not in scan.seen]
+        _plan_pages(session, campaign, now, wanted, [rest], arms, policies, scan, result)
 
 
 def priority_lane_share(wanted: int) -> int:
@@ -423,7 +430,15 @@ def _candidate_pages(
     )
     if not pack_ids:
         return
-    untried = partial(_untried_leads, session, campaign.id, pack_ids, skip_held_out=skip_held_out)
+    untried = partial(
+        _untried_leads,
+        session,
+        campaign.id,
+        pack_ids,
+        skip_held_out=skip_held_out,
+        lane_since=None if scan.now is None else scan.now - PRIORITY_HORIZON,
+    )
+
     tried = partial(_tried_leads, session, campaign.id, pack_ids)
     due = _callbacks_due(session, campaign, pack_ids, scan.now) if scan.now is not None else []
     if due:
@@ -466,6 +481,23 @@ def _scan(
             yield page
 
 
+def _untried_key(stored: int | list) -> tuple:
+    """The untried scan's key from the stored cursor; a bare lead id (cursors from before
+    freshest-first) is a place among the leads without a 留资 time."""
+    return tuple(int(part) for part in stored) if isinstance(stored, list) else (UNDATED, 0, int(stored))
+
+
+# The untried scan's order, freshest first: leads with a 留资 time (lead_left_at) newest first
+# (then the higher id), then those without one by id. As one ascending key:
+# (DATED, -µs since the epoch, -id) or (UNDATED, 0, id).
+DATED, UNDATED = 0, 1
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+
+def _dated_key(left_at: datetime, lead_id: int) -> tuple:
+    return (DATED, -((left_at - _EPOCH) // timedelta(microseconds=1)), -lead_id)
+
+
 def _untried_leads(
     session: Session,
     campaign_id: int,
@@ -475,28 +507,57 @@ def _untried_leads(
     source: str = UNTRIED,
     *,
     skip_held_out: bool = False,
+    lane_since: datetime | None = None,
 ) -> tuple[list[Candidate], tuple | None, int]:
-    """Callable leads with no attempt in this campaign yet, by id (keyset paging on the key,
-    `after` = (lead id,)); without the leads already found held out, when the campaign has
-    a holdout."""
+    """Callable leads with no attempt in this campaign yet, freshest 留资 first, then those without
+    a 留资 time by id (keyset paging on the key, see DATED); without the leads already found held
+    out, when the campaign has a holdout. The dated part walks the partial index of 留资 times
+    (a row comparison, so it stays an index range); a pack without them costs one empty probe."""
     tried = (
         select(CallAttempt.id).where(CallAttempt.campaign_id == campaign_id, CallAttempt.lead_id == Lead.id).exists()
     )
-    query = (
-        select(Lead.id, Lead.phone_hash)
-        .where(Lead.pack_id.in_(pack_ids), Lead.status.in_(CALLABLE_LEAD_STATUSES), ~tried)
-        .order_by(Lead.id)
-        .limit(size)
-    )
+    callable_ = [Lead.pack_id.in_(pack_ids), Lead.status.in_(CALLABLE_LEAD_STATUSES), ~tried]
+    if lane_since is not None:  # the priority lane's own leads are its, not the batch's (see _fill)
+        callable_.append(or_(Lead.priority != PRIORITY_LANE, Lead.lead_left_at < lane_since))
     if skip_held_out:
-        query = query.where(
+        callable_.append(
             ~select(ExperimentHoldout.lead_id)
             .where(ExperimentHoldout.campaign_id == campaign_id, ExperimentHoldout.lead_id == Lead.id)
             .exists()
         )
+    page: list[Candidate] = []
+    if after is None or after[0] == DATED:
+        dated = (
+            select(Lead.id, Lead.phone_hash, Lead.lead_left_at)
+            .where(*callable_, Lead.lead_left_at.isnot(None))
+            .order_by(Lead.lead_left_at.desc(), Lead.id.desc())
+            .limit(size)
+        )
+        if after is not None:
+            left_at = _EPOCH + timedelta(microseconds=-after[1])
+            dated = dated.where(
+                tuple_(Lead.lead_left_at, Lead.id)
+                < tuple_(bindparam("after_left_at", left_at, type_=UtcDateTime), bindparam("after_id", -after[2]))
+            )
+        page = [
+            Candidate(lead_id, phone_hash, 0, _dated_key(left_at, lead_id), source)
+            for lead_id, phone_hash, left_at in session.execute(dated)
+        ]
+        if len(page) >= size:
+            return page, page[-1].scan_key, len(page)
+        after = None  # the dated leads are done: on with the others from their top
+    undated = (
+        select(Lead.id, Lead.phone_hash)
+        .where(*callable_, Lead.lead_left_at.is_(None))
+        .order_by(Lead.id)
+        .limit(size - len(page))
+    )
     if after is not None:
-        query = query.where(Lead.id > after[0])
-    page = [Candidate(lead_id, phone_hash, 0, (lead_id,), source) for lead_id, phone_hash in session.execute(query)]
+        undated = undated.where(Lead.id > after[2])
+    page += [
+        Candidate(lead_id, phone_hash, 0, (UNDATED, 0, lead_id), source)
+        for lead_id, phone_hash in session.execute(undated)
+    ]
     return page, (page[-1].scan_key if page else None), len(page)
 
 

@@ -47,6 +47,14 @@ class Lead(Base):
             postgresql_where=text("priority = 1"),
             sqlite_where=text("priority = 1"),
         ),
+        # Batch packs are dialled freshest 留资 first (the planner's untried scan); only dated leads.
+        Index(
+            "ix_leads_lead_left_at",
+            "lead_left_at",
+            "id",
+            postgresql_where=text("lead_left_at IS NOT NULL"),
+            sqlite_where=text("lead_left_at IS NOT NULL"),
+        ),
     )
 
     id = Column(_Id, primary_key=True)

@@ -92,3 +92,31 @@ def test_outside_the_window_api_leads_wait_and_go_first_at_the_opening(db, keyri
     opening = plan(db, OPENING)
     assert opening[:3] == list(reversed(night))
     assert len(opening) == 10
+
+
+def test_batch_leads_are_dialled_freshest_lead_left_first_across_ticks(db, keyring) -> None:
+    with session_scope(db) as session:
+        ids = add_pack(session, keyring, "batch", 9)
+        left = {ids[0]: None, ids[1]: 3, ids[2]: None, ids[3]: 1, ids[4]: 5, ids[5]: 1, ids[6]: None, ids[7]: 2}
+        for lead_id, hours_ago in left.items():
+            session.get(Lead, lead_id).lead_left_at = (
+                None if hours_ago is None else MORNING - timedelta(hours=hours_ago)
+            )
+        # ids[8]: no 留资 time either; an old cursor (a bare lead id) is read as a place among those
+        create_campaign(session, name="speed", packs=["batch"], lines=3, cps=5)
+        change_status(session, "speed", "start", now=MORNING - timedelta(days=1))
+    order = [lead for tick in range(3) for lead in plan(db, MORNING + timedelta(minutes=tick))]
+    # Newest 留资 first (a tie: the higher id first), then the leads without one by id.
+    assert order == [ids[5], ids[3], ids[7], ids[1], ids[4], ids[0], ids[2], ids[6], ids[8]]
+
+
+def test_an_old_untried_cursor_goes_on_among_the_undated_leads(db, keyring) -> None:
+    with session_scope(db) as session:
+        ids = add_pack(session, keyring, "batch", 4)
+        campaign = create_campaign(session, name="speed", packs=["batch"], lines=2, cps=5)
+        change_status(session, "speed", "start", now=MORNING - timedelta(days=1))
+        campaign.planner_cursor = {"untried": ids[1]}  # as a planner before freshest-first stored it
+    assert plan(db, MORNING) == [ids[2], ids[3]]
+    with session_scope(db) as session:
+        cursor = session.execute(select(Campaign.planner_cursor).where(Campaign.name == "speed")).scalar_one()
+    assert cursor["untried"] == [1, 0, ids[3]]

@@ -35,9 +35,14 @@ def upgrade() -> None:
     # The priority lane: the few priority leads, newest 留资 first, per pack.
     op.create_index('ix_leads_priority_lane', 'leads', ['pack_id', 'lead_left_at'],
                     postgresql_where=sa.text('priority = 1'), sqlite_where=sa.text('priority = 1'))
+    # Freshest-first: the untried scan walks the dated leads newest first on this (row comparison).
+    op.create_index('ix_leads_lead_left_at', 'leads', ['lead_left_at', 'id'],
+                    postgresql_where=sa.text('lead_left_at IS NOT NULL'),
+                    sqlite_where=sa.text('lead_left_at IS NOT NULL'))
 
 
 def downgrade() -> None:
+    op.drop_index('ix_leads_lead_left_at', table_name='leads')
     op.drop_index('ix_leads_priority_lane', table_name='leads')
     op.drop_index('ix_leads_pack_id_external_id', table_name='leads')
     with op.batch_alter_table('leads') as batch:
