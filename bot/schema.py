@@ -18,6 +18,7 @@ from bot.users.models import ApiToken, User
 from bot.webhooks.models import WebhookDelivery, WebhookEndpoint, WebhookEvent
 from bot.wecom.advisor_models import AdvisorTask, RevealAudit
 from bot.wecom.models import SmsOutbox, WeComCallbackNonce, WeComEvent, WeComInvite
+from bot.wecom.sop_models import SopClick, SopContactTag, SopEnrolment, SopLink, SopStepSend
 
 __all__ = [
     "AdvisorTask",
@@ -40,6 +41,11 @@ __all__ = [
     "ScriptPublication",
     "SecretKeyFingerprint",
     "SmsOutbox",
+    "SopClick",
+    "SopContactTag",
+    "SopEnrolment",
+    "SopLink",
+    "SopStepSend",
     "TurnRow",
     "User",
     "WebhookDelivery",

@@ -57,6 +57,23 @@ def _print_problems(problems) -> int:
     return len(errors)
 
 
+def _check_sequences(path: Path) -> int:
+    """The WeCom follow-up sequences (dialogs/wecom/sequences.yml), when the project has them:
+    every mistake printed as file:line:col; the number of errors."""
+    from bot.wecom.sequences import load_sequences
+    from intents.yaml_source import YamlError
+
+    if not path.exists():
+        return 0
+    try:
+        load_sequences(path)
+    except YamlError as exc:
+        for problem in exc.problems:
+            console.print(f"[red]{problem}[/]")
+        return len(exc.problems)
+    return 0
+
+
 def validate(
     rasa_checks: bool = typer.Option(True, "--rasa/--no-rasa", help="Also run Rasa's data validation."),
 ) -> None:
@@ -72,6 +89,7 @@ def validate(
             problems += rasa_validate(project)
     n_errors = _print_problems(problems)
     n_warnings = len(problems) - n_errors
+    n_errors += _check_sequences(project.root / "wecom" / "sequences.yml")
     if n_errors:
         raise UserError(
             f"{n_errors} error(s), {n_warnings} warning(s) in {project.relative(project.root)}; fix the errors above."

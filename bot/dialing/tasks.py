@@ -38,7 +38,7 @@ from bot.script.project import DialogsProject
 from bot.script.script_lines import load_script_domain
 from bot.webhooks.tasks import DELIVER_EVERY_S as WEBHOOKS_EVERY_S
 from bot.webhooks.tasks import deliver_webhooks
-from bot.wecom.tasks import deliver_wecom_invites
+from bot.wecom.tasks import deliver_wecom_invites, send_sop_steps
 from telephony.carrier import Carrier
 from telephony.celery_app import PLAN_EVERY_S, app, configure, plan_every_s, visibility_timeout_s
 from telephony.clock import Clock
@@ -366,6 +366,8 @@ def _configure_from_settings() -> None:
         "reconcile-attempts": {"task": reconcile_attempts.name, "schedule": every},
         # WeCom invitations run on the same workers.
         "deliver-wecom-invites": {"task": deliver_wecom_invites.name, "schedule": every},
+        # WeCom follow-up sequences (SOP): due steps, on the application's clock.
+        "send-sop-steps": {"task": send_sop_steps.name, "schedule": every},
         # CRM webhooks (bot.webhooks): every few real seconds, and kicked after each emitting commit.
         "deliver-webhooks": {"task": deliver_webhooks.name, "schedule": WEBHOOKS_EVERY_S},
     }

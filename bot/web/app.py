@@ -25,6 +25,7 @@ from bot.web.limits import BodySizeLimit
 from bot.web.login_guard import LoginGuard
 from bot.web.security import OPS, AuthenticateFirst, login_url, verify_csrf
 from bot.wecom import callback as wecom_callback
+from bot.wecom import sop_links
 
 log = logging.getLogger(__name__)
 
@@ -123,6 +124,7 @@ def create_app(config: WebConfig | None = None, engine: Engine | None = None) ->
 
     # WeCom's callback (issue 6): WeCom's servers call it, it checks their signature itself.
     app.include_router(wecom_callback.router, prefix="/wecom/callback", include_in_schema=False)
+    app.include_router(sop_links.router, prefix="/r")  # follow-up sequences' tracked links (no login)
     app.include_router(metrics_views.router)  # /metrics for Prometheus (bot/web/metrics_views.py)
     from bot.web import webhook_views  # 集成 / Webhook: CRM endpoints, deliveries, dead letters (issue 17)
 

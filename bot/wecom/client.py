@@ -312,6 +312,40 @@ class WeComClient:
             what={"welcome_code": mask_id(welcome_code), **(log_as or {})},
         )
 
+    async def add_msg_template(
+        self,
+        *,
+        sender: str,
+        external_userids: Sequence[str],
+        text: str,
+        attachments: Sequence[Mapping] = (),
+        log_as: Mapping[str, str] | None = None,
+    ) -> str:
+        """A message task for the member (`sender`) to the customers (externalcontact/add_msg_template,
+        chat_type single): the advisor confirms it in their WeCom client, then it goes out
+        (get_groupmsg_send_result tells whether it did). Returns the task's msgid."""
+        body: dict[str, Any] = {
+            "chat_type": "single",
+            "external_userid": list(external_userids),
+            "sender": sender,
+            "text": {"content": text},
+        }
+        if attachments:
+            body["attachments"] = [dict(a) for a in attachments]
+        data = await self.call(
+            "/cgi-bin/externalcontact/add_msg_template",
+            body,
+            what={"sender": sender, "customers": str(len(external_userids)), **(log_as or {})},
+        )
+        failed = data.get("fail_list") or []
+        if failed:
+            raise WeComError(
+                "/cgi-bin/externalcontact/add_msg_template",
+                -2,
+                f"not sent to {len(failed)} customer(s): {', '.join(mask_id(f) for f in failed)}",
+            )
+        return str(data.get("msgid") or "")
+
     async def get_external_contact(self, external_userid: str) -> dict:
         """The customer's details and the members who follow them (externalcontact/get):
         `{"external_contact": {...}, "follow_user": [{"userid", "remark", "description", ...}]}`."""

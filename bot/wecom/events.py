@@ -25,6 +25,7 @@ import xml.etree.ElementTree as ET
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
+from typing import Any
 
 from sqlalchemy import delete, or_, select, update
 from sqlalchemy.engine import Engine
@@ -33,9 +34,12 @@ from starlette.concurrency import run_in_threadpool
 
 from bot.core.db.base import utc_now
 from bot.core.db.engine import session_scope
+from bot.core.errors import UserError
 from bot.wecom.advisor_tasks import close_task_added, count_open_tasks, match_advisor_add, task_code
 from bot.wecom.client import WELCOME_ALREADY_SENT, WeComClient, WeComError, mask_id
 from bot.wecom.models import WeComCallbackNonce, WeComEvent, WeComInvite
+from bot.wecom.sequences import Sequences
+from bot.wecom.sop import default_sop_config, enrol, stop_for_contact
 from bot.wecom.state import arms_fingerprint, decode_state
 from bot.wecom.webhook_events import emit_wecom_added
 
@@ -158,6 +162,8 @@ class EventProcessor:
     # How long an add waits for its invite to become visible (a transaction not yet committed).
     match_wait_s: float = 10.0
     poll_s: float = 0.2
+    # The follow-up sequences (bot.wecom.sop) and the compliance profile they are sent under.
+    sop_config: Callable[[], tuple[Sequences, Any]] = default_sop_config
 
     async def process(self, event_id: int) -> str:
         """Act on one stored event; returns what happened (also kept in the event's note)."""
@@ -219,6 +225,7 @@ class EventProcessor:
         else:
             notes.append("no WelcomeCode (a welcome is set in the admin console, or they already chatted)")
         notes.append(await self._tag(invite, event))
+        notes.append(await run_in_threadpool(self._enrol, invite.id))
         note = "; ".join(notes)
         log.info(
             "wecom add of %r for invite %s: %s (%.0f ms)",
@@ -341,12 +348,15 @@ class EventProcessor:
                 return self._finish_in(session, event.id, "ignored", "not a customer we invited")
             invite.deleted_at = event.event_time or self.clock()
             invite.status = "deleted"
+            # Follow-up sequences stop with the friendship (bot.wecom.sop), in the same transaction.
+            stopped = stop_for_contact(session, event.external_userid, event.user_id, invite.deleted_at)
             who = (
                 "the customer removed the advisor"
                 if event.change_type == "del_follow_user"
                 else "the advisor removed the customer"
             )
-            return self._finish_in(session, event.id, "processed", f"deleted: {who}", invite.id)
+            sop = f"; {stopped} follow-up sequence(s) stopped" if stopped else ""
+            return self._finish_in(session, event.id, "processed", f"deleted: {who}{sop}", invite.id)
 
     # ---- database steps (blocking; run in the thread pool) ---------------------------------------
 
@@ -373,6 +383,19 @@ class EventProcessor:
             # Webhooks: `wecom.added` goes into the outbox with the add (bot.wecom.webhook_events).
             emit_wecom_added(session, invite)
             return "re-added" if again else f"added ({event.change_type})"
+
+    def _enrol(self, invite_id: int) -> str:
+        """Enrol the new contact in its follow-up sequence; a broken sequences file is logged
+        (file:line) and does not undo the add."""
+        try:
+            sequences, policy = self.sop_config()
+        except UserError as exc:
+            log.error("follow-up sequences not started for invite %s: %s", invite_id, exc)
+            return f"no follow-up: {exc}"
+        with session_scope(self.engine) as session:
+            invite = session.get(WeComInvite, invite_id)
+            enrolment = enrol(session, invite, sequences=sequences, policy=policy, now=self.clock())
+            return f"follow-up {enrolment.sequence}" if enrolment is not None else "no follow-up sequence"
 
     def _claim_welcome(self, invite_id: int) -> bool:
         with session_scope(self.engine) as session:

@@ -51,3 +51,39 @@ async def run_delivery_pass(settings=None) -> dict:
             engine, client, sms_from_settings(engine, keyring), keyring=keyring, processor=processor, now=clock.now()
         )
     return report.as_json()
+
+
+@app.task(name="waihu.send_sop_steps")
+def send_sop_steps() -> dict:
+    """The follow-up sequences' due steps (bot.wecom.sop), every minute from beat."""
+    global _warned_unconfigured
+    from bot.wecom.config import wecom_settings
+
+    settings = wecom_settings()
+    if not settings.configured:
+        if not _warned_unconfigured:
+            log.warning("WeCom is not configured (WAIHU_WECOM_CORP_ID, WAIHU_WECOM_SECRET): follow-up steps wait")
+            _warned_unconfigured = True
+        return {"skipped": "wecom not configured"}
+    return asyncio.run(run_sop_pass(settings))
+
+
+async def run_sop_pass(settings=None, *, engine=None, now=None) -> dict:
+    """One pass of due follow-up steps with everything from settings (the clock may be simulated)."""
+    from bot.core.clock import clock_from_settings
+    from bot.core.db.engine import open_database
+    from bot.wecom.client import WeComClient
+    from bot.wecom.config import wecom_settings
+    from bot.wecom.sop import default_sop_config, run_due
+
+    settings = (settings or wecom_settings()).require_api()
+    sequences, policy = default_sop_config()
+    async with WeComClient(settings) as client:
+        report = await run_due(
+            engine or open_database(),
+            client,
+            sequences=sequences,
+            policy=policy,
+            now=now or clock_from_settings().now(),
+        )
+    return report.as_json()

@@ -54,6 +54,10 @@ class CompliancePolicy:
     permanent: dict[str, str]  # outcome → reason code
     opening_line: dict[str, Any]
     document: dict[str, Any]  # the parsed YAML, for tightening and display
+    # WeCom follow-up messages (bot.wecom.sop): sent only inside this local window (a step due
+    # outside it waits for the next opening), and at most this many per person per 7 days.
+    message_window: tuple[int, int] = (9 * 3600, 21 * 3600)
+    message_weekly_cap: int = 3
 
     @property
     def label(self) -> str:
@@ -155,6 +159,13 @@ class NoAnswerModel(YamlModel):
     park_days: Count = Field(..., hint="days a parked number rests")
 
 
+class MessagesModel(YamlModel):
+    window: TimeSpan = Field(
+        TimeSpan(_span("09:00-21:00")), hint='local time follow-up messages may go out, "09:00-21:00"'
+    )
+    weekly_cap: Count = Field(3, hint="follow-up messages per person per 7 days")
+
+
 class ApprovalModel(YamlModel):
     approved_by: Text
     signature: Text
@@ -175,6 +186,7 @@ class ProfileModel(YamlModel):
     cooldown_days: Optional[dict[str, Count]] = Field(..., hint="outcome → days before the number is called again")
     permanent: Optional[dict[str, str]] = Field(..., hint="an outcome → a reason code, e.g. opt_out: opted_out_on_call")
     opening_line: Optional[dict[str, Any]] = None
+    messages: Optional[MessagesModel] = None
     sources: Optional[list[str]] = None
     approval: Optional[ApprovalModel] = None
 
@@ -208,6 +220,8 @@ class ProfileModel(YamlModel):
             permanent=dict(self.permanent or {}),
             opening_line=dict(self.opening_line or {}),
             document=document,
+            message_window=self.messages.window if self.messages is not None else (9 * 3600, 21 * 3600),
+            message_weekly_cap=self.messages.weekly_cap if self.messages is not None else 3,
         )
 
 
@@ -225,6 +239,7 @@ def hard_limit_violations(policy: CompliancePolicy) -> list[str]:
         ("windows", policy.windows),
         ("holiday_windows", policy.holiday_windows),
         ("callbacks.band", (policy.callback_band,)),
+        ("messages.window", (policy.message_window,)),
     ):
         for start, end in spans:
             if start < band_start or end > band_end:
@@ -286,6 +301,13 @@ def looser_fields(base: CompliancePolicy, other: CompliancePolicy) -> list[str]:
     for outcome in base.permanent:
         if outcome not in other.permanent:
             looser.append(f"permanent.{outcome}: no longer permanent")
+    if not _within((other.message_window,), (base.message_window,)):
+        looser.append(
+            f"messages.window: {_spans_text((other.message_window,))} is not inside "
+            f"{_spans_text((base.message_window,))}"
+        )
+    if other.message_weekly_cap > base.message_weekly_cap:
+        looser.append(f"messages.weekly_cap: {other.message_weekly_cap} > {base.message_weekly_cap}")
     return looser
 
 

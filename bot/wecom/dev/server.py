@@ -11,6 +11,8 @@ the tests and in the demo. It is a real HTTP server on 127.0.0.1 (uvicorn in a t
   once (then 41051), recording what was sent and when.
 - get_corp_tag_list / add_corp_tag / mark_tag (tags must exist, the customer must be the
   member's).
+- add_msg_template (chat_type single): the follow-up sequences' message tasks, recorded with
+  their JSON (`message_tasks`); customers not the sender's come back in fail_list.
 - `fail_next(path, 503, -1, 45009, …)`: the next calls to a path fail like that (an HTTP
   status 500–599, or an errcode).
 - `simulate_add(state)`: a customer scans the contact way of that state: the server sends
@@ -76,6 +78,19 @@ class SentWelcome:
     attachments: list
     issued_at: float
     received_at: float  # server clock when send_welcome_msg arrived
+
+
+@dataclass(frozen=True)
+class MessageTask:
+    """One add_msg_template call as received (a message task for the member to confirm)."""
+
+    msgid: str
+    sender: str
+    external_userids: list
+    text: str
+    attachments: list
+    body: dict  # the JSON exactly as sent
+    received_at: float
 
 
 @dataclass(frozen=True)
@@ -161,6 +176,7 @@ class WeComTestServer:
         self.remarks: dict[tuple[str, str], dict[str, str]] = {}
         self.callbacks: list[SentCallback] = []
         self.sms: list[dict] = []
+        self.message_tasks: list[MessageTask] = []
         self.requests: list[tuple[str, int]] = []  # (path, errcode or HTTP status) as answered
         self._failures: dict[str, deque] = defaultdict(deque)
         self._thread: UvicornThread | None = None
@@ -173,6 +189,7 @@ class WeComTestServer:
                 Route(f"{_EC}/add_corp_tag", self._add_corp_tag, methods=["POST"]),
                 Route(f"{_EC}/mark_tag", self._mark_tag, methods=["POST"]),
                 Route(f"{_EC}/get", self._get_external_contact, methods=["GET"]),
+                Route(f"{_EC}/add_msg_template", self._add_msg_template, methods=["POST"]),
                 Route("/sms/send", self._sms_send, methods=["POST"]),
             ]
         )
@@ -607,6 +624,38 @@ class WeComTestServer:
             self.customer_tags[key].update(add)
             self.customer_tags[key].difference_update(remove)
         return self._answer(path, _ok())
+
+    async def _add_msg_template(self, request: Request) -> JSONResponse:
+        """A message task (群发 to single customers): the customers must be the sender's; those
+        who are not come back in fail_list, as WeCom does."""
+        path = f"{_EC}/add_msg_template"
+        received_at = self.clock()
+        failure = self._gate(request, path)
+        if failure:
+            return self._answer(path, failure)
+        body = await self._json(request) or {}
+        if body.get("chat_type", "single") != "single":
+            return self._answer(path, _err(40058, "only chat_type single is simulated"))
+        customers = body.get("external_userid") or []
+        sender = body.get("sender") or ""
+        text = (body.get("text") or {}).get("content", "")
+        attachments = body.get("attachments") or []
+        if not customers or not sender:
+            return self._answer(path, _err(40058, "external_userid and sender are required"))
+        if not text and not attachments:
+            return self._answer(path, _err(41048, "text and attachments are both empty"))
+        with self._lock:
+            failed = [c for c in customers if (sender, c) not in self.customers]
+            msgid = "msg" + secrets.token_hex(12)
+            if len(failed) < len(customers):
+                self.message_tasks.append(
+                    MessageTask(msgid, sender, list(customers), text, attachments, body, received_at)
+                )
+        return self._answer(path, _ok(fail_list=failed, msgid=msgid))
+
+    def message_tasks_to(self, external_userid: str) -> list[MessageTask]:
+        with self._lock:
+            return [t for t in self.message_tasks if external_userid in t.external_userids]
 
     async def _get_external_contact(self, request: Request) -> JSONResponse:
         path = f"{_EC}/get"
