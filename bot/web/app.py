@@ -129,6 +129,9 @@ def create_app(config: WebConfig | None = None, engine: Engine | None = None) ->
     from bot.web import webhook_views  # 集成 / Webhook: CRM endpoints, deliveries, dead letters (issue 17)
 
     app.include_router(webhook_views.pages)
+    from bot.web import sop_views  # 跟进序列: WeCom follow-up sequences per arm, a lead's timeline (issue 17)
+
+    app.include_router(sop_views.pages)
 
     _install_error_handlers(app)
 

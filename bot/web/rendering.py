@@ -32,6 +32,7 @@ NAVIGATION = (
     ("reports", "A/B 对比", "/reports", (MANAGER,)),
     ("calls", "通话记录", "/calls", (MANAGER,)),
     ("wecom", "企微漏斗", "/wecom", (MANAGER,)),
+    ("sop", "跟进序列", "/sop", (MANAGER, OPS)),
     ("advisor", "我的添加任务", "/advisor/tasks", (ADVISOR, MANAGER)),
     ("webhooks", "集成", "/integrations/webhooks", (MANAGER,)),
     ("account", "我的账号", "/account", (OPS, WRITER, MANAGER, ADVISOR)),
