@@ -17,7 +17,16 @@ from bot.users.models import User
 from bot.web.params import record_id
 from bot.web.rendering import flash, render
 from bot.web.security import ADVISOR, MANAGER, Forbidden, Principal, require_role
-from bot.wecom.advisor_tasks import NotYourTask, list_tasks, mark_done, reveal_audit, reveal_number, task_code
+from bot.wecom.advisor_tasks import (
+    NotYourTask,
+    OptedOut,
+    cancel_opted_out,
+    list_tasks,
+    mark_done,
+    reveal_audit,
+    reveal_number,
+    task_code,
+)
 
 pages = APIRouter(include_in_schema=False)
 api = APIRouter()
@@ -35,6 +44,7 @@ def _user(session, principal: Principal) -> User:
 
 def _tasks_page(request: Request, principal: Principal, *, revealed: dict[int, str] | None = None):
     with session_scope(request.app.state.engine) as session:
+        cancel_opted_out(session)  # people who opted out since their call are not to be added
         user = _user(session, principal)
         sees_all = principal.role != ADVISOR
         tasks = list_tasks(session, advisor_userid=None if sees_all else (user.wecom_userid or "\0"))
@@ -74,6 +84,9 @@ def reveal(
             )
         except NotYourTask:
             raise Forbidden(f"任务 {task_code(task_id)} 不是分配给您的，不能查看号码") from None
+        except OptedOut:
+            flash(request, f"任务 {task_code(task_id)} 的客户已要求不再联系，任务已取消，号码不予显示", "warning")
+            return RedirectResponse(TASKS_PATH, status_code=303)  # the page cancels it
     return _tasks_page(request, principal, revealed={task_id: phone})
 
 

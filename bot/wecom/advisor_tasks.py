@@ -28,6 +28,7 @@ from bot.campaigns.models import Campaign
 from bot.core.db.base import utc_now
 from bot.core.errors import UserError
 from bot.core.pii import PhoneKeyring
+from bot.dnc.service import dnc_state
 from bot.leads.models import Lead
 from bot.users.models import User
 from bot.wecom.advisor_models import AdvisorTask, RevealAudit
@@ -45,6 +46,10 @@ TASK_CODE = re.compile(r"\bWH(\d{1,18})\b", re.IGNORECASE)
 
 class NotYourTask(UserError):
     """Someone other than the assigned advisor asked for a task's number or to close it."""
+
+
+class OptedOut(UserError):
+    """The person asked not to be contacted again (hard opt-out) after the task was made."""
 
 
 def task_code(task_id: int) -> str:
@@ -188,6 +193,9 @@ def reveal_number(
     lead = session.get(Lead, task.lead_id)
     if lead is None:
         raise UserError(f"task #{task_id}: the lead was erased")
+    if dnc_state(session, lead.phone_hash, now).opt_out:
+        # Nothing is revealed to add someone who said 别再打了; cancel_opted_out closes the task.
+        raise OptedOut(f"task {task_code(task_id)}: the person opted out of all contact; the task is cancelled")
     session.add(
         RevealAudit(
             task_id=task.id,
@@ -215,6 +223,23 @@ def mark_done(session: Session, task_id: int, user: User, *, now: datetime | Non
     if task.status == "open":
         task.status = "done"
     return task
+
+
+def cancel_opted_out(session: Session, *, now: datetime | None = None) -> int:
+    """Open tasks of people who have since opted out of all contact (permanent do-not-call)
+    are cancelled: an advisor must not add them. Returns how many."""
+    now = now or utc_now()
+    rows = session.execute(
+        select(AdvisorTask, Lead.phone_hash)
+        .join(Lead, Lead.id == AdvisorTask.lead_id)
+        .where(AdvisorTask.status.in_(OPEN_TASK_STATUSES))
+    ).all()
+    cancelled = 0
+    for task, phone_hash in rows:
+        if dnc_state(session, phone_hash, now).opt_out:
+            task.status = "cancelled"
+            cancelled += 1
+    return cancelled
 
 
 @dataclass(frozen=True)

@@ -205,3 +205,26 @@ def test_create_refuses_an_unknown_add_mode(db, keyring):
         with pytest.raises((CampaignProblems, UserError)) as caught:
             create_campaign(session, name="新任务", packs=["pack-单身"], add_mode="fax")
     assert "--add-mode" in str(caught.value) or "--add-mode" in " ".join(getattr(caught.value, "details", []))
+
+
+def test_a_person_who_opted_out_is_not_revealed_and_the_task_is_cancelled(db, keyring):
+    from bot.dnc.service import add_entry
+    from bot.wecom.advisor_tasks import OptedOut, cancel_opted_out
+
+    campaign_id, leads = _advisor_campaign(db, keyring, name="退订测试", leads=2)
+    for lead in leads:
+        log_graded_call(db, campaign_id, lead, "A")
+    with session_scope(db) as session:
+        first, second = list_tasks(session, advisor_userid=ADVISOR)
+        add_entry(
+            session, session.get(Lead, first.lead_id).phone_hash, scope="opt_out", reason="别再打了", source="test"
+        )
+    with session_scope(db) as session:
+        with pytest.raises(OptedOut):
+            reveal_number(session, keyring, first.task_id, _user(session, "xiao.an"))
+    with session_scope(db) as session:
+        assert session.execute(select(func.count()).select_from(RevealAudit)).scalar_one() == 0
+        assert cancel_opted_out(session) == 1
+    with session_scope(db) as session:
+        assert [t.task_id for t in list_tasks(session, advisor_userid=ADVISOR)] == [second.task_id]
+        assert session.get(AdvisorTask, first.task_id).status == "cancelled"
