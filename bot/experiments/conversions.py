@@ -35,6 +35,7 @@ from bot.experiments.conversion_models import Conversion, ConversionReject
 from bot.leads.models import Lead
 from bot.leads.service import parse_consent_time
 from bot.webhooks.events import emit_conversion_matched, lead_fields
+from bot.wecom.sop import purchase_hook as sop_purchase_hook
 
 ACCEPTED, DUPLICATE, UNMATCHED, REJECTED = "accepted", "duplicate", "unmatched", "rejected"
 DEFAULT_WINDOW_DAYS = 30
@@ -182,6 +183,8 @@ def _record_one(
         attempt_id=conversion.attempt_id,
         arms=arms,
     )
+    # Follow-up sequences (bot.wecom.sop): a buyer leaves the SOP or switches as its purchase branch says.
+    sop_purchase_hook(session, lead.id, checked.converted_at)
     return ConversionResult(
         item.row_number,
         ACCEPTED,

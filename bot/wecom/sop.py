@@ -38,6 +38,7 @@ from starlette.concurrency import run_in_threadpool
 from bot.audiences.models import AudiencePack
 from bot.core.db.base import utc_now
 from bot.core.db.engine import session_scope
+from bot.core.errors import UserError
 from bot.dnc.models import SCOPE_OPT_OUT
 from bot.dnc.service import add_entry
 from bot.leads.models import Lead
@@ -239,6 +240,17 @@ def on_purchase(
         on_event(session, enrolment, "purchase", sequences=sequences, policy=policy, now=at)
         for enrolment in _open_enrolments(session, SopEnrolment.lead_id == lead_id)
     ]
+
+
+def purchase_hook(session: Session, lead_id: int, at: datetime) -> list[str]:
+    """`on_purchase` with the configured sequences and profile, for the conversions code: a
+    broken or missing sequences file is logged (file:line) and never fails the conversion."""
+    try:
+        sequences, policy = default_sop_config()
+    except UserError as exc:
+        log.error("purchase of lead %s: follow-up sequences not updated: %s", lead_id, exc)
+        return []
+    return on_purchase(session, lead_id, at, sequences=sequences, policy=policy)
 
 
 def on_reply(

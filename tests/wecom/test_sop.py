@@ -318,3 +318,19 @@ def test_two_concurrent_senders_never_send_a_step_twice(db, keyring, wecom):
         # and a claim on a step that is no longer pending loses
         first = session.execute(select(SopStepSend.id).where(SopStepSend.status == "sent")).scalars().first()
         assert not claim(session, first, now)
+
+
+def test_a_matched_conversion_fires_the_purchase_branch(db, keyring, wecom):
+    from bot.experiments.conversions import ConversionIn, record_conversions
+
+    enrolment = added_contact(db, keyring, wecom)
+    bought = datetime.now(timezone.utc) + timedelta(hours=2)
+    with session_scope(db) as session:
+        [result] = record_conversions(
+            session, keyring, [ConversionIn("SOP-1", "短期意外险", "99", bought, phone="13900000001", row_number=1)],
+            source="api",
+        )
+    assert result.status == "accepted" and result.lead_id == enrolment.lead_id
+    after = enrolment_of(db, enrolment.id)
+    assert (after.state, after.stop_reason) == ("stopped", "purchase")
+    assert "pending" not in {s.status for s in sends(db, enrolment.id)}
