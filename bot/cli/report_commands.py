@@ -170,12 +170,47 @@ def metric_label(metric: dict, factor: dict) -> str:
     return metric["label"] + ("（核对项）" if metric["key"] in factor.get("checks", {}) else "")
 
 
+FUNNEL_COLUMNS = (
+    ("dialled", "拨打"),
+    ("connected", "接通"),
+    ("ab", "A/B"),
+    ("invited", "邀请"),
+    ("added", "添加"),
+    ("converted", "成交"),
+    ("premium", "保费（元）"),
+)
+
+
+def print_funnel(data: dict) -> None:
+    """The full funnel in leads (拨打 → 接通 → A/B → 邀请 → 添加 → 成交 → 保费), overall and per arm."""
+    overall = data["overview"].get("funnel")
+    if not overall:
+        return
+    table = Table(title="全流程漏斗（线索数；保费为归因到本任务的合计）")
+    table.add_column("分组")
+    for _, label in FUNNEL_COLUMNS:
+        table.add_column(label, justify="right")
+    table.add_column("成交率", justify="right")
+
+    def row(name: str, counts: dict) -> None:
+        cells = [f"{counts[key]:,.2f}" if key == "premium" else f"{counts[key]:,}" for key, _ in FUNNEL_COLUMNS]
+        rate = f"{counts['converted'] / counts['dialled']:.2%}" if counts["dialled"] else "—"
+        table.add_row(name, *cells, rate)
+
+    row("全部", overall)
+    for factor in data["factors"]:
+        for arm in factor["overall"]["arms"]:
+            row(f"{factor['label']}：{arm['arm']}", arm["funnel"])
+    console.print(table)
+
+
 def print_tables(data: dict) -> None:
     from bot.experiments.report_html import metric_value
 
     console.print(f"[bold]A/B 实验对比报告：{data['campaign']['name']}[/]")
     for line in data["summary"]:
         console.print(line)
+    print_funnel(data)
     for factor in data["factors"]:
         overall = factor["overall"]
         table = Table(title=f"{factor['label']}（对照组：{factor['control']}）", show_lines=False)

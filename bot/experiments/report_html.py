@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
-from bot.experiments.metrics import METRICS
+from bot.experiments.metrics import CONVERSION_METRICS, METRICS
 
 TEMPLATES_DIR = Path(__file__).resolve().parent / "templates"
 CHART_JS = Path(__file__).resolve().parents[1] / "web" / "static" / "vendor" / "chart.umd.min.js"
@@ -40,6 +40,8 @@ def _signed_percent(value: float | None, digits: int = 1) -> str:
 def metric_value(value: float | None, unit: str) -> str:
     if value is None:
         return "—"
+    if unit == "yuan":
+        return f"{value:,.2f} 元"
     return f"{value:.1f} 秒" if unit == "seconds" else _percent(value)
 
 
@@ -71,7 +73,7 @@ def render_report_html(report: dict) -> str:
         report=report,
         chart_js=chart_js,
         report_json=_script_json(report),
-        metric_labels={m.key: m.label for m in METRICS},
+        metric_labels={m.key: m.label for m in (*METRICS, *CONVERSION_METRICS)},
     )
 
 

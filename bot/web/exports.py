@@ -248,7 +248,28 @@ def report_sheets(report: dict) -> list[Sheet]:
                         ]
 
     summary = Sheet("结论摘要", ["结论摘要"], [[line] for line in report["summary"]])
-    return [Sheet("A-B 对比明细", REPORT_HEADERS, rows()), summary]
+    return [Sheet("A-B 对比明细", REPORT_HEADERS, rows()), summary, funnel_sheet_of_report(report)]
+
+
+FUNNEL_HEADERS = ("分组", "拨打", "接通", "A/B", "邀请", "添加", "成交", "保费（元）", "成交率")
+_FUNNEL_STAGES = ("dialled", "connected", "ab", "invited", "added", "converted", "premium")
+
+
+def funnel_sheet_of_report(report: dict) -> Sheet:
+    """The full funnel in leads (拨打 → 接通 → A/B → 邀请 → 添加 → 成交 → 保费), overall and per arm."""
+
+    def row(name: str, counts: dict) -> list[Any]:
+        rate = Percent(counts["converted"] / counts["dialled"]) if counts["dialled"] else None
+        return [name, *(counts[stage] for stage in _FUNNEL_STAGES), rate]
+
+    rows = [row("全部", report["overview"]["funnel"])] if report["overview"].get("funnel") else []
+    for factor in report["factors"]:
+        rows += [
+            row(f"{factor['label']}：{arm['arm']}", arm["funnel"])
+            for arm in factor["overall"]["arms"]
+            if "funnel" in arm
+        ]
+    return Sheet("全流程漏斗", list(FUNNEL_HEADERS), rows)
 
 
 CALL_HEADERS = (

@@ -22,7 +22,7 @@ from bot.core.pii import mask_digit_runs
 from bot.experiments.report import build_report
 from bot.leads.models import Lead
 from bot.web import labels
-from bot.web.exports import ExportFormat, call_sheet, download, funnel_sheet, report_sheets
+from bot.web.exports import ExportFormat, call_sheet, download, funnel_sheet, funnel_sheet_of_report, report_sheets
 from bot.web.params import MAX_DB_ID, MAX_OFFSET, offset_query, optional_id, parse_optional_id, record_id
 from bot.web.rendering import DISPLAY_TZ, beijing_time, flash, render
 from bot.web.security import MANAGER, OPS, Principal, require_role
@@ -461,6 +461,25 @@ def comparison_export(
             session, campaign, factor=factor or None, audience=audience or None, since=since, until=until
         )
     return download(report_sheets(report), fmt, f"{campaign.name}-A-B对比")
+
+
+@api.get(
+    "/reports/conversion-funnel.{fmt}",
+    summary="导出全流程漏斗（拨打 → 接通 → A/B → 邀请 → 添加 → 成交 → 保费，总体与各分组）",
+    response_class=StreamingResponse,
+)
+def conversion_funnel_export(
+    request: Request,
+    fmt: ExportFormat,
+    campaign_id: int = Query(..., ge=1, le=MAX_DB_ID, description="外呼任务编号"),
+    principal: Principal = Depends(managers_only),
+) -> StreamingResponse:
+    with session_scope(request.app.state.engine) as session:
+        campaign = session.get(Campaign, campaign_id)
+        if campaign is None:
+            raise HTTPException(404, f"没有编号为 {campaign_id} 的外呼任务")
+        report = build_report(session, campaign)
+    return download([funnel_sheet_of_report(report)], fmt, f"{campaign.name}-全流程漏斗")
 
 
 @pages.get("/reports")

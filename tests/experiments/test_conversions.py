@@ -15,6 +15,8 @@ import pytest
 from sqlalchemy import func, select, update
 
 from bot.campaigns.models import CallAttempt, Campaign
+from bot.cli.console import console
+from bot.cli.report_commands import print_tables
 from bot.campaigns.service import create_campaign
 from bot.core.db.engine import session_scope
 from bot.core.errors import UserError
@@ -54,7 +56,9 @@ PLAN = {
 
 def build_campaign(session, keyring) -> tuple[int, list[tuple[int, str]]]:
     """Six leads with the dials of PLAN (one a day from DAY1 10:00 Shanghai); lead 0 has external id CRM-0."""
-    leads = add_audience_leads(session, keyring, pack="p-conv", audience="宝妈-conv", scene="宝妈", count=6, first_phone=1)
+    leads = add_audience_leads(
+        session, keyring, pack="p-conv", audience="宝妈-conv", scene="宝妈", count=6, first_phone=1
+    )
     campaign = create_campaign(session, name="conv", packs=["p-conv"], variants=VARIANTS, time_slots=SLOTS)
     session.execute(update(Lead).where(Lead.id == leads[0][0]).values(external_id="CRM-0"))
     rows = []
@@ -63,8 +67,15 @@ def build_campaign(session, keyring) -> tuple[int, list[tuple[int, str]]]:
         for number, outcome in enumerate(outcomes, start=1):
             at = (DAY1 + timedelta(days=number - 1)).astimezone(timezone.utc)
             rows.append(
-                attempt_row(campaign.id, lead_id, number, keyring.hash_phone(phone),
-                            {"script": arm, "time_slot": "上午"}, outcome, at)
+                attempt_row(
+                    campaign.id,
+                    lead_id,
+                    number,
+                    keyring.hash_phone(phone),
+                    {"script": arm, "time_slot": "上午"},
+                    outcome,
+                    at,
+                )
             )
     write_attempts(session.connection(), rows)
     return campaign.id, leads
@@ -98,9 +109,14 @@ def test_matching_attribution_idempotency_rejects_and_webhook(db, keyring) -> No
         stored = session.execute(select(Conversion).where(Conversion.policy_no == "P-2")).scalar_one()
         assert float(stored.premium) == 500.50 and stored.source == "api"
         rejects = session.execute(select(ConversionReject).order_by(ConversionReject.row_number)).scalars().all()
-        assert [(r.row_number, r.field, r.reason) for r in rejects] == [(4, "phone", "unmatched"), (5, "premium", "invalid")]
+        assert [(r.row_number, r.field, r.reason) for r in rejects] == [
+            (4, "phone", "unmatched"),
+            (5, "premium", "invalid"),
+        ]
         assert "13900009999" not in rejects[0].raw_masked and "139****9999" in rejects[0].raw_masked
-        events = session.execute(select(WebhookEvent).where(WebhookEvent.event_type == "conversion.matched")).scalars().all()
+        events = (
+            session.execute(select(WebhookEvent).where(WebhookEvent.event_type == "conversion.matched")).scalars().all()
+        )
         assert sorted(e.payload["policy_number"] for e in events) == ["P-1", "P-2", "P-3"]
         p1 = next(e.payload for e in events if e.payload["policy_number"] == "P-1")
         assert p1["lead_external_id"] == "CRM-0" and p1["attempt_id"] == first.attempt_id and p1["premium"] == 1000.0
@@ -125,7 +141,10 @@ def test_attribution_window_is_configurable(db, keyring) -> None:
             session, keyring, [ConversionIn("W-2", "x", "10", late, phone=leads[3][1])], source="api", window_days=30
         )
         before_any_call = record_conversions(
-            session, keyring, [ConversionIn("W-3", "x", "10", DAY1 - timedelta(days=1), phone=leads[3][1])], source="api"
+            session,
+            keyring,
+            [ConversionIn("W-3", "x", "10", DAY1 - timedelta(days=1), phone=leads[3][1])],
+            source="api",
         )
     assert not narrow[0].attributed and wide[0].attributed
     assert before_any_call[0].status == "accepted" and before_any_call[0].campaign_id is None
@@ -139,12 +158,15 @@ def write_csv(path: Path, rows: list[list[str]], encoding: str = "gbk") -> Path:
 def test_file_import_with_chinese_headers_keeps_the_bad_row(db, keyring, tmp_path) -> None:
     with session_scope(db) as session:
         _, leads = build_campaign(session, keyring)
-    path = write_csv(tmp_path / "成交.csv", [
-        ["保单号", "产品名称", "年保费", "投保时间", "手机号", "外部ID"],
-        ["F-1", "百万医疗", "1288.00", "2026-11-25 20:00", leads[3][1], ""],
-        ["F-2", "重疾险", "十元", "2026-11-25 20:00", leads[2][1], ""],
-        ["F-3", "重疾险", "300", "2026-11-27 20:00", "", "CRM-0"],
-    ])
+    path = write_csv(
+        tmp_path / "成交.csv",
+        [
+            ["保单号", "产品名称", "年保费", "投保时间", "手机号", "外部ID"],
+            ["F-1", "百万医疗", "1288.00", "2026-11-25 20:00", leads[3][1], ""],
+            ["F-2", "重疾险", "十元", "2026-11-25 20:00", leads[2][1], ""],
+            ["F-3", "重疾险", "300", "2026-11-27 20:00", "", "CRM-0"],
+        ],
+    )
     summary, problems = import_conversions(db, keyring, path, {})
     assert (summary.rows, summary.accepted, summary.rejected, summary.attributed) == (3, 2, 1, 2)
     assert [(p.row_number, p.errors[0].field) for p in problems] == [(3, "premium")]
@@ -157,7 +179,9 @@ def test_file_import_with_chinese_headers_keeps_the_bad_row(db, keyring, tmp_pat
 
 
 def test_file_without_a_policy_column_names_it(db, keyring, tmp_path) -> None:
-    path = write_csv(tmp_path / "x.csv", [["产品", "保费", "成交时间", "手机号"], ["a", "1", "2026-11-25", "13900000001"]])
+    path = write_csv(
+        tmp_path / "x.csv", [["产品", "保费", "成交时间", "手机号"], ["a", "1", "2026-11-25", "13900000001"]]
+    )
     with pytest.raises(UserError, match="no policy_no column"):
         import_conversions(db, keyring, path, {})
     summary, problems = import_conversions(db, keyring, path, {"policy_no": "#1"})  # --map policy_no=#1
@@ -167,10 +191,15 @@ def test_file_without_a_policy_column_names_it(db, keyring, tmp_path) -> None:
 def test_erasure_removes_conversions_and_rejects(db, keyring) -> None:
     with session_scope(db) as session:
         _, leads = build_campaign(session, keyring)
-        record_conversions(session, keyring, [
-            ConversionIn("E-1", "x", "10", "2026-11-26", phone=leads[2][1]),
-            ConversionIn("E-2", "x", "bad", "2026-11-26", phone=leads[2][1]),
-        ], source="api")
+        record_conversions(
+            session,
+            keyring,
+            [
+                ConversionIn("E-1", "x", "10", "2026-11-26", phone=leads[2][1]),
+                ConversionIn("E-2", "x", "bad", "2026-11-26", phone=leads[2][1]),
+            ],
+            source="api",
+        )
     with session_scope(db) as session:
         forget_phone(session, keyring, leads[2][1])
     with session_scope(db) as session:
@@ -194,28 +223,49 @@ def _delta_interval(numerators: list[float], denominators: list[float]) -> tuple
 def test_report_conversion_metrics_and_funnel_by_hand(db, keyring) -> None:
     with session_scope(db) as session:
         campaign_id, leads = build_campaign(session, keyring)
-        record_conversions(session, keyring, [
-            ConversionIn("R-1", "百万医疗", "1000", "2026-11-27 15:00", phone=leads[0][1]),
-            ConversionIn("R-2", "重疾险", "500", "2026-11-26 15:00", phone=leads[2][1]),
-            ConversionIn("R-3", "重疾险", "2000", "2026-11-26 15:00", phone=leads[3][1]),
-            ConversionIn("R-4", "意外险", "99", DAY1 + timedelta(days=60), phone=leads[1][1]),  # unattributed
-        ], source="api")
+        record_conversions(
+            session,
+            keyring,
+            [
+                ConversionIn("R-1", "百万医疗", "1000", "2026-11-27 15:00", phone=leads[0][1]),
+                ConversionIn("R-2", "重疾险", "500", "2026-11-26 15:00", phone=leads[2][1]),
+                ConversionIn("R-3", "重疾险", "2000", "2026-11-26 15:00", phone=leads[3][1]),
+                ConversionIn("R-4", "意外险", "99", DAY1 + timedelta(days=60), phone=leads[1][1]),  # unattributed
+            ],
+            source="api",
+        )
     with session_scope(db) as session:
         report = build_report(session, session.get(Campaign, campaign_id), method="frequentist")
     keys = [m["key"] for m in report["metrics"]]
     assert {"conversion_rate", "premium_per_lead", "premium_per_dial"} <= set(keys)
     assert report["conversions"] == {
-        "available": True, "policies": 4, "attributed": 3, "attributed_premium": 3500.0,
-        "unattributed": 1, "unattributed_premium": 99.0,
+        "available": True,
+        "policies": 4,
+        "attributed": 3,
+        "attributed_premium": 3500.0,
+        "unattributed": 1,
+        "unattributed_premium": 99.0,
     }
     assert report["overview"]["funnel"] == {
-        "dialled": 6, "connected": 5, "ab": 3, "invited": 0, "added": 0, "converted": 3, "premium": 3500.0,
+        "dialled": 6,
+        "connected": 5,
+        "ab": 3,
+        "invited": 0,
+        "added": 0,
+        "converted": 3,
+        "premium": 3500.0,
     }
     script = next(f for f in report["factors"] if f["factor"] == "script")
     arms = {arm["arm"]: arm for arm in script["overall"]["arms"]}
     standard = arms["standard"]
     assert standard["funnel"] == {
-        "dialled": 3, "connected": 3, "ab": 2, "invited": 0, "added": 0, "converted": 2, "premium": 1500.0,
+        "dialled": 3,
+        "connected": 3,
+        "ab": 2,
+        "invited": 0,
+        "added": 0,
+        "converted": 2,
+        "premium": 1500.0,
     }
     assert arms["benefit_first"]["funnel"]["converted"] == 1
     # conversion rate: a proportion of leads (2 of 3)
@@ -237,8 +287,14 @@ def test_report_conversion_metrics_and_funnel_by_hand(db, keyring) -> None:
     assert any(line.startswith("成交 3 单，保费 3,500.00 元") for line in report["summary"])
     assert any("另有 1 单" in line for line in report["summary"])
     page = render_report_html(report)
-    assert "成交率" in page and "每次拨打保费" in page and "保费" in page
+    assert "成交率" in page and "每次拨打保费" in page and "500.00 元" in page
+    assert 'id="funnel"' in page and "拨打 → 接通 → A/B → 邀请 → 添加 → 成交 → 保费" in page
+    assert 'data-funnel="script:standard"' in page and "1,500.00" in page
     json.dumps(report)
+    with console.capture() as captured:
+        print_tables(report)
+    text = captured.get()
+    assert "全流程漏斗" in text and "成交率" in text and "3,500.00" in text and "375.00 元" in text
 
 
 def test_campaign_without_conversions_has_no_conversion_metrics(db, keyring) -> None:

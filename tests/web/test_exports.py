@@ -55,7 +55,10 @@ def test_report_exports_as_csv_and_xlsx(console, clients, db, keyring, tmp_path)
 
     book = workbook(manager.get("/api/v1/reports/comparison.xlsx", params={"campaign_id": campaign_id,
                                                                          "factor": "script"}))
-    assert book.sheetnames == ["A-B 对比明细", "结论摘要"]
+    assert book.sheetnames == ["A-B 对比明细", "结论摘要", "全流程漏斗"]
+    funnel = list(book["全流程漏斗"].iter_rows(values_only=True))
+    assert funnel[0][:8] == ("分组", "拨打", "接通", "A/B", "邀请", "添加", "成交", "保费（元）")
+    assert funnel[1][0] == "全部" and funnel[1][1] == sum(row[1] for row in funnel[2:])  # arms add up to the total
     detail = list(book["A-B 对比明细"].iter_rows(values_only=True))
     assert detail[0] == tuple(header) and {r[0] for r in detail[1:]} == {"话术版本"}
     value_column = header.index("数值")

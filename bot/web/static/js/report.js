@@ -14,7 +14,7 @@
 
   const metricOf = (key) => report.metrics.find((m) => m.key === key);
   const scale = (metric) => (metric.unit === "percent" ? 100 : 1);
-  const unitText = (metric) => (metric.unit === "percent" ? "%" : (metric.unit === "seconds" ? " 秒" : ""));
+  const unitText = (metric) => ({ percent: "%", seconds: " 秒", yuan: " 元" }[metric.unit] || "");
   const fixed = (v, digits) => (v === null || v === undefined ? null : Number(v.toFixed(digits)));
 
   function rateChart(canvas, factor, metric) {
