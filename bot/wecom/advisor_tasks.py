@@ -28,7 +28,8 @@ from bot.campaigns.models import Campaign
 from bot.core.db.base import utc_now
 from bot.core.errors import UserError
 from bot.core.pii import PhoneKeyring
-from bot.dnc.service import dnc_state
+from bot.dnc.models import SCOPE_OPT_OUT
+from bot.dnc.service import active_hashes, dnc_state
 from bot.leads.models import Lead
 from bot.users.models import User
 from bot.wecom.advisor_models import AdvisorTask, RevealAudit
@@ -234,9 +235,11 @@ def cancel_opted_out(session: Session, *, now: datetime | None = None) -> int:
         .join(Lead, Lead.id == AdvisorTask.lead_id)
         .where(AdvisorTask.status.in_(OPEN_TASK_STATUSES))
     ).all()
+    listed = active_hashes(session, [phone_hash for _, phone_hash in rows], now)  # one query, opt-out wins
     cancelled = 0
     for task, phone_hash in rows:
-        if dnc_state(session, phone_hash, now).opt_out:
+        entry = listed.get(phone_hash)
+        if entry is not None and entry.scope == SCOPE_OPT_OUT:
             task.status = "cancelled"
             cancelled += 1
     return cancelled

@@ -137,3 +137,22 @@ def test_the_campaign_form_takes_the_add_mode(console, clients, db, keyring):
         },
     )
     assert bad.status_code == 400 and "添加方式只能是" in bad.text
+
+
+def test_an_opted_out_persons_number_is_not_shown_and_the_task_goes(console, db, keyring):
+    from bot.dnc.service import add_entry
+
+    _, (task_id, other_task) = seed_advisor_tasks(db, keyring)
+    with session_scope(db) as session:
+        lead = session.get(Lead, session.get(AdvisorTask, task_id).lead_id)
+        clear = keyring.decrypt_phone(lead.phone_ciphertext)
+        add_entry(session, lead.phone_hash, scope="opt_out", reason="别再打了", source="test")
+    xiao = advisor_client(console.url, "xiao.an")
+    refused = xiao.post(f"/advisor/tasks/{task_id}/reveal", headers={"Accept": "text/html"})
+    assert refused.status_code == 303 and clear not in refused.text
+    page = xiao.get("/advisor/tasks")
+    assert "客户已要求不再联系，任务已取消" in page.text
+    assert f"WH{task_id}<" not in page.text and f"WH{other_task}<" in page.text
+    with session_scope(db) as session:
+        assert session.get(AdvisorTask, task_id).status == "cancelled"
+        assert session.execute(select(RevealAudit)).first() is None
