@@ -82,7 +82,9 @@ class EndpointerConfig:
 class VadEvent:
     kind: VadEventKind
     at_ms: int  # audio time of the frame that triggered it
-    audio: bytes = b""  # end_of_turn: the utterance (from the speech start to the last voiced frame)
+    # speech_start: the voiced frames so far (this frame included); end_of_turn: the whole
+    # utterance, from its first voiced frame to its last
+    audio: bytes = b""
     last_voiced_ms: int = 0  # end_of_turn: end of the last voiced frame
 
 
@@ -142,7 +144,7 @@ class Endpointer:
                     self._in_speech = True
                     self._utterance = bytearray(b"".join(self._lead_in))
                     self._lead_in = []
-                    events.append(VadEvent("speech_start", self._now_ms))
+                    events.append(VadEvent("speech_start", self._now_ms, audio=bytes(self._utterance)))
         else:
             self._voiced_run_ms = 0
             self._lead_in = []

@@ -1,0 +1,1 @@
+"""The SIP carrier (telephony.sip.carrier) and its SIP response → cause table."""

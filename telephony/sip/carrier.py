@@ -1,0 +1,586 @@
+"""The SIP carrier: real calls through a SIP proxy or trunk, on PJSIP (the pjsua2 bindings).
+
+PJSIP runs in its own thread (it owns the SIP stack and the media clock); everything it
+reports is handed to the asyncio loop with `call_soon_threadsafe`. Each call's audio goes
+through one `AudioMediaPort` both ways, 20 ms frames of 8 kHz 16-bit PCM:
+- to the callee: the current prompt's WAV samples (the renderer's 8 kHz files), frame by
+  frame; stopping a prompt (barge-in) is dropping what is left of it;
+- from the callee: into the endpointer (telephony.vad). Voice that lasts `start_ms` during an
+  interruptible prompt stops it (barge-in); the utterance streams into the ASR and its final
+  text becomes a "speech" event at the end of the turn. No voice for 10 s after the robot
+  stopped talking: an empty speech event (the runner re-prompts); 30 s: the carrier hangs up.
+  Before an answer (early media: 183 with an operator recording) the text goes out as
+  answered=False speech, which intents.announcements reads.
+SIP final responses become hang-ups with the cause and call status of telephony.sip.causes.
+
+Configuration (`SipConfig.from_env`): WAIHU_SIP_DOMAIN (where INVITEs go: host[:port] of the
+proxy or trunk), WAIHU_SIP_REGISTRAR / WAIHU_SIP_USERNAME / WAIHU_SIP_PASSWORD (register
+first; optional), WAIHU_SIP_PROXY (outbound proxy URI; optional), WAIHU_SIP_PORT (local UDP
+port, 0 = any), WAIHU_SIP_CALLER (the user part we call from).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import logging
+import os
+import queue
+import threading
+import time
+import wave
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import pjsua2 as pj
+
+from telephony.asr import ASR, ASRError, ASRStream
+from telephony.carrier import CALL_ENDED, REJECTED, SILENCE, CallEvent, Prompt, TransferResult
+from telephony.hangup_causes import status_for_hangup
+from telephony.sip.causes import cause_for_sip
+from telephony.vad import Endpointer, EndpointerConfig, VadEvent
+
+log = logging.getLogger(__name__)
+
+SAMPLE_RATE = 8000
+FRAME_BYTES = SAMPLE_RATE // 50 * 2  # 20 ms of 16-bit PCM
+
+
+class SipConfigError(ValueError):
+    """A WAIHU_SIP_* setting that is missing or wrong."""
+
+
+@dataclass(frozen=True)
+class SipConfig:
+    domain: str  # host[:port] INVITEs are sent to (the proxy or trunk)
+    caller: str = "waihu"
+    registrar: str = ""  # sip:host[:port]; empty: no registration (a trunk that trusts our IP)
+    username: str = ""
+    password: str = ""
+    proxy: str = ""  # outbound proxy URI
+    local_port: int = 0
+    bind: str = "127.0.0.1"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> SipConfig:
+        env = os.environ if env is None else env
+        domain = env.get("WAIHU_SIP_DOMAIN", "").strip()
+        if not domain:
+            raise SipConfigError("WAIHU_SIP_DOMAIN is not set: set it to the SIP proxy or trunk (host[:port])")
+        port = env.get("WAIHU_SIP_PORT", "0").strip() or "0"
+        if not port.isdigit():
+            raise SipConfigError(f"WAIHU_SIP_PORT={port!r}: set it to a UDP port number (0 = any)")
+        return cls(
+            domain=domain,
+            caller=env.get("WAIHU_SIP_CALLER", "waihu").strip() or "waihu",
+            registrar=env.get("WAIHU_SIP_REGISTRAR", "").strip(),
+            username=env.get("WAIHU_SIP_USERNAME", "").strip(),
+            password=env.get("WAIHU_SIP_PASSWORD", ""),
+            proxy=env.get("WAIHU_SIP_PROXY", "").strip(),
+            local_port=int(port),
+            bind=env.get("WAIHU_SIP_BIND", "0.0.0.0").strip() or "0.0.0.0",
+        )
+
+
+def read_prompt_pcm(path: str) -> bytes:
+    """A rendered prompt's samples (8 kHz mono 16-bit, what telephony.prompts writes)."""
+    with wave.open(path, "rb") as wav:
+        if (wav.getframerate(), wav.getnchannels(), wav.getsampwidth()) != (SAMPLE_RATE, 1, 2):
+            raise ValueError(f"{path}: prompts must be 8 kHz mono 16-bit WAV (render them with waihu prompts)")
+        return wav.readframes(wav.getnframes())
+
+
+# ---------------------------------------------------------------------- PJSIP side
+
+
+class _Port(pj.AudioMediaPort):
+    """One call's audio both ways. Runs on PJSIP's media clock thread: it only moves bytes."""
+
+    def __init__(self, on_audio: Callable[[bytes], None], on_prompt_end: Callable[[int, bool], None]) -> None:
+        super().__init__()
+        self._on_audio = on_audio
+        self._on_prompt_end = on_prompt_end
+        self._lock = threading.Lock()
+        self._playing: bytes = b""
+        self._offset = 0
+        self._prompt_no = 0
+        self.first_frame_at: float | None = None  # monotonic time the current prompt's first frame went out
+        self.sent_frames = 0
+
+    def play(self, prompt_no: int, pcm: bytes) -> None:
+        with self._lock:
+            self._prompt_no, self._playing, self._offset = prompt_no, pcm, 0
+            self.first_frame_at = None
+
+    def stop(self) -> None:
+        with self._lock:
+            was_playing = bool(self._playing)
+            prompt_no, self._playing, self._offset = self._prompt_no, b"", 0
+        if was_playing:
+            self._on_prompt_end(prompt_no, True)
+
+    def onFrameRequested(self, frame: pj.MediaFrame) -> None:  # noqa: N802 (pjsua2's name)
+        ended: int | None = None
+        with self._lock:
+            if self._playing:
+                chunk = self._playing[self._offset : self._offset + FRAME_BYTES]
+                if self.first_frame_at is None:
+                    self.first_frame_at = time.monotonic()
+                self._offset += FRAME_BYTES
+                if self._offset >= len(self._playing):
+                    ended, self._playing = self._prompt_no, b""
+                chunk = chunk.ljust(FRAME_BYTES, b"\x00")
+                self.sent_frames += 1
+            else:
+                chunk = bytes(FRAME_BYTES)
+        frame.type = pj.PJMEDIA_FRAME_TYPE_AUDIO
+        frame.buf = pj.ByteVector(chunk)
+        frame.size = FRAME_BYTES
+        if ended is not None:
+            self._on_prompt_end(ended, False)
+
+    def onFrameReceived(self, frame: pj.MediaFrame) -> None:  # noqa: N802
+        if frame.type == pj.PJMEDIA_FRAME_TYPE_AUDIO and frame.size:
+            self._on_audio(bytes(frame.buf))
+
+
+class _Call(pj.Call):
+    def __init__(self, account: pj.Account, owner: _SipCall) -> None:
+        super().__init__(account)
+        self.owner = owner
+
+    def onCallState(self, prm: pj.OnCallStateParam) -> None:  # noqa: N802
+        info = self.getInfo()
+        self.owner.pj_state(info.state, info.lastStatusCode, info.lastReason)
+
+    def onCallMediaState(self, prm: pj.OnCallMediaStateParam) -> None:  # noqa: N802
+        info = self.getInfo()
+        for index, media in enumerate(info.media):
+            if media.type == pj.PJMEDIA_TYPE_AUDIO and media.status == pj.PJSUA_CALL_MEDIA_ACTIVE:
+                audio = self.getAudioMedia(index)
+                self.owner.connect_media(audio)
+
+
+class _PjThread:
+    """The thread that owns PJSIP: runs commands sent from asyncio and polls SIP events."""
+
+    def __init__(self, config: SipConfig) -> None:
+        self.config = config
+        self.commands: queue.Queue[Callable[[], None]] = queue.Queue()
+        self.ready = threading.Event()
+        self.error: BaseException | None = None
+        self.stopping = False
+        self.endpoint: pj.Endpoint | None = None
+        self.account: pj.Account | None = None
+        self.local_port = 0
+        self.objects: list[Any] = []  # every pjsua2 Call and port made, released at shutdown
+        self.thread = threading.Thread(target=self._main, name="pjsip", daemon=True)
+
+    def start(self) -> None:
+        self.thread.start()
+        self.ready.wait(15)
+        if self.error is not None:
+            raise self.error
+        if not self.ready.is_set():
+            raise RuntimeError("PJSIP did not start within 15 s")
+
+    def _main(self) -> None:
+        try:
+            self._setup()
+        except BaseException as error:  # reported to start() in the caller's thread
+            self.error = error
+            self.ready.set()
+            return
+        self.ready.set()
+        assert self.endpoint is not None
+        while not self.stopping:
+            self._run_commands()
+            self.endpoint.libHandleEvents(5)
+        self._run_commands()
+        self._teardown()
+
+    def _run_commands(self) -> None:
+        # A method of its own: no command (and no Call it holds) outlives it in a local.
+        while True:
+            try:
+                command = self.commands.get_nowait()
+            except queue.Empty:
+                return
+            try:
+                command()
+            except Exception:
+                log.exception("SIP command failed")
+
+    def _setup(self) -> None:
+        endpoint = pj.Endpoint()
+        endpoint.libCreate()
+        ep_config = pj.EpConfig()
+        ep_config.uaConfig.threadCnt = 0  # SIP events are polled on this thread
+        ep_config.uaConfig.mainThreadOnly = False
+        ep_config.logConfig.level = 1
+        ep_config.logConfig.consoleLevel = 1
+        ep_config.medConfig.clockRate = SAMPLE_RATE
+        ep_config.medConfig.sndClockRate = SAMPLE_RATE
+        ep_config.medConfig.channelCount = 1
+        ep_config.medConfig.ecTailLen = 0  # nothing to cancel: no loudspeaker
+        ep_config.medConfig.noVad = True  # keep sending audio (our VAD reads it raw)
+        endpoint.libInit(ep_config)
+        transport = pj.TransportConfig()
+        transport.port = self.config.local_port
+        transport.boundAddress = self.config.bind if self.config.bind != "0.0.0.0" else ""
+        transport_id = endpoint.transportCreate(pj.PJSIP_TRANSPORT_UDP, transport)
+        self.local_port = endpoint.transportGetInfo(transport_id).localName.rsplit(":", 1)[-1]
+        endpoint.libStart()
+        endpoint.audDevManager().setNullDev()  # no sound card: the media clock still runs
+        for codec in endpoint.codecEnum2():
+            priority = 255 if codec.codecId.startswith(("PCMA/", "PCMU/")) else 0
+            endpoint.codecSetPriority(codec.codecId, priority)
+        account_config = pj.AccountConfig()
+        host = self.config.domain
+        account_config.idUri = f"sip:{self.config.username or self.config.caller}@{host}"
+        if self.config.registrar:
+            account_config.regConfig.registrarUri = self.config.registrar
+        else:
+            account_config.regConfig.registerOnAdd = False
+        if self.config.username:
+            account_config.sipConfig.authCreds.append(
+                pj.AuthCredInfo("digest", "*", self.config.username, 0, self.config.password)
+            )
+        if self.config.proxy:
+            account_config.sipConfig.proxies.append(self.config.proxy)
+        if self.config.bind != "0.0.0.0":  # RTP on the same address as SIP (loopback tests)
+            account_config.mediaConfig.transportConfig.boundAddress = self.config.bind
+            account_config.mediaConfig.transportConfig.publicAddress = self.config.bind
+        account = pj.Account()
+        account.create(account_config)
+        self.endpoint, self.account = endpoint, account
+
+    def _teardown(self) -> None:
+        if self.endpoint is not None:
+            try:
+                self.endpoint.hangupAllCalls()
+                self.endpoint.libHandleEvents(50)
+                # pjsua2's Call, port and account objects must be gone before the library:
+                # their destructors call into it.
+                self.objects.clear()
+                self.account = None
+                gc.collect()
+                self.endpoint.libDestroy()
+            except Exception:
+                log.exception("PJSIP shutdown failed")
+
+
+# ---------------------------------------------------------------------- one call
+
+
+@dataclass
+class _SipCall:
+    carrier: SipCarrier
+    call_id: str
+    phone: str
+    loop: asyncio.AbstractEventLoop
+    pj_call: _Call | None = None
+    port: _Port | None = None
+    media: Any = None
+    answered: bool = False
+    ended: bool = False
+    endpointer: Endpointer = field(default_factory=Endpointer)
+    prompts: list[Prompt] = field(default_factory=list)  # queued after the one playing
+    playing: Prompt | None = None
+    prompt_no: int = 0
+    utterance: asyncio.Queue[bytes | None] | None = None
+    ring_timer: asyncio.TimerHandle | None = None
+    # For the endpointing bench: when the callee's last turn ended (its last voiced frame,
+    # on the monotonic clock) and when the robot's next audio frame went out.
+    turn_ended_at: float | None = None
+    reply_latencies: list[float] = field(default_factory=list)
+
+    # ---- from the PJSIP thread (called there; hop to asyncio)
+
+    def pj_state(self, state: int, code: int, reason: str) -> None:
+        self.loop.call_soon_threadsafe(self._state, state, code, reason)
+
+    def connect_media(self, audio: Any) -> None:
+        if self.port is None:
+            port = _Port(self._audio_from_pj, self._prompt_end_from_pj)
+            fmt = pj.MediaFormatAudio()
+            fmt.init(pj.PJMEDIA_FORMAT_PCM, SAMPLE_RATE, 1, 20000, 16)
+            port.createPort(f"waihu-{self.call_id}", fmt)
+            self.port = port
+            self.carrier.pj_objects.append(port)
+        audio.startTransmit(self.port)
+        self.port.startTransmit(audio)
+        self.media = audio
+
+    def _audio_from_pj(self, pcm: bytes) -> None:
+        self.loop.call_soon_threadsafe(self._audio, pcm, time.monotonic())
+
+    def _prompt_end_from_pj(self, prompt_no: int, stopped: bool) -> None:
+        self.loop.call_soon_threadsafe(self._prompt_end, prompt_no, stopped)
+
+    # ---- on the asyncio loop
+
+    def _state(self, state: int, code: int, reason: str) -> None:
+        if self.ended:
+            return
+        if state == pj.PJSIP_INV_STATE_CONFIRMED and not self.answered:
+            self.answered = True
+            if self.ring_timer:
+                self.ring_timer.cancel()
+            self.endpointer.reset_silence()
+            self.carrier.emit(CallEvent(self.call_id, "answered", answered=True))
+        elif state == pj.PJSIP_INV_STATE_DISCONNECTED:
+            cause = cause_for_sip(code) if not self.answered or code >= 300 else "NORMAL_CLEARING"
+            self.finish(cause)
+
+    def finish(self, cause: str, status: str | None = None) -> None:
+        """The call is over: one hang-up event, whoever ended it."""
+        if self.ended:
+            return
+        self.ended = True
+        if self.ring_timer:
+            self.ring_timer.cancel()
+        if self.utterance is not None:
+            self.utterance.put_nowait(None)
+        status = status if status is not None else status_for_hangup(cause, self.answered)
+        self.carrier.forget(self)
+        self.carrier.emit(CallEvent(self.call_id, "hangup", cause=cause, status=status, answered=self.answered))
+
+    def _audio(self, pcm: bytes, at: float) -> None:
+        if self.ended:
+            return
+        events = self.endpointer.feed(pcm)
+        for event in events:
+            self._vad(event, at)
+        # PJSIP delivers 20 ms frames, the endpointer's size: a frame that started the speech
+        # is in the start event's audio already.
+        if self.utterance is not None and not any(event.kind == "speech_start" for event in events):
+            self.utterance.put_nowait(pcm)
+
+    def _vad(self, event: VadEvent, at: float) -> None:
+        if event.kind == "speech_start":
+            if self.playing is not None and self.playing.interruptible and self.answered:
+                self.carrier.barge_ins += 1
+                self.stop()  # barge-in: the robot stops talking
+            self.utterance = asyncio.Queue()
+            self.utterance.put_nowait(event.audio)
+            asyncio.ensure_future(self._recognise(self.utterance))
+        elif event.kind == "end_of_turn":
+            if self.utterance is not None:
+                self.utterance.put_nowait(None)
+                self.utterance = None
+            # The last voiced frame was (at_ms - last_voiced_ms) of audio ago.
+            self.turn_ended_at = at - (event.at_ms - event.last_voiced_ms) / 1000
+        elif self.playing is not None or self.prompts:
+            return  # the robot is talking: not the callee's silence
+        elif event.kind == "no_input" and self.answered:
+            self.carrier.emit(CallEvent(self.call_id, "speech", text=SILENCE, answered=True))
+        elif event.kind == "silence_timeout" and self.answered:
+            self.carrier.hang_up_call(self, "NO_USER_RESPONSE")
+
+    async def _recognise(self, utterance: asyncio.Queue[bytes | None]) -> None:
+        stream: ASRStream | None = None
+        try:
+            stream = await self.carrier.asr.open(SAMPLE_RATE)
+            while (pcm := await utterance.get()) is not None:
+                await stream.feed(pcm)
+            if self.ended:
+                await stream.aclose()
+                return
+            transcript = await stream.finish()
+        except ASRError as error:
+            log.warning("call %s: speech not recognised (%s)", self.call_id, error)
+            if stream is not None:
+                await stream.aclose()
+            return
+        if self.ended or not transcript.text:
+            return  # a noise the ASR found no words in: not a turn
+        self.carrier.emit(
+            CallEvent(
+                self.call_id, "speech", text=transcript.text, confidence=transcript.confidence, answered=self.answered
+            )
+        )
+
+    def play(self, prompt: Prompt) -> None:
+        if self.playing is None:
+            self._start(prompt)
+        else:
+            self.prompts.append(prompt)
+
+    def _start(self, prompt: Prompt) -> None:
+        if self.port is None or prompt.audio_path is None:
+            # No media yet, or a line without audio: nothing to hear, but the turn goes on.
+            self.carrier.emit(CallEvent(self.call_id, "playback_done", answered=self.answered))
+            return
+        self.prompt_no += 1
+        self.playing = prompt
+        self.port.play(self.prompt_no, read_prompt_pcm(prompt.audio_path))
+        if self.turn_ended_at is not None:
+            self.loop.call_later(0.1, self._note_reply_latency, self.turn_ended_at)
+            self.turn_ended_at = None
+
+    def _note_reply_latency(self, turn_ended_at: float) -> None:
+        if self.port is not None and self.port.first_frame_at is not None:
+            self.reply_latencies.append(self.port.first_frame_at - turn_ended_at)
+
+    def stop(self) -> None:
+        self.prompts.clear()
+        if self.port is not None:
+            self.port.stop()
+
+    def _prompt_end(self, prompt_no: int, stopped: bool) -> None:
+        if prompt_no != self.prompt_no or self.playing is None or self.ended:
+            return
+        self.playing = None
+        self.carrier.emit(CallEvent(self.call_id, "playback_done", answered=self.answered))
+        if self.prompts and not stopped:
+            self._start(self.prompts.pop(0))
+        elif not self.prompts:
+            self.endpointer.reset_silence()  # the callee's turn: the no-input clock starts now
+
+
+# ---------------------------------------------------------------------- the carrier
+
+
+class SipCarrier:
+    """A `Carrier` over SIP. `asr`: the recogniser for the callee's speech (telephony.asr)."""
+
+    def __init__(self, config: SipConfig, asr: ASR, *, vad: EndpointerConfig | None = None) -> None:
+        self.config = config
+        self.asr = asr
+        self.vad = vad or EndpointerConfig.from_env()
+        self.events: asyncio.Queue[CallEvent] = asyncio.Queue()
+        self.barge_ins = 0
+        self._calls: dict[str, _SipCall] = {}
+        self._done: dict[str, _SipCall] = {}  # ended calls, for the bench and tests
+        self._pj = _PjThread(config)
+        self._started = False
+
+    async def start(self) -> None:
+        if not self._started:
+            await asyncio.get_running_loop().run_in_executor(None, self._pj.start)
+            self._started = True
+
+    @property
+    def pj_objects(self) -> list[Any]:
+        return self._pj.objects
+
+    @property
+    def local_port(self) -> int:
+        return int(self._pj.local_port)
+
+    def emit(self, event: CallEvent) -> None:
+        self.events.put_nowait(event)
+
+    def forget(self, call: _SipCall) -> None:
+        self._calls.pop(call.call_id, None)
+        self._done[call.call_id] = call
+
+    def finished_call(self, call_id: str) -> _SipCall | None:
+        return self._done.get(call_id)
+
+    async def _in_pj(self, command: Callable[[], Any]) -> Any:
+        """Run `command` on the PJSIP thread and wait for its result."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Any] = loop.create_future()
+
+        def run() -> None:
+            try:
+                result = command()
+            except BaseException as error:
+                loop.call_soon_threadsafe(future.set_exception, error)
+            else:
+                loop.call_soon_threadsafe(future.set_result, result)
+
+        self._pj.commands.put(run)
+        return await future
+
+    async def dial(self, call_id: str, phone: str, timeout_s: int = 30, *, caller_id: str | None = None) -> str:
+        if call_id in self._calls:
+            raise ValueError(f"call {call_id} is already in progress")
+        await self.start()
+        loop = asyncio.get_running_loop()
+        call = _SipCall(self, call_id, phone, loop, endpointer=Endpointer(self.vad))
+        self._calls[call_id] = call
+        uri = f"sip:{phone}@{self.config.domain}"
+
+        def make_call() -> str:
+            assert self._pj.account is not None
+            pj_call = _Call(self._pj.account, call)
+            call.pj_call = pj_call
+            self._pj.objects.append(pj_call)
+            params = pj.CallOpParam(True)
+            if caller_id:
+                params.txOption.headers.append(
+                    _header("P-Asserted-Identity", f"<sip:{caller_id}@{self.config.domain}>")
+                )
+            pj_call.makeCall(uri, params)
+            return str(pj_call.getInfo().callIdString)
+
+        try:
+            sip_call_id = await self._in_pj(make_call)
+        except pj.Error as error:
+            call.finish("NORMAL_TEMPORARY_FAILURE", "unreachable")
+            log.warning("call %s: INVITE not sent (%s)", call_id, error.info())
+            return ""
+        call.ring_timer = loop.call_later(timeout_s, self._ring_out, call)
+        return sip_call_id
+
+    def _ring_out(self, call: _SipCall) -> None:
+        """Nobody answered within the dial timeout: CANCEL, and the call rang out."""
+        if not call.answered and not call.ended:
+            self.hang_up_call(call, "NO_ANSWER")
+
+    def hang_up_call(self, call: _SipCall, cause: str) -> None:
+        pj_call = call.pj_call
+        call.finish(cause)
+        if pj_call is not None:
+            self._pj.commands.put(lambda: _hangup_quietly(pj_call))
+
+    async def play(self, call_id: str, prompt: Prompt) -> None:
+        call = self._calls.get(call_id)
+        if call is not None:
+            call.play(prompt)
+
+    async def stop_playback(self, call_id: str) -> None:
+        call = self._calls.get(call_id)
+        if call is not None:
+            call.stop()
+
+    async def hangup(self, call_id: str, cause: str = "NORMAL_CLEARING") -> None:
+        call = self._calls.get(call_id)
+        if call is not None:
+            self.hang_up_call(call, cause)
+
+    async def transfer(self, call_id: str, target: str, wait_s: float = 20.0) -> TransferResult:
+        # A blind REFER would end the robot's part without knowing whether anyone answered;
+        # until attended transfer is built, the robot keeps the call and books a callback.
+        if call_id not in self._calls:
+            return TransferResult(False, CALL_ENDED)
+        return TransferResult(False, REJECTED, detail="the SIP carrier does not transfer calls yet")
+
+    async def aclose(self) -> None:
+        for call in list(self._calls.values()):
+            self.hang_up_call(call, "NORMAL_CLEARING")
+        if self._started:
+            await asyncio.sleep(0.2)  # let the BYEs go out
+            for call in [*self._calls.values(), *self._done.values()]:
+                call.pj_call, call.port, call.media = None, None, None
+            self._pj.stopping = True
+            await asyncio.get_running_loop().run_in_executor(None, self._pj.thread.join, 10)
+
+
+def _header(name: str, value: str) -> pj.SipHeader:
+    header = pj.SipHeader()
+    header.hName, header.hValue = name, value
+    return header
+
+
+def _hangup_quietly(pj_call: _Call) -> None:
+    try:
+        params = pj.CallOpParam()
+        params.statusCode = pj.PJSIP_SC_DECLINE if not pj_call.owner.answered else pj.PJSIP_SC_OK
+        pj_call.hangup(params)
+    except pj.Error:
+        pass  # already over on the far side
