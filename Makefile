@@ -19,6 +19,11 @@ setup: $(STAMP)
 	  echo "==> installing chromium and a Chinese font (headless browser for the web console tests)"; \
 	  (apt-get update -qq && apt-get install -y -qq chromium fonts-wqy-microhei >/dev/null) || \
 	  { echo "error: could not install chromium; install it as root with 'apt-get install -y chromium fonts-wqy-microhei', then run make setup again"; exit 1; }; }
+	@# The SIP carrier's loopback tests: Kamailio as the proxy, baresip and SIPp as the callees.
+	@{ command -v kamailio >/dev/null && command -v baresip >/dev/null && command -v sipp >/dev/null; } || { \
+	  echo "==> installing kamailio, baresip and sipp (SIP proxy and callees for the SIP carrier tests)"; \
+	  (apt-get update -qq && apt-get install -y -qq kamailio baresip-core sip-tester >/dev/null) || \
+	  { echo "error: could not install the SIP test tools; install them as root with 'apt-get install -y kamailio baresip-core sip-tester', then run make setup again"; exit 1; }; }
 
 $(STAMP): requirements.lock pyproject.toml
 	@test -x "$(PYTHON310)" || { echo "error: Python 3.10 not found (Rasa 3.6 needs <3.11). Install it with 'pyenv install 3.10.13' or set PYTHON310=/path/to/python3.10"; exit 1; }
