@@ -291,6 +291,7 @@ class _SipCall:
     prompt_no: int = 0
     utterance: asyncio.Queue[bytes | None] | None = None
     ring_timer: asyncio.TimerHandle | None = None
+    hangup_after_playback: str = ""  # the robot hung up while talking: BYE once it has finished
     # For the endpointing bench: when the callee's last turn ended (its last voiced frame,
     # on the monotonic clock) and when the robot's next audio frame went out.
     turn_ended_at: float | None = None
@@ -436,6 +437,8 @@ class _SipCall:
         self.carrier.emit(CallEvent(self.call_id, "playback_done", answered=self.answered))
         if self.prompts and not stopped:
             self._start(self.prompts.pop(0))
+        elif self.hangup_after_playback:
+            self.carrier.hang_up_call(self, self.hangup_after_playback)
         elif not self.prompts:
             self.endpointer.reset_silence()  # the callee's turn: the no-input clock starts now
 
@@ -452,6 +455,7 @@ class SipCarrier:
         self.vad = vad or EndpointerConfig.from_env()
         self.events: asyncio.Queue[CallEvent] = asyncio.Queue()
         self.barge_ins = 0
+        self.goodbye_wait_s = 15.0
         self._calls: dict[str, _SipCall] = {}
         self._done: dict[str, _SipCall] = {}  # ended calls, for the bench and tests
         self._pj = _PjThread(config)
@@ -549,8 +553,19 @@ class SipCarrier:
             call.stop()
 
     async def hangup(self, call_id: str, cause: str = "NORMAL_CLEARING") -> None:
+        """End the call. A normal hang-up lets the robot finish what it is saying first (the
+        goodbye is heard), for at most `goodbye_wait_s`; the BYE follows."""
         call = self._calls.get(call_id)
-        if call is not None:
+        if call is None:
+            return
+        if cause == "NORMAL_CLEARING" and (call.playing is not None or call.prompts):
+            call.hangup_after_playback = cause
+            call.loop.call_later(self.goodbye_wait_s, self._hang_up_if_live, call, cause)
+            return
+        self.hang_up_call(call, cause)
+
+    def _hang_up_if_live(self, call: _SipCall, cause: str) -> None:
+        if not call.ended:
             self.hang_up_call(call, cause)
 
     async def transfer(self, call_id: str, target: str, wait_s: float = 20.0) -> TransferResult:
