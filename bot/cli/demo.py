@@ -27,6 +27,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from bot.cli.console import console, err_console
+from bot.cli.sop_demo import simulate_followup_month
 from bot.core.settings import PROJECT_ROOT, get_settings
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
@@ -69,6 +70,7 @@ def run_demo(leads_per_audience: int = LEADS_PER_AUDIENCE, days: int = DAYS, see
         counts = asyncio.run(_dial_for_days(engine, agent, campaign_id, first_monday, days, seed))
     funnel = _print_funnel(engine, campaign_id)
     funnel["wecom"] = _add_friends(engine, campaign_id, seed)
+    funnel["sop"] = simulate_followup_month(engine, campaign_id, seed)  # a month of follow-up after the adds
     _print_sample_call(engine, campaign_id)
     console.print(
         f"[dim]{counts['calls']} calls over {days} simulated days in {time.perf_counter() - started:.0f} s "
