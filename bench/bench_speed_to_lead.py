@@ -1,6 +1,7 @@
 """Speed to lead: API lead → first dial, on a simulated clock, while a 100k-lead batch campaign runs (issue 17).
 
-Set-up (not timed): a private PostgreSQL schema; 100,000 batch leads bulk-inserted in one pack;
+Set-up (not timed): a private PostgreSQL schema; 100,000 batch leads bulk-inserted in one pack,
+with 留资 times over the last 30 days (dialled freshest first; --undated: none, dialled by id);
 the audience's API pack (POST /api/v1/leads's service, `bot.leads.api_leads.add_leads`); one running
 campaign over both packs with --lines lines and a CPS that keeps them busy.
 
@@ -32,7 +33,7 @@ import sys
 import time
 from datetime import datetime, timedelta, timezone
 
-from sqlalchemy import select, update
+from sqlalchemy import select, text, update
 
 from bench.campaign_data import BENCH_SECRET, add_pack, analyze, bulk_leads, create_bench_schema, drop_bench_schema
 from bot.campaigns.models import CallAttempt, Campaign
@@ -207,9 +208,17 @@ def _pct(ordered: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
 
 
-def set_up(engine, keyring: PhoneKeyring, leads: int, lines: int, cps: float) -> int:
+def set_up(engine, keyring: PhoneKeyring, leads: int, lines: int, cps: float, dated: bool) -> int:
     batch = add_pack(engine, "batch")
     bulk_leads(engine, keyring, [batch], leads, first=0, created_at=START - timedelta(days=3))
+    if dated:  # the pack had a 留资时间 column: spread over the 30 days before the upload
+        with engine.begin() as conn:
+            conn.execute(
+                text(
+                    "UPDATE leads SET lead_left_at = created_at - (id % 43200) * interval '1 minute' WHERE pack_id = :p"
+                ),
+                {"p": batch},
+            )
     ensure_api_pack(engine, AUDIENCE)  # before the campaign names it (`waihu leads api-pack`)
     with session_scope(engine) as session:
         campaign = create_campaign(session, name="speed", packs=["batch", f"API·{AUDIENCE}"], lines=lines, cps=cps)
@@ -225,6 +234,7 @@ def main() -> int:
     parser.add_argument("--lines", type=int, default=300)
     parser.add_argument("--rate", type=float, default=120.0, help="API leads per hour")
     parser.add_argument("--burst", type=int, default=200, help="leads in one request at 10:30")
+    parser.add_argument("--undated", action="store_true", help="batch leads without a 留资时间 (dialled by id)")
     args = parser.parse_args()
     cps = args.lines / 60  # the lines turn over about once a minute
     keyring = PhoneKeyring.from_secret(BENCH_SECRET.encode())
@@ -234,7 +244,7 @@ def main() -> int:
         upgrade(engine)
         adopt_key(engine, keyring)
         started = time.perf_counter()
-        campaign_id = set_up(engine, keyring, args.leads, args.lines, cps)
+        campaign_id = set_up(engine, keyring, args.leads, args.lines, cps, not args.undated)
         setup_s = round(time.perf_counter() - started, 1)
         figures = run(engine, keyring, campaign_id, arrivals(args.rate, args.burst), cps)
     finally:
@@ -255,6 +265,7 @@ def main() -> int:
                 "benchmark": "speed_to_lead",
                 "backend": "postgresql",
                 "batch_leads": args.leads,
+                "batch_dated": not args.undated,
                 "lines": args.lines,
                 "cps": round(cps, 2),
                 "rate_per_hour": args.rate,
