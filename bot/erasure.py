@@ -1,5 +1,5 @@
 """PIPL erasure across domains: a person's leads, rejected rows, calls and transcripts,
-grade corrections, WeCom invitations, advisor add tasks and their reveal audit go; only the do-not-call hash stays (it holds no number).
+grade corrections, call recordings (files too), WeCom invitations, advisor add tasks and their reveal audit go; only the do-not-call hash stays (it holds no number).
 
 It sits above the domains it deletes from (leads, campaigns, dnc) so none of them has to
 know about the others' tables.
@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 from bot.campaigns.models import CallAttempt, GradeCorrection
 from bot.core.keys import require_key_matches
 from bot.core.pii import PhoneKeyring, mask_phone
+from bot.dialing.recordings import erase_recordings
 from bot.dnc.models import DoNotCall
 from bot.dnc.service import parse_phone_or_fail
 from bot.experiments.conversions import erase_lead_conversions
@@ -30,6 +31,7 @@ class ForgetResult:
     rejects: int
     dnc_kept: bool
     calls: int = 0  # call attempts erased with their transcripts (and WeCom invites)
+    recordings: int = 0  # call recording files deleted
 
 
 def forget_phone(session: Session, keyring: PhoneKeyring, raw_phone: str) -> ForgetResult:
@@ -52,6 +54,10 @@ def forget_phone(session: Session, keyring: PhoneKeyring, raw_phone: str) -> For
     erase_lead_tasks(session, lead_ids)
     erase_lead_events(session, lead_ids)  # CRM webhook events about them, sent or waiting
     erase_lead_conversions(session, lead_ids, phone_hash)  # their policies and rejected conversion rows
+    # Their call recordings: the files first (a cascade would only drop the rows).
+    recordings = erase_recordings(
+        session, session.execute(select(CallAttempt.id).where(CallAttempt.phone_hash == phone_hash)).scalars()
+    )
     # Calls are deleted here rather than left to the leads' ON DELETE CASCADE so the person
     # can be told how many went; their turns and WeCom invites cascade from them.
     calls = (
@@ -63,4 +69,4 @@ def forget_phone(session: Session, keyring: PhoneKeyring, raw_phone: str) -> For
     leads = session.execute(delete(Lead).where(Lead.phone_hash == phone_hash)).rowcount or 0
     rejects = session.execute(delete(LeadReject).where(LeadReject.phone_hash == phone_hash)).rowcount or 0
     dnc_kept = session.execute(select(DoNotCall.id).where(DoNotCall.phone_hash == phone_hash)).first() is not None
-    return ForgetResult(mask_phone(phone.number), leads, rejects, dnc_kept, calls)
+    return ForgetResult(mask_phone(phone.number), leads, rejects, dnc_kept, calls, recordings)

@@ -10,6 +10,7 @@ from bot.campaigns.models import CallAttempt, Campaign, CampaignPack, Experiment
 from bot.campaigns.review_models import ReviewLabel
 from bot.core.db.base import Base
 from bot.core.keys import SecretKeyFingerprint
+from bot.dialing.recording_models import Recording, RecordingAudit
 from bot.dnc.models import DoNotCall
 from bot.experiments.conversion_models import Conversion, ConversionReject
 from bot.leads.models import Lead, LeadPack, LeadReject
@@ -36,6 +37,8 @@ __all__ = [
     "Lead",
     "LeadPack",
     "LeadReject",
+    "Recording",
+    "RecordingAudit",
     "ReviewLabel",
     "RevealAudit",
     "ScriptPublication",

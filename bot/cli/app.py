@@ -15,6 +15,7 @@ from bot.cli import (
     keys_commands,
     leads_commands,
     prompt_commands,
+    recording_commands,
     report_commands,
     review_commands,
     run_commands,
@@ -53,6 +54,7 @@ for commands in (
     webhook_commands,
     serve_commands,
     keys_commands,
+    recording_commands,
 ):
     commands.register(app)
 

@@ -70,6 +70,7 @@ def run_demo(leads_per_audience: int = LEADS_PER_AUDIENCE, days: int = DAYS, see
         counts = asyncio.run(_dial_for_days(engine, agent, campaign_id, first_monday, days, seed))
     funnel = _print_funnel(engine, campaign_id)
     funnel["wecom"] = _add_friends(engine, campaign_id, seed)
+    funnel["recordings"] = _recordings_made(engine, campaign_id)
     funnel["sop"] = simulate_followup_month(engine, campaign_id, seed)  # a month of follow-up after the adds
     _print_sample_call(engine, campaign_id)
     console.print(
@@ -198,6 +199,7 @@ async def _dial_for_days(engine, agent, campaign_id: int, start: datetime, days:
     """The embedded worker and beat: the hopper every simulated minute, calls as tasks."""
     from bot.core.pii import keyring_from_settings
     from bot.dialing.dialer import Dialer
+    from bot.dialing.recordings import SimulatedCallRecorder, recorder_from_settings
     from telephony.clock import SimClock
     from telephony.simulator.advisors import AdvisorPool, AdvisorPoolConfig
     from telephony.simulator.carrier import SimulatorCarrier
@@ -209,6 +211,9 @@ async def _dial_for_days(engine, agent, campaign_id: int, start: datetime, days:
     )
     carrier = SimulatorCarrier(clock=clock, seed=seed, advisors=advisors)
     dialer = Dialer(engine, agent, carrier, keyring_from_settings(), now=clock.now, worker="demo", sleep=clock.sleep)
+    # Every connected call recorded (the opening says so): mixed on threads beside the calls.
+    recorder = recorder_from_settings(engine, "simulator")
+    dialer.recorder = recorder
     end = start + timedelta(days=days)
     counts: Counter = Counter()
     calls: set[asyncio.Task] = set()
@@ -238,6 +243,9 @@ async def _dial_for_days(engine, agent, campaign_id: int, start: datetime, days:
             await clock.sleep(_until_next_tick(local, created_now=bool(calls)))
         if calls:
             await asyncio.gather(*calls)
+    if isinstance(recorder, SimulatedCallRecorder):
+        with err_console.status("writing the last call recordings…"):
+            recorder.drain()
     return counts
 
 
@@ -338,6 +346,36 @@ def _dial_with_celery(engine, database_url: str, start: datetime, days: int, see
             except subprocess.TimeoutExpired:
                 process.kill()
     return counts
+
+
+def _recordings_made(engine, campaign_id: int) -> dict:
+    """Connected calls and how many of them have a recording (the opening promises all)."""
+    from sqlalchemy import func, select
+
+    from bot.campaigns.models import CallAttempt
+    from bot.core.db.engine import session_scope
+    from bot.dialing.recording_models import Recording
+
+    with session_scope(engine) as session:
+        connected = (
+            session.execute(
+                select(func.count())
+                .select_from(CallAttempt)
+                .where(CallAttempt.campaign_id == campaign_id, CallAttempt.answered_at.is_not(None))
+            ).scalar()
+            or 0
+        )
+        recorded = (
+            session.execute(
+                select(func.count())
+                .select_from(Recording)
+                .join(CallAttempt, CallAttempt.id == Recording.attempt_id)
+                .where(CallAttempt.campaign_id == campaign_id, CallAttempt.answered_at.is_not(None))
+            ).scalar()
+            or 0
+        )
+    console.print(f"[dim]recordings: {recorded} of {connected} connected calls ({get_settings().recordings_dir})[/]")
+    return {"connected": connected, "recorded": recorded}
 
 
 # Share of the invited customers who add the advisor in the demo (industry AI外呼加粉 reports

@@ -370,13 +370,14 @@ def forget(
                 "leads_erased": result.leads,
                 "rejects_erased": result.rejects,
                 "calls_erased": result.calls,
+                "recordings_erased": result.recordings,
                 "dnc_hash_kept": result.dnc_kept,
             }
         )
         return
     console.print(
         f"{result.masked_phone}: erased {result.leads} lead(s), {result.rejects} rejected row(s) "
-        f"and {result.calls} call(s) with their transcripts"
+        f"and {result.calls} call(s) with their transcripts and {result.recordings} recording(s)"
         + ("; the do-not-call entry (hash only) is kept so they are never called" if result.dnc_kept else "")
     )
     if not result.leads and not result.rejects:

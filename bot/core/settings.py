@@ -81,6 +81,15 @@ class Settings(BaseSettings):
     result_write_attempts: int = 3
     # Where finished calls wait while the database is down (fsync'd JSON lines); default data_dir/journal.
     journal_dir: Path = Field(None)  # derived when unset, like prompts_dir
+    # Call recordings (WAV by attempt id, <dir>/<yyyy>/<mm>/<attempt id>.wav); default
+    # data_dir/recordings. Kept this many days, then purged by a beat task.
+    recordings_dir: Path = Field(None)  # derived when unset, like prompts_dir
+    # False: no recordings at all (only where the callee is not told the call is recorded).
+    record_calls: bool = True
+    recording_retention_days: int = Field(180, ge=1)
+    # FreeSWITCH writes the file on its own host: the directory there that is mounted as
+    # recordings_dir here (None: the same path on both).
+    fs_recordings_dir: Optional[str] = None
     # How often (real seconds) a dial worker tries to replay its journal.
     journal_replay_every_s: float = 5.0
     # Port of a dial worker's Prometheus /metrics; None (default): no metrics server.
@@ -169,6 +178,7 @@ class Settings(BaseSettings):
         values["prompts_dir"] = Path(values["prompts_dir"] or data_dir / "prompts").resolve()
         values["secret_key_file"] = Path(values["secret_key_file"] or data_dir / "secret.key").resolve()
         values["journal_dir"] = Path(values["journal_dir"] or data_dir / "journal").resolve()
+        values["recordings_dir"] = Path(values["recordings_dir"] or data_dir / "recordings").resolve()
         values["database_url"] = values["database_url"] or f"sqlite:///{data_dir / 'waihu.db'}"
         if values["wecom_offers"] is not None:
             values["wecom_offers"] = Path(values["wecom_offers"]).resolve()

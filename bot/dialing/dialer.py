@@ -63,6 +63,7 @@ from bot.dialing.call_store import record_call
 from bot.dialing.callbacks import settle_callbacks
 from bot.dialing.liveness import WorkerLiveness
 from bot.dialing.planner import PlanResult, history_of, plan_campaign
+from bot.dialing.recordings import CallRecorder
 from bot.dnc.models import SCOPE_OPT_OUT
 from bot.dnc.service import add_entry, dnc_state
 from bot.leads.models import Lead
@@ -211,6 +212,8 @@ class Dialer:
     backoff: Callable[[float], None] = time.sleep
     # Which workers are alive (Redis heartbeats): a dead worker's calls are closed at once.
     liveness: WorkerLiveness | None = None
+    # Records every connected call (bot.dialing.recordings); None: no recordings.
+    recorder: CallRecorder | None = None
     _reconcile_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def plan(self) -> list[PlanResult]:
@@ -418,7 +421,7 @@ class Dialer:
                 clock=self.now,
                 audio_for=self.prompts.for_call(call.lead) if self.prompts else (lambda line: None),
                 event_timeout_s=event_timeout,
-                dial_options={"audience_pack": call.audience} if call.audience else None,
+                dial_options=self._with_recording(call, {"audience_pack": call.audience} if call.audience else None),
             )
         )
         sleep = self.clock.sleep if self.clock is not None else (self.sleep or asyncio.sleep)
@@ -461,7 +464,24 @@ class Dialer:
                 exc,
                 f"{label} (journaled: {type(exc).__name__})",
             )
+        self._record(call, result)
         return label
+
+    def _with_recording(self, call: PreparedCall, options: dict | None) -> dict | None:
+        """The recorder's dial options (FreeSWITCH: where the switch writes the file)."""
+        if self.recorder is None:
+            return options
+        extra = self.recorder.dial_options(call.attempt_id, self.now())
+        return {**(options or {}), **extra} or None
+
+    def _record(self, call: PreparedCall, result: CallResult) -> None:
+        """Hand the stored call to the recorder; its failure never touches the call's result."""
+        if self.recorder is None:
+            return
+        try:
+            self.recorder.after_call(call.attempt_id, result)
+        except Exception:  # noqa: BLE001
+            log.exception("attempt %s: recording not made", call.attempt_id)
 
     def _store_result(self, attempt_id: int, result: CallResult) -> bool:
         """Write a finished call unless it is stored already (a journal replayed twice).

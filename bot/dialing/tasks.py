@@ -34,6 +34,7 @@ from bot.dialing.call_journal import CallJournal
 from bot.dialing.call_prompts import CallPrompts
 from bot.dialing.dialer import CallFailed, DialCancelled, Dialer
 from bot.dialing.liveness import SEEN_EVERY_S, WorkerLiveness, dial_workers_from_settings
+from bot.dialing.recordings import purge_expired, recorder_from_settings
 from bot.script.project import DialogsProject
 from bot.script.script_lines import load_script_domain
 from bot.webhooks.tasks import DELIVER_EVERY_S as WEBHOOKS_EVERY_S
@@ -96,6 +97,10 @@ class DialWorkerRuntime:
             event_timeout_s=settings.call_event_timeout_s,
             write_attempts=settings.result_write_attempts,
         )
+        # Every connected call recorded (the opening says 全程录音): the switch's own file, or
+        # the simulator's mix made off the call loop.
+        if settings.record_calls:
+            self.dialer.recorder = recorder_from_settings(self.dialer.engine, settings.carrier)
         if settings.metrics_port:
             depth = metrics.redis_queue_depth(redis_client, settings.queue) if redis_client else (lambda: None)
             metrics.serve_worker_metrics(settings.metrics_port, [metrics.QueueCollector(depth, self.journal.backlog)])
@@ -350,6 +355,29 @@ def reconcile_attempts() -> dict:
     return report.as_json()
 
 
+# Recordings past their retention go once an hour (real time; the day boundary is not special).
+PURGE_RECORDINGS_EVERY_S = 3600.0
+
+
+@app.task(name="waihu.purge_recordings")
+def purge_recordings() -> dict:
+    """Delete the recordings past WAIHU_RECORDING_RETENTION_DAYS (files and rows) and log the counts.
+    Needs only the database, not the dial runtime."""
+    from bot.core.db.engine import open_database, session_scope
+
+    try:
+        with session_scope(open_database()) as session:
+            report = purge_expired(session, clock_from_settings().now())
+    except SQLAlchemyError as exc:
+        log.warning("recording purge skipped: database unavailable (%s)", _first_line(exc))
+        return {"skipped": "database"}
+    if report.due:
+        log.warning(
+            "recordings purged past retention: %d rows, %d files, %d bytes", report.due, report.files, report.bytes
+        )
+    return report.as_json()
+
+
 def _configure_from_settings() -> None:
     """Broker, queue and the beat schedule from the settings; the tasks by reference."""
     settings = get_settings()
@@ -370,6 +398,8 @@ def _configure_from_settings() -> None:
         "send-sop-steps": {"task": send_sop_steps.name, "schedule": every},
         # CRM webhooks (bot.webhooks): every few real seconds, and kicked after each emitting commit.
         "deliver-webhooks": {"task": deliver_webhooks.name, "schedule": WEBHOOKS_EVERY_S},
+        # Call recordings past their retention (bot.dialing.recordings).
+        "purge-recordings": {"task": purge_recordings.name, "schedule": PURGE_RECORDINGS_EVERY_S},
     }
 
 

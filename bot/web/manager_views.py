@@ -9,7 +9,7 @@ from typing import Optional
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, Form, HTTPException, Query, Request
-from fastapi.responses import RedirectResponse, StreamingResponse
+from fastapi.responses import FileResponse, RedirectResponse, StreamingResponse
 from pydantic import BaseModel, Field
 from sqlalchemy import func, select
 
@@ -19,6 +19,7 @@ from bot.campaigns.models import CallAttempt, Campaign, TurnRow
 from bot.core.db.engine import session_scope
 from bot.core.errors import UserError
 from bot.core.pii import mask_digit_runs
+from bot.dialing.recordings import DOWNLOAD, LISTEN, audit_access, recording_file, recording_for
 from bot.experiments.report import build_report
 from bot.leads.models import Lead
 from bot.web import labels
@@ -360,7 +361,52 @@ def calls_page(
 def call_page(request: Request, attempt_id: int = record_id("通话编号"), principal: Principal = Depends(graders)):
     with session_scope(request.app.state.engine) as session:
         detail = call_detail(session, attempt_id)
-    return render(request, "manager/call.html", call=detail, max_reason=MAX_REASON, calls_list=principal.may(MANAGER))
+        stored = recording_for(session, attempt_id)
+        recording = {"duration_s": stored.duration_s, "retain_until": stored.retain_until} if stored else None
+    return render(
+        request,
+        "manager/call.html",
+        call=detail,
+        max_reason=MAX_REASON,
+        calls_list=principal.may(MANAGER),
+        recording=recording,
+    )
+
+
+@pages.get("/calls/{attempt_id}/recording")
+def call_recording(
+    request: Request,
+    attempt_id: int = record_id("通话编号"),
+    download: bool = Query(False, description="作为附件下载（否则在页面里播放）"),
+    principal: Principal = Depends(graders),
+):
+    """The call's recording (audio/wav, Range requests for seeking): managers, ops and admins.
+    Each listen (the player's first request, from byte 0) and each download is audited."""
+    with session_scope(request.app.state.engine) as session:
+        stored = recording_for(session, attempt_id)
+        if stored is None:
+            raise HTTPException(404, f"通话 {attempt_id} 没有录音")
+        path = recording_file(stored, request.app.state.config.settings.recordings_dir)
+        if not path.exists():
+            raise HTTPException(404, f"通话 {attempt_id} 的录音文件已不在（可能已过保存期限被清理）")
+        starts_listening = request.headers.get("range", "bytes=0-").replace(" ", "").startswith("bytes=0-")
+        if download or starts_listening:
+            audit_access(
+                session,
+                attempt_id,
+                user_id=principal.user_id,
+                user_name=principal.name,
+                action=DOWNLOAD if download else LISTEN,
+                ip=request.client.host if request.client else None,
+                now=datetime.now(DISPLAY_TZ),
+            )
+    filename = f"call-{attempt_id}.wav"  # by attempt id: never a phone number in a file name
+    return FileResponse(
+        path,
+        media_type="audio/wav",
+        filename=filename,
+        content_disposition_type="attachment" if download else "inline",
+    )
 
 
 def _correct(request: Request, attempt_id: int, grade: str | None, reason: str | None, principal: Principal):

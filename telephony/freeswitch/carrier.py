@@ -11,11 +11,16 @@ when CHANNEL_BRIDGE arrives for our channel; a CHANNEL_HANGUP_COMPLETE instead m
 dialplan gave up and hung up. When neither came within the wait, the channel is taken
 back (`uuid_transfer <uuid> park inline`, as it was after originate) so the robot can tell
 the callee nobody is free.
+
+Recording (全程录音): a dial with `recording_path` (a file on the switch host) starts
+`uuid_record <uuid> start <path>` when the call is answered and `uuid_record <uuid> stop
+<path>` when the robot hangs up (a callee's hang-up closes the file by itself).
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 import uuid
 from xml.etree import ElementTree
@@ -23,6 +28,8 @@ from xml.etree import ElementTree
 from telephony.carrier import CALL_ENDED, CARRIER_LOST, NO_ADVISOR, REJECTED, CallEvent, Prompt, TransferResult
 from telephony.freeswitch.esl import EslConnection, EslConnectionLost, EslError, EslEvent
 from telephony.hangup_causes import status_for_hangup
+
+log = logging.getLogger(__name__)
 
 EVENTS = (
     "CHANNEL_ANSWER",
@@ -36,6 +43,8 @@ EVENTS = (
 TRANSFER_TARGET = re.compile(r"[\w+*#.@/:-]+(?: [\w.-]+){0,2}")
 # Where a channel goes back to when nobody took the transfer: parked, as after originate.
 TAKE_BACK = "park inline"
+# A recording path goes on one api command line: no spaces, nothing to inject.
+RECORDING_PATH = re.compile(r"/[\w./-]+\.wav")
 
 
 def speech_from_event(event: EslEvent, text_header: str) -> tuple[str, float | None]:
@@ -80,6 +89,8 @@ class FreeSwitchCarrier:
         self._playing: set[str] = set()
         self._transfers: dict[str, asyncio.Future[TransferResult]] = {}  # call id → pending transfer
         self._handed_off: set[str] = set()  # bridged to a human: no longer the robot's
+        self._recordings: dict[str, str] = {}  # call id → the file the switch records it to
+        self._recording: set[str] = set()  # call ids whose uuid_record has started
         connection.on_event(self._on_event)
 
     async def start(self) -> None:
@@ -88,12 +99,16 @@ class FreeSwitchCarrier:
             names += ["CUSTOM", self.asr_subclass]
         await self.connection.subscribe(*names)
 
-    async def dial(self, call_id: str, phone: str, timeout_s: int = 30) -> str:
+    async def dial(self, call_id: str, phone: str, timeout_s: int = 30, *, recording_path: str | None = None) -> str:
         """Originate the call; returns the channel uuid. Failures arrive as hang-up events."""
         if not re.fullmatch(r"\+?\d{5,20}", phone):
             raise ValueError("phone must be digits only")
+        if recording_path is not None and not RECORDING_PATH.fullmatch(recording_path):
+            raise ValueError(f"recording_path {recording_path!r}: an absolute .wav path without spaces")
         channel = str(uuid.uuid4())
         self._channels[call_id] = channel
+        if recording_path is not None:
+            self._recordings[call_id] = recording_path
         variables = ",".join(
             [
                 f"origination_uuid={channel}",
@@ -119,6 +134,7 @@ class FreeSwitchCarrier:
         await self.connection.api(f"uuid_break {self._channel(call_id)} all")
 
     async def hangup(self, call_id: str, cause: str = "NORMAL_CLEARING") -> None:
+        await self._stop_recording(call_id)
         try:
             await self.connection.api(f"uuid_kill {self._channel(call_id)} {cause}")
         except EslError:
@@ -163,6 +179,32 @@ class FreeSwitchCarrier:
         if outcome.done():
             return outcome.result()
         return TransferResult(False, NO_ADVISOR)
+
+    async def _start_recording(self, call_id: str) -> None:
+        """uuid_record start on answer; a refusal is logged, never the end of the call."""
+        path = self._recordings.get(call_id)
+        channel = self._channels.get(call_id)
+        if path is None or channel is None:
+            return
+        try:
+            reply = (await self.connection.api(f"uuid_record {channel} start {path}")).strip()
+        except (EslError, EslConnectionLost) as exc:
+            reply = f"-ERR {exc}"
+        if reply.startswith("+OK"):
+            self._recording.add(call_id)
+        else:
+            log.warning("call %s: the switch did not start recording: %s", call_id, reply)
+
+    async def _stop_recording(self, call_id: str) -> None:
+        path = self._recordings.pop(call_id, None)
+        channel = self._channels.get(call_id)
+        if call_id not in self._recording or path is None or channel is None:
+            return
+        self._recording.discard(call_id)
+        try:
+            await self.connection.api(f"uuid_record {channel} stop {path}")
+        except (EslError, EslConnectionLost):
+            pass  # the channel is gone: the switch closed the file with it
 
     def _channel(self, call_id: str) -> str:
         try:
@@ -215,6 +257,7 @@ class FreeSwitchCarrier:
             return  # on hold for an advisor: not a reply to the robot
         elif event.name == "CHANNEL_ANSWER":
             self._answered.add(call_id)
+            await self._start_recording(call_id)  # before the robot's first word
             await self.events.put(CallEvent(call_id, "answered", answered=True))
         elif event.name in ("DETECTED_SPEECH", "CUSTOM"):
             if event.name == "DETECTED_SPEECH" and event.get("Speech-Type") != "detected-speech":
@@ -235,6 +278,8 @@ class FreeSwitchCarrier:
             self._answered.discard(call_id)
             self._playing.discard(call_id)
             self._handed_off.discard(call_id)
+            self._recordings.pop(call_id, None)  # the switch closes the file with the channel
+            self._recording.discard(call_id)
             waiting = self._transfers.get(call_id)
             if waiting is not None and not waiting.done():
                 waiting.set_result(TransferResult(False, CALL_ENDED, detail=cause))

@@ -20,6 +20,11 @@ def test_demo_week_is_consistent(tmp_path: Path, monkeypatch, model_path) -> Non
     assert funnel["wecom"]["consistent"]
     assert wecom["graded_ab"] > 0 and wecom["invited"] == wecom["sent"] == wecom["graded_ab"]
     assert 0 < wecom["added"] < wecom["sent"] and wecom["welcomed"] == wecom["added"]
+    # every connected call recorded (the opening says 全程录音), each file by attempt id
+    recordings = funnel["recordings"]
+    assert recordings["connected"] > 0 and recordings["recorded"] == recordings["connected"]
+    files = sorted((tmp_path / "data" / "recordings").rglob("*.wav"))
+    assert len(files) == recordings["recorded"] and all(f.stem.isdigit() for f in files)
     # the demo's database holds every lead it uploaded, masked phone numbers only in output
     assert (tmp_path / "data" / "demo" / "waihu-demo.db").exists()
 

@@ -14,12 +14,19 @@ Other-Leg-Unique-ID and Bridge-A/B-Unique-ID), "bridge:<seconds>" (answers after
 long), "queue" (the caller waits, nobody answers: no event) or a Q.850 cause (the
 dialplan gives up and hangs up: CHANNEL_HANGUP_COMPLETE with that cause). A transfer to
 `park inline` parks the channel again, cancelling a bridge still to come.
+
+`uuid_record <uuid> [start|stop|mask|unmask] <path> [<limit>]` (mod_commands) answers
+"+OK Success" (or "-ERR No such channel!", or "-USAGE: …"); `start` writes the file as the
+switch would (8 kHz mono 16-bit WAV, `record_seconds` of silence) when its folder exists.
 """
+
 from __future__ import annotations
 
 import asyncio
 import json
+import os
 import re
+import wave
 from dataclasses import dataclass, field
 from urllib.parse import quote
 
@@ -37,6 +44,7 @@ class Channel:
     transfers: list[str] = field(default_factory=list)  # destinations, in order
     bridged_to: str | None = None  # the other leg once a transfer bridged
     pending_transfer: asyncio.Task | None = None
+    records: list[tuple[str, str]] = field(default_factory=list)  # (start|stop, path), in order
 
 
 class FakeFreeSwitch:
@@ -48,6 +56,7 @@ class FakeFreeSwitch:
         self.transfer_outcomes: dict[str, str] = {}
         self.channels: dict[str, Channel] = {}
         self.commands: list[str] = []
+        self.record_seconds = 1.0  # length of the file a `uuid_record … start` writes
         self._clients: list[tuple[asyncio.StreamWriter, dict]] = []
         self._server: asyncio.AbstractServer | None = None
 
@@ -65,8 +74,14 @@ class FakeFreeSwitch:
     # -- what a test makes the switch do ------------------------------------------
     async def say(self, channel_uuid: str, text: str, *, nlsml: bool = False) -> None:
         """The callee speaks: a DETECTED_SPEECH event with the ASR result."""
-        body = (f'<result><interpretation grammar="builtin" confidence="87"><input mode="speech">'
-                f"{text}</input></interpretation></result>") if nlsml else text
+        body = (
+            (
+                f'<result><interpretation grammar="builtin" confidence="87"><input mode="speech">'
+                f"{text}</input></interpretation></result>"
+            )
+            if nlsml
+            else text
+        )
         await self.emit("DETECTED_SPEECH", channel_uuid, {"Speech-Type": "detected-speech"}, body)
 
     async def callee_hangs_up(self, channel_uuid: str, cause: str = "NORMAL_CLEARING") -> None:
@@ -80,8 +95,12 @@ class FakeFreeSwitch:
 
     async def emit(self, name: str, channel_uuid: str, extra: dict[str, str] | None = None, body: str = "") -> None:
         channel = self.channels.get(channel_uuid)
-        headers = {"Event-Name": name, "Core-UUID": "fake-core", "Unique-ID": channel_uuid,
-                   "Channel-Name": f"sofia/gateway/gw/{channel.phone if channel else ''}"}
+        headers = {
+            "Event-Name": name,
+            "Core-UUID": "fake-core",
+            "Unique-ID": channel_uuid,
+            "Channel-Name": f"sofia/gateway/gw/{channel.phone if channel else ''}",
+        }
         if channel:
             headers.update({f"variable_{k}": v for k, v in channel.variables.items()})
         headers.update(extra or {})
@@ -141,7 +160,7 @@ class FakeFreeSwitch:
     async def _api(self, args: str) -> str:
         name, *params = args.split()
         channel = self.channels.get(params[0]) if params else None
-        if name in ("uuid_broadcast", "uuid_break", "uuid_kill", "uuid_transfer") and channel is None:
+        if name in ("uuid_broadcast", "uuid_break", "uuid_kill", "uuid_transfer", "uuid_record") and channel is None:
             return "-ERR No such channel!\n"
         if name == "uuid_broadcast":
             channel.broadcasts.append(params[1])
@@ -164,9 +183,25 @@ class FakeFreeSwitch:
                 outcome = self.transfer_outcomes.get(destination[0], "queue")
                 channel.pending_transfer = asyncio.ensure_future(self._run_transfer(channel, outcome))
             return "+OK\n"
+        if name == "uuid_record":
+            if len(params) < 3 or params[1] not in ("start", "stop", "mask", "unmask"):
+                return "-USAGE: <uuid> [start|stop|mask|unmask] <path> [<limit>]\n"
+            channel.records.append((params[1], params[2]))
+            if params[1] == "start":
+                self._write_recording(params[2])
+            return "+OK Success\n"
         if name == "status":
             return "UP 0 years, 0 days\nFreeSWITCH (fake) is ready\n"
         return f"-ERR {name} Command not found!\n"
+
+    def _write_recording(self, path: str) -> None:
+        if not os.path.isdir(os.path.dirname(path)):
+            return  # FreeSWITCH logs an error and records nothing
+        with wave.open(path, "wb") as wav:
+            wav.setnchannels(1)
+            wav.setsampwidth(2)
+            wav.setframerate(8000)
+            wav.writeframes(b"\x00\x00" * int(8000 * self.record_seconds))
 
     async def _background(self, args: str, job: str) -> None:
         match = re.match(r"originate \{([^}]*)\}sofia/gateway/[^/]+/(\S+) ", args)
@@ -194,9 +229,11 @@ class FakeFreeSwitch:
         if kind == "bridge":
             other = f"advisor-{len(channel.transfers)}-{channel.uuid[:8]}"
             channel.bridged_to = other
-            await self.emit("CHANNEL_BRIDGE", channel.uuid, {"Other-Leg-Unique-ID": other,
-                                                             "Bridge-A-Unique-ID": channel.uuid,
-                                                             "Bridge-B-Unique-ID": other})
+            await self.emit(
+                "CHANNEL_BRIDGE",
+                channel.uuid,
+                {"Other-Leg-Unique-ID": other, "Bridge-A-Unique-ID": channel.uuid, "Bridge-B-Unique-ID": other},
+            )
         else:
             await self._hangup(channel.uuid, kind)
 

@@ -176,3 +176,71 @@ def test_dial_rejects_non_digit_numbers() -> None:
         await switch.stop()
 
     run(scenario())
+
+
+def test_recording_starts_on_answer_and_stops_at_the_robots_hang_up(tmp_path) -> None:
+    """uuid_record <uuid> start <path> when the call is answered, stop <path> before uuid_kill;
+    the switch writes the file (the fake does too, into a folder that exists)."""
+    folder = tmp_path / "switch" / "2026" / "12"
+    folder.mkdir(parents=True)
+    path = str(folder / "7.wav")
+
+    async def scenario():
+        switch, connection, carrier = await connected()
+        switch.outcomes["13812345678"] = "answer"
+        channel = await carrier.dial("attempt-7", "13812345678", recording_path=path)
+        await next_event(carrier, "answered")
+        records_at_answer = list(switch.channels[channel].records)
+        await carrier.hangup("attempt-7")
+        records = list(switch.channels[channel].records) if channel in switch.channels else None
+        await next_event(carrier, "hangup")
+        await connection.close()
+        await switch.stop()
+        return switch, channel, records_at_answer, records
+
+    switch, channel, at_answer, records = run(scenario())
+    assert at_answer == [("start", path)]  # recording before the robot's first word
+    start, stop, kill = (f"api uuid_record {channel} start {path}", f"api uuid_record {channel} stop {path}",
+                         f"api uuid_kill {channel} NORMAL_CLEARING")
+    assert start in switch.commands and stop in switch.commands
+    assert switch.commands.index(start) < switch.commands.index(stop) < switch.commands.index(kill)
+    assert (tmp_path / "switch" / "2026" / "12" / "7.wav").stat().st_size > 44
+
+
+def test_callee_hang_up_closes_the_recording_without_a_stop(tmp_path) -> None:
+    path = str(tmp_path / "8.wav")
+
+    async def scenario():
+        switch, connection, carrier = await connected()
+        switch.outcomes["13700000008"] = "answer"
+        channel = await carrier.dial("attempt-8", "13700000008", recording_path=path)
+        await next_event(carrier, "answered")
+        await switch.callee_hangs_up(channel)
+        await next_event(carrier, "hangup")
+        await connection.close()
+        await switch.stop()
+        return switch
+
+    switch = run(scenario())
+    assert [c for c in switch.commands if "uuid_record" in c] == [f"api uuid_record {_uuid_of(switch)} start {path}"]
+
+
+def _uuid_of(switch: FakeFreeSwitch) -> str:
+    originate = next(c for c in switch.commands if c.startswith("bgapi originate"))
+    return originate.split("origination_uuid=", 1)[1].split(",", 1)[0]
+
+
+def test_unanswered_call_is_not_recorded_and_bad_paths_are_refused(tmp_path) -> None:
+    async def scenario():
+        switch, connection, carrier = await connected()
+        switch.outcomes["13900000009"] = "USER_BUSY"
+        await carrier.dial("attempt-9", "13900000009", recording_path=str(tmp_path / "9.wav"))
+        await next_event(carrier, "hangup")
+        with pytest.raises(ValueError, match="recording_path"):
+            await carrier.dial("attempt-10", "13900000010", recording_path="/rec/x.wav; uuid_kill all")
+        await connection.close()
+        await switch.stop()
+        return switch
+
+    switch = run(scenario())
+    assert not any("uuid_record" in c for c in switch.commands)
