@@ -27,6 +27,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from bot.cli.console import console, err_console
+from bot.cli.demo_conversions import simulate_conversions
 from bot.cli.sop_demo import simulate_followup_month
 from bot.core.settings import PROJECT_ROOT, get_settings
 
@@ -70,6 +71,7 @@ def run_demo(leads_per_audience: int = LEADS_PER_AUDIENCE, days: int = DAYS, see
         counts = asyncio.run(_dial_for_days(engine, agent, campaign_id, first_monday, days, seed))
     funnel = _print_funnel(engine, campaign_id)
     funnel["wecom"] = _add_friends(engine, campaign_id, seed)
+    funnel["conversions"] = _conversions(engine, campaign_id, seed)  # simulated buyers' policies
     funnel["recordings"] = _recordings_made(engine, campaign_id)
     funnel["sop"] = simulate_followup_month(engine, campaign_id, seed)  # a month of follow-up after the adds
     _print_sample_call(engine, campaign_id)
@@ -413,6 +415,17 @@ def _add_friends(engine, campaign_id: int, seed: int) -> dict:
         f"{total['added']} added → {total['welcomed']} welcomed"
     )
     return {"total": {k: v for k, v in total.items() if k != "rates"}, "consistent": consistent}
+
+
+def _conversions(engine, campaign_id: int, seed: int) -> dict:
+    from bot.core.pii import keyring_from_settings
+
+    made = simulate_conversions(engine, keyring_from_settings(), campaign_id, seed)
+    console.print(
+        f"conversions (simulated buyers): {made['policies']} policies, {made['attributed']} attributed to a call, "
+        f"premium {made['premium']:,.2f} yuan"
+    )
+    return made
 
 
 def _until_next_tick(local: datetime, created_now: bool) -> float:
