@@ -40,32 +40,20 @@ def status(
     campaign: Optional[int] = typer.Option(None, "--campaign", help="Only this campaign id"),
     as_json: bool = typer.Option(False, "--json", help="One JSON object"),
 ) -> None:
-    """Per sequence arm: enrolled, steps sent, skipped by the weekly cap, clicks, stops by reason."""
+    """Per sequence arm: enrolled, steps sent, skipped by the weekly cap, click and conversion
+    rates, stops by reason."""
     from bot.core.db.engine import open_database, session_scope
-    from bot.wecom.sop import sequence_figures
+    from bot.experiments.sop_report import sequence_arms
 
     with session_scope(open_database()) as session:
-        figures = sequence_figures(session, campaign)
-    rows: list[dict[str, Any]] = [
-        {
-            "arm": f.arm,
-            "enrolled": f.enrolled,
-            "sent": f.sent,
-            "skipped_cap": f.skipped_cap,
-            "clicked": f.clicked,
-            "click_rate": round(f.click_rate, 4),
-            "completed": f.completed,
-            "stopped": dict(f.stopped),
-        }
-        for f in figures
-    ]
+        rows: list[dict[str, Any]] = [arm.as_json() for arm in sequence_arms(session, campaign)]
     if as_json:
         print_json({"arms": rows})
         return
     if not rows:
         console.print("no contact is enrolled in a follow-up sequence yet")
         return
-    table = Table("序列（组）", "入组", "已发送", "超周上限跳过", "点击人数", "点击率", "完成", "停止（原因）")
+    table = Table("序列（组）", "入组", "已发送", "超周上限跳过", "点击率", "成交率", "完成", "停止（原因）")
     for row in rows:
         stopped = "，".join(f"{k} {v}" for k, v in row["stopped"].items()) or "-"
         table.add_row(
@@ -73,8 +61,8 @@ def status(
             str(row["enrolled"]),
             str(row["sent"]),
             str(row["skipped_cap"]),
-            str(row["clicked"]),
             f"{row['click_rate']:.1%}",
+            f"{row['conversion_rate']:.1%}",
             str(row["completed"]),
             stopped,
         )

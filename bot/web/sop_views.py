@@ -1,5 +1,6 @@
 """跟进序列: managers and ops see the WeCom follow-up sequences (SOP) per sequence and A/B arm —
-enrolled contacts, steps sent, steps skipped by the weekly cap, clicks, stops by reason — the
+enrolled contacts, steps sent, steps skipped by the weekly cap, click and conversion rates with
+95% intervals (bot.experiments.sop_report), stops by reason — the
 most recent enrolments (masked numbers), and one lead's timeline (/sop/leads/{id})."""
 
 from __future__ import annotations
@@ -8,11 +9,12 @@ from fastapi import APIRouter, Depends, Request
 from sqlalchemy import select
 
 from bot.core.db.engine import session_scope
+from bot.experiments.sop_report import sequence_arms
 from bot.leads.models import Lead
 from bot.web.params import record_id
 from bot.web.rendering import render
 from bot.web.security import MANAGER, OPS, Principal, require_role
-from bot.wecom.sop import sequence_figures, timeline
+from bot.wecom.sop import timeline
 from bot.wecom.sop_models import SopEnrolment
 
 pages = APIRouter(include_in_schema=False)
@@ -37,7 +39,7 @@ TYPE_LABELS = {"text": "文字", "link": "链接", "miniprogram": "小程序"}
 @pages.get(PAGE)
 def sequences_page(request: Request, principal: Principal = Depends(allowed)):
     with session_scope(request.app.state.engine) as session:
-        figures = sequence_figures(session)
+        figures = sequence_arms(session)
         recent = session.execute(
             select(SopEnrolment, Lead.phone_masked)
             .join(Lead, Lead.id == SopEnrolment.lead_id)

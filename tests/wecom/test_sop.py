@@ -6,6 +6,8 @@ double send with two concurrent senders."""
 from __future__ import annotations
 
 import asyncio
+import secrets
+import string
 import threading
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -124,7 +126,9 @@ def added_contact(db, keyring, wecom, grade: str = "A", pack=("车主-华东", "
     assert run(wecom.deliver()).delivered == 1
     with session_scope(db) as session:
         invite = session.execute(select(WeComInvite).where(WeComInvite.attempt_id == attempt_id)).scalar_one()
-    run(wecom.server.simulate_add(invite.state))
+    # letters only: a random hex id can hold 11 digits the webhook outbox takes for a phone number
+    customer = "wm" + "".join(secrets.choice(string.ascii_letters) for _ in range(30))
+    run(wecom.server.simulate_add(invite.state, external_userid=customer))
     run(wecom.wait_processed())
     with session_scope(db) as session:
         return session.execute(select(SopEnrolment).where(SopEnrolment.invite_id == invite.id)).scalar_one()
@@ -334,3 +338,24 @@ def test_a_matched_conversion_fires_the_purchase_branch(db, keyring, wecom):
     after = enrolment_of(db, enrolment.id)
     assert (after.state, after.stop_reason) == ("stopped", "purchase")
     assert "pending" not in {s.status for s in sends(db, enrolment.id)}
+
+
+def test_the_cli_shows_the_arms_and_ops_can_opt_a_contact_out(db, keyring, wecom, monkeypatch):
+    import json
+
+    from typer.testing import CliRunner
+
+    from bot.cli.app import app
+
+    enrolment = added_contact(db, keyring, wecom)
+    monkeypatch.setenv("WAIHU_DATABASE_URL", db.url.render_as_string(hide_password=False))
+    status = CliRunner().invoke(app, ["sop", "status", "--json"])
+    assert status.exit_code == 0, status.output
+    [arm] = json.loads(status.stdout)["arms"]
+    assert (arm["arm"], arm["enrolled"], arm["converted"]) == ("车主跟进-A", 1, 0)
+    out = CliRunner().invoke(app, ["sop", "opt-out", str(enrolment.id)])
+    assert out.exit_code == 0 and "139****" in out.output and "13900000001" not in out.output
+    assert enrolment_of(db, enrolment.id).stop_reason == "opt_out"
+    missing = CliRunner().invoke(app, ["sop", "opt-out", "999999"])
+    # (main() prints a UserError as one line and exits 1; the runner calls the app under it)
+    assert missing.exit_code == 1 and "no follow-up enrolment 999999" in str(missing.exception)
