@@ -22,6 +22,7 @@ from bot.experiments.conversions import erase_lead_conversions
 from bot.leads.models import Lead, LeadReject
 from bot.webhooks.service import erase_lead_events
 from bot.wecom.advisor_tasks import erase_lead_tasks
+from bot.wecom.sop import erase_lead_sop
 
 
 @dataclass(frozen=True)
@@ -52,6 +53,7 @@ def forget_phone(session: Session, keyring: PhoneKeyring, raw_phone: str) -> For
     # advisor_adds: the person's add tasks and every audited look at their number go too.
     lead_ids = list(session.execute(select(Lead.id).where(Lead.phone_hash == phone_hash)).scalars())
     erase_lead_tasks(session, lead_ids)
+    erase_lead_sop(session, lead_ids)  # their follow-up sequences: steps, links, clicks, tags
     erase_lead_events(session, lead_ids)  # CRM webhook events about them, sent or waiting
     erase_lead_conversions(session, lead_ids, phone_hash)  # their policies and rejected conversion rows
     # Their call recordings: the files first (a cascade would only drop the rows).

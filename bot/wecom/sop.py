@@ -30,7 +30,7 @@ from datetime import date, datetime, time, timedelta, timezone
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import func, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
@@ -666,3 +666,25 @@ def timeline(session: Session, lead_id: int) -> list[dict[str, Any]]:
     ).all():
         items.append({"at": click.clicked_at, "kind": "click", "sequence": enrolment.sequence, "status": "clicked"})
     return sorted(items, key=lambda item: item["at"])
+
+
+def erase_lead_sop(session: Session, lead_ids: list[int]) -> int:
+    """PIPL erasure: the person's follow-up (enrolments with their WeCom id, every step, link,
+    click and tag), explicitly rather than trusting each database's cascade; returns how many
+    enrolments went."""
+    if not lead_ids:
+        return 0
+    enrolments = select(SopEnrolment.id).where(SopEnrolment.lead_id.in_(lead_ids))
+    for model in (SopClick, SopContactTag, SopLink):
+        session.execute(
+            delete(model).where(model.enrolment_id.in_(enrolments)).execution_options(synchronize_session=False)
+        )
+    session.execute(
+        delete(SopStepSend).where(SopStepSend.lead_id.in_(lead_ids)).execution_options(synchronize_session=False)
+    )
+    return (
+        session.execute(
+            delete(SopEnrolment).where(SopEnrolment.lead_id.in_(lead_ids)).execution_options(synchronize_session=False)
+        ).rowcount
+        or 0
+    )

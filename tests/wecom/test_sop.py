@@ -359,3 +359,19 @@ def test_the_cli_shows_the_arms_and_ops_can_opt_a_contact_out(db, keyring, wecom
     missing = CliRunner().invoke(app, ["sop", "opt-out", "999999"])
     # (main() prints a UserError as one line and exits 1; the runner calls the app under it)
     assert missing.exit_code == 1 and "no follow-up enrolment 999999" in str(missing.exception)
+
+
+def test_erasure_removes_the_persons_follow_up(db, keyring, wecom, redirect_app):
+    from bot.erasure import forget_phone
+
+    enrolment = added_contact(db, keyring, wecom)
+    send_due(db, wecom, sends(db, enrolment.id)[0].due_at)
+    [task] = wecom.server.message_tasks_to(enrolment.external_userid)
+    assert httpx.get(task.body["attachments"][0]["link"]["url"].replace(
+        "https://waihu.example.com", redirect_app.url)).status_code == 302
+    with session_scope(db) as session:
+        result = forget_phone(session, keyring, "13900000001")
+    assert result.leads == 1
+    with session_scope(db) as session:
+        for model in (SopEnrolment, SopStepSend, SopClick, SopContactTag):
+            assert session.execute(select(func.count()).select_from(model)).scalar_one() == 0, model.__name__
