@@ -46,11 +46,15 @@ SILENCE = ""  # speech text meaning: no reply before the no-input timeout
 @dataclass(frozen=True)
 class Prompt:
     """One script line to play: the response name (what the script step is), its text
-    (what a simulated callee "hears") and the rendered audio (what a real carrier plays)."""
+    (what a simulated callee "hears") and the rendered audio (what a real carrier plays).
+    Barge-in: a carrier that hears the callee start talking during an interruptible prompt
+    stops it (and drops the prompts queued after it) and reports playback_done."""
 
     response: str
     text: str
     audio_path: str | None = None
+    # False: the callee's voice does not stop it (the compliance opening must be heard whole).
+    interruptible: bool = True
 
 
 @dataclass(frozen=True)

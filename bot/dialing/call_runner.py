@@ -41,6 +41,9 @@ Clock = Callable[[], datetime]
 # A bot line → the audio file a real carrier plays (None for carriers that take text).
 AudioFor = Callable[[BotLine], "str | None"]
 CONFIRM_WECOM = "utter_confirm_wecom"
+# Lines the callee cannot talk over (no barge-in): the compliance opening (who is calling, for
+# whom, that the call is recorded) must be heard whole.
+NON_INTERRUPTIBLE = frozenset({"utter_opening"})
 
 
 @dataclass(frozen=True)
@@ -215,7 +218,8 @@ async def _hand_off(
 
 async def _speak(carrier: Carrier, call_id: str, reply: BotReply, audio_for: AudioFor) -> None:
     for line in reply.lines:
-        await carrier.play(call_id, Prompt(line.response, line.text, audio_for(line)))
+        interruptible = line.response not in NON_INTERRUPTIBLE
+        await carrier.play(call_id, Prompt(line.response, line.text, audio_for(line), interruptible=interruptible))
 
 
 def finished_call(result: CallResult) -> FinishedCall:

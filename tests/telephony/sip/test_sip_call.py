@@ -12,23 +12,23 @@ from datetime import datetime
 from pathlib import Path
 
 import numpy as np
+import pytest
 from scipy.signal import fftconvolve
 
 from bot.campaigns.models import CallAttempt
 from bot.campaigns.service import change_status, create_campaign
 from bot.conversation.session import CallSession, LeadContext
 from bot.core.db.engine import session_scope
+from bot.core.settings import get_settings
 from bot.dialing.call_prompts import CallPrompts
 from bot.dialing.call_runner import EventRouter, run_call
 from bot.dialing.call_store import record_call
 from bot.dialing.planner import plan_campaign
 from bot.script.project import DialogsProject
 from bot.script.script_lines import load_script_domain
-from bot.core.settings import get_settings
 from telephony.carrier import Prompt
 from telephony.prompts import EspeakNgProvider, PromptRenderer
 from telephony.prompts.audio import AudioSegment, silence, to_telephone_audio, write_wav_atomically
-from tests.db_fixtures import database_url, db, keyring, migrated_engine  # noqa: F401
 from tests.dialing.test_planner import MORNING, add_pack
 from tests.telephony.audio_clips import speech
 from tests.telephony.sip.conftest import SipStack
@@ -65,8 +65,14 @@ def callee_wav(folder: Path, name: str, *parts: AudioSegment | int) -> Path:
     return path
 
 
+@pytest.fixture(scope="session")
+def prompt_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One render cache for every call here: each line is synthesized once."""
+    return tmp_path_factory.mktemp("prompt-cache")
+
+
 def test_call_over_sip_is_graded_logged_and_the_robot_is_heard(
-    sip_stack: SipStack, baresip_callee, dialogue_agent, db, keyring, tmp_path: Path
+    sip_stack: SipStack, baresip_callee, dialogue_agent, db, keyring, tmp_path: Path, prompt_cache: Path
 ) -> None:
     with session_scope(db) as session:
         add_pack(session, keyring, "pack-sip", 1)
@@ -75,23 +81,34 @@ def test_call_over_sip_is_graded_logged_and_the_robot_is_heard(
         [attempt_id] = plan_campaign(session, campaign, MORNING).created
 
     prompts = CallPrompts(
-        PromptRenderer(EspeakNgProvider(), tmp_path / "prompts"), load_script_domain(DialogsProject(get_settings().dialogs_dir))
+        PromptRenderer(EspeakNgProvider(), prompt_cache), load_script_domain(DialogsProject(get_settings().dialogs_dir))
     )
     audio_for = prompts.for_call(LEAD)
     # The robot's first turn, rendered, to time the callee's reply after it.
     opening = sip_stack.run(CallSession(dialogue_agent, LEAD, call_id=f"probe-{uuid.uuid4().hex}", clock=clock).start())
     opening_paths = [audio_for(line) for line in opening.lines]
-    opening_ms = sum(int(len(samples(path)) / 8) for path in opening_paths)
+    assert opening.lines[0].response == "utter_opening" and len(opening.lines) > 1
+    opening_ms = int(len(samples(opening_paths[0])) / 8)
     refusal = speech(REFUSAL)
     sip_stack.recogniser.learn(to_telephone_audio(refusal).raw_data, 8000, REFUSAL)
-    phone = baresip_callee("13911110001", callee_wav(tmp_path, "callee", opening_ms + 1500, refusal, 20_000))
+    # The callee refuses a second after the (uninterruptible) opening, talking over the
+    # question that follows it: barge-in. baresip hangs up when its WAV ends: silence after.
+    phone = baresip_callee("13911110001", callee_wav(tmp_path, "callee", opening_ms + 1000, refusal, 20_000))
+    barge_ins = sip_stack.carrier.barge_ins
 
     async def call():
         router = EventRouter(sip_stack.carrier)
         try:
             return await run_call(
-                sip_stack.carrier, router, dialogue_agent, call_id=f"attempt-{attempt_id}", phone=phone.number,
-                lead=LEAD, clock=clock, audio_for=audio_for, event_timeout_s=20,
+                sip_stack.carrier,
+                router,
+                dialogue_agent,
+                call_id=f"attempt-{attempt_id}",
+                phone=phone.number,
+                lead=LEAD,
+                clock=clock,
+                audio_for=audio_for,
+                event_timeout_s=20,
             )
         finally:
             await router.aclose()
@@ -102,6 +119,7 @@ def test_call_over_sip_is_graded_logged_and_the_robot_is_heard(
     assert heard == [REFUSAL]
     assert [t.response for t in result.turns if t.speaker == "bot"][-1] == "utter_close_refuse"
     assert result.outcome is not None and result.outcome.grade.grade == "C"
+    assert sip_stack.carrier.barge_ins == barge_ins + 1  # the question stopped, the opening played whole
 
     with session_scope(db) as session:
         record_call(session, session.get(CallAttempt, attempt_id), result)
