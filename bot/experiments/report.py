@@ -68,6 +68,7 @@ from bot.experiments.lead_metrics import CORRECTED, COUNTS, Cell, add_sums, lead
 from bot.experiments.metrics import CONVERSION_METRICS, METRICS, Metric, checks_for, statistic_for
 from bot.experiments.power import sample_size_per_arm
 from bot.experiments.sequential import DEFAULT_TUNING, sequential_test
+from bot.experiments.sop_report import sequence_arms, sequence_lines
 from bot.experiments.speed_to_lead import speed_to_lead
 from bot.experiments.srm import SRM_ALERT_P, srm_alert, srm_p_value
 from bot.experiments.statistics import Proportion, Ratio, UnitStatistic, bayesian_test, frequentist_test, rate_interval
@@ -223,6 +224,8 @@ def build_report(
         "factors": report_factors,
         # Speed to lead (issue 17): 留资 → first dial, per lane; one aggregate query.
         "speed_to_lead": [row.as_json() for row in speed_to_lead(session, campaign.id)],
+        # WeCom follow-up sequences (issue 17): the sequence as a factor, per arm; three aggregates.
+        "sequences": [arm.as_json() for arm in sequence_arms(session, campaign.id)],
     }
     report["summary"] = _summary(report)
     return _json_safe(report)
@@ -842,6 +845,7 @@ def _summary(report: dict) -> list[str]:
     if overview["corrected"]:
         lines.append(f"人工更正等级 {overview['corrected']:,} 通：按更正后的等级统计。")
     lines.extend(speed_to_lead_lines(report.get("speed_to_lead") or []))
+    lines.extend(sequence_lines(report.get("sequences") or []))
     lines.extend(conversion_lines(report.get("conversions"), overview.get("funnel")))
     for factor in report["factors"]:
         overall = factor["overall"]

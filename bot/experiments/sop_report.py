@@ -99,3 +99,28 @@ def sequence_arms(session: Session, campaign_id: int | None = None) -> list[Sequ
         )
         for f in sequence_figures(session, campaign_id)
     ]
+
+
+def sequence_lines(rows: list[dict]) -> list[str]:
+    """The report's 跟进序列 lines: per sequence arm, enrolled, click and conversion rates with
+    their 95% intervals (two arms whose intervals do not overlap are said to differ)."""
+    lines = []
+    for row in rows:
+        click = wilson_interval(row["clicked"], row["enrolled"])
+        conversion = wilson_interval(row["converted"], row["enrolled"])
+        lines.append(
+            f"跟进序列「{row['arm']}」：入组 {row['enrolled']:,} 人，已发送 {row['sent']:,} 条；点击率 "
+            f"{row['click_rate']:.1%}（{click[0]:.1%}–{click[1]:.1%}），成交率 {row['conversion_rate']:.1%}"
+            f"（{conversion[0]:.1%}–{conversion[1]:.1%}）。"
+        )
+    if len(rows) >= 2:
+        best = max(rows, key=lambda r: r["conversion_rate"])
+        low = wilson_interval(best["converted"], best["enrolled"])[0]
+        beaten = [r["arm"] for r in rows if r is not best and wilson_interval(r["converted"], r["enrolled"])[1] < low]
+        if beaten:
+            lines.append(
+                f"跟进序列：「{best['arm']}」的成交率高于{'、'.join(f'「{a}」' for a in beaten)}（95% 区间不重叠）。"
+            )
+        else:
+            lines.append("跟进序列：各序列的成交率尚无显著差异（95% 区间重叠）。")
+    return lines

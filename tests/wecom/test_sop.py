@@ -375,3 +375,15 @@ def test_erasure_removes_the_persons_follow_up(db, keyring, wecom, redirect_app)
     with session_scope(db) as session:
         for model in (SopEnrolment, SopStepSend, SopClick, SopContactTag):
             assert session.execute(select(func.count()).select_from(model)).scalar_one() == 0, model.__name__
+
+
+def test_the_ab_report_carries_the_sequence_factor(db, keyring, wecom):
+    from bot.campaigns.models import Campaign
+    from bot.experiments.report import build_report
+
+    enrolment = added_contact(db, keyring, wecom)
+    with session_scope(db) as session:
+        report = build_report(session, session.get(Campaign, enrolment.campaign_id))
+    [arm] = report["sequences"]
+    assert (arm["arm"], arm["enrolled"], arm["clicked"], arm["converted"]) == ("车主跟进-A", 1, 0, 0)
+    assert any(line.startswith("跟进序列「车主跟进-A」：入组 1 人") for line in report["summary"])
