@@ -86,8 +86,10 @@ class TransferResult:
 class Carrier(Protocol):
     events: asyncio.Queue[CallEvent]
 
-    async def dial(self, call_id: str, phone: str, timeout_s: int = 30) -> str:
-        """Start the call; returns the carrier's id for it. Failures arrive as hang-ups."""
+    async def dial(self, call_id: str, phone: str, timeout_s: int = 30, *, caller_id: str | None = None) -> str:
+        """Start the call; returns the carrier's id for it. Failures arrive as hang-ups.
+        `caller_id`: the number the callee sees (a campaign's caller-number pool); None: the
+        carrier's default."""
 
     async def play(self, call_id: str, prompt: Prompt) -> None: ...
 

@@ -62,6 +62,8 @@ class CallAttempt(Base):
         # per-number history across campaigns, for the compliance caps
         Index("ix_call_attempts_phone_hash_scheduled_at", "phone_hash", "scheduled_at"),
         Index("ix_call_attempts_lead_id", "lead_id"),
+        # A caller number's last dials (the connect-rate check, migration 0014).
+        Index("ix_call_attempts_caller_number", "campaign_id", "caller_number", "dialed_at"),
         Index(
             "ix_call_attempts_callback_pending",
             "callback_at",
@@ -95,6 +97,10 @@ class CallAttempt(Base):
     handoff = Column(String(20))
     talk_time_s = Column(Float)
     carrier_call_id = Column(String(100))
+    # The caller number shown to the callee (the campaign's pool, migration 0014) and how it
+    # matched the callee's region: city | province | other; null without a pool.
+    caller_number = Column(String(20))
+    caller_match = Column(String(10))
     worker = Column(String(100))
     scheduled_at = Column(UtcDateTime, nullable=False, default=utc_now)
     dialed_at = Column(UtcDateTime)
@@ -137,6 +143,30 @@ class GradeCorrection(Base):
     reason = Column(String(200), nullable=False)
     corrected_by = Column(String(100), nullable=False)  # the user's login name
     corrected_at = Column(UtcDateTime, nullable=False, default=utc_now)
+
+
+class CallerNumber(Base):
+    """One number of a campaign's caller-number pool (主叫号码池). Its 归属地 comes from the
+    geocoder (bot.core.region); `used_today` counts the dials of `used_on` (a Beijing date),
+    raised only by a conditional UPDATE that keeps it at most `daily_cap`, so two workers
+    can never take the same last slot. A rested number (by hand, or by the connect-rate
+    check) is not chosen."""
+
+    __tablename__ = "caller_numbers"
+    __table_args__ = (UniqueConstraint("campaign_id", "number"),)
+
+    id = Column(_Id, primary_key=True)
+    campaign_id = Column(_Id, ForeignKey("campaigns.id", ondelete="CASCADE"), nullable=False)
+    number = Column(String(20), nullable=False)
+    province = Column(String(20))
+    city = Column(String(40))
+    daily_cap = Column(Integer, nullable=False, default=200)
+    used_on = Column(String(10))  # YYYY-MM-DD, Beijing date of used_today
+    used_today = Column(Integer, nullable=False, default=0, server_default=text("0"))
+    rested = Column(Integer, nullable=False, default=0, server_default=text("0"))
+    rested_reason = Column(String(300))
+    rested_at = Column(UtcDateTime)
+    created_at = Column(UtcDateTime, nullable=False, default=utc_now)
 
 
 class ExperimentHoldout(Base):

@@ -10,6 +10,7 @@ from rich.live import Live
 from rich.table import Table
 
 from bot.campaigns.experiment_design import arm_scope, parse_slot, parse_variant
+from bot.cli.caller_number_commands import numbers_app
 from bot.cli.console import console, err_console, print_json
 from bot.core.errors import UserError
 
@@ -18,6 +19,7 @@ campaign_app = typer.Typer(help="Campaigns: which packs to dial, how, and their 
 
 def register(app: typer.Typer) -> None:
     app.add_typer(campaign_app, name="campaign")
+    campaign_app.add_typer(numbers_app, name="numbers")
 
 
 def _session():
@@ -226,8 +228,10 @@ def status(
     watch: float = typer.Option(0.0, "--watch", help="Refresh every N seconds until Ctrl-C"),
 ) -> None:
     """Progress: dialled, connected, graded A/B/C/D, call statuses, lines in use."""
+    from bot.campaigns.caller_numbers import pool_status
     from bot.campaigns.service import campaign_progress, get_campaign
     from bot.cli.worker_health import dial_workers_seen, worker_warning
+    from bot.core.db.base import utc_now
 
     def snapshot() -> dict:
         workers = dial_workers_seen()
@@ -245,6 +249,8 @@ def status(
                 "by_status": progress.by_status,
                 "outcomes": progress.by_outcome,
                 "grades": progress.by_grade,
+                # The caller-number pool (None without one): numbers with room today, rested ones.
+                "caller_numbers": pool_status(session, campaign.id, utc_now()),
                 # Dial workers seen in the last few minutes (None: unknown); the warning when none.
                 "dial_workers": None if workers is None else len(workers),
                 "worker_warning": worker_warning(workers),
@@ -290,6 +296,14 @@ def _status_table(data: dict) -> Table:
     rows += [(status, n, dialled) for status, n in sorted(outcomes.items()) if status != "answered"]
     for label, value, base in rows:
         table.add_row(label, str(value), f"{value / base:.1%}" if base else "")
+    pool = data.get("caller_numbers")
+    if pool:
+        table.add_row("caller numbers with room today", f"{pool['with_room']}/{pool['numbers']}", "")
+        table.add_row("caller number dials today / cap", f"{pool['used_today']}/{pool['cap_today']}", "")
+        for rested in pool["rested"]:
+            table.add_row(f"rested {rested['number']}", rested["reason"] or "", "")
+        if pool["deferred"]:
+            table.add_row("[yellow]dials deferred[/]", "every caller number is at its daily cap or rested", "")
     if data.get("dial_workers"):
         table.caption = f"dial workers online: {data['dial_workers']}"
     elif data.get("worker_warning"):

@@ -171,7 +171,14 @@ def _fresh_phone(rng: random.Random, used: set[str]) -> str:
             return phone
 
 
+# The demo campaign's caller-number pool: landlines of six big cities (local first; the
+# simulator picks up a local number more often, so the report's caller-number check shows it).
+DEMO_CALLER_NUMBERS = ("01062345678", "02162345678", "02062345678", "075562345678", "057162345678", "02862345678")
+DEMO_CALLER_CAP = 3000
+
+
 def _create_campaign(engine) -> int:
+    from bot.campaigns.caller_numbers import add_caller_number
     from bot.campaigns.service import change_status, create_campaign
     from bot.core.db.engine import session_scope
 
@@ -187,6 +194,8 @@ def _create_campaign(engine) -> int:
             incentive="一份免费的短期意外险",
             created_by="demo",
         )
+        for number in DEMO_CALLER_NUMBERS:
+            add_caller_number(session, campaign.id, number, DEMO_CALLER_CAP)
         change_status(session, campaign.name, "start")
         return campaign.id
 

@@ -134,6 +134,9 @@ FIELD_ALIASES: dict[str, tuple[str, ...]] = {
     # A yes/no consent flag per row (是/否, 已授权/未授权, 同意/不同意 …).
     "consent_given": ("授权同意", "是否授权", "是否同意", "同意授权", "授权状态", "consent_given", "consented"),
     "consent_scope": ("授权范围", "同意范围", "授权内容", "consent_scope"),
+    # Where the person lives: drives their time zone and the local caller number (bot.core.region).
+    "province": ("省份", "省", "所在省份", "province"),
+    "city": ("城市", "所在城市", "地区", "所在地", "所在地区", "city", "region"),
 }
 FIELDS = tuple(FIELD_ALIASES)
 # A consent_at column with one of these headers is the time the person left their number on the

@@ -27,7 +27,7 @@ import socket
 import threading
 import time
 from collections.abc import Awaitable, Callable, Generator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any, cast
 
@@ -38,6 +38,12 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from bot.audiences.models import AudiencePack
 from bot.campaigns.call_events import emit_call_finished
+from bot.campaigns.caller_numbers import (
+    CALLER_NUMBERS_CAPPED,
+    give_back_caller_number,
+    has_pool,
+    take_caller_number,
+)
 from bot.campaigns.models import CallAttempt, Campaign
 from bot.campaigns.service import incentive_text_for, policy_for_slot
 from bot.conversation.agent import DialogueAgent
@@ -71,7 +77,7 @@ from bot.wecom.offers import incentive_for, load_offers
 from telephony.carrier import Carrier
 from telephony.celery_app import MAX_DIAL_WAIT_S
 from telephony.clock import Clock
-from telephony.compliance.eligibility import NOT_ON_DNC, Attempt, DncState, check_eligibility
+from telephony.compliance.eligibility import NOT_ON_DNC, Attempt, DncState, check_for_callee
 from telephony.compliance.policy import CompliancePolicy
 from telephony.rate_limits import DialLimits
 
@@ -159,6 +165,15 @@ class PreparedCall:
     policy: CompliancePolicy | None = None
     history: tuple[Attempt, ...] = ()
     dnc: DncState = NOT_ON_DNC
+    # The callee's clock (Asia/Urumqi for Xinjiang; None: Beijing's) and the campaign's own
+    # policy, whose window holds in Beijing time while `policy` (the slot's) holds in theirs.
+    callee_zone: str | None = None
+    legal_policy: CompliancePolicy | None = None
+    callee_province: str | None = None
+    callee_city: str | None = None
+    # The pool number this dial shows (taken after the T-0 check; None without a pool).
+    caller_number: str | None = None
+    caller_match: str | None = None
 
     @property
     def holder(self) -> str:
@@ -293,6 +308,9 @@ class Dialer:
                 cps=campaign.cps,
                 lines=campaign.lines,
                 phone_hash=attempt.phone_hash,
+                callee_zone=lead.timezone,
+                callee_province=lead.province,
+                callee_city=lead.city,
                 **snapshot,
             )
         except Exception as exc:  # noqa: BLE001  (claimed, not dialled: never burn it)
@@ -303,7 +321,46 @@ class Dialer:
         reason = self.recheck(prepared) if running else CAMPAIGN_NOT_RUNNING
         if reason:
             return self.cancel(prepared, reason)
-        return prepared
+        try:
+            taken = self._take_caller_number(prepared)
+        except Exception as exc:  # noqa: BLE001  (claimed, not dialled: never burn it)
+            return self.give_back(prepared, exc)
+        if taken is None:
+            return self.cancel(prepared, CALLER_NUMBERS_CAPPED)
+        return taken
+
+    def _take_caller_number(self, call: PreparedCall) -> PreparedCall | None:
+        """The campaign's pool number for this dial, local first, within its daily cap (one
+        conditional UPDATE: safe across workers), stored on the attempt. Unchanged without a
+        pool; None when every number is at its cap or rested (the dial is deferred)."""
+        with session_scope(self.engine) as session:
+            if not has_pool(session, call.campaign_id):
+                return call
+            taken = take_caller_number(session, call.campaign_id, call.callee_province, call.callee_city, self.now())
+            if taken is None:
+                return None
+            session.execute(
+                update(CallAttempt)
+                .where(CallAttempt.id == call.attempt_id)
+                .values(caller_number=taken.number, caller_match=taken.match)
+            )
+        return replace(call, caller_number=taken.number, caller_match=taken.match)
+
+    def _return_caller_number(self, call: PreparedCall) -> None:
+        """A dial that took a pool number and did not go out gives the use back (best effort:
+        the cap only ever errs on the safe side)."""
+        if call.caller_number is None:
+            return
+        try:
+            with session_scope(self.engine) as session:
+                give_back_caller_number(session, call.campaign_id, call.caller_number, self.now())
+                session.execute(
+                    update(CallAttempt)
+                    .where(CallAttempt.id == call.attempt_id)
+                    .values(caller_number=None, caller_match=None)
+                )
+        except Exception as exc:  # noqa: BLE001
+            log.warning("attempt %s: caller number use not given back (%s)", call.attempt_id, type(exc).__name__)
 
     def recheck(self, call: PreparedCall, at: datetime | None = None, on_loop: bool = False) -> str | None:
         """The T-0 rule check on the claim's snapshot at `at` (default now): pure and cheap,
@@ -314,7 +371,14 @@ class Dialer:
             return DNC_PENDING
         if call.policy is None:
             return None
-        verdict = check_eligibility(call.policy, now=at or self.now(), attempts=call.history, dnc=call.dnc)
+        verdict = check_for_callee(
+            call.policy,
+            now=at or self.now(),
+            attempts=call.history,
+            dnc=call.dnc,
+            callee_zone=call.callee_zone,
+            legal_policy=call.legal_policy,
+        )
         return None if verdict.allowed else verdict.reason
 
     def wait_for_turn(self, call: PreparedCall) -> Generator[float, None, str | None]:
@@ -421,7 +485,7 @@ class Dialer:
                 clock=self.now,
                 audio_for=self.prompts.for_call(call.lead) if self.prompts else (lambda line: None),
                 event_timeout_s=event_timeout,
-                dial_options=self._with_recording(call, {"audience_pack": call.audience} if call.audience else None),
+                dial_options=self._with_recording(call, _dial_options(call)),
             )
         )
         sleep = self.clock.sleep if self.clock is not None else (self.sleep or asyncio.sleep)
@@ -513,6 +577,7 @@ class Dialer:
     def cancel(self, call: PreparedCall, reason: str) -> str:
         """Cancelled at T-0 with its reason: never dialled, never counted against the caps."""
         metrics.T0_CANCELLED.labels(reason).inc()
+        self._return_caller_number(call)
         try:
             self._retrying(
                 lambda: self._mark(call.attempt_id, ("dialing",), "cancelled", reason, "cancelled"),
@@ -531,6 +596,7 @@ class Dialer:
         goes back to `scheduled`, unburnt; the reconciler sends it again."""
         cause = _cause(exc)
         metrics.GIVEN_BACK.labels(cause).inc()
+        self._return_caller_number(call)
         log.warning(
             "attempt %s given back before the dial (%s: %s); it will be sent again",
             call.attempt_id,
@@ -814,9 +880,21 @@ class Dialer:
             return {
                 "running": True,
                 "policy": policy,
+                "legal_policy": policy_for_slot(campaign, None),
                 "history": history,
                 "dnc": dnc_state(session, attempt.phone_hash, now),
             }
+
+
+def _dial_options(call: PreparedCall) -> dict | None:
+    """What carrier.dial gets besides the number: the audience pack (the simulator's callee
+    mix) and the pool's caller number."""
+    options: dict[str, str] = {}
+    if call.audience:
+        options["audience_pack"] = call.audience
+    if call.caller_number:
+        options["caller_id"] = call.caller_number
+    return options or None
 
 
 def _cause(exc: BaseException) -> str:

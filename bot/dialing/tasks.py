@@ -355,6 +355,25 @@ def reconcile_attempts() -> dict:
     return report.as_json()
 
 
+@app.task(name="waihu.rest_caller_numbers")
+def rest_caller_numbers() -> dict:
+    """Rest (and flag) caller numbers whose connect rate fell far below their pool's
+    (bot.campaigns.caller_number_health)."""
+    from bot.campaigns.caller_number_health import rest_failing_numbers
+    from bot.core.db.engine import session_scope
+
+    dialer = runtime().dialer
+    try:
+        with session_scope(dialer.engine) as session:
+            rested = rest_failing_numbers(session, dialer.now())
+    except SQLAlchemyError as exc:
+        log.warning("caller-number check skipped: database unavailable (%s)", _first_line(exc))
+        return {"skipped": "database"}
+    for health in rested:
+        log.warning("caller number %s of campaign %s rested: %s", health.number, health.campaign_id, health.reason())
+    return {"rested": [health.number for health in rested]}
+
+
 # Recordings past their retention go once an hour (real time; the day boundary is not special).
 PURGE_RECORDINGS_EVERY_S = 3600.0
 
@@ -392,6 +411,8 @@ def _configure_from_settings() -> None:
     app.conf.beat_schedule = {
         "plan-dials": {"task": plan_dials.name, "schedule": every},
         "reconcile-attempts": {"task": reconcile_attempts.name, "schedule": every},
+        # Caller numbers that stopped connecting are rested (a slow signal: every few ticks).
+        "rest-caller-numbers": {"task": rest_caller_numbers.name, "schedule": every * 5},
         # WeCom invitations run on the same workers.
         "deliver-wecom-invites": {"task": deliver_wecom_invites.name, "schedule": every},
         # WeCom follow-up sequences (SOP): due steps, on the application's clock.

@@ -62,6 +62,7 @@ from bot.campaigns.experiment_design import FACTOR_LABELS, FACTORS, HOLDOUT, fac
 from bot.campaigns.models import Campaign, ExperimentHoldout
 from bot.core.errors import UserError
 from bot.experiments import lead_metrics
+from bot.experiments.caller_number_report import caller_number_checks, caller_number_lines
 from bot.experiments.conversion_report import conversion_lines, conversion_overview, funnel
 from bot.experiments.corrections import CORRECTIONS, Correction, adjust
 from bot.experiments.lead_metrics import CORRECTED, COUNTS, Cell, add_sums, lead_cells
@@ -226,6 +227,8 @@ def build_report(
         "speed_to_lead": [row.as_json() for row in speed_to_lead(session, campaign.id)],
         # WeCom follow-up sequences (issue 17): the sequence as a factor, per arm; three aggregates.
         "sequences": [arm.as_json() for arm in sequence_arms(session, campaign.id)],
+        # Connect rate per caller number and local vs non-local (checks, not arms); one aggregate query.
+        "caller_numbers": caller_number_checks(session, campaign.id, since, until),
     }
     report["summary"] = _summary(report)
     return _json_safe(report)
@@ -847,6 +850,7 @@ def _summary(report: dict) -> list[str]:
     lines.extend(speed_to_lead_lines(report.get("speed_to_lead") or []))
     lines.extend(sequence_lines(report.get("sequences") or []))
     lines.extend(conversion_lines(report.get("conversions"), overview.get("funnel")))
+    lines.extend(caller_number_lines(report.get("caller_numbers"), report["settings"]["alpha"]))
     for factor in report["factors"]:
         overall = factor["overall"]
         if overall["srm"]["alert"]:

@@ -72,6 +72,13 @@ class Lead(Base):
     consent_at = Column(UtcDateTime)
     consent_scope = Column(String(200))
     custom_fields = Column(JsonDocument, nullable=False, default=dict)
+    # Where the callee lives (bot.core.region, migration 0014): province short name (广东),
+    # city as the geocoder writes it (深圳市), their time zone, and whether the upload's
+    # column (column) or the number's 归属地 (number) said so; null for leads from before.
+    province = Column(String(20))
+    city = Column(String(40))
+    timezone = Column(String(40))
+    region_source = Column(String(10))
     status = Column(String(20), nullable=False, default="new")
     created_at = Column(UtcDateTime, nullable=False, default=utc_now)
     # Speed to lead: the caller's id (API leads), when the person left their number (留资), and

@@ -51,6 +51,7 @@ from bot.core.errors import UserError
 from bot.core.keys import require_key_matches
 from bot.core.phone import LANDLINE, Phone, PhoneProblem, normalise_phone
 from bot.core.pii import PhoneKeyring, mask_digit_runs, mask_phone
+from bot.core.region import Region, resolve_region
 from bot.core.tabular_file import (
     FIRST_PARTY_TIME_HEADERS,
     LEAD_LEFT_TIME_HEADERS,
@@ -92,6 +93,10 @@ LEAD_COLUMNS = (
     "status",
     "created_at",
     "lead_left_at",
+    "province",
+    "city",
+    "timezone",
+    "region_source",
 )
 REJECT_COLUMNS = ("pack_id", "row_number", "reason", "message", "phone_hash", "raw_masked", "raw_ciphertext")
 
@@ -213,6 +218,10 @@ class UploadSummary:
     header: list[str] = field(default_factory=list)
     replaced: str | None = None  # the earlier pack this upload replaced (--replace)
     hints: list[FixHint] = field(default_factory=list)
+    # Rows whose city/province column named no place the geocoder knows: their region came
+    # from the number instead, and the column's text is kept in custom_fields (城市(原值)).
+    region_unrecognised: int = 0
+    region_unrecognised_rows: list[int] = field(default_factory=list)  # the first few row numbers
 
     @property
     def rejected_total(self) -> int:
@@ -237,6 +246,8 @@ class UploadSummary:
             "notes": self.notes,
             "replaced": self.replaced,
             "hints": [hint.as_json() for hint in self.hints],
+            "region_unrecognised": self.region_unrecognised,
+            "region_unrecognised_rows": self.region_unrecognised_rows,
         }
 
     def add_hints(self) -> None:
@@ -401,6 +412,15 @@ def _upload(
             after_replace(session, pack.id)
             session.flush()
         session.close()
+    if summary.region_unrecognised:
+        rows_named = ", ".join(str(n) for n in summary.region_unrecognised_rows)
+        more = ", …" if summary.region_unrecognised > len(summary.region_unrecognised_rows) else ""
+        summary.notes.append(
+            f"{summary.region_unrecognised} rows (rows {rows_named}{more}): the city/province column "
+            f"({columns.describe().get('city') or columns.describe().get('province')}) names no place the "
+            "number geocoder knows; their region was taken from the phone number instead and the text kept "
+            "as 城市(原值). Write the city as 深圳, 深圳市 or 广东深圳 to use it"
+        )
     summary.add_hints()
     return summary
 
@@ -535,6 +555,7 @@ class CheckedRow:
         "reason",
         "message",
         "reject",
+        "region_unrecognised",
     )
 
     def __init__(
@@ -552,6 +573,7 @@ class CheckedRow:
         self.reason: str | None = None
         self.message: str | None = None
         self.reject: tuple | None = None
+        self.region_unrecognised = False
 
 
 @dataclass
@@ -674,6 +696,7 @@ class RowChecker:
         self.consent_at_index, self.consent_source_index = get("consent_at"), get("consent_source")
         self.consent_scope_index = get("consent_scope")
         self.consent_given_index = get("consent_given")
+        self.province_index, self.city_index = get("province"), get("city")
         self.consent_given_label = (
             None if self.consent_given_index is None else shown(columns.header[self.consent_given_index] or "consent")
         )
@@ -731,6 +754,11 @@ class RowChecker:
         if name_text is not None and len(name_text) > MAX_NAME:
             extra = extra or {}
             extra["name_full"], name_text = name_text, name_text[:MAX_NAME]
+        province_raw, city_raw = _cell(cells, self.province_index), _cell(cells, self.city_index)
+        region, row.region_unrecognised = resolve_region(number, province_raw, city_raw)
+        if row.region_unrecognised:
+            extra = extra or {}
+            extra["城市(原值)"] = mask_digit_runs(" ".join(str(v) for v in (province_raw, city_raw) if v))[:MAX_TEXT]
         audience = _cell(cells, self.audience_index)
         row.audience = str(audience) if audience else None
         row.landline = phone.line_type == LANDLINE
@@ -746,6 +774,7 @@ class RowChecker:
             consent_at,
             consent_scope,
             self._custom_json(cells, width, extra),
+            region,
         )
         return row
 
@@ -788,6 +817,7 @@ class RowChecker:
         consent_at: datetime | None,
         consent_scope: str | None,
         custom_json: str,
+        region: Region | None = None,
     ) -> str:
         # LEAD_COLUMNS after pack_id and audience_id; hash and masked phone need no escaping.
         return (
@@ -797,7 +827,12 @@ class RowChecker:
             f"{COPY_NULL if consent_at is None else consent_at.isoformat()}\t"
             f"{COPY_NULL if consent_scope is None else copy_text(consent_scope)}\t"
             f"{copy_text(custom_json)}\tnew\t{self.created_copy}\t"
-            f"{consent_at.isoformat() if self.lead_left and consent_at is not None else COPY_NULL}"
+            f"{consent_at.isoformat() if self.lead_left and consent_at is not None else COPY_NULL}\t"
+            + (
+                f"{region.province}\t{region.city or COPY_NULL}\t{region.timezone}\t{region.source}"
+                if region is not None
+                else f"{COPY_NULL}\t{COPY_NULL}\t{COPY_NULL}\t{COPY_NULL}"
+            )
         )
 
     def _encode_sqlite(
@@ -813,6 +848,7 @@ class RowChecker:
         consent_at: datetime | None,
         consent_scope: str | None,
         custom_json: str,
+        region: Region | None = None,
     ) -> tuple:
         return (
             row_number,
@@ -829,6 +865,7 @@ class RowChecker:
             "new",
             self.created_sqlite,
             sqlite_datetime(consent_at) if self.lead_left and consent_at is not None else None,
+            *_region_values(region),
         )
 
     def _encode_values(
@@ -844,6 +881,7 @@ class RowChecker:
         consent_at: datetime | None,
         consent_scope: str | None,
         custom_json: str,
+        region: Region | None = None,
     ) -> tuple:
         return (
             row_number,
@@ -860,6 +898,7 @@ class RowChecker:
             "new",
             self.now,
             consent_at if self.lead_left else None,
+            *_region_values(region),
         )
 
     def _consent(self, row: CheckedRow, cells: list) -> tuple | None:
@@ -930,6 +969,13 @@ class RowChecker:
         row.reason, row.message = reason, message
         row.reject = reject_row(self.pack_id, row, self.encrypt)
         return row
+
+
+def _region_values(region: Region | None) -> tuple:
+    """province, city, timezone, region_source (LEAD_COLUMNS' last four)."""
+    if region is None:
+        return (None, None, None, None)
+    return (region.province, region.city, region.timezone, region.source)
 
 
 def _cell(cells: list, index: int | None) -> object:
@@ -1100,6 +1146,10 @@ class ChunkLoader:
                     self._dedupe_and_scrub(row, stored, on_dnc, seen_in_chunk)
                 if row.reject is None:
                     leads.append(with_ids(audience_id, row.lead))
+                    if row.region_unrecognised:
+                        self.summary.region_unrecognised += 1
+                        if len(self.summary.region_unrecognised_rows) < 10:
+                            self.summary.region_unrecognised_rows.append(row.row_number)
                     seen_in_chunk[phone_hash] = row.row_number
                     if row.landline:
                         self.summary.landlines += 1

@@ -26,7 +26,10 @@ CALL_OUTCOME = {
     "call_restricted": "呼叫受限",
     "worker_lost": "拨号进程中断",
     "scheduled": "待拨",
+    "caller_numbers_capped": "主叫号码已达今日上限，顺延",
 }
+# How local the caller number was to the callee (CallAttempt.caller_match).
+CALLER_MATCH = {"city": "本市号码", "province": "本省号码", "other": "外地号码"}
 GRADE = {"A": "A 有明确意向", "B": "B 可能有意向", "C": "C 明确拒绝", "D": "D 用户忙/未表态"}
 REJECT_REASON = {
     "phone_missing": "缺少手机号",

@@ -19,6 +19,7 @@ from bot.campaigns.models import CallAttempt, Campaign, TurnRow
 from bot.core.db.engine import session_scope
 from bot.core.errors import UserError
 from bot.core.pii import mask_digit_runs
+from bot.core.region import SOURCE_COLUMN, SOURCE_NUMBER, Region
 from bot.dialing.recordings import DOWNLOAD, LISTEN, audit_access, recording_file, recording_for
 from bot.experiments.report import build_report
 from bot.leads.models import Lead
@@ -125,6 +126,14 @@ class CallDetail(CallRow):
     incentive_arm: Optional[str] = None
     incentive_source: Optional[str] = None
     invite_incentive: Optional[str] = Field(None, description="企微加好友邀请里的利益点（有邀请时）")
+    callee_region: Optional[str] = Field(None, description="客户归属地（上传的城市列，或号码归属地）")
+    callee_region_source: Optional[str] = Field(None, description="归属地来源：名单城市列 | 号码归属地")
+    callee_timezone: Optional[str] = Field(None, description="客户所在时区（新疆为 Asia/Urumqi）")
+    caller_number: Optional[str] = Field(None, description="这通电话显示的主叫号码（号码池；我方号码，完整显示）")
+    caller_match: Optional[str] = Field(None, description="主叫号码与客户的地域关系：本市/本省/外地号码")
+
+
+REGION_SOURCE_LABELS = {SOURCE_COLUMN: "名单城市列", SOURCE_NUMBER: "号码归属地"}
 
 
 def _call_query(
@@ -219,8 +228,15 @@ def call_detail(session, attempt_id: int) -> CallDetail:
     )
     incentive, invite_incentive = call_incentive(session, attempt)
     corrections = corrections_of(session, attempt_id)
+    lead = session.get(Lead, attempt.lead_id)
+    region = Region(lead.province, lead.city) if lead is not None and lead.province else None
     return CallDetail(
         **_call_row(*row),
+        callee_region=region.label if region else None,
+        callee_region_source=REGION_SOURCE_LABELS.get(lead.region_source or "") if region else None,
+        callee_timezone=lead.timezone if region else None,
+        caller_number=attempt.caller_number,
+        caller_match=labels.label(labels.CALLER_MATCH, attempt.caller_match) if attempt.caller_match else None,
         robot_grade=attempt.grade,
         corrections=[
             GradeCorrectionOut(

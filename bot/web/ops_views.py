@@ -21,6 +21,7 @@ from sqlalchemy import select
 from bot.audiences.models import KNOWN_SCENES, TIERS
 from bot.audiences.service import create_audience, parse_attributes
 from bot.campaigns.add_modes import ADD_MODE_LABELS, ADD_MODES
+from bot.campaigns.caller_numbers import pool, pool_status
 from bot.campaigns.experiment_design import (
     BANDIT_FACTORS,
     FACTOR_LABELS,
@@ -34,6 +35,7 @@ from bot.campaigns.models import Campaign, CampaignPack
 from bot.campaigns.pack_removal import PackInUse, check_removable, delete_lead_pack, replace_guard
 from bot.campaigns.problems import CampaignProblems, ProblemList
 from bot.campaigns.service import TRANSITIONS, campaign_progress, change_status, create_campaign
+from bot.core.db.base import utc_now
 from bot.core.db.engine import session_scope
 from bot.core.errors import UserError
 from bot.core.tabular_file import parse_column_overrides
@@ -876,6 +878,9 @@ def campaign_page(
         out = _campaign_out(session, campaign)
         progress = progress_snapshot(session, campaign)
         incentives, incentives_error = campaign_incentives(session, campaign)
+        # The caller-number pool (主叫号码池): each number's 归属地, today's dials, rested or not.
+        caller_numbers = pool(session, campaign.id, utc_now())
+        caller_pool = pool_status(session, campaign.id, utc_now())
     actions = [(a, ACTION_LABELS[a]) for a, (allowed, _) in TRANSITIONS.items() if out.status in allowed]
     return render(
         request,
@@ -885,6 +890,8 @@ def campaign_page(
         actions=actions,
         incentives=incentives,
         incentives_error=incentives_error,
+        caller_numbers=caller_numbers,
+        caller_pool=caller_pool,
     )
 
 

@@ -244,3 +244,34 @@ def _closed_reason(now_ts: float, zone: ZoneInfo, holidays: AbstractSet[date]) -
 
 def _utc(ts: float) -> datetime:
     return datetime.fromtimestamp(ts, UTC)
+
+
+def check_for_callee(
+    policy: CompliancePolicy,
+    *,
+    now: datetime,
+    attempts: Sequence[Attempt] = (),
+    dnc: DncState = NOT_ON_DNC,
+    callee_zone: str | None = None,
+    legal_policy: CompliancePolicy | None = None,
+    holidays: AbstractSet[date] = frozenset(),
+) -> Eligibility:
+    """Both clocks: the legal window in the policy's own zone (Beijing time, `legal_policy`,
+    default `policy`) AND the courtesy window (`policy`, e.g. the lead's time-slot arm) in
+    the callee's zone. A callee in Beijing's zone (or of unknown zone) is one check, as before.
+
+    Neither alone is enough: for a Xinjiang lead 09:30 Beijing is 07:30 in Urumqi (legal,
+    rude); 20:30 Urumqi is 22:30 Beijing (polite, illegal). When both refuse, the reason is the
+    legal check's and `earliest` the later of the two openings (a lower bound: the first time
+    both are open may be later still; the planner and the T-0 check ask again then)."""
+    local = check_eligibility(policy, now=now, attempts=attempts, dnc=dnc, timezone_name=callee_zone, holidays=holidays)
+    if callee_zone is None or callee_zone == policy.timezone:
+        return local
+    legal = check_eligibility(legal_policy or policy, now=now, attempts=attempts, dnc=dnc, holidays=holidays)
+    if legal.allowed:
+        return local
+    if local.allowed:
+        return legal
+    # Both refuse: the law's reason (it binds whatever the callee's clock says), and not before both open.
+    earliest = None if legal.earliest is None or local.earliest is None else max(legal.earliest, local.earliest)
+    return Eligibility(False, legal.reason, earliest)

@@ -99,8 +99,20 @@ class FreeSwitchCarrier:
             names += ["CUSTOM", self.asr_subclass]
         await self.connection.subscribe(*names)
 
-    async def dial(self, call_id: str, phone: str, timeout_s: int = 30, *, recording_path: str | None = None) -> str:
-        """Originate the call; returns the channel uuid. Failures arrive as hang-up events."""
+    async def dial(
+        self,
+        call_id: str,
+        phone: str,
+        timeout_s: int = 30,
+        *,
+        caller_id: str | None = None,
+        audience_pack: str | None = None,  # the simulator's hint; nothing for a real carrier
+        recording_path: str | None = None,
+    ) -> str:
+        """Originate the call; returns the channel uuid. Failures arrive as hang-up events.
+        `caller_id` (a campaign's pool number) overrides the trunk's default caller id."""
+        if caller_id is not None and not re.fullmatch(r"\+?\d{5,20}", caller_id):
+            raise ValueError("caller_id must be digits only")
         if not re.fullmatch(r"\+?\d{5,20}", phone):
             raise ValueError("phone must be digits only")
         if recording_path is not None and not RECORDING_PATH.fullmatch(recording_path):
@@ -113,7 +125,7 @@ class FreeSwitchCarrier:
             [
                 f"origination_uuid={channel}",
                 f"waihu_call_id={call_id}",
-                f"origination_caller_id_number={self.caller_id}",
+                f"origination_caller_id_number={caller_id or self.caller_id}",
                 f"originate_timeout={timeout_s}",
             ]
         )

@@ -47,6 +47,7 @@ from telephony.carrier import CALL_ENDED, SILENCE, CallEvent, Prompt, TransferRe
 from telephony.clock import Clock, RealClock
 from telephony.hangup_causes import status_for_hangup
 from telephony.simulator.advisors import AdvisorPool, Handoff
+from telephony.simulator.caller_locality import pickup_factor
 from telephony.simulator.personas import (
     CLOSING_PREFIX,
     QUESTION_PREFIX,
@@ -91,6 +92,7 @@ class SimulatedCall:
     audience_pack: str
     dialed_at: datetime
     announcement: str | None = None
+    caller_id: str | None = None  # the caller number the callee sees (a campaign's pool), if any
     answered: bool = False
     persona: str | None = None
     status: str | None = None  # the hang-up's call status (None for a conversation)
@@ -174,13 +176,22 @@ class SimulatorCarrier:
 
     # ------------------------------------------------------------------ Carrier
 
-    async def dial(self, call_id: str, phone: str, timeout_s: int = 30, *, audience_pack: str | None = None) -> str:
-        """Start a simulated call; returns the carrier's id for it ("sim-<call id>")."""
+    async def dial(
+        self,
+        call_id: str,
+        phone: str,
+        timeout_s: int = 30,
+        *,
+        audience_pack: str | None = None,
+        caller_id: str | None = None,
+    ) -> str:
+        """Start a simulated call; returns the carrier's id for it ("sim-<call id>"). A local
+        `caller_id` is picked up more often than a far one (caller_locality)."""
         if call_id in self._live:
             raise ValueError(f"call {call_id} is already in progress")
         pack = audience_pack or (self.audience_of(call_id, phone) if self.audience_of else None)
         profile = self.config.pack(pack)
-        record = SimulatedCall(call_id, phone, profile.name, self.clock.now())
+        record = SimulatedCall(call_id, phone, profile.name, self.clock.now(), caller_id=caller_id)
         self._remember(record)
         live = _LiveCall(record)
         self._live[call_id] = live
@@ -316,7 +327,7 @@ class SimulatorCarrier:
         rng = call_rng(self.seed, record.call_id, "answer")
         profile = self.config.pack(record.audience_pack)
         local = record.dialed_at.astimezone(self.local_tz)
-        answers = rng.random() < profile.answer_probability(local)
+        answers = rng.random() < profile.answer_probability(local) * pickup_factor(record.phone, record.caller_id)
         ring_s = rng.uniform(*profile.ring_s)
         if not answers or ring_s >= timeout_s:
             await self.clock.sleep(timeout_s)
