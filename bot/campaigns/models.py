@@ -31,6 +31,9 @@ class Campaign(Base):
     script_variants = Column(JsonDocument, nullable=False, default=list)
     time_slots = Column(JsonDocument, nullable=False, default=list)
     incentive = Column(Text)
+    # How an A/B callee gets onto WeCom, and so what the robot promises: link | advisor_adds
+    # (migration 0017; the script says the lines of this mode, landline callees the callback lines).
+    add_mode = Column(String(20), nullable=False, default="link", server_default="link")
     # Incentive and welcome arms, holdout share, seeds, bandit state (bot.campaigns.experiment_design).
     experiments = Column(JsonDocument, nullable=False, default=dict, server_default=text("'{}'"))
     # Where the hopper's scans of untried and tried leads stopped ({"untried": lead id,
