@@ -16,6 +16,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from bot.conversation.session import CallSession, LeadContext
+from bot.core.add_modes import LINK
 from bot.core.errors import UserError
 from bot.core.settings import get_settings
 from bot.dialing.call_runner import CallResult, assess
@@ -116,7 +117,7 @@ def _audience(offers: Offers, name: str | None) -> Any:
     )
 
 
-def lead_context(offer: ShellOffer, *, surname: str, gender: str, variant: str) -> LeadContext:
+def lead_context(offer: ShellOffer, *, surname: str, gender: str, variant: str, add_mode: str = LINK) -> LeadContext:
     """The script's slots as the dialer fills them for a lead of this pack."""
     audience = offer.audience
     pack_label = (getattr(audience, "scene", None) or getattr(audience, "name", None)) if audience else None
@@ -127,6 +128,7 @@ def lead_context(offer: ShellOffer, *, surname: str, gender: str, variant: str) 
         script_variant=variant,
         incentive=offer.incentive.text,
         advisor=offer.advisor.name,
+        add_mode=add_mode,
     )
 
 

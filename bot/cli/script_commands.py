@@ -127,6 +127,12 @@ def shell(
     incentive_arm: Optional[str] = typer.Option(
         None, "--incentive-arm", help="The pack's incentive arm to say when it has several (default: the first)."
     ),
+    add_mode: str = typer.Option(
+        "link",
+        "--add-mode",
+        help="Which add-to-WeCom lines to say: link (SMS link, the callee adds the advisor), advisor_adds "
+        "(the advisor adds the callee), callback (a landline callee: the advisor calls back).",
+    ),
     model: Optional[Path] = typer.Option(None, "--model", help="A model file instead of the current one."),
 ) -> None:
     """Talk to the robot as the callee. An empty line is silence; Ctrl-D hangs up.
@@ -135,9 +141,12 @@ def shell(
     dialer would act on; at the end, the final grade and what the WeCom invitation would carry."""
     from bot.cli.call_preview import assess_so_far, grade_line, invite_preview, lead_context, next_dial, shell_offer
     from bot.conversation.session import CallSession
+    from bot.core.add_modes import SCRIPT_ADD_MODES
 
+    if add_mode not in SCRIPT_ADD_MODES:
+        raise UserError(f"--add-mode {add_mode}: not an add mode; use one of {', '.join(SCRIPT_ADD_MODES)}.")
     offer = shell_offer(audience, incentive_arm)
-    context = lead_context(offer, surname=surname, gender=gender, variant=variant)
+    context = lead_context(offer, surname=surname, gender=gender, variant=variant, add_mode=add_mode)
     agent = _load_agent(model)
     others = [arm for arm in offer.arms if arm != offer.incentive.name]
     console.print(

@@ -17,6 +17,7 @@ from datetime import datetime, timezone
 from typing import Any, Literal
 
 from bot.conversation.agent import VARIANT_SLOT, BotLine, DialogueAgent, Parse
+from bot.core.add_modes import ADD_MODE_SLOT, LINK
 from bot.core.errors import UserError
 from intents.finished_call import Speaker, Turn
 
@@ -49,6 +50,8 @@ class LeadContext:
     institution: str | None = None
     advisor: str | None = None
     incentive: str | None = None
+    # Which add-to-WeCom lines the robot says (bot.core.add_modes.add_mode_for_call).
+    add_mode: str = LINK
 
     @property
     def callee_title(self) -> str:
@@ -64,6 +67,7 @@ class LeadContext:
             "advisor": self.advisor,
             "incentive": self.incentive,
             VARIANT_SLOT: self.script_variant,
+            ADD_MODE_SLOT: self.add_mode,
         }
         return {k: v for k, v in values.items() if v}
 

@@ -1,6 +1,6 @@
 """Audio for a call's script lines, for carriers that play files (FreeSWITCH).
 
-Each line is rendered from its template for the call's variant with the call's slot
+Each line is rendered from its template for the call's variant and add mode with the call's slot
 values, so the fixed parts are synthesised once per campaign and only the callee's
 title is new per call (the renderer caches segments and whole lines).
 """
@@ -19,12 +19,12 @@ class CallPrompts:
     def __init__(self, renderer: PromptRenderer, domain: ScriptDomain) -> None:
         self.renderer = renderer
         self.domain = domain
-        self._templates: dict[str, dict[str, str]] = {}
+        self._templates: dict[tuple[str, str], dict[str, str]] = {}
 
     def for_call(self, lead: LeadContext):
         """A function BotLine → WAV path for one call."""
-        templates = self._templates_for(lead.script_variant)
-        slots = {**self.domain.sample_slots(lead.script_variant), **lead.slots()}
+        templates = self._templates_for(lead.script_variant, lead.add_mode)
+        slots = {**self.domain.sample_slots(lead.script_variant, lead.add_mode), **lead.slots()}
 
         def audio_for(line: BotLine) -> str:
             template = templates.get(line.response)
@@ -36,11 +36,12 @@ class CallPrompts:
 
         return audio_for
 
-    def _templates_for(self, variant: str) -> dict[str, str]:
-        if variant not in self._templates:
-            self._templates[variant] = {
+    def _templates_for(self, variant: str, add_mode: str) -> dict[str, str]:
+        key = (variant, add_mode)
+        if key not in self._templates:
+            self._templates[key] = {
                 line.response: line.template
-                for line in self.domain.lines_for_variant(variant)
+                for line in self.domain.lines_for_variant(variant, add_mode)
                 if "#" not in line.response
             }
-        return self._templates[variant]
+        return self._templates[key]

@@ -48,6 +48,7 @@ from bot.campaigns.models import CallAttempt, Campaign
 from bot.campaigns.service import incentive_text_for, policy_for_slot
 from bot.conversation.agent import DialogueAgent
 from bot.conversation.session import LeadContext
+from bot.core.add_modes import add_mode_for_call
 from bot.core.db.engine import session_scope
 from bot.core.errors import UserError
 from bot.core.pii import PhoneKeyring, mask_phone
@@ -298,6 +299,7 @@ class Dialer:
                 script_variant=attempt.arms.get("script", "standard"),
                 incentive=incentive,
                 advisor=advisor,
+                add_mode=add_mode_for_call(campaign.add_mode, lead.line_type),
             )
             prepared = PreparedCall(
                 attempt.id,

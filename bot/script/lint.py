@@ -3,7 +3,8 @@
 Rasa validates structure; this lint knows the product: every response slot exists, the
 opening carries the compliance elements, closing lines carry the AI label, the robot
 never denies being a robot, every callee intent is handled, TTS lines are neither empty
-nor too long, and each script variant has all of its lines.
+nor too long, each script variant has all of its lines, and no line promises an add
+mode (who adds whom on WeCom) that the call does not use.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from bot.core.add_modes import ADD_MODE_SLOT, ADVISOR_ADDS, CALLBACK, LINK, SCRIPT_ADD_MODES
 from bot.script.project import DialogsProject
 from bot.script.regex_safety import check_project_regexes
 from intents.taxonomy import CALL_START_INTENT, CALLEE_INTENTS, FALLBACK_INTENT, SYSTEM_INTENTS
@@ -64,6 +66,25 @@ OPENING_ELEMENTS: tuple[tuple[str, re.Pattern[str], str], ...] = (
         "tell the callee how to opt out (e.g. 说“不要再打”)",
     ),
 )
+# What a line may not promise in each add mode (bot.core.add_modes): (words, the promise, the fix).
+ADD_MODE_PROMISES: dict[str, tuple[re.Pattern[str], str, str]] = {
+    LINK: (
+        re.compile(r"(顾问|\{advisor\}).{0,8}?(加您|添加您)|用您(现在)?(这个)?手机号"),
+        "that the advisor adds the callee",
+        "in link mode the callee adds the advisor from the SMS link: say so (e.g. 我给您发一条短信，点开链接就能添加顾问的企业微信)",
+    ),
+    ADVISOR_ADDS: (
+        re.compile(r"短信"),
+        "an SMS",
+        "in advisor_adds mode no SMS is sent: the advisor adds the callee's mobile number in WeCom",
+    ),
+    CALLBACK: (
+        re.compile(r"企业微信|微信|短信|链接|加您|添加您"),
+        "WeCom, an SMS or a link",
+        "a landline callee cannot be added on WeCom: give the response a variation with condition "
+        "add_mode: callback that promises the advisor's call back (顾问给您回电话)",
+    ),
+}
 DENIES_ROBOT = re.compile(r"我(不是|并不是|可不是)(机器人|AI|人工智能|录音)|我是真人")
 SLOT_PLACEHOLDER = re.compile(r"\{(\w+)\}")
 
@@ -243,6 +264,45 @@ class _Linter:
                     f"'{missing}'; add a variation with a script_variant condition.",
                 )
 
+    def check_add_modes(self, dom: _Domain) -> None:
+        """What the robot promises about WeCom must be what the call's add mode does: no
+        "the advisor adds you" in `link` mode, no SMS in `advisor_adds`, and no WeCom at all
+        to a landline (`callback`). Checked on the line Rasa would say for every script
+        variant × add mode (a mode without its own variation says the unconditioned one)."""
+        variants: list[str | None] = list(_slot_values(dom, "script_variant")) or [None]
+        declared = _slot_values(dom, ADD_MODE_SLOT)
+        reported: set[tuple[Path, int | None, str]] = set()
+        for name, located in dom.responses.items():
+            variations = list(_seq_items(located.value))
+            for variation, line in variations:
+                used = _condition_value(variation, ADD_MODE_SLOT)
+                if used is not None and used not in SCRIPT_ADD_MODES:
+                    self.error(
+                        located.file,
+                        line_of(variation, "condition") or line,
+                        f"response '{name}' has a line for add mode '{used}'; the modes are {', '.join(SCRIPT_ADD_MODES)}.",
+                    )
+            for variant in variants:
+                for mode in SCRIPT_ADD_MODES:
+                    if declared and mode not in declared:
+                        continue
+                    for variation, line in _said_in(variations, variant, mode):
+                        text = (variation.get("text") if hasattr(variation, "get") else "") or ""
+                        line = line_of(variation, "text") or line
+                        pattern, promise, fix = ADD_MODE_PROMISES[mode]
+                        if not isinstance(text, str) or not pattern.search(text):
+                            continue
+                        if (located.file, line, mode) in reported:
+                            continue
+                        reported.add((located.file, line, mode))
+                        where = f"{variant}, " if variant else ""
+                        self.error(
+                            located.file,
+                            line,
+                            f"response '{name}' ({where}add mode {mode}) promises {promise}, which the "
+                            f"{mode} mode does not do; {fix}.",
+                        )
+
     def check_intents(self, dom: _Domain) -> None:
         domain_file = self.project.domain_dir
         missing: set[str] = set()
@@ -414,6 +474,7 @@ def lint_project(project: DialogsProject) -> list[Problem]:
         linter.check_responses(dom)
         linter.check_opening(dom)
         linter.check_variants(dom)
+        linter.check_add_modes(dom)
         linter.check_intents(dom)
         linter.check_flows(dom)
         linter.check_nlu(dom)
@@ -453,6 +514,40 @@ def _variant_of(variation: Any) -> str | None:
         if hasattr(condition, "get") and condition.get("name") == "script_variant":
             return str(condition.get("value"))
     return None
+
+
+def _slot_values(dom: _Domain, slot: str) -> list[str]:
+    located = dom.slots.get(slot)
+    if located is None or not hasattr(located.value, "get"):
+        return []
+    return [str(v) for v in (located.value.get("values") or [])]
+
+
+def _condition_value(variation: Any, slot: str) -> str | None:
+    conditions = variation.get("condition") if hasattr(variation, "get") else None
+    for condition in conditions or []:
+        if hasattr(condition, "get") and condition.get("name") == slot:
+            return str(condition.get("value"))
+    return None
+
+
+def _said_in(variations: list[tuple[Any, int | None]], variant: str | None, mode: str) -> list[tuple[Any, int | None]]:
+    """The variations Rasa chooses from for a call with this variant and add mode: those
+    whose slot conditions all hold, else the unconditioned ones."""
+    call_slots = {"script_variant": variant, ADD_MODE_SLOT: mode}
+
+    def conditions(variation: Any) -> list[Any]:
+        found = variation.get("condition") if hasattr(variation, "get") else None
+        return list(found or [])
+
+    def holds(variation: Any) -> bool:
+        return all(
+            hasattr(c, "get") and call_slots.get(str(c.get("name"))) == str(c.get("value"))
+            for c in conditions(variation)
+        )
+
+    matching = [(v, line) for v, line in variations if conditions(v) and holds(v)]
+    return matching or [(v, line) for v, line in variations if not conditions(v)]
 
 
 def _has_ai_label(text: str) -> bool:

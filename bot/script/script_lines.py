@@ -1,8 +1,9 @@
 """The script's lines per variant, read from dialogs/domain as plain YAML (loading
 Rasa's Domain would add ~6 s): what prompt rendering and the dialer's audio need.
 
-A response's variation for a variant is the one conditioned on `script_variant: NAME`;
-the unconditioned one is the default (dialogs/domain/variants.yml).
+A response's variation for a call is the one whose slot conditions all hold for the call's
+`script_variant` and `add_mode` (Rasa's rule); the unconditioned one is the default
+(dialogs/domain/variants.yml, responses.yml).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from typing import Any
 
 import yaml
 
+from bot.core.add_modes import ADD_MODE_SLOT, LINK
 from bot.core.errors import UserError
 from bot.script.project import DialogsProject
 
@@ -43,22 +45,24 @@ class ScriptDomain:
         ]
         return list(dict.fromkeys([*declared, *used]))
 
-    def sample_slots(self, variant: str) -> dict[str, str]:
+    def sample_slots(self, variant: str, add_mode: str = LINK) -> dict[str, str]:
         values = {
             name: str(spec["initial_value"])
             for name, spec in self.slots.items()
             if isinstance(spec, dict) and spec.get("initial_value") is not None
         }
-        return {**values, "callee_title": SAMPLE_CALLEE_TITLE, VARIANT_SLOT: variant}
+        return {**values, "callee_title": SAMPLE_CALLEE_TITLE, VARIANT_SLOT: variant, ADD_MODE_SLOT: add_mode}
 
-    def lines_for_variant(self, variant: str) -> list[ScriptLine]:
-        """What a call with this variant can say, per response (Rasa's choice rule:
-        variations conditioned on the variant if there are any, else the unconditioned)."""
+    def lines_for_variant(self, variant: str, add_mode: str = LINK) -> list[ScriptLine]:
+        """What a call with this variant (and add mode) can say, per response, by Rasa's
+        choice rule: the variations whose conditions all hold if there are any, else the
+        unconditioned ones."""
+        call_slots = {VARIANT_SLOT: variant, ADD_MODE_SLOT: add_mode}
         lines: list[ScriptLine] = []
         for response, variations in self.responses.items():
             spoken = [v for v in variations if isinstance(v, dict) and v.get("text")]
-            chosen = [v for v in spoken if _variant_condition(v) == variant] or [
-                v for v in spoken if _variant_condition(v) is None
+            chosen = [v for v in spoken if _conditions(v) and _holds(_conditions(v), call_slots)] or [
+                v for v in spoken if not _conditions(v)
             ]
             for number, variation in enumerate(chosen, start=1):
                 name = response if len(chosen) == 1 else f"{response}#{number}"
@@ -66,23 +70,25 @@ class ScriptDomain:
         return lines
 
 
-_OTHER_CONDITION = object()
-
-
-def _variant_condition(variation: Any) -> Any:
-    """The variant a variation is for; None if unconditioned; _OTHER_CONDITION if its
-    conditions involve something else (not decided by the variant alone)."""
+def _conditions(variation: Any) -> list[Any]:
     conditions = variation.get("condition") if isinstance(variation, dict) else None
-    if not conditions:
-        return None
-    values = {
-        c.get("value")
+    return list(conditions or [])
+
+
+def _holds(conditions: list[Any], slots: dict[str, str]) -> bool:
+    """Every slot condition names a slot the call sets, with its value (Rasa's matching)."""
+    return all(
+        isinstance(c, dict) and c.get("type") == "slot" and slots.get(str(c.get("name"))) == str(c.get("value"))
         for c in conditions
-        if isinstance(c, dict) and c.get("type") == "slot" and c.get("name") == VARIANT_SLOT
-    }
-    if len(values) == 1 and all(isinstance(c, dict) and c.get("name") == VARIANT_SLOT for c in conditions):
-        return next(iter(values))
-    return _OTHER_CONDITION
+    )
+
+
+def _variant_condition(variation: Any) -> str | None:
+    """The script variant a variation is for (None if it is not conditioned on one)."""
+    for condition in _conditions(variation):
+        if isinstance(condition, dict) and condition.get("type") == "slot" and condition.get("name") == VARIANT_SLOT:
+            return str(condition.get("value"))
+    return None
 
 
 def load_script_domain(project: DialogsProject) -> ScriptDomain:

@@ -85,3 +85,13 @@ def test_shell_says_the_offer_of_the_chosen_audience_pack(model_path: Path, tmp_
                          "unknown audience pack '没有这个包'", "the offers have: default")
     assert_clean_failure(waihu("shell", "--audience", "车主", "--incentive-arm", "nope", stdin="",
                                WAIHU_DATA_DIR=str(tmp_path)), "no incentive arm 'nope'")
+
+
+def test_shell_says_the_lines_of_the_chosen_add_mode(model_path: Path, tmp_path: Path) -> None:
+    landline = waihu("shell", "--add-mode", "callback", stdin="嗯你说\n", WAIHU_DATA_DIR=str(tmp_path))
+    assert landline.returncode == 0, landline.stderr
+    robot = "\n".join(line for line in landline.stdout.splitlines() if line.startswith("机器人"))
+    assert "回个电话" in robot and "微信" not in robot, robot
+
+    wrong = waihu("shell", "--add-mode", "wechat", stdin="", WAIHU_DATA_DIR=str(tmp_path))
+    assert_clean_failure(wrong, "--add-mode wechat: not an add mode; use one of link, advisor_adds, callback")
