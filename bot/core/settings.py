@@ -60,7 +60,8 @@ class Settings(BaseSettings):
     broker_url: Optional[str] = None
     # One queue (and Redis key prefix) per installation, so two deployments can share a Redis.
     queue: str = "waihu"
-    # simulator (default) or freeswitch.
+    # simulator (default), freeswitch, or sip (telephony.sip: WAIHU_SIP_* for the proxy or
+    # trunk, WAIHU_NLS_* for the Aliyun real-time ASR, WAIHU_VAD_* for endpointing).
     carrier: str = "simulator"
     sim_seed: str = "0"
     esl_host: str = "127.0.0.1"
@@ -160,8 +161,8 @@ class Settings(BaseSettings):
 
     @validator("carrier")
     def _known_carrier(cls, value: str) -> str:
-        if value not in ("simulator", "freeswitch"):
-            raise ValueError("use simulator or freeswitch")
+        if value not in ("simulator", "freeswitch", "sip"):
+            raise ValueError("use simulator, freeswitch or sip")
         return value
 
     @validator("sms_provider")

@@ -40,6 +40,8 @@ from bot.script.script_lines import load_script_domain
 from bot.webhooks.tasks import DELIVER_EVERY_S as WEBHOOKS_EVERY_S
 from bot.webhooks.tasks import deliver_webhooks
 from bot.wecom.tasks import deliver_wecom_invites, send_sop_steps
+from telephony.asr.aliyun_nls import AliyunNlsASR
+from telephony.asr.aliyun_nls import config_from_env as nls_config_from_env
 from telephony.carrier import Carrier
 from telephony.celery_app import PLAN_EVERY_S, app, configure, plan_every_s, visibility_timeout_s
 from telephony.clock import Clock
@@ -49,6 +51,7 @@ from telephony.prompts import EspeakNgProvider, PromptRenderer
 from telephony.rate_limits import DialLimits
 from telephony.simulator.advisors import AdvisorPool, AdvisorPoolConfig
 from telephony.simulator.carrier import SimulatorCarrier
+from telephony.sip.carrier import SipCarrier, SipConfig
 
 log = logging.getLogger(__name__)
 
@@ -162,6 +165,10 @@ async def _make_carrier(clock: Clock) -> Carrier:
         carrier = FreeSwitchCarrier(connection, gateway=settings.esl_gateway, caller_id=settings.caller_id)
         await carrier.start()
         return carrier
+    if settings.carrier == "sip":
+        sip = SipCarrier(SipConfig.from_env(), AliyunNlsASR(nls_config_from_env()))
+        await sip.start()
+        return sip
     advisors = AdvisorPool(
         AdvisorPoolConfig.with_mean_busy(settings.sim_advisors, settings.sim_advisor_busy_s), seed=settings.sim_seed
     )

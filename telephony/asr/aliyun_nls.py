@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlencode
@@ -38,6 +40,22 @@ class AliyunNlsConfig:
     timeout_s: float = 10.0  # for each reply of the service (started, completed)
     punctuation: bool = True
     inverse_text_normalization: bool = True  # 一百二十 → 120
+
+
+def config_from_env(env: Mapping[str, str] | None = None) -> AliyunNlsConfig:
+    """WAIHU_NLS_APPKEY and WAIHU_NLS_TOKEN (required), WAIHU_NLS_URL (the Shanghai gateway)."""
+    env = os.environ if env is None else env
+    missing = [name for name in ("WAIHU_NLS_APPKEY", "WAIHU_NLS_TOKEN") if not env.get(name, "").strip()]
+    if missing:
+        raise ASRError(
+            f"{' and '.join(missing)} not set: the SIP carrier recognises speech with Aliyun NLS; "
+            "set the project's appkey and an access token (NLS console)"
+        )
+    return AliyunNlsConfig(
+        appkey=env["WAIHU_NLS_APPKEY"].strip(),
+        token=env["WAIHU_NLS_TOKEN"].strip(),
+        url=env.get("WAIHU_NLS_URL", "").strip() or DEFAULT_URL,
+    )
 
 
 def _id() -> str:

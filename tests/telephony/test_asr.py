@@ -12,7 +12,7 @@ import pytest
 import websockets
 
 from telephony.asr import ASRError
-from telephony.asr.aliyun_nls import NAMESPACE, AliyunNlsASR, AliyunNlsConfig
+from telephony.asr.aliyun_nls import NAMESPACE, AliyunNlsASR, AliyunNlsConfig, config_from_env
 from telephony.asr.clips import ClipError, ClipRecogniser
 from telephony.prompts.audio import write_wav_atomically
 from tests.telephony.audio_clips import needs_espeak, pcm, speech
@@ -187,3 +187,14 @@ def test_nls_unreachable_gateway_is_an_error_naming_the_url() -> None:
 
     with pytest.raises(ASRError, match="cannot connect to ws://127.0.0.1:9/ws/v1"):
         asyncio.run(body())
+
+
+def test_nls_settings_missing_name_the_variables() -> None:
+    with pytest.raises(ASRError, match="WAIHU_NLS_APPKEY and WAIHU_NLS_TOKEN not set"):
+        config_from_env({})
+    config = config_from_env({"WAIHU_NLS_APPKEY": "app", "WAIHU_NLS_TOKEN": "tok"})
+    assert (config.appkey, config.token, config.url) == (
+        "app",
+        "tok",
+        "wss://nls-gateway-cn-shanghai.aliyuncs.com/ws/v1",
+    )

@@ -6,8 +6,11 @@ from __future__ import annotations
 import time
 import uuid
 
+import pytest
+
 from telephony.carrier import CallEvent, Prompt
 from telephony.hangup_causes import status_for_hangup
+from telephony.sip.carrier import SipConfig, SipConfigError
 from telephony.sip.causes import cause_for_sip
 from tests.telephony.sip.conftest import SipStack
 
@@ -70,3 +73,23 @@ def test_sip_responses_map_to_call_statuses() -> None:
         603: "call_restricted",
         503: "unreachable",
     }
+
+
+def test_sip_settings_name_what_to_fix() -> None:
+    with pytest.raises(SipConfigError, match="WAIHU_SIP_DOMAIN is not set"):
+        SipConfig.from_env({})
+    with pytest.raises(SipConfigError, match="WAIHU_SIP_PORT='fifty'"):
+        SipConfig.from_env({"WAIHU_SIP_DOMAIN": "trunk.example.cn", "WAIHU_SIP_PORT": "fifty"})
+    config = SipConfig.from_env(
+        {
+            "WAIHU_SIP_DOMAIN": "trunk.example.cn:5060",
+            "WAIHU_SIP_REGISTRAR": "sip:trunk.example.cn",
+            "WAIHU_SIP_USERNAME": "u1",
+        }
+    )
+    assert (config.domain, config.registrar, config.username, config.local_port) == (
+        "trunk.example.cn:5060",
+        "sip:trunk.example.cn",
+        "u1",
+        0,
+    )
