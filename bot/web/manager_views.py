@@ -28,8 +28,10 @@ from bot.web.exports import ExportFormat, call_sheet, download, funnel_sheet, fu
 from bot.web.params import MAX_DB_ID, MAX_OFFSET, offset_query, optional_id, parse_optional_id, record_id
 from bot.web.rendering import DISPLAY_TZ, beijing_time, flash, render
 from bot.web.security import MANAGER, OPS, Principal, require_role
+from bot.web.sop_views import SEND_LABELS
 from bot.wecom.campaign_incentives import SOURCE_LABELS, call_incentive, campaign_incentives
 from bot.wecom.funnel import wecom_funnel
+from bot.wecom.sop import timeline
 
 pages = APIRouter(include_in_schema=False)
 api = APIRouter(tags=["经理"])
@@ -131,6 +133,8 @@ class CallDetail(CallRow):
     callee_timezone: Optional[str] = Field(None, description="客户所在时区（新疆为 Asia/Urumqi）")
     caller_number: Optional[str] = Field(None, description="这通电话显示的主叫号码（号码池；我方号码，完整显示）")
     caller_match: Optional[str] = Field(None, description="主叫号码与客户的地域关系：本市/本省/外地号码")
+    lead_id: Optional[int] = None
+    followup: list[dict] = Field([], description="加企微后的跟进序列（SOP）时间线：步骤与点击，从早到晚")
 
 
 REGION_SOURCE_LABELS = {SOURCE_COLUMN: "名单城市列", SOURCE_NUMBER: "号码归属地"}
@@ -237,6 +241,11 @@ def call_detail(session, attempt_id: int) -> CallDetail:
         callee_timezone=lead.timezone if region else None,
         caller_number=attempt.caller_number,
         caller_match=labels.label(labels.CALLER_MATCH, attempt.caller_match) if attempt.caller_match else None,
+        lead_id=attempt.lead_id,
+        followup=[
+            {**item, "note": mask_digit_runs(item.get("note") or ""), "status_label": SEND_LABELS.get(item["status"])}
+            for item in timeline(session, attempt.lead_id)
+        ],
         robot_grade=attempt.grade,
         corrections=[
             GradeCorrectionOut(

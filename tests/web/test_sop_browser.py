@@ -9,6 +9,7 @@ import httpx
 import pytest
 from sqlalchemy import select
 
+from bot.campaigns.models import CallAttempt
 from bot.core.db.engine import session_scope
 from bot.wecom.models import WeComInvite
 from bot.wecom.sequences import load_sequences
@@ -67,6 +68,14 @@ def test_managers_see_the_sequences_per_arm_and_a_leads_timeline(page_for, conso
     assert "已发送（待顾问确认）" in timeline and "点击链接" in timeline and "已取消" in timeline
     assert "点击后跟进" in timeline
     shot(manager, "manager-12-sop-lead-timeline")
+
+    # the call page of that lead shows its follow-up too
+    with session_scope(db) as session:
+        attempt_id = session.execute(select(CallAttempt.id).where(CallAttempt.lead_id == leads[0])).scalar_one()
+    manager.goto(f"{console.url}/calls/{attempt_id}")
+    followup = manager.inner_text("#call-followup")
+    assert "车主跟进-A" in followup and "点击链接" in followup and "已发送（待顾问确认）" in followup
+    shot(manager, "manager-13-call-followup")
 
     ops = page_for("ops")
     ops.goto(f"{console.url}/sop")
