@@ -8,8 +8,12 @@ pack and slot, answered calls graded A/B/C/D, a few opt-outs, talk times — ANA
 Timed: `build_report(session, campaign)` with every factor, the audience breakdown, the
 cumulative days and the sequential test (the default), loading the campaign included; and
 the SQL part alone (`lead_cells`). Three runs each (the first pays for cold caches).
+Conversions (issue 17, item 4): policies for ~1% of the attempts (`--conversion-share`), one
+per converted lead, each attributed to one of the lead's connected calls with its arms and a
+premium of 200–3,200 yuan, so the report also computes the conversion metrics (conversion
+rate, premium per lead and per dial) and the full funnel.
 Target: ≤ 3 s for the report.
-Usage: python -m bench.bench_report [--leads 400000] [--attempts 1000000]
+Usage: python -m bench.bench_report [--leads 400000] [--attempts 1000000] [--conversion-share 0.01]
 """
 from __future__ import annotations
 
@@ -57,7 +61,7 @@ INCENTIVES = [{"name": "意外险", "text": "一份免费的驾乘意外险", "w
               {"name": "红包", "text": "一个十元红包", "weight": 1}]
 
 
-def set_up(engine, leads: int, attempts: int) -> dict:
+def set_up(engine, leads: int, attempts: int, conversion_share: float = 0.01) -> dict:
     started = time.perf_counter()
     keyring = PhoneKeyring.from_secret(BENCH_SECRET.encode())
     with session_scope(engine) as session:
@@ -80,8 +84,9 @@ def set_up(engine, leads: int, attempts: int) -> dict:
         campaign_id = campaign.id
         arms = campaign_arms(campaign)
     written = _write_attempts(engine, campaign_id, arms, lead_rows, attempts)
+    conversions = _write_conversions(engine, campaign_id, round(written * conversion_share))
     analyze(engine)
-    return {"campaign_id": campaign_id, "leads": leads, "attempts": written,
+    return {"campaign_id": campaign_id, "leads": leads, "attempts": written, "conversions": conversions,
             "setup_seconds": round(time.perf_counter() - started, 1)}
 
 
@@ -120,6 +125,25 @@ def _write_attempts(engine, campaign_id: int, arms, lead_rows: list[tuple[int, s
     return written + _copy(engine, rows)
 
 
+def _write_conversions(engine, campaign_id: int, count: int) -> int:
+    """`count` policies on distinct leads, each attributed to one of the lead's connected calls
+    (as bot.experiments.conversions would: that call's campaign and arms), a day after it."""
+    with engine.begin() as conn:
+        conn.execute(text("SELECT setseed(0.11)"))
+        return conn.execute(
+            text(
+                "INSERT INTO conversions (policy_no, product, premium, converted_at, lead_id, attempt_id, campaign_id,"
+                " arms, source, batch, created_at)"
+                " SELECT 'BENCH-' || a.id, '百万医疗', round((200 + random() * 3000)::numeric, 2),"
+                " a.dialed_at + interval '1 day', a.lead_id, a.id, a.campaign_id, a.arms, 'file', 'bench', now()"
+                " FROM (SELECT DISTINCT ON (lead_id) * FROM call_attempts"
+                "       WHERE campaign_id = :c AND outcome = 'answered' ORDER BY lead_id, attempt_no DESC) AS a"
+                " ORDER BY random() LIMIT :n"
+            ),
+            {"c": campaign_id, "n": count},
+        ).rowcount
+
+
 def _copy(engine, rows: list[tuple]) -> int:
     with engine.begin() as conn:
         bulk_insert(conn, CallAttempt.__table__, ATTEMPT_COLUMNS, rows)
@@ -136,12 +160,13 @@ def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--leads", type=int, default=400_000)
     parser.add_argument("--attempts", type=int, default=1_000_000)
+    parser.add_argument("--conversion-share", type=float, default=0.01, help="policies per attempt (0: none)")
     args = parser.parse_args()
     schema = create_bench_schema("waihu_bench_report")
     engine = create_database_engine(schema.url)
     try:
         upgrade(engine)
-        setup = set_up(engine, args.leads, args.attempts)
+        setup = set_up(engine, args.leads, args.attempts, args.conversion_share)
 
         def report() -> dict:
             with session_scope(engine) as session:
@@ -161,13 +186,18 @@ def main() -> int:
         engine.dispose()
         drop_bench_schema(schema)
     seconds = [round(s, 3) for s, _ in report_runs]
-    ok = (statistics.median(seconds) <= TARGET_SECONDS and data["overview"]["dials"] == setup["attempts"])
+    funnel = data["overview"]["funnel"]
+    ok = (statistics.median(seconds) <= TARGET_SECONDS and data["overview"]["dials"] == setup["attempts"]
+          and funnel["converted"] == setup["conversions"])
     print(json.dumps({"benchmark": "report", "backend": "postgresql", **setup,
                       "report_seconds": seconds, "report_median_seconds": statistics.median(seconds),
                       "sql_seconds": [round(s, 3) for s, _ in sql_runs], "cells": len(cells),
                       "factors": [f["factor"] for f in data["factors"]],
                       "audience_breakdowns": sum(len(f["by_audience"]) for f in data["factors"]),
                       "days": len(data["factors"][0]["daily"]),
+                      "funnel": funnel,
+                      "conversion_metrics": [m["key"] for m in data["metrics"] if m["unit"] == "yuan"
+                                             or m["key"] == "conversion_rate"],
                       "load_average_before_after": [round(load_before, 2), round(load_after, 2)],
                       "target_seconds": TARGET_SECONDS, "meets_target": ok}, ensure_ascii=False))
     return 0 if ok else 1
