@@ -131,13 +131,16 @@ def add(
         None, "--external-id", help="Your id for this lead: adding it again returns the same lead (default: the number)"
     ),
     pack: Optional[str] = typer.Option(None, "--pack", help="Lead pack (default: API·<audience>)"),
+    city: Optional[str] = typer.Option(
+        None, "--city", help="Where they live (e.g. 深圳 or 广东深圳); default: the number's region"
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object"),
 ) -> None:
     """Add one lead for speed to lead (like POST /api/v1/leads): checked like an uploaded row, into the
     audience's API pack; a running campaign that includes the pack dials it within minutes in its window."""
     from bot.leads.api_leads import ACCEPTED, DUPLICATE, LeadIn, add_leads
 
-    lead = LeadIn(phone=phone, lead_left_at=lead_left_at, name=name, gender=gender, external_id=external_id)
+    lead = LeadIn(phone=phone, lead_left_at=lead_left_at, name=name, gender=gender, external_id=external_id, city=city)
     outcome = add_leads(open_database(), keyring(), [lead], audience=audience, pack=pack, added_by="cli")
     result = outcome.results[0]
     if as_json:

@@ -53,8 +53,8 @@ LEAD_LEFT_AT_MISSING = (
 
 # The fixed header the upload's row checker reads an API lead with: 留资时间 makes the time a
 # first-party consent record (bot.leads.service.is_lead_form_time), as in an uploaded form export.
-_FIELDS = ("phone", "name", "gender", "consent_at", "consent_source", "consent_scope")
-_HEADER = ["手机号", "姓名", "性别", "留资时间", "授权来源", "授权范围"]
+_FIELDS = ("phone", "name", "gender", "consent_at", "consent_source", "consent_scope", "province", "city")
+_HEADER = ["手机号", "姓名", "性别", "留资时间", "授权来源", "授权范围", "省份", "城市"]
 # Which request field a reject reason is about (for the caller's field-level error).
 _FIELD_OF_REASON = {
     "consent_missing": "lead_left_at",
@@ -73,6 +73,9 @@ class LeadIn:
     external_id: str | None = None  # default: derived from the keyed phone hash (retries stay idempotent)
     consent_source: str | None = None
     consent_scope: str | None = None
+    # Where the person lives, when the caller knows (else from the number): time zone, local caller number.
+    province: str | None = None
+    city: str | None = None
     fields: dict[str, str] = field(default_factory=dict)  # custom fields, kept like an upload's extra columns
 
 
@@ -298,6 +301,7 @@ def _cells(lead: LeadIn, custom: list[str]) -> list:
     when = lead.lead_left_at
     left_at = when.isoformat() if isinstance(when, datetime) else when
     base = [str(lead.phone), lead.name, lead.gender, left_at, lead.consent_source, lead.consent_scope]
+    base += [lead.province, lead.city]
     return base + [lead.fields.get(key) for key in custom]
 
 

@@ -36,6 +36,8 @@ class ApiLead(BaseModel):
     gender: Optional[str] = Field(None, description="男/女")
     consent_source: Optional[str] = Field(None, description="授权来源（默认 first_party）")
     consent_scope: Optional[str] = None
+    province: Optional[str] = Field(None, max_length=50, description="省份（可选；不填按号码归属地）")
+    city: Optional[str] = Field(None, max_length=50, description="城市（可选；决定当地时区与本地主叫号码）")
     fields: dict[str, str] = Field({}, description="其他字段（如 产品、渠道），与上传名单的自定义列相同")
 
 
@@ -72,6 +74,8 @@ def add_leads_api(request: Request, body: AddLeadsIn, principal: Principal = Dep
             external_id=lead.external_id,
             consent_source=lead.consent_source,
             consent_scope=lead.consent_scope,
+            province=lead.province,
+            city=lead.city,
             fields=dict(lead.fields),
         )
         for lead in body.leads

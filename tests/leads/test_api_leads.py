@@ -114,3 +114,16 @@ def test_an_agreement_time_is_not_a_lead_left_time(db, keyring, tmp_path) -> Non
     with session_scope(db) as session:
         lead = session.execute(select(Lead)).scalar_one()
     assert lead.consent_at is not None and lead.lead_left_at is None
+
+
+def test_api_leads_get_their_region_from_the_city_or_the_number(db, keyring) -> None:
+    """The callee's region drives their clock and the local caller number, for API leads too."""
+    given = LeadIn(phone="13800001234", lead_left_at="2026-11-24 09:55", city="新疆乌鲁木齐", external_id="r-1")
+    from_number = LeadIn(phone="13999123456", lead_left_at="2026-11-24 09:55", external_id="r-2")
+    outcome = add_leads(db, keyring, [given, from_number], audience="车主", now=NOW)
+    assert [r.status for r in outcome.results] == [ACCEPTED, ACCEPTED]
+    with session_scope(db) as session:
+        stored = {lead.external_id: lead for lead in session.execute(select(Lead)).scalars()}
+        assert (stored["r-1"].province, stored["r-1"].timezone) == ("新疆", "Asia/Urumqi")
+        assert stored["r-1"].region_source != stored["r-2"].region_source
+        assert stored["r-2"].province == "新疆" and stored["r-2"].timezone == "Asia/Urumqi"  # 139 9912 is Urumqi
