@@ -166,6 +166,7 @@ class SimulatorCarrier:
         self.outcomes: Counter[str] = Counter()
         self.personas: Counter[str] = Counter()
         self.ended_by: Counter[str] = Counter()
+        self.barge_ins = 0  # prompts a callee talked over (interrupting personas)
         self._live: dict[str, _LiveCall] = {}
         self._records: OrderedDict[str, SimulatedCall] = OrderedDict()
         self._max_records = max_records
@@ -357,6 +358,8 @@ class SimulatorCarrier:
             return
         while True:
             prompt = await live.prompts.get()
+            if await self._barged_in(live, persona, prompt, rng):
+                continue
             await self.clock.sleep(len(prompt.text) / timing.speech_chars_per_s)
             self._emit(CallEvent(record.call_id, "playback_done", answered=True))
             if prompt.response.startswith(CLOSING_PREFIX):
@@ -370,6 +373,33 @@ class SimulatorCarrier:
                 continue
             if not await self._answer(live, persona, prompt.response, rng):
                 return
+
+    async def _barged_in(self, live: _LiveCall, persona: Persona, prompt: Prompt, rng) -> bool:
+        """A persona that talks over this line (once per line and call) does so: the robot stops
+        (the rest of the line and of its turn are dropped, playback_done) and the callee's words
+        arrive as speech once they have finished. False when the line plays on."""
+        behaviour = persona.steps.get(prompt.response)
+        key = f"interrupt:{prompt.response}"
+        if not prompt.interruptible or behaviour is None or not behaviour.interrupt or live.asked[key]:
+            return False
+        live.asked[key] += 1
+        timing = self.config.timing
+        await self.clock.sleep(min(behaviour.interrupt_after_s, len(prompt.text) / timing.speech_chars_per_s))
+        while not live.prompts.empty():
+            live.prompts.get_nowait()
+        self.barge_ins += 1
+        record = live.record
+        self._emit(CallEvent(record.call_id, "playback_done", answered=True))
+        text = behaviour.interrupt.pick(rng)
+        await self.clock.sleep(len(text) / timing.callee_chars_per_s + timing.endpointing_s)
+        heard = self.config.asr_noise.apply(text, rng)
+        record.replies.append(heard)
+        self._emit(
+            CallEvent(
+                record.call_id, "speech", text=heard, confidence=round(rng.uniform(*CONFIDENCE_RANGE), 3), answered=True
+            )
+        )
+        return True
 
     async def _answer(self, live: _LiveCall, persona: Persona, step: str, rng) -> bool:
         """The callee's reaction at the end of the robot's turn; False once they hung up."""

@@ -159,6 +159,10 @@ class StepBehaviour:
     again: Weighted = Weighted((), ())  # the same question asked again in the call
     silence: float = 0.0
     hangup: float = 0.0
+    # Barge-in: what the callee says over this line (when it may be interrupted), and how far
+    # into it; empty: they let the robot finish.
+    interrupt: Weighted = Weighted((), ())
+    interrupt_after_s: float = 2.0
 
     def react(self, rng: random.Random, asked_before: bool) -> Reply:
         draw = rng.random()
@@ -436,12 +440,21 @@ class AsrNoiseModel(YamlModel):
 
 class StepModel(YamlModel):
     """How a persona reacts to one script line: to a question (utter_ask_…) `replies` (the
-    first time), `again` (asked again), `silence` and `hangup`; to any other line only `hangup`."""
+    first time), `again` (asked again), `silence` and `hangup`; to any other line `hangup`, or
+    `interrupt` (what they say over it, `interrupt_after_s` into it: barge-in)."""
 
     replies: Optional[Weights] = None
     again: Optional[Weights] = None
     silence: Probability = Probability(0.0)
     hangup: Probability = Probability(0.0)
+    interrupt: Optional[Weights] = None
+    interrupt_after_s: float = 2.0
+
+    @validator("interrupt_after_s")
+    def _interrupt_after_positive(cls, value: float) -> float:
+        if value <= 0:
+            raise ValueError("seconds into the line when the callee starts talking; must be more than 0")
+        return value
 
     @root_validator(skip_on_failure=True)
     def _silence_and_hangup_fit(cls, values: dict) -> dict:
@@ -451,7 +464,14 @@ class StepModel(YamlModel):
         return values
 
     def behaviour(self) -> StepBehaviour:
-        return StepBehaviour(Weighted.of(self.replies or {}), Weighted.of(self.again or {}), self.silence, self.hangup)
+        return StepBehaviour(
+            Weighted.of(self.replies or {}),
+            Weighted.of(self.again or {}),
+            self.silence,
+            self.hangup,
+            Weighted.of(self.interrupt or {}),
+            self.interrupt_after_s,
+        )
 
 
 class PersonaModel(YamlModel):
@@ -465,7 +485,7 @@ class PersonaModel(YamlModel):
         problems = Problems()
         for step, behaviour in steps.items():
             if not step.startswith(QUESTION_PREFIX):
-                for key in sorted(behaviour.__fields_set__ - {"hangup"}):
+                for key in sorted(behaviour.__fields_set__ - {"hangup", "interrupt", "interrupt_after_s"}):
                     problems.add(
                         f"'{key}' is for questions (utter_ask_…); callees only hang up on a line that asks nothing",
                         step,
