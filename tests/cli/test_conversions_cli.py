@@ -12,13 +12,23 @@ from tests.db_fixtures import database_url, db, keyring, migrated_engine  # noqa
 
 def test_import_list_and_rejects(cli, tmp_path) -> None:  # noqa: F811
     assert cli("leads", "api-pack", "--audience", "车主").exit_code == 0
-    added = cli("leads", "add", "--phone", "13800001234", "--audience", "车主", "--lead-left-at", "2026-11-24 09:55",
-                "--external-id", "crm-7")
+    added = cli(
+        "leads",
+        "add",
+        "--phone",
+        "13800001234",
+        "--audience",
+        "车主",
+        "--lead-left-at",
+        "2026-11-24 09:55",
+        "--external-id",
+        "crm-7",
+    )
     assert added.exit_code == 0, added.output
     path = tmp_path / "保单.csv"
     path.write_bytes(
         "保单号,产品,保费,承保时间,外部ID,投保人手机号\n"
-        "PL-1,百万医疗,\"1,288.00\",2026-11-30 10:00,crm-7,\n"
+        'PL-1,百万医疗,"1,288.00",2026-11-30 10:00,crm-7,\n'
         "PL-2,重疾险,3000,2026-11-30 10:00,,13800001234\n"
         "PL-3,重疾险,免费,2026-11-30 10:00,,13800001234\n".encode("gbk")
     )

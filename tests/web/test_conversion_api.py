@@ -23,18 +23,31 @@ def test_conversions_are_matched_once_and_problems_name_the_field(console, db) -
     leads = token_client(console, db, ["leads:write"])
     added = leads.post(
         "/api/v1/leads",
-        json={"audience": "车主", "leads": [
-            {"phone": "13800001234", "lead_left_at": "2026-11-24 09:55", "external_id": "crm-1"},
-            {"phone": "13800005678", "lead_left_at": "2026-11-24 09:55"},
-        ]},
+        json={
+            "audience": "车主",
+            "leads": [
+                {"phone": "13800001234", "lead_left_at": "2026-11-24 09:55", "external_id": "crm-1"},
+                {"phone": "13800005678", "lead_left_at": "2026-11-24 09:55"},
+            ],
+        },
     )
     assert added.status_code == 201, added.text
     client = token_client(console, db, ["conversions:write"])
     policies = [
-        {"policy_no": "PL-1", "product": "百万医疗", "premium": 1288, "converted_at": "2026-11-30 10:00",
-         "external_id": "crm-1"},
-        {"policy_no": "PL-2", "product": "重疾险", "premium": "3000.50", "converted_at": "2026-11-30T10:00:00+08:00",
-         "phone": "13800005678"},
+        {
+            "policy_no": "PL-1",
+            "product": "百万医疗",
+            "premium": 1288,
+            "converted_at": "2026-11-30 10:00",
+            "external_id": "crm-1",
+        },
+        {
+            "policy_no": "PL-2",
+            "product": "重疾险",
+            "premium": "3000.50",
+            "converted_at": "2026-11-30T10:00:00+08:00",
+            "phone": "13800005678",
+        },
     ]
     first = client.post("/api/v1/conversions", json={"conversions": policies})
     assert first.status_code == 201, first.text
@@ -44,10 +57,27 @@ def test_conversions_are_matched_once_and_problems_name_the_field(console, db) -
     again = client.post("/api/v1/conversions", json={"conversions": policies})
     assert again.status_code == 200 and [r["status"] for r in again.json()["results"]] == ["duplicate"] * 2
 
-    bad = client.post("/api/v1/conversions", json={"conversions": [
-        {"policy_no": "PL-3", "product": "x", "premium": "abc", "converted_at": "2026-11-30", "phone": "13800005678"},
-        {"policy_no": "PL-4", "product": "x", "premium": 10, "converted_at": "2026-11-30", "phone": "13900009999"},
-    ]})
+    bad = client.post(
+        "/api/v1/conversions",
+        json={
+            "conversions": [
+                {
+                    "policy_no": "PL-3",
+                    "product": "x",
+                    "premium": "abc",
+                    "converted_at": "2026-11-30",
+                    "phone": "13800005678",
+                },
+                {
+                    "policy_no": "PL-4",
+                    "product": "x",
+                    "premium": 10,
+                    "converted_at": "2026-11-30",
+                    "phone": "13900009999",
+                },
+            ]
+        },
+    )
     assert bad.status_code == 422
     first_error, second_error = (r["errors"][0] for r in bad.json()["results"])
     assert first_error["where"] == "conversions[0].premium" and "保费" in first_error["message"]
@@ -60,8 +90,10 @@ def test_conversions_are_matched_once_and_problems_name_the_field(console, db) -
 
 def test_limits_scopes_and_roles(console, db) -> None:
     client = token_client(console, db, ["conversions:write"])
-    many = [{"policy_no": f"P{i}", "product": "x", "premium": 1, "converted_at": "2026-11-30", "phone": "13800001234"}
-            for i in range(501)]
+    many = [
+        {"policy_no": f"P{i}", "product": "x", "premium": 1, "converted_at": "2026-11-30", "phone": "13800001234"}
+        for i in range(501)
+    ]
     refused = client.post("/api/v1/conversions", json={"conversions": many})
     assert refused.status_code == 422 and "最多 500 条" in refused.json()["detail"]
     leads_only = token_client(console, db, ["leads:write"])
