@@ -71,9 +71,10 @@ def run_demo(leads_per_audience: int = LEADS_PER_AUDIENCE, days: int = DAYS, see
         counts = asyncio.run(_dial_for_days(engine, agent, campaign_id, first_monday, days, seed))
     funnel = _print_funnel(engine, campaign_id)
     funnel["wecom"] = _add_friends(engine, campaign_id, seed)
+    # a month of follow-up after the adds, then the simulated buyers (who heed the steps received)
+    funnel["sop"] = simulate_followup_month(engine, campaign_id, seed)
     funnel["conversions"] = _conversions(engine, campaign_id, seed)  # simulated buyers' policies
     funnel["recordings"] = _recordings_made(engine, campaign_id)
-    funnel["sop"] = simulate_followup_month(engine, campaign_id, seed)  # a month of follow-up after the adds
     _print_sample_call(engine, campaign_id)
     console.print(
         f"[dim]{counts['calls']} calls over {days} simulated days in {time.perf_counter() - started:.0f} s "

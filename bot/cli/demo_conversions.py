@@ -15,6 +15,7 @@ from bot.experiments.conversion_models import SOURCE_FILE
 from bot.experiments.conversions import ACCEPTED, ConversionIn, record_conversions
 from bot.leads.models import Lead
 from bot.wecom.models import WeComInvite
+from bot.wecom.sop_models import SopEnrolment, SopStepSend
 from telephony.simulator.buyers import simulated_policy
 
 GRADE_ORDER = {"A": 0, "B": 1, "C": 2, "D": 3}
@@ -40,6 +41,15 @@ def simulate_conversions(engine: Engine, keyring: PhoneKeyring, campaign_id: int
                 )
             ).scalars()
         )
+        # Follow-up steps each lead received (bot.wecom.sop; the demo runs the SOP month first).
+        steps = dict(
+            session.execute(
+                select(SopStepSend.lead_id, func.count())
+                .join(SopEnrolment, SopEnrolment.id == SopStepSend.enrolment_id)
+                .where(SopEnrolment.campaign_id == campaign_id, SopStepSend.status == "sent")
+                .group_by(SopStepSend.lead_id)
+            ).all()
+        )
     best: dict[int, tuple] = {}
     for lead_id, lead_grade, dialed_at, ciphertext in calls:
         known = best.get(lead_id)
@@ -48,8 +58,10 @@ def simulate_conversions(engine: Engine, keyring: PhoneKeyring, campaign_id: int
             best[lead_id] = (rank, lead_grade, dialed_at, ciphertext)
     items: list[ConversionIn] = []
     for lead_id, (_, lead_grade, dialed_at, ciphertext) in sorted(best.items()):
-        # steps_received=0: the hook for follow-up sequences (each step received lifts the chance).
-        policy = simulated_policy(seed, lead_id, lead_grade, dialed_at, added=lead_id in added, steps_received=0)
+        # each follow-up step received lifts the chance (telephony.simulator.buyers)
+        policy = simulated_policy(
+            seed, lead_id, lead_grade, dialed_at, added=lead_id in added, steps_received=int(steps.get(lead_id, 0))
+        )
         if policy is not None:
             items.append(
                 ConversionIn(

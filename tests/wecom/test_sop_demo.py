@@ -46,3 +46,28 @@ def test_a_simulated_month_sends_the_steps_and_conversions_arrive(db, keyring, w
     print(f"\nsimulated month for {CONTACTS} contacts in {seconds:.1f} s: {sent} steps sent, {result['clicks']} clicks, "
           f"{conversions} conversions, {result['opted_out']} opt-outs, {result['deleted']} deleted; "
           + "; ".join(f"{a['arm']} click {a['click_rate']:.0%} conv {a['conversion_rate']:.0%}" for a in arms))
+
+
+def test_the_simulated_buyers_heed_the_steps_each_lead_received(db, keyring, wecom, monkeypatch):
+    import bot.cli.demo_conversions as demo_conversions
+
+    with session_scope(db) as session:
+        campaign_id, leads = seed_campaign(session, keyring, {"养老-华东": ("养老", 6)}, name="跟进买家")
+    for lead_id in leads["养老-华东"]:
+        log_graded_call(db, campaign_id, lead_id, "A")
+    run(wecom.deliver())
+    run(wecom.simulate_adds(share=1.0, campaign_id=campaign_id))
+    simulate_followup_month(db, campaign_id, seed=3)
+    with session_scope(db) as session:
+        sent = dict(session.execute(select(SopStepSend.lead_id, func.count()).where(
+            SopStepSend.status == "sent").group_by(SopStepSend.lead_id)).all())
+    seen: dict[int, int] = {}
+    real = demo_conversions.simulated_policy
+
+    def spy(seed, lead_id, grade, dialed_at, *, added, steps_received):
+        seen[lead_id] = steps_received
+        return real(seed, lead_id, grade, dialed_at, added=added, steps_received=steps_received)
+
+    monkeypatch.setattr(demo_conversions, "simulated_policy", spy)
+    demo_conversions.simulate_conversions(db, keyring, campaign_id, seed=3)
+    assert seen and all(seen[lead] == sent.get(lead, 0) for lead in seen) and max(seen.values()) >= 2
