@@ -9,7 +9,13 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from bot.campaigns.models import CallAttempt, Campaign
+from bot.core.pii import mask_digit_runs
 from bot.webhooks.events import CALL_FINISHED, LEAD_GRADED, emit, iso, lead_fields
+
+
+def _masked(text: str | None) -> str | None:
+    """A reason is free text (a manager may quote the callee's number): mask it for a CRM."""
+    return mask_digit_runs(text) if text else text
 
 
 def _call_part(session: Session, attempt: CallAttempt) -> dict[str, Any]:
@@ -36,7 +42,7 @@ def emit_call_finished(session: Session, attempt: CallAttempt) -> int | None:
             "outcome": attempt.outcome,
             "connected": attempt.answered_at is not None,
             "grade": attempt.grade,
-            "reason": attempt.grade_reason,
+            "reason": _masked(attempt.grade_reason),
             "hangup_by": attempt.hangup_by,
             "talk_time_s": attempt.talk_time_s,
             "dialed_at": iso(attempt.dialed_at),
@@ -64,7 +70,7 @@ def emit_lead_graded(
         {
             **_call_part(session, attempt),
             "grade": grade,
-            "reason": reason,
+            "reason": _masked(reason),
             "corrected": corrected_by is not None,
             "previous_grade": previous_grade,
             "corrected_by": corrected_by,

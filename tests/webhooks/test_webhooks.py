@@ -99,11 +99,13 @@ def test_every_event_is_delivered_at_least_once_through_a_receiver_that_fails_ha
     no_answer = no_answer_call(db, campaign_id, lead_ids[4], START)
     with session_scope(db) as session:
         correct_grade(session, graded[2], "B", "客户问了保费", "经理王")
+    with session_scope(db) as session:  # a manager quoting the callee's number: masked for the CRM
+        correct_grade(session, graded[1], "A", "客户说13812345678可以加", "经理王")
 
     with session_scope(db) as session:
         events = {e.id: e for e in session.execute(select(WebhookEvent)).scalars()}
     counts = Counter(e.event_type for e in events.values())
-    assert counts == {CALL_FINISHED: 5, LEAD_GRADED: 5}  # 5 calls (1 not connected), 4 robot grades + 1 correction
+    assert counts == {CALL_FINISHED: 5, LEAD_GRADED: 6}  # 5 calls (1 not connected), 4 robot grades + 1 correction
 
     drive(db, keyring, START, random.Random(7))
 
@@ -128,7 +130,11 @@ def test_every_event_is_delivered_at_least_once_through_a_receiver_that_fails_ha
     finished = next(b["data"] for b in bodies if b["type"] == CALL_FINISHED and b["data"]["attempt_id"] == no_answer)
     assert finished["connected"] is False and finished["outcome"] == "no_answer" and finished["grade"] is None
     assert finished["campaign"] == "webhooks-flaky" and re.fullmatch(r"139\*{4}\d{4}", finished["phone_masked"])
-    correction = next(b["data"] for b in bodies if b["type"] == LEAD_GRADED and b["data"]["corrected"])
+    quoted = next(b["data"] for b in bodies if b["type"] == LEAD_GRADED and b["data"]["attempt_id"] == graded[1]
+                  and b["data"]["corrected"])
+    assert quoted["reason"] == "客户说138****5678可以加"
+    correction = next(b["data"] for b in bodies if b["type"] == LEAD_GRADED and b["data"]["corrected"]
+                      and b["data"]["attempt_id"] == graded[2])
     assert (correction["attempt_id"], correction["previous_grade"], correction["grade"]) == (graded[2], "C", "B")
     assert correction["corrected_by"] == "经理王" and correction["reason"] == "客户问了保费"
     robot = next(b["data"] for b in bodies if b["type"] == LEAD_GRADED and b["data"]["attempt_id"] == graded[0])
