@@ -98,8 +98,9 @@ EVENT_SCHEMAS: dict[str, tuple[str, ...]] = {
 }
 EVENT_TYPES: tuple[str, ...] = tuple(EVENT_SCHEMAS)
 
-# A mainland mobile number in clear (what masking turns into 138****1234).
-_CLEAR_MOBILE = re.compile(r"(?<![0-9])1[3-9][0-9]{9}(?![0-9])")
+# A mainland mobile number in clear (what masking turns into 138****1234). Not inside a longer
+# token of letters and digits: WeCom's external_userid is random hex and may hold 11 digits.
+_CLEAR_MOBILE = re.compile(r"(?<![0-9A-Za-z])1[3-9][0-9]{9}(?![0-9A-Za-z])")
 
 _after_commit: list[Callable[[], None]] = []
 EMITTED_FLAG = "waihu_webhook_events"  # session.info: kick a delivery pass after the commit

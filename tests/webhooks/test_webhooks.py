@@ -238,6 +238,19 @@ def test_a_payload_with_a_clear_number_is_refused_and_types_are_checked(db, keyr
             )
         with pytest.raises(ValueError, match="lacks"):
             emit(session, "conversion.matched", {"lead_id": 1})
+        # WeCom's external_userid is random hex: 11 digits inside it are not a phone number.
+        sent = {
+            "sequence": "T+1",
+            "step": "保单链接",
+            "channel": "wecom",
+            "lead_id": 1,
+            "lead_external_id": "wmab13812345678cd",
+            "phone_masked": "138****5678",
+            "campaign_id": None,
+            "arms": {},
+            "sent_at": START.isoformat(),
+        }
+        assert emit(session, "sop.step_sent", sent) is not None
         with pytest.raises(ValueError, match="unknown"):
             emit(session, "lead.created", {})
     assert set(EVENT_TYPES) == {"call.finished", "lead.graded", "wecom.added", "sop.step_sent", "conversion.matched"}
