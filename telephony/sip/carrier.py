@@ -44,6 +44,8 @@ from telephony.vad import Endpointer, EndpointerConfig, VadEvent
 log = logging.getLogger(__name__)
 
 SAMPLE_RATE = 8000
+MAX_FINISHED_CALLS = 1000  # ended calls kept for inspection (tests, the endpointing bench)
+RELEASE_AFTER_S = 32.0  # a UAC transaction's longest life (64 × T1): then a call's objects can go
 FRAME_BYTES = SAMPLE_RATE // 50 * 2  # 20 ms of 16-bit PCM
 
 
@@ -480,6 +482,24 @@ class SipCarrier:
     def forget(self, call: _SipCall) -> None:
         self._calls.pop(call.call_id, None)
         self._done[call.call_id] = call
+        while len(self._done) > MAX_FINISHED_CALLS:
+            self._done.pop(next(iter(self._done)))
+        # Free the call's PJSIP objects once its last transaction (BYE, CANCEL) is over.
+        call.loop.call_later(RELEASE_AFTER_S, self._release, call)
+
+    def _release(self, call: _SipCall) -> None:
+        if not self._started or self._pj.stopping:
+            return  # shutdown releases everything at once
+        doomed = [obj for obj in (call.pj_call, call.port) if obj is not None]
+        call.pj_call, call.port, call.media = None, None, None
+
+        def release() -> None:
+            for obj in doomed:
+                if obj in self._pj.objects:
+                    self._pj.objects.remove(obj)
+            doomed.clear()  # the last references: destroyed here, on the PJSIP thread
+
+        self._pj.commands.put(release)
 
     def finished_call(self, call_id: str) -> _SipCall | None:
         return self._done.get(call_id)
