@@ -159,7 +159,9 @@ class _Call(pj.Call):
     def onCallMediaState(self, prm: pj.OnCallMediaStateParam) -> None:  # noqa: N802
         info = self.getInfo()
         for index, media in enumerate(info.media):
-            if media.type == pj.PJMEDIA_TYPE_AUDIO and media.status == pj.PJSUA_CALL_MEDIA_ACTIVE:
+            # REMOTE_HOLD: the far end only sends (a=sendonly), as an operator recording may.
+            receiving = (pj.PJSUA_CALL_MEDIA_ACTIVE, pj.PJSUA_CALL_MEDIA_REMOTE_HOLD)
+            if media.type == pj.PJMEDIA_TYPE_AUDIO and media.status in receiving:
                 audio = self.getAudioMedia(index)
                 self.owner.connect_media(audio)
 
