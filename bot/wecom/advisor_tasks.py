@@ -42,6 +42,10 @@ ASSIGNED = "assigned"
 TASK_DUE_AFTER = timedelta(hours=24)
 OPEN_TASK_STATUSES = ("open", "done")
 TASK_STATUS_LABELS = {"open": "待添加", "done": "已标记添加", "added": "已加好友", "cancelled": "已取消"}
+# A landline A/B callee heard "顾问给您回电话" (add mode `callback`: WeCom cannot add a landline):
+# the advisor's task is a call back, on the invitation of channel `callback`, never sent on WeCom.
+CALLBACK_CHANNEL = "callback"
+CALLBACK_STATUS_LABELS = {"open": "待回电", "done": "已回电", "cancelled": "已取消"}
 TASK_CODE = re.compile(r"\bWH(\d{1,18})\b", re.IGNORECASE)
 
 
@@ -100,6 +104,7 @@ class TaskRow:
     reveals: int
     done_at: datetime | None
     added_at: datetime | None
+    kind: str = "add"  # add (advisor_adds) | callback (a landline: the advisor calls back)
 
     def as_json(self) -> dict:
         data = dict(self.__dict__)
@@ -145,16 +150,22 @@ def list_tasks(
             advisor_userid=task.advisor_userid,
             advisor_name=task.advisor_name,
             status=task.status,
-            status_label=TASK_STATUS_LABELS.get(task.status, task.status),
+            status_label=_status_label(task.status, invite.channel),
             created_at=task.created_at,
             due_at=task.due_at,
             overdue=task.status == "open" and task.due_at < now,
             reveals=task.reveals or 0,
             done_at=task.done_at,
             added_at=task.added_at,
+            kind="callback" if invite.channel == CALLBACK_CHANNEL else "add",
         )
         for task, invite, phone, name, gender, campaign in rows
     ]
+
+
+def _status_label(status: str, channel: str | None) -> str:
+    labels = CALLBACK_STATUS_LABELS if channel == CALLBACK_CHANNEL else TASK_STATUS_LABELS
+    return labels.get(status, status)
 
 
 def _callee_title(name: str | None, gender: str | None) -> str:
@@ -295,7 +306,16 @@ def open_tasks_of(session: Session, advisor_userid: str) -> list[AdvisorTask]:
 
 def match_advisor_add(session: Session, advisor_userid: str, remark_texts: list[str]) -> tuple[AdvisorTask | None, str]:
     """The open task an add without `state` belongs to, and how it was found (see the module doc)."""
-    tasks = open_tasks_of(session, advisor_userid)
+    # A call-back task (a landline) is never a WeCom add.
+    callbacks = set(
+        session.execute(
+            select(WeComInvite.id).where(
+                WeComInvite.id.in_([task.invite_id for task in open_tasks_of(session, advisor_userid)]),
+                WeComInvite.channel == CALLBACK_CHANNEL,
+            )
+        ).scalars()
+    )
+    tasks = [task for task in open_tasks_of(session, advisor_userid) if task.invite_id not in callbacks]
     if not tasks:
         return None, f"advisor {advisor_userid!r} has no open add task"
     by_id = {task.id: task for task in tasks}

@@ -36,7 +36,7 @@ from bot.core.errors import UserError
 from bot.core.phone import LANDLINE
 from bot.core.pii import PhoneKeyring, mask_phone
 from bot.leads.models import Lead
-from bot.wecom.advisor_tasks import ADVISOR_ADDS_CHANNEL, ASSIGNED, create_task
+from bot.wecom.advisor_tasks import ADVISOR_ADDS_CHANNEL, ASSIGNED, CALLBACK_CHANNEL, create_task
 from bot.wecom.client import WeComClient, WeComError
 from bot.wecom.models import WeComInvite
 from bot.wecom.offers import Offers, incentive_for, load_offers, render_sms, welcome_for, welcome_slots
@@ -53,7 +53,9 @@ OPEN_STATUSES = ("pending", "delivering", "sent")
 # A landline cannot be added on WeCom (its add-friend search and 联系我 links need a mobile number, and
 # the SMS with the link cannot reach it): the invitation is recorded as skipped, with this reason.
 SKIPPED = "skipped"
-LANDLINE_REASON = "座机，无法加企业微信：未发送邀请 (landline: cannot be added on WeCom, not invited)"
+LANDLINE_REASON = (
+    "座机，无法加企业微信：未发送邀请，已派顾问回电任务 (landline: cannot be added on WeCom; the advisor calls back)"
+)
 
 
 def callee_title(name: str | None, gender: str | None) -> str:
@@ -110,10 +112,20 @@ def create_invite(
         lead = session.get(Lead, attempt.lead_id)
         if lead is not None and lead.line_type == LANDLINE:
             log.info(
-                "attempt %s: lead %s is a landline (%s); no WeCom invitation", attempt.id, lead.id, lead.phone_masked
+                "attempt %s: lead %s is a landline (%s); no WeCom invitation, the advisor calls back",
+                attempt.id,
+                lead.id,
+                lead.phone_masked,
             )
             invite = _skipped_invite(attempt, key, now, LANDLINE_REASON, audience=_audience_name(session, lead))
+            # The robot promised this callee the advisor's call back (add mode `callback`): the
+            # advisor of the lead's pack gets that task, with the audited reveal of the number.
+            audience = session.get(AudiencePack, lead.audience_id) if lead.audience_id else None
+            advisor = offers.advisor_for(audience)
+            invite.channel = CALLBACK_CHANNEL
+            invite.advisor_userid, invite.advisor_name = advisor.userid, advisor.name
             session.add(invite)
+            create_task(session, invite, now=now)
             return invite
         invite = _build_invite(session, attempt, offers, key, now)
         if invite.channel == ADVISOR_ADDS_CHANNEL:

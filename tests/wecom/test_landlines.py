@@ -1,6 +1,8 @@
 """Issue 16, item 3: a landline is accepted and called, but cannot be added on WeCom. Its A/B call
 gets no invitation (recorded as skipped, with the reason), nothing is delivered for it, and the
-funnel counts it apart (座机，无法加企业微信), not as invited — in JSON, the CLI and the console."""
+funnel counts it apart (座机，无法加企业微信), not as invited — in JSON, the CLI and the console.
+The robot told that callee the advisor would call back (add mode `callback`): the advisor of the
+pack gets a call-back task (audited reveal), which a WeCom add never closes."""
 from __future__ import annotations
 
 import os
@@ -12,6 +14,8 @@ from bot.cli.app import app
 from bot.core.db.engine import session_scope
 from bot.leads.models import Lead
 from bot.wecom.funnel import wecom_funnel
+from bot.wecom.advisor_models import AdvisorTask
+from bot.wecom.advisor_tasks import CALLBACK_CHANNEL, list_tasks, match_advisor_add
 from bot.wecom.invites import LANDLINE_REASON, advisor_tasks
 from bot.wecom.models import SmsOutbox, WeComInvite
 from tests.conftest import run
@@ -32,6 +36,14 @@ def test_a_landline_is_not_invited_and_the_funnel_says_so(db, database_url, keyr
         assert (skipped.status, skipped.last_error, skipped.link) == ("skipped", LANDLINE_REASON, None)
         assert "座机，无法加企业微信" in skipped.last_error and "landline" in skipped.last_error
         assert {made[a].status for a in attempts[1:]} == {"pending"}
+        # The promised call back: one task, for the pack's advisor, shown as 待回电, never a WeCom add.
+        assert skipped.channel == CALLBACK_CHANNEL and skipped.advisor_userid
+        task = session.execute(select(AdvisorTask)).scalar_one()
+        assert (task.lead_id, task.advisor_userid, task.status) == (landline.id, skipped.advisor_userid, "open")
+        (row,) = list_tasks(session, campaign_id=campaign_id)
+        assert (row.kind, row.status_label, row.phone_masked) == ("callback", "待回电", "021****5678")
+        task.first_revealed_at = task.created_at  # even revealed, an add callback does not match it
+        assert match_advisor_add(session, task.advisor_userid, [])[0] is None
 
     report = run(wecom.deliver())
     assert report.delivered == 2 and report.failed == 0
