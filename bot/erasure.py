@@ -16,6 +16,7 @@ from bot.campaigns.models import CallAttempt, GradeCorrection
 from bot.core.keys import require_key_matches
 from bot.core.pii import PhoneKeyring, mask_phone
 from bot.dialing.recordings import erase_recordings
+from bot.dialing.routing import erase_lead_routes
 from bot.dnc.models import DoNotCall
 from bot.dnc.service import parse_phone_or_fail
 from bot.experiments.conversions import erase_lead_conversions
@@ -53,6 +54,7 @@ def forget_phone(session: Session, keyring: PhoneKeyring, raw_phone: str) -> For
     # advisor_adds: the person's add tasks and every audited look at their number go too.
     lead_ids = list(session.execute(select(Lead.id).where(Lead.phone_hash == phone_hash)).scalars())
     erase_lead_tasks(session, lead_ids)
+    erase_lead_routes(session, lead_ids)  # their routes to people (dialogs/routing.yml)
     erase_lead_sop(session, lead_ids)  # their follow-up sequences: steps, links, clicks, tags
     erase_lead_events(session, lead_ids)  # CRM webhook events about them, sent or waiting
     erase_lead_conversions(session, lead_ids, phone_hash)  # their policies and rejected conversion rows

@@ -11,6 +11,7 @@ from bot.campaigns.review_models import ReviewLabel
 from bot.core.db.base import Base
 from bot.core.keys import SecretKeyFingerprint
 from bot.dialing.recording_models import Recording, RecordingAudit
+from bot.dialing.routing_models import LeadRoute
 from bot.dnc.models import DoNotCall
 from bot.experiments.conversion_models import Conversion, ConversionReject
 from bot.leads.models import Lead, LeadPack, LeadReject
@@ -37,6 +38,7 @@ __all__ = [
     "Lead",
     "LeadPack",
     "LeadReject",
+    "LeadRoute",
     "Recording",
     "RecordingAudit",
     "ReviewLabel",

@@ -74,6 +74,34 @@ def _check_sequences(path: Path) -> int:
     return 0
 
 
+def _check_routing(path: Path) -> int:
+    """The routing rules (dialogs/routing.yml), when the project has them: every mistake as
+    file:line:col (an audience block naming no pack or scene too); the number of errors."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from bot.core.db.engine import get_engine, session_scope
+    from bot.dialing.routing import check_routing_packs, load_routing
+    from intents.yaml_source import YamlError
+
+    try:
+        routing = load_routing(path)
+    except YamlError as exc:
+        for problem in exc.problems:
+            console.print(f"[red]{problem}[/]")
+        return len(exc.problems)
+    if routing is None:
+        return 0
+    try:
+        with session_scope(get_engine()) as session:
+            check_routing_packs(session, routing)
+    except UserError as exc:
+        console.print(f"[red]{exc}[/]")
+        return str(exc).count("\n") + 1
+    except SQLAlchemyError as exc:  # no database (yet): the file is checked, its pack names wait
+        console.print(f"[yellow]{path}: audience pack names not checked (no database: {type(exc).__name__})[/]")
+    return 0
+
+
 def validate(
     rasa_checks: bool = typer.Option(True, "--rasa/--no-rasa", help="Also run Rasa's data validation."),
 ) -> None:
@@ -90,6 +118,7 @@ def validate(
     n_errors = _print_problems(problems)
     n_warnings = len(problems) - n_errors
     n_errors += _check_sequences(project.root / "wecom" / "sequences.yml")
+    n_errors += _check_routing(project.root / "routing.yml")
     if n_errors:
         raise UserError(
             f"{n_errors} error(s), {n_warnings} warning(s) in {project.relative(project.root)}; fix the errors above."

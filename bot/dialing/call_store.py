@@ -12,7 +12,9 @@ from sqlalchemy.orm import Session
 
 from bot.campaigns.call_events import emit_call_finished, emit_lead_graded
 from bot.campaigns.models import CallAttempt, TurnRow
+from bot.core.db.base import utc_now
 from bot.dialing.call_runner import CallResult
+from bot.dialing.routing import route_after_call
 from bot.dnc.models import SCOPE_OPT_OUT, SCOPE_SOFT_DECLINE
 from bot.dnc.service import add_entry
 from bot.leads.models import Lead
@@ -59,6 +61,8 @@ def record_call(session: Session, attempt: CallAttempt, result: CallResult) -> N
     emit_call_finished(session, attempt)
     if attempt.grade is not None:
         emit_lead_graded(session, attempt, grade=attempt.grade, reason=attempt.grade_reason, graded_at=attempt.ended_at)
+        # dialogs/routing.yml's grade rules (e.g. A → advisor one-to-one), with the call.
+        route_after_call(session, attempt.lead_id, attempt.grade, attempt.ended_at or utc_now())
 
 
 def history_outcome(status: str, followups: Iterable[FollowUp]) -> str:

@@ -55,6 +55,7 @@ from bot.campaigns.models import IN_FLIGHT, CallAttempt, Campaign, CampaignPack,
 from bot.campaigns.service import CampaignArms, campaign_arms, policy_for_slot
 from bot.core.db.base import UtcDateTime
 from bot.core.region import BEIJING_ZONE
+from bot.dialing.routing import ROUTED_TO_PEOPLE, any_held, held_lead_ids, route_campaign_leads
 from bot.dnc.service import DncEntry, active_hashes, state_from_entries
 from bot.experiments.bandit import refresh_bandit_weights
 from bot.leads.models import PRIORITY_LANE, Lead
@@ -135,6 +136,7 @@ class ScanState:
     looked_at: int = 0  # rows looked at this tick, over all scans
     seen: set[int] = field(default_factory=set)  # lead ids offered this tick
     now: datetime | None = None  # the tick's time (callbacks due)
+    people_hold: bool = False  # some leads are routed to people (dialogs/routing.yml): filter them out
 
     @classmethod
     def of(cls, campaign: Campaign) -> ScanState:
@@ -184,6 +186,9 @@ def plan_campaign(session: Session, campaign: Campaign, now: datetime, limit: in
     refresh_bandit_weights(session, campaign, now)
     scan = ScanState.of(campaign)
     scan.now = now
+    # dialogs/routing.yml: new leads its rules send to people are routed first (and never dialled).
+    route_campaign_leads(session, campaign.id, now)
+    scan.people_hold = any_held(session)
     try:
         _fill(session, campaign, now, wanted, scan, result)
     finally:
@@ -251,6 +256,8 @@ def _plan_pages(
         # History and do-not-call are read a slice at a time, so a tick that fills its
         # lines early reads no more than it looks at.
         for candidates in _chunks(page, LOOKUP_SLICE):
+            if scan.people_hold:
+                candidates = _without_people_held(session, candidates, result)
             hashes = [c.phone_hash for c in candidates]
             histories = _histories(session, hashes, now)
             dnc = _dnc_entries(session, hashes, now)
@@ -291,6 +298,15 @@ def _plan_pages(
             _remember_held_out(session, campaign.id, held_out, now)
             if len(result.created) >= wanted:
                 return
+
+
+def _without_people_held(session: Session, candidates: Sequence[Candidate], result: PlanResult) -> Sequence[Candidate]:
+    """Leads with an open human/advisor route are the advisors' (one probe of the slice)."""
+    held = held_lead_ids(session, [c.lead_id for c in candidates])
+    if not held:
+        return candidates
+    result.skipped[ROUTED_TO_PEOPLE] += len(held)
+    return [c for c in candidates if c.lead_id not in held]
 
 
 def _audience_keys(session: Session, candidates: Sequence[Candidate]) -> dict[int, tuple[str, ...]]:

@@ -28,6 +28,7 @@ EVENT_LABELS = {
     "wecom.added": "添加企微",
     "sop.step_sent": "SOP 步骤已发送",
     "conversion.matched": "成交匹配",
+    "lead.routed": "线索分流",
 }
 
 

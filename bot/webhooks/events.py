@@ -33,6 +33,7 @@ LEAD_GRADED = "lead.graded"
 WECOM_ADDED = "wecom.added"
 SOP_STEP_SENT = "sop.step_sent"
 CONVERSION_MATCHED = "conversion.matched"
+LEAD_ROUTED = "lead.routed"  # dialogs/routing.yml sent the lead to people (or back): bot.dialing.routing
 PING = "ping"  # `waihu webhooks test`: never stored, never subscribed to
 
 _LEAD = ("lead_id", "lead_external_id", "phone_masked")
@@ -95,6 +96,7 @@ EVENT_SCHEMAS: dict[str, tuple[str, ...]] = {
         "attempt_id",
         "arms",
     ),
+    LEAD_ROUTED: (*_LEAD, "route", "rule", "reason", "advisor_userid", "routed_at"),
 }
 EVENT_TYPES: tuple[str, ...] = tuple(EVENT_SCHEMAS)
 

@@ -253,7 +253,7 @@ def test_a_payload_with_a_clear_number_is_refused_and_types_are_checked(db, keyr
         assert emit(session, "sop.step_sent", sent) is not None
         with pytest.raises(ValueError, match="unknown"):
             emit(session, "lead.created", {})
-    assert set(EVENT_TYPES) == {"call.finished", "lead.graded", "wecom.added", "sop.step_sent", "conversion.matched"}
+    assert set(EVENT_TYPES) == {"call.finished", "lead.graded", "wecom.added", "sop.step_sent", "conversion.matched", "lead.routed"}
 
 
 def test_the_secret_is_stored_encrypted(db, keyring, receiver):
