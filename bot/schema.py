@@ -11,7 +11,7 @@ from bot.campaigns.review_models import ReviewLabel
 from bot.core.db.base import Base
 from bot.core.keys import SecretKeyFingerprint
 from bot.dialing.recording_models import Recording, RecordingAudit
-from bot.dialing.routing_models import LeadRoute
+from bot.dialing.routing_models import LeadRoute, RouteReveal
 from bot.dnc.models import DoNotCall
 from bot.experiments.conversion_models import Conversion, ConversionReject
 from bot.leads.models import Lead, LeadPack, LeadReject
@@ -42,6 +42,7 @@ __all__ = [
     "Recording",
     "RecordingAudit",
     "ReviewLabel",
+    "RouteReveal",
     "RevealAudit",
     "ScriptPublication",
     "SecretKeyFingerprint",

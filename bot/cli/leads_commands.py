@@ -312,6 +312,54 @@ def packs(as_json: bool = typer.Option(False, "--json")) -> None:
 
 
 @leads_app.command()
+def routes(
+    route: Optional[str] = typer.Option(None, "--route", help="human, advisor or ai (default: all)."),
+    show_all: bool = typer.Option(False, "--all", help="Also routes that are done (default: open ones)."),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Leads routed by dialogs/routing.yml (the advisors' queue): masked numbers only."""
+    from bot.core.db.engine import session_scope
+    from bot.dialing.routing import list_routes
+
+    with session_scope(open_database()) as session:
+        rows = list_routes(session, route=route, status=None if show_all else "open", limit=100_000)
+    data: list[dict[str, object]] = [
+        {
+            "lead_id": r.lead_id,
+            "phone_masked": r.phone_masked,
+            "route": r.route,
+            "status": r.status,
+            "rule": r.rule,
+            "reason": r.reason,
+            "advisor_userid": r.advisor_userid,
+            "routed_at": r.routed_at.isoformat(),
+        }
+        for r in rows
+    ]
+    if as_json:
+        print_json({"routes": data})
+        return
+    if not data:
+        console.print("no routed leads" + (f" on route {route}" if route else "") + " (see dialogs/routing.yml)")
+        return
+    table = Table(show_header=True, header_style="bold")
+    for column in ("lead", "phone", "route", "status", "advisor", "routed_at", "rule", "reason"):
+        table.add_column(column)
+    for r in rows:
+        table.add_row(
+            str(r.lead_id),
+            r.phone_masked,
+            r.route,
+            r.status,
+            r.advisor_userid or "-",
+            r.routed_at.isoformat()[:16],
+            escape(r.rule),
+            escape(r.reason),
+        )
+    console.print(table)
+
+
+@leads_app.command()
 def rejects(
     pack: str = typer.Argument(..., help="Lead pack name"),
     as_csv: bool = typer.Option(False, "--csv", help="Export every rejected row as CSV (masked, formula-safe)"),

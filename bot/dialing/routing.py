@@ -29,10 +29,14 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from bot.audiences.models import KNOWN_SCENES, TIERS, AudiencePack
 from bot.campaigns.models import CampaignPack
+from bot.core.db.base import utc_now
 from bot.core.errors import UserError
+from bot.core.pii import PhoneKeyring
 from bot.core.settings import get_settings
-from bot.dialing.routing_models import AI, DONE, HELD_ROUTES, HUMAN, OPEN, ROUTES, LeadRoute
+from bot.dialing.routing_models import AI, DONE, HELD_ROUTES, HUMAN, OPEN, ROUTES, LeadRoute, RouteReveal
+from bot.dnc.service import dnc_state
 from bot.leads.models import Lead, LeadPack
+from bot.users.models import User
 from bot.webhooks.events import LEAD_ROUTED, emit, iso, lead_fields
 from intents.yaml_source import Problems, Text, YamlModel, check, line_of, load_yaml, parse_yaml
 
@@ -177,7 +181,8 @@ def load_routing(path: Path | str | None = None) -> Routing | None:
     if cached and cached[0] == mtime:
         return cached[1]
     document = load_yaml(path)
-    routing = check(document, RoutingFile, str(path)).build(document, str(path))
+    # Rules are named dialogs/routing.yml:LINE in routes and events (not the server's absolute path).
+    routing = check(document, RoutingFile, str(path)).build(document, f"{path.parent.name}/{path.name}")
     _cache[str(path)] = (mtime, routing)
     return routing
 
@@ -440,10 +445,72 @@ def list_routes(
     return [RoutedLead(*row) for row in session.execute(query)]
 
 
+class NotYourLead(UserError):
+    """The routed lead is assigned to another advisor."""
+
+
+def _open_route_for(session: Session, lead_id: int, user: User) -> LeadRoute:
+    route = session.execute(
+        select(LeadRoute).where(LeadRoute.lead_id == lead_id).with_for_update()
+    ).scalar_one_or_none()
+    if route is None or route.status != OPEN or route.route not in HELD_ROUTES:
+        raise UserError(f"lead #{lead_id} is not in the advisors' queue")
+    if route.advisor_userid and route.advisor_userid != (user.wecom_userid or ""):
+        raise NotYourLead(f"lead #{lead_id} is assigned to another advisor")
+    return route
+
+
+def reveal_route_number(
+    session: Session,
+    keyring: PhoneKeyring,
+    lead_id: int,
+    user: User,
+    *,
+    ip: str | None = None,
+    user_agent: str | None = None,
+    now: datetime | None = None,
+) -> str:
+    """A routed lead's clear number, for an advisor (its assigned one, when it has one); the
+    audit row is written first. Nobody gets the number of someone who opted out."""
+    now = now or utc_now()
+    _open_route_for(session, lead_id, user)
+    lead = session.get(Lead, lead_id)
+    if lead is None:
+        raise UserError(f"lead #{lead_id} was erased")
+    if dnc_state(session, lead.phone_hash, now).opt_out:
+        raise UserError(f"lead #{lead_id}: the person opted out of all contact; the number is not shown")
+    session.add(
+        RouteReveal(
+            lead_id=lead_id,
+            user_id=user.id,
+            user_name=user.name,
+            revealed_at=now,
+            ip=(ip or "")[:64] or None,
+            user_agent=(user_agent or "")[:300] or None,
+        )
+    )
+    session.flush()  # the audit row is written before the number leaves this function
+    return keyring.decrypt_phone(lead.phone_ciphertext)
+
+
+def mark_route_done(session: Session, lead_id: int, user: User, now: datetime | None = None) -> None:
+    """The advisor finished with the lead: the route closes (the robot may dial it again)."""
+    route = _open_route_for(session, lead_id, user)
+    route.status, route.done_at = DONE, now or utc_now()
+
+
+def route_reveals(session: Session, limit: int = 200) -> list[RouteReveal]:
+    return list(session.execute(select(RouteReveal).order_by(RouteReveal.revealed_at.desc()).limit(limit)).scalars())
+
+
 def erase_lead_routes(session: Session, lead_ids: Sequence[int]) -> int:
-    """PIPL erasure: the person's routes go (explicitly, whatever the database cascades)."""
+    """PIPL erasure: the person's routes and the audit of looks at their number go
+    (explicitly, whatever the database cascades)."""
     if not lead_ids:
         return 0
+    session.execute(
+        delete(RouteReveal).where(RouteReveal.lead_id.in_(list(lead_ids))).execution_options(synchronize_session=False)
+    )
     result = session.execute(
         delete(LeadRoute).where(LeadRoute.lead_id.in_(list(lead_ids))).execution_options(synchronize_session=False)
     )

@@ -32,3 +32,19 @@ class LeadRoute(Base):
     advisor_userid = Column(String(64))
     status = Column(String(10), nullable=False, default=OPEN)  # open | done
     done_at = Column(UtcDateTime)
+
+
+class RouteReveal(Base):
+    """One look at a routed lead's clear number (人工跟进线索): who, when, from where — the same
+    audit as the advisors' add tasks; erased with the person (bot.erasure)."""
+
+    __tablename__ = "route_reveals"
+    __table_args__ = (Index("ix_route_reveals_lead_id", "lead_id"),)
+
+    id = Column(_Id, primary_key=True)
+    lead_id = Column(_Id, ForeignKey("leads.id", ondelete="CASCADE"), nullable=False)
+    user_id = Column(_Id, ForeignKey("users.id", ondelete="SET NULL"))
+    user_name = Column(String(100), nullable=False)
+    revealed_at = Column(UtcDateTime, nullable=False, default=utc_now)
+    ip = Column(String(64))
+    user_agent = Column(String(300))

@@ -5,6 +5,7 @@ people; a call graded A gives an advisor route; erasure removes the routes."""
 
 from __future__ import annotations
 
+import json
 import shutil
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -251,3 +252,46 @@ def test_validation_against_the_database_names_an_unknown_pack(db) -> None:
             check_routing_packs(session, routing)
     assert str(error.value).startswith("routing.yml:8") and "车主-华北" in str(error.value)
     assert "车主-华东" not in str(error.value).split("'")[1]
+
+
+def test_waihu_leads_routes_lists_the_human_queue_masked(db, keyring, dialogs, database_url, monkeypatch) -> None:
+    from typer.testing import CliRunner
+
+    from bot.cli.app import app
+
+    ids = _campaign(db, keyring, 2, left_days_ago=1)
+    _plan(db, MORNING)
+    monkeypatch.setenv("WAIHU_DATABASE_URL", database_url)
+    result = CliRunner().invoke(app, ["leads", "routes", "--route", "human", "--json"])
+    assert result.exit_code == 0, result.output
+    routes = json.loads(result.output)["routes"]
+    assert sorted(r["lead_id"] for r in routes) == ids
+    assert all(r["phone_masked"].startswith("138****") for r in routes)
+    assert "13800000000" not in result.output
+    table = CliRunner().invoke(app, ["leads", "routes"])
+    assert table.exit_code == 0 and "138****0000" in table.output and "human" in table.output
+    assert "13800000000" not in table.output
+    wrong = CliRunner().invoke(app, ["leads", "routes", "--route", "robot"])
+    assert wrong.exit_code != 0 and "unknown route 'robot'" in str(wrong.exception)  # one clear error (main prints it)
+
+
+def test_erasure_removes_the_audit_of_looks_at_a_routed_number(db, keyring, dialogs) -> None:
+    from bot.dialing.routing import reveal_route_number
+    from bot.dialing.routing_models import RouteReveal
+    from bot.dialing.routing import NotYourLead
+    from bot.users.service import add_user, set_wecom_userid
+
+    ids = _campaign(db, keyring, 1, left_days_ago=1)
+    _plan(db, MORNING)
+    with session_scope(db) as session:
+        other = add_user(session, "lao.wang", "advisor-pass-2", "advisor")
+        with pytest.raises(NotYourLead):  # the rule assigns the lead to zhangsan
+            reveal_route_number(session, keyring, ids[0], other)
+        add_user(session, "xiao.an", "advisor-pass-1", "advisor")
+        user = set_wecom_userid(session, "xiao.an", "zhangsan")
+        assert reveal_route_number(session, keyring, ids[0], user) == "13800000000"
+    with session_scope(db) as session:
+        forget_phone(session, keyring, "13800000000")
+    with session_scope(db) as session:
+        assert session.execute(select(RouteReveal)).first() is None
+        assert session.execute(select(LeadRoute)).first() is None
