@@ -41,7 +41,7 @@ from datetime import datetime, timedelta, timezone
 from functools import partial
 from typing import NamedTuple
 
-from sqlalchemy import String, and_, any_, bindparam, case, func, or_, select, text, tuple_, update
+from sqlalchemy import String, and_, any_, bindparam, case, func, or_, select, text, true, tuple_, update
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -55,7 +55,7 @@ from bot.campaigns.models import IN_FLIGHT, CallAttempt, Campaign, CampaignPack,
 from bot.campaigns.service import CampaignArms, campaign_arms, policy_for_slot
 from bot.core.db.base import UtcDateTime
 from bot.core.region import BEIJING_ZONE
-from bot.dialing.routing import ROUTED_TO_PEOPLE, any_held, held_lead_ids, route_campaign_leads
+from bot.dialing.routing import ROUTED_TO_PEOPLE, any_held, held_by_people, held_lead_ids, route_campaign_leads
 from bot.dnc.service import DncEntry, active_hashes, state_from_entries
 from bot.experiments.bandit import refresh_bandit_weights
 from bot.leads.models import PRIORITY_LANE, Lead
@@ -446,6 +446,8 @@ def _priority_lane(
         .order_by(Lead.lead_left_at.desc(), Lead.id.desc())
         .limit(size)
     )
+    if scan.people_hold:
+        query = query.where(~held_by_people())
     if skip_held_out:
         query = query.where(
             ~select(ExperimentHoldout.lead_id)
@@ -479,9 +481,10 @@ def _candidate_pages(
         pack_ids,
         skip_held_out=skip_held_out,
         lane_since=None if scan.now is None else scan.now - PRIORITY_HORIZON,
+        skip_people_held=scan.people_hold,
     )
 
-    tried = partial(_tried_leads, session, campaign.id, pack_ids)
+    tried = partial(_tried_leads, session, campaign.id, pack_ids, skip_people_held=scan.people_hold)
     due = _callbacks_due(session, campaign, pack_ids, scan.now) if scan.now is not None else []
     if due:
         scan.seen.update(c.lead_id for c in due)
@@ -550,6 +553,7 @@ def _untried_leads(
     *,
     skip_held_out: bool = False,
     lane_since: datetime | None = None,
+    skip_people_held: bool = False,
 ) -> tuple[list[Candidate], tuple | None, int]:
     """Callable leads with no attempt in this campaign yet, freshest 留资 first, then those without
     a 留资 time by id (keyset paging on the key, see DATED); without the leads already found held
@@ -561,6 +565,8 @@ def _untried_leads(
     callable_ = [Lead.pack_id.in_(pack_ids), Lead.status.in_(CALLABLE_LEAD_STATUSES), ~tried]
     if lane_since is not None:  # the priority lane's own leads are its, not the batch's (see _fill)
         callable_.append(or_(Lead.priority != PRIORITY_LANE, Lead.lead_left_at < lane_since))
+    if skip_people_held:  # dialogs/routing.yml gave them to people: an anti-join on lead_routes' unique key
+        callable_.append(~held_by_people())
     if skip_held_out:
         callable_.append(
             ~select(ExperimentHoldout.lead_id)
@@ -647,7 +653,14 @@ def _callbacks_due(session: Session, campaign: Campaign, pack_ids: list[int], no
 
 
 def _tried_leads(
-    session: Session, campaign_id: int, pack_ids: list[int], after: tuple | None, size: int, source: str = TRIED
+    session: Session,
+    campaign_id: int,
+    pack_ids: list[int],
+    after: tuple | None,
+    size: int,
+    source: str = TRIED,
+    *,
+    skip_people_held: bool = False,
 ) -> tuple[list[Candidate], tuple | None, int]:
     """Callable leads tried in this campaign with nothing in flight, least recently tried first.
 
@@ -677,7 +690,11 @@ def _tried_leads(
             window.c.last_at,
             Lead.phone_hash,
             window.c.last_no,
-            Lead.pack_id.in_(pack_ids) & Lead.status.in_(CALLABLE_LEAD_STATUSES),
+            and_(
+                Lead.pack_id.in_(pack_ids),
+                Lead.status.in_(CALLABLE_LEAD_STATUSES),
+                ~held_by_people() if skip_people_held else true(),
+            ),
         )
         .join(Lead, Lead.id == window.c.lead_id)
         .order_by(window.c.last_at, window.c.lead_id)

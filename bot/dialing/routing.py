@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from pydantic import Field, validator
-from sqlalchemy import and_, delete, exists, false, literal, not_, or_, select, true, update
+from sqlalchemy import and_, bindparam, delete, exists, false, insert, literal, not_, or_, select, text, true, update
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -38,10 +38,12 @@ from bot.dnc.service import dnc_state
 from bot.leads.models import Lead, LeadPack
 from bot.users.models import User
 from bot.webhooks.events import LEAD_ROUTED, emit, iso, lead_fields
+from bot.webhooks.models import WebhookEndpoint
 from intents.yaml_source import Problems, Text, YamlModel, check, line_of, load_yaml, parse_yaml
 
 DEFAULT_AUDIENCE = "default"
 GRADES = ("A", "B", "C", "D")
+ANALYZE_AFTER = 1000  # routes inserted in one pass that refresh the table's statistics
 ROUTED_TO_PEOPLE = "routed_to_people"  # the planner's skip reason
 _RANGE = re.compile(r"^\s*(\d+)\s*-\s*(\d+)\s*$")
 MAX_AGE_DAYS = 365
@@ -249,31 +251,41 @@ def route_campaign_leads(session: Session, campaign_id: int, now: datetime, rout
                 human.append(first_match)
             earlier.append(condition)
         _release_unmatched(session, pack_id, or_(false(), *human), now)
+    if routed >= ANALYZE_AFTER and session.get_bind().dialect.name == "postgresql":
+        # The planner's scans anti-join lead_routes at once, before autovacuum has seen the new
+        # rows: with stale statistics (an "empty" table) PostgreSQL probes it by a sequential
+        # scan per lead — 65 s instead of 0.6 s a tick for 60,000 fresh routes in 300,000 leads.
+        session.execute(text("ANALYZE lead_routes"))
     return routed
 
 
 def _insert_routes(session: Session, pack_id: int, rule: Rule, condition: ColumnElement[bool], now: datetime) -> int:
+    """One INSERT … SELECT for the rule's not-yet-routed leads of the pack; with a subscriber
+    to lead.routed the ids are read first (one event per lead, in this transaction)."""
     unrouted = ~exists().where(LeadRoute.lead_id == Lead.id)
-    lead_ids = list(
-        session.execute(select(Lead.id).where(Lead.pack_id == pack_id, unrouted, condition).order_by(Lead.id)).scalars()
-    )
+    matching = select(Lead.id).where(Lead.pack_id == pack_id, unrouted, condition)
+    values = {
+        "route": rule.route,
+        "rule": rule.where,
+        "reason": rule.describe(),
+        "routed_at": now,
+        "advisor_userid": rule.advisor,
+        "status": OPEN,
+    }
+    if not _anyone_subscribed(session):
+        columns = [LeadRoute.lead_id, *(getattr(LeadRoute, name) for name in values)]
+        constants = [
+            bindparam(f"route_{name}", value, type_=getattr(LeadRoute, name).type) for name, value in values.items()
+        ]
+        result = session.execute(
+            insert(LeadRoute).from_select(columns, matching.add_columns(*constants)),
+            execution_options={"synchronize_session": False},
+        )
+        return max(result.rowcount or 0, 0)
+    lead_ids = list(session.execute(matching.order_by(Lead.id)).scalars())
     if not lead_ids:
         return 0
-    session.execute(
-        LeadRoute.__table__.insert(),
-        [
-            {
-                "lead_id": lead_id,
-                "route": rule.route,
-                "rule": rule.where,
-                "reason": rule.describe(),
-                "routed_at": now,
-                "advisor_userid": rule.advisor,
-                "status": OPEN,
-            }
-            for lead_id in lead_ids
-        ],
-    )
+    session.execute(insert(LeadRoute), [{"lead_id": lead_id, **values} for lead_id in lead_ids])
     for lead_id in lead_ids:
         _emit_routed(session, lead_id, rule.route, rule.where, rule.describe(), rule.advisor, now)
     return len(lead_ids)
@@ -341,6 +353,15 @@ def set_route(
     session.flush()
     _emit_routed(session, lead_id, route, rule, reason, advisor, now)
     return current
+
+
+def _anyone_subscribed(session: Session) -> bool:
+    return any(
+        LEAD_ROUTED in (types or ())
+        for types in session.execute(
+            select(WebhookEndpoint.event_types).where(WebhookEndpoint.active.is_(True))
+        ).scalars()
+    )
 
 
 def _emit_routed(

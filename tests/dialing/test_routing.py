@@ -20,7 +20,7 @@ from bot.core.db.engine import session_scope
 from bot.dialing.call_runner import CallResult
 from bot.dialing.call_store import record_call
 from bot.dialing.planner import plan_campaign
-from bot.dialing.routing import ROUTED_TO_PEOPLE, list_routes, load_routing, parse_routing
+from bot.dialing.routing import list_routes, load_routing, parse_routing
 from bot.dialing.routing_models import ADVISOR, AI, DONE, HUMAN, OPEN, LeadRoute
 from bot.erasure import forget_phone
 from bot.leads.models import Lead, LeadPack
@@ -162,7 +162,7 @@ def test_a_lead_in_its_first_week_goes_to_people_once_and_is_dialled_from_day_8(
     ids = _campaign(db, keyring, 3, left_days_ago=2)
     planned, skipped = _plan(db, MORNING)
     assert planned == set()  # the robot leaves them to the advisors
-    assert skipped[ROUTED_TO_PEOPLE] == 3
+    assert sum(skipped.values()) == 0  # the scans leave them out: not even looked at
     assert _routes(db) == {i: (HUMAN, OPEN) for i in ids}
     events = _events(db)
     assert sorted(e["lead_id"] for e in events) == ids
@@ -295,3 +295,16 @@ def test_erasure_removes_the_audit_of_looks_at_a_routed_number(db, keyring, dial
     with session_scope(db) as session:
         assert session.execute(select(RouteReveal)).first() is None
         assert session.execute(select(LeadRoute)).first() is None
+
+
+def test_a_fresh_api_lead_in_the_priority_lane_goes_to_people_too(db, keyring, dialogs) -> None:
+    from tests.dialing.test_priority_lane import api_leads
+
+    old = api_leads(db, keyring, 1, MORNING - timedelta(days=10), first=9000)  # the API pack exists
+    with session_scope(db) as session:
+        create_campaign(session, name="route", packs=["API·车主"], lines=10, cps=5)
+        change_status(session, "route", "start", now=MORNING - timedelta(days=1))
+    fresh = api_leads(db, keyring, 2, MORNING - timedelta(minutes=5))
+    planned, _ = _plan(db, MORNING)
+    assert planned == set(old)  # the 10-day-old lead is the robot's; the fresh ones are people's
+    assert _routes(db) == {i: (HUMAN, OPEN) for i in fresh}
