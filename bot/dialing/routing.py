@@ -43,6 +43,8 @@ from intents.yaml_source import Problems, Text, YamlModel, check, line_of, load_
 
 DEFAULT_AUDIENCE = "default"
 GRADES = ("A", "B", "C", "D")
+RELEASE_EVERY = timedelta(minutes=5)
+_last_release: dict[int, datetime] = {}  # campaign id → when its aged-out routes were last released
 ANALYZE_AFTER = 1000  # routes inserted in one pass that refresh the table's statistics
 ROUTED_TO_PEOPLE = "routed_to_people"  # the planner's skip reason
 _RANGE = re.compile(r"^\s*(\d+)\s*-\s*(\d+)\s*$")
@@ -237,6 +239,12 @@ def route_campaign_leads(session: Session, campaign_id: int, now: datetime, rout
         .where(CampaignPack.campaign_id == campaign_id)
     ).all()
     routed = 0
+    # Windows are whole days: looking for leads that aged out once every few minutes is enough
+    # (it reads every held lead of the campaign: 0.2 s a tick for 60,000 of them).
+    last = _last_release.get(campaign_id)
+    release = last is None or not timedelta(0) <= now - last < RELEASE_EVERY
+    if release:
+        _last_release[campaign_id] = now
     for pack_id, name, scene, tier in packs:
         rules = routing.rules_for(name, scene)
         earlier: list[ColumnElement[bool]] = []
@@ -250,7 +258,8 @@ def route_campaign_leads(session: Session, campaign_id: int, now: datetime, rout
                 routed += _insert_routes(session, pack_id, rule, first_match, now)
                 human.append(first_match)
             earlier.append(condition)
-        _release_unmatched(session, pack_id, or_(false(), *human), now)
+        if release:
+            _release_unmatched(session, pack_id, or_(false(), *human), now)
     if routed >= ANALYZE_AFTER and session.get_bind().dialect.name == "postgresql":
         # The planner's scans anti-join lead_routes at once, before autovacuum has seen the new
         # rows: with stale statistics (an "empty" table) PostgreSQL probes it by a sequential
