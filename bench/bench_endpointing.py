@@ -77,23 +77,27 @@ def start_baresip(home: Path, proxy_port: int, wav: Path) -> subprocess.Popen:
     return process
 
 
-async def run_turns(carrier: SipCarrier, turns: int, reply: Prompt) -> list[float]:
+async def run_turns(carrier: SipCarrier, turns: int, reply: Prompt) -> tuple[int, list[float]]:
+    """Answer each recognised turn; the number of turns heard and the call's reply latencies."""
     await carrier.start()
     await carrier.dial("bench", NUMBER, timeout_s=5)
     heard = 0
-    while heard < turns:
+    ended = False
+    while heard < turns and not ended:
         event = await asyncio.wait_for(carrier.events.get(), 20)
         if event.kind == "speech" and event.text:
             heard += 1
             await carrier.stop_playback("bench")
             await carrier.play("bench", reply)
-        elif event.kind == "hangup":
-            break
-    await asyncio.sleep(0.3)  # the last reply's first frame
-    await carrier.hangup("bench", "NORMAL_CLEARING")
-    await asyncio.sleep(0.2)
+        ended = event.kind == "hangup"
+    if not ended:
+        await carrier.hangup("bench", "NORMAL_CLEARING")
+        # A normal hang-up lets the last reply finish before the BYE: the call is finished
+        # (finished_call finds it, its latencies final) only once its hang-up event is out.
+        while (await asyncio.wait_for(carrier.events.get(), 20)).kind != "hangup":
+            pass
     call = carrier.finished_call("bench")
-    return list(call.reply_latencies) if call else []
+    return heard, list(call.reply_latencies) if call else []
 
 
 def main() -> None:
@@ -127,19 +131,26 @@ def main() -> None:
         reply = Prompt("utter_ack", REPLY, str(work / "reply.wav"))
         loop = asyncio.new_event_loop()
         try:
-            latencies = loop.run_until_complete(run_turns(carrier, args.turns, reply))
+            heard, latencies = loop.run_until_complete(run_turns(carrier, args.turns, reply))
             loop.run_until_complete(carrier.aclose())
         finally:
             loop.close()
             for process in (phone, kamailio):
                 stop(process)
 
+    if not latencies:
+        raise SystemExit(
+            f"bench_endpointing: no reply latency measured ({heard} of {args.turns} turns recognised): "
+            "check that baresip answered and that the ClipRecogniser matched the callee's sentence"
+        )
     from_voice = [1000 * s for s in latencies]
     after_endpoint = [ms - vad.end_silence_ms for ms in from_voice]
     print(
         json.dumps(
             {
                 "bench": "endpointing",
+                "turns_said": args.turns,
+                "turns_recognised": heard,
                 "turns": len(from_voice),
                 "end_silence_ms": vad.end_silence_ms,
                 "from_last_voice_ms": {
