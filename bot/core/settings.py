@@ -112,6 +112,25 @@ class Settings(BaseSettings):
     sim_advisors: int = Field(2, ge=0)
     sim_advisor_busy_s: float = Field(240.0, gt=0)
 
+    # --- the SIP carrier (telephony.sip), its ASR (Aliyun NLS) and endpointing (telephony.vad).
+    # Telephony sits below bot.core and reads these as WAIHU_* names from a mapping the dialer
+    # builds from here (bot.dialing.tasks), so they are validated and documented in one place.
+    sip_domain: str = ""
+    sip_port: int = Field(0, ge=0, le=65535)
+    sip_caller: str = "waihu"
+    sip_registrar: str = ""
+    sip_username: str = ""
+    sip_password: str = Field("", repr=False)
+    sip_proxy: str = ""
+    sip_bind: str = "0.0.0.0"
+    nls_appkey: str = ""
+    nls_token: str = Field("", repr=False)
+    nls_url: str = ""
+    vad_aggressiveness: int = Field(2, ge=0, le=3)
+    vad_end_silence_ms: int = Field(700, ge=0)
+    vad_reprompt_ms: int = Field(10_000, ge=0)
+    vad_hangup_ms: int = Field(30_000, ge=0)
+
     # --- simulated time (demo, dry runs): start instant with a zone, speed, and the real
     # Unix time that corresponds to the start, so worker and beat agree.
     clock_start: Optional[datetime] = None

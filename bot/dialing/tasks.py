@@ -28,7 +28,7 @@ from celery.signals import worker_init, worker_shutdown
 from sqlalchemy.exc import SQLAlchemyError
 
 from bot.core.clock import clock_from_settings, clock_speed
-from bot.core.settings import get_settings
+from bot.core.settings import Settings, get_settings
 from bot.dialing import metrics
 from bot.dialing.call_journal import CallJournal
 from bot.dialing.call_prompts import CallPrompts
@@ -52,6 +52,7 @@ from telephony.rate_limits import DialLimits
 from telephony.simulator.advisors import AdvisorPool, AdvisorPoolConfig
 from telephony.simulator.carrier import SimulatorCarrier
 from telephony.sip.carrier import SipCarrier, SipConfig
+from telephony.vad import EndpointerConfig
 
 log = logging.getLogger(__name__)
 
@@ -158,6 +159,13 @@ class DialWorkerRuntime:
         return future.result(timeout)
 
 
+def telephony_env(settings: Settings) -> dict[str, str]:
+    """The SIP, ASR and VAD settings as the WAIHU_* names telephony reads (it cannot import
+    bot.core.settings): validated and documented with every other setting."""
+    prefixes = ("sip_", "nls_", "vad_")
+    return {f"WAIHU_{name.upper()}": str(value) for name, value in settings.dict().items() if name.startswith(prefixes)}
+
+
 async def _make_carrier(clock: Clock) -> Carrier:
     settings = get_settings()
     if settings.carrier == "freeswitch":
@@ -166,7 +174,10 @@ async def _make_carrier(clock: Clock) -> Carrier:
         await carrier.start()
         return carrier
     if settings.carrier == "sip":
-        sip = SipCarrier(SipConfig.from_env(), AliyunNlsASR(nls_config_from_env()))
+        env = telephony_env(settings)
+        sip = SipCarrier(
+            SipConfig.from_env(env), AliyunNlsASR(nls_config_from_env(env)), vad=EndpointerConfig.from_env(env)
+        )
         await sip.start()
         return sip
     advisors = AdvisorPool(

@@ -110,7 +110,9 @@ def test_invalid_yaml_is_refused_at_its_line_and_nothing_is_written(console, cli
     body = response.json()
     problem = body["problems"][0]
     assert problem["file"] == "domain/responses.yml" and problem["new"] and problem["severity"] == "error"
-    assert problem["first_line"] == 8 and "YAML 格式错误（第 8–" in problem["message"]
+    # The broken line: where the good-time question stands in the shipped file.
+    line = next(n for n, text in enumerate(original["text"].splitlines(), start=1) if text == OPENING_LINE.rstrip("\n"))
+    assert problem["first_line"] == line and f"YAML 格式错误（第 {line}–" in problem["message"]
     assert "未保存" in body["detail"]
     assert (dialogs_copy.root / "domain/responses.yml").read_text(encoding="utf-8") == original["text"]
 
