@@ -66,6 +66,7 @@ KEYED_COLUMNS: tuple[KeyedColumn, ...] = (
     KeyedColumn("call_attempts", "phone_hash", HASH),
     KeyedColumn("wecom_sms_outbox", "phone_ciphertext", CIPHERTEXT),
     KeyedColumn("webhook_endpoints", "secret_ciphertext", CIPHERTEXT),  # a CRM's signing secret
+    KeyedColumn("conversion_rejects", "phone_hash", HASH),  # an unmatched policy's number, for erasure
 )
 KEYED_TABLES: tuple[str, ...] = tuple(dict.fromkeys(c.table for c in KEYED_COLUMNS))
 # Where a stored ciphertext can prove which key wrote it, best first: (table, ciphertext, hash of it or None).

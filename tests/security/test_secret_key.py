@@ -17,6 +17,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.types import LargeBinary
 from typer.testing import CliRunner
 
+from bot.experiments.conversion_models import ConversionReject
 from bot.campaigns.models import CallAttempt
 from bot.campaigns.service import create_campaign
 from bot.cli.app import app
@@ -176,6 +177,7 @@ def test_no_key_file_is_made_over_stored_numbers(tmp_path, monkeypatch, capsys):
 # ---- rotation -------------------------------------------------------------------------------------------
 
 WEBHOOK_SECRET = "whsec_a-crm-signing-secret"
+UNMATCHED = "13700001111"
 
 def seed_everything(db, ring, tmp_path) -> None:
     """A lead, a rejected row holding a number, an opt-out for a number that is no lead, a call, an SMS."""
@@ -196,6 +198,9 @@ def seed_everything(db, ring, tmp_path) -> None:
         session.add(SmsOutbox(invite_id=invite.id, phone_ciphertext=ring.encrypt_phone(LEAD),
                               phone_masked="138****5678", text="加微信"))
         add_endpoint(session, ring, "https://crm.example.com/hooks", ["all"], secret=WEBHOOK_SECRET)
+        # A policy whose number matched no lead: its hash is kept so `leads forget` can erase it.
+        session.add(ConversionReject(source="file", row_number=2, field="phone", reason="unmatched",
+                                     message="no lead", phone_hash=ring.hash_phone(UNMATCHED), raw_masked="[]"))
 
 
 def test_rotation_moves_every_number_and_hash_to_the_new_key(db, keyring, tmp_path):
@@ -203,7 +208,7 @@ def test_rotation_moves_every_number_and_hash_to_the_new_key(db, keyring, tmp_pa
     secret, new = keyring.rotated()
     summary = rotate_keyed_data(db, keyring, new, batch=1)  # one row per batch: the paging is exercised
     assert summary.rows == {"leads": 1, "lead_rejects": 1, "do_not_call": 1, "call_attempts": 1,
-                            "wecom_sms_outbox": 1, "webhook_endpoints": 1}
+                            "wecom_sms_outbox": 1, "webhook_endpoints": 1, "conversion_rejects": 1}
     assert stored_fingerprint(db) == new.key_check != keyring.key_check
     again = PhoneKeyring.from_secret(secret)
     assert again.key_check == new.key_check
@@ -213,6 +218,8 @@ def test_rotation_moves_every_number_and_hash_to_the_new_key(db, keyring, tmp_pa
         reject = session.execute(select(LeadReject)).scalar_one()
         assert reject.phone_hash == again.hash_phone(OTHER_LEAD) and OTHER_LEAD in new.decrypt_text(reject.raw_ciphertext)
         assert session.execute(select(CallAttempt.phone_hash)).scalar_one() == again.hash_phone(LEAD)
+        rejected = session.execute(select(ConversionReject.phone_hash)).scalar_one()
+        assert rejected == again.hash_phone(UNMATCHED)
         assert new.decrypt_phone(session.execute(select(SmsOutbox.phone_ciphertext)).scalar_one()) == LEAD
         assert new.decrypt_text(session.execute(select(WebhookEndpoint.secret_ciphertext)).scalar_one()) == WEBHOOK_SECRET
         # the do-not-call list, which keeps no number, still matches the number under the new key
