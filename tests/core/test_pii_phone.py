@@ -80,11 +80,13 @@ def test_short_secret_is_refused():
 
 def test_key_file_is_generated_once_with_a_notice(tmp_path, capsys):
     key_file = tmp_path / "data" / "secret.key"
-    first = load_secret(None, key_file)
+    # Its own empty database: the session's default one may already hold data another test wrote.
+    empty = f"sqlite:///{tmp_path / 'empty.db'}"
+    first = load_secret(None, key_file, database=empty)
     notice = capsys.readouterr().err
     assert "generated a new secret key" in notice and str(key_file) in notice
     assert stat.S_IMODE(os.stat(key_file).st_mode) == 0o600
-    assert load_secret(None, key_file) == first and capsys.readouterr().err == ""
+    assert load_secret(None, key_file, database=empty) == first and capsys.readouterr().err == ""
     assert load_secret("from-settings", key_file) == b"from-settings"
 
 
