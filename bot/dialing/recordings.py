@@ -5,6 +5,8 @@ connected call, on every carrier:
 - FreeSWITCH records the line itself: `uuid_record <uuid> start <path>` on answer and
   `stop` at hang-up (telephony.freeswitch); the path is on the switch's host
   (WAIHU_FS_RECORDINGS_DIR), the same file as <recordings_dir>/<relative path> here.
+- The SIP carrier records in this process (PJSIP's recorder, telephony.sip.carrier) straight
+  into <recordings_dir>/<relative path>; the same recorder stores its row.
 - The simulator has no audio: its recording is mixed after the call (telephony.recordings)
   on a small thread pool, off the event loop that carries the calls, then stored.
 
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 import wave
 from collections.abc import Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -45,6 +48,10 @@ DOWNLOAD = "download"
 # Mixing threads for simulated recordings: enough to keep up with a demo's calls, few
 # enough that they never starve the call loop of the GIL.
 MIXING_THREADS = 2
+# A switch's file whose header is not written yet is re-read this many times, this far apart:
+# the carriers close it before the hang-up, so this is only a last resort (said in the log).
+UNFINISHED_RETRIES = 5
+UNFINISHED_RETRY_S = 0.1
 
 
 def attempt_id_of(call_id: str) -> int:
@@ -273,7 +280,7 @@ class SwitchCallRecorder:
             return
         local = self.recordings_dir / relpath
         try:
-            duration, size = wav_duration_s(local), local.stat().st_size
+            duration, size = _finished_wav(local, attempt_id)
         except (OSError, EOFError, wave.Error):  # not there (yet): the call's length stands in
             duration, size = result.talk_time_s, 0
         with session_scope(self.engine) as session:
@@ -288,9 +295,24 @@ class SwitchCallRecorder:
             )
 
 
+def _finished_wav(path: Path, attempt_id: int) -> tuple[float, int]:
+    """The recording's duration and size. A file there whose WAV header is not written yet
+    (its writer still closing it) is re-read a few times, 0.1 s apart, before giving up."""
+    for retry in range(UNFINISHED_RETRIES + 1):
+        try:
+            return wav_duration_s(path), path.stat().st_size
+        except (EOFError, wave.Error):
+            if retry == UNFINISHED_RETRIES:
+                raise
+            log.warning("attempt %s: its recording is still being written; reading it again", attempt_id)
+            time.sleep(UNFINISHED_RETRY_S)
+    raise AssertionError("unreachable")
+
+
 def recorder_from_settings(engine: Engine, carrier_kind: str) -> CallRecorder | None:
-    """The recorder for the configured carrier (simulator: mixed; freeswitch: the switch's).
-    None for a carrier without one yet (sip: its own recorder is still to come), said in the log."""
+    """The recorder for the configured carrier (simulator: mixed; freeswitch: the switch's;
+    sip: PJSIP's recorder in this process, writing straight into the recordings directory).
+    None for a carrier without one, said in the log."""
     settings = get_settings()
     if carrier_kind == "freeswitch":
         return SwitchCallRecorder(
@@ -299,6 +321,9 @@ def recorder_from_settings(engine: Engine, carrier_kind: str) -> CallRecorder | 
             settings.fs_recordings_dir or str(settings.recordings_dir),
             settings.recording_retention_days,
         )
+    if carrier_kind == "sip":
+        local_dir = settings.recordings_dir.resolve()
+        return SwitchCallRecorder(engine, local_dir, str(local_dir), settings.recording_retention_days)
     if carrier_kind != "simulator":
         log.warning("carrier %s has no call recorder yet: its calls are not recorded", carrier_kind)
         return None

@@ -13,6 +13,13 @@ through one `AudioMediaPort` both ways, 20 ms frames of 8 kHz 16-bit PCM:
   answered=False speech, which intents.announcements reads.
 SIP final responses become hang-ups with the cause and call status of telephony.sip.causes.
 
+Recording (全程录音): a dial with `recording_path` records the call there, 8 kHz mono 16-bit
+WAV, from the answer to the hang-up: a pjsua2 AudioMediaRecorder on the conference bridge
+hears both the callee (the call's AudioMedia) and the robot (our port), mixed. The hang-up
+event goes out only once the recorder is deleted on the PJSIP thread and its WAV header is
+written (PJSIP closes the file a media tick later, at most RECORDING_CLOSE_WAIT_S), so the
+file is whole by the time the call's result and its recording row are stored.
+
 Configuration (`SipConfig.from_env`): WAIHU_SIP_DOMAIN (where INVITEs go: host[:port] of the
 proxy or trunk), WAIHU_SIP_REGISTRAR / WAIHU_SIP_USERNAME / WAIHU_SIP_PASSWORD (register
 first; optional), WAIHU_SIP_PROXY (outbound proxy URI; optional), WAIHU_SIP_PORT (local UDP
@@ -22,6 +29,7 @@ port, 0 = any), WAIHU_SIP_CALLER (the user part we call from).
 from __future__ import annotations
 
 import asyncio
+import atexit
 import gc
 import logging
 import os
@@ -29,6 +37,7 @@ import queue
 import threading
 import time
 import wave
+import weakref
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -46,6 +55,7 @@ log = logging.getLogger(__name__)
 SAMPLE_RATE = 8000
 MAX_FINISHED_CALLS = 1000  # ended calls kept for inspection (tests, the endpointing bench)
 RELEASE_AFTER_S = 32.0  # a UAC transaction's longest life (64 × T1): then a call's objects can go
+RECORDING_CLOSE_WAIT_S = 3.0  # the longest a hang-up waits for its recording's WAV header
 FRAME_BYTES = SAMPLE_RATE // 50 * 2  # 20 ms of 16-bit PCM
 
 
@@ -154,6 +164,8 @@ class _Call(pj.Call):
 
     def onCallState(self, prm: pj.OnCallStateParam) -> None:  # noqa: N802
         info = self.getInfo()
+        if info.state == pj.PJSIP_INV_STATE_CONFIRMED:
+            self.owner.start_recording()  # on this thread: before the robot's first frame
         self.owner.pj_state(info.state, info.lastStatusCode, info.lastReason)
 
     def onCallMediaState(self, prm: pj.OnCallMediaStateParam) -> None:  # noqa: N802
@@ -179,15 +191,33 @@ class _PjThread:
         self.account: pj.Account | None = None
         self.local_port = 0
         self.objects: list[Any] = []  # every pjsua2 Call and port made, released at shutdown
+        # The same, weakly: any that outlives `objects` (a stray reference) is deleted at
+        # teardown before libDestroy — a Call deleted after it aborts the interpreter.
+        self.made: weakref.WeakSet[Any] = weakref.WeakSet()
+        self.destroyed = False
         self.thread = threading.Thread(target=self._main, name="pjsip", daemon=True)
 
+    def track(self, obj: Any) -> None:
+        """Keep a pjsua2 object alive until it is released (on this thread) or shutdown."""
+        self.objects.append(obj)
+        self.made.add(obj)
+
     def start(self) -> None:
+        # A carrier never closed still tears PJSIP down in order at interpreter exit (this
+        # daemon thread would otherwise be frozen mid-poll and its objects freed after it).
+        atexit.register(self.stop)
         self.thread.start()
         self.ready.wait(15)
         if self.error is not None:
             raise self.error
         if not self.ready.is_set():
             raise RuntimeError("PJSIP did not start within 15 s")
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        """Stop polling and tear PJSIP down on its own thread; wait for that."""
+        self.stopping = True
+        if self.thread.is_alive() and threading.current_thread() is not self.thread:
+            self.thread.join(timeout_s)
 
     def _main(self) -> None:
         try:
@@ -261,18 +291,27 @@ class _PjThread:
         self.endpoint, self.account = endpoint, account
 
     def _teardown(self) -> None:
-        if self.endpoint is not None:
-            try:
-                self.endpoint.hangupAllCalls()
-                self.endpoint.libHandleEvents(50)
-                # pjsua2's Call, port and account objects must be gone before the library:
-                # their destructors call into it.
-                self.objects.clear()
-                self.account = None
-                gc.collect()
-                self.endpoint.libDestroy()
-            except Exception:
-                log.exception("PJSIP shutdown failed")
+        if self.endpoint is None or self.destroyed:
+            return
+        self.destroyed = True  # libDestroy runs once
+        try:
+            self.endpoint.hangupAllCalls()
+            self.endpoint.libHandleEvents(50)
+            # pjsua2's Call, port and recorder objects, then the account, must be gone before
+            # the library: their destructors call into it (a Call's, after libDestroy, fails
+            # an assertion in pjsua_call_set_user_data and aborts the process).
+            self.objects.clear()
+            gc.collect()
+            strays = [obj for obj in list(self.made) if obj.thisown]
+            for obj in strays:  # still referenced somewhere: delete the C++ object now
+                obj.__swig_destroy__(obj)  # disowns it: Python never deletes it again
+            if strays:
+                log.info("PJSIP shutdown: deleted %d pjsua2 objects still referenced", len(strays))
+            self.account = None
+            gc.collect()
+            self.endpoint.libDestroy()
+        except Exception:
+            log.exception("PJSIP shutdown failed")
 
 
 # ---------------------------------------------------------------------- one call
@@ -300,11 +339,23 @@ class _SipCall:
     # on the monotonic clock) and when the robot's next audio frame went out.
     turn_ended_at: float | None = None
     reply_latencies: list[float] = field(default_factory=list)
+    recording_path: str | None = None  # where to record the call (None: not recorded)
+    # Touched on the PJSIP thread only: the call's recorder, whether the answer came, and
+    # whether the recording is over (a late media update must not start another).
+    recorder: Any = None
+    pj_confirmed: bool = False
+    recording_closed: bool = False
 
     # ---- from the PJSIP thread (called there; hop to asyncio)
 
+    def _to_loop(self, callback: Callable[..., None], *args: Any) -> None:
+        try:
+            self.loop.call_soon_threadsafe(callback, *args)
+        except RuntimeError:
+            pass  # the event loop is closed (shutdown): nobody listens to this call any more
+
     def pj_state(self, state: int, code: int, reason: str) -> None:
-        self.loop.call_soon_threadsafe(self._state, state, code, reason)
+        self._to_loop(self._state, state, code, reason)
 
     def connect_media(self, audio: Any) -> None:
         if self.port is None:
@@ -313,16 +364,39 @@ class _SipCall:
             fmt.init(pj.PJMEDIA_FORMAT_PCM, SAMPLE_RATE, 1, 20000, 16)
             port.createPort(f"waihu-{self.call_id}", fmt)
             self.port = port
-            self.carrier.pj_objects.append(port)
+            self.carrier.track(port)
         audio.startTransmit(self.port)
         self.port.startTransmit(audio)
         self.media = audio
+        if self.recorder is not None:
+            audio.startTransmit(self.recorder)  # new media after a re-INVITE: keep hearing it
+        elif self.pj_confirmed:
+            self.start_recording()
+
+    def start_recording(self) -> None:
+        """On the PJSIP thread, once the call is answered and its media connected: the
+        recorder hears the callee and the robot's port. A failure is logged, the call goes on."""
+        self.pj_confirmed = True
+        if self.recording_path is None or self.recorder is not None or self.recording_closed:
+            return
+        if self.media is None or self.port is None:
+            return  # no media yet: connect_media starts it
+        recorder = pj.AudioMediaRecorder()
+        try:
+            recorder.createRecorder(self.recording_path)
+            self.media.startTransmit(recorder)
+            self.port.startTransmit(recorder)
+        except pj.Error as error:
+            log.warning("call %s: not recorded (%s)", self.call_id, error.info())
+            return
+        self.recorder = recorder
+        self.carrier.track(recorder)
 
     def _audio_from_pj(self, pcm: bytes) -> None:
-        self.loop.call_soon_threadsafe(self._audio, pcm, time.monotonic())
+        self._to_loop(self._audio, pcm, time.monotonic())
 
     def _prompt_end_from_pj(self, prompt_no: int, stopped: bool) -> None:
-        self.loop.call_soon_threadsafe(self._prompt_end, prompt_no, stopped)
+        self._to_loop(self._prompt_end, prompt_no, stopped)
 
     # ---- on the asyncio loop
 
@@ -350,7 +424,11 @@ class _SipCall:
             self.utterance.put_nowait(None)
         status = status if status is not None else status_for_hangup(cause, self.answered)
         self.carrier.forget(self)
-        self.carrier.emit(CallEvent(self.call_id, "hangup", cause=cause, status=status, answered=self.answered))
+        hangup = CallEvent(self.call_id, "hangup", cause=cause, status=status, answered=self.answered)
+        if self.recording_path is None:
+            self.carrier.emit(hangup)
+        else:
+            self.carrier.close_recording(self, hangup)
 
     def _audio(self, pcm: bytes, at: float) -> None:
         if self.ended:
@@ -464,6 +542,7 @@ class SipCarrier:
         self._done: dict[str, _SipCall] = {}  # ended calls, for the bench and tests
         self._pj = _PjThread(config)
         self._started = False
+        self._closing: set[asyncio.Task[None]] = set()  # hang-ups waiting for their recording
 
     async def start(self) -> None:
         if not self._started:
@@ -473,6 +552,10 @@ class SipCarrier:
     @property
     def pj_objects(self) -> list[Any]:
         return self._pj.objects
+
+    def track(self, obj: Any) -> None:
+        """On the PJSIP thread: keep a pjsua2 object until its call is released (or shutdown)."""
+        self._pj.track(obj)
 
     @property
     def local_port(self) -> int:
@@ -503,6 +586,51 @@ class SipCarrier:
 
         self._pj.commands.put(release)
 
+    def close_recording(self, call: _SipCall, hangup: CallEvent) -> None:
+        """Close the call's recorder, then send `hangup`: whoever reads the file after the
+        hang-up (the recorder storing its row) finds it finished, its WAV header written.
+
+        The recorder is deleted on the PJSIP thread; PJSIP 2.15's conference bridge removes
+        ports asynchronously, so the WAV writer's close (flush + header) may still come a
+        media tick later on the clock thread — the hang-up waits for the header too."""
+        if not self._started or self._pj.stopping:
+            self.emit(hangup)  # shutdown: the teardown closes the file
+            return
+        path = call.recording_path
+
+        def close() -> None:
+            call.recording_closed = True
+            recorder, call.recorder = call.recorder, None
+            if recorder is not None and recorder in self._pj.objects:
+                self._pj.objects.remove(recorder)
+            started = recorder is not None
+            del recorder  # the last reference: pjsua_recorder_destroy
+            call._to_loop(self._after_recording_closed, path if started else None, hangup)
+
+        self._pj.commands.put(close)
+
+    def _after_recording_closed(self, path: str | None, hangup: CallEvent) -> None:
+        if path is None:
+            self.emit(hangup)  # never recorded (no answer, or the recorder failed)
+            return
+        task = asyncio.get_running_loop().create_task(self._emit_when_written(path, hangup))
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
+
+    async def _emit_when_written(self, path: str, hangup: CallEvent) -> None:
+        deadline = time.monotonic() + RECORDING_CLOSE_WAIT_S
+        while not wav_is_finished(path):
+            if time.monotonic() >= deadline:
+                log.warning(
+                    "call %s: the recording's WAV header is not written %.0f s after its recorder "
+                    "was closed; the hang-up goes on",
+                    hangup.call_id,
+                    RECORDING_CLOSE_WAIT_S,
+                )
+                break
+            await asyncio.sleep(0.01)
+        self.emit(hangup)
+
     def finished_call(self, call_id: str) -> _SipCall | None:
         return self._done.get(call_id)
 
@@ -522,12 +650,21 @@ class SipCarrier:
         self._pj.commands.put(run)
         return await future
 
-    async def dial(self, call_id: str, phone: str, timeout_s: int = 30, *, caller_id: str | None = None) -> str:
+    async def dial(
+        self,
+        call_id: str,
+        phone: str,
+        timeout_s: int = 30,
+        *,
+        caller_id: str | None = None,
+        recording_path: str | None = None,
+    ) -> str:
+        """`recording_path`: a local .wav file to record the answered call to (both ways)."""
         if call_id in self._calls:
             raise ValueError(f"call {call_id} is already in progress")
         await self.start()
         loop = asyncio.get_running_loop()
-        call = _SipCall(self, call_id, phone, loop, endpointer=Endpointer(self.vad))
+        call = _SipCall(self, call_id, phone, loop, endpointer=Endpointer(self.vad), recording_path=recording_path)
         self._calls[call_id] = call
         uri = f"sip:{phone}@{self.config.domain}"
 
@@ -535,7 +672,7 @@ class SipCarrier:
             assert self._pj.account is not None
             pj_call = _Call(self._pj.account, call)
             call.pj_call = pj_call
-            self._pj.objects.append(pj_call)
+            self._pj.track(pj_call)
             params = pj.CallOpParam(True)
             if caller_id:
                 params.txOption.headers.append(
@@ -604,8 +741,23 @@ class SipCarrier:
             await asyncio.sleep(0.2)  # let the BYEs go out
             for call in [*self._calls.values(), *self._done.values()]:
                 call.pj_call, call.port, call.media = None, None, None
-            self._pj.stopping = True
-            await asyncio.get_running_loop().run_in_executor(None, self._pj.thread.join, 10)
+            await asyncio.get_running_loop().run_in_executor(None, self._pj.stop)
+
+
+def wav_is_finished(path: str) -> bool:
+    """Whether PJSIP's WAV writer has closed `path`: it writes its 44-byte header with zero
+    lengths first and fills in the RIFF and data lengths when the file is closed."""
+    try:
+        with open(path, "rb") as wav:
+            header = wav.read(44)
+            size = os.fstat(wav.fileno()).st_size
+    except OSError:
+        return False
+    if len(header) < 44 or header[:4] != b"RIFF" or header[36:40] != b"data":
+        return False
+    riff_len = int.from_bytes(header[4:8], "little")
+    data_len = int.from_bytes(header[40:44], "little")
+    return riff_len == size - 8 and data_len == size - 44
 
 
 def _header(name: str, value: str) -> pj.SipHeader:

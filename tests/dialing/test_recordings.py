@@ -21,6 +21,7 @@ from bot.campaigns.models import CallAttempt, TurnRow
 from bot.campaigns.service import change_status, create_campaign
 from bot.cli.app import app
 from bot.core.db.engine import session_scope
+from bot.core.settings import get_settings
 from bot.dialing.dialer import Dialer
 from bot.dialing.recording_models import Recording
 from bot.dialing.recordings import SimulatedCallRecorder, SwitchCallRecorder, purge_expired, recorder_from_settings
@@ -197,7 +198,8 @@ def test_switch_recorder_maps_the_switch_path_to_ours(db, keyring, tmp_path):
         recording = session.execute(select(Recording)).scalar_one()
     assert (recording.attempt_id, recording.path) == (attempt_id, f"2026/12/{attempt_id}.wav")
     assert recording.duration_s == pytest.approx(1.0) and recording.bytes == local.stat().st_size
-    # which recorder each carrier gets: a SIP trunk has none yet (said in the log), never a fake mix
+    # which recorder each carrier gets: a SIP trunk records in this process (PJSIP), never a fake mix
     assert isinstance(recorder_from_settings(db, "freeswitch"), SwitchCallRecorder)
     assert isinstance(recorder_from_settings(db, "simulator"), SimulatedCallRecorder)
-    assert recorder_from_settings(db, "sip") is None
+    sip = recorder_from_settings(db, "sip")
+    assert isinstance(sip, SwitchCallRecorder) and Path(sip.switch_dir) == get_settings().recordings_dir.resolve()

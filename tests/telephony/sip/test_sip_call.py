@@ -1,6 +1,7 @@
 """A whole call over loopback SIP: the robot (SipCarrier + the real runner + the real Rasa
 agent) calls a baresip phone through Kamailio; the phone answers and says a Mandarin WAV;
 the call is graded and logged like any other, and the robot's audio is checked at the callee.
+The call is recorded (PJSIP's recorder): both voices, from the answer to the hang-up, stored.
 Barge-in over SIP: the callee's voice stops an interruptible prompt, not the opening."""
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ from bot.dialing.call_prompts import CallPrompts
 from bot.dialing.call_runner import EventRouter, run_call
 from bot.dialing.call_store import record_call
 from bot.dialing.planner import plan_campaign
+from bot.dialing.recording_models import Recording
+from bot.dialing.recordings import SwitchCallRecorder
 from bot.script.project import DialogsProject
 from bot.script.script_lines import load_script_domain
 from telephony.carrier import Prompt
@@ -51,7 +54,9 @@ def correlation_peak(recording: np.ndarray, prompt: np.ndarray) -> float:
     """The highest normalised cross-correlation of `prompt` against every window of `recording`."""
     prompt = prompt - prompt.mean()
     products = fftconvolve(recording, prompt[::-1], mode="valid")
-    window_energy = np.convolve(recording**2, np.ones(len(prompt)), mode="valid")
+    # Each window's energy from a running sum: np.convolve with a box would be O(n·m), seconds a call.
+    running = np.concatenate(([0.0], np.cumsum(recording**2)))
+    window_energy = np.maximum(running[len(prompt) :] - running[: -len(prompt)], 0.0)
     norms = np.sqrt(window_energy * (prompt**2).sum()) + 1e-9
     return float(np.max(np.abs(products) / norms))
 
@@ -95,6 +100,10 @@ def test_call_over_sip_is_graded_logged_and_the_robot_is_heard(
     # question that follows it: barge-in. baresip hangs up when its WAV ends: silence after.
     phone = baresip_callee("13911110001", callee_wav(tmp_path, "callee", opening_ms + 1000, refusal, 20_000))
     barge_ins = sip_stack.carrier.barge_ins
+    # The SIP carrier's recorder as the worker sets it up: PJSIP writes the local directory.
+    recordings_dir = tmp_path / "recordings"
+    recorder = SwitchCallRecorder(db, recordings_dir, str(recordings_dir))
+    dial_options = recorder.dial_options(attempt_id, MORNING)
 
     async def call():
         router = EventRouter(sip_stack.carrier)
@@ -109,6 +118,7 @@ def test_call_over_sip_is_graded_logged_and_the_robot_is_heard(
                 clock=clock,
                 audio_for=audio_for,
                 event_timeout_s=20,
+                dial_options=dial_options,
             )
         finally:
             await router.aclose()
@@ -123,16 +133,32 @@ def test_call_over_sip_is_graded_logged_and_the_robot_is_heard(
 
     with session_scope(db) as session:
         record_call(session, session.get(CallAttempt, attempt_id), result)
+    recorder.after_call(attempt_id, result)
     with session_scope(db) as session:
         attempt = session.get(CallAttempt, attempt_id)
         assert (attempt.status, attempt.outcome, attempt.grade) == ("completed", "answered", "C")
+
+    # The call's recording: stored, as long as the call, with both voices in it.
+    with session_scope(db) as session:
+        row = session.query(Recording).filter_by(attempt_id=attempt_id).one()
+        relpath, duration_s, size = row.path, row.duration_s, row.bytes
+    assert recordings_dir / relpath == Path(dial_options["recording_path"])
+    recorded = samples(recordings_dir / relpath)  # 8 kHz mono 16-bit, or samples() fails
+    assert size == (recordings_dir / relpath).stat().st_size and duration_s == pytest.approx(len(recorded) / 8000)
+    # From the answer: the opening, the refusal a second later, the close; never the 20 s of silence.
+    refused_at_s = (opening_ms + 1000 + len(refusal)) / 1000
+    assert refused_at_s < duration_s < refused_at_s + 15
+    assert correlation_peak(recorded, samples(opening_paths[0])) > 0.5  # the robot
+    assert correlation_peak(recorded, samples(callee_wav(tmp_path, "refusal", refusal))) > 0.5  # the callee
+    unsaid = samples(callee_wav(tmp_path, "other", speech("这句话机器人没有说过。")))
+    assert correlation_peak(recorded, unsaid) < 0.3  # and nobody said this
 
     # The robot's voice reached the phone: its opening is in what baresip received.
     time.sleep(0.5)  # baresip closes its recording after the BYE
     received = samples(phone.received_audio())
     assert correlation_peak(received, samples(opening_paths[0])) > 0.5
     # …and something it never played is not.
-    assert correlation_peak(received, samples(callee_wav(tmp_path, "other", speech("这句话机器人没有说过。")))) < 0.3
+    assert correlation_peak(received, unsaid) < 0.3
 
 
 def test_callee_talking_over_a_prompt_stops_it_but_not_the_opening(
