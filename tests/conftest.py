@@ -36,6 +36,20 @@ IN_CI = os.environ.get("CI", "").strip().lower() in ("true", "1", "yes")
 _SERVICE_SKIP = re.compile(r"\b(PostgreSQL|Redis)\b.*\bnot reachable\b", re.IGNORECASE)
 
 
+@pytest.fixture(autouse=True)
+def _release_idle_database_connections():
+    """PostgreSQL serves 100 connections. Every engine keeps its idle connections pooled, and
+    with a few hundred PostgreSQL tests in one session (the code under test caches engines
+    per URL) the pools together filled the server ("too many clients already"). Closing the
+    idle ones after each test keeps the session to what a test actually uses; the engines
+    stay usable and reconnect on demand."""
+    yield
+    from bot.core.db.engine import _engines
+
+    for engine in list(_engines.values()):
+        engine.dispose()
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item, call):
     outcome = yield

@@ -90,6 +90,7 @@ def db(migrated_engine: Engine) -> Iterator[Engine]:
     adopt_key(migrated_engine, PhoneKeyring.from_secret(TEST_SECRET.encode()))
     yield migrated_engine
     empty_tables(migrated_engine)
+    migrated_engine.dispose()  # its idle connections: see tests/conftest.py, _release_idle_database_connections
 
 
 def empty_tables(engine: Engine) -> None:
