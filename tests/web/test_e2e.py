@@ -322,7 +322,7 @@ def test_manager_opens_the_comparison_and_sees_the_charts(page_for, console, db,
     assert "核对项" in script_section.locator("[data-checks]").inner_text()
     assert script_section.locator(".hints li[data-decision='check']").count() >= 1
     with page.expect_download() as download_info:
-        page.click("#report-exports >> text=Excel（含结论摘要）")
+        page.click("#report-exports a[href*='comparison.xlsx']")
     assert download_info.value.suggested_filename.endswith("A-B对比.xlsx")
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     script_section.screenshot(path=str(SCREENSHOTS / "manager-1b-script-checks-and-reasons.png"))
