@@ -37,8 +37,14 @@ $(STAMP): requirements.lock pyproject.toml
 demo: setup
 	$(BIN)/waihu demo
 
+# Two processes: PJSIP is one library per process (one SIP endpoint, its own thread), and
+# the loopback SIP tests and `waihu run`'s Ctrl-C test failed when they ran late in the
+# same process as the rest of the suite, while passing in a process of their own. Running
+# them apart keeps the suite honest until that interaction is found (see the README).
+ISOLATED_TESTS := tests/telephony/sip tests/cli/test_run.py
 test: setup
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest $(PYTEST_ARGS) $(addprefix --ignore=,$(ISOLATED_TESTS))
+	$(BIN)/python -m pytest $(PYTEST_ARGS) $(ISOLATED_TESTS)
 
 # The architecture and code checks CI runs before the tests: the layers (import-linter
 # contracts in pyproject.toml, imports inside functions included), ruff (lint + format) and mypy.
