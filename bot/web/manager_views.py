@@ -12,6 +12,7 @@ from fastapi import APIRouter, Depends, Form, HTTPException, Query, Request
 from fastapi.responses import FileResponse, RedirectResponse, StreamingResponse
 from pydantic import BaseModel, Field
 from sqlalchemy import func, select
+from sqlalchemy.orm import Session
 
 from bot.audiences.models import AudiencePack
 from bot.campaigns.grading import MAX_REASON, correct_grade, corrections_of, latest_corrections
@@ -509,6 +510,14 @@ def comparison_api(
         )
 
 
+def _campaign_or_404(session: Session, campaign_id: int) -> Campaign:
+    """The campaign an export is for; a 404 that names the number when there is none."""
+    campaign = session.get(Campaign, campaign_id)
+    if campaign is None:
+        raise HTTPException(404, f"没有编号为 {campaign_id} 的外呼任务")
+    return campaign
+
+
 @api.get(
     "/reports/comparison.{fmt}",
     summary="导出 A/B 对比报告（CSV：明细；Excel：明细 + 结论摘要）",
@@ -525,9 +534,7 @@ def comparison_export(
     principal: Principal = Depends(managers_only),
 ) -> StreamingResponse:
     with session_scope(request.app.state.engine) as session:
-        campaign = session.get(Campaign, campaign_id)
-        if campaign is None:
-            raise HTTPException(404, f"没有编号为 {campaign_id} 的外呼任务")
+        campaign = _campaign_or_404(session, campaign_id)
         report = build_report(
             session, campaign, factor=factor or None, audience=audience or None, since=since, until=until
         )
@@ -546,9 +553,7 @@ def conversion_funnel_export(
     principal: Principal = Depends(managers_only),
 ) -> StreamingResponse:
     with session_scope(request.app.state.engine) as session:
-        campaign = session.get(Campaign, campaign_id)
-        if campaign is None:
-            raise HTTPException(404, f"没有编号为 {campaign_id} 的外呼任务")
+        campaign = _campaign_or_404(session, campaign_id)
         report = build_report(session, campaign)
     return download([funnel_sheet_of_report(report)], fmt, f"{campaign.name}-全流程漏斗")
 
@@ -624,9 +629,7 @@ def funnel_export(
     principal: Principal = Depends(managers_only),
 ) -> StreamingResponse:
     with session_scope(request.app.state.engine) as session:
-        campaign = session.get(Campaign, campaign_id)
-        if campaign is None:
-            raise HTTPException(404, f"没有编号为 {campaign_id} 的外呼任务")
+        campaign = _campaign_or_404(session, campaign_id)
         data = wecom_funnel(session, campaign_id)
     return download([funnel_sheet(data)], fmt, f"{campaign.name}-企微漏斗")
 
