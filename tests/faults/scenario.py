@@ -11,7 +11,7 @@ the most calls in flight (restarted at once), PostgreSQL stopped with `-m immedi
 15 real seconds (15 simulated minutes), a slow database (every write to call_attempts
 waits 0.4 s) for 10 simulated minutes, and shortly before the window closes Redis killed
 and restarted empty (the queued dials are lost and re-sent: the backlog that used to spill
-past 12:00); last, a third campaign started at 11:55 and both workers frozen (SIGSTOP) from
+past 12:00); last, a third campaign (0.1 CPS) started at 11:55 and both workers frozen (SIGSTOP) from
 11:58:30 to 12:01, so the dials they hold fall due while they cannot run and meet the T-0
 check after the close. The
 window closes at 12:00; the run goes on to 12:10 so every attempt settles. After each
@@ -140,7 +140,7 @@ def seed(engine, keyring: PhoneKeyring, now: datetime, plan: Plan = Plan()) -> l
         campaign_ids = {}
         for name, packs, lines, cps in (("main", ["pack-main", "pack-shared"], 40, 1.0),
                                         ("slow", ["pack-slow", "pack-shared"], 50, 0.1),
-                                        ("earlier", ["pack-main"], 10, 1.0), ("late", ["pack-late"], 40, 1.0)):
+                                        ("earlier", ["pack-main"], 10, 1.0), ("late", ["pack-late"], 40, 0.1)):
             status = {"earlier": "completed", "late": "draft"}.get(name, "running")
             campaign_ids[name] = conn.execute(insert(Campaign.__table__).values(
                 name=name, status=status, lines=lines, cps=cps,
@@ -282,6 +282,15 @@ def run_faulty_morning(workdir: Path, model_path: Path, postgres: PrivatePostgre
             conn.execute(text("UPDATE campaigns SET status = 'running', started_at = :now WHERE name = 'late'"),
                          {"now": clock.now()})
         clock.sleep_until(plan.window_closes - STALL_BEFORE_CLOSE)
+        # Freeze while a dial is held: at 0.1 CPS the late campaign's dials are spaced ten
+        # simulated seconds apart, so one is nearly always waiting for its time; waiting for it
+        # (a bounded few real seconds) makes the T-0 cancellation this run exists for certain
+        # rather than a matter of where the beat's tick fell (CI once froze between two).
+        try:
+            wait_until(lambda: _late_dials_held(engine) > 0, 30 / SPEED, 0.005, "a late dial held")
+        except TimeoutError:
+            pass  # the test says none was cancelled
+        phases[-1].note["late_dials_held_at_freeze"] = _late_dials_held(engine)
         processes.freeze_workers()
         try:
             clock.sleep_until(plan.window_closes + STALL_AFTER_CLOSE)
@@ -323,6 +332,12 @@ def run_faulty_morning(workdir: Path, model_path: Path, postgres: PrivatePostgre
             processes.stop_all()
         redis_server.kill()
         postgres.start_if_stopped()
+
+
+def _late_dials_held(engine) -> int:
+    with engine.connect() as conn:
+        return conn.execute(text("SELECT count(*) FROM call_attempts a JOIN campaigns c ON c.id = a.campaign_id "
+                                 "WHERE c.name = 'late' AND a.status = 'scheduled'")).scalar_one()
 
 
 class Sampler:
