@@ -9,15 +9,20 @@ call: one of them was probably misread). Newest calls first.
 Labelling writes the masked text as an NLU example for the next training
 (`bot.script.nlu_examples`) and records the decision in `review_labels`, so the turn leaves
 the queue whatever happened to the example. Callers hold the script edit lock around
-`label_turn` (the file is shared with the console's editor).
+`label_turn` and `erase_labels` (the file is shared with the console's editor).
+
+Erasure (`erase_labels`, from `waihu leads forget`): a person's labels go, and so do the
+examples their words became, unless someone else's labelled turn said the same words (see
+`erase_labels`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import false, func, or_, select
+from sqlalchemy import delete, false, func, or_, select
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.expression import ColumnElement
 
@@ -26,7 +31,7 @@ from bot.campaigns.review_models import ReviewLabel
 from bot.core.db.base import utc_now
 from bot.core.errors import UserError
 from bot.core.pii import mask_digit_runs
-from bot.script.nlu_examples import AddResult, add_example
+from bot.script.nlu_examples import ADDED, DUPLICATE, AddResult, add_example, normalise_example, remove_examples
 from bot.script.project import DialogsProject
 from intents.taxonomy import FALLBACK_INTENT, SYSTEM_INTENTS
 
@@ -232,3 +237,52 @@ def added_since(session: Session, since: datetime | None) -> int:
     if since is not None:
         query = query.where(ReviewLabel.labelled_at > since)
     return session.execute(query).scalar_one()
+
+
+@dataclass(frozen=True)
+class ErasedLabels:
+    labels: int  # review_labels rows deleted
+    examples: list[str]  # examples taken out of the tool's NLU file (dialogs/data/nlu/from_calls.yml)
+    kept_shared: int  # their examples kept because another person's labelled turn said the same words
+
+
+def erase_labels(session: Session, project: DialogsProject, attempt_ids: Iterable[int]) -> ErasedLabels:
+    """A person's review labels (of the turns of `attempt_ids`, their calls) and the training
+    examples their words became.
+
+    An example of theirs is in the tool's file when their label was `added` (their turn wrote
+    it) or `duplicate` (their words matched it). It is removed unless a label of another
+    person's turn — `added` or `duplicate`, same words after `normalise_example` — remains:
+    then the words are not only theirs (another caller said them), and taking them out would
+    erase that other person's contribution, not this one's data. Matching is on the words,
+    whatever the intent: a hand-written line of that file equal to their words goes too
+    (the file cannot tell who wrote a line; erasure errs on removing). Other training files
+    are not the tool's and are never touched. Skipped and test-line labels wrote nothing.
+
+    The file is rewritten before the caller commits: if the commit then fails, the example is
+    already gone and a second `forget` deletes the rows — never the other way round."""
+    ids = list(attempt_ids)
+    if not ids:
+        return ErasedLabels(0, [], 0)
+    theirs = session.execute(
+        select(ReviewLabel.id, ReviewLabel.outcome, ReviewLabel.example_text)
+        .join(TurnRow, TurnRow.id == ReviewLabel.turn_id)
+        .where(TurnRow.attempt_id.in_(ids))
+    ).all()
+    if not theirs:
+        return ErasedLabels(0, [], 0)
+    their_ids = [row.id for row in theirs]
+    words = {normalise_example(row.example_text) for row in theirs if row.outcome in (ADDED, DUPLICATE)} - {""}
+    shared: set[str] = set()
+    if words:
+        others = session.execute(
+            select(ReviewLabel.example_text)
+            .join(TurnRow, TurnRow.id == ReviewLabel.turn_id)
+            .where(ReviewLabel.outcome.in_((ADDED, DUPLICATE)), TurnRow.attempt_id.not_in(ids))
+        ).scalars()
+        shared = words & {normalise_example(text) for text in others}
+    removed = remove_examples(project, words - shared)
+    session.execute(
+        delete(ReviewLabel).where(ReviewLabel.id.in_(their_ids)).execution_options(synchronize_session=False)
+    )
+    return ErasedLabels(len(their_ids), removed, len(shared))

@@ -403,17 +403,25 @@ def forget(
     yes: bool = typer.Option(False, "--yes", help="Do not ask for confirmation"),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
-    """Erase a person's data (PIPL deletion request). A do-not-call hash is kept if they opted out."""
+    """Erase a person's data (PIPL deletion request). A do-not-call hash is kept if they opted out.
+    Training examples their words became (dialogs/data/nlu/from_calls.yml) go too."""
     from bot.core.db.engine import session_scope
     from bot.core.pii import mask_phone
+    from bot.core.settings import get_settings
     from bot.dnc.service import parse_phone_or_fail
     from bot.erasure import forget_phone
+    from bot.script.nlu_examples import TOOL_FILE
+    from bot.script.project import DialogsProject
+    from bot.web.script_workspace import edit_lock
 
     masked = mask_phone(parse_phone_or_fail(phone).number)
     if not yes and not as_json:
         typer.confirm(f"erase every lead and rejected row for {masked}?", abort=True, err=True)
-    with session_scope(open_database()) as session:
-        result = forget_phone(session, keyring(), phone)
+    settings = get_settings()
+    project = DialogsProject(settings.dialogs_dir)
+    # The training file is shared with the console's editor and `waihu review label`: one writer at a time.
+    with edit_lock(settings.data_dir / "locks", project), session_scope(open_database()) as session:
+        result = forget_phone(session, keyring(), phone, project)
     if as_json:
         print_json(
             {
@@ -422,6 +430,9 @@ def forget(
                 "rejects_erased": result.rejects,
                 "calls_erased": result.calls,
                 "recordings_erased": result.recordings,
+                "review_labels_erased": result.review_labels,
+                "training_examples_removed": result.training_examples,
+                "training_examples_kept_shared": result.training_examples_kept,
                 "dnc_hash_kept": result.dnc_kept,
             }
         )
@@ -431,5 +442,22 @@ def forget(
         f"and {result.calls} call(s) with their transcripts and {result.recordings} recording(s)"
         + ("; the do-not-call entry (hash only) is kept so they are never called" if result.dnc_kept else "")
     )
+    tool_file = escape(str(Path(project.root.name) / TOOL_FILE))
+    if result.training_examples:
+        console.print(
+            f"training data: {result.training_examples} example(s) from their calls removed from {tool_file} "
+            f"(and {result.review_labels} review label(s) erased); the model in use still knows them until the "
+            "next `waihu train`, which drops them"
+        )
+    else:
+        console.print(
+            f"training data: none of their words was a training example in {tool_file}"
+            + (f" ({result.review_labels} review label(s) erased)" if result.review_labels else "")
+        )
+    if result.training_examples_kept:
+        console.print(
+            f"{result.training_examples_kept} of their labelled phrase(s) kept: another caller's labelled turn "
+            "said the same words"
+        )
     if not result.leads and not result.rejects:
         console.print("nothing stored for this number (already erased, or never uploaded)")

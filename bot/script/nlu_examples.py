@@ -12,7 +12,9 @@ figures honest:
 
 The file is rewritten whole, one block per intent, intents and examples sorted, so a diff
 shows exactly the examples added; the write is atomic (a temporary file, then a rename).
-Callers hold the script edit lock around `add_example` (the console's editor saves under it).
+Callers hold the script edit lock around `add_example` and `remove_examples` (the console's
+editor saves under it). `remove_examples` takes an erased person's words out again
+(`waihu leads forget`, bot.erasure).
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from __future__ import annotations
 import os
 import re
 import unicodedata
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -196,6 +198,30 @@ def _write_atomically(path: Path, text: str) -> None:
     temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     temporary.write_text(text, encoding="utf-8")
     os.replace(temporary, path)
+
+
+def remove_examples(project: DialogsProject, texts: Iterable[str]) -> list[str]:
+    """Removes from the tool's file every example equal to one of `texts` (compared as
+    `normalise_example` does, whatever its intent): a person's words when they are erased
+    (`bot.erasure`). Returns the examples removed; the file is rewritten (atomically) only
+    when one was. Other training files are not the tool's and are left alone. Callers hold
+    the script edit lock, as around `add_example`."""
+    wanted = {normalise_example(text) for text in texts} - {""}
+    path = project.root / TOOL_FILE
+    if not wanted or not path.exists():
+        return []
+    blocks = read_tool_file(path)
+    removed: list[str] = []
+    for intent, examples in blocks.items():
+        removed += [example for example in examples if normalise_example(example) in wanted]
+        blocks[intent] = [example for example in examples if normalise_example(example) not in wanted]
+    if not removed:
+        return []
+    if any(blocks.values()):
+        _write_atomically(path, render_tool_file(blocks))
+    else:  # nothing left: the file goes, as before the first label (an empty `nlu:` is not a list)
+        path.unlink()
+    return removed
 
 
 def add_example(project: DialogsProject, intent: str, text: str) -> AddResult:

@@ -83,7 +83,8 @@ def test_dnc_commands_and_forget(cli, tmp_path):
     cli("leads", "upload", str(lead_file(tmp_path)), "--pack", "p1", "--json")
     forgot = json.loads(cli("leads", "forget", "13812345678", "--json").stdout)
     assert forgot == {"phone": "138****5678", "leads_erased": 1, "rejects_erased": 1, "calls_erased": 0,
-                      "recordings_erased": 0, "dnc_hash_kept": False}
+                      "recordings_erased": 0, "review_labels_erased": 0, "training_examples_removed": 0,
+                      "training_examples_kept_shared": 0, "dnc_hash_kept": False}
     assert cli("dnc", "add", "13712345678", "--scope", "soft_decline", "--days", "30").exit_code == 0
     assert "soft_decline" in cli("dnc", "check", "13712345678").stdout
     assert "removed 1" in cli("dnc", "remove", "13712345678", "--reason", "asked in writing").stdout
