@@ -1,4 +1,4 @@
-"""Commands for ops: `waihu leads …` (upload, packs, rejects, forget).
+"""Commands for ops: `waihu leads …` (upload, packs, rejects, locate, forget).
 
 `register(app)` also adds the neighbouring data commands (audiences, dnc, db, policy), so
 the top-level app needs one line for all of them.
@@ -395,6 +395,64 @@ def rejects(
         console.print(table)
         if lead_pack.rejected > limit:
             console.print(f"… {lead_pack.rejected - limit} more: waihu leads rejects {pack!r} --csv --out rejects.csv")
+
+
+@leads_app.command()
+def locate(
+    batch_size: int = typer.Option(1000, "--batch-size", min=1, max=50_000, help="Leads per committed batch"),
+    limit: Optional[int] = typer.Option(None, "--limit", min=1, help="Stop after this many leads (default: all)"),
+    retry_unknown: bool = typer.Option(
+        False, "--retry-unknown", help="Look again at numbers an earlier run could not place (after an upgrade)"
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object"),
+) -> None:
+    """Fill the region (province, city, time zone) of leads stored without one (uploaded before
+    this version), from the number's 归属地. Safe to run again; the workers' beat also does it."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from bot.core.db.engine import session_scope
+    from bot.leads.locate import count_unlocated, locate_missing
+
+    engine, ring = open_database(), keyring()
+    with session_scope(engine) as session:
+        total = count_unlocated(session, retry_unknown)
+    if limit is not None:
+        total = min(total, limit)
+    with Progress(
+        TextColumn("[bold]locating leads[/]"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err_console,
+        transient=True,
+        disable=as_json or total == 0,
+    ) as progress:
+        task = progress.add_task("locate", total=total)
+        report = locate_missing(
+            engine,
+            ring,
+            batch_size=batch_size,
+            limit=limit,
+            retry_unknown=retry_unknown,
+            on_batch=lambda r: progress.update(task, completed=r.looked_at),
+        )
+    if as_json:
+        print_json(report.as_json())
+        return
+    if not report.looked_at:
+        console.print("every lead already has its region (or was looked up before); nothing to do")
+        return
+    table = Table(title="lead regions filled from the number", show_header=True, header_style="bold")
+    table.add_column("outcome")
+    table.add_column("leads", justify="right")
+    table.add_row("[green]filled[/]", str(report.filled))
+    for zone, count in sorted(report.by_timezone.items(), key=lambda item: -item[1]):
+        table.add_row(f"  time zone {zone}", str(count))
+    table.add_row("[yellow]unknown number[/]: kept as-is (Beijing time)", str(report.unknown))
+    table.add_row("[bold]looked at[/]", str(report.looked_at))
+    console.print(table)
+    if report.remaining:
+        console.print(f"{report.remaining} lead(s) still without a region: run again (without --limit) to finish")
 
 
 @leads_app.command()

@@ -29,6 +29,9 @@ LOCAL_ZONES = {"新疆": "Asia/Urumqi"}
 
 SOURCE_COLUMN = "column"
 SOURCE_NUMBER = "number"
+# A lead the back-fill (bot.leads.locate) looked up and the geocoder could not place: its
+# region stays empty (Beijing time), marked so it is not decrypted again on every pass.
+SOURCE_UNKNOWN = "unknown"
 
 # Provinces that are not "…省": municipalities and autonomous regions, short name → full name
 # as the geocoder writes them at the start of a description ("新疆乌鲁木齐市", "上海市").
