@@ -1,4 +1,4 @@
-"""What happens to a lead after a call: opt-out, cool-down, callback, retire, invite.
+"""What happens to a lead after a call: opt-out, cool-down, callback, advisor call-back, retire, invite.
 
 Decided from the grade (or the call status of an unconnected call) and the callee's
 understood intents, for the dialer, the DNC list and WeCom to act on. The periods
@@ -22,13 +22,16 @@ DO_NOT_CALL = "do_not_call"  # permanent, whole tenant, before the next dial
 SOFT_DECLINE = "soft_decline"  # no marketing calls for soft_decline_days
 COOL_DOWN = "cool_down"  # busy without a time
 CALLBACK = "callback"  # book a call at the time the callee named
+# A hand-off nobody took: a human advisor calls back (an advisor task, bot.wecom.advisor_tasks),
+# never the robot — the robot told the callee 顾问稍后给您回电.
+ADVISOR_CALLBACK = "advisor_callback"
 RETIRE_LEAD = "retire_lead"  # wrong person or a number that does not exist
 WECOM_INVITE = "wecom_invite"  # A and B leads get the add-friend invitation
 RETRY = "retry"  # unconnected: the retry policy decides when, by status
 
 # Hand-off to a human (转人工), as the call attempt stores it.
 HANDED_OFF = "handed_off"  # an advisor took the call
-HANDOFF_FAILED = "handoff_failed"  # nobody was free in time: an advisor callback is booked
+HANDOFF_FAILED = "handoff_failed"  # nobody was free in time: an advisor call-back task is made
 HANDOFF_OUTCOMES = (HANDED_OFF, HANDOFF_FAILED)
 ADVISOR_CALLBACK_REASON = "转人工失败，已预约顾问回电"
 
@@ -131,11 +134,12 @@ def decide_followups(
 def advisor_callback(
     ended_at: datetime, policy: FollowUpPolicy = FollowUpPolicy(), round_: int | None = None
 ) -> FollowUp:
-    """The callback booked when the callee asked for a human and nobody was free."""
+    """The advisor's call back when the callee asked for a human and nobody was free: within
+    the window (inside the callback hours), by a person — never a robot callback."""
     start = ended_at + policy.advisor_callback_after
     start, end, moved = clip_to_calling_hours(start, start + policy.advisor_callback_slot, policy)
     note = "（下一个可外呼时段）" if moved else ""
-    return FollowUp(CALLBACK, f"{ADVISOR_CALLBACK_REASON}{note}", round_, window_start=start, window_end=end)
+    return FollowUp(ADVISOR_CALLBACK, f"{ADVISOR_CALLBACK_REASON}{note}", round_, window_start=start, window_end=end)
 
 
 def clip_to_calling_hours(

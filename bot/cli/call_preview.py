@@ -34,6 +34,7 @@ from bot.wecom.offers import (
 from intents.assess import CallOutcome
 from intents.callback_times import to_shanghai
 from intents.followups import (
+    ADVISOR_CALLBACK,
     CALLBACK,
     COOL_DOWN,
     DO_NOT_CALL,
@@ -53,6 +54,7 @@ ACTION_NAMES = {
     "soft_decline": "软拒绝冷却",
     "cool_down": "忙碌冷却",
     "callback": "预约回访",
+    "advisor_callback": "顾问回电任务",
     "retire_lead": "停用线索",
     "wecom_invite": "企业微信邀请",
     "retry": "按重拨策略重拨",
@@ -150,7 +152,7 @@ def assess_so_far(session: CallSession, handoff: str | None = None) -> CallOutco
 
 def describe_followup(followup: FollowUp) -> str:
     text = f"{followup.action}（{ACTION_NAMES.get(followup.action, followup.action)}：{followup.reason}"
-    if followup.action == CALLBACK and followup.window_start and followup.window_end:
+    if followup.action in (CALLBACK, ADVISOR_CALLBACK) and followup.window_start and followup.window_end:
         text += f"，{_local(followup.window_start)}–{_local(followup.window_end, time_only=True)}"
     elif followup.action in (SOFT_DECLINE, COOL_DOWN) and followup.until:
         text += f"，至 {_local(followup.until)}"

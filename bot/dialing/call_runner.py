@@ -9,9 +9,13 @@ Hand-off to a human: when the script's reply contains `utter_handoff` (the calle
 a person), the runner lets that line finish playing and asks the carrier to transfer the
 call (`HandoffPolicy`: WAIHU_HANDOFF_TARGET, WAIHU_HANDOFF_WAIT_S). An advisor took it:
 outcome handed_off, and the robot's part of the call ends there (it does not hang up).
-Nobody free within the wait: the robot says `utter_handoff_failed` and ends the call; the
-outcome is handoff_failed and an advisor callback is booked (also when the callee hung up
-before anyone answered), unless the callee opted out.
+Nobody free within the wait: the robot says `utter_handoff_failed` ("我请顾问稍后给您回电") and
+ends the call; the outcome is handoff_failed and the follow-up is an `advisor_callback` (also
+when the callee hung up before anyone answered), unless the callee opted out, declined or is
+not the lead. The call store turns it into a call-back task for a human advisor
+(bot.wecom.advisor_tasks), never into a robot callback: what the robot promised is what
+happens. A time the callee named in the same call becomes that task's window instead of a
+robot callback.
 """
 
 from __future__ import annotations
@@ -27,6 +31,8 @@ from bot.core.settings import get_settings
 from intents.assess import CallOutcome, NluResult, assess_call
 from intents.finished_call import ANSWERED, FinishedCall, Speaker, Turn
 from intents.followups import (
+    ADVISOR_CALLBACK,
+    ADVISOR_CALLBACK_REASON,
     CALLBACK,
     DO_NOT_CALL,
     HANDED_OFF,
@@ -253,11 +259,23 @@ def assess(result: CallResult) -> CallOutcome:
 
 
 def _with_advisor_callback(outcome: CallOutcome, result: CallResult) -> CallOutcome:
-    """A hand-off nobody took books an advisor callback, unless the callee opted out or
-    declined, is not the lead, or already named a time of their own."""
+    """A hand-off nobody took books an advisor's call back (a person, not the robot), unless
+    the callee opted out or declined or is not the lead. A callback time the callee named in
+    the same call becomes the advisor's window: the robot said an advisor will call, so the
+    robot does not place that callback itself."""
     if result.handoff != HANDOFF_FAILED or outcome.status != ANSWERED:
         return outcome
-    if any(f.action in (DO_NOT_CALL, SOFT_DECLINE, RETIRE_LEAD, CALLBACK) for f in outcome.followups):
+    if any(f.action in (DO_NOT_CALL, SOFT_DECLINE, RETIRE_LEAD) for f in outcome.followups):
         return outcome
+    if any(f.action == CALLBACK for f in outcome.followups):
+        return replace(
+            outcome,
+            followups=tuple(
+                replace(f, action=ADVISOR_CALLBACK, reason=f"{ADVISOR_CALLBACK_REASON}（{f.reason}）")
+                if f.action == CALLBACK
+                else f
+                for f in outcome.followups
+            ),
+        )
     ended = result.ended_at or result.answered_at or datetime.now(timezone.utc)
     return replace(outcome, followups=(*outcome.followups, advisor_callback(ended)))

@@ -2,6 +2,11 @@
 
 Follow-ups take effect in the same transaction as the call record, so an opt-out is on
 the do-not-call list before the dialer can pick the number again.
+
+A hand-off nobody took (`advisor_callback`) makes a call-back task for a human advisor
+(bot.wecom.advisor_tasks) and books no robot callback (`callback_at` stays empty): the robot
+told the callee an advisor would call. Its history outcome is `busy`, so the robot keeps off
+the number for the busy cool-down while the advisor calls back.
 """
 
 from __future__ import annotations
@@ -18,8 +23,18 @@ from bot.dialing.routing import route_after_call
 from bot.dnc.models import SCOPE_OPT_OUT, SCOPE_SOFT_DECLINE
 from bot.dnc.service import add_entry
 from bot.leads.models import Lead
+from bot.wecom.advisor_tasks import create_handoff_callback
 from intents.finished_call import ANSWERED
-from intents.followups import CALLBACK, COOL_DOWN, DO_NOT_CALL, RETIRE_LEAD, SOFT_DECLINE, WECOM_INVITE, FollowUp
+from intents.followups import (
+    ADVISOR_CALLBACK,
+    CALLBACK,
+    COOL_DOWN,
+    DO_NOT_CALL,
+    RETIRE_LEAD,
+    SOFT_DECLINE,
+    WECOM_INVITE,
+    FollowUp,
+)
 
 RETIRED = "retired"
 
@@ -74,7 +89,9 @@ def history_outcome(status: str, followups: Iterable[FollowUp]) -> str:
             result = "opt_out"
         elif followup.action == SOFT_DECLINE:
             result = "soft_decline"
-        elif followup.action in (COOL_DOWN, CALLBACK):
+        elif followup.action in (COOL_DOWN, CALLBACK, ADVISOR_CALLBACK):
+            # ADVISOR_CALLBACK: no robot callback time, so the busy cool-down keeps the robot
+            # off the number while the advisor calls back.
             result = "busy"
         elif followup.action == RETIRE_LEAD and status == ANSWERED:
             result = "wrong_person"
@@ -106,6 +123,9 @@ def _apply(session: Session, attempt: CallAttempt, followup, result: CallResult)
         )
     elif followup.action == CALLBACK:
         attempt.callback_at = followup.window_start
+    elif followup.action == ADVISOR_CALLBACK:
+        # The person the robot promised (转人工 nobody took): an advisor's task, never callback_at.
+        create_handoff_callback(session, attempt, followup.window_start, followup.window_end, now=now)
     elif followup.action == RETIRE_LEAD:
         lead = session.get(Lead, attempt.lead_id)
         if lead is not None:

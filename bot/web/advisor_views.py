@@ -1,4 +1,6 @@
-"""我的添加任务: advisors' WeCom add tasks (advisor_adds mode), the audited number reveal, 已添加.
+"""我的添加任务: advisors' WeCom add tasks (advisor_adds mode) and call-back tasks (a landline
+A/B callee; a hand-off to a human nobody took: 转人工·回电, with its window), the audited number
+reveal, 已添加 / 已回电. An open task past its due time shows 已超时 (managers see all advisors').
 
 An advisor sees their own open tasks with masked numbers. 显示号码 (POST + CSRF) shows the
 clear number once, on that response only (never stored in the session, `no-store`), and
@@ -21,6 +23,7 @@ from bot.web.params import record_id
 from bot.web.rendering import flash, render
 from bot.web.security import ADVISOR, MANAGER, Forbidden, Principal, require_role
 from bot.wecom.advisor_tasks import (
+    CALL_BACK_KINDS,
     NotYourTask,
     OptedOut,
     cancel_opted_out,
@@ -120,10 +123,13 @@ def reveal(
 def done(request: Request, task_id: int = record_id("任务编号"), principal: Principal = Depends(require_role(ADVISOR))):
     with session_scope(request.app.state.engine) as session:
         try:
-            mark_done(session, task_id, _user(session, principal))
+            kind = mark_done(session, task_id, _user(session, principal)).kind
         except NotYourTask:
             raise Forbidden(f"任务 {task_code(task_id)} 不是分配给您的，不能标记") from None
-    flash(request, f"任务 {task_code(task_id)} 已标记为已添加；客户通过好友验证后会自动变为“已加好友”")
+    if kind in CALL_BACK_KINDS:
+        flash(request, f"任务 {task_code(task_id)} 已标记为已回电")
+    else:
+        flash(request, f"任务 {task_code(task_id)} 已标记为已添加；客户通过好友验证后会自动变为“已加好友”")
     return RedirectResponse(TASKS_PATH, status_code=303)
 
 

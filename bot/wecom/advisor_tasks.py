@@ -13,10 +13,21 @@ the contact (externalcontact/get) and look at that advisor's follow_user entry: 
 names the task. Without a code, the advisor's only revealed, not yet added task is taken
 (they just looked the number up to add this person); with several such tasks and no code
 the event stays unmatched (noted), and the advisor's 已添加 still counts the task done.
+
+Call-back tasks (kind `callback`, a landline A/B callee; kind `handoff`, a hand-off nobody
+took) are on the same list with the same audited reveal; the advisor marks them 已回电. They
+are never matched to a WeCom add. A `handoff` task is the promise the robot made in the call
+("我请顾问稍后给您回电"): it is made with the call log (`create_handoff_callback`), assigned to
+the advisor of the lead's audience pack, due by the end of the call-back window (inside the
+callback hours). The robot does not call the lead back for it (the call's history outcome is
+`busy`: the robot keeps off the number for the policy's busy cool-down, 7 days by default).
+A task not done by its due time stays open and shows 已超时 on the advisors' page, which
+managers see for every advisor, and in `waihu wecom tasks`; nothing falls back to the robot.
 """
 
 from __future__ import annotations
 
+import logging
 import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -24,7 +35,8 @@ from datetime import datetime, timedelta
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
-from bot.campaigns.models import Campaign
+from bot.audiences.models import AudiencePack
+from bot.campaigns.models import CallAttempt, Campaign
 from bot.core.db.base import utc_now
 from bot.core.errors import UserError
 from bot.core.pii import PhoneKeyring
@@ -34,6 +46,9 @@ from bot.leads.models import Lead
 from bot.users.models import User
 from bot.wecom.advisor_models import AdvisorTask, RevealAudit
 from bot.wecom.models import WeComInvite
+from bot.wecom.offers import Offers, load_offers
+
+log = logging.getLogger(__name__)
 
 # The invitation of an advisor_adds lead: channel and status while its task is open.
 ADVISOR_ADDS_CHANNEL = "advisor_adds"
@@ -46,6 +61,9 @@ TASK_STATUS_LABELS = {"open": "待添加", "done": "已标记添加", "added": "
 # the advisor's task is a call back, on the invitation of channel `callback`, never sent on WeCom.
 CALLBACK_CHANNEL = "callback"
 CALLBACK_STATUS_LABELS = {"open": "待回电", "done": "已回电", "cancelled": "已取消"}
+# Task kinds (AdvisorTask.kind): what the advisor is to do.
+ADD_TASK, CALLBACK_TASK, HANDOFF_TASK = "add", "callback", "handoff"
+CALL_BACK_KINDS = (CALLBACK_TASK, HANDOFF_TASK)
 TASK_CODE = re.compile(r"\bWH(\d{1,18})\b", re.IGNORECASE)
 
 
@@ -74,6 +92,7 @@ def create_task(session: Session, invite: WeComInvite, *, now: datetime | None =
         campaign_id=invite.campaign_id,
         advisor_userid=invite.advisor_userid or "",
         advisor_name=invite.advisor_name,
+        kind=CALLBACK_TASK if invite.channel == CALLBACK_CHANNEL else ADD_TASK,
         status="open",
         created_at=now,
         due_at=now + TASK_DUE_AFTER,
@@ -81,6 +100,86 @@ def create_task(session: Session, invite: WeComInvite, *, now: datetime | None =
     )
     session.add(task)
     return task
+
+
+def create_handoff_callback(
+    session: Session,
+    attempt: CallAttempt,
+    window_start: datetime,
+    window_end: datetime,
+    *,
+    now: datetime | None = None,
+    offers: Offers | None = None,
+) -> AdvisorTask:
+    """The advisor's call back the robot promised when nobody took a hand-off (in the call
+    log's transaction): assigned to the advisor of the lead's audience pack, to be made within
+    `window_start` … `window_end`.
+
+    One promise, one task: storing the call again returns its task; a landline call-back task
+    of the same call, or a lead's call-back task still open from an earlier call, is brought
+    forward to this window instead of making a second one."""
+    now = now or utc_now()
+    own = session.execute(
+        select(AdvisorTask).where(AdvisorTask.attempt_id == attempt.id, AdvisorTask.kind == HANDOFF_TASK)
+    ).scalar_one_or_none()
+    if own is not None:
+        return own
+    pending = (
+        session.execute(
+            select(AdvisorTask)
+            .where(
+                AdvisorTask.lead_id == attempt.lead_id,
+                AdvisorTask.kind.in_(CALL_BACK_KINDS),
+                AdvisorTask.status == "open",
+            )
+            .order_by(AdvisorTask.id)
+        )
+        .scalars()
+        .first()
+    )
+    if pending is not None:
+        pending.call_from = window_start
+        # This call's landline task: the sooner of the two; an earlier call's task: this newest promise.
+        pending.due_at = min(pending.due_at, window_end) if pending.attempt_id == attempt.id else window_end
+        log.info(
+            "attempt %s: hand-off call-back joins the open call-back task %s of lead %s (due %s)",
+            attempt.id,
+            task_code(pending.id),
+            attempt.lead_id,
+            pending.due_at.isoformat(),
+        )
+        return pending
+    userid, name = _advisor_of(session, attempt, offers)
+    task = AdvisorTask(
+        invite_id=None,
+        attempt_id=attempt.id,
+        lead_id=attempt.lead_id,
+        campaign_id=attempt.campaign_id,
+        advisor_userid=userid,
+        advisor_name=name,
+        kind=HANDOFF_TASK,
+        status="open",
+        created_at=now,
+        call_from=window_start,
+        due_at=window_end,
+        reveals=0,
+    )
+    session.add(task)
+    return task
+
+
+def _advisor_of(session: Session, attempt: CallAttempt, offers: Offers | None) -> tuple[str, str | None]:
+    """(WeCom userid, name) of the lead's audience-pack advisor; ("", None) when the offers
+    file cannot be read: the task is still made (the promise stands) and managers see it
+    unassigned."""
+    lead = session.get(Lead, attempt.lead_id)
+    audience = session.get(AudiencePack, lead.audience_id) if lead is not None and lead.audience_id else None
+    try:
+        advisor = (offers or load_offers()).advisor_for(audience)
+    except UserError as exc:
+        log.error("attempt %s: hand-off call-back task made without an advisor: %s", attempt.id, exc)
+        return "", None
+    return advisor.userid, advisor.name
 
 
 @dataclass(frozen=True)
@@ -104,11 +203,12 @@ class TaskRow:
     reveals: int
     done_at: datetime | None
     added_at: datetime | None
-    kind: str = "add"  # add (advisor_adds) | callback (a landline: the advisor calls back)
+    kind: str = ADD_TASK  # add (advisor_adds) | callback (a landline) | handoff (转人工 nobody took): see TASK_KINDS
+    call_from: datetime | None = None  # a call-back's window start (not before)
 
     def as_json(self) -> dict:
         data = dict(self.__dict__)
-        for key in ("created_at", "due_at", "done_at", "added_at"):
+        for key in ("created_at", "call_from", "due_at", "done_at", "added_at"):
             data[key] = data[key].isoformat() if data[key] else None
         return data
 
@@ -124,10 +224,21 @@ def list_tasks(
     """Tasks, oldest first; numbers masked. `advisor_userid`: one advisor's tasks only."""
     now = now or utc_now()
     query = (
-        select(AdvisorTask, WeComInvite, Lead.phone_masked, Lead.name, Lead.gender, Campaign.name)
-        .join(WeComInvite, WeComInvite.id == AdvisorTask.invite_id)
+        select(
+            AdvisorTask,
+            WeComInvite,
+            Lead.phone_masked,
+            Lead.name,
+            Lead.gender,
+            Campaign.name,
+            CallAttempt.grade,
+            AudiencePack.name,
+        )
+        .outerjoin(WeComInvite, WeComInvite.id == AdvisorTask.invite_id)  # a hand-off call-back has none
         .join(Lead, Lead.id == AdvisorTask.lead_id)
         .join(Campaign, Campaign.id == AdvisorTask.campaign_id)
+        .join(CallAttempt, CallAttempt.id == AdvisorTask.attempt_id)
+        .outerjoin(AudiencePack, AudiencePack.id == Lead.audience_id)
     )
     if advisor_userid is not None:
         query = query.where(AdvisorTask.advisor_userid == advisor_userid)
@@ -144,27 +255,28 @@ def list_tasks(
             lead_id=task.lead_id,
             phone_masked=phone,
             callee=_callee_title(name, gender),
-            grade=invite.grade,
-            audience=invite.audience,
-            incentive=invite.incentive,
+            grade=(invite.grade if invite is not None else grade) or "—",
+            audience=invite.audience if invite is not None else audience,
+            incentive=invite.incentive if invite is not None else None,
             advisor_userid=task.advisor_userid,
             advisor_name=task.advisor_name,
             status=task.status,
-            status_label=_status_label(task.status, invite.channel),
+            status_label=_status_label(task.status, task.kind),
             created_at=task.created_at,
             due_at=task.due_at,
             overdue=task.status == "open" and task.due_at < now,
             reveals=task.reveals or 0,
             done_at=task.done_at,
             added_at=task.added_at,
-            kind="callback" if invite.channel == CALLBACK_CHANNEL else "add",
+            kind=task.kind or ADD_TASK,
+            call_from=task.call_from,
         )
-        for task, invite, phone, name, gender, campaign in rows
+        for task, invite, phone, name, gender, campaign, grade, audience in rows
     ]
 
 
-def _status_label(status: str, channel: str | None) -> str:
-    labels = CALLBACK_STATUS_LABELS if channel == CALLBACK_CHANNEL else TASK_STATUS_LABELS
+def _status_label(status: str, kind: str | None) -> str:
+    labels = CALLBACK_STATUS_LABELS if kind in CALL_BACK_KINDS else TASK_STATUS_LABELS
     return labels.get(status, status)
 
 
@@ -226,7 +338,8 @@ def reveal_number(
 
 
 def mark_done(session: Session, task_id: int, user: User, *, now: datetime | None = None) -> AdvisorTask:
-    """The advisor says they added the callee (已添加); the callback may already have said so."""
+    """The advisor says they added the callee (已添加) or called back (已回电, a call-back task);
+    for an add, WeCom's callback may already have said so."""
     task = _assigned_task(session, task_id, user, lock=True)
     if task.status == "cancelled":
         raise UserError(f"task #{task_id} was cancelled")
@@ -278,8 +391,11 @@ def reveal_audit(session: Session, *, limit: int = 200) -> list[AuditRow]:
 
 
 def task_counts(session: Session, campaign_id: int) -> dict[int, dict]:
-    """Per lead of the campaign: its task's stage flags (for the funnel)."""
-    rows = session.execute(select(AdvisorTask).where(AdvisorTask.campaign_id == campaign_id)).scalars()
+    """Per lead of the campaign: its invitation's task's stage flags (for the WeCom funnel;
+    hand-off call-backs are not part of the add funnel)."""
+    rows = session.execute(
+        select(AdvisorTask).where(AdvisorTask.campaign_id == campaign_id, AdvisorTask.kind != HANDOFF_TASK)
+    ).scalars()
     return {
         task.lead_id: {
             "task_created": True,
@@ -306,16 +422,8 @@ def open_tasks_of(session: Session, advisor_userid: str) -> list[AdvisorTask]:
 
 def match_advisor_add(session: Session, advisor_userid: str, remark_texts: list[str]) -> tuple[AdvisorTask | None, str]:
     """The open task an add without `state` belongs to, and how it was found (see the module doc)."""
-    # A call-back task (a landline) is never a WeCom add.
-    callbacks = set(
-        session.execute(
-            select(WeComInvite.id).where(
-                WeComInvite.id.in_([task.invite_id for task in open_tasks_of(session, advisor_userid)]),
-                WeComInvite.channel == CALLBACK_CHANNEL,
-            )
-        ).scalars()
-    )
-    tasks = [task for task in open_tasks_of(session, advisor_userid) if task.invite_id not in callbacks]
+    # A call-back task (a landline, a hand-off) is never a WeCom add.
+    tasks = [task for task in open_tasks_of(session, advisor_userid) if task.kind == ADD_TASK]
     if not tasks:
         return None, f"advisor {advisor_userid!r} has no open add task"
     by_id = {task.id: task for task in tasks}
@@ -343,10 +451,15 @@ def close_task_added(
 
 
 def count_open_tasks(session: Session, advisor_userid: str) -> int:
+    """The advisor's open add tasks (what an add without `state` may belong to)."""
     return session.execute(
         select(func.count())
         .select_from(AdvisorTask)
-        .where(AdvisorTask.advisor_userid == advisor_userid, AdvisorTask.status.in_(OPEN_TASK_STATUSES))
+        .where(
+            AdvisorTask.advisor_userid == advisor_userid,
+            AdvisorTask.status.in_(OPEN_TASK_STATUSES),
+            AdvisorTask.kind == ADD_TASK,
+        )
     ).scalar_one()
 
 

@@ -1,5 +1,5 @@
 """Hand-off to a human (转人工) in grading and follow-ups: B at least unless hostile, and the
-advisor callback booked when nobody was free."""
+advisor's call-back (a person, not the robot) booked when nobody was free."""
 from __future__ import annotations
 
 from datetime import datetime
@@ -7,7 +7,7 @@ from datetime import datetime
 import pytest
 
 from intents.callback_times import SHANGHAI
-from intents.followups import ADVISOR_CALLBACK_REASON, CALLBACK, advisor_callback
+from intents.followups import ADVISOR_CALLBACK, ADVISOR_CALLBACK_REASON, advisor_callback
 from intents.grading import grade_call
 from tests.intents.test_grading import ASK_WECOM, GOOD_TIME, OPENING, PITCH, bot, call, say
 
@@ -33,7 +33,7 @@ def test_asking_for_a_human_is_b_at_least_unless_hostile(name: str, turns: tuple
 
 def test_advisor_callback_half_an_hour_later_inside_calling_hours() -> None:
     soon = advisor_callback(datetime(2026, 3, 11, 10, 20, tzinfo=SHANGHAI))
-    assert soon.action == CALLBACK and soon.reason == ADVISOR_CALLBACK_REASON
+    assert soon.action == ADVISOR_CALLBACK and soon.reason == ADVISOR_CALLBACK_REASON  # a person calls, not the robot
     assert (soon.window_start, soon.window_end) == (datetime(2026, 3, 11, 10, 50, tzinfo=SHANGHAI),
                                                     datetime(2026, 3, 11, 12, 50, tzinfo=SHANGHAI))
     late = advisor_callback(datetime(2026, 3, 11, 20, 45, tzinfo=SHANGHAI))
