@@ -19,6 +19,7 @@ from typing import Any, Optional
 from pydantic import BaseSettings, Field, ValidationError, root_validator, validator
 
 from bot.core.errors import UserError
+from telephony.sip.capacity import DEFAULT_MAX_CALLS, MAX_CALLS_LIMIT
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
@@ -123,6 +124,8 @@ class Settings(BaseSettings):
     sip_password: str = Field("", repr=False)
     sip_proxy: str = ""
     sip_bind: str = "0.0.0.0"
+    # Calls one SIP worker process holds at once (PJSIP call slots; the wheel's limit is 4).
+    sip_max_calls: int = Field(DEFAULT_MAX_CALLS, ge=1, le=MAX_CALLS_LIMIT)
     nls_appkey: str = ""
     nls_token: str = Field("", repr=False)
     nls_url: str = ""

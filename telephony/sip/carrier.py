@@ -23,7 +23,23 @@ file is whole by the time the call's result and its recording row are stored.
 Configuration (`SipConfig.from_env`): WAIHU_SIP_DOMAIN (where INVITEs go: host[:port] of the
 proxy or trunk), WAIHU_SIP_REGISTRAR / WAIHU_SIP_USERNAME / WAIHU_SIP_PASSWORD (register
 first; optional), WAIHU_SIP_PROXY (outbound proxy URI; optional), WAIHU_SIP_PORT (local UDP
-port, 0 = any), WAIHU_SIP_CALLER (the user part we call from).
+port, 0 = any), WAIHU_SIP_CALLER (the user part we call from), WAIHU_SIP_MAX_CALLS (calls
+this carrier holds at once).
+
+Capacity: PJSIP has a fixed number of call slots: uaConfig.maxCalls (pjsua2's default is 4),
+capped silently by the wheel's compile-time PJSUA_MAX_CALLS (telephony.sip.capacity: 4 for
+this build). A slot is taken by the INVITE and freed when the INVITE session is over: a
+hang-up is reported DISCONNECTED at once, but the slot stays taken until the far end answers
+our CANCEL with 487 or our BYE with 200 (64 × T1 = 32 s if it never does). A dial that finds
+every slot taken waits for one (our count, then PJSIP's own: PJ_ETOOMANY is retried) — it is
+never failed as if the callee's network had (an INVITE PJSIP refuses to send was graded
+`unreachable`). Keep the worker's concurrency at or below WAIHU_SIP_MAX_CALLS so that wait is
+milliseconds, not a whole call.
+
+Registration: with WAIHU_SIP_REGISTRAR set, `start()` waits for the registrar's answer (at
+most REGISTER_WAIT_S) and raises SipRegistrationError with the SIP code when it is not 2xx:
+a worker that cannot register takes no dial (its INVITEs would all be refused and graded).
+Later refreshes that fail are logged with their code (`registration`: the last answer).
 """
 
 from __future__ import annotations
@@ -47,6 +63,7 @@ import pjsua2 as pj
 from telephony.asr import ASR, ASRError, ASRStream
 from telephony.carrier import CALL_ENDED, REJECTED, SILENCE, CallEvent, Prompt, TransferResult
 from telephony.hangup_causes import status_for_hangup
+from telephony.sip.capacity import DEFAULT_MAX_CALLS, MAX_CALLS_LIMIT
 from telephony.sip.causes import cause_for_sip
 from telephony.vad import Endpointer, EndpointerConfig, VadEvent
 
@@ -57,10 +74,42 @@ MAX_FINISHED_CALLS = 1000  # ended calls kept for inspection (tests, the endpoin
 RELEASE_AFTER_S = 32.0  # a UAC transaction's longest life (64 × T1): then a call's objects can go
 RECORDING_CLOSE_WAIT_S = 3.0  # the longest a hang-up waits for its recording's WAV header
 FRAME_BYTES = SAMPLE_RATE // 50 * 2  # 20 ms of 16-bit PCM
+REGISTER_WAIT_S = 10.0  # how long start() waits for the registrar's first answer
+PJ_ETOOMANY = 70010  # pj_status_t: every PJSIP call slot is taken
+SLOT_WAIT_S = RELEASE_AFTER_S + 8.0  # the longest a dial waits for PJSIP to free a slot
+SLOT_RETRY_S = 0.05
+
+
+def media_ports_for(max_calls: int) -> int:
+    """Conference-bridge slots for `max_calls` calls: each call's own slot, our audio port and
+    a recorder while it lasts, plus ended calls' ports kept until RELEASE_AFTER_S (PJSIP's own
+    default, 254, when that is more)."""
+    return max(254, 8 * max_calls)
 
 
 class SipConfigError(ValueError):
     """A WAIHU_SIP_* setting that is missing or wrong."""
+
+
+class SipRegistrationError(RuntimeError):
+    """The registrar refused (or never answered) our REGISTER: no call can go out."""
+
+    def __init__(self, message: str, code: int) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+@dataclass(frozen=True)
+class Registration:
+    """The registrar's last answer to our REGISTER (code 0: none yet)."""
+
+    code: int = 0
+    reason: str = ""
+    expires: int = 0  # seconds granted (0 after an unregister or a failure)
+
+    @property
+    def ok(self) -> bool:
+        return 200 <= self.code < 300
 
 
 @dataclass(frozen=True)
@@ -73,6 +122,14 @@ class SipConfig:
     proxy: str = ""  # outbound proxy URI
     local_port: int = 0
     bind: str = "127.0.0.1"
+    max_calls: int = DEFAULT_MAX_CALLS  # calls held at once (PJSIP call slots)
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.max_calls <= MAX_CALLS_LIMIT:
+            raise SipConfigError(
+                f"WAIHU_SIP_MAX_CALLS={self.max_calls}: set it between 1 and {MAX_CALLS_LIMIT} "
+                f"(this PJSIP build holds at most {MAX_CALLS_LIMIT} calls per process; run more workers for more lines)"
+            )
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> SipConfig:
@@ -83,6 +140,11 @@ class SipConfig:
         port = env.get("WAIHU_SIP_PORT", "0").strip() or "0"
         if not port.isdigit():
             raise SipConfigError(f"WAIHU_SIP_PORT={port!r}: set it to a UDP port number (0 = any)")
+        max_calls = env.get("WAIHU_SIP_MAX_CALLS", str(DEFAULT_MAX_CALLS)).strip() or str(DEFAULT_MAX_CALLS)
+        if not max_calls.isdigit():
+            raise SipConfigError(
+                f"WAIHU_SIP_MAX_CALLS={max_calls!r}: set it to a number of calls (1–{MAX_CALLS_LIMIT})"
+            )
         return cls(
             domain=domain,
             caller=env.get("WAIHU_SIP_CALLER", "waihu").strip() or "waihu",
@@ -92,6 +154,7 @@ class SipConfig:
             proxy=env.get("WAIHU_SIP_PROXY", "").strip(),
             local_port=int(port),
             bind=env.get("WAIHU_SIP_BIND", "0.0.0.0").strip() or "0.0.0.0",
+            max_calls=int(max_calls),
         )
 
 
@@ -167,6 +230,8 @@ class _Call(pj.Call):
         if info.state == pj.PJSIP_INV_STATE_CONFIRMED:
             self.owner.start_recording()  # on this thread: before the robot's first frame
         self.owner.pj_state(info.state, info.lastStatusCode, info.lastReason)
+        if info.state == pj.PJSIP_INV_STATE_DISCONNECTED:
+            self.owner.slot_freed()  # PJSIP frees the call's slot once this callback returns
 
     def onCallMediaState(self, prm: pj.OnCallMediaStateParam) -> None:  # noqa: N802
         info = self.getInfo()
@@ -176,6 +241,17 @@ class _Call(pj.Call):
             if media.type == pj.PJMEDIA_TYPE_AUDIO and media.status in receiving:
                 audio = self.getAudioMedia(index)
                 self.owner.connect_media(audio)
+
+
+class _Account(pj.Account):
+    """Our SIP account: hands each registrar answer to the thread's `on_registration`."""
+
+    def __init__(self, on_registration: Callable[[Registration], None]) -> None:
+        super().__init__()
+        self._on_registration = on_registration
+
+    def onRegState(self, prm: pj.OnRegStateParam) -> None:  # noqa: N802
+        self._on_registration(Registration(int(prm.code), str(prm.reason), int(prm.expiration)))
 
 
 class _PjThread:
@@ -195,7 +271,26 @@ class _PjThread:
         # teardown before libDestroy — a Call deleted after it aborts the interpreter.
         self.made: weakref.WeakSet[Any] = weakref.WeakSet()
         self.destroyed = False
+        self.registration = Registration()
+        self.registered = threading.Event()  # set at the registrar's first final answer
         self.thread = threading.Thread(target=self._main, name="pjsip", daemon=True)
+
+    def on_registration(self, registration: Registration) -> None:
+        """On this thread: the registrar's answer (a refresh's too)."""
+        previous, self.registration = self.registration, registration
+        registrar = self.config.registrar
+        if registration.ok:
+            if not previous.ok:
+                log.info(
+                    "SIP registration at %s: %d %s, expires in %d s",
+                    registrar,
+                    registration.code,
+                    registration.reason,
+                    registration.expires,
+                )
+        else:
+            log.warning("SIP registration at %s failed: %d %s", registrar, registration.code, registration.reason)
+        self.registered.set()
 
     def track(self, obj: Any) -> None:
         """Keep a pjsua2 object alive until it is released (on this thread) or shutdown."""
@@ -252,6 +347,8 @@ class _PjThread:
         ep_config = pj.EpConfig()
         ep_config.uaConfig.threadCnt = 0  # SIP events are polled on this thread
         ep_config.uaConfig.mainThreadOnly = False
+        ep_config.uaConfig.maxCalls = self.config.max_calls  # pjsua2's default is 4
+        ep_config.medConfig.maxMediaPorts = media_ports_for(self.config.max_calls)
         ep_config.logConfig.level = 1
         ep_config.logConfig.consoleLevel = 1
         ep_config.medConfig.clockRate = SAMPLE_RATE
@@ -286,7 +383,7 @@ class _PjThread:
         if self.config.bind != "0.0.0.0":  # RTP on the same address as SIP (loopback tests)
             account_config.mediaConfig.transportConfig.boundAddress = self.config.bind
             account_config.mediaConfig.transportConfig.publicAddress = self.config.bind
-        account = pj.Account()
+        account = _Account(self.on_registration)
         account.create(account_config)
         self.endpoint, self.account = endpoint, account
 
@@ -345,6 +442,7 @@ class _SipCall:
     recorder: Any = None
     pj_confirmed: bool = False
     recording_closed: bool = False
+    holds_slot: bool = False  # one of the carrier's PJSIP call slots, from the INVITE to DISCONNECTED
 
     # ---- from the PJSIP thread (called there; hop to asyncio)
 
@@ -356,6 +454,9 @@ class _SipCall:
 
     def pj_state(self, state: int, code: int, reason: str) -> None:
         self._to_loop(self._state, state, code, reason)
+
+    def slot_freed(self) -> None:
+        self._to_loop(self.carrier.free_slot, self)
 
     def connect_media(self, audio: Any) -> None:
         if self.port is None:
@@ -543,11 +644,65 @@ class SipCarrier:
         self._pj = _PjThread(config)
         self._started = False
         self._closing: set[asyncio.Task[None]] = set()  # hang-ups waiting for their recording
+        self._slots: asyncio.Semaphore | None = None  # PJSIP call slots (made on the loop)
+        self.slots_in_use = 0
+        self.peak_slots_in_use = 0
+        self.capacity_waits = 0  # dials that waited for a free call slot
+        self.slot_retries = 0  # INVITEs PJSIP refused (PJ_ETOOMANY) and sent again once a slot was free
 
     async def start(self) -> None:
-        if not self._started:
-            await asyncio.get_running_loop().run_in_executor(None, self._pj.start)
-            self._started = True
+        """Start PJSIP; with a registrar, wait for its answer and raise SipRegistrationError
+        (PJSIP stopped again) when it refuses or does not answer within REGISTER_WAIT_S."""
+        if self._started:
+            return
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(None, self._pj.start)
+        self._started = True
+        if not self.config.registrar:
+            return
+        answered = await loop.run_in_executor(None, self._pj.registered.wait, REGISTER_WAIT_S)
+        registration = self._pj.registration
+        if answered and registration.ok:
+            return
+        await self.aclose()
+        if not answered:
+            raise SipRegistrationError(
+                f"SIP registration at {self.config.registrar}: no answer within {REGISTER_WAIT_S:.0f} s "
+                "(check WAIHU_SIP_REGISTRAR and that the registrar is reachable)",
+                0,
+            )
+        raise SipRegistrationError(
+            f"SIP registration at {self.config.registrar} failed: {registration.code} {registration.reason} "
+            "(check WAIHU_SIP_USERNAME and WAIHU_SIP_PASSWORD)",
+            registration.code,
+        )
+
+    @property
+    def registration(self) -> Registration:
+        """The registrar's last answer (code 0: none yet, or no registrar configured)."""
+        return self._pj.registration
+
+    async def _take_slot(self, call_id: str) -> None:
+        if self._slots is None:
+            self._slots = asyncio.Semaphore(self.config.max_calls)
+        if self._slots.locked():
+            self.capacity_waits += 1
+            log.warning(
+                "call %s waits for a free SIP call slot: all %d in use (WAIHU_SIP_MAX_CALLS; keep the worker's "
+                "concurrency at or below it)",
+                call_id,
+                self.config.max_calls,
+            )
+        await self._slots.acquire()
+        self.slots_in_use += 1
+        self.peak_slots_in_use = max(self.peak_slots_in_use, self.slots_in_use)
+
+    def free_slot(self, call: _SipCall) -> None:
+        """On the loop: PJSIP has freed `call`'s slot (DISCONNECTED), or it never took one."""
+        if call.holds_slot and self._slots is not None:
+            call.holds_slot = False
+            self.slots_in_use -= 1
+            self._slots.release()
 
     @property
     def pj_objects(self) -> list[Any]:
@@ -666,26 +821,51 @@ class SipCarrier:
         loop = asyncio.get_running_loop()
         call = _SipCall(self, call_id, phone, loop, endpointer=Endpointer(self.vad), recording_path=recording_path)
         self._calls[call_id] = call
+        try:
+            await self._take_slot(call_id)
+        except BaseException:  # cancelled while waiting: nothing was sent
+            self._calls.pop(call_id, None)
+            raise
+        call.holds_slot = True
+        if call.ended:  # hung up while it waited for a slot: no INVITE
+            self.free_slot(call)
+            return ""
         uri = f"sip:{phone}@{self.config.domain}"
 
         def make_call() -> str:
             assert self._pj.account is not None
+            if call.ended:
+                return ""
             pj_call = _Call(self._pj.account, call)
-            call.pj_call = pj_call
-            self._pj.track(pj_call)
             params = pj.CallOpParam(True)
             if caller_id:
                 params.txOption.headers.append(
                     _header("P-Asserted-Identity", f"<sip:{caller_id}@{self.config.domain}>")
                 )
-            pj_call.makeCall(uri, params)
+            pj_call.makeCall(uri, params)  # raises: the Call object goes with this frame
+            call.pj_call = pj_call
+            self._pj.track(pj_call)
             return str(pj_call.getInfo().callIdString)
 
-        try:
-            sip_call_id = await self._in_pj(make_call)
-        except pj.Error as error:
-            call.finish("NORMAL_TEMPORARY_FAILURE", "unreachable")
-            log.warning("call %s: INVITE not sent (%s)", call_id, error.info())
+        # PJSIP reports a call we hang up DISCONNECTED at once, but keeps its slot until the
+        # INVITE transaction is over (the 487 to our CANCEL; at worst 64 × T1): a slot our
+        # count says is free may still be taken. Such a dial waits for it, never fails.
+        deadline = loop.time() + SLOT_WAIT_S
+        while True:
+            try:
+                sip_call_id = await self._in_pj(make_call)
+                break
+            except pj.Error as error:
+                if error.status == PJ_ETOOMANY and loop.time() < deadline and not call.ended:
+                    self.slot_retries += 1
+                    await asyncio.sleep(SLOT_RETRY_S)
+                    continue
+                self.free_slot(call)  # no INVITE: PJSIP took no slot
+                call.finish("NORMAL_TEMPORARY_FAILURE", "unreachable")
+                log.warning("call %s: INVITE not sent (%s)", call_id, error.info())
+                return ""
+        if not sip_call_id:  # hung up before the INVITE went out
+            self.free_slot(call)
             return ""
         call.ring_timer = loop.call_later(timeout_s, self._ring_out, call)
         return sip_call_id

@@ -102,29 +102,41 @@ def sip_stack(sip_proxy: Proxy) -> Iterator[SipStack]:
     loop.close()
 
 
-@pytest.fixture()
-def sipp_callee(tmp_path: Path) -> Iterator:
-    """Start SIPp with one of the scenarios here; returns the number that reaches it."""
-    processes: list[subprocess.Popen] = []
+class SippCallees:
+    """Starts SIPp callees; `started[number]` is the SIPp process that number reaches."""
 
-    def start(scenario: str) -> str:
+    def __init__(self, work: Path) -> None:
+        self.work = work
+        self.started: dict[str, subprocess.Popen] = {}
+
+    def __call__(self, scenario: str, calls: int = 1) -> str:
+        """SIPp with one of the scenarios here, for `calls` calls; returns the number that reaches it."""
         port = free_udp_port()
         process = subprocess.Popen(
-            ["sipp", "-sf", str(HERE / scenario), "-i", "127.0.0.1", "-p", str(port), "-m", "1", "-nostdin"]
-            + ["-trace_err", "-error_file", str(tmp_path / "sipp-errors.log")],
+            ["sipp", "-sf", str(HERE / scenario), "-i", "127.0.0.1", "-p", str(port), "-m", str(calls), "-nostdin"]
+            + ["-trace_err", "-error_file", str(self.work / "sipp-errors.log")],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.STDOUT,
-            cwd=tmp_path,
+            cwd=self.work,
         )
-        processes.append(process)
+        number = sipp_number(port)
+        self.started[number] = process
         time.sleep(0.3)
-        return sipp_number(port)
+        return number
 
-    yield start
-    for process in processes:
-        if process.poll() is None:
-            process.terminate()
-        process.wait(10)
+    def stop(self) -> None:
+        for process in self.started.values():
+            if process.poll() is None:
+                process.terminate()
+            process.wait(10)
+
+
+@pytest.fixture()
+def sipp_callee(tmp_path: Path) -> Iterator[SippCallees]:
+    """Start SIPp with one of the scenarios here; returns the number that reaches it."""
+    callees = SippCallees(tmp_path)
+    yield callees
+    callees.stop()
 
 
 @dataclass

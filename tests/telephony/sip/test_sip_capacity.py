@@ -1,0 +1,60 @@
+"""A SIP worker's capacity: PJSIP holds a fixed number of calls (telephony.sip.capacity). Dials
+beyond it wait for a free slot and reach the callee; none is graded `unreachable` as if the
+callee's network had failed (before: every dial past pjsua2's default 4 came back unreachable)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+
+import pytest
+
+from telephony.carrier import CallEvent
+from telephony.sip.capacity import DEFAULT_MAX_CALLS, MAX_CALLS_LIMIT
+from telephony.sip.carrier import SipConfig, SipConfigError, media_ports_for
+from tests.telephony.sip.conftest import SipStack
+
+
+def test_three_times_the_capacity_dialled_at_once_all_ring_at_the_callee(sip_stack: SipStack, sipp_callee) -> None:
+    carrier = sip_stack.carrier
+    capacity = carrier.config.max_calls
+    assert capacity == DEFAULT_MAX_CALLS == MAX_CALLS_LIMIT
+    calls = 3 * capacity
+    number = sipp_callee("uas_no_answer.xml", calls=calls)
+    call_ids = [f"cap-{uuid.uuid4().hex[:8]}" for _ in range(calls)]
+    carrier.peak_slots_in_use = carrier.slots_in_use
+    waits_before = carrier.capacity_waits
+
+    async def go() -> tuple[list[str], dict[str, CallEvent]]:
+        sip_ids = await asyncio.gather(*(carrier.dial(call_id, number, timeout_s=1) for call_id in call_ids))
+        hangups: dict[str, CallEvent] = {}
+        while len(hangups) < calls:
+            event = await carrier.events.get()
+            if event.call_id in call_ids and event.kind == "hangup":
+                hangups[event.call_id] = event
+        return list(sip_ids), hangups
+
+    started = time.monotonic()
+    sip_ids, hangups = sip_stack.run(go(), timeout=40)
+    took = time.monotonic() - started
+    # Every dial went out as an INVITE (a SIP Call-ID each) and rang out: no_answer, not unreachable.
+    assert all(sip_ids) and len(set(sip_ids)) == calls
+    assert {(e.cause, e.status, e.answered) for e in hangups.values()} == {("NO_ANSWER", "no_answer", False)}
+    # Never more calls in PJSIP than it holds; the others waited their turn (three waves of ~1 s rings).
+    assert carrier.peak_slots_in_use == capacity
+    assert carrier.capacity_waits - waits_before == calls - capacity
+    assert 3 <= took < 12
+    # The callee saw all of them (SIPp exits 0 once its `-m` calls all succeeded).
+    assert sipp_callee.started[number].wait(10) == 0
+
+
+def test_max_calls_is_bounded_by_what_pjsip_was_built_for() -> None:
+    assert SipConfig.from_env({"WAIHU_SIP_DOMAIN": "trunk.example.cn", "WAIHU_SIP_MAX_CALLS": "2"}).max_calls == 2
+    assert SipConfig.from_env({"WAIHU_SIP_DOMAIN": "trunk.example.cn"}).max_calls == DEFAULT_MAX_CALLS
+    with pytest.raises(SipConfigError, match=f"WAIHU_SIP_MAX_CALLS=40: set it between 1 and {MAX_CALLS_LIMIT}"):
+        SipConfig.from_env({"WAIHU_SIP_DOMAIN": "trunk.example.cn", "WAIHU_SIP_MAX_CALLS": "40"})
+    with pytest.raises(SipConfigError, match="WAIHU_SIP_MAX_CALLS='many'"):
+        SipConfig.from_env({"WAIHU_SIP_DOMAIN": "trunk.example.cn", "WAIHU_SIP_MAX_CALLS": "many"})
+    # The conference bridge has room for each call's own slot, our audio port and a recorder.
+    assert media_ports_for(MAX_CALLS_LIMIT) >= 3 * MAX_CALLS_LIMIT
