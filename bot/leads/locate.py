@@ -21,7 +21,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from sqlalchemy import bindparam, func, or_, select, update
+from sqlalchemy import bindparam, func, or_, select, text, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.expression import ColumnElement
@@ -32,7 +32,6 @@ from bot.core.region import SOURCE_UNKNOWN, region_of_number
 from bot.leads.models import Lead
 
 DEFAULT_BATCH = 1000
-_LEADS = Lead.__table__
 
 
 @dataclass
@@ -77,36 +76,49 @@ def locate_batch(
     ).all()
     if not rows:
         return None
-    values = []
+    located: list[tuple] = []
     for lead_id, ciphertext in rows:
         region = region_of_number(keyring.decrypt_phone(ciphertext))
         if region is None:
             report.unknown += 1
-            values.append({"id": lead_id, "region_source": SOURCE_UNKNOWN})
+            located.append((lead_id, None, None, None, SOURCE_UNKNOWN))  # empty as before, marked looked-up
             continue
         report.filled += 1
         report.by_timezone[region.timezone] += 1
-        values.append(
-            {
-                "id": lead_id,
-                "province": region.province,
-                "city": region.city,
-                "timezone": region.timezone,
-                "region_source": region.source,
-            }
-        )
+        located.append((lead_id, region.province, region.city, region.timezone, region.source))
     report.looked_at += len(rows)
-    # Two statements (the unknown ones set one column), each one executemany keyed on the id.
-    for group in ([v for v in values if len(v) > 2], [v for v in values if len(v) == 2]):
-        if group:
-            columns = [name for name in group[0] if name != "id"]
-            statement = (
-                update(_LEADS)
-                .where(_LEADS.c.id == bindparam("lead_id"))
-                .values({name: bindparam(f"new_{name}") for name in columns})
-            )
-            session.execute(statement, [{"lead_id": v["id"], **{f"new_{n}": v[n] for n in columns}} for v in group])
+    _write(session, located)
     return rows[-1][0]
+
+
+# PostgreSQL: the batch as five arrays, one statement (psycopg2 sends a Python list as an ARRAY).
+_UPDATE_FROM_ARRAYS = text(
+    "UPDATE leads SET province = located.province, city = located.city, timezone = located.timezone, "
+    "region_source = located.region_source "
+    "FROM unnest(CAST(:ids AS bigint[]), CAST(:provinces AS text[]), CAST(:cities AS text[]), "
+    "CAST(:zones AS text[]), CAST(:sources AS text[])) "
+    "AS located (lead_id, province, city, timezone, region_source) "
+    "WHERE leads.id = located.lead_id"
+)
+
+
+def _write(session: Session, located: list[tuple]) -> None:
+    """One statement for the batch. PostgreSQL: UPDATE … FROM unnest(arrays) — a row-by-row
+    executemany was the pass's cost (one round trip a lead: 3,000 leads/s measured), and a
+    VALUES list compiled slower still. SQLite (in process, no round trips): an executemany."""
+    if session.get_bind().dialect.name == "postgresql":
+        ids, provinces, cities, zones, sources = (list(column) for column in zip(*located))
+        session.execute(
+            _UPDATE_FROM_ARRAYS,
+            {"ids": ids, "provinces": provinces, "cities": cities, "zones": zones, "sources": sources},
+        )
+        return
+    names = ("province", "city", "timezone", "region_source")
+    leads = Lead.__table__
+    session.execute(
+        update(leads).where(leads.c.id == bindparam("lead_id")).values({n: bindparam(f"new_{n}") for n in names}),
+        [{"lead_id": row[0], **{f"new_{n}": v for n, v in zip(names, row[1:])}} for row in located],
+    )
 
 
 def locate_missing(

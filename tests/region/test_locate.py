@@ -132,6 +132,23 @@ def test_the_beat_task_fills_a_pass_at_a_time(settings_env, db, keyring, tmp_pat
     assert _regions(db, ids)["09991234567"] == NUMBERS["09991234567"]
 
 
+def test_the_beat_task_rests_once_nothing_is_left(settings_env, db, keyring, tmp_path, monkeypatch) -> None:
+    from bot.leads import tasks
+
+    monkeypatch.setattr(tasks, "_idle_until", 0.0)
+    monkeypatch.setattr(tasks, "LOCATE_PER_PASS", 3)
+    ids = _old_leads(db, keyring, tmp_path)
+    assert tasks.locate_leads()["looked_at"] == 3  # the task as beat runs it (Celery runs it in-process here)
+    assert tasks.locate_leads()["looked_at"] == 2
+    assert tasks.locate_leads()["looked_at"] == 0  # nothing left: this process rests for an hour ...
+    with session_scope(db) as session:  # (a lead like those uploaded before 0014 appears)
+        session.execute(update(Lead).where(Lead.id == ids[LOCATED]).values(region_source=None))
+    assert "skipped" in tasks.locate_leads()
+    monkeypatch.setattr(tasks, "_idle_until", 0.0)  # ... then looks again
+    assert tasks.locate_leads()["filled"] == 1
+    assert tasks.locate_leads.name in tasks.app.tasks  # registered on the workers' Celery app
+
+
 def test_the_beat_task_skips_when_the_database_is_down(monkeypatch, tmp_path) -> None:
     monkeypatch.setenv("WAIHU_SECRET_KEY", TEST_SECRET)
     monkeypatch.setenv("WAIHU_DATABASE_URL", "postgresql://nobody@127.0.0.1:1/none")
