@@ -251,7 +251,8 @@ class _Account(pj.Account):
         self._on_registration = on_registration
 
     def onRegState(self, prm: pj.OnRegStateParam) -> None:  # noqa: N802
-        self._on_registration(Registration(int(prm.code), str(prm.reason), int(prm.expiration)))
+        code = int(prm.code)
+        self._on_registration(Registration(code, str(prm.reason), int(prm.expiration) if 200 <= code < 300 else 0))
 
 
 class _PjThread:
@@ -632,8 +633,16 @@ class _SipCall:
 class SipCarrier:
     """A `Carrier` over SIP. `asr`: the recogniser for the callee's speech (telephony.asr)."""
 
-    def __init__(self, config: SipConfig, asr: ASR, *, vad: EndpointerConfig | None = None) -> None:
+    def __init__(
+        self,
+        config: SipConfig,
+        asr: ASR,
+        *,
+        vad: EndpointerConfig | None = None,
+        register_wait_s: float = REGISTER_WAIT_S,
+    ) -> None:
         self.config = config
+        self.register_wait_s = register_wait_s
         self.asr = asr
         self.vad = vad or EndpointerConfig.from_env()
         self.events: asyncio.Queue[CallEvent] = asyncio.Queue()
@@ -652,7 +661,7 @@ class SipCarrier:
 
     async def start(self) -> None:
         """Start PJSIP; with a registrar, wait for its answer and raise SipRegistrationError
-        (PJSIP stopped again) when it refuses or does not answer within REGISTER_WAIT_S."""
+        (PJSIP stopped again) when it refuses or does not answer within `register_wait_s`."""
         if self._started:
             return
         loop = asyncio.get_running_loop()
@@ -660,14 +669,14 @@ class SipCarrier:
         self._started = True
         if not self.config.registrar:
             return
-        answered = await loop.run_in_executor(None, self._pj.registered.wait, REGISTER_WAIT_S)
+        answered = await loop.run_in_executor(None, self._pj.registered.wait, self.register_wait_s)
         registration = self._pj.registration
         if answered and registration.ok:
             return
         await self.aclose()
         if not answered:
             raise SipRegistrationError(
-                f"SIP registration at {self.config.registrar}: no answer within {REGISTER_WAIT_S:.0f} s "
+                f"SIP registration at {self.config.registrar}: no answer within {self.register_wait_s:g} s "
                 "(check WAIHU_SIP_REGISTRAR and that the registrar is reachable)",
                 0,
             )
