@@ -78,6 +78,13 @@ REGISTER_WAIT_S = 10.0  # how long start() waits for the registrar's first answe
 PJ_ETOOMANY = 70010  # pj_status_t: every PJSIP call slot is taken
 SLOT_WAIT_S = RELEASE_AFTER_S + 8.0  # the longest a dial waits for PJSIP to free a slot
 SLOT_RETRY_S = 0.05
+# This PJSIP build polls its sockets with select(): it refuses a socket numbered at or above
+# FD_SETSIZE (PJ_ETOOBIG), so in a process with a thousand files open every call's RTP socket
+# failed and every call came back `unreachable` (measured). The PJSIP thread keeps a few low
+# descriptor numbers (/dev/null) and frees two right before each INVITE (RTP and RTCP).
+SELECT_FD_LIMIT = 1024
+FDS_PER_CALL = 2
+PJ_ETOOBIG = 70017  # pj_status_t: a socket numbered past what select() takes
 
 
 def media_ports_for(max_calls: int) -> int:
@@ -273,6 +280,7 @@ class _PjThread:
         self.made: weakref.WeakSet[Any] = weakref.WeakSet()
         self.destroyed = False
         self.registration = Registration()
+        self.spare_fds: list[int] = []  # low descriptor numbers kept free for the next call's sockets
         self.registered = threading.Event()  # set at the registrar's first final answer
         self.thread = threading.Thread(target=self._main, name="pjsip", daemon=True)
 
@@ -387,11 +395,38 @@ class _PjThread:
         account = _Account(self.on_registration)
         account.create(account_config)
         self.endpoint, self.account = endpoint, account
+        self.keep_spare_fds()
+
+    def keep_spare_fds(self) -> None:
+        """On this thread: hold descriptor numbers select() can take (below SELECT_FD_LIMIT),
+        as many as the calls' sockets need; numbers above it are not worth keeping."""
+        wanted = FDS_PER_CALL * (self.config.max_calls + 2)
+        while len(self.spare_fds) < wanted:
+            fd = os.open(os.devnull, os.O_RDONLY)
+            if fd >= SELECT_FD_LIMIT:
+                os.close(fd)
+                return
+            self.spare_fds.append(fd)
+
+    def free_fds_for_a_call(self) -> None:
+        """On this thread, right before makeCall: the call's RTP and RTCP sockets get the
+        lowest free numbers, so free two of ours (after taking back any a past call freed)."""
+        self.keep_spare_fds()
+        for _ in range(min(FDS_PER_CALL, len(self.spare_fds))):
+            os.close(self.spare_fds.pop())
+
+    def open_files(self) -> int:
+        try:
+            return len(os.listdir("/proc/self/fd"))
+        except OSError:
+            return -1
 
     def _teardown(self) -> None:
         if self.endpoint is None or self.destroyed:
             return
         self.destroyed = True  # libDestroy runs once
+        while self.spare_fds:
+            os.close(self.spare_fds.pop())
         try:
             self.endpoint.hangupAllCalls()
             self.endpoint.libHandleEvents(50)
@@ -845,6 +880,7 @@ class SipCarrier:
             assert self._pj.account is not None
             if call.ended:
                 return ""
+            self._pj.free_fds_for_a_call()
             pj_call = _Call(self._pj.account, call)
             params = pj.CallOpParam(True)
             if caller_id:
@@ -871,7 +907,16 @@ class SipCarrier:
                     continue
                 self.free_slot(call)  # no INVITE: PJSIP took no slot
                 call.finish("NORMAL_TEMPORARY_FAILURE", "unreachable")
-                log.warning("call %s: INVITE not sent (%s)", call_id, error.info())
+                if error.status == PJ_ETOOBIG:
+                    log.error(
+                        "call %s: INVITE not sent: PJSIP cannot use a socket numbered %d or above (it polls "
+                        "with select()) and this process has %d files open; close what leaks descriptors",
+                        call_id,
+                        SELECT_FD_LIMIT,
+                        self._pj.open_files(),
+                    )
+                else:
+                    log.warning("call %s: INVITE not sent (%s)", call_id, error.info())
                 return ""
         if not sip_call_id:  # hung up before the INVITE went out
             self.free_slot(call)

@@ -5,6 +5,9 @@ callee's network had failed (before: every dial past pjsua2's default 4 came bac
 from __future__ import annotations
 
 import asyncio
+import json
+import subprocess
+import sys
 import time
 import uuid
 
@@ -12,8 +15,8 @@ import pytest
 
 from telephony.carrier import CallEvent
 from telephony.sip.capacity import DEFAULT_MAX_CALLS, MAX_CALLS_LIMIT
-from telephony.sip.carrier import SipConfig, SipConfigError, media_ports_for
-from tests.telephony.sip.conftest import SipStack
+from telephony.sip.carrier import SELECT_FD_LIMIT, SipConfig, SipConfigError, media_ports_for
+from tests.telephony.sip.conftest import HERE, SipStack
 
 
 def test_three_times_the_capacity_dialled_at_once_all_ring_at_the_callee(sip_stack: SipStack, sipp_callee) -> None:
@@ -58,3 +61,22 @@ def test_max_calls_is_bounded_by_what_pjsip_was_built_for() -> None:
         SipConfig.from_env({"WAIHU_SIP_DOMAIN": "trunk.example.cn", "WAIHU_SIP_MAX_CALLS": "many"})
     # The conference bridge has room for each call's own slot, our audio port and a recorder.
     assert media_ports_for(MAX_CALLS_LIMIT) >= 3 * MAX_CALLS_LIMIT
+
+
+def test_a_process_with_a_thousand_files_open_still_places_calls(sipp_callee) -> None:
+    """PJSIP polls with select(): a socket numbered 1024 or above is refused, and every call of
+    a process that had that many files open came back `unreachable`. The carrier keeps low
+    numbers for its calls' sockets (in a process of its own: the padding stays there)."""
+    number = sipp_callee("uas_busy.xml")
+    port = int(number[-5:])
+    done = subprocess.run(
+        [sys.executable, "-m", "tests.telephony.sip.fd_probe", f"127.0.0.1:{port}", number],
+        cwd=HERE.parents[2],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result["open_files"] > SELECT_FD_LIMIT
+    assert (result["status"], result["cause"]) == ("line_busy", "USER_BUSY")
