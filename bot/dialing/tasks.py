@@ -35,6 +35,7 @@ from bot.dialing.call_prompts import CallPrompts
 from bot.dialing.dialer import CallFailed, DialCancelled, Dialer
 from bot.dialing.liveness import SEEN_EVERY_S, WorkerLiveness, dial_workers_from_settings
 from bot.dialing.recordings import purge_expired, recorder_from_settings
+from bot.leads.tasks import LOCATE_EVERY_S, locate_leads
 from bot.script.project import DialogsProject
 from bot.script.script_lines import load_script_domain
 from bot.webhooks.tasks import DELIVER_EVERY_S as WEBHOOKS_EVERY_S
@@ -439,6 +440,8 @@ def _configure_from_settings() -> None:
         "deliver-webhooks": {"task": deliver_webhooks.name, "schedule": WEBHOOKS_EVERY_S},
         # Call recordings past their retention (bot.dialing.recordings).
         "purge-recordings": {"task": purge_recordings.name, "schedule": PURGE_RECORDINGS_EVERY_S},
+        # Region (time zone) of leads stored before migration 0014, from their number (bot.leads.locate).
+        "locate-leads": {"task": locate_leads.name, "schedule": LOCATE_EVERY_S},
     }
 
 
