@@ -27,7 +27,7 @@ from rich.text import Text
 
 from bot.cli.console import console, err_console
 from bot.core.errors import UserError
-from bot.core.settings import get_settings
+from bot.core.settings import Settings, get_settings
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 
@@ -43,6 +43,7 @@ def run(
     """Dial: a dial worker and the beat (the hopper every minute) in one process, on the
     configured broker (the embedded one by default). Ctrl-C stops cleanly."""
     settings = get_settings()
+    concurrency = dial_concurrency(settings, concurrency)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     log_path = settings.data_dir / "run.log"
     _log_to(log_path)
@@ -89,6 +90,19 @@ def run(
         raise UserError(
             f"the dial worker stopped on its own (broker {broker}); see {log_path}, then run `waihu run` again."
         )
+
+
+def dial_concurrency(settings: Settings, requested: int) -> int:
+    """Dial threads for this process: a SIP worker gets no more than PJSIP holds calls
+    (WAIHU_SIP_MAX_CALLS); more would wait for a call slot after their T-0 check, holding
+    their campaign's lines."""
+    if settings.carrier != "sip" or requested <= settings.sip_max_calls:
+        return requested
+    err_console.print(
+        f"SIP carrier: {settings.sip_max_calls} calls at once per process (WAIHU_SIP_MAX_CALLS); "
+        f"--concurrency {requested} lowered to {settings.sip_max_calls}. More lines: run more processes."
+    )
+    return settings.sip_max_calls
 
 
 def _interrupt(_signum: int, _frame: Any) -> None:

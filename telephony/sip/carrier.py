@@ -443,6 +443,11 @@ class _PjThread:
             self.account = None
             gc.collect()
             self.endpoint.libDestroy()
+            # The Endpoint goes here, on the thread PJSIP knows: its destructor run later by
+            # another thread (the garbage collector's) aborts the process, and a carrier made
+            # again in this process (a worker retrying its start) needs it gone.
+            self.endpoint = None
+            gc.collect()
         except Exception:
             log.exception("PJSIP shutdown failed")
 

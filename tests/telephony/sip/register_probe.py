@@ -3,7 +3,10 @@ process, and the folder's shared carrier does not register), and print what happ
 JSON: {"registered": bool, "code": int, "reason": str, "expires": int, "error": str,
 "took_s": float}. Used by test_sip_registration.py:
 
-    python -m tests.telephony.sip.register_probe REGISTRAR_URI DOMAIN USERNAME PASSWORD WAIT_S
+    python -m tests.telephony.sip.register_probe REGISTRAR_URI DOMAIN USERNAME PASSWORD WAIT_S [STARTS]
+
+STARTS > 1: start that many carriers one after the other in this process, as a worker that
+retries its start does (the last one's result is printed, with "starts": how many ran).
 """
 
 from __future__ import annotations
@@ -44,7 +47,14 @@ async def probe(registrar: str, domain: str, username: str, password: str, wait_
 def main() -> None:
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
     registrar, domain, username, password, wait_s = sys.argv[1:6]
-    print(json.dumps(asyncio.run(probe(registrar, domain, username, password, float(wait_s)))), flush=True)
+    starts = int(sys.argv[6]) if len(sys.argv) > 6 else 1
+
+    async def run() -> dict:
+        for _ in range(starts):
+            result = await probe(registrar, domain, username, password, float(wait_s))
+        return result | {"starts": starts}
+
+    print(json.dumps(asyncio.run(run())), flush=True)
 
 
 if __name__ == "__main__":
