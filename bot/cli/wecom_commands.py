@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 import typer
-from rich.table import Table
+from rich.table import Column, Table
 
 from bot.cli.console import console, print_json
 
@@ -86,12 +86,14 @@ def tasks(
     as_json: bool = typer.Option(False, "--json", help="One JSON object"),
 ) -> None:
     """Invitations for advisors to follow up by hand: who (masked), what was promised, the link;
-    then the advisor_adds tasks (顾问主动添加: the advisor adds the callee; numbers masked here,
-    the clear number only on the assigned advisor's console page, audited)."""
+    then the advisors' tasks: 加好友 (advisor_adds: the advisor adds the callee), 回电 (a landline
+    A/B callee: 座机·回电) and 转人工·回电 (a hand-off nobody took). Numbers masked here; the clear number
+    only on the assigned advisor's console page, audited."""
     from bot.campaigns.service import get_campaign
     from bot.core.db.engine import open_database, session_scope
-    from bot.wecom.advisor_tasks import list_tasks
+    from bot.wecom.advisor_tasks import TASK_KIND_LABELS, list_tasks
     from bot.wecom.invites import advisor_tasks
+    from intents.callback_times import to_shanghai
 
     with session_scope(open_database()) as session:
         campaign_id = get_campaign(session, campaign).id if campaign else None
@@ -103,20 +105,29 @@ def tasks(
     if add_tasks:
         adds = Table(
             "任务",
+            Column("类型", min_width=12),
             "外呼任务",
-            "手机号",
+            Column("手机号", min_width=11),
             "称呼",
             "等级",
             "人群包",
             "顾问",
             "状态",
-            "查看次数",
-            "截止",
-            title="顾问主动添加任务",
+            "查看",
+            Column("回电时段/截止", no_wrap=True),
+            title="顾问任务",
         )
         for task in add_tasks:
+            # Beijing time, as the robot said it to the callee (stored in UTC); a same-day
+            # window as 11-24 10:30–12:30.
+            due = to_shanghai(task.due_at)
+            starts = to_shanghai(task.call_from) if task.call_from else None
+            when = f"{due:%m-%d %H:%M}"
+            if starts is not None:
+                when = f"{starts:%m-%d %H:%M}–" + (f"{due:%H:%M}" if starts.date() == due.date() else when)
             adds.add_row(
                 task.code,
+                TASK_KIND_LABELS.get(task.kind, task.kind),
                 task.campaign,
                 task.phone_masked,
                 task.callee,
@@ -125,7 +136,7 @@ def tasks(
                 task.advisor_name or task.advisor_userid,
                 task.status_label + ("（已超时）" if task.overdue else ""),
                 str(task.reveals),
-                f"{task.due_at:%Y-%m-%d %H:%M}",
+                when,
             )
         console.print(adds)
     if not rows:

@@ -64,6 +64,7 @@ CALLBACK_STATUS_LABELS = {"open": "待回电", "done": "已回电", "cancelled":
 # Task kinds (AdvisorTask.kind): what the advisor is to do.
 ADD_TASK, CALLBACK_TASK, HANDOFF_TASK = "add", "callback", "handoff"
 CALL_BACK_KINDS = (CALLBACK_TASK, HANDOFF_TASK)
+TASK_KIND_LABELS = {ADD_TASK: "加好友", CALLBACK_TASK: "座机·回电", HANDOFF_TASK: "转人工·回电"}
 TASK_CODE = re.compile(r"\bWH(\d{1,18})\b", re.IGNORECASE)
 
 

@@ -188,7 +188,7 @@ def test_cli_add_mode_status_and_tasks(db, database_url, keyring, monkeypatch):
     assert status.exit_code == 0 and '"add_mode": "advisor_adds"' in status.stdout
     tasks = runner.invoke(app, ["wecom", "tasks"])
     assert tasks.exit_code == 0, tasks.output
-    assert "顾问主动添加任务" in tasks.stdout and "139****" in tasks.stdout
+    assert "顾问任务" in tasks.stdout and "加好友" in tasks.stdout and "139****" in tasks.stdout
     with session_scope(db) as session:
         clear = keyring.decrypt_phone(session.get(Lead, leads[0]).phone_ciphertext)
     assert clear not in tasks.stdout  # masked for ops

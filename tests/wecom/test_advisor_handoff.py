@@ -247,3 +247,26 @@ def test_the_task_goes_to_the_advisor_of_the_leads_audience_pack(db, keyring, mo
         assert (task.advisor_userid, task.kind, task.status) == ("", HANDOFF_TASK, "open")
     with session_scope(db) as session:
         assert len(list_tasks(session, campaign_id=campaign_id)) == 2
+
+
+def test_ops_see_the_call_back_task_and_its_window_in_the_cli(db, database_url, keyring, monkeypatch):
+    from typer.testing import CliRunner
+
+    from bot.cli.app import app
+    from tests.db_fixtures import TEST_SECRET
+
+    with session_scope(db) as session:
+        campaign_id, packs = seed_campaign(session, keyring, {"车主-华南": ("车主", 1)}, name="命令行转人工")
+        set_add_mode(session, "命令行转人工", "advisor_adds")
+    [lead_id] = packs["车主-华南"]
+    log_failed_hand_off(db, campaign_id, lead_id)
+    monkeypatch.setenv("WAIHU_DATABASE_URL", database_url)
+    monkeypatch.setenv("WAIHU_SECRET_KEY", TEST_SECRET)
+    shown = CliRunner().invoke(app, ["wecom", "tasks"])
+    assert shown.exit_code == 0, shown.output
+    assert "顾问任务" in shown.stdout and "加好友" in shown.stdout and "转人工·回电" in shown.stdout, shown.stdout
+    # The hand-off task's window, in Beijing time as the callee heard it: 10:30–12:30.
+    assert "11-24 10:30–12:30" in shown.stdout, shown.stdout
+    with session_scope(db) as session:
+        clear = keyring.decrypt_phone(session.get(Lead, lead_id).phone_ciphertext)
+    assert clear not in shown.stdout
