@@ -926,6 +926,9 @@ class SipCarrier:
         if not sip_call_id:  # hung up before the INVITE went out
             self.free_slot(call)
             return ""
+        sent = call.pj_call
+        if call.ended and sent is not None:  # hung up while the INVITE was going out: CANCEL it
+            self._pj.commands.put(lambda: _hangup_quietly(sent))
         call.ring_timer = loop.call_later(timeout_s, self._ring_out, call)
         return sip_call_id
 
