@@ -83,6 +83,20 @@ class TransferResult:
     detail: str = ""  # the carrier's own words (e.g. an -ERR reply or a hang-up cause)
 
 
+class NoLineFree(Exception):
+    """The carrier could not place the dial for want of a line of its own (SIP: every PJSIP
+    call slot still taken after a short wait). Nothing was sent: not a result of the callee's."""
+
+
+class LineReserving(Protocol):
+    """A carrier with a fixed number of lines (SIP). The dialer reserves a line BEFORE its
+    last compliance check, so no wait for a line falls between the check and the dial."""
+
+    async def reserve_line(self, call_id: str) -> None: ...
+
+    def release_line(self, call_id: str) -> None: ...
+
+
 class Carrier(Protocol):
     events: asyncio.Queue[CallEvent]
 

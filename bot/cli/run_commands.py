@@ -94,8 +94,8 @@ def run(
 
 def dial_concurrency(settings: Settings, requested: int) -> int:
     """Dial threads for this process: a SIP worker gets no more than PJSIP holds calls
-    (WAIHU_SIP_MAX_CALLS); more would wait for a call slot after their T-0 check, holding
-    their campaign's lines."""
+    (WAIHU_SIP_MAX_CALLS); more would wait for a call slot (before their T-0 check) while
+    holding their campaign's lines, which other workers could be dialling."""
     if settings.carrier != "sip" or requested <= settings.sip_max_calls:
         return requested
     err_console.print(

@@ -75,7 +75,7 @@ from bot.dnc.models import SCOPE_OPT_OUT
 from bot.dnc.service import add_entry, dnc_state
 from bot.leads.models import Lead
 from bot.wecom.offers import incentive_for, load_offers
-from telephony.carrier import Carrier
+from telephony.carrier import Carrier, NoLineFree
 from telephony.celery_app import MAX_DIAL_WAIT_S
 from telephony.clock import Clock
 from telephony.compliance.eligibility import NOT_ON_DNC, Attempt, DncState, check_for_callee
@@ -98,6 +98,11 @@ CAMPAIGN_NOT_RUNNING = "campaign_not_running"
 DNC_PENDING = "dnc_pending_in_journal"
 CPS_BACKLOG = "cps_backlog"
 NO_FREE_LINE = "no_free_line"
+# The carrier had no line of its own for the dial (SIP: every PJSIP call slot taken) for longer
+# than CARRIER_LINE_WAIT_S, or until the watchdog: nothing was sent.
+CARRIER_FULL = "carrier_full"
+CARRIER_LINE_WAIT_S = 40.0
+CARRIER_LINE_RETRY_S = 0.05
 # A call the dialer had to end itself (the carrier never answered the request or the call ran too long).
 DIALER_TIMEOUT = "DIALER_TIMEOUT"
 # Seconds between tries of a result write (real time; the database is restarting).
@@ -130,23 +135,62 @@ class CallFailed(Exception):
 
 class CheckedCarrier:
     """The carrier, with a check run at the very moment of `dial` — synchronously, before
-    the request goes out, with no await in between. Everything else is the carrier's."""
+    the request goes out, with no await in between. Everything else is the carrier's.
 
-    def __init__(self, carrier: Carrier, check: Callable[[], str | None], now: Callable[[], datetime]) -> None:
+    A carrier with lines of its own (SIP: PJSIP's call slots; telephony.carrier.LineReserving)
+    is waited for BEFORE the check, and a dial it refuses for want of a line (NoLineFree:
+    nothing sent) is checked again before it is tried again: however long the wait, the rules
+    hold at the instant the request goes out."""
+
+    def __init__(
+        self,
+        carrier: Carrier,
+        check: Callable[[], str | None],
+        now: Callable[[], datetime],
+        on_dial: Callable[[], None] | None = None,
+    ) -> None:
         self._carrier = carrier
         self._check = check
         self._now = now
+        self._on_dial = on_dial  # once, when the request went to the carrier
         self.dialled_at: datetime | None = None
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._carrier, name)
 
-    async def dial(self, *args, **kwargs) -> str:
-        reason = self._check()
-        if reason:
-            raise DialCancelled(reason)
-        self.dialled_at = self._now()
-        return await self._carrier.dial(*args, **kwargs)
+    async def dial(self, call_id: str, *args, **kwargs) -> str:
+        reserve = getattr(self._carrier, "reserve_line", None)
+        give_up = time.monotonic() + CARRIER_LINE_WAIT_S
+        while True:
+            if reserve is not None:
+                await reserve(call_id)
+            reason = self._check()
+            if reason:
+                self._release(call_id)
+                raise DialCancelled(reason)
+            self.dialled_at = self._now()
+            try:
+                carrier_id = await self._carrier.dial(call_id, *args, **kwargs)
+            except NoLineFree:
+                self.dialled_at = None
+                if time.monotonic() >= give_up:
+                    raise DialCancelled(CARRIER_FULL) from None
+                await asyncio.sleep(CARRIER_LINE_RETRY_S)
+                continue
+            except BaseException:
+                self._dialled()  # it may have gone out before the failure
+                raise
+            self._dialled()
+            return carrier_id
+
+    def _dialled(self) -> None:
+        if self._on_dial is not None:
+            self._on_dial()
+
+    def _release(self, call_id: str) -> None:
+        release = getattr(self._carrier, "release_line", None)
+        if release is not None:
+            release(call_id)
 
 
 @dataclass(frozen=True)
@@ -441,26 +485,27 @@ class Dialer:
         reason = self.recheck(call, on_loop=True)
         if reason:
             raise DialCancelled(reason)
-        dialled = False
+        counted = False
 
         def at_dial() -> str | None:
-            nonlocal dialled
-            reason = self.recheck(call, on_loop=True)
-            if reason is None:
-                dialled = True
-                metrics.DIALS.labels(str(call.campaign_id)).inc()
-                metrics.CALLS_IN_FLIGHT.inc()
-            return reason
+            return self.recheck(call, on_loop=True)
 
+        def dialled() -> None:
+            nonlocal counted
+            counted = True
+            metrics.DIALS.labels(str(call.campaign_id)).inc()
+            metrics.CALLS_IN_FLIGHT.inc()
+
+        checked = CheckedCarrier(self.carrier, at_dial, self.now, on_dial=dialled)
         try:
-            return await self._watched_call(call, CheckedCarrier(self.carrier, at_dial, self.now))
+            return await self._watched_call(call, checked)
         except DialCancelled:
             raise
         except Exception as exc:
             log.exception("call for attempt %s (%s) failed after the dial", call.attempt_id, mask_phone(call.phone))
             raise CallFailed(f"{type(exc).__name__}: {exc}") from exc
         finally:
-            if dialled:
+            if counted:
                 metrics.CALLS_IN_FLIGHT.dec()
 
     async def _watched_call(self, call: PreparedCall, carrier: CheckedCarrier) -> CallResult:
@@ -500,6 +545,9 @@ class Dialer:
             return running.result()  # DialCancelled from the check at the dial, too
         running.cancel()
         await asyncio.gather(running, return_exceptions=True)
+        if carrier.dialled_at is None:  # still waiting for a carrier line: nothing was sent
+            carrier._release(call_id)
+            raise DialCancelled(CARRIER_FULL)
         log.warning("attempt %s: no end from the carrier after %.0f s; hanging up", call.attempt_id, self.max_call_s)
         try:
             await asyncio.wait_for(self.carrier.hangup(call_id), 10)

@@ -22,6 +22,7 @@ import socket
 import threading
 import time
 from concurrent.futures import Future
+from typing import Any
 
 import redis
 from celery.signals import worker_init, worker_shutdown
@@ -227,11 +228,27 @@ def runtime() -> DialWorkerRuntime:
         return _runtime
 
 
+def sip_concurrency_warning(settings: Settings, concurrency: int | None) -> str | None:
+    """What to tell ops when a SIP worker runs more dial threads than PJSIP holds calls: the
+    extra dials wait for a call slot (before their T-0 check, so no rule is broken) while
+    holding their campaign's lines. `waihu run` lowers its own --concurrency instead."""
+    if settings.carrier != "sip" or not concurrency or concurrency <= settings.sip_max_calls:
+        return None
+    return (
+        f"SIP carrier: this worker runs {concurrency} dial threads but holds {settings.sip_max_calls} calls at once "
+        f"(WAIHU_SIP_MAX_CALLS); the others wait for a call slot while holding campaign lines. Start it with "
+        f"--concurrency {settings.sip_max_calls}, and more worker processes for more lines."
+    )
+
+
 @worker_init.connect
-def _load_runtime_at_start(**_kwargs) -> None:
+def _load_runtime_at_start(sender: Any = None, **_kwargs) -> None:
     """Load the dialogue model and carrier (and replay the journal, serve /metrics) before
     the worker takes any task: a restarted worker replays what a dead one left, and takes
     no dial it would hold unserved while its model loads (a minute on a busy machine)."""
+    warning = sip_concurrency_warning(get_settings(), getattr(sender, "concurrency", None))
+    if warning:
+        log.warning(warning)
     try:
         runtime()
     except Exception:  # noqa: BLE001  (the first task reports it again, with its attempt)

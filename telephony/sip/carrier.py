@@ -30,11 +30,14 @@ Capacity: PJSIP has a fixed number of call slots: uaConfig.maxCalls (pjsua2's de
 capped silently by the wheel's compile-time PJSUA_MAX_CALLS (telephony.sip.capacity: 4 for
 this build). A slot is taken by the INVITE and freed when the INVITE session is over: a
 hang-up is reported DISCONNECTED at once, but the slot stays taken until the far end answers
-our CANCEL with 487 or our BYE with 200 (64 × T1 = 32 s if it never does). A dial that finds
-every slot taken waits for one (our count, then PJSIP's own: PJ_ETOOMANY is retried) — it is
-never failed as if the callee's network had (an INVITE PJSIP refuses to send was graded
-`unreachable`). Keep the worker's concurrency at or below WAIHU_SIP_MAX_CALLS so that wait is
-milliseconds, not a whole call.
+our CANCEL with 487 or our BYE with 200 (64 × T1 = 32 s if it never does). The dialer takes a
+slot with `reserve_line` BEFORE its last T-0 check (bot.dialing.dialer.CheckedCarrier), so the
+wait for one never falls between the check and the INVITE; a dial PJSIP still refuses
+(PJ_ETOOMANY: our count said free, PJSIP had not let go yet) raises NoLineFree with nothing
+sent, and the dialer waits, checks again and dials again — never graded as if the callee's
+network had failed (an INVITE PJSIP refused to send was graded `unreachable`). Keep the
+worker's concurrency at or below WAIHU_SIP_MAX_CALLS so that wait is milliseconds, not a
+whole call.
 
 Registration: with WAIHU_SIP_REGISTRAR set, `start()` waits for the registrar's answer (at
 most REGISTER_WAIT_S) and raises SipRegistrationError with the SIP code when it is not 2xx:
@@ -61,7 +64,7 @@ from typing import Any
 import pjsua2 as pj
 
 from telephony.asr import ASR, ASRError, ASRStream
-from telephony.carrier import CALL_ENDED, REJECTED, SILENCE, CallEvent, Prompt, TransferResult
+from telephony.carrier import CALL_ENDED, REJECTED, SILENCE, CallEvent, NoLineFree, Prompt, TransferResult
 from telephony.hangup_causes import status_for_hangup
 from telephony.sip.capacity import DEFAULT_MAX_CALLS, MAX_CALLS_LIMIT
 from telephony.sip.causes import cause_for_sip
@@ -76,8 +79,6 @@ RECORDING_CLOSE_WAIT_S = 3.0  # the longest a hang-up waits for its recording's 
 FRAME_BYTES = SAMPLE_RATE // 50 * 2  # 20 ms of 16-bit PCM
 REGISTER_WAIT_S = 10.0  # how long start() waits for the registrar's first answer
 PJ_ETOOMANY = 70010  # pj_status_t: every PJSIP call slot is taken
-SLOT_WAIT_S = RELEASE_AFTER_S + 8.0  # the longest a dial waits for PJSIP to free a slot
-SLOT_RETRY_S = 0.05
 # This PJSIP build polls its sockets with select(): it refuses a socket numbered at or above
 # FD_SETSIZE (PJ_ETOOBIG), so in a process with a thousand files open every call's RTP socket
 # failed and every call came back `unreachable` (measured). The PJSIP thread keeps a few low
@@ -698,6 +699,7 @@ class SipCarrier:
         self.peak_slots_in_use = 0
         self.capacity_waits = 0  # dials that waited for a free call slot
         self.slot_retries = 0  # INVITEs PJSIP refused (PJ_ETOOMANY) and sent again once a slot was free
+        self._reserved: set[str] = set()  # call ids holding a slot taken by reserve_line, not yet dialled
 
     async def start(self) -> None:
         """Start PJSIP; with a registrar, wait for its answer and raise SipRegistrationError
@@ -745,6 +747,22 @@ class SipCarrier:
         await self._slots.acquire()
         self.slots_in_use += 1
         self.peak_slots_in_use = max(self.peak_slots_in_use, self.slots_in_use)
+
+    async def reserve_line(self, call_id: str) -> None:
+        """Wait for, and take, a call slot for `call_id` ahead of its dial (the dialer does this
+        before its last T-0 check: the wait for a slot never comes between the check and the
+        INVITE). `dial(call_id, …)` uses it; `release_line` gives it back if it is not dialled."""
+        if call_id in self._reserved:
+            return
+        await self._take_slot(call_id)
+        self._reserved.add(call_id)
+
+    def release_line(self, call_id: str) -> None:
+        """A reserved slot whose dial was cancelled (its check failed): free again."""
+        if call_id in self._reserved and self._slots is not None:
+            self._reserved.discard(call_id)
+            self.slots_in_use -= 1
+            self._slots.release()
 
     def free_slot(self, call: _SipCall) -> None:
         """On the loop: PJSIP has freed `call`'s slot (DISCONNECTED), or it never took one."""
@@ -870,11 +888,14 @@ class SipCarrier:
         loop = asyncio.get_running_loop()
         call = _SipCall(self, call_id, phone, loop, endpointer=Endpointer(self.vad), recording_path=recording_path)
         self._calls[call_id] = call
-        try:
-            await self._take_slot(call_id)
-        except BaseException:  # cancelled while waiting: nothing was sent
-            self._calls.pop(call_id, None)
-            raise
+        if call_id in self._reserved:  # taken by reserve_line before the dialer's last check
+            self._reserved.discard(call_id)
+        else:
+            try:
+                await self._take_slot(call_id)
+            except BaseException:  # cancelled while waiting: nothing was sent
+                self._calls.pop(call_id, None)
+                raise
         call.holds_slot = True
         if call.ended:  # hung up while it waited for a slot: no INVITE
             self.free_slot(call)
@@ -897,32 +918,33 @@ class SipCarrier:
             self._pj.track(pj_call)
             return str(pj_call.getInfo().callIdString)
 
-        # PJSIP reports a call we hang up DISCONNECTED at once, but keeps its slot until the
-        # INVITE transaction is over (the 487 to our CANCEL; at worst 64 × T1): a slot our
-        # count says is free may still be taken. Such a dial waits for it, never fails.
-        deadline = loop.time() + SLOT_WAIT_S
-        while True:
-            try:
-                sip_call_id = await self._in_pj(make_call)
-                break
-            except pj.Error as error:
-                if error.status == PJ_ETOOMANY and loop.time() < deadline and not call.ended:
-                    self.slot_retries += 1
-                    await asyncio.sleep(SLOT_RETRY_S)
-                    continue
-                self.free_slot(call)  # no INVITE: PJSIP took no slot
-                call.finish("NORMAL_TEMPORARY_FAILURE", "unreachable")
-                if error.status == PJ_ETOOBIG:
-                    log.error(
-                        "call %s: INVITE not sent: PJSIP cannot use a socket numbered %d or above (it polls "
-                        "with select()) and this process has %d files open; close what leaks descriptors",
-                        call_id,
-                        SELECT_FD_LIMIT,
-                        self._pj.open_files(),
-                    )
-                else:
-                    log.warning("call %s: INVITE not sent (%s)", call_id, error.info())
-                return ""
+        try:
+            sip_call_id = await self._in_pj(make_call)
+        except pj.Error as error:
+            self.free_slot(call)  # no INVITE: PJSIP took no slot
+            if error.status == PJ_ETOOMANY and not call.ended:
+                # PJSIP reports a call we hang up DISCONNECTED at once, but keeps its slot until
+                # the INVITE transaction is over (the 487 to our CANCEL; at worst 64 × T1): a
+                # slot our count says is free may still be taken. Nothing was sent, and the
+                # callee did nothing: NoLineFree, and the dialer waits, checks the rules again
+                # and dials again (bot.dialing.dialer.CheckedCarrier) — a wait here, after the
+                # dialer's last check, could carry the INVITE past a closing window.
+                self.slot_retries += 1
+                call.ended = True
+                self._calls.pop(call_id, None)
+                raise NoLineFree(f"every PJSIP call slot is taken ({self.config.max_calls})") from None
+            call.finish("NORMAL_TEMPORARY_FAILURE", "unreachable")
+            if error.status == PJ_ETOOBIG:
+                log.error(
+                    "call %s: INVITE not sent: PJSIP cannot use a socket numbered %d or above (it polls "
+                    "with select()) and this process has %d files open; close what leaks descriptors",
+                    call_id,
+                    SELECT_FD_LIMIT,
+                    self._pj.open_files(),
+                )
+            else:
+                log.warning("call %s: INVITE not sent (%s)", call_id, error.info())
+            return ""
         if not sip_call_id:  # hung up before the INVITE went out
             self.free_slot(call)
             return ""

@@ -10,9 +10,11 @@ import subprocess
 import sys
 import time
 import uuid
+from datetime import datetime, timezone
 
 import pytest
 
+from bot.dialing.dialer import CheckedCarrier, DialCancelled
 from telephony.carrier import CallEvent
 from telephony.sip.capacity import DEFAULT_MAX_CALLS, MAX_CALLS_LIMIT
 from telephony.sip.carrier import SELECT_FD_LIMIT, SipConfig, SipConfigError, media_ports_for
@@ -30,7 +32,9 @@ def test_three_times_the_capacity_dialled_at_once_all_ring_at_the_callee(sip_sta
     waits_before = carrier.capacity_waits
 
     async def go() -> tuple[list[str], dict[str, CallEvent]]:
-        sip_ids = await asyncio.gather(*(carrier.dial(call_id, number, timeout_s=1) for call_id in call_ids))
+        # Through the dialer's CheckedCarrier, as every production dial goes (check passes).
+        checked = CheckedCarrier(carrier, lambda: None, lambda: datetime.now(timezone.utc))
+        sip_ids = await asyncio.gather(*(checked.dial(call_id, number, timeout_s=1) for call_id in call_ids))
         hangups: dict[str, CallEvent] = {}
         while len(hangups) < calls:
             event = await carrier.events.get()
@@ -46,7 +50,7 @@ def test_three_times_the_capacity_dialled_at_once_all_ring_at_the_callee(sip_sta
     assert {(e.cause, e.status, e.answered) for e in hangups.values()} == {("NO_ANSWER", "no_answer", False)}
     # Never more calls in PJSIP than it holds; the others waited their turn (three waves of ~1 s rings).
     assert carrier.peak_slots_in_use == capacity
-    assert carrier.capacity_waits - waits_before == calls - capacity
+    assert carrier.capacity_waits - waits_before >= calls - capacity
     assert 3 <= took < 12
     # The callee saw all of them (SIPp exits 0 once its `-m` calls all succeeded).
     assert sipp_callee.started[number].wait(10) == 0
@@ -80,3 +84,66 @@ def test_a_process_with_a_thousand_files_open_still_places_calls(sipp_callee) ->
     result = json.loads(done.stdout.strip().splitlines()[-1])
     assert result["open_files"] > SELECT_FD_LIMIT
     assert (result["status"], result["cause"]) == ("line_busy", "USER_BUSY")
+
+
+def test_the_dialers_last_check_comes_after_the_wait_for_a_slot(sip_stack: SipStack, sipp_callee) -> None:
+    """Every slot held by ringing calls: a dial through the dialer's CheckedCarrier waits for a
+    slot BEFORE its last T-0 check, so the rules are checked at the instant the INVITE goes out,
+    however long the wait; a check that fails after the wait gives the slot back, nothing sent."""
+    carrier = sip_stack.carrier
+    capacity = carrier.config.max_calls
+    sip_stack.run(_slots_drained(carrier), timeout=15)  # the calls of earlier tests have let go
+    number = sipp_callee("uas_no_answer.xml", calls=2 * capacity)  # holders, the late one, the busy ones
+    holders = [f"hold-{uuid.uuid4().hex[:8]}" for _ in range(capacity)]
+    late_id, closed_id = f"late-{uuid.uuid4().hex[:8]}", f"closed-{uuid.uuid4().hex[:8]}"
+    busy = [f"busy-{uuid.uuid4().hex[:8]}" for _ in range(capacity - 1)]
+    checked_at: list[float] = []  # the late dial's checks (again after any PJ_ETOOMANY)
+    closed_checks: list[float] = []
+    hung_up: dict[str, float] = {}
+    now = lambda: datetime.now(timezone.utc)  # noqa: E731
+
+    def check_passes() -> str | None:
+        checked_at.append(time.monotonic())
+        return None
+
+    def window_closed() -> str | None:
+        closed_checks.append(time.monotonic())
+        return "outside_calling_window"
+
+    async def go() -> tuple[str, str | None]:
+        async def note_hang_ups() -> None:
+            while len(hung_up) < 2 * capacity:
+                event = await carrier.events.get()
+                if event.kind == "hangup":
+                    hung_up[event.call_id] = time.monotonic()
+
+        watcher = asyncio.ensure_future(note_hang_ups())
+        await asyncio.gather(*(carrier.dial(call_id, number, timeout_s=2) for call_id in holders))
+        assert carrier.slots_in_use == capacity
+        sip_id = await CheckedCarrier(carrier, check_passes, now).dial(late_id, number, timeout_s=1)
+        # Every slot taken again; this dial's check fails once it has waited for one.
+        await asyncio.gather(*(carrier.dial(call_id, number, timeout_s=1) for call_id in busy))
+        refused: str | None = None
+        try:
+            await CheckedCarrier(carrier, window_closed, now).dial(closed_id, number)
+        except DialCancelled as cancelled:
+            refused = cancelled.reason
+        await watcher
+        return sip_id, refused
+
+    sip_id, refused = sip_stack.run(go(), timeout=40)
+    assert sip_id, "the late dial went out once a slot was free"
+    # Its check ran after a holder rang out and freed its slot — not before the wait.
+    assert checked_at and checked_at[0] >= min(hung_up[h] for h in holders), (checked_at, hung_up)
+    assert refused == "outside_calling_window" and len(closed_checks) == 1
+    assert closed_id not in hung_up, "the refused dial was never placed"
+    # Its slot was given back: once PJSIP has let go of the placed calls (their DISCONNECTED
+    # comes after the 487 to our CANCEL, a moment after the hang-up event), none is held.
+    sip_stack.run(_slots_drained(carrier), timeout=15)
+    assert carrier.slots_in_use == 0
+    assert sipp_callee.started[number].wait(10) == 0  # SIPp saw exactly the 2 × capacity calls it expected
+
+
+async def _slots_drained(carrier) -> None:
+    while carrier.slots_in_use:
+        await asyncio.sleep(0.05)
