@@ -29,7 +29,6 @@ def handed_off_and_failed(db, keyring) -> tuple[int, int, str]:
             attempt.status, attempt.outcome, attempt.grade = "completed", "answered", "B"
             attempt.grade_reason, attempt.handoff, attempt.followups = "B：要求转人工", handoff, followups
             attempt.ended_at = ended
-        session.get(CallAttempt, failed).callback_at = callback.window_start
     return taken, failed, callback.window_start.astimezone(SHANGHAI).strftime("%Y-%m-%d %H:%M")
 
 
@@ -49,5 +48,5 @@ def test_call_detail_shows_the_hand_off(db, keyring) -> None:
     assert {c.id: c.handoff for c in listing.calls} == {taken: "handed_off", failed: "handoff_failed"}
     assert "<dt>转人工</dt>" in page(taken_detail) and "已转人工" in page(taken_detail)
     failed_page = page(failed_detail)
-    assert "转人工失败，已预约顾问回电" in failed_page and f"回电时间 {callback_at} 起" in failed_page
+    assert "转人工失败，已预约顾问回电" in failed_page and f"顾问回电时间 {callback_at} 起" in failed_page
     assert "<dt>转人工</dt>" not in page(taken_detail.copy(update={"handoff": None, "handoff_label": None}))
